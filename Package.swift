@@ -1,0 +1,41 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Numeric targets are built with unchecked arithmetic and exclusivity in release; debug
+// builds keep every check so the test suite catches out-of-bounds and overflow bugs.
+let numeric: [SwiftSetting] = [
+    .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked"], .when(configuration: .release))
+]
+
+let package = Package(
+    name: "distill",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "distill", targets: ["DistillCLI"]),
+        .library(name: "DistillCore", targets: ["Core"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CBLAS", pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(
+            name: "CHDF5", pkgConfig: "hdf5",
+            providers: [.apt(["libhdf5-dev"])]),
+        .target(name: "Core", dependencies: ["CBLAS"], swiftSettings: numeric),
+        .target(name: "TextData", dependencies: ["Core"], swiftSettings: numeric),
+        .target(name: "Formats", dependencies: ["Core", "TextData", "CHDF5"], swiftSettings: numeric),
+        .executableTarget(
+            name: "DistillCLI",
+            dependencies: [
+                "Core", "TextData", "Formats",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .testTarget(name: "CoreTests", dependencies: ["Core"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "TextDataTests", dependencies: ["TextData"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "FormatsTests", dependencies: ["Formats"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "CLITests", dependencies: ["DistillCLI"]),
+    ]
+)

@@ -1,0 +1,64 @@
+// Fused cross-entropy: log-softmax, the loss and its gradient without a [N, V]
+// probability tensor. The forward keeps one log-sum-exp per row; the backward recomputes
+// the softmax row by row from the logits (which the model keeps anyway).
+
+import Foundation
+
+extension Tensor {
+    /// Mean token cross-entropy of `logits` [..., V] against `targets` (one per row).
+    ///
+    /// loss = Σ_i w_i * (lse_i - x[i, t_i]) / Σ_i w_i over rows whose target is not
+    /// `ignoreIndex`; w_i = 1 without `weights`. With no counted row the loss is 0 (and so is
+    /// the gradient), not NaN. Backward: dx[i, j] = g * w_i / W * (softmax_ij - [j == t_i]).
+    public static func crossEntropy(
+        _ logits: Tensor, targets: [Int32], ignoreIndex: Int32 = -100, weights: [Float]? = nil
+    ) -> Tensor {
+        let v = logits.shape[logits.rank - 1], n = logits.count / Swift.max(v, 1)
+        precondition(targets.count == n, "crossEntropy: \(targets.count) targets for \(n) rows of \(logits.shape)")
+        if let weights { precondition(weights.count == n, "crossEntropy: \(weights.count) weights for \(n) rows") }
+        for t in targets where t != ignoreIndex {
+            precondition(t >= 0 && Int(t) < v, "target \(t) out of range for vocabulary \(v)")
+        }
+        let px = logits.data
+        var lse = [Float](repeating: 0, count: n)
+        var total = 0.0, weightSum = 0.0
+        lse.withUnsafeMutableBufferPointer { lp in
+            let l = lp.baseAddress!
+            parallelChunks(n, grain: 8) { rows in
+                for r in rows where targets[r] != ignoreIndex { l[r] = logSumExp(px + r * v, v) }
+            }
+        }
+        for r in 0..<n where targets[r] != ignoreIndex {
+            let w = Double(weights?[r] ?? 1)
+            total += w * Double(lse[r] - px[r * v + Int(targets[r])])
+            weightSum += w
+        }
+        let out = Tensor(shape: [], values: [weightSum > 0 ? Float(total / weightSum) : 0])
+        record(out, [logits]) { g in
+            let gx = logits.gradBuffer()
+            guard weightSum > 0 else { return }
+            let scale = g[0] / Float(weightSum)
+            lse.withUnsafeBufferPointer { lp in
+                parallelChunks(n, grain: 8) { rows in
+                    for r in rows where targets[r] != ignoreIndex {
+                        let x = px + r * v, dx = gx + r * v
+                        let k = scale * (weights?[r] ?? 1), m = lp[r]
+                        var j = 0
+                        while j + 8 <= v {
+                            let e = expPoly(UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self) - m)
+                            let d = UnsafeMutableRawPointer(dx + j)
+                            d.storeBytes(of: d.loadUnaligned(as: SIMD8<Float>.self) + k * e, as: SIMD8<Float>.self)
+                            j += 8
+                        }
+                        while j < v {
+                            dx[j] += k * fastExp(x[j] - m)
+                            j += 1
+                        }
+                        dx[Int(targets[r])] -= k
+                    }
+                }
+            }
+        }
+        return out
+    }
+}

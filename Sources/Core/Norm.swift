@@ -1,0 +1,101 @@
+// Fused RMSNorm and SwiGLU: one pass forward, one pass backward, nothing materialised but
+// the per-row inverse RMS.
+
+import Foundation
+
+extension Tensor {
+    /// RMSNorm over the last axis (Hugging Face LlamaRMSNorm):
+    /// y = w * x / sqrt(mean(x²) + eps). x [..., C], weight [C].
+    ///
+    /// Backward, with r = 1/sqrt(mean(x²)+eps) per row:
+    ///   dw += Σ_rows dy * x * r
+    ///   dx = r * (w*dy) - x * r³ * mean(w*dy*x)
+    public static func rmsNorm(_ x: Tensor, weight: Tensor, eps: Float) -> Tensor {
+        let c = x.shape[x.rank - 1]
+        precondition(weight.shape == [c], "rmsNorm weight \(weight.shape) does not match last axis of \(x.shape)")
+        let n = x.count / Swift.max(c, 1)
+        let out = Tensor.empty(x.shape)
+        let rstd = Tensor.empty([n])
+        let px = x.data, pw = weight.data, po = out.data, pr = rstd.data
+        parallelChunks(n, grain: 8) { rows in
+            for r in rows {
+                let xr = px + r * c, yr = po + r * c
+                var ss: Float = 0
+                for j in 0..<c { ss += xr[j] * xr[j] }
+                let inv = 1 / (ss / Float(c) + eps).squareRoot()
+                pr[r] = inv
+                for j in 0..<c { yr[j] = pw[j] * (xr[j] * inv) }
+            }
+        }
+        record(out, [x, weight]) { g in
+            let pr = rstd.data  // the closure owns rstd: its buffer must not return to the pool
+            if x.requiresGrad {
+                let gx = x.gradBuffer()
+                parallelChunks(n, grain: 8) { rows in
+                    for r in rows {
+                        let xr = px + r * c, dy = g + r * c, dx = gx + r * c
+                        let inv = pr[r]
+                        var dot: Float = 0
+                        for j in 0..<c { dot += pw[j] * dy[j] * xr[j] }
+                        let k = inv * inv * inv * dot / Float(c)
+                        for j in 0..<c { dx[j] += inv * pw[j] * dy[j] - xr[j] * k }
+                    }
+                }
+            }
+            if weight.requiresGrad {
+                // Column sums over rows, per-thread partials combined in a fixed order.
+                let gw = weight.gradBuffer()
+                let parts = Swift.min(Threads.count, Swift.max(1, n / 64))
+                let partial = Tensor.zeros([parts, c])
+                let per = (n + parts - 1) / parts
+                parallelChunks(parts) { ps in
+                    for p in ps {
+                        let acc = partial.data + p * c
+                        for r in (p * per)..<Swift.min(n, (p + 1) * per) {
+                            let xr = px + r * c, dy = g + r * c, inv = pr[r]
+                            for j in 0..<c { acc[j] += dy[j] * xr[j] * inv }
+                        }
+                    }
+                }
+                for p in 0..<parts { for j in 0..<c { gw[j] += partial.data[p * c + j] } }
+            }
+        }
+        return out
+    }
+
+    /// silu(gate) * up, the SwiGLU gate of the Llama MLP. gate, up [..., F].
+    public static func swiglu(gate: Tensor, up: Tensor) -> Tensor {
+        precondition(gate.shape == up.shape, "swiglu gate \(gate.shape) and up \(up.shape) differ")
+        let out = Tensor.empty(gate.shape)
+        let count = out.count
+        let pg = gate.data, pu = up.data, po = out.data
+        parallelChunks(count, grain: 1 << 13) { r in
+            var i = r.lowerBound
+            while i + 8 <= r.upperBound {
+                let x = UnsafeRawPointer(pg + i).loadUnaligned(as: SIMD8<Float>.self)
+                let u = UnsafeRawPointer(pu + i).loadUnaligned(as: SIMD8<Float>.self)
+                let y = x / (1 + expPoly(-x)) * u
+                UnsafeMutableRawPointer(po + i).storeBytes(of: y, as: SIMD8<Float>.self)
+                i += 8
+            }
+            while i < r.upperBound {
+                let x = pg[i]
+                po[i] = x / (1 + fastExp(-x)) * pu[i]
+                i += 1
+            }
+        }
+        record(out, [gate, up]) { g in
+            let gg = gate.requiresGrad ? gate.gradBuffer() : nil
+            let gu = up.requiresGrad ? up.gradBuffer() : nil
+            parallelChunks(count, grain: 1 << 13) { r in
+                for i in r {
+                    let x = pg[i]
+                    let s = 1 / (1 + fastExp(-x))
+                    gu?[i] += g[i] * x * s
+                    gg?[i] += g[i] * pu[i] * s * (1 + x * (1 - s))
+                }
+            }
+        }
+        return out
+    }
+}

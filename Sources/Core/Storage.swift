@@ -1,0 +1,99 @@
+// Float32 buffers and the pool that recycles them. A training step allocates the same
+// sizes every step; the pool hands the previous step's buffers back instead of asking the
+// system allocator (which maps and faults fresh pages for large blocks each time).
+
+import Foundation
+import Synchronization
+
+/// A contiguous, 64-byte aligned Float32 buffer. Returned to the pool when released.
+public final class Storage: @unchecked Sendable {
+    public let pointer: UnsafeMutablePointer<Float>
+    public let count: Int
+
+    /// Uninitialised storage: the caller writes every element before reading.
+    public init(uninitialized count: Int) {
+        precondition(count >= 0, "negative storage size \(count)")
+        self.count = count
+        self.pointer = BufferPool.shared.take(count)
+    }
+
+    /// Zero-filled storage.
+    public convenience init(zeroed count: Int) {
+        self.init(uninitialized: count)
+        pointer.update(repeating: 0, count: count)
+    }
+
+    deinit { BufferPool.shared.give(pointer, count) }
+
+    public var buffer: UnsafeMutableBufferPointer<Float> { .init(start: pointer, count: count) }
+}
+
+/// Size-keyed free lists of Float32 buffers, capped in total bytes.
+package final class BufferPool: Sendable {
+    package static let shared = BufferPool(capacityBytes: defaultCapacity())
+
+    private struct Pointer: @unchecked Sendable { let raw: UnsafeMutablePointer<Float> }
+    private struct State {
+        var free: [Int: [Pointer]] = [:]
+        var cachedBytes = 0
+        var systemAllocations: [Int: Int] = [:]
+    }
+    private let state = Mutex(State())
+    private let capacityBytes: Int
+
+    init(capacityBytes: Int) { self.capacityBytes = capacityBytes }
+
+    /// `DISTILL_POOL_MB` overrides the default cap of 4 GiB.
+    static func defaultCapacity() -> Int {
+        if let s = ProcessInfo.processInfo.environment["DISTILL_POOL_MB"], let mb = Int(s), mb >= 0 {
+            return mb << 20
+        }
+        return 4 << 30
+    }
+
+    func take(_ count: Int) -> UnsafeMutablePointer<Float> {
+        let recycled: Pointer? = state.withLock { s in
+            guard var list = s.free[count], let p = list.popLast() else { return nil }
+            s.free[count] = list.isEmpty ? nil : list
+            s.cachedBytes -= Self.bytes(count)
+            return p
+        }
+        if let recycled { return recycled.raw }
+        state.withLock { $0.systemAllocations[count, default: 0] += 1 }
+        var raw: UnsafeMutableRawPointer?
+        let status = posix_memalign(&raw, 64, Self.bytes(count))
+        guard status == 0, let raw else {
+            fatalError("out of memory allocating \(Self.bytes(count)) bytes (posix_memalign: \(status))")
+        }
+        return raw.bindMemory(to: Float.self, capacity: max(count, 1))
+    }
+
+    func give(_ pointer: UnsafeMutablePointer<Float>, _ count: Int) {
+        let kept = state.withLock { s -> Bool in
+            guard s.cachedBytes + Self.bytes(count) <= capacityBytes else { return false }
+            s.free[count, default: []].append(Pointer(raw: pointer))
+            s.cachedBytes += Self.bytes(count)
+            return true
+        }
+        if !kept { free(pointer) }
+    }
+
+    /// Releases every cached buffer to the system.
+    package func drain() {
+        let all = state.withLock { s -> [Pointer] in
+            let all = s.free.values.flatMap { $0 }
+            s.free = [:]
+            s.cachedBytes = 0
+            return all
+        }
+        for p in all { free(p.raw) }
+    }
+
+    package var cachedBytes: Int { state.withLock { $0.cachedBytes } }
+
+    /// How many buffers of `count` floats were taken from the system allocator (not
+    /// recycled) so far.
+    package func systemAllocations(count: Int) -> Int { state.withLock { $0.systemAllocations[count, default: 0] } }
+
+    private static func bytes(_ count: Int) -> Int { max(count, 1) * MemoryLayout<Float>.stride }
+}

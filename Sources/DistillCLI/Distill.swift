@@ -1,0 +1,32 @@
+import ArgumentParser
+import Core
+import Foundation
+
+@main
+struct Distill: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "distill",
+        abstract: "Train and distill small language models on a CPU.",
+        version: DistillVersion.string,
+        subcommands: [Doctor.self, Bench.self])
+}
+
+/// Options every compute command shares.
+struct ComputeOptions: ParsableArguments {
+    @Option(help: "Threads for distill's kernels and OpenBLAS (default: DISTILL_THREADS or all cores).")
+    var threads: Int?
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+    }
+
+    func apply() {
+        if let threads { Threads.set(threads) }
+    }
+}
+
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}

@@ -1,0 +1,63 @@
+import ArgumentParser
+import Core
+import Formats
+import Foundation
+
+struct Doctor: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Report the toolchain, BLAS kernel, threads, HDF5 and CPU distill sees.")
+
+    @Flag(help: "Print the report as JSON.") var json = false
+    @OptionGroup var compute: ComputeOptions
+
+    func run() throws {
+        compute.apply()
+        let report = DoctorReport.current()
+        if json {
+            try printJSON(report)
+        } else {
+            print(report.text)
+        }
+    }
+}
+
+struct DoctorReport: Codable {
+    var distill: String
+    var swift: String
+    var blas: BLASRuntime
+    var threads: Int
+    var hdf5: String
+    var cpu: String
+    var vendor: String
+    var features: [String]
+
+    static func current() -> DoctorReport {
+        let cpu = CPUInfo.current
+        return DoctorReport(
+            distill: DistillVersion.string, swift: DistillVersion.swift, blas: BLAS.runtime, threads: Threads.count,
+            hdf5: HDF5Library.version, cpu: cpu?.model ?? "unknown", vendor: cpu?.vendor ?? "unknown",
+            features: cpu?.simdFeatures ?? [])
+    }
+
+    var text: String {
+        var lines = [
+            "distill \(distill) (Swift \(swift))",
+            "BLAS     OpenBLAS, core \(blas.core) (\(sourceNote)), \(blas.threads) threads",
+            "         \(blas.config)",
+            "threads  \(threads)",
+            "HDF5     \(hdf5)",
+            "CPU      \(cpu) [\(vendor)]",
+            "features \(features.joined(separator: " "))",
+        ]
+        if let w = blas.warning { lines.append("warning  \(w)") }
+        return lines.joined(separator: "\n")
+    }
+
+    private var sourceNote: String {
+        switch blas.source {
+        case .user: return "set by OPENBLAS_CORETYPE"
+        case .distill: return "chosen by distill from CPU features; OpenBLAS picked \(blas.libraryCore)"
+        case .library: return "OpenBLAS's own detection, as distill would choose"
+        }
+    }
+}
