@@ -26,16 +26,20 @@ let package = Package(
             providers: [.apt(["libhdf5-dev"])]),
         .target(name: "Core", dependencies: ["CBLAS"], swiftSettings: numeric),
         .target(name: "TextData", dependencies: ["Core"], swiftSettings: numeric),
-        .target(name: "Formats", dependencies: ["Core", "TextData", "CHDF5"], swiftSettings: numeric),
+        .target(name: "NN", dependencies: ["Core"], swiftSettings: numeric),
+        .target(name: "Formats", dependencies: ["Core", "NN", "TextData", "CHDF5"], swiftSettings: numeric),
+        .target(name: "Training", dependencies: ["Core", "NN", "TextData"], swiftSettings: numeric),
+        .target(name: "Recipe", dependencies: ["Core", "NN", "TextData", "Formats", "Training"]),
         .executableTarget(
             name: "DistillCLI",
             dependencies: [
-                "Core", "TextData", "Formats",
+                "Core", "NN", "TextData", "Formats", "Training", "Recipe",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "CoreTests", dependencies: ["Core"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TextDataTests", dependencies: ["TextData"], resources: [.copy("Fixtures")]),
         .testTarget(name: "FormatsTests", dependencies: ["Formats"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "NNTests", dependencies: ["NN"]),
         .testTarget(name: "CLITests", dependencies: ["DistillCLI"]),
     ]
 )

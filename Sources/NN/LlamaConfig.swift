@@ -1,0 +1,153 @@
+// The Llama-family model configuration. Field names map 1:1 onto Hugging Face
+// config.json keys (LlamaConfig), so a config.json decodes into this type and back.
+
+import Foundation
+
+public struct LlamaConfig: Codable, Sendable, Equatable, Hashable {
+    /// vocab_size
+    public var vocabSize: Int
+    /// hidden_size (C)
+    public var hiddenSize: Int
+    /// intermediate_size (F), the SwiGLU MLP width
+    public var intermediateSize: Int
+    /// num_hidden_layers
+    public var numHiddenLayers: Int
+    /// num_attention_heads (H)
+    public var numAttentionHeads: Int
+    /// num_key_value_heads (G); H must be a multiple of G
+    public var numKeyValueHeads: Int
+    /// head_dim (D); Hugging Face defaults it to hidden_size / num_attention_heads
+    public var headDim: Int
+    /// rms_norm_eps
+    public var rmsNormEps: Double
+    /// rope_theta (transformers 5 writes it inside rope_parameters; both are read)
+    public var ropeTheta: Double
+    /// tie_word_embeddings: lm_head shares model.embed_tokens.weight
+    public var tieWordEmbeddings: Bool
+    /// max_position_embeddings
+    public var maxPositionEmbeddings: Int
+    /// initializer_range: std of the normal initialisation
+    public var initializerRange: Double
+    public var bosTokenId: Int?
+    public var eosTokenId: Int?
+
+    public init(
+        vocabSize: Int, hiddenSize: Int, intermediateSize: Int, numHiddenLayers: Int, numAttentionHeads: Int,
+        numKeyValueHeads: Int? = nil, headDim: Int? = nil, rmsNormEps: Double = 1e-5, ropeTheta: Double = 10000,
+        tieWordEmbeddings: Bool = true, maxPositionEmbeddings: Int = 2048, initializerRange: Double = 0.02,
+        bosTokenId: Int? = nil, eosTokenId: Int? = nil
+    ) {
+        self.vocabSize = vocabSize
+        self.hiddenSize = hiddenSize
+        self.intermediateSize = intermediateSize
+        self.numHiddenLayers = numHiddenLayers
+        self.numAttentionHeads = numAttentionHeads
+        self.numKeyValueHeads = numKeyValueHeads ?? numAttentionHeads
+        self.headDim = headDim ?? hiddenSize / max(numAttentionHeads, 1)
+        self.rmsNormEps = rmsNormEps
+        self.ropeTheta = ropeTheta
+        self.tieWordEmbeddings = tieWordEmbeddings
+        self.maxPositionEmbeddings = maxPositionEmbeddings
+        self.initializerRange = initializerRange
+        self.bosTokenId = bosTokenId
+        self.eosTokenId = eosTokenId
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case vocabSize = "vocab_size", hiddenSize = "hidden_size", intermediateSize = "intermediate_size"
+        case numHiddenLayers = "num_hidden_layers", numAttentionHeads = "num_attention_heads"
+        case numKeyValueHeads = "num_key_value_heads", headDim = "head_dim", rmsNormEps = "rms_norm_eps"
+        case ropeTheta = "rope_theta", ropeParameters = "rope_parameters", tieWordEmbeddings = "tie_word_embeddings"
+        case maxPositionEmbeddings = "max_position_embeddings", initializerRange = "initializer_range"
+        case bosTokenId = "bos_token_id", eosTokenId = "eos_token_id"
+    }
+
+    struct RopeParameters: Codable {
+        var ropeTheta: Double?
+        var ropeType: String?
+        enum CodingKeys: String, CodingKey { case ropeTheta = "rope_theta", ropeType = "rope_type" }
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let heads = try c.decode(Int.self, forKey: .numAttentionHeads)
+        let hidden = try c.decode(Int.self, forKey: .hiddenSize)
+        let rope = try c.decodeIfPresent(RopeParameters.self, forKey: .ropeParameters)
+        self.init(
+            vocabSize: try c.decode(Int.self, forKey: .vocabSize), hiddenSize: hidden,
+            intermediateSize: try c.decode(Int.self, forKey: .intermediateSize),
+            numHiddenLayers: try c.decode(Int.self, forKey: .numHiddenLayers), numAttentionHeads: heads,
+            numKeyValueHeads: try c.decodeIfPresent(Int.self, forKey: .numKeyValueHeads),
+            headDim: try c.decodeIfPresent(Int.self, forKey: .headDim),
+            rmsNormEps: try c.decodeIfPresent(Double.self, forKey: .rmsNormEps) ?? 1e-6,
+            ropeTheta: try c.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? rope?.ropeTheta ?? 10000,
+            tieWordEmbeddings: try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false,
+            maxPositionEmbeddings: try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? 2048,
+            initializerRange: try c.decodeIfPresent(Double.self, forKey: .initializerRange) ?? 0.02,
+            bosTokenId: try? c.decodeIfPresent(Int.self, forKey: .bosTokenId),
+            eosTokenId: try? c.decodeIfPresent(Int.self, forKey: .eosTokenId))
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(vocabSize, forKey: .vocabSize)
+        try c.encode(hiddenSize, forKey: .hiddenSize)
+        try c.encode(intermediateSize, forKey: .intermediateSize)
+        try c.encode(numHiddenLayers, forKey: .numHiddenLayers)
+        try c.encode(numAttentionHeads, forKey: .numAttentionHeads)
+        try c.encode(numKeyValueHeads, forKey: .numKeyValueHeads)
+        try c.encode(headDim, forKey: .headDim)
+        try c.encode(rmsNormEps, forKey: .rmsNormEps)
+        try c.encode(ropeTheta, forKey: .ropeTheta)
+        try c.encode(RopeParameters(ropeTheta: ropeTheta, ropeType: "default"), forKey: .ropeParameters)
+        try c.encode(tieWordEmbeddings, forKey: .tieWordEmbeddings)
+        try c.encode(maxPositionEmbeddings, forKey: .maxPositionEmbeddings)
+        try c.encode(initializerRange, forKey: .initializerRange)
+        try c.encodeIfPresent(bosTokenId, forKey: .bosTokenId)
+        try c.encodeIfPresent(eosTokenId, forKey: .eosTokenId)
+    }
+
+    /// Problems that make the configuration unusable, each naming its key.
+    public func problems() -> [String] {
+        var p: [String] = []
+        for (key, value) in [
+            ("vocab_size", vocabSize), ("hidden_size", hiddenSize), ("intermediate_size", intermediateSize),
+            ("num_hidden_layers", numHiddenLayers), ("num_attention_heads", numAttentionHeads),
+            ("num_key_value_heads", numKeyValueHeads), ("head_dim", headDim),
+            ("max_position_embeddings", maxPositionEmbeddings),
+        ] where value < 1 {
+            p.append("\(key) must be at least 1, got \(value)")
+        }
+        if numKeyValueHeads >= 1 && numAttentionHeads % numKeyValueHeads != 0 {
+            p.append("num_attention_heads (\(numAttentionHeads)) must be a multiple of num_key_value_heads (\(numKeyValueHeads))")
+        }
+        if headDim % 2 != 0 { p.append("head_dim must be even for rotary embeddings, got \(headDim)") }
+        if !(rmsNormEps > 0) { p.append("rms_norm_eps must be positive, got \(rmsNormEps)") }
+        if !(ropeTheta > 0) { p.append("rope_theta must be positive, got \(ropeTheta)") }
+        return p
+    }
+
+    /// Hugging Face parameter names with their shapes ([out, in] for linear weights), in
+    /// the order distill stores and iterates them.
+    public var parameterShapes: [(name: String, shape: [Int])] {
+        let (c, f, h, g, d) = (hiddenSize, intermediateSize, numAttentionHeads, numKeyValueHeads, headDim)
+        var out: [(String, [Int])] = [("model.embed_tokens.weight", [vocabSize, c])]
+        for i in 0..<numHiddenLayers {
+            let p = "model.layers.\(i)."
+            out += [
+                (p + "input_layernorm.weight", [c]),
+                (p + "self_attn.q_proj.weight", [h * d, c]),
+                (p + "self_attn.k_proj.weight", [g * d, c]),
+                (p + "self_attn.v_proj.weight", [g * d, c]),
+                (p + "self_attn.o_proj.weight", [c, h * d]),
+                (p + "post_attention_layernorm.weight", [c]),
+                (p + "mlp.gate_proj.weight", [f, c]),
+                (p + "mlp.up_proj.weight", [f, c]),
+                (p + "mlp.down_proj.weight", [c, f]),
+            ]
+        }
+        out.append(("model.norm.weight", [c]))
+        if !tieWordEmbeddings { out.append(("lm_head.weight", [vocabSize, c])) }
+        return out
+    }
+}
