@@ -30,4 +30,18 @@ static inline int distill_blas_reselect(void) {
 }
 
 
+/// Re-reads OpenBLAS's environment variables and restarts its thread server, so that a
+/// changed OPENBLAS_THREAD_TIMEOUT (how long idle workers spin before sleeping) applies.
+/// Returns 0 on success, -1 when this OpenBLAS build lacks the entry points.
+static inline int distill_blas_restart_threads(void) {
+    distill_void_fn read_env = (distill_void_fn)dlsym(RTLD_DEFAULT, "openblas_read_env");
+    distill_void_fn shutdown = (distill_void_fn)dlsym(RTLD_DEFAULT, "blas_thread_shutdown_");
+    distill_void_fn init = (distill_void_fn)dlsym(RTLD_DEFAULT, "blas_thread_init");
+    if (read_env == NULL || shutdown == NULL || init == NULL) return -1;
+    read_env();
+    shutdown();
+    init();
+    return 0;
+}
+
 #endif

@@ -19,24 +19,32 @@ extension Tensor {
     /// sees keys 0...(S - T + i). `segments` (B*S ids, S == T) restricts attention to keys
     /// of the same segment, for packed sequences; give padding its own segment id.
     /// `scale` defaults to 1/sqrt(D).
+    ///
+    /// With `timeMajorKV`, k and v are laid out [S, B, G, D] (a KV cache that grows along
+    /// its first axis stays contiguous); `segments` then still lists B*S ids row-major
+    /// by batch, the queries' ids being the last T of each row.
     public static func attention(
-        q: Tensor, k: Tensor, v: Tensor, causal: Bool = true, scale: Float? = nil, segments: [Int32]? = nil
+        q: Tensor, k: Tensor, v: Tensor, causal: Bool = true, scale: Float? = nil, segments: [Int32]? = nil,
+        timeMajorKV: Bool = false
     ) -> Tensor {
         precondition(q.rank == 4 && k.rank == 4 && v.rank == 4, "attention expects rank-4 q, k, v: \(q.shape) \(k.shape) \(v.shape)")
         let (b, t, h, d) = (q.shape[0], q.shape[1], q.shape[2], q.shape[3])
-        let (s, g) = (k.shape[1], k.shape[2])
+        let (s, kb0, g) = timeMajorKV ? (k.shape[0], k.shape[1], k.shape[2]) : (k.shape[1], k.shape[0], k.shape[2])
         precondition(k.shape == v.shape, "attention k \(k.shape) and v \(v.shape) differ")
-        precondition(k.shape[0] == b && k.shape[3] == d, "attention q \(q.shape) and k \(k.shape) disagree on batch or head dim")
+        precondition(kb0 == b && k.shape[3] == d, "attention q \(q.shape) and k \(k.shape) disagree on batch or head dim")
         precondition(g > 0 && h % g == 0, "query heads \(h) must be a multiple of key/value heads \(g)")
         precondition(s >= t, "attention needs at least as many keys (\(s)) as queries (\(t))")
-        if let segments { precondition(s == t && segments.count == b * t, "segments need S == T and B*T ids") }
+        if let segments { precondition(segments.count == b * s, "attention: \(segments.count) segment ids for B=\(b) x S=\(s) keys") }
         let scale = scale ?? 1 / Float(d).squareRoot()
         let group = h / g
         let keep = GradMode.isEnabled && (q.requiresGrad || k.requiresGrad || v.requiresGrad)
         let out = Tensor.empty(q.shape)
         let probs = keep ? Tensor.empty([b, h, t, s]) : nil
         let (pq, pk, pv, po) = (q.data, k.data, v.data, out.data)
-        let qRow = h * d, kvRow = g * d
+        // kvRow: the sgemm leading dimension of one head's keys; kvBatch: where a batch
+        // entry's keys start.
+        let qRow = h * d
+        let (kvRow, kvBatch) = timeMajorKV ? (b * g * d, g * d) : (g * d, s * g * d)
 
         // Work items are (batch, kv head) pairs: items never write the same memory.
         BLAS.singleThreaded {
@@ -44,7 +52,7 @@ extension Tensor {
                 let scratch = probs == nil ? Tensor.empty([t, s]) : nil
                 for item in items {
                     let (bi, gi) = (item / g, item % g)
-                    let kb = pk + bi * s * kvRow + gi * d, vb = pv + bi * s * kvRow + gi * d
+                    let kb = pk + bi * kvBatch + gi * d, vb = pv + bi * kvBatch + gi * d
                     for hi in (gi * group)..<((gi + 1) * group) {
                         let p = probs.map { $0.data + (bi * h + hi) * t * s } ?? scratch!.data
                         let qb = pq + bi * t * qRow + hi * d, ob = po + bi * t * qRow + hi * d
@@ -76,7 +84,7 @@ extension Tensor {
                     let dS = Tensor.empty([t, s])
                     for item in items {
                         let (bi, gi) = (item / g, item % g)
-                        let kvOff = bi * s * kvRow + gi * d
+                        let kvOff = bi * kvBatch + gi * d
                         for hi in (gi * group)..<((gi + 1) * group) {
                             let p = probs.data + (bi * h + hi) * t * s
                             let qOff = bi * t * qRow + hi * d

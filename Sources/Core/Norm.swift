@@ -87,12 +87,29 @@ extension Tensor {
         record(out, [gate, up]) { g in
             let gg = gate.requiresGrad ? gate.gradBuffer() : nil
             let gu = up.requiresGrad ? up.gradBuffer() : nil
+            // d/dgate = up * s * (1 + gate * (1 - s)), d/dup = silu(gate), s = sigmoid(gate).
+            // A missing gradient buffer is written to scratch so the loop stays branch-free.
+            let scratch = (gg == nil || gu == nil) ? Tensor.empty([count]) : nil
+            let dGate = gg ?? scratch!.data, dUp = gu ?? scratch!.data
             parallelChunks(count, grain: 1 << 13) { r in
-                for i in r {
+                var i = r.lowerBound
+                while i + 8 <= r.upperBound {
+                    let x = UnsafeRawPointer(pg + i).loadUnaligned(as: SIMD8<Float>.self)
+                    let u = UnsafeRawPointer(pu + i).loadUnaligned(as: SIMD8<Float>.self)
+                    let gi = UnsafeRawPointer(g + i).loadUnaligned(as: SIMD8<Float>.self)
+                    let s = 1 / (1 + expPoly(-x))
+                    let dg = UnsafeMutableRawPointer(dGate + i), du = UnsafeMutableRawPointer(dUp + i)
+                    du.storeBytes(of: du.loadUnaligned(as: SIMD8<Float>.self) + gi * x * s, as: SIMD8<Float>.self)
+                    dg.storeBytes(
+                        of: dg.loadUnaligned(as: SIMD8<Float>.self) + gi * u * s * (1 + x * (1 - s)), as: SIMD8<Float>.self)
+                    i += 8
+                }
+                while i < r.upperBound {
                     let x = pg[i]
                     let s = 1 / (1 + fastExp(-x))
-                    gu?[i] += g[i] * x * s
-                    gg?[i] += g[i] * pu[i] * s * (1 + x * (1 - s))
+                    dUp[i] += g[i] * x * s
+                    dGate[i] += g[i] * pu[i] * s * (1 + x * (1 - s))
+                    i += 1
                 }
             }
         }

@@ -20,16 +20,18 @@ public final class Tensor {
     public var name: String?
     package var node: Node?
 
-    public var count: Int { storage.count }
+    /// Elements in the shape. A tensor reads the first `count` elements of its storage
+    /// (the storage may be larger: a KV cache exposes the filled prefix of its buffer).
+    public let count: Int
     public var rank: Int { shape.count }
     @inline(__always) public var data: UnsafeMutablePointer<Float> { storage.pointer }
 
-    /// Wraps existing storage (which must hold exactly the shape's element count).
+    /// Wraps existing storage, which must hold at least the shape's element count.
     public init(shape: [Int], storage: Storage, requiresGrad: Bool = false) {
         precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in shape \(shape)")
-        precondition(
-            Self.elementCount(shape) == storage.count,
-            "shape \(shape) needs \(Self.elementCount(shape)) elements, storage has \(storage.count)")
+        let count = Self.elementCount(shape)
+        precondition(count <= storage.count, "shape \(shape) needs \(count) elements, storage has \(storage.count)")
+        self.count = count
         self.shape = shape
         self.storage = storage
         self.requiresGrad = requiresGrad

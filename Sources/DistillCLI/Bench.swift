@@ -1,11 +1,12 @@
 import ArgumentParser
 import Core
 import Foundation
+import Training
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (ratios against a peer measured in the same run).",
-        subcommands: [Kernels.self])
+        subcommands: [Kernels.self, Train.self])
 
     struct Kernels: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -24,6 +25,57 @@ struct Bench: ParsableCommand {
             if !json { print("BLAS core \(BLAS.runtime.core), \(Threads.count) threads, \(repeats) samples each") }
             let result = KernelBench.run(repeats: repeats) { line in if !json { print(line) } }
             if json { try printJSON(result) }
+        }
+    }
+}
+
+extension Bench {
+    struct Train: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Full training steps (forward, backward, AdamW) of a reference configuration.",
+            discussion: """
+                S, M and L are the configurations of the reference benchmark (shared/bench/configs.json); \
+                FILE is a JSON object with the same keys (vocab, dim, layers, heads, kv_heads, ffn, seq, batch). \
+                Compare against shared/reference/hf_train_bench.py run in the same session, alternating.
+                """)
+
+        @Option(help: "S, M, L or a JSON file with the same keys.") var config = "S"
+        @Option(help: "Seconds of timed steps (at least 3 steps run).") var seconds = 10.0
+        @Flag(help: "Print the result as JSON.") var json = false
+        @OptionGroup var compute: ComputeOptions
+
+        func validate() throws {
+            if !(seconds >= 0) { throw ValidationError("--seconds must be >= 0, got \(seconds)") }
+        }
+
+        func run() throws {
+            compute.apply()
+            let bc: BenchConfig
+            if let preset = BenchConfig.presets[config.uppercased()] {
+                bc = preset
+            } else {
+                let url = URL(fileURLWithPath: config)
+                guard let data = try? Data(contentsOf: url) else {
+                    throw ValidationError("--config \(config): not S, M or L, and no readable file by that name")
+                }
+                do {
+                    bc = try JSONDecoder().decode(BenchConfig.self, from: data)
+                } catch {
+                    throw ValidationError("--config \(config): \(error)")
+                }
+            }
+            let result = try TrainBench.run(name: config, config: bc, seconds: seconds) { line in
+                if !json { print(line) }
+            }
+            if json {
+                try printJSON(result)
+            } else {
+                print(
+                    String(
+                        format: "%@: %.0f tokens/s, %.1f ms/step, MFU %.1f%% of %.0f GFLOP/s sgemm, peak memory %.0f MiB",
+                        result.config, result.tokensPerSecond, result.stepMs, result.mfu * 100, result.sgemmPeakGflops,
+                        result.peakMemoryMB))
+            }
         }
     }
 }

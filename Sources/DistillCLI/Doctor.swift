@@ -44,6 +44,7 @@ struct DoctorReport: Codable {
             "distill \(distill) (Swift \(swift))",
             "BLAS     OpenBLAS, core \(blas.core) (\(sourceNote)), \(blas.threads) threads",
             "         \(blas.config)",
+            "         idle workers sleep after \(blas.threadTimeout.map { "2^\($0)" } ?? "2^28 (OpenBLAS default)") cycles",
             "threads  \(threads)",
             "HDF5     \(hdf5)",
             "CPU      \(cpu) [\(vendor)]",

@@ -151,3 +151,30 @@ public struct LlamaConfig: Codable, Sendable, Equatable, Hashable {
         return out
     }
 }
+
+extension LlamaConfig {
+    /// Every parameter, counting a tied embedding once.
+    public var parameterCount: Int { parameterShapes.reduce(0) { $0 + $1.shape.reduce(1, *) } }
+
+    /// The token embedding (and an untied lm_head, which is also a vocabulary table).
+    public var embeddingParameterCount: Int { vocabSize * hiddenSize * (tieWordEmbeddings ? 1 : 2) }
+
+    /// Everything else: attention, MLP and norm weights.
+    public var nonEmbeddingParameterCount: Int { parameterCount - embeddingParameterCount }
+
+    /// Training FLOPs per token at sequence length `seqLen` (forward + backward, the PaLM
+    /// convention used for MFU): 6 per weight of every matrix product, the output
+    /// projection included, plus 6 * 2 * L * H * D * T for the attention score and value
+    /// products. Causal masking is not discounted (the usual convention); distill's kernel
+    /// skips most masked blocks, so its attention does fewer FLOPs than counted.
+    public func trainingFlopsPerToken(seqLen: Int) -> Double {
+        let layerMatmul = hiddenSize * (numAttentionHeads + 2 * numKeyValueHeads) * headDim
+            + numAttentionHeads * headDim * hiddenSize + 3 * hiddenSize * intermediateSize
+        let matmulWeights = numHiddenLayers * layerMatmul + vocabSize * hiddenSize
+        let attention = 2 * numHiddenLayers * numAttentionHeads * headDim * seqLen
+        return 6 * Double(matmulWeights) + 6 * Double(attention)
+    }
+
+    /// Key and value bytes per token in the KV cache at float32.
+    public var kvCacheBytesPerToken: Int { 2 * numHiddenLayers * numKeyValueHeads * headDim * 4 }
+}

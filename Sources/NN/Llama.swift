@@ -1,0 +1,169 @@
+// The Llama-family decoder with Hugging Face LlamaForCausalLM semantics: RMSNorm,
+// rotary embeddings (rotate_half), grouped-query attention, SwiGLU MLP, optional tied
+// embeddings, no biases. Parameter names are Hugging Face names.
+//
+// Shapes: B batch, T time, C hidden, H query heads, G kv heads, D head dim, F MLP width,
+// V vocabulary, N = B*T rows.
+
+import Core
+import Foundation
+
+public final class LlamaLayer {
+    public let inputLayernorm: Tensor  // [C]
+    public let qProj, kProj, vProj, oProj: Linear
+    public let postAttentionLayernorm: Tensor  // [C]
+    public let gateProj, upProj, downProj: Linear
+
+    init(_ p: (String) -> Tensor) {
+        inputLayernorm = p("input_layernorm.weight")
+        qProj = Linear(weight: p("self_attn.q_proj.weight"))
+        kProj = Linear(weight: p("self_attn.k_proj.weight"))
+        vProj = Linear(weight: p("self_attn.v_proj.weight"))
+        oProj = Linear(weight: p("self_attn.o_proj.weight"))
+        postAttentionLayernorm = p("post_attention_layernorm.weight")
+        gateProj = Linear(weight: p("mlp.gate_proj.weight"))
+        upProj = Linear(weight: p("mlp.up_proj.weight"))
+        downProj = Linear(weight: p("mlp.down_proj.weight"))
+    }
+
+    /// The layer's parameters under their names relative to `model.layers.i.`.
+    public var namedParameters: [(String, Tensor)] {
+        [
+            ("input_layernorm.weight", inputLayernorm), ("self_attn.q_proj.weight", qProj.weight),
+            ("self_attn.k_proj.weight", kProj.weight), ("self_attn.v_proj.weight", vProj.weight),
+            ("self_attn.o_proj.weight", oProj.weight), ("post_attention_layernorm.weight", postAttentionLayernorm),
+            ("mlp.gate_proj.weight", gateProj.weight), ("mlp.up_proj.weight", upProj.weight),
+            ("mlp.down_proj.weight", downProj.weight),
+        ]
+    }
+
+    /// x [B, T, C] -> [B, T, C]. With `cache`, k/v of these positions are appended to it
+    /// and attention runs over everything cached so far.
+    func callAsFunction(_ x: Tensor, _ c: LlamaConfig, rope: RopeTable, segments: [Int32]?, cache: KVCache.Layer?)
+        -> Tensor
+    {
+        let (b, t) = (x.shape[0], x.shape[1])
+        let eps = Float(c.rmsNormEps)
+        let h = Tensor.rmsNorm(x, weight: inputLayernorm, eps: eps)  // [B, T, C]
+        let q = Tensor.rope(qProj(h).reshaped([b, t, c.numAttentionHeads, c.headDim]), table: rope)  // [B, T, H, D]
+        var k = Tensor.rope(kProj(h).reshaped([b, t, c.numKeyValueHeads, c.headDim]), table: rope)  // [B, T, G, D]
+        var v = vProj(h).reshaped([b, t, c.numKeyValueHeads, c.headDim])  // [B, T, G, D]
+        if let cache { (k, v) = cache.append(k: k, v: v) }  // [S, B, G, D]
+        let attn = Tensor.attention(q: q, k: k, v: v, segments: segments, timeMajorKV: cache != nil)
+            .reshaped([b, t, c.numAttentionHeads * c.headDim])  // [B, T, H*D]
+        let x1 = x + oProj(attn)
+        let h2 = Tensor.rmsNorm(x1, weight: postAttentionLayernorm, eps: eps)
+        return x1 + downProj(Tensor.swiglu(gate: gateProj(h2), up: upProj(h2)))  // [B, T, C]
+    }
+}
+
+public final class LlamaModel {
+    public let config: LlamaConfig
+    public let embedTokens: Tensor  // [V, C]
+    public let layers: [LlamaLayer]
+    public let norm: Tensor  // [C]
+    /// The output projection: a separate [V, C] matrix, or the embedding when tied.
+    public let lmHead: Linear
+
+    /// Random initialisation as transformers does it: every linear and embedding weight
+    /// Normal(0, initializer_range), norm weights 1. Parameters require gradients.
+    public convenience init(config: LlamaConfig, rng: inout RNG) {
+        precondition(config.problems().isEmpty, "invalid model config: \(config.problems().joined(separator: "; "))")
+        var tensors: [String: Tensor] = [:]
+        for (name, shape) in config.parameterShapes {
+            tensors[name] =
+                name.hasSuffix("norm.weight")
+                ? Tensor.full(shape, 1) : Tensor.randn(shape, std: Float(config.initializerRange), rng: &rng)
+        }
+        try! self.init(config: config, parameters: tensors)
+        for (_, p) in namedParameters() { p.requiresGrad = true }
+    }
+
+    /// A model over existing tensors (imported or loaded), named as `config.parameterShapes`.
+    /// A tied model ignores a given lm_head.weight only if it equals the embedding.
+    public init(config: LlamaConfig, parameters: [String: Tensor]) throws {
+        let problems = config.problems()
+        guard problems.isEmpty else { throw ModelError.invalidConfig(problems) }
+        var issues: [String] = []
+        let expected = config.parameterShapes
+        for (name, shape) in expected {
+            guard let t = parameters[name] else {
+                issues.append("missing \(name) \(shape)")
+                continue
+            }
+            if t.shape != shape { issues.append("\(name) has shape \(t.shape), the config needs \(shape)") }
+        }
+        let known = Set(expected.map(\.name))
+        for name in parameters.keys.sorted() where !known.contains(name) {
+            if name == "lm_head.weight" && config.tieWordEmbeddings { continue }
+            issues.append("unexpected tensor \(name)")
+        }
+        guard issues.isEmpty else { throw ModelError.parameterMismatch(issues) }
+        self.config = config
+        embedTokens = parameters["model.embed_tokens.weight"]!
+        layers = (0..<config.numHiddenLayers).map { i in LlamaLayer { parameters["model.layers.\(i).\($0)"]! } }
+        norm = parameters["model.norm.weight"]!
+        lmHead = Linear(weight: config.tieWordEmbeddings ? embedTokens : parameters["lm_head.weight"]!)
+    }
+
+    /// Every parameter once, under its Hugging Face name, in `config.parameterShapes` order.
+    public func namedParameters() -> [(String, Tensor)] {
+        var out: [(String, Tensor)] = [("model.embed_tokens.weight", embedTokens)]
+        for (i, layer) in layers.enumerated() {
+            out += layer.namedParameters.map { ("model.layers.\(i).\($0.0)", $0.1) }
+        }
+        out.append(("model.norm.weight", norm))
+        if !config.tieWordEmbeddings { out.append(("lm_head.weight", lmHead.weight)) }
+        return out
+    }
+
+    /// Final hidden states [B, T, C] for `ids` (B*T ids, row-major).
+    /// - positions: T entries (shared) or B*T (per row); default 0..<T, or continuing the
+    ///   cache when one is given.
+    /// - segments: B*T ids confining attention to equal ids (packed sequences).
+    public func hidden(
+        ids: [Int32], batch: Int, length: Int, positions: [Int32]? = nil, segments: [Int32]? = nil,
+        cache: KVCache? = nil
+    ) -> Tensor {
+        precondition(ids.count == batch * length, "\(ids.count) ids for batch \(batch) x length \(length)")
+        let start = cache?.length ?? 0
+        let pos = positions ?? (0..<length).map { Int32(start + $0) }
+        let rope = RopeTable(positions: pos, headDim: config.headDim, theta: Float(config.ropeTheta))
+        var x = Tensor.embedding(embedTokens, ids: ids, shape: [batch, length])  // [B, T, C]
+        for (i, layer) in layers.enumerated() {
+            x = layer(x, config, rope: rope, segments: segments, cache: cache?.layers[i])
+        }
+        cache?.advance(by: length)
+        return Tensor.rmsNorm(x, weight: norm, eps: Float(config.rmsNormEps))
+    }
+
+    /// Next-token logits [B, T, V].
+    public func logits(
+        ids: [Int32], batch: Int, length: Int, positions: [Int32]? = nil, segments: [Int32]? = nil,
+        cache: KVCache? = nil
+    ) -> Tensor {
+        lmHead(hidden(ids: ids, batch: batch, length: length, positions: positions, segments: segments, cache: cache))
+    }
+
+    /// Mean cross-entropy of `targets` (B*T, `ignoreIndex` to skip) given `ids`.
+    public func loss(
+        ids: [Int32], targets: [Int32], batch: Int, length: Int, segments: [Int32]? = nil, weights: [Float]? = nil,
+        ignoreIndex: Int32 = -100
+    ) -> Tensor {
+        let logits = logits(ids: ids, batch: batch, length: length, segments: segments)  // [B, T, V]
+        return Tensor.crossEntropy(logits, targets: targets, ignoreIndex: ignoreIndex, weights: weights)
+    }
+}
+
+public enum ModelError: Error, CustomStringConvertible {
+    case invalidConfig([String])
+    case parameterMismatch([String])
+
+    public var description: String {
+        switch self {
+        case .invalidConfig(let p): return "invalid model config: " + p.joined(separator: "; ")
+        case .parameterMismatch(let p):
+            return "the tensors do not match the model config:\n  " + p.joined(separator: "\n  ")
+        }
+    }
+}

@@ -1,0 +1,108 @@
+// `distill bench train`: full training steps (forward, backward, AdamW) of the reference
+// configurations, reported as tokens/s, MFU against the sgemm peak measured in the same
+// process, and peak resident memory.
+
+import Core
+import Foundation
+import NN
+
+/// A benchmark configuration in the keys of the reference file shared/bench/configs.json.
+public struct BenchConfig: Codable, Sendable, Equatable {
+    public var vocab, dim, layers, heads: Int
+    public var kvHeads: Int
+    public var ffn, seq, batch: Int
+
+    enum CodingKeys: String, CodingKey {
+        case vocab, dim, layers, heads, kvHeads = "kv_heads", ffn, seq, batch
+    }
+
+    /// The reference configurations (Llama-family, tied embeddings, RoPE theta 10000).
+    public static let presets: [String: BenchConfig] = [
+        "S": BenchConfig(vocab: 256, dim: 128, layers: 4, heads: 4, kvHeads: 2, ffn: 384, seq: 256, batch: 16),
+        "M": BenchConfig(vocab: 4096, dim: 256, layers: 8, heads: 8, kvHeads: 2, ffn: 704, seq: 256, batch: 16),
+        "L": BenchConfig(vocab: 8192, dim: 512, layers: 8, heads: 8, kvHeads: 4, ffn: 1408, seq: 512, batch: 8),
+    ]
+
+    public var model: LlamaConfig {
+        LlamaConfig(
+            vocabSize: vocab, hiddenSize: dim, intermediateSize: ffn, numHiddenLayers: layers, numAttentionHeads: heads,
+            numKeyValueHeads: kvHeads, tieWordEmbeddings: true, maxPositionEmbeddings: seq)
+    }
+}
+
+public struct TrainBenchResult: Codable, Sendable {
+    public var config: String
+    public var parameters: Int
+    public var steps: Int
+    public var tokensPerSecond: Double
+    public var stepMs: Double
+    public var flopsPerToken: Double
+    /// Achieved FLOP/s over the sgemm peak measured in this process.
+    public var mfu: Double
+    public var sgemmPeakGflops: Double
+    public var peakMemoryMB: Double
+    public var threads: Int
+    public var blasCore: String
+}
+
+public enum TrainBench {
+    /// Peak resident set size of this process so far, in MiB (Linux reports KiB).
+    public static func peakMemoryMB() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Double(usage.ru_maxrss) / 1024
+    }
+
+    /// Best of a few raw sgemms at [4096x512]x[512x1408], the largest benchmark shape.
+    public static func sgemmPeakGflops() -> Double {
+        let (m, k, n) = (4096, 512, 1408)
+        var rng = RNG(seed: 9)
+        let a = Tensor.randn([m, k], rng: &rng), b = Tensor.randn([n, k], rng: &rng), c = Tensor.empty([m, n])
+        var best = 0.0
+        for _ in 0..<6 {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            BLAS.sgemm(transA: false, transB: true, m: m, n: n, k: k, a: a.data, lda: k, b: b.data, ldb: k, c: c.data, ldc: n)
+            let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+            best = max(best, 2.0 * Double(m * n * k) / dt / 1e9)
+        }
+        return best
+    }
+
+    /// Trains a fresh model on uniform random tokens for at least `seconds` (and 3 steps)
+    /// after 2 warm-up steps.
+    public static func run(name: String, config bc: BenchConfig, seconds: Double, progress: (String) -> Void = { _ in })
+        throws -> TrainBenchResult
+    {
+        let peak = sgemmPeakGflops()
+        var rng = RNG(seed: 0)
+        let model = LlamaModel(config: bc.model, rng: &rng)
+        let cfg = TrainerConfig(
+            steps: Int.max, schedule: LearningRateSchedule(peak: 1e-3, warmupSteps: 0, totalSteps: 1_000_000, kind: .constant),
+            optimizer: AdamWConfig(beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1), gradClip: 0)
+        let trainer = Trainer(model: model, config: cfg, optimizer: AdamW(parameters: model.namedParameters(), config: cfg.optimizer) { _ in true })
+        let ids = (0..<(bc.batch * (bc.seq + 1))).map { _ in Int32(rng.next() % UInt64(bc.vocab)) }
+        var inputs: [Int32] = [], targets: [Int32] = []
+        for r in 0..<bc.batch {
+            let row = ids[(r * (bc.seq + 1))..<((r + 1) * (bc.seq + 1))]
+            inputs += row.dropLast()
+            targets += row.dropFirst()
+        }
+        let batch = TrainingBatch(inputs: inputs, targets: targets, batch: bc.batch, length: bc.seq)
+        for _ in 0..<2 { _ = try trainer.step([batch]) }
+        var steps = 0
+        let start = DispatchTime.now().uptimeNanoseconds
+        var elapsed = 0.0
+        while elapsed < seconds || steps < 3 {
+            let r = try trainer.step([batch])
+            steps += 1
+            elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
+            progress(String(format: "step %d  loss %.4f  %.0f ms", steps, r.loss, r.seconds * 1e3))
+        }
+        let tokensPerSecond = Double(steps * bc.batch * bc.seq) / elapsed
+        let flops = bc.model.trainingFlopsPerToken(seqLen: bc.seq)
+        return TrainBenchResult(
+            config: name, parameters: bc.model.parameterCount, steps: steps, tokensPerSecond: tokensPerSecond,
+            stepMs: elapsed / Double(steps) * 1e3, flopsPerToken: flops, mfu: flops * tokensPerSecond / (peak * 1e9),
+            sgemmPeakGflops: peak, peakMemoryMB: peakMemoryMB(), threads: Threads.count, blasCore: BLAS.runtime.core)
+    }
+}
