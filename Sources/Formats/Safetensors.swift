@@ -21,16 +21,15 @@
 // with spaces to a multiple of 8 bytes, tensors in the order given, F32 (or F16 on
 // request). Files are written to a temporary name in the same directory, synced and renamed.
 
+import Core
 import Foundation
+import TextData
 
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
     import Darwin
 #endif
-
-import Core
-import TextData
 
 // MARK: - Types
 
@@ -164,13 +163,17 @@ package final class SafetensorsFile {
             guard declared <= UInt64(Self.maxHeaderBytes) else {
                 throw SafetensorsError(
                     .headerTooLarge, file: path,
-                    hint: "header length \(declared) exceeds the \(Self.maxHeaderBytes)-byte limit; not a safetensors file?")
+                    hint:
+                        "header length \(declared) exceeds the \(Self.maxHeaderBytes)-byte limit; not a safetensors file?"
+                )
             }
             let headerLength = Int(declared)
             guard headerLength <= fileSize - 8 else {
                 throw SafetensorsError(
                     .headerBeyondFile, file: path,
-                    hint: "header length \(headerLength) runs past the end of the \(fileSize)-byte file (truncated download?)")
+                    hint:
+                        "header length \(headerLength) runs past the end of the \(fileSize)-byte file (truncated download?)"
+                )
             }
             var header = [UInt8](repeating: 0, count: headerLength)
             try Self.preadFully(fd, into: &header, at: 8, path: path)
@@ -194,7 +197,8 @@ package final class SafetensorsFile {
     /// Reads one tensor as Float32.
     package func read(_ name: String) throws -> Tensor {
         guard let entry = entry(name) else {
-            throw SafetensorsError(.tensorNotFound, file: path, tensor: name, hint: "no tensor of that name in the file")
+            throw SafetensorsError(
+                .tensorNotFound, file: path, tensor: name, hint: "no tensor of that name in the file")
         }
         return try read(entry)
     }
@@ -217,9 +221,12 @@ package final class SafetensorsFile {
         let start = dataOffset + entry.byteRange.lowerBound
         switch entry.dtype {
         case .f32:
-            try Self.preadFully(fd, into: UnsafeMutableRawBufferPointer(start: tensor.data, count: count * 4), at: start, path: path)
+            try Self.preadFully(
+                fd, into: UnsafeMutableRawBufferPointer(start: tensor.data, count: count * 4), at: start, path: path)
             #if _endian(big)
-                for i in 0..<count { tensor.data[i] = Float(bitPattern: UInt32(littleEndian: tensor.data[i].bitPattern)) }
+                for i in 0..<count {
+                    tensor.data[i] = Float(bitPattern: UInt32(littleEndian: tensor.data[i].bitPattern))
+                }
             #endif
         case .f16, .bf16, .f64:
             let size = entry.dtype.size
@@ -229,17 +236,28 @@ package final class SafetensorsFile {
             while done < count {
                 let n = min(chunk, count - done)
                 try buffer.withUnsafeMutableBytes { raw in
-                    try Self.preadFully(fd, into: UnsafeMutableRawBufferPointer(rebasing: raw[..<(n * size)]), at: start + done * size, path: path)
+                    try Self.preadFully(
+                        fd, into: UnsafeMutableRawBufferPointer(rebasing: raw[..<(n * size)]), at: start + done * size,
+                        path: path)
                     let out = tensor.data + done
                     switch entry.dtype {
                     case .f16:
-                        for i in 0..<n { out[i] = floatFromHalfBits(UInt16(littleEndian: raw.load(fromByteOffset: 2 * i, as: UInt16.self))) }
+                        for i in 0..<n {
+                            out[i] = floatFromHalfBits(
+                                UInt16(littleEndian: raw.load(fromByteOffset: 2 * i, as: UInt16.self)))
+                        }
                     case .bf16:
                         for i in 0..<n {
-                            out[i] = Float(bitPattern: UInt32(UInt16(littleEndian: raw.load(fromByteOffset: 2 * i, as: UInt16.self))) << 16)
+                            out[i] = Float(
+                                bitPattern: UInt32(
+                                    UInt16(littleEndian: raw.load(fromByteOffset: 2 * i, as: UInt16.self))) << 16)
                         }
                     default:
-                        for i in 0..<n { out[i] = Float(Double(bitPattern: UInt64(littleEndian: raw.load(fromByteOffset: 8 * i, as: UInt64.self)))) }
+                        for i in 0..<n {
+                            out[i] = Float(
+                                Double(
+                                    bitPattern: UInt64(littleEndian: raw.load(fromByteOffset: 8 * i, as: UInt64.self))))
+                        }
                     }
                 }
                 done += n
@@ -276,7 +294,8 @@ package final class SafetensorsFile {
         var seen = Set<String>()
         for (name, value) in root.entries {
             guard seen.insert(name).inserted else {
-                throw SafetensorsError(.duplicateName, file: path, tensor: name, hint: "the header lists this name twice")
+                throw SafetensorsError(
+                    .duplicateName, file: path, tensor: name, hint: "the header lists this name twice")
             }
             if name == "__metadata__" {
                 guard case .object(let map) = value else {
@@ -306,7 +325,9 @@ package final class SafetensorsFile {
             if entry.byteRange.lowerBound < position {
                 throw SafetensorsError(
                     .overlap, file: path, tensor: entry.name,
-                    hint: "bytes \(entry.byteRange.lowerBound)..<\(entry.byteRange.upperBound) overlap '\(previous ?? "")' (which ends at \(position))")
+                    hint:
+                        "bytes \(entry.byteRange.lowerBound)..<\(entry.byteRange.upperBound) overlap '\(previous ?? "")' (which ends at \(position))"
+                )
             }
             if entry.byteRange.lowerBound > position {
                 let after = previous.map { "after '\($0)'" } ?? "before the first tensor"
@@ -320,7 +341,9 @@ package final class SafetensorsFile {
         if position != bufferSize {
             throw SafetensorsError(
                 .gap, file: path, tensor: previous,
-                hint: "the tensors end at byte \(position) of a \(bufferSize)-byte data buffer; \(bufferSize - position) trailing bytes belong to no tensor")
+                hint:
+                    "the tensors end at byte \(position) of a \(bufferSize)-byte data buffer; \(bufferSize - position) trailing bytes belong to no tensor"
+            )
         }
         return (entries, metadata)
     }
@@ -387,7 +410,8 @@ package final class SafetensorsFile {
         guard bytes == end - begin else {
             throw fail(
                 .sizeMismatch,
-                "shape \(shape) of \(dtype.rawValue) needs \(bytes) bytes but data_offsets [\(begin), \(end)] span \(end - begin)")
+                "shape \(shape) of \(dtype.rawValue) needs \(bytes) bytes but data_offsets [\(begin), \(end)] span \(end - begin)"
+            )
         }
         return SafetensorsEntry(name: name, dtype: dtype, shape: shape, byteRange: begin..<end)
     }
@@ -398,7 +422,9 @@ package final class SafetensorsFile {
         try bytes.withUnsafeMutableBytes { try preadFully(fd, into: $0, at: offset, path: path) }
     }
 
-    private static func preadFully(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int, path: String)
+    private static func preadFully(
+        _ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at offset: Int, path: String
+    )
         throws
     {
         var done = 0
@@ -406,8 +432,11 @@ package final class SafetensorsFile {
             let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset + done))
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else {
-                let reason = n == 0 ? "unexpected end of file (the file shrank while reading?)" : String(cString: strerror(errno))
-                throw SafetensorsError(.io, file: path, hint: "read of \(buffer.count) bytes at \(offset) failed: \(reason)")
+                let reason =
+                    n == 0
+                    ? "unexpected end of file (the file shrank while reading?)" : String(cString: strerror(errno))
+                throw SafetensorsError(
+                    .io, file: path, hint: "read of \(buffer.count) bytes at \(offset) failed: \(reason)")
             }
             done += n
         }
@@ -431,7 +460,8 @@ package enum Safetensors {
         to path: String
     ) throws {
         guard dtype == .f32 || dtype == .f16 else {
-            throw SafetensorsError(.invalidArgument, file: path, hint: "distill writes F32 or F16, not \(dtype.rawValue)")
+            throw SafetensorsError(
+                .invalidArgument, file: path, hint: "distill writes F32 or F16, not \(dtype.rawValue)")
         }
         var names = Set<String>()
         var header = "{"
@@ -444,7 +474,8 @@ package enum Safetensors {
         var offset = 0
         for (name, tensor) in tensors {
             guard !name.isEmpty, name != "__metadata__" else {
-                throw SafetensorsError(.invalidArgument, file: path, tensor: name, hint: "empty or reserved tensor name")
+                throw SafetensorsError(
+                    .invalidArgument, file: path, tensor: name, hint: "empty or reserved tensor name")
             }
             guard names.insert(name).inserted else {
                 throw SafetensorsError(.duplicateName, file: path, tensor: name, hint: "the name is given twice")
@@ -508,7 +539,8 @@ package func jsonString(_ text: String) -> String {
         case "\r": out += "\\r"
         case "\t": out += "\\t"
         case _ where scalar.value < 0x20:
-            out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
+            out +=
+                "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
                 + String(scalar.value, radix: 16)
         default: out.unicodeScalars.append(scalar)
         }
