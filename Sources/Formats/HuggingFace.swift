@@ -446,7 +446,7 @@ package enum HFModelDirectory {
 
     private static func writeData(_ data: Data, to url: URL) throws {
         do {
-            try writeAtomically(to: url.path) { sink in
+            try Safetensors.writeAtomically(to: url.path) { sink in
                 try data.withUnsafeBytes { try sink($0) }
             }
         } catch let error as SafetensorsError {

@@ -243,8 +243,9 @@ package final class SafetensorsFile {
                     switch entry.dtype {
                     case .f16:
                         for i in 0..<n {
-                            out[i] = floatFromHalfBits(
-                                UInt16(littleEndian: raw.load(fromByteOffset: 2 * i, as: UInt16.self)))
+                            out[i] = HalfPrecision.float(
+                                fromBits:
+                                    UInt16(littleEndian: raw.load(fromByteOffset: 2 * i, as: UInt16.self)))
                         }
                     case .bf16:
                         for i in 0..<n {
@@ -281,6 +282,7 @@ package final class SafetensorsFile {
         guard header.first == UInt8(ascii: "{") else {
             throw malformed("the header does not start with '{' (not a safetensors file?)")
         }
+        guard String(bytes: header, encoding: .utf8) != nil else { throw malformed("the header is not valid UTF-8") }
         let json: JSONValue
         do {
             json = try JSONValue.parse(header)
@@ -515,7 +517,7 @@ package enum Safetensors {
                         let n = min(chunk, tensor.count - done)
                         scratch.removeAll(keepingCapacity: true)
                         for i in done..<(done + n) {
-                            let h = halfBitsFromFloat(tensor.data[i])
+                            let h = HalfPrecision.bits(from: tensor.data[i])
                             scratch.append(UInt8(truncatingIfNeeded: h))
                             scratch.append(UInt8(truncatingIfNeeded: h >> 8))
                         }
@@ -528,64 +530,69 @@ package enum Safetensors {
     }
 }
 
-/// A JSON string literal (quotes and escapes) for `text`.
-package func jsonString(_ text: String) -> String {
-    var out = "\""
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case _ where scalar.value < 0x20:
-            out +=
-                "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
-                + String(scalar.value, radix: 16)
-        default: out.unicodeScalars.append(scalar)
-        }
-    }
-    return out + "\""
-}
-
-/// Writes a file through `body` (which receives a sink for bytes) under a temporary name in
-/// the same directory, fsyncs it, renames it to `path` and fsyncs the directory. On any
-/// failure the temporary file is removed and `path` is untouched.
-package func writeAtomically(to path: String, _ body: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws {
-    let url = URL(fileURLWithPath: path)
-    let directory = url.deletingLastPathComponent().path
-    let temporary = url.deletingLastPathComponent()
-        .appendingPathComponent(".\(url.lastPathComponent).tmp-\(UUID().uuidString)").path
-    func failure(_ what: String) -> SafetensorsError {
-        SafetensorsError(.io, file: path, hint: "\(what) failed: \(String(cString: strerror(errno)))")
-    }
-    let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-    guard fd >= 0 else { throw failure("creating \(temporary)") }
-    var closed = false
-    do {
-        try body { bytes in
-            var done = 0
-            while done < bytes.count {
-                let n = systemWrite(fd, bytes.baseAddress! + done, bytes.count - done)
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { throw failure("writing") }
-                done += n
+extension Safetensors {
+    /// A JSON string literal (quotes and escapes) for `text`.
+    static func jsonString(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20:
+                out +=
+                    "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
+                    + String(scalar.value, radix: 16)
+            default: out.unicodeScalars.append(scalar)
             }
         }
-        guard fsync(fd) == 0 else { throw failure("fsync") }
-        closed = true
-        guard close(fd) == 0 else { throw failure("close") }
-        guard rename(temporary, path) == 0 else { throw failure("renaming \(temporary) to \(path)") }
-    } catch {
-        if !closed { close(fd) }
-        unlink(temporary)
-        throw error
+        return out + "\""
     }
-    let dirFD = open(directory.isEmpty ? "." : directory, O_RDONLY | O_CLOEXEC)
-    if dirFD >= 0 {
-        _ = fsync(dirFD)
-        close(dirFD)
+
+    /// Writes a file through `body` (which receives a sink for bytes) under a temporary name in
+    /// the same directory, fsyncs it, renames it to `path` and fsyncs the directory. On any
+    /// failure the temporary file is removed and `path` is untouched.
+    package static func writeAtomically(
+        to path: String, _ body: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void
+    ) throws {
+        let url = URL(fileURLWithPath: path)
+        let directory = url.deletingLastPathComponent().path
+        let temporary = url.deletingLastPathComponent()
+            .appendingPathComponent(".\(url.lastPathComponent).tmp-\(UUID().uuidString)").path
+        func failure(_ what: String) -> SafetensorsError {
+            SafetensorsError(.io, file: path, hint: "\(what) failed: \(String(cString: strerror(errno)))")
+        }
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw failure("creating \(temporary)") }
+        var closed = false
+        do {
+            try body { bytes in
+                var done = 0
+                while done < bytes.count {
+                    let n = systemWrite(fd, bytes.baseAddress! + done, bytes.count - done)
+                    if n < 0 && errno == EINTR { continue }
+                    guard n > 0 else { throw failure("writing") }
+                    done += n
+                }
+            }
+            guard fsync(fd) == 0 else { throw failure("fsync") }
+            closed = true
+            guard close(fd) == 0 else { throw failure("close") }
+            guard rename(temporary, path) == 0 else { throw failure("renaming \(temporary) to \(path)") }
+        } catch {
+            if !closed { close(fd) }
+            unlink(temporary)
+            throw error
+        }
+        let dirFD = open(directory.isEmpty ? "." : directory, O_RDONLY | O_CLOEXEC)
+        if dirFD >= 0 {
+            _ = fsync(dirFD)
+            close(dirFD)
+        }
     }
+
 }
 
 #if canImport(Glibc)
@@ -596,46 +603,50 @@ package func writeAtomically(to path: String, _ body: ((UnsafeRawBufferPointer) 
 
 // MARK: - Half precision
 
-/// IEEE binary16 bits to Float32 (exact: every half is a float).
-@inline(__always)
-package func floatFromHalfBits(_ h: UInt16) -> Float {
-    let sign = UInt32(h & 0x8000) << 16
-    let exponent = UInt32(h >> 10) & 0x1F
-    let mantissa = UInt32(h & 0x3FF)
-    if exponent == 0 {
-        // Zero or subnormal: mantissa x 2^-24.
-        let magnitude = Float(mantissa) * 0x1p-24
-        return sign != 0 ? -magnitude : magnitude
+/// IEEE binary16 conversions, written out so they do not depend on `Float16` being
+/// available on the platform.
+package enum HalfPrecision {
+    /// IEEE binary16 bits to Float32 (exact: every half is a float).
+    @inline(__always)
+    package static func float(fromBits h: UInt16) -> Float {
+        let sign = UInt32(h & 0x8000) << 16
+        let exponent = UInt32(h >> 10) & 0x1F
+        let mantissa = UInt32(h & 0x3FF)
+        if exponent == 0 {
+            // Zero or subnormal: mantissa x 2^-24.
+            let magnitude = Float(mantissa) * 0x1p-24
+            return sign != 0 ? -magnitude : magnitude
+        }
+        if exponent == 0x1F { return Float(bitPattern: sign | 0x7F80_0000 | mantissa << 13) }
+        return Float(bitPattern: sign | (exponent + 112) << 23 | mantissa << 13)
     }
-    if exponent == 0x1F { return Float(bitPattern: sign | 0x7F80_0000 | mantissa << 13) }
-    return Float(bitPattern: sign | (exponent + 112) << 23 | mantissa << 13)
-}
 
-/// Float32 to IEEE binary16 bits, rounding to nearest even; too large becomes infinity,
-/// NaN stays NaN (quiet, payload truncated).
-package func halfBitsFromFloat(_ x: Float) -> UInt16 {
-    let bits = x.bitPattern
-    let sign = UInt16(truncatingIfNeeded: (bits >> 16) & 0x8000)
-    let exponent = Int((bits >> 23) & 0xFF)
-    var mantissa = bits & 0x7F_FFFF
-    if exponent == 0xFF {
-        return sign | 0x7C00 | (mantissa != 0 ? 0x200 | UInt16(truncatingIfNeeded: mantissa >> 13) : 0)
-    }
-    let e = exponent - 127 + 15
-    if e >= 31 { return sign | 0x7C00 }
-    if e <= 0 {
-        // Subnormal half (or zero): below half the smallest subnormal rounds to zero.
-        if e < -10 { return sign }
-        mantissa |= 0x80_0000
-        let shift = UInt32(14 - e)
-        var half = mantissa >> shift
-        let remainder = mantissa & ((1 << shift) - 1)
-        let halfway = UInt32(1) << (shift - 1)
-        if remainder > halfway || (remainder == halfway && half & 1 == 1) { half += 1 }
+    /// Float32 to IEEE binary16 bits, rounding to nearest even; too large becomes infinity,
+    /// NaN stays NaN (quiet, payload truncated).
+    package static func bits(from x: Float) -> UInt16 {
+        let bits = x.bitPattern
+        let sign = UInt16(truncatingIfNeeded: (bits >> 16) & 0x8000)
+        let exponent = Int((bits >> 23) & 0xFF)
+        var mantissa = bits & 0x7F_FFFF
+        if exponent == 0xFF {
+            return sign | 0x7C00 | (mantissa != 0 ? 0x200 | UInt16(truncatingIfNeeded: mantissa >> 13) : 0)
+        }
+        let e = exponent - 127 + 15
+        if e >= 31 { return sign | 0x7C00 }
+        if e <= 0 {
+            // Subnormal half (or zero): below half the smallest subnormal rounds to zero.
+            if e < -10 { return sign }
+            mantissa |= 0x80_0000
+            let shift = UInt32(14 - e)
+            var half = mantissa >> shift
+            let remainder = mantissa & ((1 << shift) - 1)
+            let halfway = UInt32(1) << (shift - 1)
+            if remainder > halfway || (remainder == halfway && half & 1 == 1) { half += 1 }
+            return sign | UInt16(half)
+        }
+        var half = UInt32(e) << 10 | mantissa >> 13
+        let remainder = mantissa & 0x1FFF
+        if remainder > 0x1000 || (remainder == 0x1000 && half & 1 == 1) { half += 1 }  // may carry into infinity
         return sign | UInt16(half)
     }
-    var half = UInt32(e) << 10 | mantissa >> 13
-    let remainder = mantissa & 0x1FFF
-    if remainder > 0x1000 || (remainder == 0x1000 && half & 1 == 1) { half += 1 }  // may carry into infinity
-    return sign | UInt16(half)
 }

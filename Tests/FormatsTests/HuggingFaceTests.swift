@@ -13,6 +13,19 @@ import TextData
 
 // MARK: - Helpers
 
+/// A fresh directory removed when the test ends.
+private func withScratchDirectory<R>(_ body: (URL) throws -> R) throws -> R {
+    let directory = FileManager.default.temporaryDirectory
+        .appendingPathComponent("distill-hf-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    return try body(directory)
+}
+
+private func fixtureURL(_ name: String) throws -> URL {
+    try #require(Bundle.module.url(forResource: name, withExtension: nil, subdirectory: "Fixtures"))
+}
+
 private struct Reference: Decodable {
     var text: String
     var ids: [Int]
@@ -153,7 +166,9 @@ private func sameValues(_ a: Tensor?, _ b: Tensor?) -> Bool {
             let model = try HFModelDirectory.read(at: directory)
             for (parameter, tensor) in original {
                 let read = try #require(model.tensors[parameter])
-                #expect(read.values == tensor.values.map { floatFromHalfBits(halfBitsFromFloat($0)) }, "\(parameter)")
+                #expect(
+                    read.values == tensor.values.map { HalfPrecision.float(fromBits: HalfPrecision.bits(from: $0)) },
+                    "\(parameter)")
             }
         }
     }
@@ -161,7 +176,7 @@ private func sameValues(_ a: Tensor?, _ b: Tensor?) -> Bool {
 
 // MARK: - Config refusals
 
-struct ConfigCase: CustomTestStringConvertible, Sendable {
+struct HFConfigCase: CustomTestStringConvertible, Sendable {
     var label: String
     /// JSON-encoded replacement values for config keys ("null" sets null; absent removes).
     var edits: [String: String?]
@@ -171,35 +186,36 @@ struct ConfigCase: CustomTestStringConvertible, Sendable {
     var testDescription: String { label }
 }
 
-let configCases: [ConfigCase] = [
-    ConfigCase(label: "qwen2", edits: ["model_type": "\"qwen2\""], kind: .unsupportedConfig, mentions: ["qwen2"]),
-    ConfigCase(label: "no model_type", edits: ["model_type": nil], kind: .unsupportedConfig, mentions: ["model_type"]),
-    ConfigCase(label: "gelu", edits: ["hidden_act": "\"gelu\""], kind: .unsupportedConfig, mentions: ["hidden_act"]),
-    ConfigCase(
+private let hfConfigCases: [HFConfigCase] = [
+    HFConfigCase(label: "qwen2", edits: ["model_type": "\"qwen2\""], kind: .unsupportedConfig, mentions: ["qwen2"]),
+    HFConfigCase(
+        label: "no model_type", edits: ["model_type": nil], kind: .unsupportedConfig, mentions: ["model_type"]),
+    HFConfigCase(label: "gelu", edits: ["hidden_act": "\"gelu\""], kind: .unsupportedConfig, mentions: ["hidden_act"]),
+    HFConfigCase(
         label: "attention bias", edits: ["attention_bias": "true"], kind: .unsupportedConfig,
         mentions: ["attention_bias"]),
-    ConfigCase(label: "mlp bias", edits: ["mlp_bias": "true"], kind: .unsupportedConfig, mentions: ["mlp_bias"]),
-    ConfigCase(
+    HFConfigCase(label: "mlp bias", edits: ["mlp_bias": "true"], kind: .unsupportedConfig, mentions: ["mlp_bias"]),
+    HFConfigCase(
         label: "rope scaling", edits: ["rope_scaling": #"{"type": "linear", "factor": 2.0}"#],
         kind: .unsupportedConfig, mentions: ["rope_scaling"]),
-    ConfigCase(
+    HFConfigCase(
         label: "llama3 rope type", edits: ["rope_parameters": #"{"rope_theta": 500000.0, "rope_type": "llama3"}"#],
         kind: .unsupportedConfig, mentions: ["rope_type"]),
-    ConfigCase(
+    HFConfigCase(
         label: "everything at once",
         edits: ["model_type": "\"mistral\"", "hidden_act": "\"relu\"", "mlp_bias": "true", "num_key_value_heads": "3"],
         kind: .unsupportedConfig, mentions: ["mistral", "hidden_act", "mlp_bias", "num_key_value_heads"]),
-    ConfigCase(
+    HFConfigCase(
         label: "missing keys", edits: ["vocab_size": nil, "hidden_size": nil], kind: .invalidConfig,
         mentions: ["vocab_size", "hidden_size"]),
-    ConfigCase(
+    HFConfigCase(
         label: "non-integer size", edits: ["num_hidden_layers": "\"two\""], kind: .invalidConfig,
         mentions: ["num_hidden_layers"]),
 ]
 
 @Suite struct HuggingFaceConfig {
-    @Test(arguments: configCases)
-    func refused(_ c: ConfigCase) throws {
+    @Test(arguments: hfConfigCases)
+    func refused(_ c: HFConfigCase) throws {
         try withScratchDirectory { scratch in
             let directory = try copyFixture("tiny_llama", into: scratch)
             var set: [String: Any] = [:]

@@ -12,7 +12,7 @@ import Testing
 // MARK: - Helpers
 
 /// A fresh directory removed when the test ends.
-func withScratchDirectory<R>(_ body: (URL) throws -> R) throws -> R {
+private func withScratchDirectory<R>(_ body: (URL) throws -> R) throws -> R {
     let directory = FileManager.default.temporaryDirectory
         .appendingPathComponent("distill-formats-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -20,7 +20,7 @@ func withScratchDirectory<R>(_ body: (URL) throws -> R) throws -> R {
     return try body(directory)
 }
 
-func fixtureURL(_ name: String) throws -> URL {
+private func fixtureURL(_ name: String) throws -> URL {
     try #require(Bundle.module.url(forResource: name, withExtension: nil, subdirectory: "Fixtures"))
 }
 
@@ -134,15 +134,15 @@ private struct DTypeFixture: Decodable {
         #expect(fixture.rounding.inputs.count == fixture.rounding.f16_bits.count)
         for (input, expected) in zip(fixture.rounding.inputs, fixture.rounding.f16_bits) {
             let x = Float(bitPattern: input)
-            #expect(halfBitsFromFloat(x) == expected, "\(x)")
-            #expect(halfBitsFromFloat(floatFromHalfBits(expected)) == expected)
+            #expect(HalfPrecision.bits(from: x) == expected, "\(x)")
+            #expect(HalfPrecision.bits(from: HalfPrecision.float(fromBits: expected)) == expected)
         }
-        #expect(floatFromHalfBits(halfBitsFromFloat(.nan)).isNaN)
-        #expect(halfBitsFromFloat(65519) == 0x7BFF)  // rounds down to the largest finite half
-        #expect(halfBitsFromFloat(65520) == 0x7C00)  // the tie rounds to even: infinity
+        #expect(HalfPrecision.float(fromBits: HalfPrecision.bits(from: .nan)).isNaN)
+        #expect(HalfPrecision.bits(from: 65519) == 0x7BFF)  // rounds down to the largest finite half
+        #expect(HalfPrecision.bits(from: 65520) == 0x7C00)  // the tie rounds to even: infinity
         // Every finite half survives the round trip through Float32.
         for bits in UInt16(0)...UInt16.max where bits & 0x7C00 != 0x7C00 {
-            #expect(halfBitsFromFloat(floatFromHalfBits(bits)) == bits)
+            #expect(HalfPrecision.bits(from: HalfPrecision.float(fromBits: bits)) == bits)
         }
     }
 
@@ -204,7 +204,7 @@ private struct DTypeFixture: Decodable {
 // MARK: - Hostile files
 
 /// One malformed file and the refusal it must produce.
-struct HostileCase: CustomTestStringConvertible, Sendable {
+struct SafetensorsHostileCase: CustomTestStringConvertible, Sendable {
     var label: String
     var header: String
     var buffer: Int
@@ -219,81 +219,81 @@ private func f32(_ name: String, _ shape: String, _ begin: Int, _ end: Int) -> S
     "\"\(name)\":{\"dtype\":\"F32\",\"shape\":[\(shape)],\"data_offsets\":[\(begin),\(end)]}"
 }
 
-let hostileCases: [HostileCase] = [
-    HostileCase(
+private let safetensorsHostileCases: [SafetensorsHostileCase] = [
+    SafetensorsHostileCase(
         label: "header length 2^64-1", header: "{}", buffer: 0, declaredLength: .max, kind: .headerTooLarge),
-    HostileCase(
+    SafetensorsHostileCase(
         label: "header length above the limit", header: "{}", buffer: 0, declaredLength: 100_000_001,
         kind: .headerTooLarge),
-    HostileCase(
+    SafetensorsHostileCase(
         label: "header length beyond the file", header: "{}", buffer: 16, declaredLength: 4096,
         kind: .headerBeyondFile),
-    HostileCase(label: "not JSON", header: "{\"a\": ", buffer: 0, kind: .malformedHeader),
-    HostileCase(label: "not an object", header: "[1, 2]", buffer: 0, kind: .malformedHeader),
-    HostileCase(label: "trailing garbage", header: "{} x", buffer: 0, kind: .malformedHeader),
-    HostileCase(
+    SafetensorsHostileCase(label: "not JSON", header: "{\"a\": ", buffer: 0, kind: .malformedHeader),
+    SafetensorsHostileCase(label: "not an object", header: "[1, 2]", buffer: 0, kind: .malformedHeader),
+    SafetensorsHostileCase(label: "trailing garbage", header: "{} x", buffer: 0, kind: .malformedHeader),
+    SafetensorsHostileCase(
         label: "entry not an object", header: "{\"a\": 3}", buffer: 0, kind: .malformedHeader, tensor: "a"),
-    HostileCase(
+    SafetensorsHostileCase(
         label: "missing data_offsets", header: "{\"a\":{\"dtype\":\"F32\",\"shape\":[1]}}", buffer: 4,
         kind: .malformedHeader, tensor: "a"),
-    HostileCase(
+    SafetensorsHostileCase(
         label: "metadata value not a string", header: "{\"__metadata__\":{\"format\":1}}", buffer: 0,
         kind: .malformedHeader),
-    HostileCase(
+    SafetensorsHostileCase(
         label: "unknown dtype", header: "{\"a\":{\"dtype\":\"F128\",\"shape\":[1],\"data_offsets\":[0,16]}}",
         buffer: 16, kind: .unknownDType, tensor: "a"),
-    HostileCase(
+    SafetensorsHostileCase(
         label: "negative dimension", header: "{" + f32("a", "-1,4", 0, 16) + "}", buffer: 16,
         kind: .negativeDimension, tensor: "a"),
-    HostileCase(
+    SafetensorsHostileCase(
         label: "fractional dimension", header: "{" + f32("a", "1.5", 0, 4) + "}", buffer: 4,
         kind: .malformedHeader, tensor: "a"),
-    HostileCase(
+    SafetensorsHostileCase(
         label: "element count overflows", header: "{" + f32("a", "4294967296,4294967296", 0, 16) + "}",
         buffer: 16, kind: .sizeOverflow, tensor: "a"),
-    HostileCase(
+    SafetensorsHostileCase(
         label: "byte count overflows", header: "{" + f32("a", "2305843009213693952,2", 0, 16) + "}",
         buffer: 16, kind: .sizeOverflow, tensor: "a"),
-    HostileCase(
+    SafetensorsHostileCase(
         label: "dimension beyond Int", header: "{" + f32("a", "100000000000000000000", 0, 16) + "}",
         buffer: 16, kind: .sizeOverflow, tensor: "a"),
-    HostileCase(
+    SafetensorsHostileCase(
         label: "shape x dtype != span", header: "{" + f32("a", "3", 0, 8) + "}", buffer: 8, kind: .sizeMismatch,
         tensor: "a"),
-    HostileCase(
+    SafetensorsHostileCase(
         label: "40 GB tensor in a small file", header: "{" + f32("a", "100000,100000", 0, 40_000_000_000) + "}",
         buffer: 64, kind: .offsetsOutOfBounds, tensor: "a"),
-    HostileCase(
+    SafetensorsHostileCase(
         label: "offsets past the buffer", header: "{" + f32("a", "2", 8, 16) + "}", buffer: 12,
         kind: .offsetsOutOfBounds, tensor: "a"),
-    HostileCase(
+    SafetensorsHostileCase(
         label: "begin after end", header: "{" + f32("a", "0", 8, 4) + "}", buffer: 8, kind: .offsetsOutOfBounds,
         tensor: "a"),
-    HostileCase(
+    SafetensorsHostileCase(
         label: "negative offset", header: "{" + f32("a", "2", -8, 0) + "}", buffer: 8, kind: .offsetsOutOfBounds,
         tensor: "a"),
-    HostileCase(
+    SafetensorsHostileCase(
         label: "overlapping tensors", header: "{" + f32("a", "2", 0, 8) + "," + f32("b", "2", 4, 12) + "}",
         buffer: 12, kind: .overlap, tensor: "b"),
-    HostileCase(
+    SafetensorsHostileCase(
         label: "same bytes twice", header: "{" + f32("a", "2", 0, 8) + "," + f32("b", "2", 0, 8) + "}",
         buffer: 8, kind: .overlap),
-    HostileCase(
+    SafetensorsHostileCase(
         label: "gap between tensors", header: "{" + f32("a", "2", 0, 8) + "," + f32("b", "2", 12, 20) + "}",
         buffer: 20, kind: .gap, tensor: "b"),
-    HostileCase(
+    SafetensorsHostileCase(
         label: "gap before the first tensor", header: "{" + f32("a", "2", 4, 12) + "}", buffer: 12, kind: .gap,
         tensor: "a"),
-    HostileCase(
+    SafetensorsHostileCase(
         label: "trailing bytes", header: "{" + f32("a", "2", 0, 8) + "}", buffer: 12, kind: .gap, tensor: "a"),
-    HostileCase(
+    SafetensorsHostileCase(
         label: "duplicate name", header: "{" + f32("a", "2", 0, 8) + "," + f32("a", "2", 8, 16) + "}",
         buffer: 16, kind: .duplicateName, tensor: "a"),
 ]
 
 @Suite struct SafetensorsHostile {
-    @Test(arguments: hostileCases)
-    func refused(_ c: HostileCase) throws {
+    @Test(arguments: safetensorsHostileCases)
+    func refused(_ c: SafetensorsHostileCase) throws {
         try withScratchDirectory { directory in
             let url = directory.appendingPathComponent("hostile.safetensors")
             try safetensorsBytes(header: c.header, buffer: c.buffer, declaredLength: c.declaredLength).write(to: url)
@@ -313,6 +313,18 @@ let hostileCases: [HostileCase] = [
                 _ = try SafetensorsFile(path: directory.appendingPathComponent("absent.safetensors").path)
             }
             expectSafetensorsError(.io) { _ = try SafetensorsFile(path: directory.path) }
+        }
+    }
+
+    @Test func invalidUTF8Header() throws {
+        try withScratchDirectory { directory in
+            let url = directory.appendingPathComponent("utf8.safetensors")
+            var data = safetensorsBytes(header: "{\"a\u{FF}\": 1}", buffer: 0)
+            let index = try #require(data.firstIndex(of: 0xC3))  // U+00FF is C3 BF in UTF-8
+            data[index] = 0xFF
+            try data.write(to: url)
+            let error = expectSafetensorsError(.malformedHeader) { _ = try SafetensorsFile(path: url.path) }
+            #expect(error?.hint.contains("UTF-8") == true)
         }
     }
 
