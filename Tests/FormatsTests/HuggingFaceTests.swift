@@ -472,7 +472,8 @@ private let hfConfigCases: [HFConfigCase] = [
 /// Opt-in export for the manual transformers check (not in CI):
 ///   DISTILL_HF_EXPORT=/tmp/distill-hf-export swift test --filter HuggingFaceExportCheck
 ///   /tmp/distill-ref/bin/python tools/make_hf_fixture.py --check-export /tmp/distill-hf-export/tiny_llama
-/// Writes DIR/tiny_llama and DIR/tiny_llama_untied, each read from the fixture and exported.
+/// Writes DIR/tiny_llama and DIR/tiny_llama_untied, each read from the fixture and exported,
+/// and DIR/tiny_llama_f16.safetensors (the tied weights as F16).
 @Suite struct HuggingFaceExportCheck {
     @Test func exportFixtures() throws {
         guard let dir = ProcessInfo.processInfo.environment["DISTILL_HF_EXPORT"] else { return }
@@ -482,5 +483,10 @@ private let hfConfigCases: [HFConfigCase] = [
                 config: model.config, tensors: model.tensors, tokenizerJSON: model.tokenizerJSON,
                 to: URL(fileURLWithPath: dir).appendingPathComponent(name))
         }
+        // An F16 file for safetensors.torch to read back.
+        let model = try HFModelDirectory.read(at: fixtureURL("tiny_llama"))
+        try Safetensors.write(
+            model.config.parameterShapes.map { ($0.name, model.tensors[$0.name]!) }, metadata: ["format": "pt"],
+            dtype: .f16, to: URL(fileURLWithPath: dir).appendingPathComponent("tiny_llama_f16.safetensors").path)
     }
 }
