@@ -105,7 +105,7 @@ package struct CorpusSource: Codable, Sendable, Equatable {
                 var reader = try JSONLReader(path: path)
                 while let record = try reader.next() {
                     let text = try record.string(
-                        textField, hint: "set the corpus textField to the field that holds the document text")
+                        textField, missingHint: "set the corpus textField to the field that holds the document text")
                     if !text.isEmpty { try body(text) }
                 }
             case .auto:

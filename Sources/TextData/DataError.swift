@@ -15,11 +15,11 @@ package enum DataError: Error, CustomStringConvertible, Sendable, Equatable {
     /// A file or directory could not be read, written or renamed.
     case io(path: String, reason: String)
 
-    /// The two families callers distinguish.
+    /// The families callers distinguish; re-running without a change only helps for `.io`.
     package enum Kind: Sendable, Equatable {
-        /// The user's data or settings are wrong; re-running will not help (exit 65, or 2 for
-        /// settings).
+        /// The data is wrong or too small for the settings (exit 65).
         case badData
+        /// A setting is wrong (exit 2).
         case badConfig
         /// The file system failed (exit 74).
         case io

@@ -44,13 +44,13 @@ package struct JSONLRecord: Sendable {
         return v
     }
 
-    /// The string field `key`, which must be present and a string.
-    package func string(_ key: String, hint: String = "") throws -> String {
-        let v = try require(key, hint: hint)
+    /// The string field `key`, which must be present and a string. `missingHint` replaces the
+    /// default fix offered when the field is absent.
+    package func string(_ key: String, missingHint: String = "") throws -> String {
+        let v = try require(key, hint: missingHint)
         guard case .string(let s) = v else {
             throw error(
-                "field \"\(key)\" is \(v.typeName), not a string", at: key,
-                hint: hint.isEmpty ? "write the value as a JSON string" : hint)
+                "field \"\(key)\" is \(v.typeName), not a string", at: key, hint: "write the value as a JSON string")
         }
         return s
     }

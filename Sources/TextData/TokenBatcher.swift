@@ -1,4 +1,5 @@
 import Core
+import Foundation
 
 // Batches of next-token prediction windows cut from one token stream.
 //
@@ -44,6 +45,28 @@ package struct BatchCursor: Codable, Sendable, Equatable {
     /// never applied to a different corpus or split.
     package var seed: UInt64
     package var trainWindows: Int
+}
+
+extension BatchCursor {
+    /// Compact JSON, as checkpoints store it.
+    package func jsonString() -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        // Encoding plain integers and arrays of them cannot fail.
+        return String(decoding: try! encoder.encode(self), as: UTF8.self)
+    }
+
+    /// Reads a cursor saved by `jsonString()`.
+    /// - Throws: `DataError.malformed` naming `origin` (for example the checkpoint path).
+    package init(jsonString: String, origin: String) throws {
+        do {
+            self = try JSONDecoder().decode(BatchCursor.self, from: Data(jsonString.utf8))
+        } catch {
+            throw DataError.malformed(
+                file: origin, line: 1, column: 1, reason: "unreadable data cursor (\(error))",
+                hint: "the checkpoint is damaged; resume from an earlier one or restart")
+        }
+    }
 }
 
 package struct TokenBatcher: Sendable {

@@ -52,11 +52,12 @@ import Testing
         for cut in [0, 1, 56, 57, 100] {
             var first = try Self.batcher(seed: 9, offsets: offsets)
             _ = Self.take(cut, &first)
-            let json = try JSONEncoder().encode(first.cursor)
+            let json = first.cursor.jsonString()
             var resumed = try Self.batcher(seed: 9, offsets: offsets)
-            try resumed.restore(JSONDecoder().decode(BatchCursor.self, from: json))
+            try resumed.restore(BatchCursor(jsonString: json, origin: "ckpt.h5"))
             #expect(Self.take(120 - cut, &resumed) == Array(all[cut...]), "cut at \(cut)")
         }
+        #expect(throws: DataError.self) { try BatchCursor(jsonString: "{\"epoch\": 1}", origin: "ckpt.h5") }
         // A cursor from another seed or corpus is refused.
         let other = try Self.batcher(seed: 10).cursor
         var target = try Self.batcher(seed: 9)
