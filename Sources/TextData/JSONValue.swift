@@ -61,12 +61,30 @@ extension JSONValue {
         if parser.pos < parser.bytes.count { throw parser.error("unexpected content after the document") }
         return value
     }
+
+    /// Parses a complete document like `parse`, and when the root is an object also returns
+    /// the byte offsets of each member's key and value, in entry order, so that a JSONL reader
+    /// can point at the column of a field whose value is wrong.
+    package static func parseRecordingMembers(
+        _ bytes: [UInt8]
+    ) throws -> (value: JSONValue, members: [(key: Int, value: Int)]) {
+        var parser = JSONParser(bytes: bytes)
+        parser.recordMembers = true
+        parser.skipWhitespace()
+        let value = try parser.parseValue(depth: 0)
+        parser.skipWhitespace()
+        if parser.pos < parser.bytes.count { throw parser.error("unexpected content after the document") }
+        return (value, parser.members)
+    }
 }
 
 private struct JSONParser {
     let bytes: [UInt8]
     var pos = 0
     static let maxDepth = 256
+    /// When set, the key and value offsets of the root object's members are kept in `members`.
+    var recordMembers = false
+    var members: [(key: Int, value: Int)] = []
 
     init(bytes: [UInt8]) { self.bytes = bytes }
 
@@ -119,11 +137,13 @@ private struct JSONParser {
                 guard pos < bytes.count, bytes[pos] == UInt8(ascii: "\"") else {
                     throw error("expected a string key")
                 }
+                let keyStart = pos
                 let key = try parseString()
                 skipWhitespace()
                 guard pos < bytes.count, bytes[pos] == UInt8(ascii: ":") else { throw error("expected ':'") }
                 pos += 1
                 skipWhitespace()
+                if recordMembers && depth == 0 { members.append((key: keyStart, value: pos)) }
                 let value = try parseValue(depth: depth + 1)
                 entries.append((key: key, value: value))
                 skipWhitespace()
