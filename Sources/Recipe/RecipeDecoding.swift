@@ -12,32 +12,30 @@ private func isValidName(_ s: String) -> Bool {
     !s.isEmpty && s.unicodeScalars.allSatisfy { ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || "_.-".unicodeScalars.contains($0) }
 }
 
-/// Default stage names for a raw `stages` array: the explicit `name` when given, else the
-/// type, then `<type>_2`, `<type>_3`, ... skipping names already taken. Overrides address
-/// stages by these names before the recipe is validated, so this works on the raw tree.
+/// Stage names for a raw `stages` array: the explicit `name` when given, else the type for the
+/// first unnamed stage of that type, then `<type>_2`, `<type>_3`, ... A default name never
+/// depends on other stages' explicit names; a collision is reported as a duplicate. Overrides
+/// address stages by these names before the recipe is validated, so this works on the raw tree.
 package func stageNames(_ stages: [JSONValue]) -> [String] {
     func field(_ v: JSONValue, _ key: String) -> String? {
         if case .object(let o) = v, case .string(let s)? = o[key] { return s }
         return nil
     }
-    var taken = Set(stages.compactMap { field($0, "name") })
+    var unnamedOfType: [String: Int] = [:]
     return stages.map { stage in
         if let explicit = field(stage, "name") { return explicit }
-        let base = field(stage, "type") ?? "stage"
-        var candidate = base
-        var n = 2
-        while taken.contains(candidate) {
-            candidate = "\(base)_\(n)"
-            n += 1
-        }
-        taken.insert(candidate)
-        return candidate
+        let type = field(stage, "type") ?? "stage"
+        let n = unnamedOfType[type, default: 0] + 1
+        unnamedOfType[type] = n
+        return n == 1 ? type : "\(type)_\(n)"
     }
 }
 
 /// One stage after pass 1, with what pass 2 needs to know about how it was written.
 private struct ReadStage {
     var stage: Stage
+    /// Position in the recipe's `stages` array.
+    var index: Int
     var path: String
     /// Keys present (non-null) in the stage object.
     var given: Set<String>
@@ -64,27 +62,29 @@ extension Recipe {
         recipe.threads = r.int(.threads, .atLeast(1))
 
         var read: [ReadStage] = []
+        var names: [String] = []
         switch r.value(.stages) {
         case nil: r.missing(.stages, hint: "list the stages to run, e.g. [{\"type\": \"pretrain\", ...}]")
         case .array(let items)?:
             if items.isEmpty { log.add(.rule("must list at least one stage"), at: "stages") }
-            let names = stageNames(items)
+            names = stageNames(items)
             for (i, item) in items.enumerated() {
-                if let s = readStage(item, path: "stages[\(i)]", defaultName: names[i], recipeSeed: recipe.seed, log: log) {
+                if let s = readStage(item, index: i, defaultName: names[i], recipeSeed: recipe.seed, log: log) {
                     read.append(s)
                 }
             }
         case let other?: r.wrongType(.stages, "an array of stages", other)
         }
         recipe.runDir = absolute(recipe.runDir, base: baseDirectory)
-        recipe.stages = link(read, runDir: recipe.runDir, base: baseDirectory, checkFiles: checkFiles, log: log)
+        recipe.stages = link(read, names: names, runDir: recipe.runDir, base: baseDirectory, checkFiles: checkFiles, log: log)
         return recipe
     }
 }
 
 // MARK: - Pass 1: one object at a time
 
-private func readStage(_ v: JSONValue, path: String, defaultName: String, recipeSeed: Int, log: IssueLog) -> ReadStage? {
+private func readStage(_ v: JSONValue, index: Int, defaultName: String, recipeSeed: Int, log: IssueLog) -> ReadStage? {
+    let path = "stages[\(index)]"
     guard case .object(let o) = v else {
         log.add(.wrongType(expected: "a stage object", got: v.quoted), at: path)
         return nil
@@ -115,7 +115,7 @@ private func readStage(_ v: JSONValue, path: String, defaultName: String, recipe
     case .generate: stage = .generate(readGenerate(v, path: path, name: defaultName, seed: recipeSeed, log: log))
     case .export: stage = .export(readExport(v, path: path, name: defaultName, log: log))
     }
-    return ReadStage(stage: stage, path: path, given: given)
+    return ReadStage(stage: stage, index: index, path: path, given: given)
 }
 
 /// The keys every stage shares: `name` (validated in pass 2) and `output`.
@@ -342,11 +342,12 @@ func absolute(_ path: String, base: String) -> String {
     return url.standardizedFileURL.path
 }
 
-private func link(_ stages: [ReadStage], runDir: String, base: String, checkFiles: Bool, log: IssueLog) -> [Stage] {
+/// `names` are the names of all stages as written, including those that could not be read, so
+/// a reference to a later or broken stage is reported as such.
+private func link(_ stages: [ReadStage], names allNames: [String], runDir: String, base: String, checkFiles: Bool, log: IssueLog) -> [Stage] {
     var out: [Stage] = []
     var firstByName: [String: Int] = [:]
     var writerOfOutput: [String: String] = [:]
-    let allNames = stages.map(\.stage.name)
 
     func checkFile(_ path: String, at jsonPath: String) -> String {
         let abs = absolute(path, base: base)
@@ -356,11 +357,12 @@ private func link(_ stages: [ReadStage], runDir: String, base: String, checkFile
 
     /// Resolves a checkpoint source of the stage at `index`: defaults to the latest earlier
     /// checkpoint-producing stage when not given; checks references; makes files absolute.
-    func source(_ src: CheckpointSource, given: Bool, index: Int, at jsonPath: String) -> CheckpointSource {
+    /// Returns nil (after logging) when the source is unusable.
+    func source(_ src: CheckpointSource, given: Bool, index: Int, at jsonPath: String) -> CheckpointSource? {
         if !given {
             guard let producer = out.last(where: \.producesCheckpoint) else {
                 log.add(.missing(hint: "no earlier stage produces a checkpoint; name a checkpoint file or \"@stage\""), at: jsonPath)
-                return src
+                return nil
             }
             return .stage(producer.name)
         }
@@ -368,26 +370,28 @@ private func link(_ stages: [ReadStage], runDir: String, base: String, checkFile
         case .file(let path):
             if path.isEmpty {
                 log.add(.rule("must not be empty"), at: jsonPath)
-                return src
+                return nil
             }
             return .file(checkFile(path, at: jsonPath))
         case .stage(let name):
             if let earlier = out.first(where: { $0.name == name }) {
-                if !earlier.producesCheckpoint {
-                    log.add(.rule("stage \"\(name)\" (\(earlier.type.rawValue)) does not produce a checkpoint"), at: jsonPath)
-                }
+                if earlier.producesCheckpoint { return src }
+                log.add(.rule("stage \"\(name)\" (\(earlier.type.rawValue)) does not produce a checkpoint"), at: jsonPath)
+            } else if allNames[..<index].contains(name) {
+                // That stage could not be read; its own problems are reported.
             } else if allNames[index...].contains(name) {
                 log.add(.rule("\"@\(name)\" is not an earlier stage; stages run in order and may only read earlier ones"), at: jsonPath)
             } else {
                 let hint = suggestion(for: name, among: Array(allNames[..<index])).map { "; did you mean \"@\($0)\"?" } ?? ""
                 log.add(.rule("\"@\(name)\" does not name an earlier stage\(hint)"), at: jsonPath)
             }
-            return src
+            return nil
         }
     }
 
-    for (i, read) in stages.enumerated() {
+    for read in stages {
         var stage = read.stage
+        let i = read.index
         let name = stage.name
         let namePath = JSONPath.child(read.path, "name")
         if !isValidName(name) {
@@ -410,34 +414,37 @@ private func link(_ stages: [ReadStage], runDir: String, base: String, checkFile
             s.output = output
             s.data.train = s.data.train.enumerated().map { checkFile($1, at: JSONPath.index(JSONPath.child(read.path, "data.train"), $0)) }
             if let p = s.tokenizer?.path { s.tokenizer?.path = checkFile(p, at: JSONPath.child(read.path, "tokenizer.path")) }
-            if let initFrom = s.initFrom {
-                s.initFrom?.checkpoint = source(initFrom.checkpoint, given: true, index: i, at: JSONPath.child(read.path, "init.checkpoint"))
+            if let initFrom = s.initFrom,
+                let resolved = source(initFrom.checkpoint, given: true, index: i, at: JSONPath.child(read.path, "init.checkpoint"))
+            {
+                s.initFrom?.checkpoint = resolved
             }
             stage = .pretrain(s)
         case .eval(var s):
             s.output = output
-            s.checkpoint = source(s.checkpoint, given: read.given.contains("checkpoint"), index: i, at: ckPath)
+            let checkpoint = source(s.checkpoint, given: read.given.contains("checkpoint"), index: i, at: ckPath)
+            s.checkpoint = checkpoint ?? s.checkpoint
+            var pretrain: PretrainStage?
+            if case .stage(let n)? = checkpoint, case .pretrain(let p)? = out.first(where: { $0.name == n }) { pretrain = p }
             if read.given.contains("data") {
                 s.data.train = s.data.train.enumerated().map { checkFile($1, at: JSONPath.index(JSONPath.child(read.path, "data.train"), $0)) }
-            } else if case .stage(let n) = s.checkpoint, case .pretrain(let p)? = out.first(where: { $0.name == n }) {
-                s.data = p.data
-            } else {
+            } else if let pretrain {
+                s.data = pretrain.data
+            } else if checkpoint != nil {
                 log.add(.missing(hint: "required unless checkpoint is a pretrain stage (whose data is then used)"), at: JSONPath.child(read.path, "data"))
             }
-            if let seqLen = s.seqLen, case .stage(let n) = s.checkpoint, case .pretrain(let p)? = out.first(where: { $0.name == n }),
-                let model = p.model, seqLen > model.maxPositionEmbeddings
-            {
-                log.add(.outOfRange(allowed: "<= max_position_embeddings of \"\(n)\" (\(model.maxPositionEmbeddings))", got: String(seqLen)),
+            if let seqLen = s.seqLen, let model = pretrain?.model, seqLen > model.maxPositionEmbeddings {
+                log.add(.outOfRange(allowed: "<= max_position_embeddings of \"\(pretrain!.name)\" (\(model.maxPositionEmbeddings))", got: String(seqLen)),
                         at: JSONPath.child(read.path, "seq_len"))
             }
             stage = .eval(s)
         case .generate(var s):
             s.output = output
-            s.checkpoint = source(s.checkpoint, given: read.given.contains("checkpoint"), index: i, at: ckPath)
+            s.checkpoint = source(s.checkpoint, given: read.given.contains("checkpoint"), index: i, at: ckPath) ?? s.checkpoint
             stage = .generate(s)
         case .export(var s):
             s.output = output
-            s.checkpoint = source(s.checkpoint, given: read.given.contains("checkpoint"), index: i, at: ckPath)
+            s.checkpoint = source(s.checkpoint, given: read.given.contains("checkpoint"), index: i, at: ckPath) ?? s.checkpoint
             stage = .export(s)
         }
         out.append(stage)

@@ -162,7 +162,7 @@ extension Recipe {
         let log = IssueLog(sources: sources)
         let recipe = Recipe.read(root, baseDirectory: baseDirectory, checkFiles: checkFiles, log: log)
         issues += log.issues
-        if !issues.isEmpty { throw RecipeError(file: file, issues: issues) }
+        if !issues.isEmpty { throw RecipeError(file: file, issues: inDocumentOrder(issues)) }
         return recipe
     }
 
@@ -180,6 +180,22 @@ extension Stage {
     /// The stage's resolved settings as canonical JSON (the part of its fingerprint that the
     /// recipe controls directly).
     package var resolvedJSON: String { canonicalJSON(of: self) }
+}
+
+/// Override problems first, then by position in the file (a missing field sits at its
+/// object's position), then the rest; ties keep the order they were found in.
+private func inDocumentOrder(_ issues: [RecipeIssue]) -> [RecipeIssue] {
+    func rank(_ origin: ValueOrigin?) -> (Int, Int, Int) {
+        switch origin {
+        case .override?: return (0, 0, 0)
+        case .file(let line, let column)?: return (1, line, column)
+        case nil: return (2, 0, 0)
+        }
+    }
+    return issues.enumerated().sorted { a, b in
+        let (ra, rb) = (rank(a.element.origin), rank(b.element.origin))
+        return ra != rb ? ra < rb : a.offset < b.offset
+    }.map(\.element)
 }
 
 /// Encodes a schema value and normalises it through `JSONValue.canonical`, so the text does not
