@@ -81,6 +81,8 @@ extension RecipeOverride {
             }
         }
         var path = ""
+        // The outermost key the override adds; problems inside it are the override's.
+        var createdAt: String?
         func set(_ node: inout JSONValue, _ rest: ArraySlice<PathComponent>) -> String? {
             guard let head = rest.first else {
                 node = value
@@ -98,6 +100,7 @@ extension RecipeOverride {
                 let index = object.entries.firstIndex { $0.key == k }
                 var child = index.map { object.entries[$0].value } ?? .null
                 path = childPath
+                if index == nil, createdAt == nil { createdAt = childPath }
                 if let failure = set(&child, rest.dropFirst()) { return failure }
                 if let index { object.entries[index].value = child } else { object.entries.append((key: k, value: child)) }
                 node = .object(object)
@@ -116,7 +119,7 @@ extension RecipeOverride {
             }
         }
         if let failure = set(&root, parts[...]) { return problem(failure) }
-        sources.replace(path, with: .override(argument))
+        sources.replace(createdAt ?? path, with: .override(argument))
         return nil
     }
 }
