@@ -59,6 +59,15 @@ package struct FileDigest: Codable, Sendable, Equatable {
     /// Seconds since 1970.
     package var mtime: Double
     package var hash: String
+    /// When the hash was computed (seconds since 1970).
+    package var checked: Double
+
+    /// Whether the digest still describes a file of this size and mtime. A file modified within
+    /// a couple of seconds of being hashed could change again without its mtime moving (coarse
+    /// timestamps), so such a digest is never reused, as git does with "racily clean" entries.
+    func stillValid(size: Int64, mtime: Double) -> Bool {
+        self.size == size && self.mtime == mtime && checked - mtime > 2
+    }
 }
 
 /// A problem reading an input while fingerprinting.
@@ -105,7 +114,8 @@ package struct FileDigester {
         }
         let size = (attributes[.size] as? NSNumber)?.int64Value ?? -1
         let mtime = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
-        if let cached = cache[path], cached.size == size, cached.mtime == mtime { return cached.hash }
+        if let cached = cache[path], cached.stillValid(size: size, mtime: mtime) { return cached.hash }
+        let checked = Date().timeIntervalSince1970
         guard let handle = FileHandle(forReadingAtPath: path) else { throw InputError(path: path, reason: "cannot open it") }
         defer { try? handle.close() }
         var h = FNV1a64()
@@ -117,7 +127,7 @@ package struct FileDigester {
             guard let chunk, !chunk.isEmpty else { break }
             chunk.withUnsafeBytes { h.update($0) }
         }
-        cache[path] = FileDigest(size: size, mtime: mtime, hash: h.hex)
+        cache[path] = FileDigest(size: size, mtime: mtime, hash: h.hex, checked: checked)
         return h.hex
     }
 }
