@@ -10,7 +10,8 @@ package struct RecipeOverride: Sendable, Equatable {
     /// The path as written: `stages[0].training.steps`, `pretrain.training.steps`, `seed`.
     package var key: String
     /// The value, parsed as JSON when it parses (numbers, true/false, null, arrays, objects,
-    /// quoted strings) and taken as a plain string otherwise.
+    /// quoted strings) and taken as a plain string otherwise. `null` removes the key, which puts
+    /// the setting back to its default.
     package var value: JSONValue
     /// The argument as the user wrote it, for messages.
     package var argument: String
@@ -98,6 +99,13 @@ extension RecipeOverride {
                 default: return "\(path.isEmpty ? "the recipe" : path) is \(node.typeName), not an object"
                 }
                 let index = object.entries.firstIndex { $0.key == k }
+                if rest.count == 1, value == .null {
+                    // `key=null` removes the key: back to its default.
+                    if let index { object.entries.remove(at: index) }
+                    node = .object(object)
+                    path = childPath
+                    return nil
+                }
                 var child = index.map { object.entries[$0].value } ?? .null
                 path = childPath
                 if index == nil, createdAt == nil { createdAt = childPath }

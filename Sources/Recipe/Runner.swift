@@ -139,6 +139,10 @@ package struct PlannedStage: Codable, Sendable, Equatable {
 package struct RunPlan: Codable, Sendable, Equatable {
     package var runDirectory: String
     package var stages: [PlannedStage]
+    /// The resolved recipe the plan is for.
+    package var recipe: Recipe
+
+    enum CodingKeys: String, CodingKey { case runDirectory = "run_dir", stages, recipe }
 }
 
 /// Runs a resolved recipe's stages in order. It takes no lock; the caller holds the run
@@ -177,7 +181,7 @@ package final class Runner {
                 PlannedStage(name: stage.name, type: stage.type, action: action, reason: reason, resume: resume, fingerprint: fp, output: stage.output))
         }
         state.files = digester.cache
-        return RunPlan(runDirectory: recipe.runDir, stages: planned)
+        return RunPlan(runDirectory: recipe.runDir, stages: planned, recipe: recipe)
     }
 
     private func decide(_ stage: Stage, _ fp: StageFingerprint, _ record: StageRecord?) -> (PlannedStage.Action, String, Bool) {

@@ -41,6 +41,15 @@ import Testing
         #expect(x.output == dir.file("Checkpoints/other/hf-out"))
     }
 
+    @Test func nullRemovesAKey() throws {
+        let dir = Scratch()
+        dir.write("stories.txt", "text")
+        let text = quickstart.replacingOccurrences(of: "\"steps\": 300", with: "\"steps\": 300, \"lrr\": 1, \"lr\": 0.5")
+        #expect(recipeError { try dir.load(text) } != nil)
+        let r = try dir.load(text, ["pretrain.training.lrr=null", "pretrain.training.lr=null", "pretrain.absent=null"])
+        #expect(pretrain(r)?.training.lr == 3e-3)
+    }
+
     @Test func overridesCreateMissingObjects() throws {
         let dir = Scratch()
         dir.write("stories.txt", "text")
