@@ -72,7 +72,9 @@ extension RunPlan {
         for (i, s) in stages.enumerated() {
             let name = s.name.padding(toLength: width, withPad: " ", startingAt: 0)
             let action = s.action == .skip ? "skip" : s.resume ? "resume" : "run"
-            lines.append("  \(i + 1). \(name)  \(s.type.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)) \(action.padding(toLength: 6, withPad: " ", startingAt: 0)) \(s.fingerprint.value)  \(s.reason)")
+            lines.append(
+                "  \(i + 1). \(name)  \(s.type.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)) \(action.padding(toLength: 6, withPad: " ", startingAt: 0)) \(s.fingerprint.value)  \(s.reason)"
+            )
         }
         return lines.joined(separator: "\n")
     }
@@ -91,8 +93,10 @@ extension RunEvent {
             return "\(resume ? "resume" : "run   ") \(name) (\(type.rawValue)): \(reason)"
         case .stageProgress(let name, .progress(let step, let total, let metrics)):
             let of = total.map { "/\($0)" } ?? ""
-            return "  \(name) step \(step)\(of) " + metrics.keys.sorted().map { "\($0)=\(String(format: "%.4g", metrics[$0]!))" }.joined(separator: " ")
-        case .stageProgress(let name, .checkpointCommitted(let path, let step)): return "  \(name) checkpoint at step \(step): \(path)"
+            return "  \(name) step \(step)\(of) "
+                + metrics.keys.sorted().map { "\($0)=\(String(format: "%.4g", metrics[$0]!))" }.joined(separator: " ")
+        case .stageProgress(let name, .checkpointCommitted(let path, let step)):
+            return "  \(name) checkpoint at step \(step): \(path)"
         case .stageProgress(let name, .message(let text)): return "  \(name): \(text)"
         case .stageFinished(let name, let outputs): return "done   \(name) \(outputs.summaryText)"
         case .stageFailed: return nil  // the error that ends the run is printed once, on stderr
@@ -125,7 +129,7 @@ struct RunEventLine: Encodable {
             (event, stage, self.path, self.step) = ("checkpoint", name, path, step)
         case .stageProgress(let name, .message(let text)): (event, stage, message) = ("message", name, text)
         case .stageFinished(let name, let outputs): (event, stage, self.outputs) = ("finished", name, outputs)
-        case .stageFailed(let name, let text): (event, stage, message) = ("failed", name, text)
+        case .stageFailed(let name, let error): (event, stage, message) = ("failed", name, "\(error)")
         }
     }
 }

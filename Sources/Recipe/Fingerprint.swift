@@ -116,7 +116,9 @@ package struct FileDigester {
         let mtime = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
         if let cached = cache[path], cached.stillValid(size: size, mtime: mtime) { return cached.hash }
         let checked = Date().timeIntervalSince1970
-        guard let handle = FileHandle(forReadingAtPath: path) else { throw InputError(path: path, reason: "cannot open it") }
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw InputError(path: path, reason: "cannot open it")
+        }
         defer { try? handle.close() }
         var h = FNV1a64()
         while true {
@@ -156,7 +158,9 @@ package struct StageFingerprint: Codable, Sendable, Equatable {
         var parts = ["settings": FNV1a64.hex(stage.resolvedJSON), "seed": String(seed)]
         for path in stage.settings.allInputFiles { parts["file:" + path] = try digester.digest(path) }
         for name in stage.settings.stageReferences {
-            guard let fp = upstream[name] else { preconditionFailure("stage \(name) is fingerprinted before \(stage.name)") }
+            guard let fp = upstream[name] else {
+                preconditionFailure("stage \(name) is fingerprinted before \(stage.name)")
+            }
             parts["stage:" + name] = fp.value
         }
         return StageFingerprint(parts: parts)
@@ -172,7 +176,9 @@ package struct StageFingerprint: Codable, Sendable, Equatable {
                 out.append("seed changed (\(old.parts[key] ?? "-") -> \(parts[key] ?? "-"))")
             } else if key.hasPrefix("file:") {
                 let path = String(key.dropFirst(5))
-                out.append(parts[key] == nil ? "no longer reads \(path)" : old.parts[key] == nil ? "now reads \(path)" : "\(path) changed")
+                out.append(
+                    parts[key] == nil
+                        ? "no longer reads \(path)" : old.parts[key] == nil ? "now reads \(path)" : "\(path) changed")
             } else if key.hasPrefix("stage:") {
                 out.append("input stage \"\(key.dropFirst(6))\" changed")
             }

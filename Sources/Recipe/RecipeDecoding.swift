@@ -9,7 +9,11 @@ import TextData
 private let namePattern = "[A-Za-z0-9_.-]+"
 
 private func isValidName(_ s: String) -> Bool {
-    !s.isEmpty && s.unicodeScalars.allSatisfy { ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || "_.-".unicodeScalars.contains($0) }
+    !s.isEmpty
+        && s.unicodeScalars.allSatisfy {
+            ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0)))
+                || "_.-".unicodeScalars.contains($0)
+        }
 }
 
 /// Stage names for a raw `stages` array: the explicit `name` when given, else the type for the
@@ -48,7 +52,9 @@ extension Recipe {
         let r = ObjectReader<CodingKeys>(root, path: "", log: log)
         var name = "recipe"
         if let s = r.string(.name) {
-            if isValidName(s) { name = s } else {
+            if isValidName(s) {
+                name = s
+            } else {
                 log.add(.rule("must match \(namePattern), got \(JSONValue.string(s).canonical)"), at: r.path(.name))
             }
         } else if r.value(.name) == nil {
@@ -58,7 +64,7 @@ extension Recipe {
         if let dir = r.string(.runDir) {
             if dir.isEmpty { log.add(.rule("must not be empty"), at: r.path(.runDir)) } else { recipe.runDir = dir }
         }
-        if let seed = r.int(.seed) { recipe.seed = seed }
+        if let seed = r.int(.seed, .atLeast(0)) { recipe.seed = seed }
         recipe.threads = r.int(.threads, .atLeast(1))
 
         var read: [ReadStage] = []
@@ -76,7 +82,8 @@ extension Recipe {
         case let other?: r.wrongType(.stages, "an array of stages", other)
         }
         recipe.runDir = absolute(recipe.runDir, base: baseDirectory)
-        recipe.stages = link(read, names: names, runDir: recipe.runDir, base: baseDirectory, checkFiles: checkFiles, log: log)
+        recipe.stages = link(
+            read, names: names, runDir: recipe.runDir, base: baseDirectory, checkFiles: checkFiles, log: log)
         return recipe
     }
 }
@@ -92,7 +99,9 @@ private func readStage(_ v: JSONValue, index: Int, defaultName: String, recipeSe
     let given = Set(o.entries.filter { if case .null = $0.value { return false } else { return true } }.map(\.key))
     let typePath = JSONPath.child(path, "type")
     guard let typeValue = o["type"], typeValue != .null else {
-        log.add(.missing(hint: "one of " + StageType.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")), at: typePath)
+        log.add(
+            .missing(hint: "one of " + StageType.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")),
+            at: typePath)
         return nil
     }
     guard case .string(let typeName) = typeValue else {
@@ -102,9 +111,15 @@ private func readStage(_ v: JSONValue, index: Int, defaultName: String, recipeSe
     guard let type = StageType(rawValue: typeName) else {
         let available = StageType.allCases.map(\.rawValue)
         if StageType.planned.contains(typeName) {
-            log.add(.rule("stage type \"\(typeName)\" is not available in this version (available: \(available.joined(separator: ", ")))"), at: typePath)
+            log.add(
+                .rule(
+                    "stage type \"\(typeName)\" is not available in this version (available: \(available.joined(separator: ", ")))"
+                ), at: typePath)
         } else {
-            log.add(.invalidValue(got: typeName, allowed: available, suggestion: suggestion(for: typeName, among: available)), at: typePath)
+            log.add(
+                .invalidValue(
+                    got: typeName, allowed: available, suggestion: suggestion(for: typeName, among: available)),
+                at: typePath)
         }
         return nil
     }
@@ -125,7 +140,9 @@ private func readCommon<K: CodingKey & CaseIterable & RawRepresentable<String>>(
     if let n = r.string(nameKey) { s.name = n }
     if let out = r.string(outputKey) {
         if out.isEmpty || out.hasPrefix("/") || out.hasPrefix("~") || out.split(separator: "/").contains("..") {
-            r.log.add(.rule("must be a relative path inside the run directory, got \(JSONValue.string(out).canonical)"), at: r.path(outputKey))
+            r.log.add(
+                .rule("must be a relative path inside the run directory, got \(JSONValue.string(out).canonical)"),
+                at: r.path(outputKey))
         } else {
             s.output = out
         }
@@ -142,20 +159,23 @@ private func readPretrain(_ v: JSONValue, path: String, name: String, log: Issue
     } else {
         r.missing(.data, hint: "give {\"train\": [files]} or {\"text\": \"...\"}")
     }
-    s.initFrom = r.object(.initFrom) { v, p in
-        let ir = ObjectReader<InitSettings.CodingKeys>(v, path: p, log: log)
-        guard let text = ir.string(.checkpoint) else {
-            if !ir.has(.checkpoint) { ir.missing(.checkpoint, hint: "\"@stage\" or a checkpoint file") }
-            return nil
-        }
-        return InitSettings(checkpoint: CheckpointSource(text))
-    } ?? nil
+    s.initFrom =
+        r.object(.initFrom) { v, p in
+            let ir = ObjectReader<InitSettings.CodingKeys>(v, path: p, log: log)
+            guard let text = ir.string(.checkpoint) else {
+                if !ir.has(.checkpoint) { ir.missing(.checkpoint, hint: "\"@stage\" or a checkpoint file") }
+                return nil
+            }
+            return InitSettings(checkpoint: CheckpointSource(text))
+        } ?? nil
     let tokenizer = r.object(.tokenizer) { readTokenizer($0, path: $1, log: log) }
     let model = r.object(.model) { readModel($0, path: $1, log: log) }
     if r.has(.initFrom) {
         // The checkpoint fixes architecture and vocabulary; a second description could only disagree.
         for key in [PretrainStage.CodingKeys.model, .tokenizer] where r.has(key) {
-            log.add(.notAllowed(reason: "comes from the init checkpoint; remove \"\(key.rawValue)\" or \"init\""), at: r.path(key), atKey: true)
+            log.add(
+                .notAllowed(reason: "comes from the init checkpoint; remove \"\(key.rawValue)\" or \"init\""),
+                at: r.path(key), atKey: true)
         }
         s.model = nil
         s.tokenizer = nil
@@ -167,7 +187,9 @@ private func readPretrain(_ v: JSONValue, path: String, name: String, log: Issue
         s.training = training
         if let model = s.model, training.seqLen > model.maxPositionEmbeddings {
             log.add(
-                .outOfRange(allowed: "<= model.max_position_embeddings (\(model.maxPositionEmbeddings))", got: String(training.seqLen)),
+                .outOfRange(
+                    allowed: "<= model.max_position_embeddings (\(model.maxPositionEmbeddings))",
+                    got: String(training.seqLen)),
                 at: JSONPath.child(r.path(.training), "seq_len"))
         }
     } else {
@@ -219,7 +241,10 @@ private func readTokenizer(_ v: JSONValue, path: String, log: IssueLog) -> Token
 private func readModel(_ v: JSONValue, path: String, log: IssueLog) -> ModelSettings {
     let r = ObjectReader<ModelSettings.CodingKeys>(
         v, path: path, log: log,
-        notAllowed: ["vocab_size": "vocab_size comes from the tokenizer (tokenizer.train.vocab_size or the tokenizer file); remove it"])
+        notAllowed: [
+            "vocab_size":
+                "vocab_size comes from the tokenizer (tokenizer.train.vocab_size or the tokenizer file); remove it"
+        ])
     var m = ModelSettings()
     r.read(.hiddenSize, into: &m.hiddenSize, .atLeast(1))
     r.read(.intermediateSize, into: &m.intermediateSize, .atLeast(1))
@@ -229,17 +254,23 @@ private func readModel(_ v: JSONValue, path: String, log: IssueLog) -> ModelSett
     r.read(.numKeyValueHeads, into: &m.numKeyValueHeads, .atLeast(1))
     if m.numAttentionHeads % m.numKeyValueHeads != 0 {
         log.add(
-            .rule("num_attention_heads (\(m.numAttentionHeads)) must be a multiple of num_key_value_heads (\(m.numKeyValueHeads))"),
+            .rule(
+                "num_attention_heads (\(m.numAttentionHeads)) must be a multiple of num_key_value_heads (\(m.numKeyValueHeads))"
+            ),
             at: r.path(r.has(.numKeyValueHeads) ? .numKeyValueHeads : .numAttentionHeads))
     }
     if let d = r.int(.headDim, .atLeast(2)) {
         m.headDim = d
-        if d % 2 != 0 { log.add(.rule("must be even (rotary embeddings rotate pairs), got \(d)"), at: r.path(.headDim)) }
+        if d % 2 != 0 {
+            log.add(.rule("must be even (rotary embeddings rotate pairs), got \(d)"), at: r.path(.headDim))
+        }
     } else if !r.has(.headDim) {
         m.headDim = m.hiddenSize / m.numAttentionHeads
         if m.hiddenSize % m.numAttentionHeads != 0 || m.headDim % 2 != 0 {
             log.add(
-                .rule("hidden_size / num_attention_heads = \(m.hiddenSize) / \(m.numAttentionHeads) is not an even integer; set head_dim"),
+                .rule(
+                    "hidden_size / num_attention_heads = \(m.hiddenSize) / \(m.numAttentionHeads) is not an even integer; set head_dim"
+                ),
                 at: r.path(.hiddenSize))
         }
     }
@@ -313,7 +344,7 @@ private func readGenerate(_ v: JSONValue, path: String, name: String, seed: Int,
     r.read(.temperature, into: &s.temperature, .atLeast(0))
     r.read(.topK, into: &s.topK, .atLeast(0))
     r.read(.topP, into: &s.topP, .leftOpen(0, 1))
-    r.read(.seed, into: &s.seed)
+    r.read(.seed, into: &s.seed, .atLeast(0))
     if let stop = r.strings(.stop, acceptSingle: true) { s.stop = stop }
     return s
 }
@@ -337,14 +368,18 @@ private func readExport(_ v: JSONValue, path: String, name: String, log: IssueLo
 /// `path` made absolute against `base` (with `~` expanded and `.`/`..` removed).
 func absolute(_ path: String, base: String) -> String {
     let expanded = (path as NSString).expandingTildeInPath
-    let url = expanded.hasPrefix("/")
-        ? URL(fileURLWithPath: expanded) : URL(fileURLWithPath: base, isDirectory: true).appendingPathComponent(expanded)
+    let url =
+        expanded.hasPrefix("/")
+        ? URL(fileURLWithPath: expanded)
+        : URL(fileURLWithPath: base, isDirectory: true).appendingPathComponent(expanded)
     return url.standardizedFileURL.path
 }
 
 /// `names` are the names of all stages as written, including those that could not be read, so
 /// a reference to a later or broken stage is reported as such.
-private func link(_ stages: [ReadStage], names allNames: [String], runDir: String, base: String, checkFiles: Bool, log: IssueLog) -> [Stage] {
+private func link(
+    _ stages: [ReadStage], names allNames: [String], runDir: String, base: String, checkFiles: Bool, log: IssueLog
+) -> [Stage] {
     var out: [Stage] = []
     var firstByName: [String: Int] = [:]
     var writerOfOutput: [String: String] = [:]
@@ -361,7 +396,9 @@ private func link(_ stages: [ReadStage], names allNames: [String], runDir: Strin
     func source(_ src: CheckpointSource, given: Bool, index: Int, at jsonPath: String) -> CheckpointSource? {
         if !given {
             guard let producer = out.last(where: \.producesCheckpoint) else {
-                log.add(.missing(hint: "no earlier stage produces a checkpoint; name a checkpoint file or \"@stage\""), at: jsonPath)
+                log.add(
+                    .missing(hint: "no earlier stage produces a checkpoint; name a checkpoint file or \"@stage\""),
+                    at: jsonPath)
                 return nil
             }
             return .stage(producer.name)
@@ -376,13 +413,17 @@ private func link(_ stages: [ReadStage], names allNames: [String], runDir: Strin
         case .stage(let name):
             if let earlier = out.first(where: { $0.name == name }) {
                 if earlier.producesCheckpoint { return src }
-                log.add(.rule("stage \"\(name)\" (\(earlier.type.rawValue)) does not produce a checkpoint"), at: jsonPath)
+                log.add(
+                    .rule("stage \"\(name)\" (\(earlier.type.rawValue)) does not produce a checkpoint"), at: jsonPath)
             } else if allNames[..<index].contains(name) {
                 // That stage could not be read; its own problems are reported.
             } else if allNames[index...].contains(name) {
-                log.add(.rule("\"@\(name)\" is not an earlier stage; stages run in order and may only read earlier ones"), at: jsonPath)
+                log.add(
+                    .rule("\"@\(name)\" is not an earlier stage; stages run in order and may only read earlier ones"),
+                    at: jsonPath)
             } else {
-                let hint = suggestion(for: name, among: Array(allNames[..<index])).map { "; did you mean \"@\($0)\"?" } ?? ""
+                let hint =
+                    suggestion(for: name, among: Array(allNames[..<index])).map { "; did you mean \"@\($0)\"?" } ?? ""
                 log.add(.rule("\"@\(name)\" does not name an earlier stage\(hint)"), at: jsonPath)
             }
             return nil
@@ -397,14 +438,19 @@ private func link(_ stages: [ReadStage], names allNames: [String], runDir: Strin
         if !isValidName(name) {
             log.add(.rule("must match \(namePattern), got \(JSONValue.string(name).canonical)"), at: namePath)
         } else if let first = firstByName[name] {
-            log.add(.rule("duplicate stage name \"\(name)\" (also stages[\(first)]); give each stage a unique \"name\""), at: namePath)
+            log.add(
+                .rule("duplicate stage name \"\(name)\" (also stages[\(first)]); give each stage a unique \"name\""),
+                at: namePath)
         } else {
             firstByName[name] = i
         }
         let outputPath = JSONPath.child(read.path, "output")
         let output = absolute(stage.output, base: runDir)
         if let other = writerOfOutput[output] {
-            log.add(.rule("stage \"\(other)\" writes \(JSONValue.string(stage.output).canonical) too; give one of them another \"output\""), at: outputPath)
+            log.add(
+                .rule(
+                    "stage \"\(other)\" writes \(JSONValue.string(stage.output).canonical) too; give one of them another \"output\""
+                ), at: outputPath)
         }
         writerOfOutput[output] = name
         let ckPath = JSONPath.child(read.path, "checkpoint")
@@ -412,10 +458,15 @@ private func link(_ stages: [ReadStage], names allNames: [String], runDir: Strin
         switch stage {
         case .pretrain(var s):
             s.output = output
-            s.data.train = s.data.train.enumerated().map { checkFile($1, at: JSONPath.index(JSONPath.child(read.path, "data.train"), $0)) }
-            if let p = s.tokenizer?.path { s.tokenizer?.path = checkFile(p, at: JSONPath.child(read.path, "tokenizer.path")) }
+            s.data.train = s.data.train.enumerated().map {
+                checkFile($1, at: JSONPath.index(JSONPath.child(read.path, "data.train"), $0))
+            }
+            if let p = s.tokenizer?.path {
+                s.tokenizer?.path = checkFile(p, at: JSONPath.child(read.path, "tokenizer.path"))
+            }
             if let initFrom = s.initFrom,
-                let resolved = source(initFrom.checkpoint, given: true, index: i, at: JSONPath.child(read.path, "init.checkpoint"))
+                let resolved = source(
+                    initFrom.checkpoint, given: true, index: i, at: JSONPath.child(read.path, "init.checkpoint"))
             {
                 s.initFrom?.checkpoint = resolved
             }
@@ -425,26 +476,37 @@ private func link(_ stages: [ReadStage], names allNames: [String], runDir: Strin
             let checkpoint = source(s.checkpoint, given: read.given.contains("checkpoint"), index: i, at: ckPath)
             s.checkpoint = checkpoint ?? s.checkpoint
             var pretrain: PretrainStage?
-            if case .stage(let n)? = checkpoint, case .pretrain(let p)? = out.first(where: { $0.name == n }) { pretrain = p }
+            if case .stage(let n)? = checkpoint, case .pretrain(let p)? = out.first(where: { $0.name == n }) {
+                pretrain = p
+            }
             if read.given.contains("data") {
-                s.data.train = s.data.train.enumerated().map { checkFile($1, at: JSONPath.index(JSONPath.child(read.path, "data.train"), $0)) }
+                s.data.train = s.data.train.enumerated().map {
+                    checkFile($1, at: JSONPath.index(JSONPath.child(read.path, "data.train"), $0))
+                }
             } else if let pretrain {
                 s.data = pretrain.data
             } else if checkpoint != nil {
-                log.add(.missing(hint: "required unless checkpoint is a pretrain stage (whose data is then used)"), at: JSONPath.child(read.path, "data"))
+                log.add(
+                    .missing(hint: "required unless checkpoint is a pretrain stage (whose data is then used)"),
+                    at: JSONPath.child(read.path, "data"))
             }
             if let seqLen = s.seqLen, let model = pretrain?.model, seqLen > model.maxPositionEmbeddings {
-                log.add(.outOfRange(allowed: "<= max_position_embeddings of \"\(pretrain!.name)\" (\(model.maxPositionEmbeddings))", got: String(seqLen)),
-                        at: JSONPath.child(read.path, "seq_len"))
+                log.add(
+                    .outOfRange(
+                        allowed: "<= max_position_embeddings of \"\(pretrain!.name)\" (\(model.maxPositionEmbeddings))",
+                        got: String(seqLen)),
+                    at: JSONPath.child(read.path, "seq_len"))
             }
             stage = .eval(s)
         case .generate(var s):
             s.output = output
-            s.checkpoint = source(s.checkpoint, given: read.given.contains("checkpoint"), index: i, at: ckPath) ?? s.checkpoint
+            s.checkpoint =
+                source(s.checkpoint, given: read.given.contains("checkpoint"), index: i, at: ckPath) ?? s.checkpoint
             stage = .generate(s)
         case .export(var s):
             s.output = output
-            s.checkpoint = source(s.checkpoint, given: read.given.contains("checkpoint"), index: i, at: ckPath) ?? s.checkpoint
+            s.checkpoint =
+                source(s.checkpoint, given: read.given.contains("checkpoint"), index: i, at: ckPath) ?? s.checkpoint
             stage = .export(s)
         }
         out.append(stage)

@@ -98,11 +98,13 @@ package struct RecipeError: Error, Sendable, Equatable, CustomStringConvertible 
 /// so `learning_rate` suggests `lr` although they are far apart by edit distance.
 private let aliases: [String: String] = [
     "learning_rate": "lr", "learningrate": "lr", "max_steps": "steps", "iters": "steps", "max_iters": "steps",
-    "num_steps": "steps", "train_steps": "steps", "micro_batch_size": "batch_size", "per_device_train_batch_size": "batch_size",
+    "num_steps": "steps", "train_steps": "steps", "micro_batch_size": "batch_size",
+    "per_device_train_batch_size": "batch_size",
     "block_size": "seq_len", "context_length": "seq_len", "max_seq_len": "seq_len", "sequence_length": "seq_len",
     "gradient_accumulation_steps": "grad_accum", "gradient_accumulation": "grad_accum",
     "max_grad_norm": "grad_clip", "clip_grad_norm": "grad_clip", "grad_norm_clip": "grad_clip",
-    "warmup": "warmup_steps", "warmup_iters": "warmup_steps", "lr_scheduler_type": "schedule", "lr_schedule": "schedule",
+    "warmup": "warmup_steps", "warmup_iters": "warmup_steps", "lr_scheduler_type": "schedule",
+    "lr_schedule": "schedule",
     "scheduler": "schedule", "adam_beta1": "beta1", "adam_beta2": "beta2", "adam_epsilon": "eps", "epsilon": "eps",
     "eval_interval": "eval_every", "eval_steps": "eval_every", "eval_iters": "eval_batches",
     "save_steps": "checkpoint_every", "save_every": "checkpoint_every", "logging_steps": "log_every",

@@ -41,7 +41,9 @@ extension RecipeOverride {
             chars = chars.dropFirst()
             switch c {
             case ".":
-                guard !current.isEmpty || out.last.map({ if case .index = $0 { return true } else { return false } }) == true
+                guard
+                    !current.isEmpty
+                        || out.last.map({ if case .index = $0 { return true } else { return false } }) == true
                 else { return nil }
                 if !current.isEmpty { out.append(.key(current)) }
                 current = ""
@@ -110,7 +112,11 @@ extension RecipeOverride {
                 path = childPath
                 if index == nil, createdAt == nil { createdAt = childPath }
                 if let failure = set(&child, rest.dropFirst()) { return failure }
-                if let index { object.entries[index].value = child } else { object.entries.append((key: k, value: child)) }
+                if let index {
+                    object.entries[index].value = child
+                } else {
+                    object.entries.append((key: k, value: child))
+                }
                 node = .object(object)
                 return nil
             case .index(let i):
@@ -118,7 +124,8 @@ extension RecipeOverride {
                     return "\(path) is \(node.typeName), not an array"
                 }
                 guard i < items.count else {
-                    return "index \(i) is out of range: \(path) has \(items.count) element\(items.count == 1 ? "" : "s")"
+                    return
+                        "index \(i) is out of range: \(path) has \(items.count) element\(items.count == 1 ? "" : "s")"
                 }
                 path = JSONPath.index(path, i)
                 if let failure = set(&items[i], rest.dropFirst()) { return failure }
@@ -160,12 +167,17 @@ extension Recipe {
             (root, sources) = try JSONValue.parseWithSources(text)
         } catch {
             throw RecipeError(
-                file: file, issues: [RecipeIssue(path: "", kind: .syntax(error.reason), origin: .file(line: error.line, column: error.column))])
+                file: file,
+                issues: [
+                    RecipeIssue(
+                        path: "", kind: .syntax(error.reason), origin: .file(line: error.line, column: error.column))
+                ])
         }
         var issues: [RecipeIssue] = []
         for argument in overrides {
             guard let o = RecipeOverride(argument) else {
-                issues.append(RecipeIssue(path: "", kind: .badOverride("expected key=value"), origin: .override(argument)))
+                issues.append(
+                    RecipeIssue(path: "", kind: .badOverride("expected key=value"), origin: .override(argument)))
                 continue
             }
             if let issue = o.apply(to: &root, sources: &sources) { issues.append(issue) }

@@ -28,8 +28,12 @@ struct NumericRange {
     static func atLeast(_ x: Double) -> NumericRange { NumericRange(lower: x) }
     static let positive = NumericRange(lower: 0, lowerInclusive: false)
     static func closed(_ a: Double, _ b: Double) -> NumericRange { NumericRange(lower: a, upper: b) }
-    static func halfOpen(_ a: Double, _ b: Double) -> NumericRange { NumericRange(lower: a, upper: b, upperInclusive: false) }
-    static func leftOpen(_ a: Double, _ b: Double) -> NumericRange { NumericRange(lower: a, lowerInclusive: false, upper: b) }
+    static func halfOpen(_ a: Double, _ b: Double) -> NumericRange {
+        NumericRange(lower: a, upper: b, upperInclusive: false)
+    }
+    static func leftOpen(_ a: Double, _ b: Double) -> NumericRange {
+        NumericRange(lower: a, lowerInclusive: false, upper: b)
+    }
 
     func contains(_ x: Double) -> Bool {
         if let lower, lowerInclusive ? x < lower : x <= lower { return false }
@@ -59,7 +63,9 @@ struct ObjectReader<K: CodingKey & CaseIterable & RawRepresentable<String>> {
 
     /// Reads `value` at `path`. A non-object is reported once and reads as an empty object with
     /// `isValid == false`, which silences "missing field" reports for its contents.
-    init(_ value: JSONValue, path: String, log: IssueLog, alsoAllowed: [String] = [], notAllowed: [String: String] = [:]) {
+    init(
+        _ value: JSONValue, path: String, log: IssueLog, alsoAllowed: [String] = [], notAllowed: [String: String] = [:]
+    ) {
         self.path = path
         self.log = log
         guard case .object(let o) = value else {
@@ -76,7 +82,8 @@ struct ObjectReader<K: CodingKey & CaseIterable & RawRepresentable<String>> {
             if let reason = notAllowed[entry.key] {
                 log.add(.notAllowed(reason: reason), at: childPath, atKey: true)
             } else {
-                log.add(.unknownKey(suggestion: suggestion(for: entry.key, among: accepted)), at: childPath, atKey: true)
+                log.add(
+                    .unknownKey(suggestion: suggestion(for: entry.key, among: accepted)), at: childPath, atKey: true)
             }
         }
     }

@@ -15,7 +15,7 @@ package struct Recipe: Codable, Sendable, Equatable {
     /// Where every stage writes. Default `Checkpoints/<name>`; a relative path resolves against
     /// the recipe file's folder. Absolute after loading.
     package var runDir: String
-    /// Seed for everything random (initialisation, data order, sampling). Default 0.
+    /// Seed for everything random (initialisation, data order, sampling), >= 0. Default 0.
     package var seed: Int = 0
     /// Compute threads, >= 1. Default nil: all cores (or DISTILL_THREADS). Not part of any
     /// fingerprint: changing it never re-runs a finished stage.
@@ -394,7 +394,9 @@ package struct EvalStage: StageSettings {
 
     package init() {}
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case name, checkpoint, data, split, batches, seqLen = "seq_len", output }
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case name, checkpoint, data, split, batches, seqLen = "seq_len", output
+    }
 
     package var checkpointInputs: [CheckpointSource] { [checkpoint] }
     package var inputFiles: [String] { data.train }
@@ -418,7 +420,7 @@ package struct GenerateStage: StageSettings {
     package var topK: Int = 40
     /// Nucleus mass, in (0, 1]; 1 turns it off. Default 1.0.
     package var topP: Double = 1.0
-    /// Default: the recipe's seed.
+    /// >= 0. Default: the recipe's seed.
     package var seed: Int = 0
     /// Stop strings. Default none.
     package var stop: [String] = []

@@ -87,7 +87,7 @@ package enum RunEvent: Sendable {
     case stageStarted(name: String, type: StageType, reason: String, resume: Bool)
     case stageProgress(name: String, event: StageEvent)
     case stageFinished(name: String, outputs: StageOutputs)
-    case stageFailed(name: String, message: String)
+    case stageFailed(name: String, error: any Error)
 }
 
 /// Errors of a run (recipe problems are `RecipeError`, thrown before a runner exists).
@@ -178,13 +178,17 @@ package final class Runner {
             fingerprints[stage.name] = fp
             let (action, reason, resume) = decide(stage, fp, state.stages[stage.name])
             planned.append(
-                PlannedStage(name: stage.name, type: stage.type, action: action, reason: reason, resume: resume, fingerprint: fp, output: stage.output))
+                PlannedStage(
+                    name: stage.name, type: stage.type, action: action, reason: reason, resume: resume, fingerprint: fp,
+                    output: stage.output))
         }
         state.files = digester.cache
         return RunPlan(runDirectory: recipe.runDir, stages: planned, recipe: recipe)
     }
 
-    private func decide(_ stage: Stage, _ fp: StageFingerprint, _ record: StageRecord?) -> (PlannedStage.Action, String, Bool) {
+    private func decide(_ stage: Stage, _ fp: StageFingerprint, _ record: StageRecord?) -> (
+        PlannedStage.Action, String, Bool
+    ) {
         guard let record, record.status != .pending else { return (.run, "not run before", false) }
         let same = record.fingerprint?.value == fp.value
         var changes = "changed"
@@ -199,10 +203,14 @@ package final class Runner {
         switch record.status {
         case .pending: return (.run, "not run before", false)
         case .running:
-            return same ? (.run, "interrupted; resuming", true) : (.run, "interrupted, and since then \(changes); starting over", false)
+            return same
+                ? (.run, "interrupted; resuming", true)
+                : (.run, "interrupted, and since then \(changes); starting over", false)
         case .failed:
             let last = record.error.map { " (\($0))" } ?? ""
-            return same ? (.run, "failed last time\(last); retrying", true) : (.run, "failed last time, and since then \(changes)", false)
+            return same
+                ? (.run, "failed last time\(last); retrying", true)
+                : (.run, "failed last time, and since then \(changes)", false)
         case .done:
             if !same { return (.run, changes, false) }
             let expected = [stage.output] + (record.outputs?.files ?? [])
@@ -248,9 +256,12 @@ package final class Runner {
                 recipeJSON: recipeJSON, outputs: outputs, fingerprint: step.fingerprint.value, resume: step.resume)
             let result: StageOutputs
             do {
-                result = try executor.run(stage, context: context) { onEvent(.stageProgress(name: stage.name, event: $0)) }
+                result = try executor.run(stage, context: context) {
+                    onEvent(.stageProgress(name: stage.name, event: $0))
+                }
                 if let gone = result.files.first(where: { !FileManager.default.fileExists(atPath: $0) }) {
-                    throw InputError(path: gone, reason: "reported as an output of stage \"\(stage.name)\" but does not exist")
+                    throw InputError(
+                        path: gone, reason: "reported as an output of stage \"\(stage.name)\" but does not exist")
                 }
             } catch {
                 record.status = .failed
@@ -258,7 +269,7 @@ package final class Runner {
                 record.finished = now()
                 state.stages[stage.name] = record
                 try state.save(runDirectory: recipe.runDir)
-                onEvent(.stageFailed(name: stage.name, message: "\(error)"))
+                onEvent(.stageFailed(name: stage.name, error: error))
                 throw .stageFailed(name: stage.name, error: error)
             }
             record.status = .done
@@ -277,7 +288,9 @@ package final class Runner {
 /// Leaf-level differences between two canonical settings documents, as
 /// `training.steps: 300 -> 50` (at most `limit`, then "...").
 func settingsDiff(old: String, new: String, limit: Int = 3) -> [String] {
-    guard let a = try? JSONValue.parseWithSources(old).0, let b = try? JSONValue.parseWithSources(new).0 else { return [] }
+    guard let a = try? JSONValue.parseWithSources(old).0, let b = try? JSONValue.parseWithSources(new).0 else {
+        return []
+    }
     var out: [String] = []
     func walk(_ x: JSONValue?, _ y: JSONValue?, _ path: String) {
         if case .object(let ox)? = x, case .object(let oy)? = y {

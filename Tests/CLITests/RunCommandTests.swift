@@ -51,7 +51,9 @@ import Testing
 
         let overridden = try distill(["run", path, "--set", "pretrain.training.stepz=3"])
         #expect(overridden.status == 2)
-        #expect(overridden.err.contains(#"--set pretrain.training.stepz=3: stages[0].training.stepz: unknown key; did you mean "steps"?"#))
+        #expect(
+            overridden.err.contains(
+                #"--set pretrain.training.stepz=3: stages[0].training.stepz: unknown key; did you mean "steps"?"#))
     }
 
     @Test func dryRunPlansAValidRecipe() throws {

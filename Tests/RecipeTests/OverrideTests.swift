@@ -27,7 +27,8 @@ import Testing
         let r = try dir.load(
             quickstart,
             [
-                "pretrain.training.lr=1e-3", "pretrain.model.tie_word_embeddings=false", "generate.prompts=[\"a\", \"b\"]",
+                "pretrain.training.lr=1e-3", "pretrain.model.tie_word_embeddings=false",
+                "generate.prompts=[\"a\", \"b\"]",
                 "name=other", "threads=null", "pretrain.training.schedule=linear", "generate.stop=\"42\"",
                 "pretrain.init=null", "export.output=hf-out",
             ])
@@ -44,7 +45,8 @@ import Testing
     @Test func nullRemovesAKey() throws {
         let dir = Scratch()
         dir.write("stories.txt", "text")
-        let text = quickstart.replacingOccurrences(of: "\"steps\": 300", with: "\"steps\": 300, \"lrr\": 1, \"lr\": 0.5")
+        let text = quickstart.replacingOccurrences(
+            of: "\"steps\": 300", with: "\"steps\": 300, \"lrr\": 1, \"lr\": 0.5")
         #expect(recipeError { try dir.load(text) } != nil)
         let r = try dir.load(text, ["pretrain.training.lrr=null", "pretrain.training.lr=null", "pretrain.absent=null"])
         #expect(pretrain(r)?.training.lr == 3e-3)
@@ -62,14 +64,15 @@ import Testing
     @Test func badOverridesAreReportedWithSuggestions() throws {
         let dir = Scratch()
         dir.write("stories.txt", "text")
-        let error = try #require(recipeError {
-            try dir.load(
-                quickstart,
-                [
-                    "pretrian.training.steps=5", "stages[7].seed=1", "seed.x=1", "pretrain.trainng.steps=5",
-                    "noequals", "pretrain.training.lr=fast", "stages[0].training.steps=0",
-                ])
-        })
+        let error = try #require(
+            recipeError {
+                try dir.load(
+                    quickstart,
+                    [
+                        "pretrian.training.steps=5", "stages[7].seed=1", "seed.x=1", "pretrain.trainng.steps=5",
+                        "noequals", "pretrain.training.lr=fast", "stages[0].training.steps=0",
+                    ])
+            })
         #expect(
             error.lines == [
                 #"--set pretrian.training.steps=5: pretrian.training.steps: "pretrian" is neither a top-level key nor a stage name; did you mean "pretrain"?"#,
@@ -86,7 +89,8 @@ import Testing
     @Test func overridesCannotDescendIntoScalars() throws {
         let dir = Scratch()
         dir.write("stories.txt", "text")
-        let error = try #require(recipeError { try dir.load(quickstart, ["pretrain.training.steps.x=1", "stages.x=1"]) })
+        let error = try #require(
+            recipeError { try dir.load(quickstart, ["pretrain.training.steps.x=1", "stages.x=1"]) })
         #expect(
             error.lines == [
                 "--set pretrain.training.steps.x=1: pretrain.training.steps.x: stages[0].training.steps is a number, not an object",

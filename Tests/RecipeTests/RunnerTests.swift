@@ -34,7 +34,8 @@ struct FakeExecutor: StageExecutor {
         calls.names.append(stage.name)
         calls.resumes[stage.name] = context.resume
         // run.json says "running" before the executor starts, so a crash here is seen as one.
-        calls.statusSeenWhileRunning[stage.name] = try RunState.load(runDirectory: context.runDirectory).stages[stage.name]?.status
+        calls.statusSeenWhileRunning[stage.name] = try RunState.load(runDirectory: context.runDirectory).stages[
+            stage.name]?.status
         for source in stage.settings.checkpointInputs {
             guard FileManager.default.fileExists(atPath: context.path(of: source)) else { throw FakeFailure() }
         }
@@ -91,12 +92,16 @@ func skipped(_ events: [RunEvent]) -> [String] {
 
         let state = try RunState.load(runDirectory: recipe.runDir)
         #expect(state.stages.count == 4 && state.stages.values.allSatisfy { $0.status == .done })
-        #expect(state.stages["eval"]?.outputs == StageOutputs(files: [recipe.runDir + "/eval.json"], summary: ["loss": .double(2.5), "stage": .string("eval")]))
+        #expect(
+            state.stages["eval"]?.outputs
+                == StageOutputs(
+                    files: [recipe.runDir + "/eval.json"], summary: ["loss": .double(2.5), "stage": .string("eval")]))
         #expect(state.stages["eval"]?.started != nil && state.stages["eval"]?.finished != nil)
         #expect(state.recipe == recipe.resolvedJSON)
         #expect(Set(state.files.keys) == [dir.file("a.txt"), dir.file("b.txt")])
-        #expect(try FileManager.default.contentsOfDirectory(atPath: recipe.runDir).sorted()
-            == ["b.h5", "base.h5", "eval.json", "run.json", "samples.jsonl"], "no temp file left behind")
+        #expect(
+            try FileManager.default.contentsOfDirectory(atPath: recipe.runDir).sorted()
+                == ["b.h5", "base.h5", "eval.json", "run.json", "samples.jsonl"], "no temp file left behind")
 
         let second = try run(recipe)
         #expect(second.names.isEmpty)
@@ -153,7 +158,10 @@ func skipped(_ events: [RunEvent]) -> [String] {
             return name == "eval" && e.exitCode == 1 && e.description == #"stage "eval" failed: fake failure"#
         }
         #expect(calls.names == ["pretrain", "eval"], "stages after a failure do not run")
-        if case .stageFailed(let name, let message)? = events.last { #expect(name == "eval" && message == "fake failure") }
+        if case .stageFailed(let name, let error)? = events.last {
+            let message = "\(error)"
+            #expect(name == "eval" && message == "fake failure")
+        }
         let state = try RunState.load(runDirectory: recipe.runDir)
         #expect(state.stages["eval"]?.status == .failed && state.stages["eval"]?.error == "fake failure")
         #expect(state.stages["b"] == nil)
@@ -184,7 +192,9 @@ func skipped(_ events: [RunEvent]) -> [String] {
         try state.save(runDirectory: recipe.runDir)
         let changed = try dir.load(twoChains, ["b.training.lr=0.01"])
         let plan = try Runner(recipe: changed, registry: ExecutorRegistry()).plan()
-        #expect(plan.stages[2].reason == "interrupted, and since then settings changed (training.lr: 0.003 -> 0.01); starting over")
+        #expect(
+            plan.stages[2].reason
+                == "interrupted, and since then settings changed (training.lr: 0.003 -> 0.01); starting over")
         let restarted = Calls()
         #expect(try run(changed, restarted).names == ["b", "generate"])
         #expect(restarted.resumes == ["b": false, "generate": false])

@@ -53,7 +53,8 @@ let quickstart = """
         #expect(e.output == runDir + "/eval.json")
 
         #expect(g.checkpoint == .stage("pretrain") && g.prompts == ["Once upon a time"])
-        #expect(g.maxTokens == 64 && g.temperature == 0.8 && g.topK == 40 && g.topP == 1 && g.seed == 0 && g.stop.isEmpty)
+        #expect(
+            g.maxTokens == 64 && g.temperature == 0.8 && g.topK == 40 && g.topP == 1 && g.seed == 0 && g.stop.isEmpty)
         #expect(g.output == runDir + "/samples.jsonl")
         #expect(x.checkpoint == .stage("pretrain") && x.format == .hf && x.output == runDir + "/hf")
     }
@@ -137,21 +138,34 @@ let quickstart = """
         #expect(byPath["threads"] == ["must be >= 1, got 0"])
         #expect(byPath["stages[0].data.train[1]"] == ["file not found: \(dir.file("missing.txt"))"])
         #expect(byPath["stages[0].model.vocab_size"]?.first?.contains("comes from the tokenizer") == true)
-        #expect(byPath["stages[0].model.num_key_value_heads"] == ["num_attention_heads (6) must be a multiple of num_key_value_heads (4)"])
+        #expect(
+            byPath["stages[0].model.num_key_value_heads"] == [
+                "num_attention_heads (6) must be a multiple of num_key_value_heads (4)"
+            ])
         #expect(byPath["stages[0].training.warmup_steps"] == ["must be < steps (10), got 10"])
         #expect(byPath["stages[0].training.seq_len"] == ["must be <= model.max_position_embeddings (64), got 128"])
-        #expect(byPath["stages[0].training.schedule"] == ["invalid value \"cosin\"; did you mean \"cosine\"? (allowed: \"cosine\", \"linear\", \"constant\")"])
+        #expect(
+            byPath["stages[0].training.schedule"] == [
+                "invalid value \"cosin\"; did you mean \"cosine\"? (allowed: \"cosine\", \"linear\", \"constant\")"
+            ])
         #expect(byPath["stages[1].name"]?.first?.hasPrefix("duplicate stage name \"pretrain\"") == true)
-        #expect(byPath["stages[1].checkpoint"] == ["\"@later\" is not an earlier stage; stages run in order and may only read earlier ones"])
+        #expect(
+            byPath["stages[1].checkpoint"] == [
+                "\"@later\" is not an earlier stage; stages run in order and may only read earlier ones"
+            ])
         #expect(byPath["stages[2].top_p"] == ["must be in (0, 1], got 0"])
-        #expect(byPath["stages[3].type"]?.first?.hasPrefix("stage type \"sft\" is not available in this version") == true)
+        #expect(
+            byPath["stages[3].type"]?.first?.hasPrefix("stage type \"sft\" is not available in this version") == true)
         #expect(byPath["stages[4].checkpoint"] == ["stage \"generate\" (generate) does not produce a checkpoint"])
-        #expect(byPath["stages[4].output"]?.first?.hasPrefix("must be a relative path inside the run directory") == true)
+        #expect(
+            byPath["stages[4].output"]?.first?.hasPrefix("must be a relative path inside the run directory") == true)
         #expect(byPath["stages[5].name"]?.first?.hasPrefix("must match") == true)
         #expect(byPath["stages[5].data"] == ["give either \"train\" files or inline \"text\", not both"])
         #expect(byPath["stages[5].training.steps"] == ["missing required field"])
         #expect(byPath["stages[2].prompts"]?.first?.hasPrefix("missing required field") == true)
-        #expect(byPath["stages[5].output"] == [#"stage "pretrain" writes "base.h5" too; give one of them another "output""#])
+        #expect(
+            byPath["stages[5].output"] == [#"stage "pretrain" writes "base.h5" too; give one of them another "output""#]
+        )
         #expect(error.issues.count == 18, "\(error)")
     }
 
@@ -176,11 +190,13 @@ let quickstart = """
     @Test func evalNeedsDataUnlessItReadsAPretrainStage() throws {
         let dir = Scratch()
         dir.write("m.h5", "weights")
-        let error = try #require(recipeError {
-            try dir.load(#"{"name": "x", "stages": [{"type": "eval", "checkpoint": "m.h5"}]}"#)
-        })
+        let error = try #require(
+            recipeError {
+                try dir.load(#"{"name": "x", "stages": [{"type": "eval", "checkpoint": "m.h5"}]}"#)
+            })
         #expect(error.issues.map(\.path) == ["stages[0].data"])
-        let ok = try dir.load(#"{"name": "x", "stages": [{"type": "eval", "checkpoint": "m.h5", "data": {"text": "hello"}}]}"#)
+        let ok = try dir.load(
+            #"{"name": "x", "stages": [{"type": "eval", "checkpoint": "m.h5", "data": {"text": "hello"}}]}"#)
         guard case .eval(let e) = ok.stages[0] else { return }
         #expect(e.checkpoint == .file(dir.file("m.h5")))
     }
@@ -195,16 +211,21 @@ let quickstart = """
                "data": {"train": "a.txt"}, "training": {"steps": 10}}]}
             """
         let error = try #require(recipeError { try dir.load(text) })
-        #expect(error.issues.map(\.description) == [#"stages[1].model: comes from the init checkpoint; remove "model" or "init""#])
+        #expect(
+            error.issues.map(\.description) == [
+                #"stages[1].model: comes from the init checkpoint; remove "model" or "init""#
+            ])
         let ok = try dir.load(text, ["more.model=null"])
         guard case .pretrain(let p) = ok.stages[1] else { return }
         #expect(p.model == nil && p.tokenizer == nil && p.initFrom?.checkpoint == .stage("pretrain"))
     }
 
-    @Test("suggestions", arguments: [
-        ("learning_rate", "lr"), ("lrr", "lr"), ("batchSize", "batch_size"), ("max_steps", "steps"),
-        ("warmup", "warmup_steps"), ("gradient_accumulation_steps", "grad_accum"), ("shedule", "schedule"),
-    ])
+    @Test(
+        "suggestions",
+        arguments: [
+            ("learning_rate", "lr"), ("lrr", "lr"), ("batchSize", "batch_size"), ("max_steps", "steps"),
+            ("warmup", "warmup_steps"), ("gradient_accumulation_steps", "grad_accum"), ("shedule", "schedule"),
+        ])
     func suggestions(_ typo: String, _ expected: String) {
         let keys = ["steps", "batch_size", "seq_len", "grad_accum", "lr", "min_lr_ratio", "warmup_steps", "schedule"]
         #expect(suggestion(for: typo, among: keys) == expected)
