@@ -8,8 +8,11 @@ import TextData
 
 private let namePattern = "[A-Za-z0-9_.-]+"
 
+/// The JSON keys of a schema type.
+private func keys<K: CaseIterable & RawRepresentable<String>>(_: K.Type) -> [String] { K.allCases.map(\.rawValue) }
+
 private func isValidName(_ s: String) -> Bool {
-    !s.isEmpty
+    !s.isEmpty && s != "." && s != ".."
         && s.unicodeScalars.allSatisfy {
             ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0)))
                 || "_.-".unicodeScalars.contains($0)
@@ -150,7 +153,12 @@ private func readCommon<K: CodingKey & CaseIterable & RawRepresentable<String>>(
 }
 
 private func readPretrain(_ v: JSONValue, path: String, name: String, log: IssueLog) -> PretrainStage {
-    let r = ObjectReader<PretrainStage.CodingKeys>(v, path: path, log: log, alsoAllowed: ["type"])
+    let r = ObjectReader<PretrainStage.CodingKeys>(
+        v, path: path, log: log, alsoAllowed: ["type"],
+        nested: [
+            ("training", keys(TrainingSettings.CodingKeys.self)), ("model", keys(ModelSettings.CodingKeys.self)),
+            ("data", keys(DataSettings.CodingKeys.self)), ("tokenizer", keys(TokenizerSettings.CodingKeys.self)),
+        ])
     var s = PretrainStage()
     s.name = name
     readCommon(r, name: .name, output: .output, into: &s)
@@ -221,7 +229,8 @@ private func readData(_ v: JSONValue, path: String, requireSource: Bool, log: Is
 }
 
 private func readTokenizer(_ v: JSONValue, path: String, log: IssueLog) -> TokenizerSettings {
-    let r = ObjectReader<TokenizerSettings.CodingKeys>(v, path: path, log: log)
+    let r = ObjectReader<TokenizerSettings.CodingKeys>(
+        v, path: path, log: log, nested: [("train", keys(TokenizerTraining.CodingKeys.self))])
     if r.has(.path) && r.has(.train) {
         log.add(.rule("give either \"path\" (an existing tokenizer.json) or \"train\", not both"), at: path)
     }
@@ -315,7 +324,8 @@ private func readTraining(_ v: JSONValue, path: String, log: IssueLog) -> Traini
 }
 
 private func readEval(_ v: JSONValue, path: String, name: String, log: IssueLog) -> EvalStage {
-    let r = ObjectReader<EvalStage.CodingKeys>(v, path: path, log: log, alsoAllowed: ["type"])
+    let r = ObjectReader<EvalStage.CodingKeys>(
+        v, path: path, log: log, alsoAllowed: ["type"], nested: [("data", keys(DataSettings.CodingKeys.self))])
     var s = EvalStage()
     s.name = name
     readCommon(r, name: .name, output: .output, into: &s)

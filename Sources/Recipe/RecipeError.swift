@@ -5,8 +5,9 @@
 /// One problem with a recipe.
 package struct RecipeIssue: Sendable, Equatable, CustomStringConvertible {
     package enum Kind: Sendable, Equatable {
-        /// A key the object does not accept, with the closest accepted key when one is close.
-        case unknownKey(suggestion: String?)
+        /// A key the object does not accept, with the closest accepted key when one is close
+        /// (or the place the key belongs, `training.lr`), else the keys the object accepts.
+        case unknownKey(suggestion: String?, accepted: [String])
         /// A key distill knows but does not accept here, with the reason (`model.vocab_size`).
         case notAllowed(reason: String)
         /// `expected a number, got string "3e-3"`.
@@ -41,8 +42,9 @@ package struct RecipeIssue: Sendable, Equatable, CustomStringConvertible {
 
     package var message: String {
         switch kind {
-        case .unknownKey(let suggestion):
-            return "unknown key" + (suggestion.map { "; did you mean \"\($0)\"?" } ?? "")
+        case .unknownKey(let suggestion, let accepted):
+            if let suggestion { return "unknown key; did you mean \"\(suggestion)\"?" }
+            return "unknown key (accepted: \(accepted.joined(separator: ", ")))"
         case .notAllowed(let reason): return reason
         case .wrongType(let expected, let got): return "expected \(expected), got \(got)"
         case .outOfRange(let allowed, let got): return "must be \(allowed), got \(got)"

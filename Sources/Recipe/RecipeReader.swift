@@ -63,8 +63,15 @@ struct ObjectReader<K: CodingKey & CaseIterable & RawRepresentable<String>> {
 
     /// Reads `value` at `path`. A non-object is reported once and reads as an empty object with
     /// `isValid == false`, which silences "missing field" reports for its contents.
+    ///
+    /// - Parameters:
+    ///   - alsoAllowed: keys accepted besides `K`'s (a stage's `type`).
+    ///   - notAllowed: keys with a specific refusal (`model.vocab_size`).
+    ///   - nested: the accepted keys of child objects, so a key written one level too high is
+    ///     pointed to its place (`lr` in a stage: did you mean "training.lr"?).
     init(
-        _ value: JSONValue, path: String, log: IssueLog, alsoAllowed: [String] = [], notAllowed: [String: String] = [:]
+        _ value: JSONValue, path: String, log: IssueLog, alsoAllowed: [String] = [],
+        notAllowed: [String: String] = [:], nested: [(key: String, accepts: [String])] = []
     ) {
         self.path = path
         self.log = log
@@ -82,8 +89,9 @@ struct ObjectReader<K: CodingKey & CaseIterable & RawRepresentable<String>> {
             if let reason = notAllowed[entry.key] {
                 log.add(.notAllowed(reason: reason), at: childPath, atKey: true)
             } else {
-                log.add(
-                    .unknownKey(suggestion: suggestion(for: entry.key, among: accepted)), at: childPath, atKey: true)
+                let below = nested.first { $0.accepts.contains(entry.key) }.map { "\($0.key).\(entry.key)" }
+                let hint = suggestion(for: entry.key, among: accepted) ?? below
+                log.add(.unknownKey(suggestion: hint, accepted: accepted), at: childPath, atKey: true)
             }
         }
     }

@@ -181,6 +181,21 @@ let quickstart = """
         #expect(empty.issues.map(\.description) == ["stages: must list at least one stage"])
     }
 
+    @Test func aKeyOneLevelTooHighIsPointedToItsPlace() throws {
+        let dir = Scratch()
+        dir.write("a.txt", "text")
+        let text = #"{"name": "x", "stages": [{"type": "pretrain", "data": {"train": "a.txt"}, "training": {"steps": 5}, "#
+            + #""lr": 0.1, "hidden_size": 64, "tokenizer": {"vocab_size": 300}}, {"type": "eval", "banana": 1}]}"#
+        let error = try #require(recipeError { try dir.load(text) })
+        #expect(
+            error.issues.map(\.description) == [
+                #"stages[0].lr: unknown key; did you mean "training.lr"?"#,
+                #"stages[0].hidden_size: unknown key; did you mean "model.hidden_size"?"#,
+                #"stages[0].tokenizer.vocab_size: unknown key; did you mean "train.vocab_size"?"#,
+                "stages[1].banana: unknown key (accepted: name, checkpoint, data, split, batches, seq_len, output, type)",
+            ])
+    }
+
     @Test func malformedJSONNamesTheSpot() throws {
         let dir = Scratch()
         let error = try #require(recipeError { try dir.load("{\n  \"name\": \"x\",\n  \"stages\": [,]\n}") })
