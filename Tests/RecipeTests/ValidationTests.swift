@@ -184,7 +184,8 @@ let quickstart = """
     @Test func aKeyOneLevelTooHighIsPointedToItsPlace() throws {
         let dir = Scratch()
         dir.write("a.txt", "text")
-        let text = #"{"name": "x", "stages": [{"type": "pretrain", "data": {"train": "a.txt"}, "training": {"steps": 5}, "#
+        let text =
+            #"{"name": "x", "stages": [{"type": "pretrain", "data": {"train": "a.txt"}, "training": {"steps": 5}, "#
             + #""lr": 0.1, "hidden_size": 64, "tokenizer": {"vocab_size": 300}}, {"type": "eval", "banana": 1}]}"#
         let error = try #require(recipeError { try dir.load(text) })
         #expect(
