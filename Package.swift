@@ -41,6 +41,7 @@ let package = Package(
         .testTarget(name: "FormatsTests", dependencies: ["Formats"], resources: [.copy("Fixtures")]),
         .testTarget(name: "NNTests", dependencies: ["NN"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training"]),
+        .testTarget(name: "RecipeTests", dependencies: ["Recipe"]),
         .testTarget(name: "CLITests", dependencies: ["DistillCLI"]),
     ]
 )

@@ -1,0 +1,188 @@
+// Stage fingerprints: a 64-bit FNV-1a hash over a stage's resolved settings, the recipe seed,
+// the content of the files it reads and the fingerprints of the stages it reads. Equal
+// fingerprints mean "same inputs, same settings", so a finished stage can be skipped.
+//
+// FNV-1a (Fowler/Noll/Vo) is not cryptographic; it detects edits, not tampering. File content
+// is hashed in full, but a digest is reused while the file's size and modification time are
+// unchanged, so touching a file without changing it never re-runs anything and an unchanged
+// corpus is not re-read on every run.
+
+import Foundation
+
+/// 64-bit FNV-1a.
+package struct FNV1a64: Sendable {
+    package private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
+    private static let prime: UInt64 = 0x0000_0100_0000_01B3
+
+    package init() {}
+
+    package mutating func update(_ bytes: UnsafeRawBufferPointer) {
+        var h = value
+        for b in bytes {
+            h ^= UInt64(b)
+            h = h &* Self.prime
+        }
+        value = h
+    }
+
+    package mutating func update(_ bytes: some Collection<UInt8>) {
+        var h = value
+        for b in bytes {
+            h ^= UInt64(b)
+            h = h &* Self.prime
+        }
+        value = h
+    }
+
+    /// Hashes the string's length then its UTF-8, so ("ab", "c") and ("a", "bc") differ.
+    package mutating func update(field: String) {
+        update(Array(String(field.utf8.count).utf8) + [0x3A])
+        update(field.utf8)
+    }
+
+    /// 16 lowercase hex digits.
+    package var hex: String {
+        let s = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - s.count) + s
+    }
+
+    package static func hex(_ text: String) -> String {
+        var h = FNV1a64()
+        h.update(text.utf8)
+        return h.hex
+    }
+}
+
+/// A file's content digest and the size and modification time it was computed at.
+package struct FileDigest: Codable, Sendable, Equatable {
+    package var size: Int64
+    /// Seconds since 1970.
+    package var mtime: Double
+    package var hash: String
+    /// When the hash was computed (seconds since 1970).
+    package var checked: Double
+
+    /// Whether the digest still describes a file of this size and mtime. A file modified within
+    /// a couple of seconds of being hashed could change again without its mtime moving (coarse
+    /// timestamps), so such a digest is never reused, as git does with "racily clean" entries.
+    func stillValid(size: Int64, mtime: Double) -> Bool {
+        self.size == size && self.mtime == mtime && checked - mtime > 2
+    }
+}
+
+/// A problem reading an input while fingerprinting.
+package struct InputError: Error, Sendable, Equatable, CustomStringConvertible {
+    package var path: String
+    package var reason: String
+    package var description: String { "\(path): \(reason)" }
+}
+
+/// Digests of files and folders, reusing `cache` entries whose size and mtime still match.
+package struct FileDigester {
+    package var cache: [String: FileDigest]
+
+    package init(cache: [String: FileDigest] = [:]) { self.cache = cache }
+
+    /// The content hash of a file, or of a folder's files (relative names and contents, in
+    /// sorted order).
+    package mutating func digest(_ path: String) throws(InputError) -> String {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            throw InputError(path: path, reason: "not found")
+        }
+        if !isDirectory.boolValue { return try fileDigest(path) }
+        guard let enumerator = FileManager.default.enumerator(atPath: path) else {
+            throw InputError(path: path, reason: "cannot list the folder")
+        }
+        var names: [String] = []
+        while let name = enumerator.nextObject() as? String { names.append(name) }
+        var h = FNV1a64()
+        for name in names.sorted() {
+            var sub: ObjCBool = false
+            let full = (path as NSString).appendingPathComponent(name)
+            guard FileManager.default.fileExists(atPath: full, isDirectory: &sub), !sub.boolValue else { continue }
+            h.update(field: name)
+            h.update(field: try fileDigest(full))
+        }
+        return h.hex
+    }
+
+    private mutating func fileDigest(_ path: String) throws(InputError) -> String {
+        let attributes: [FileAttributeKey: Any]
+        do { attributes = try FileManager.default.attributesOfItem(atPath: path) } catch {
+            throw InputError(path: path, reason: "cannot read its attributes: \(error.localizedDescription)")
+        }
+        let size = (attributes[.size] as? NSNumber)?.int64Value ?? -1
+        let mtime = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+        if let cached = cache[path], cached.stillValid(size: size, mtime: mtime) { return cached.hash }
+        let checked = Date().timeIntervalSince1970
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw InputError(path: path, reason: "cannot open it")
+        }
+        defer { try? handle.close() }
+        var h = FNV1a64()
+        while true {
+            let chunk: Data?
+            do { chunk = try handle.read(upToCount: 1 << 20) } catch {
+                throw InputError(path: path, reason: "read failed: \(error.localizedDescription)")
+            }
+            guard let chunk, !chunk.isEmpty else { break }
+            chunk.withUnsafeBytes { h.update($0) }
+        }
+        cache[path] = FileDigest(size: size, mtime: mtime, hash: h.hex, checked: checked)
+        return h.hex
+    }
+}
+
+/// A stage's fingerprint and the parts it was computed from (kept so a re-run can say what
+/// changed: `settings`, `seed`, `file:<path>`, `stage:<name>`).
+package struct StageFingerprint: Codable, Sendable, Equatable {
+    package var value: String
+    package var parts: [String: String]
+
+    package init(parts: [String: String]) {
+        self.parts = parts
+        var h = FNV1a64()
+        h.update(field: "distill-stage-fingerprint-1")
+        for key in parts.keys.sorted() {
+            h.update(field: key)
+            h.update(field: parts[key]!)
+        }
+        value = h.hex
+    }
+
+    /// Computes the fingerprint of `stage` given the fingerprints of the stages it references.
+    package static func compute(
+        _ stage: Stage, seed: Int, upstream: [String: StageFingerprint], digester: inout FileDigester
+    ) throws(InputError) -> StageFingerprint {
+        var parts = ["settings": FNV1a64.hex(stage.resolvedJSON), "seed": String(seed)]
+        for path in stage.settings.allInputFiles { parts["file:" + path] = try digester.digest(path) }
+        for name in stage.settings.stageReferences {
+            guard let fp = upstream[name] else {
+                preconditionFailure("stage \(name) is fingerprinted before \(stage.name)")
+            }
+            parts["stage:" + name] = fp.value
+        }
+        return StageFingerprint(parts: parts)
+    }
+
+    /// What differs from `old`, in words, for "re-running because ...".
+    package func changes(since old: StageFingerprint) -> [String] {
+        var out: [String] = []
+        for key in Set(parts.keys).union(old.parts.keys).sorted() where parts[key] != old.parts[key] {
+            if key == "settings" {
+                out.append("settings changed")
+            } else if key == "seed" {
+                out.append("seed changed (\(old.parts[key] ?? "-") -> \(parts[key] ?? "-"))")
+            } else if key.hasPrefix("file:") {
+                let path = String(key.dropFirst(5))
+                out.append(
+                    parts[key] == nil
+                        ? "no longer reads \(path)" : old.parts[key] == nil ? "now reads \(path)" : "\(path) changed")
+            } else if key.hasPrefix("stage:") {
+                out.append("input stage \"\(key.dropFirst(6))\" changed")
+            }
+        }
+        return out
+    }
+}

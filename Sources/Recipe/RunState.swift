@@ -1,0 +1,181 @@
+// The runner's bookkeeping, `<run_dir>/run.json`: per stage its status, fingerprint, settings,
+// outputs and summary, plus the file-digest cache. Written atomically (temp file in the same
+// folder, fsync, rename, fsync the folder), so a crash leaves either the old or the new file.
+
+import Foundation
+import TextData
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// A small value in a stage summary (`loss`, `tokens`, `samples`, `format`).
+package enum SummaryValue: Codable, Sendable, Equatable, CustomStringConvertible {
+    case int(Int)
+    case double(Double)
+    case string(String)
+    case bool(Bool)
+
+    package init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let b = try? c.decode(Bool.self) {
+            self = .bool(b)
+        } else if let i = try? c.decode(Int.self) {
+            self = .int(i)
+        } else if let d = try? c.decode(Double.self) {
+            self = .double(d)
+        } else {
+            self = .string(try c.decode(String.self))
+        }
+    }
+
+    package func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .int(let i): try c.encode(i)
+        case .double(let d): try c.encode(d)
+        case .string(let s): try c.encode(s)
+        case .bool(let b): try c.encode(b)
+        }
+    }
+
+    package var description: String {
+        switch self {
+        case .int(let i): return String(i)
+        case .double(let d): return String(format: "%.4g", d)
+        case .string(let s): return s
+        case .bool(let b): return String(b)
+        }
+    }
+}
+
+/// What a stage produced: its files (absolute; the first is the main artifact) and a summary.
+package struct StageOutputs: Codable, Sendable, Equatable {
+    package var files: [String]
+    package var summary: [String: SummaryValue]
+
+    package init(files: [String], summary: [String: SummaryValue] = [:]) {
+        self.files = files
+        self.summary = summary
+    }
+}
+
+package enum StageStatus: String, Codable, Sendable {
+    case pending, running, done, failed
+}
+
+/// One stage's entry in run.json.
+package struct StageRecord: Codable, Sendable, Equatable {
+    package var type: String
+    package var status: StageStatus
+    package var fingerprint: StageFingerprint?
+    /// The stage's resolved settings (canonical JSON) when it last started, to say what changed.
+    package var settings: String?
+    package var outputs: StageOutputs?
+    package var started: Date?
+    package var finished: Date?
+    /// The failure message of the last attempt.
+    package var error: String?
+
+    package init(type: String, status: StageStatus) {
+        self.type = type
+        self.status = status
+    }
+}
+
+/// The contents of `<run_dir>/run.json`.
+package struct RunState: Codable, Sendable, Equatable {
+    package static let fileName = "run.json"
+    package static let currentVersion = 1
+
+    package var version = RunState.currentVersion
+    /// The resolved recipe (canonical JSON) of the latest run.
+    package var recipe: String?
+    package var stages: [String: StageRecord] = [:]
+    /// Content digests of input files, reused while size and mtime match.
+    package var files: [String: FileDigest] = [:]
+
+    package init() {}
+
+    /// The state saved in `runDirectory`, or an empty state when there is none yet.
+    package static func load(runDirectory: String) throws(RunError) -> RunState {
+        let path = (runDirectory as NSString).appendingPathComponent(fileName)
+        guard FileManager.default.fileExists(atPath: path) else { return RunState() }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw .state(path: path, reason: "cannot read it")
+        }
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        let state: RunState
+        do { state = try decoder.decode(RunState.self, from: data) } catch {
+            throw .state(path: path, reason: "not a distill run state (\(error)); move it away to start the run over")
+        }
+        guard state.version <= currentVersion else {
+            throw .state(path: path, reason: "written by a newer distill (version \(state.version))")
+        }
+        return state
+    }
+
+    /// Writes run.json atomically, creating the run directory when needed.
+    package func save(runDirectory: String) throws(RunError) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        let data: Data
+        do { data = try encoder.encode(self) } catch { preconditionFailure("run state always encodes: \(error)") }
+        let path = (runDirectory as NSString).appendingPathComponent(Self.fileName)
+        do {
+            try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
+            try writeAtomically(data, to: path)
+        } catch let error as RunError {
+            throw error
+        } catch {
+            throw .state(path: path, reason: "cannot write it: \(error.localizedDescription)")
+        }
+    }
+}
+
+/// Writes `data` to `path` so that readers see the old or the new content, never a mix:
+/// a temp file in the same folder, fsync, rename over `path`, fsync the folder.
+package func writeAtomically(_ data: Data, to path: String) throws(RunError) {
+    let folder = (path as NSString).deletingLastPathComponent
+    let temp = (folder as NSString).appendingPathComponent(".\((path as NSString).lastPathComponent).tmp-\(getpid())")
+    func fail(_ call: String) -> RunError {
+        .state(path: path, reason: "\(call) failed: \(String(cString: strerror(errno)))")
+    }
+    let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    guard fd >= 0 else { throw fail("open(\(temp))") }
+    var ok = data.withUnsafeBytes { buffer -> Bool in
+        var offset = 0
+        while offset < buffer.count {
+            let n = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                return false
+            }
+            offset += n
+        }
+        return true
+    }
+    var failure = ok ? nil : fail("write(\(temp))")
+    if ok && fsync(fd) != 0 {
+        ok = false
+        failure = fail("fsync(\(temp))")
+    }
+    close(fd)
+    if ok && rename(temp, path) != 0 {
+        ok = false
+        failure = fail("rename(\(temp), \(path))")
+    }
+    if let failure {
+        unlink(temp)
+        throw failure
+    }
+    let dirfd = open(folder.isEmpty ? "." : folder, O_RDONLY)
+    if dirfd >= 0 {
+        _ = fsync(dirfd)
+        close(dirfd)
+    }
+}

@@ -1,0 +1,98 @@
+// `distill run`: recipe problems all reported with exit code 2, --dry-run plans, and the
+// build without stage executors says so.
+
+import Foundation
+import Testing
+
+@Suite struct RunCommandTests {
+    /// A scratch folder holding a recipe and its data.
+    func scratch(_ recipe: String) throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("distill-run-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try Data("Once upon a time there was a tiny model.\n".utf8).write(to: dir.appendingPathComponent("stories.txt"))
+        try Data(recipe.utf8).write(to: dir.appendingPathComponent("recipe.json"))
+        return dir
+    }
+
+    static let valid = """
+        {
+          "name": "quickstart",
+          "stages": [
+            {"type": "pretrain", "data": {"train": ["stories.txt"]}, "training": {"steps": 300}},
+            {"type": "eval"},
+            {"type": "generate", "prompts": ["Once upon a time"]},
+            {"type": "export"}
+          ]
+        }
+        """
+
+    @Test func aBadRecipeExitsTwoListingEveryProblem() throws {
+        let bad = """
+            {
+              "name": "quickstart",
+              "stages": [
+                {"type": "pretrain", "data": {"train": ["stories.txt"]}, "training": {"steps": 300, "lrr": 1}},
+                {"type": "eval", "batches": "8"},
+                {"type": "generate", "prompts": ["Once upon a time"], "top_p": 2},
+                {"type": "exprot"}
+              ]
+            }
+            """
+        let dir = try scratch(bad)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("recipe.json").path
+        let r = try distill(["run", path])
+        #expect(r.status == 2)
+        #expect(r.err.contains("4 problems"))
+        #expect(r.err.contains(#"\#(path):4:89 stages[0].training.lrr: unknown key; did you mean "lr"?"#))
+        #expect(r.err.contains(#":5:33 stages[1].batches: expected an integer, got string "8""#))
+        #expect(r.err.contains(":6:68 stages[2].top_p: must be in (0, 1], got 2"))
+        #expect(r.err.contains(#":7:14 stages[3].type: invalid value "exprot"; did you mean "export"?"#))
+
+        let overridden = try distill(["run", path, "--set", "pretrain.training.stepz=3"])
+        #expect(overridden.status == 2)
+        #expect(
+            overridden.err.contains(
+                #"--set pretrain.training.stepz=3: stages[0].training.stepz: unknown key; did you mean "steps"?"#))
+    }
+
+    @Test func dryRunPlansAValidRecipe() throws {
+        let dir = try scratch(Self.valid)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("recipe.json").path
+        let r = try distill(["run", path, "--dry-run"])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out.contains("recipe quickstart -> "))
+        for name in ["pretrain", "eval", "generate", "export"] { #expect(r.out.contains(name)) }
+        #expect(r.out.contains("not run before"))
+
+        let j = try distill(["run", path, "--dry-run", "--json", "--set", "pretrain.training.steps=50"])
+        #expect(j.status == 0, "\(j.err)")
+        let plan = try #require(try JSONSerialization.jsonObject(with: Data(j.out.utf8)) as? [String: Any])
+        let stages = try #require(plan["stages"] as? [[String: Any]])
+        #expect(stages.map { $0["name"] as? String } == ["pretrain", "eval", "generate", "export"])
+        #expect(stages.allSatisfy { $0["action"] as? String == "run" })
+        let recipe = try #require(plan["recipe"] as? [String: Any])
+        let pretrain = try #require((recipe["stages"] as? [[String: Any]])?.first)
+        #expect((pretrain["training"] as? [String: Any])?["steps"] as? Int == 50)
+    }
+
+    @Test func runningNeedsStageExecutors() throws {
+        let dir = try scratch(Self.valid)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let r = try distill(["run", dir.appendingPathComponent("recipe.json").path])
+        #expect(r.status == 2)
+        #expect(r.err.contains("stage type pretrain is not available in this build"))
+    }
+
+    @Test func aMissingRecipeFileIsReported() throws {
+        let r = try distill(["run", "/nonexistent/recipe.json"])
+        #expect(r.status == 2)
+        #expect(r.err.contains("file not found: /nonexistent/recipe.json"))
+    }
+
+    @Test func runHasHelp() throws {
+        let r = try distill(["run", "--help"])
+        #expect(r.status == 0 && r.out.contains("--dry-run") && r.out.contains("--set"))
+    }
+}
