@@ -69,7 +69,15 @@ package struct CheckpointError: Error, CustomStringConvertible, Sendable {
 
     /// An HDF5 failure while reading (`reading`) or writing a checkpoint at `path`.
     static func from(_ error: HDF5Error, path: String, reading: Bool) -> CheckpointError {
-        let problem = error.description
+        // HDF5Error's description starts with the file name, which ours already shows.
+        var problem = Substring(error.description)
+        if !error.file.isEmpty, problem.hasPrefix(error.file) {
+            problem = problem.dropFirst(error.file.count).drop { $0 == ":" || $0 == " " }
+        }
+        return fromHDF5(error, problem: String(problem), path: path, reading: reading)
+    }
+
+    private static func fromHDF5(_ error: HDF5Error, problem: String, path: String, reading: Bool) -> CheckpointError {
         switch error.kind {
         case .fileNotFound:
             return CheckpointError(.io, path: path, problem: problem, fix: "check the path")
@@ -77,7 +85,7 @@ package struct CheckpointError: Error, CustomStringConvertible, Sendable {
             return CheckpointError(.io, path: path, problem: problem)
         case .notHDF5File:
             return CheckpointError(
-                .notCheckpoint, path: path, problem: "not a distill checkpoint (not an HDF5 file)",
+                .notCheckpoint, path: path, problem: "not a distill checkpoint: \(error.hint)",
                 fix: "pass a .h5 checkpoint written by distill")
         case .library, .alreadyExists, .invalidArgument:
             return CheckpointError(reading ? .malformed : .io, path: path, problem: problem)
