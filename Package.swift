@@ -40,6 +40,6 @@ let package = Package(
         .testTarget(name: "TextDataTests", dependencies: ["TextData"], resources: [.copy("Fixtures")]),
         .testTarget(name: "FormatsTests", dependencies: ["Formats"], resources: [.copy("Fixtures")]),
         .testTarget(name: "NNTests", dependencies: ["NN"]),
-        .testTarget(name: "CLITests", dependencies: ["DistillCLI"]),
+        .testTarget(name: "CLITests", dependencies: ["DistillCLI", "Formats"]),
     ]
 )
