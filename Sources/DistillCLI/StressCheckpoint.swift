@@ -17,6 +17,8 @@ struct StressCheckpoint: ParsableCommand {
     @Option(help: "Checkpoints to commit; 0 runs until killed.") var count = 0
     @Option(help: "Model width (the file is about 12 * hidden^2 * 4 bytes per layer, times 3).") var hidden = 64
     @Option(help: "Transformer layers.") var layers = 2
+    @Flag(help: "Keep the previous checkpoint by rename, as on a file system without hard links.")
+    var withoutHardLinks = false
 
     func validate() throws {
         if count < 0 { throw ValidationError("--count must be >= 0, got \(count)") }
@@ -47,7 +49,7 @@ struct StressCheckpoint: ParsableCommand {
                     optimizer: OptimizerState(kind: "adamw", step: step, moments: ["m": m, "v": v]), step: step,
                     tokensSeen: step * 1024, rng: ["data": rng], dataCursor: #"{"step":\#(step)}"#, threads: 1,
                     metadata: ["stage": "stress"])
-                try writeCheckpoint(contents, to: url)
+                try writeCheckpoint(contents, to: url, hooks: CheckpointCommitHooks(withoutHardLinks: withoutHardLinks))
                 _ = rng.next()
                 step += 1
             }

@@ -30,9 +30,12 @@ package struct CheckpointCommitHooks {
     /// Runs after the rename, before the read-back; a test corrupts the file here to
     /// exercise the fallback.
     package var afterRename: ((URL) throws -> Void)?
+    /// Takes step 3's rename path as on a file system without hard links.
+    package var withoutHardLinks: Bool
 
-    package init(afterRename: ((URL) throws -> Void)? = nil) {
+    package init(afterRename: ((URL) throws -> Void)? = nil, withoutHardLinks: Bool = false) {
         self.afterRename = afterRename
+        self.withoutHardLinks = withoutHardLinks
     }
 }
 
@@ -64,8 +67,8 @@ package func writeCheckpoint(
 
     // 3. Keep the current checkpoint reachable as .prev.
     if fileExists(destination), !fileExists(previous) {
-        if link(destination, previous) != 0 {
-            let code = errno
+        if hooks.withoutHardLinks || link(destination, previous) != 0 {
+            let code = hooks.withoutHardLinks ? EPERM : errno
             guard [EPERM, EXDEV, EMLINK, ENOSYS, EOPNOTSUPP].contains(code) else {
                 _ = unlink(temporary)
                 throw CheckpointError.system("link(2) to \(previous)", path: destination, errno: code)

@@ -333,16 +333,29 @@ private func directoryListing(_ directory: URL) throws -> [String] {
     }
 }
 
-@Test func aFailedVerificationKeepsThePreviousCheckpoint() throws {
+@Test func withoutHardLinksThePreviousIsKeptByRename() throws {
+    try withTemporaryDirectory { directory in
+        let url = directory.appendingPathComponent("ckpt.h5")
+        let hooks = CheckpointCommitHooks(withoutHardLinks: true)
+        try writeCheckpoint(sampleContents(step: 1), to: url, hooks: hooks)
+        try writeCheckpoint(sampleContents(step: 2), to: url, hooks: hooks)
+        #expect(try directoryListing(directory) == ["ckpt.h5"])
+        #expect(try readCheckpoint(at: url).step == 2)
+    }
+}
+
+@Test(arguments: [false, true])
+func aFailedVerificationKeepsThePreviousCheckpoint(withoutHardLinks: Bool) throws {
     try withTemporaryDirectory { directory in
         let url = directory.appendingPathComponent("ckpt.h5")
         let first = sampleContents(step: 1)
         try writeCheckpoint(first, to: url)
 
         let second = sampleContents(step: 2, seed: 2)
-        let hooks = CheckpointCommitHooks(afterRename: { committed in
-            try corrupt(second.parameters[4].tensor, inFileAt: committed)
-        })
+        let hooks = CheckpointCommitHooks(
+            afterRename: { committed in
+                try corrupt(second.parameters[4].tensor, inFileAt: committed)
+            }, withoutHardLinks: withoutHardLinks)
         let error = expectCheckpointError(.verificationFailed) { try writeCheckpoint(second, to: url, hooks: hooks) }
         #expect(error?.description.contains("previous checkpoint was restored") == true)
         #expect(error?.category == .io)
