@@ -71,7 +71,8 @@ package struct CheckpointContents {
     /// For `.adapter`: the base model's identity. Reserved; its format is defined with
     /// LoRA support.
     package var baseChecksum: String?
-    /// When the file was written (ISO 8601). Set by `writeCheckpoint` when nil.
+    /// When the file was written (ISO 8601 UTC); filled in when reading, ignored when
+    /// writing (the time of writing is recorded).
     package var created: String?
     /// The distill version that wrote the file; filled in when reading, ignored when
     /// writing (the running version is recorded).
@@ -81,7 +82,7 @@ package struct CheckpointContents {
         kind: CheckpointKind = .model, config: LlamaConfig, parameters: [(name: String, tensor: Tensor)],
         optimizer: OptimizerState? = nil, step: Int = 0, tokensSeen: Int = 0, rng: [String: RNG] = [:],
         dataCursor: String? = nil, recipe: String? = nil, tokenizer: String? = nil, threads: Int,
-        metadata: [String: String] = [:], baseChecksum: String? = nil, created: String? = nil
+        metadata: [String: String] = [:], baseChecksum: String? = nil
     ) {
         self.kind = kind
         self.config = config
@@ -96,7 +97,7 @@ package struct CheckpointContents {
         self.threads = threads
         self.metadata = metadata
         self.baseChecksum = baseChecksum
-        self.created = created
+        self.created = nil
         self.distillVersion = nil
     }
 }
@@ -170,7 +171,7 @@ func validate(_ contents: CheckpointContents, path: String) throws {
             throw invalid("metadata key '\(name)' or its value is empty or contains NUL")
         }
     }
-    for text in [contents.recipe, contents.dataCursor, contents.tokenizer, contents.baseChecksum, contents.created] {
+    for text in [contents.recipe, contents.dataCursor, contents.tokenizer, contents.baseChecksum] {
         if let text, text.utf8.contains(0) { throw invalid("a text field contains a NUL byte") }
     }
 }
@@ -193,7 +194,7 @@ package func configJSON(_ config: LlamaConfig) throws -> String {
 func writeCheckpointFile(_ contents: CheckpointContents, path: String) throws {
     do {
         let file = try HDF5File.create(path: path)
-        let created = contents.created ?? ISO8601DateFormatter().string(from: Date())
+        let created = ISO8601DateFormatter().string(from: Date())
         try file.setAttribute("format", .string(CheckpointFormat.name))
         try file.setAttribute("format_version", .int(Int64(CheckpointFormat.version)))
         try file.setAttribute("distill_version", .string(DistillVersion.string))
@@ -619,9 +620,28 @@ final class CheckpointReader {
         return metadata
     }
 
+    /// Refuses to load tensors declaring more bytes than `file.maxReadBytes` (the
+    /// machine's memory) before allocating any of them.
+    private func checkLoadable(_ tensors: [CheckpointTensorInfo], all: Bool) throws {
+        var total = 0
+        for info in tensors {
+            let (bytes, overflow) = info.elementCount.multipliedReportingOverflow(by: MemoryLayout<Float>.stride)
+            let (sum, overflowSum) = (all ? total : 0).addingReportingOverflow(bytes)
+            guard !overflow, !overflowSum, sum <= file.maxReadBytes else {
+                throw CheckpointError(
+                    .malformed, path: path,
+                    problem: "the tensors declare more than \(file.maxReadBytes) bytes (this machine's memory); "
+                        + "refusing to allocate them",
+                    fix: "the file is damaged, or the model is too large for this machine")
+            }
+            total = sum
+        }
+    }
+
     func contents(verify: Bool) throws -> CheckpointContents {
         let header = try header()
         let layout = try layout()
+        try checkLoadable(layout.parameters + layout.moments.values.flatMap { $0 }, all: true)
         let parameters = try layout.parameters.map { info in
             (name: info.name, tensor: try tensor(CheckpointFormat.modelGroup + "/" + info.name, info: info, verify: verify))
         }
@@ -644,7 +664,8 @@ final class CheckpointReader {
             dataCursor: try text(CheckpointFormat.dataCursorPath, verify: verify),
             recipe: try text(CheckpointFormat.recipePath, verify: verify),
             tokenizer: try text(CheckpointFormat.tokenizerPath, verify: verify), threads: header.threads,
-            metadata: try metadata(), baseChecksum: header.baseChecksum, created: header.created)
+            metadata: try metadata(), baseChecksum: header.baseChecksum)
+        contents.created = header.created
         contents.distillVersion = header.distillVersion
         return contents
     }
@@ -675,6 +696,7 @@ final class CheckpointReader {
         for (moment, infos) in layout.moments {
             tensors += infos.map { (CheckpointFormat.optimizerGroup + "/" + moment + "/" + $0.name, $0) }
         }
+        try checkLoadable(tensors.map(\.1), all: false)
         let largest = tensors.map { $0.1.elementCount }.max() ?? 0
         let scratch = UnsafeMutableBufferPointer<Float>.allocate(capacity: largest)
         defer { scratch.deallocate() }

@@ -276,6 +276,19 @@ private func directoryListing(_ directory: URL) throws -> [String] {
     }
 }
 
+@Test func tensorsLargerThanMemoryAreRefusedBeforeAllocating() throws {
+    try withTemporaryDirectory { directory in
+        let url = directory.appendingPathComponent("ckpt.h5")
+        try writeCheckpoint(sampleContents(), to: url)
+        let reader = try CheckpointReader(path: url.path)
+        reader.file.maxReadBytes = 300  // stands in for a machine too small for the model
+        let error = expectCheckpointError(.malformed) { _ = try reader.contents(verify: true) }
+        #expect(error?.description.contains("refusing to allocate") == true)
+        expectCheckpointError(.malformed) { try reader.verifyAll() }
+        #expect(throws: Never.self) { _ = try reader.summary() }  // inspect still works
+    }
+}
+
 @Test func foreignFilesAreNotCheckpoints() throws {
     try withTemporaryDirectory { directory in
         let plain = directory.appendingPathComponent("plain.h5")
