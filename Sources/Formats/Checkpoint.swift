@@ -143,7 +143,9 @@ func validate(_ contents: CheckpointContents, path: String) throws {
     var shapes: [String: [Int]] = [:]
     for (name, tensor) in contents.parameters {
         try checkName(name, what: "parameter")
-        guard shapes.updateValue(tensor.shape, forKey: name) == nil else { throw invalid("parameter \(name) appears twice") }
+        guard shapes.updateValue(tensor.shape, forKey: name) == nil else {
+            throw invalid("parameter \(name) appears twice")
+        }
     }
     if contents.kind == .model {
         let found = contents.parameters.map { (name: $0.name, shape: $0.tensor.shape, isFloat32: true) }
@@ -155,12 +157,15 @@ func validate(_ contents: CheckpointContents, path: String) throws {
             try checkName(moment, what: "optimizer moment")
             var seen = Set<String>()
             for (name, tensor) in tensors {
-                guard seen.insert(name).inserted else { throw invalid("optimizer moment \(moment): \(name) appears twice") }
+                guard seen.insert(name).inserted else {
+                    throw invalid("optimizer moment \(moment): \(name) appears twice")
+                }
                 guard let shape = shapes[name] else {
                     throw invalid("optimizer moment \(moment) has \(name), which is not a parameter")
                 }
                 guard shape == tensor.shape else {
-                    throw invalid("optimizer moment \(moment)/\(name) has shape \(tensor.shape), the parameter \(shape)")
+                    throw invalid(
+                        "optimizer moment \(moment)/\(name) has shape \(tensor.shape), the parameter \(shape)")
                 }
             }
         }
@@ -330,7 +335,8 @@ func shapeProblems(found: [(name: String, shape: [Int], isFloat32: Bool)], confi
     let expectedShapes = Dictionary(uniqueKeysWithValues: expected.map { ($0.name, $0.shape) })
     let foundNames = Set(found.map(\.name))
     func list(_ items: [String]) -> String {
-        items.count <= 8 ? items.joined(separator: ", ") : items.prefix(8).joined(separator: ", ") + " and \(items.count - 8) more"
+        items.count <= 8
+            ? items.joined(separator: ", ") : items.prefix(8).joined(separator: ", ") + " and \(items.count - 8) more"
     }
     var parts: [String] = []
     let missing = expected.map(\.name).filter { !foundNames.contains($0) }
@@ -425,7 +431,8 @@ final class CheckpointReader {
         else {
             throw CheckpointError(
                 .notCheckpoint, path: path,
-                problem: "an HDF5 file but not a distill checkpoint (no root attribute format=\"\(CheckpointFormat.name)\")",
+                problem:
+                    "an HDF5 file but not a distill checkpoint (no root attribute format=\"\(CheckpointFormat.name)\")",
                 fix: "pass a checkpoint written by distill; Hugging Face weights are imported, not opened")
         }
         let version = try intAttribute("format_version", minimum: 1)
@@ -443,7 +450,8 @@ final class CheckpointReader {
         }
         let algorithm = try stringAttribute("checksum_algorithm")
         guard algorithm == CheckpointFormat.checksumAlgorithm else {
-            throw malformed("unknown checksum_algorithm '\(algorithm)' (expected \(CheckpointFormat.checksumAlgorithm))")
+            throw malformed(
+                "unknown checksum_algorithm '\(algorithm)' (expected \(CheckpointFormat.checksumAlgorithm))")
         }
         let configText = try stringAttribute("config")
         let config: LlamaConfig
@@ -545,21 +553,27 @@ final class CheckpointReader {
                     problems.append("\(name) is not a parameter")
                     continue
                 }
-                if tensor.shape != parameter.shape { problems.append("\(name) is \(tensor.shape), the parameter \(parameter.shape)") }
+                if tensor.shape != parameter.shape {
+                    problems.append("\(name) is \(tensor.shape), the parameter \(parameter.shape)")
+                }
                 if tensor.dtype != "float32" { problems.append("\(name) is \(tensor.dtype), not float32") }
             }
             guard problems.isEmpty else {
                 throw CheckpointError(
                     .shapeMismatch, path: path,
-                    problem: "optimizer moment '\(moment)' does not match the parameters: " + problems.joined(separator: "; "),
+                    problem: "optimizer moment '\(moment)' does not match the parameters: "
+                        + problems.joined(separator: "; "),
                     fix: "the file is damaged or was not written by distill")
             }
             orderedMoments[moment] = ordered.compactMap { tensors[$0.name] }
         }
         for stream in rng where stream.dtype != "uint64" || stream.shape != [4] {
-            throw malformed("RNG stream /\(CheckpointFormat.rngGroup)/\(stream.name) is \(stream.dtype) \(stream.shape), expected uint64 [4]")
+            throw malformed(
+                "RNG stream /\(CheckpointFormat.rngGroup)/\(stream.name) is \(stream.dtype) \(stream.shape), expected uint64 [4]"
+            )
         }
-        return Layout(parameters: ordered, optimizer: optimizer, moments: orderedMoments, rng: rng.sorted { $0.name < $1.name })
+        return Layout(
+            parameters: ordered, optimizer: optimizer, moments: orderedMoments, rng: rng.sorted { $0.name < $1.name })
     }
 
     private func checksumMismatch(_ object: String, recorded: UInt32, actual: UInt32) -> CheckpointError {
@@ -600,14 +614,17 @@ final class CheckpointReader {
         guard try hdf5({ try file.objectKind(at: object) }) != nil else { return nil }
         let info = try info(object, name: object)
         guard info.dtype == "uint8", info.shape.count == 1 else {
-            throw malformed("/\(object) is \(info.dtype) \(info.shape), expected a one-dimensional uint8 (UTF-8) dataset")
+            throw malformed(
+                "/\(object) is \(info.dtype) \(info.shape), expected a one-dimensional uint8 (UTF-8) dataset")
         }
         let bytes = try hdf5({ try file.readBytes(object) })
         if verify {
             let actual = CRC32.checksum(bytes)
             if actual != info.checksum { throw checksumMismatch(object, recorded: info.checksum, actual: actual) }
         }
-        guard let text = String(validating: bytes, as: UTF8.self) else { throw malformed("/\(object) is not valid UTF-8") }
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw malformed("/\(object) is not valid UTF-8")
+        }
         return text
     }
 
@@ -643,7 +660,10 @@ final class CheckpointReader {
         let layout = try layout()
         try checkLoadable(layout.parameters + layout.moments.values.flatMap { $0 }, all: true)
         let parameters = try layout.parameters.map { info in
-            (name: info.name, tensor: try tensor(CheckpointFormat.modelGroup + "/" + info.name, info: info, verify: verify))
+            (
+                name: info.name,
+                tensor: try tensor(CheckpointFormat.modelGroup + "/" + info.name, info: info, verify: verify)
+            )
         }
         var optimizer: OptimizerState?
         if let state = layout.optimizer {

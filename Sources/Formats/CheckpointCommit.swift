@@ -172,7 +172,8 @@ package func sweepOrphanedTemporaries(in directory: URL) throws -> [URL] {
     do {
         names = try FileManager.default.contentsOfDirectory(atPath: directory.path)
     } catch {
-        throw CheckpointError(.io, path: directory.path, problem: "cannot list the directory: \(error.localizedDescription)")
+        throw CheckpointError(
+            .io, path: directory.path, problem: "cannot list the directory: \(error.localizedDescription)")
     }
     var removed: [URL] = []
     for name in names.sorted() {

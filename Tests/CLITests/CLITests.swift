@@ -47,7 +47,8 @@ struct DoctorJSON: Decodable {
 }
 
 @Suite struct CLITests {
-    @Test("--help works on every subcommand", arguments: [[], ["doctor"], ["bench"], ["bench", "kernels"], ["inspect"]])
+    @Test(
+        "--help works on every subcommand", arguments: [[], ["doctor"], ["bench"], ["bench", "kernels"], ["inspect"]])
     func helpEverywhere(_ command: [String]) throws {
         let r = try distill(command + ["--help"])
         #expect(r.status == 0)
@@ -142,7 +143,8 @@ struct InspectJSON: Decodable {
     /// A checkpoint committed by the hidden stress command: hidden 32, 2 layers, vocab
     /// 256, tied embeddings, AdamW moments, one RNG stream, a data cursor.
     func withCheckpoint(_ body: (URL) throws -> Void) throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("distill-inspect-\(UUID().uuidString)")
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("distill-inspect-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         let checkpoint = directory.appendingPathComponent("ckpt.h5")
         let made = try distill(["_stress-checkpoint", checkpoint.path, "--count", "3", "--hidden", "32"])
@@ -214,7 +216,8 @@ struct InspectJSON: Decodable {
     }
 
     @Test func aRunningWriterHoldsTheRunDirectory() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("distill-lock-\(UUID().uuidString)")
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("distill-lock-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         let process = Process()
         let runner = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
@@ -226,7 +229,9 @@ struct InspectJSON: Decodable {
         defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
         let checkpoint = directory.appendingPathComponent("ckpt.h5").path
         let deadline = Date().addingTimeInterval(20)
-        while !FileManager.default.fileExists(atPath: checkpoint), process.isRunning, Date() < deadline { usleep(1_000) }
+        while !FileManager.default.fileExists(atPath: checkpoint), process.isRunning, Date() < deadline {
+            usleep(1_000)
+        }
 
         do {
             _ = try RunDirectoryLock(directory: directory)

@@ -4,8 +4,8 @@
 // missing, is a complete checkpoint whose every checksum verifies. The next child then
 // starts on whatever the kill left (stale lock file, orphaned temporary, .prev).
 
-import Foundation
 import Formats
+import Foundation
 import Testing
 
 #if canImport(Glibc)
@@ -34,7 +34,9 @@ import Testing
     let symbol = try #require(dlsym(nil, "posix_spawn_file_actions_addclosefrom_np"), "needs glibc 2.34 or later")
     let closeFrom = unsafeBitCast(symbol, to: AddCloseFrom.self)
     func spawn(_ extra: [String] = []) throws -> pid_t {
-        let arguments = [products.appendingPathComponent("distill").path, "_stress-checkpoint", checkpoint.path, "--hidden", "32"] + extra
+        let arguments =
+            [products.appendingPathComponent("distill").path, "_stress-checkpoint", checkpoint.path, "--hidden", "32"]
+            + extra
         var actions = posix_spawn_file_actions_t()
         #expect(posix_spawn_file_actions_init(&actions) == 0)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -75,7 +77,9 @@ import Testing
         let deadline = Date().addingTimeInterval(20)
         var running = true
         while running, Date() < deadline,
-            !((try? FileManager.default.contentsOfDirectory(atPath: run.path)) ?? []).contains(where: { $0.hasPrefix(marker) })
+            !((try? FileManager.default.contentsOfDirectory(atPath: run.path)) ?? []).contains(where: {
+                $0.hasPrefix(marker)
+            })
         {
             usleep(500)
             running = isRunning(child)
@@ -115,6 +119,7 @@ import Testing
     let ended = reap(try spawn(["--count", "2"]))
     #expect(ended.exited && ended.code == 0, "\(childErrors())")
     let names = try FileManager.default.contentsOfDirectory(atPath: run.path).sorted()
-    #expect(names == [".distill.lock", "ckpt.h5"], "kills mid-write: \(killedMidWrite), fallbacks: \(fellBackToPrevious)")
+    #expect(
+        names == [".distill.lock", "ckpt.h5"], "kills mid-write: \(killedMidWrite), fallbacks: \(fellBackToPrevious)")
     #expect(try readCheckpoint(at: checkpoint).step == 2)
 }

@@ -34,7 +34,8 @@ private func sampleContents(step: Int = 7, seed: UInt64 = 1) -> CheckpointConten
     let parameters = randomTensors(tinyConfig, rng: &rng)
     // Values whose bits must survive exactly: NaN payload, -0, infinities, subnormals.
     let special: [Float] = [
-        .nan, Float(bitPattern: 0x7FC0_1234), -0.0, .infinity, -.infinity, .leastNonzeroMagnitude, .greatestFiniteMagnitude,
+        .nan, Float(bitPattern: 0x7FC0_1234), -0.0, .infinity, -.infinity, .leastNonzeroMagnitude,
+        .greatestFiniteMagnitude,
         1,
     ]
     parameters[0].tensor.data.update(from: special, count: special.count)
@@ -301,7 +302,9 @@ private func directoryListing(_ directory: URL) throws -> [String] {
         try Data("hello".utf8).write(to: text)
         expectCheckpointError(.notCheckpoint) { _ = try readCheckpointSummary(at: text) }
 
-        let missing = expectCheckpointError(.io) { _ = try readCheckpoint(at: directory.appendingPathComponent("nope.h5")) }
+        let missing = expectCheckpointError(.io) {
+            _ = try readCheckpoint(at: directory.appendingPathComponent("nope.h5"))
+        }
         #expect(missing?.category == .io)
 
         let truncated = directory.appendingPathComponent("cut.h5")
@@ -422,7 +425,9 @@ func aFailedVerificationKeepsThePreviousCheckpoint(withoutHardLinks: Bool) throw
         let bytes = try Data(contentsOf: directory.appendingPathComponent("ckpt.h5"))
         try bytes.prefix(1000).write(to: orphan)
         try Data().write(to: mine)
-        let lookalikes = [".ckpt.h5.tmp-12-xyz", "ckpt.h5.tmp-\(deadPID)-0badf00d", ".tmp-\(deadPID)-0badf00d", "notes.txt"]
+        let lookalikes = [
+            ".ckpt.h5.tmp-12-xyz", "ckpt.h5.tmp-\(deadPID)-0badf00d", ".tmp-\(deadPID)-0badf00d", "notes.txt",
+        ]
         for name in lookalikes { try Data().write(to: directory.appendingPathComponent(name)) }
 
         #expect(temporaryFileWriter(mine.lastPathComponent) == getpid())
