@@ -56,7 +56,7 @@ package final class RunDirectoryLock {
         }
         self.descriptor = descriptor
         let record =
-            "pid=\(getpid())\nhost=\(ProcessInfo.processInfo.hostName)\n"
+            "pid=\(getpid())\nhost=\(Self.hostName())\n"
             + "started=\(ISO8601DateFormatter().string(from: Date()))\n"
         do {
             if ftruncate(descriptor, 0) != 0 {
@@ -81,6 +81,13 @@ package final class RunDirectoryLock {
         _ = ftruncate(descriptor, 0)  // best effort: the record is only informative
         close(descriptor)  // drops the flock
         descriptor = -1
+    }
+
+    /// gethostname(2), without the name-service lookups ProcessInfo.hostName may make.
+    private static func hostName() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "" }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// The holder recorded in the lock file, nil when it cannot be parsed (for example

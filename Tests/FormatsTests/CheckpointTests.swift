@@ -185,6 +185,26 @@ private func directoryListing(_ directory: URL) throws -> [String] {
     }
 }
 
+@Test func adaptersHoldAnyTensorsAndNameTheirBase() throws {
+    try withTemporaryDirectory { directory in
+        let url = directory.appendingPathComponent("adapter.h5")
+        var rng = RNG(seed: 4)
+        let lora = [
+            (name: "model.layers.0.self_attn.q_proj.lora_A.weight", tensor: Tensor.randn([4, 8], rng: &rng)),
+            (name: "model.layers.0.self_attn.q_proj.lora_B.weight", tensor: Tensor.zeros([8, 4])),
+        ]
+        let contents = CheckpointContents(
+            kind: .adapter, config: tinyConfig, parameters: lora,
+            optimizer: OptimizerState(kind: "adamw", step: 1, moments: ["m": [lora[1]]]), threads: 1,
+            baseChecksum: "crc32:0x12345678")
+        try writeCheckpoint(contents, to: url)
+        let read = try readCheckpoint(at: url)
+        #expect(read.kind == .adapter && read.baseChecksum == "crc32:0x12345678")
+        expectSameTensors(read.parameters, lora)  // sorted by name, as written here
+        expectSameTensors(read.optimizer!.moments["m"]!, [lora[1]])
+    }
+}
+
 @Test func summaryDescribesWithoutLoading() throws {
     try withTemporaryDirectory { directory in
         let url = directory.appendingPathComponent("ckpt.h5")
