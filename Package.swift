@@ -42,6 +42,6 @@ let package = Package(
         .testTarget(name: "NNTests", dependencies: ["NN"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training"]),
         .testTarget(name: "RecipeTests", dependencies: ["Recipe"]),
-        .testTarget(name: "CLITests", dependencies: ["DistillCLI"]),
+        .testTarget(name: "CLITests", dependencies: ["DistillCLI", "Formats"]),
     ]
 )

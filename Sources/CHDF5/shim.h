@@ -47,6 +47,7 @@ static inline hid_t distill_h5t_native_double(void) { return H5T_NATIVE_DOUBLE; 
 static inline hid_t distill_h5t_native_int32(void) { return H5T_NATIVE_INT32; }
 static inline hid_t distill_h5t_native_int64(void) { return H5T_NATIVE_INT64; }
 static inline hid_t distill_h5t_native_uint8(void) { return H5T_NATIVE_UINT8; }
+static inline hid_t distill_h5t_native_uint64(void) { return H5T_NATIVE_UINT64; }
 
 // MARK: - File (on-disk) types: little-endian, as numpy and PyTorch write them
 
@@ -55,6 +56,7 @@ static inline hid_t distill_h5t_ieee_f64le(void) { return H5T_IEEE_F64LE; }
 static inline hid_t distill_h5t_std_i32le(void) { return H5T_STD_I32LE; }
 static inline hid_t distill_h5t_std_i64le(void) { return H5T_STD_I64LE; }
 static inline hid_t distill_h5t_std_u8le(void) { return H5T_STD_U8LE; }
+static inline hid_t distill_h5t_std_u64le(void) { return H5T_STD_U64LE; }
 
 /// The C string type; copy it with H5Tcopy before setting size or character set.
 static inline hid_t distill_h5t_c_s1(void) { return H5T_C_S1; }

@@ -8,7 +8,7 @@ struct Distill: ParsableCommand {
         commandName: "distill",
         abstract: "Train and distill small language models on a CPU.",
         version: DistillVersion.string,
-        subcommands: [Doctor.self, Bench.self, Run.self])
+        subcommands: [Doctor.self, Run.self, Inspect.self, Bench.self, StressCheckpoint.self])
 }
 
 /// Options every compute command shares.

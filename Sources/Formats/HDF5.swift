@@ -217,6 +217,7 @@ package enum HDF5DType: Sendable, Hashable, CustomStringConvertible {
     package static let int32 = HDF5DType.signedInteger(bits: 32)
     package static let int64 = HDF5DType.signedInteger(bits: 64)
     package static let uint8 = HDF5DType.unsignedInteger(bits: 8)
+    package static let uint64 = HDF5DType.unsignedInteger(bits: 64)
 
     package var description: String {
         switch self {
@@ -229,7 +230,7 @@ package enum HDF5DType: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-/// Swift types stored as dataset elements: Float, Double, Int32, Int64, UInt8.
+/// Swift types stored as dataset elements: Float, Double, Int32, Int64, UInt8, UInt64.
 /// Reading requires the dataset's type to match exactly (byte order may differ).
 package protocol HDF5Element: Sendable, Hashable {
     static var hdf5DType: HDF5DType { get }
@@ -240,6 +241,7 @@ extension Double: HDF5Element { package static var hdf5DType: HDF5DType { .float
 extension Int32: HDF5Element { package static var hdf5DType: HDF5DType { .int32 } }
 extension Int64: HDF5Element { package static var hdf5DType: HDF5DType { .int64 } }
 extension UInt8: HDF5Element { package static var hdf5DType: HDF5DType { .uint8 } }
+extension UInt64: HDF5Element { package static var hdf5DType: HDF5DType { .uint64 } }
 
 /// In-memory and on-disk HDF5 types for an element type.
 private func hdf5Types(_ dtype: HDF5DType) -> (memory: hid_t, file: hid_t) {
@@ -249,6 +251,7 @@ private func hdf5Types(_ dtype: HDF5DType) -> (memory: hid_t, file: hid_t) {
     case .int32: (distill_h5t_native_int32(), distill_h5t_std_i32le())
     case .int64: (distill_h5t_native_int64(), distill_h5t_std_i64le())
     case .uint8: (distill_h5t_native_uint8(), distill_h5t_std_u8le())
+    case .uint64: (distill_h5t_native_uint64(), distill_h5t_std_u64le())
     default: preconditionFailure("no HDF5 element mapping for \(dtype)")
     }
 }

@@ -1,8 +1,13 @@
 // The `distill` binary as a user runs it: exit codes, --help on every subcommand, and the
 // doctor's view of the BLAS kernel, including the switch to a kernel distill chooses.
 
+import Formats
 import Foundation
 import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Runs the distill executable built next to the test bundle.
 func distill(_ args: [String], environment: [String: String] = [:]) throws -> (status: Int32, out: String, err: String) {
@@ -42,7 +47,8 @@ struct DoctorJSON: Decodable {
 }
 
 @Suite struct CLITests {
-    @Test("--help works on every subcommand", arguments: [[], ["doctor"], ["bench"], ["bench", "kernels"]])
+    @Test(
+        "--help works on every subcommand", arguments: [[], ["doctor"], ["bench"], ["bench", "kernels"], ["inspect"]])
     func helpEverywhere(_ command: [String]) throws {
         let r = try distill(command + ["--help"])
         #expect(r.status == 0)
@@ -91,5 +97,154 @@ struct DoctorJSON: Decodable {
     @Test func unknownCommandIsAUsageError() throws {
         let r = try distill(["frobnicate"])
         #expect(r.status == 64)
+    }
+}
+
+// MARK: - inspect
+
+struct InspectJSON: Decodable {
+    struct Model: Decodable {
+        var layers: Int
+        var hidden: Int
+        var heads: Int
+        var kvHeads: Int
+        var vocab: Int
+        var tiedEmbeddings: Bool
+    }
+    struct Parameters: Decodable {
+        var total: Int
+        var embedding: Int
+        var nonEmbedding: Int
+    }
+    struct Optimizer: Decodable {
+        var kind: String
+        var moments: [String]
+    }
+    struct Tensor: Decodable {
+        var path: String
+        var shape: [Int]
+        var checksum: String
+    }
+    var format: String
+    var formatVersion: Int
+    var kind: String
+    var step: Int
+    var tokensSeen: Int
+    var threads: Int
+    var model: Model
+    var parameters: Parameters
+    var optimizer: Optimizer?
+    var rngStreams: [String]
+    var dataCursor: Bool
+    var tensors: [Tensor]?
+}
+
+@Suite struct InspectTests {
+    /// A checkpoint committed by the hidden stress command: hidden 32, 2 layers, vocab
+    /// 256, tied embeddings, AdamW moments, one RNG stream, a data cursor.
+    func withCheckpoint(_ body: (URL) throws -> Void) throws {
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("distill-inspect-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let checkpoint = directory.appendingPathComponent("ckpt.h5")
+        let made = try distill(["_stress-checkpoint", checkpoint.path, "--count", "3", "--hidden", "32"])
+        #expect(made.status == 0, "\(made.err)")
+        try body(checkpoint)
+    }
+
+    @Test func reportsWhatIsInside() throws {
+        try withCheckpoint { checkpoint in
+            let r = try distill(["inspect", checkpoint.path, "--json", "--tensors"])
+            #expect(r.status == 0, "\(r.err)")
+            let report = try JSONDecoder().decode(InspectJSON.self, from: Data(r.out.utf8))
+            #expect(report.format == "distill-checkpoint" && report.formatVersion == 1 && report.kind == "model")
+            #expect(report.step == 3 && report.tokensSeen == 3 * 1024 && report.threads == 1)
+            #expect(report.model.layers == 2 && report.model.hidden == 32 && report.model.vocab == 256)
+            #expect(report.model.heads == 2 && report.model.kvHeads == 1 && report.model.tiedEmbeddings)
+            // Per layer: q 32x32, k and v 16x32 each, o 32x32, gate/up/down 64x32 each, two norms of 32.
+            let perLayer = 32 * 32 * 2 + 16 * 32 * 2 + 64 * 32 * 3 + 32 * 2
+            #expect(report.parameters.embedding == 256 * 32)
+            #expect(report.parameters.nonEmbedding == 2 * perLayer + 32)
+            #expect(report.parameters.total == report.parameters.embedding + report.parameters.nonEmbedding)
+            #expect(report.optimizer?.kind == "adamw" && report.optimizer?.moments == ["m", "v"])
+            #expect(report.rngStreams == ["data"] && report.dataCursor)
+            let tensors = try #require(report.tensors)
+            #expect(tensors.count == 3 * (2 * 9 + 2))
+            #expect(tensors.first?.path == "model/model.embed_tokens.weight" && tensors.first?.shape == [256, 32])
+            #expect(tensors.allSatisfy { $0.checksum.hasPrefix("0x") && $0.checksum.count == 10 })
+
+            let text = try distill(["inspect", checkpoint.path])
+            #expect(text.status == 0)
+            #expect(text.out.contains("2 layers, hidden 32"))
+            #expect(text.out.contains("adamw at step 3, moments m, v"))
+        }
+    }
+
+    @Test func badFilesExitWithDataOrIOStatus() throws {
+        try withCheckpoint { checkpoint in
+            let notes = checkpoint.deletingLastPathComponent().appendingPathComponent("notes.txt")
+            try Data("not a checkpoint".utf8).write(to: notes)
+            let text = try distill(["inspect", notes.path])
+            #expect(text.status == 65)
+            #expect(text.err.contains("not a distill checkpoint"))
+
+            let missing = try distill(["inspect", checkpoint.path + ".missing"])
+            #expect(missing.status == 74)
+            #expect(missing.err.contains("no such file"))
+
+            // Damage one byte in the middle of the embedding table: inspect reads only
+            // metadata, so it still reports; a full read names the tensor.
+            let bytes = try Data(contentsOf: checkpoint)
+            let summary = try readCheckpointSummary(at: checkpoint)
+            #expect(summary.step == 3)
+            var damaged = bytes
+            let offset = try findFloatData(in: bytes, checkpoint: checkpoint)
+            let embedding = try #require(offset)
+            damaged[embedding] ^= 0x01
+            try damaged.write(to: checkpoint)
+            #expect(try distill(["inspect", checkpoint.path]).status == 0)
+            #expect(throws: CheckpointError.self) { try verifyCheckpoint(at: checkpoint) }
+        }
+    }
+
+    /// The offset of a byte inside model.embed_tokens.weight's data.
+    func findFloatData(in bytes: Data, checkpoint: URL) throws -> Int? {
+        let contents = try readCheckpoint(at: checkpoint)
+        let embedding = contents.parameters[0].tensor
+        let pattern = Data(bytes: embedding.data + 100, count: 32)
+        return bytes.range(of: pattern).map { $0.lowerBound + 2 }
+    }
+
+    @Test func aRunningWriterHoldsTheRunDirectory() throws {
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("distill-lock-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let process = Process()
+        let runner = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        process.executableURL = runner.deletingLastPathComponent().appendingPathComponent("distill")
+        process.arguments = ["_stress-checkpoint", directory.appendingPathComponent("ckpt.h5").path, "--hidden", "8"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        let checkpoint = directory.appendingPathComponent("ckpt.h5").path
+        let deadline = Date().addingTimeInterval(20)
+        while !FileManager.default.fileExists(atPath: checkpoint), process.isRunning, Date() < deadline {
+            usleep(1_000)
+        }
+
+        do {
+            _ = try RunDirectoryLock(directory: directory)
+            Issue.record("a second lock on a directory in use was granted")
+        } catch let error as CheckpointError {
+            #expect(error.kind == .locked)
+            #expect(error.description.contains("another distill run (pid \(process.processIdentifier)"), "\(error)")
+        }
+        // Killed, its lock file stays behind but blocks nobody.
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent(".distill.lock").path))
+        let lock = try RunDirectoryLock(directory: directory)
+        lock.release()
     }
 }

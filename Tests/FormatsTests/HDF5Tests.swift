@@ -76,7 +76,9 @@ func float32RoundTrip(shape: [Int]) throws {
         let int32s: [Int32] = [.min, -7, 0, 7, .max, 42]
         let bytes = (0...255).map { UInt8($0) }
         let doubles: [Double] = [0.1, -1e300, .infinity, .leastNonzeroMagnitude]
+        let uint64s: [UInt64] = [0, 1, .max, 1 << 63]
         let file = try HDF5File.create(path: path)
+        try file.write(uint64s, shape: [4], to: "u64")
         try file.write(int64s, shape: [2, 3], to: "i64")
         try file.write(int32s, shape: [3, 2], to: "i32")
         try file.writeBytes(bytes, to: "blob")
@@ -96,7 +98,9 @@ func float32RoundTrip(shape: [Int]) throws {
         #expect(try reread.dtype(of: "i32") == .int32)
         #expect(try reread.dtype(of: "blob") == .uint8)
         #expect(try reread.dtype(of: "f64") == .float64)
-        #expect(try reread.datasetNames() == ["blob", "empty_blob", "f64", "i32", "i64", "nan"])
+        #expect(try reread.read(UInt64.self, from: "u64").values == uint64s)
+        #expect(try reread.dtype(of: "u64") == .uint64)
+        #expect(try reread.datasetNames() == ["blob", "empty_blob", "f64", "i32", "i64", "nan", "u64"])
     }
 }
 

@@ -1,0 +1,223 @@
+import ArgumentParser
+import Core
+import Formats
+import Foundation
+import NN
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print what a distill checkpoint holds (without loading its tensors).",
+        discussion: """
+            Parameter counts: "embedding" is model.embed_tokens.weight plus lm_head.weight when the \
+            embeddings are untied; "non-embedding" is everything else. Exit status 65 when the file \
+            is not a (valid) distill checkpoint, 74 when it cannot be read.
+            """)
+
+    @Argument(help: "The checkpoint (.h5) to inspect.") var checkpoint: String
+    @Flag(help: "Print the report as JSON.") var json = false
+    @Flag(help: "List every dataset with its shape and recorded checksum.") var tensors = false
+
+    func run() throws {
+        let url = URL(fileURLWithPath: checkpoint)
+        let report: InspectReport
+        do {
+            report = try InspectReport(url: url, listTensors: tensors)
+        } catch let error as CheckpointError {
+            printError("distill inspect: \(error)")
+            throw ExitCode(error.category == .io ? 74 : 65)
+        }
+        if json {
+            try printJSON(report)
+        } else {
+            print(report.text)
+        }
+    }
+}
+
+func printError(_ message: String) {
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+}
+
+struct InspectReport: Codable {
+    struct Model: Codable {
+        var layers: Int
+        var hidden: Int
+        var intermediate: Int
+        var heads: Int
+        var kvHeads: Int
+        var headDim: Int
+        var vocab: Int
+        var tiedEmbeddings: Bool
+        var maxPositions: Int
+    }
+    struct Parameters: Codable {
+        var total: Int
+        var embedding: Int
+        var nonEmbedding: Int
+    }
+    struct Optimizer: Codable {
+        var kind: String
+        var step: Int
+        var moments: [String]
+    }
+    struct Recipe: Codable {
+        var bytes: Int
+        var name: String?
+    }
+    struct Tokenizer: Codable {
+        var bytes: Int
+        var vocabSize: Int?
+    }
+    struct TensorEntry: Codable {
+        /// The dataset path, e.g. "model/model.norm.weight" or "optimizer/m/model.norm.weight".
+        var path: String
+        var shape: [Int]
+        var dtype: String
+        var checksum: String
+    }
+
+    var path: String
+    var format: String
+    var formatVersion: Int
+    var kind: String
+    var distillVersion: String
+    var created: String
+    var step: Int
+    var tokensSeen: Int
+    var threads: Int
+    var checksumAlgorithm: String
+    var model: Model
+    var parameters: Parameters
+    var optimizer: Optimizer?
+    var rngStreams: [String]
+    var dataCursor: Bool
+    var recipe: Recipe?
+    var tokenizer: Tokenizer?
+    var metadata: [String: String]
+    var baseChecksum: String?
+    var tensors: [TensorEntry]?
+
+    init(url: URL, listTensors: Bool) throws {
+        let summary = try readCheckpointSummary(at: url)
+        let c = summary.config
+        path = url.path
+        format = CheckpointFormat.name
+        formatVersion = summary.formatVersion
+        kind = summary.kind.rawValue
+        distillVersion = summary.distillVersion
+        created = summary.created
+        step = summary.step
+        tokensSeen = summary.tokensSeen
+        threads = summary.threads
+        checksumAlgorithm = summary.checksumAlgorithm
+        model = Model(
+            layers: c.numHiddenLayers, hidden: c.hiddenSize, intermediate: c.intermediateSize,
+            heads: c.numAttentionHeads, kvHeads: c.numKeyValueHeads, headDim: c.headDim, vocab: c.vocabSize,
+            tiedEmbeddings: c.tieWordEmbeddings, maxPositions: c.maxPositionEmbeddings)
+        let total = summary.parameters.reduce(0) { $0 + $1.elementCount }
+        let embedding = summary.parameters.filter { ["model.embed_tokens.weight", "lm_head.weight"].contains($0.name) }
+            .reduce(0) { $0 + $1.elementCount }
+        parameters = Parameters(total: total, embedding: embedding, nonEmbedding: total - embedding)
+        optimizer = summary.optimizerKind.map {
+            Optimizer(kind: $0, step: summary.optimizerStep ?? 0, moments: summary.moments.keys.sorted())
+        }
+        rngStreams = summary.rngStreams
+        dataCursor = summary.hasDataCursor
+        recipe = summary.recipe.map { text in
+            let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
+            return Recipe(bytes: text.utf8.count, name: object?["name"] as? String)
+        }
+        if let bytes = summary.tokenizerBytes {
+            let text = try readCheckpointTokenizer(at: url)
+            tokenizer = Tokenizer(bytes: bytes, vocabSize: text.flatMap(Self.vocabularySize))
+        }
+        metadata = summary.metadata
+        baseChecksum = summary.baseChecksum
+        if listTensors {
+            var entries = summary.parameters.map { ("model/" + $0.name, $0) }
+            for moment in summary.moments.keys.sorted() {
+                entries += summary.moments[moment]!.map { ("optimizer/\(moment)/" + $0.name, $0) }
+            }
+            tensors = entries.map {
+                TensorEntry(path: $0.0, shape: $0.1.shape, dtype: $0.1.dtype, checksum: hex($0.1.checksum))
+            }
+        }
+    }
+
+    /// Distinct token ids of a tokenizer.json's model vocabulary and added tokens; nil
+    /// when the text is not shaped like one.
+    static func vocabularySize(_ text: String) -> Int? {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
+            let model = object["model"] as? [String: Any], let vocab = model["vocab"] as? [String: Any]
+        else { return nil }
+        var ids = Set(vocab.values.compactMap { ($0 as? NSNumber)?.intValue })
+        for token in object["added_tokens"] as? [[String: Any]] ?? [] {
+            if let id = (token["id"] as? NSNumber)?.intValue { ids.insert(id) }
+        }
+        return ids.count
+    }
+
+    var text: String {
+        let m = model
+        let shape = "\(m.layers) layers, hidden \(m.hidden), MLP \(m.intermediate), heads \(m.heads) "
+        let attention = "(kv \(m.kvHeads), head dim \(m.headDim)), vocab \(m.vocab), "
+        let embeddings = (m.tiedEmbeddings ? "tied" : "untied") + " embeddings, \(m.maxPositions) positions"
+        var optimizerLine = "none"
+        if let optimizer {
+            let moments = optimizer.moments.joined(separator: ", ")
+            optimizerLine = "\(optimizer.kind) at step \(grouped(optimizer.step)), moments \(moments)"
+        }
+        var recipeLine = "none"
+        if let recipe { recipeLine = (recipe.name ?? "(unnamed)") + ", \(grouped(recipe.bytes)) bytes" }
+        var tokenizerLine = "none"
+        if let tokenizer {
+            let tokens = tokenizer.vocabSize.map { "\(grouped($0)) tokens, " } ?? ""
+            tokenizerLine = tokens + "\(grouped(tokenizer.bytes)) bytes"
+        }
+        var lines = [
+            "checkpoint  \(path)",
+            "format      \(format) v\(formatVersion), kind \(kind), written by distill \(distillVersion) at \(created)",
+            "progress    step \(grouped(step)), \(grouped(tokensSeen)) tokens seen, threads \(threads)",
+            "model       " + shape + attention + embeddings,
+            "parameters  \(grouped(parameters.total)) (embedding \(grouped(parameters.embedding)), "
+                + "non-embedding \(grouped(parameters.nonEmbedding)))",
+            "optimizer   " + optimizerLine,
+            "rng         " + (rngStreams.isEmpty ? "none" : rngStreams.joined(separator: ", ")),
+            "data cursor " + (dataCursor ? "present" : "none"),
+            "recipe      " + recipeLine,
+            "tokenizer   " + tokenizerLine,
+        ]
+        if let baseChecksum { lines.append("base        \(baseChecksum)") }
+        if !metadata.isEmpty {
+            let pairs = metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+            lines.append("metadata    " + pairs.joined(separator: ", "))
+        }
+        let hint = tensors == nil ? " (--tensors lists them)" : ""
+        lines.append("checksums   \(checksumAlgorithm) per dataset" + hint)
+        if let tensors {
+            let pathWidth = tensors.map(\.path.count).max() ?? 0
+            let shapeWidth = tensors.map { "\($0.shape)".count }.max() ?? 0
+            for tensor in tensors {
+                let path = padded(tensor.path, to: pathWidth)
+                let shape = padded("\(tensor.shape)", to: shapeWidth)
+                lines.append("  \(path)  \(shape)  \(tensor.dtype)  \(tensor.checksum)")
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// 1234567 as "1,234,567".
+private func grouped(_ n: Int) -> String {
+    let digits = Array(String(n.magnitude))
+    var out = n < 0 ? "-" : ""
+    for (i, digit) in digits.enumerated() {
+        if i > 0, (digits.count - i) % 3 == 0 { out.append(",") }
+        out.append(digit)
+    }
+    return out
+}
+
+private func padded(_ text: String, to width: Int) -> String {
+    text + String(repeating: " ", count: max(0, width - text.count))
+}
