@@ -8,7 +8,10 @@ struct Distill: ParsableCommand {
         commandName: "distill",
         abstract: "Train and distill small language models on a CPU.",
         version: DistillVersion.string,
-        subcommands: [Doctor.self, Run.self, Inspect.self, Bench.self, StressCheckpoint.self])
+        subcommands: [
+            Doctor.self, Run.self, Eval.self, Generate.self, Inspect.self, Import.self, Export.self, Bench.self,
+            StressCheckpoint.self,
+        ])
 }
 
 /// Options every compute command shares.

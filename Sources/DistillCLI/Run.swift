@@ -43,13 +43,25 @@ struct Run: ParsableCommand {
             if json { try printJSON(plan) } else { print(plan.text(recipe: resolved.name)) }
             return
         }
+        let progress = ProgressDisplay()
         do {
-            try runner.run { event in
-                if json { try? printJSONLine(RunEventLine(event)) } else if let line = event.text { print(line) }
+            _ = try runner.runLocked { event in
+                if json {
+                    try? printJSONLine(RunEventLine(event))
+                } else if case .stageProgress(let name, .progress(let step, let total, let metrics)) = event {
+                    progress.show(stage: name, step: step, total: total, metrics: metrics)
+                } else if let line = event.text {
+                    progress.print(line)
+                }
             }
-        } catch {
+        } catch let error as RunError {
+            progress.finish()
+            throw reported(error)
+        } catch let error as ExitCodeError & CustomStringConvertible {
+            progress.finish()
             throw reported(error)
         }
+        progress.finish()
     }
 }
 
@@ -100,6 +112,7 @@ extension RunEvent {
         case .stageProgress(let name, .message(let text)): return "  \(name): \(text)"
         case .stageFinished(let name, let outputs): return "done   \(name) \(outputs.summaryText)"
         case .stageFailed: return nil  // the error that ends the run is printed once, on stderr
+        case .notice(let text): return "note   \(text)"
         }
     }
 }
@@ -130,6 +143,7 @@ struct RunEventLine: Encodable {
         case .stageProgress(let name, .message(let text)): (event, stage, message) = ("message", name, text)
         case .stageFinished(let name, let outputs): (event, stage, self.outputs) = ("finished", name, outputs)
         case .stageFailed(let name, let error): (event, stage, message) = ("failed", name, "\(error)")
+        case .notice(let text): (event, stage, message) = ("notice", "", text)
         }
     }
 }

@@ -88,6 +88,8 @@ package enum RunEvent: Sendable {
     case stageProgress(name: String, event: StageEvent)
     case stageFinished(name: String, outputs: StageOutputs)
     case stageFailed(name: String, error: any Error)
+    /// Something about the run as a whole worth telling (a cleaned-up leftover file).
+    case notice(String)
 }
 
 /// Errors of a run (recipe problems are `RecipeError`, thrown before a runner exists).

@@ -30,6 +30,14 @@ package struct TokenBatch: Sendable, Equatable {
     package var seqLen: Int
     package var inputs: [Int32]  // [B, T]
     package var targets: [Int32]  // [B, T]
+
+    package init(rows: Int, seqLen: Int, inputs: [Int32], targets: [Int32]) {
+        precondition(inputs.count == rows * seqLen && targets.count == rows * seqLen, "a batch holds rows * seqLen ids")
+        self.rows = rows
+        self.seqLen = seqLen
+        self.inputs = inputs
+        self.targets = targets
+    }
 }
 
 /// Where a batcher is in its batch sequence; stored in checkpoints (as JSON) so that a resumed
