@@ -77,12 +77,14 @@ import Testing
         #expect((pretrain["training"] as? [String: Any])?["steps"] as? Int == 50)
     }
 
-    @Test func runningNeedsStageExecutors() throws {
+    /// The recipe is valid but its corpus is far too small for its batch: bad data, exit
+    /// 65, with the numbers and the fix.
+    @Test func aCorpusTooSmallForTheBatchIsBadData() throws {
         let dir = try scratch(Self.valid)
         defer { try? FileManager.default.removeItem(at: dir) }
         let r = try distill(["run", dir.appendingPathComponent("recipe.json").path])
-        #expect(r.status == 2)
-        #expect(r.err.contains("stage type pretrain is not available in this build"))
+        #expect(r.status == 65)
+        #expect(r.err.contains("corpus has") && r.err.contains("use a smaller batch size"), "\(r.err)")
     }
 
     @Test func aMissingRecipeFileIsReported() throws {

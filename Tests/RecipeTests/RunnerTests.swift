@@ -85,6 +85,7 @@ func skipped(_ events: [RunEvent]) -> [String] {
             case .stageFinished(let name, _): return "done \(name)"
             case .stageSkipped(let name, _): return "skip \(name)"
             case .stageFailed(let name, _): return "fail \(name)"
+            case .notice(let text): return "note \(text)"
             }
         }
         #expect(kinds.prefix(3) == ["start pretrain: not run before", "progress pretrain", "done pretrain"])
