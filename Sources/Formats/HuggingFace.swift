@@ -318,27 +318,11 @@ package enum HFModelDirectory {
         if !problems.isEmpty {
             throw HFModelError(.unsupportedConfig, file: directory.path, hint: "invalid config", problems: problems)
         }
-        var mismatches: [String] = []
-        let expected = config.parameterShapes
-        for (name, shape) in expected {
-            guard let tensor = tensors[name] else {
-                mismatches.append("missing \(name) \(shape)")
-                continue
-            }
-            if tensor.shape != shape { mismatches.append("\(name) has shape \(tensor.shape), expected \(shape)") }
-        }
-        let expectedNames = Set(expected.map(\.name))
-        for name in tensors.keys.sorted() where !expectedNames.contains(name) {
-            if name == "lm_head.weight", config.tieWordEmbeddings, let head = tensors[name],
-                let embedding = tensors["model.embed_tokens.weight"], head.shape == embedding.shape,
-                head.values == embedding.values
-            {
-                continue
-            }
-            mismatches.append(
-                name == "lm_head.weight" && config.tieWordEmbeddings
-                    ? "lm_head.weight differs from model.embed_tokens.weight although tie_word_embeddings is true"
-                    : "unexpected \(name) \(tensors[name]!.shape)")
+        var (mismatches, tiedHead) = config.tensorProblems(tensors.mapValues(\.shape))
+        if tiedHead, let head = tensors["lm_head.weight"], let embedding = tensors["model.embed_tokens.weight"],
+            head.shape != embedding.shape || head.values != embedding.values
+        {
+            mismatches.append("lm_head.weight differs from model.embed_tokens.weight although tie_word_embeddings is true")
         }
         if !mismatches.isEmpty {
             throw HFModelError(
@@ -367,7 +351,7 @@ package enum HFModelDirectory {
             throw HFModelError(.io, file: staging.path, hint: "cannot create directory (\(error.localizedDescription))")
         }
         do {
-            let ordered = expected.map { (name: $0.name, tensor: tensors[$0.name]!) }
+            let ordered = config.parameterShapes.map { (name: $0.name, tensor: tensors[$0.name]!) }
             try Safetensors.write(
                 ordered, metadata: ["format": "pt"], dtype: .f32, to: staging.appendingPathComponent(weightsFile).path)
             if let tokenizerJSON {

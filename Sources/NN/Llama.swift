@@ -80,24 +80,11 @@ public final class LlamaModel {
     }
 
     /// A model over existing tensors (imported or loaded), named as `config.parameterShapes`.
-    /// A tied model ignores a given lm_head.weight only if it equals the embedding.
     public init(config: LlamaConfig, parameters: [String: Tensor]) throws {
         let problems = config.problems()
         guard problems.isEmpty else { throw ModelError.invalidConfig(problems) }
-        var issues: [String] = []
-        let expected = config.parameterShapes
-        for (name, shape) in expected {
-            guard let t = parameters[name] else {
-                issues.append("missing \(name) \(shape)")
-                continue
-            }
-            if t.shape != shape { issues.append("\(name) has shape \(t.shape), the config needs \(shape)") }
-        }
-        let known = Set(expected.map(\.name))
-        for name in parameters.keys.sorted() where !known.contains(name) {
-            if name == "lm_head.weight" && config.tieWordEmbeddings { continue }
-            issues.append("unexpected tensor \(name)")
-        }
+        // A tied model ignores an lm_head.weight (Hugging Face files may carry a copy).
+        let issues = config.tensorProblems(parameters.mapValues(\.shape)).problems
         guard issues.isEmpty else { throw ModelError.parameterMismatch(issues) }
         self.config = config
         embedTokens = parameters["model.embed_tokens.weight"]!

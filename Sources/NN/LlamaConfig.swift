@@ -178,3 +178,30 @@ extension LlamaConfig {
     /// Key and value bytes per token in the KV cache at float32.
     public var kvCacheBytesPerToken: Int { 2 * numHiddenLayers * numKeyValueHeads * headDim * 4 }
 }
+
+extension LlamaConfig {
+    /// What keeps a set of tensors (name -> shape) from being exactly this config's
+    /// parameters: missing and mis-shaped names in parameter order, then unexpected names
+    /// sorted. A tied model's lm_head.weight is left to the caller (`isTiedHead`).
+    public func tensorProblems(_ shapes: [String: [Int]]) -> (problems: [String], tiedHead: Bool) {
+        var problems: [String] = []
+        let expected = parameterShapes
+        for (name, shape) in expected {
+            guard let got = shapes[name] else {
+                problems.append("missing \(name) \(shape)")
+                continue
+            }
+            if got != shape { problems.append("\(name) has shape \(got), expected \(shape)") }
+        }
+        let known = Set(expected.map(\.name))
+        var tiedHead = false
+        for name in shapes.keys.sorted() where !known.contains(name) {
+            if name == "lm_head.weight" && tieWordEmbeddings {
+                tiedHead = true
+                continue
+            }
+            problems.append("unexpected \(name) \(shapes[name]!)")
+        }
+        return (problems, tiedHead)
+    }
+}

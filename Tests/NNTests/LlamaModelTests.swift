@@ -97,7 +97,7 @@ func maxDifference(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).map { abs($0
         } throws: { error in
             let text = "\(error)"
             return text.contains("missing model.norm.weight") && text.contains("up_proj.weight has shape [3, 3]")
-                && text.contains("unexpected tensor model.extra.weight")
+                && text.contains("unexpected model.extra.weight")
         }
     }
 }
