@@ -105,29 +105,15 @@ package enum HFModelDirectory {
         }
         for name in location.keys where name.hasSuffix(".rotary_emb.inv_freq") { location[name] = nil }
 
-        let expected = config.parameterShapes
-        var problems: [String] = []
-        for (name, shape) in expected {
-            guard let found = location[name] else {
-                problems.append("missing \(name) \(shape)")
-                continue
-            }
-            if found.entry.shape != shape {
-                problems.append("\(name) has shape \(found.entry.shape), expected \(shape)")
-            }
-            if !found.entry.dtype.isReadable {
+        var (problems, hasTiedHead) = config.tensorProblems(location.mapValues(\.entry.shape))
+        for (name, _) in config.parameterShapes {
+            if let found = location[name], !found.entry.dtype.isReadable {
                 problems.append("\(name) is stored as \(found.entry.dtype.rawValue); distill reads F32, F16, BF16, F64")
             }
         }
-        let expectedNames = Set(expected.map(\.name))
-        let tiedHead = config.tieWordEmbeddings ? location["lm_head.weight"] : nil
-        if let head = tiedHead, head.entry.shape != [config.vocabSize, config.hiddenSize] {
+        if hasTiedHead, let head = location["lm_head.weight"], head.entry.shape != [config.vocabSize, config.hiddenSize] {
             problems.append(
                 "lm_head.weight has shape \(head.entry.shape), expected \([config.vocabSize, config.hiddenSize])")
-        }
-        for name in location.keys.sorted() where !expectedNames.contains(name) {
-            if name == "lm_head.weight" && config.tieWordEmbeddings { continue }
-            problems.append("unexpected \(name) \(location[name]!.entry.shape)")
         }
         if !problems.isEmpty {
             throw HFModelError(
@@ -138,11 +124,11 @@ package enum HFModelDirectory {
         }
 
         var tensors: [String: Tensor] = [:]
-        for (name, _) in expected {
+        for (name, _) in config.parameterShapes {
             let found = location[name]!
             tensors[name] = try found.file.read(name)
         }
-        if let head = tiedHead {
+        if hasTiedHead, let head = location["lm_head.weight"] {
             let embedding = tensors["model.embed_tokens.weight"]!
             let lmHead = try head.file.read("lm_head.weight")
             if let index = (0..<embedding.count).first(where: { embedding.data[$0] != lmHead.data[$0] }) {
