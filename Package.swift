@@ -24,16 +24,20 @@ let package = Package(
         .systemLibrary(
             name: "CHDF5", pkgConfig: "hdf5",
             providers: [.apt(["libhdf5-dev"])]),
+        .systemLibrary(
+            name: "CSQLite", pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]),
         .target(name: "Core", dependencies: ["CBLAS"], swiftSettings: numeric),
         .target(name: "TextData", dependencies: ["Core"], swiftSettings: numeric),
         .target(name: "NN", dependencies: ["Core"], swiftSettings: numeric),
         .target(name: "Formats", dependencies: ["Core", "NN", "TextData", "CHDF5"], swiftSettings: numeric),
         .target(name: "Training", dependencies: ["Core", "NN", "TextData"], swiftSettings: numeric),
-        .target(name: "Recipe", dependencies: ["Core", "NN", "TextData", "Formats", "Training"]),
+        .target(name: "Teacher", dependencies: ["Core", "NN", "TextData", "CSQLite"]),
+        .target(name: "Recipe", dependencies: ["Core", "NN", "TextData", "Formats", "Training", "Teacher"]),
         .executableTarget(
             name: "DistillCLI",
             dependencies: [
-                "Core", "NN", "TextData", "Formats", "Training", "Recipe",
+                "Core", "NN", "TextData", "Formats", "Training", "Teacher", "Recipe",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "CoreTests", dependencies: ["Core"], resources: [.copy("Fixtures")]),
@@ -41,6 +45,7 @@ let package = Package(
         .testTarget(name: "FormatsTests", dependencies: ["Formats"], resources: [.copy("Fixtures")]),
         .testTarget(name: "NNTests", dependencies: ["NN"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training"]),
+        .testTarget(name: "TeacherTests", dependencies: ["Teacher"]),
         .testTarget(name: "RecipeTests", dependencies: ["Recipe"]),
         .testTarget(name: "CLITests", dependencies: ["DistillCLI", "Formats"]),
     ]

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Makes sure the system libraries distill links against are present: OpenBLAS and HDF5
-# (Debian packages libopenblas-dev and libhdf5-dev, found through pkg-config).
+# Makes sure the system libraries distill links against are present: OpenBLAS, HDF5 and SQLite
+# (Debian packages libopenblas-dev, libhdf5-dev and libsqlite3-dev, found through pkg-config).
 # Installs them with apt-get when running as root; otherwise prints the command and stops.
 set -euo pipefail
 
 missing=()
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
-for pair in openblas:libopenblas-dev hdf5:libhdf5-dev; do
+for pair in openblas:libopenblas-dev hdf5:libhdf5-dev sqlite3:libsqlite3-dev; do
   pc=${pair%%:*}; pkg=${pair#*:}
   if ! command -v pkg-config >/dev/null 2>&1 || ! pkg-config --exists "$pc"; then missing+=("$pkg"); fi
 done

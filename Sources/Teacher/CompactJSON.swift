@@ -1,0 +1,69 @@
+import Foundation
+import TextData
+
+extension JSONValue {
+    /// One-line JSON. With `sortedKeys` objects are written in key order, which makes the text
+    /// a canonical form (used for cache keys); otherwise file order is kept.
+    package func compact(sortedKeys: Bool = false) -> String {
+        var out = ""
+        writeCompact(to: &out, sortedKeys: sortedKeys)
+        return out
+    }
+
+    private func writeCompact(to out: inout String, sortedKeys: Bool) {
+        switch self {
+        case .null: out += "null"
+        case .bool(let b): out += b ? "true" : "false"
+        case .int(let i): out += String(i)
+        case .double(let d):
+            // Integral doubles keep a ".0" so that a round trip keeps the type.
+            out += d.isFinite ? (d == d.rounded() && abs(d) < 1e15 ? String(format: "%.1f", d) : "\(d)") : "null"
+        case .string(let s): Self.writeString(s, to: &out)
+        case .array(let items):
+            out += "["
+            for (i, item) in items.enumerated() {
+                if i > 0 { out += "," }
+                item.writeCompact(to: &out, sortedKeys: sortedKeys)
+            }
+            out += "]"
+        case .object(let o):
+            out += "{"
+            let entries = sortedKeys ? o.entries.sorted { $0.key < $1.key } : o.entries
+            for (i, e) in entries.enumerated() {
+                if i > 0 { out += "," }
+                Self.writeString(e.key, to: &out)
+                out += ":"
+                e.value.writeCompact(to: &out, sortedKeys: sortedKeys)
+            }
+            out += "}"
+        }
+    }
+
+    private static func writeString(_ s: String, to out: inout String) {
+        out += "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where u.value < 0x20: out += "\\u" + String(repeating: "0", count: 4 - String(u.value, radix: 16).count) + String(u.value, radix: 16)
+            default: out.unicodeScalars.append(u)
+            }
+        }
+        out += "\""
+    }
+
+    /// The string value, or nil.
+    package var stringValue: String? { if case .string(let s) = self { s } else { nil } }
+
+    /// The numeric value of an int or double, or nil.
+    package var numberValue: Double? {
+        switch self {
+        case .int(let i): return Double(i)
+        case .double(let d): return d
+        default: return nil
+        }
+    }
+}

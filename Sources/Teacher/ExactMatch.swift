@@ -1,0 +1,132 @@
+import Foundation
+
+/// The `exact` verifier: extract a final answer, normalise it and the reference, compare.
+///
+/// Normalisation: surrounding whitespace trimmed, inner runs of whitespace collapsed to one
+/// space, case folded (unless case-sensitive), a trailing period and surrounding `$` dropped.
+/// When both sides then read as numbers (thousands separators `1,234` allowed) they are
+/// compared as numbers, so `42`, `42.0` and `42.000` are equal; the tolerance is 1e-9 relative,
+/// for answers that went through a float.
+package enum ExactMatch {
+    package static func verify(
+        _ completion: String, answer: String, extraction: VerifierConfig.Extraction, pattern: String?,
+        caseSensitive: Bool
+    ) -> Verdict {
+        guard let extracted = extract(completion, extraction, pattern: pattern) else {
+            return .incorrect("no final answer found (\(extraction.rawValue) extraction)")
+        }
+        let got = normalize(extracted.text, caseSensitive: caseSensitive)
+        let want = normalize(answer, caseSensitive: caseSensitive)
+        if let a = number(got), let b = number(want) {
+            let equal = a == b || abs(a - b) <= 1e-9 * max(1, abs(a), abs(b))
+            return equal
+                ? .correct("\(extracted.how) \(clip(extracted.text)) equals \(answer) numerically")
+                : .incorrect("\(extracted.how) \(clip(extracted.text)), expected \(answer)")
+        }
+        return got == want
+            ? .correct("\(extracted.how) \"\(clip(extracted.text))\" matches")
+            : .incorrect("\(extracted.how) \"\(clip(extracted.text))\", expected \"\(answer)\"")
+    }
+
+    /// The final answer and how it was found, or nil when the completion has none.
+    package static func extract(
+        _ text: String, _ mode: VerifierConfig.Extraction, pattern: String?
+    ) -> (text: String, how: String)? {
+        switch mode {
+        case .none: return (text, "answer")
+        case .gsm8k: return gsm8k(text).map { ($0, "#### answer") }
+        case .boxed: return boxed(text).map { ($0, "boxed answer") }
+        case .lastNumber: return lastNumber(text).map { ($0, "last number") }
+        case .regex:
+            guard let pattern, let regex = try? Regex(pattern), let m = try? regex.firstMatch(in: text) else { return nil }
+            let range = m.output.count > 1 ? (m.output[1].range ?? m.range) : m.range
+            return (String(text[range]), "extracted answer")
+        case .auto:
+            if let g = gsm8k(text) { return (g, "#### answer") }
+            if let b = boxed(text) { return (b, "boxed answer") }
+            return lastNumber(text).map { ($0, "last number") }
+        }
+    }
+
+    /// The text after the last `####`, to the end of its line.
+    static func gsm8k(_ text: String) -> String? {
+        guard let marker = text.range(of: "####", options: .backwards) else { return nil }
+        let rest = text[marker.upperBound...]
+        let line = rest.prefix { $0 != "\n" }.trimmingCharacters(in: .whitespaces)
+        return line.isEmpty ? nil : line
+    }
+
+    /// The contents of the last `\boxed{...}` (or `\fbox{...}`), nested braces balanced.
+    static func boxed(_ text: String) -> String? {
+        var best: String?
+        for opener in ["\\boxed{", "\\fbox{"] {
+            var searchEnd = text.endIndex
+            while let r = text.range(of: opener, options: .backwards, range: text.startIndex..<searchEnd) {
+                var depth = 1
+                var i = r.upperBound
+                while i < text.endIndex {
+                    if text[i] == "{" { depth += 1 } else if text[i] == "}" { depth -= 1; if depth == 0 { break } }
+                    i = text.index(after: i)
+                }
+                if depth == 0 {
+                    if best == nil || opener == "\\boxed{" { best = String(text[r.upperBound..<i]) }
+                    break
+                }
+                searchEnd = r.lowerBound
+            }
+            if best != nil { return best }
+        }
+        return best
+    }
+
+    /// The last number: an optional sign, digits with optional thousands separators, decimals.
+    static func lastNumber(_ text: String) -> String? {
+        let chars = Array(text)
+        var i = chars.count - 1
+        while i >= 0 && !chars[i].isASCIIDigit { i -= 1 }
+        guard i >= 0 else { return nil }
+        let end = i + 1
+        var start = i
+        while start > 0 {
+            let c = chars[start - 1]
+            if c.isASCIIDigit || c == "." || (c == "," && start >= 2 && chars[start - 2].isASCIIDigit) {
+                start -= 1
+            } else {
+                break
+            }
+        }
+        while start < end && (chars[start] == "." || chars[start] == ",") { start += 1 }
+        if start > 0 && chars[start - 1] == "-" { start -= 1 }
+        return String(chars[start..<end])
+    }
+
+    static func normalize(_ s: String, caseSensitive: Bool) -> String {
+        var t = s.split(whereSeparator: { $0.isWhitespace }).joined(separator: " ")
+        if !caseSensitive { t = t.lowercased() }
+        while t.hasSuffix(".") { t.removeLast() }
+        if t.hasPrefix("$") && t.hasSuffix("$") && t.count >= 2 { t = String(t.dropFirst().dropLast()) }
+        if t.hasPrefix("$") { t.removeFirst() }
+        return t.trimmingCharacters(in: .whitespaces)
+    }
+
+    /// The value of `s` when it is a plain number, thousands separators allowed (`1,234.5`).
+    static func number(_ s: String) -> Double? {
+        var t = s
+        if t.contains(",") {
+            // Separators only in groups of three after the first group.
+            let parts = t.split(separator: ".", maxSplits: 1)
+            let groups = parts[0].split(separator: ",", omittingEmptySubsequences: false)
+            let head = groups[0].hasPrefix("-") ? groups[0].dropFirst() : groups[0]
+            guard (1...3).contains(head.count), groups.dropFirst().allSatisfy({ $0.count == 3 }) else { return nil }
+            t = t.replacingOccurrences(of: ",", with: "")
+        }
+        guard !t.isEmpty, t.allSatisfy({ $0.isASCIIDigit || $0 == "." || $0 == "-" || $0 == "+" || $0 == "e" }),
+            let v = Double(t), v.isFinite
+        else { return nil }
+        return v
+    }
+}
+
+extension Character {
+    var isASCIIDigit: Bool { isASCII && isNumber }
+}
