@@ -159,7 +159,7 @@ package enum TaskReader {
             switch a {
             case .string(let s): task.answer = s
             case .int(let i): task.answer = String(i)
-            case .double: task.answer = a.serialized()
+            case .double(let d): task.answer = d == d.rounded() && abs(d) < 1e15 ? String(Int(d)) : "\(d)"
             default:
                 throw record.error("field \"answer\" is \(a.typeName)", at: "answer",
                     hint: "write the reference answer as a string or a number")
@@ -228,7 +228,7 @@ package enum TaskReader {
                 guard case .array(let acceptable) = arg.value, !acceptable.isEmpty else {
                     throw record.error(
                         "calls[\(i)].\(o.entries[0].key).\(arg.key) must be a non-empty array of acceptable values",
-                        at: "calls", hint: "wrap a single value in brackets: [\(arg.value.serialized())]")
+                        at: "calls", hint: "wrap a single value in brackets: [\(arg.value.compact())]")
                 }
                 arguments.append((name: arg.key, acceptable: acceptable))
             }
