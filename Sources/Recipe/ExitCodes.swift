@@ -3,6 +3,7 @@
 
 import Foundation
 import Formats
+import Teacher
 import TextData
 import Training
 
@@ -33,6 +34,10 @@ extension HFModelError: ExitCodeError {
 
 extension SafetensorsError: ExitCodeError {
     package var exitCode: Int32 { kind == .io ? 74 : 65 }
+}
+
+extension SQLiteError: ExitCodeError {
+    package var exitCode: Int32 { 74 }
 }
 
 extension TokenizerError: ExitCodeError {
