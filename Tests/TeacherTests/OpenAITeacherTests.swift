@@ -172,7 +172,8 @@ let arithmetic = [
     }
 
     @Test func aStallingServerTimesOutAndIsRetried() async throws {
-        let server = try ScriptedServer { _, _ in .stall(seconds: 5) }
+        // The server holds each connection for 30 s; only the client's timeout ends them sooner.
+        let server = try ScriptedServer { _, _ in .stall(seconds: 30) }
         defer { server.stop() }
         let teacher = try makeTeacher(server, cache: try temporaryCache(), maxAttempts: 2, timeout: 1)
         let started = Date()
@@ -181,7 +182,8 @@ let arithmetic = [
         let error = try #require(sample.result.failure)
         #expect(error.kind == .timeout, "\(error)")
         #expect(error.attempts == 2 && server.requests.count == 2)
-        #expect(elapsed >= 2 && elapsed < 4, "two 1 s timeouts took \(elapsed) s")
+        // Two 1 s timeouts; the bound is loose because the rest of the suite shares the two cores.
+        #expect(elapsed >= 2 && elapsed < 15, "two 1 s timeouts took \(elapsed) s")
     }
 
     @Test func hangUpsAndRefusedConnectionsAreConnectionErrors() async throws {
