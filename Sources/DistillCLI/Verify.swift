@@ -17,25 +17,29 @@ struct Verify: ParsableCommand {
     @Option(help: "The completions to score (JSONL).") var outputs: String
     @Option(help: "auto, exact, regex, function-call or command.") var verifier: String = "auto"
     @Option(help: "exact: auto, gsm8k, boxed, last-number, regex or none.") var extract: String = "auto"
-    @Option(help: "exact with --extract regex: the pattern (first capture group is the answer).") var extractPattern: String?
+    @Option(help: "exact with --extract regex: the pattern (first capture group is the answer).") var extractPattern:
+        String?
     @Flag(help: "exact: compare case-sensitively.") var caseSensitive = false
     @Option(help: "regex: full or search.") var mode: String = "full"
     @Option(help: "regex: the pattern for tasks without their own.") var pattern: String?
     @Option(
         help: ArgumentHelp(
             "command: the checker's program and arguments, split at spaces (no shell); the task's check values follow.",
-            discussion: "For arguments containing spaces use --verifier-json '{\"type\":\"command\",\"command\":[...]}'."))
+            discussion:
+                "For arguments containing spaces use --verifier-json '{\"type\":\"command\",\"command\":[...]}'."))
     var command: String?
     @Option(help: "command: how the checker gets the completion: stdin or file.") var input: String = "stdin"
     @Option(help: "command: seconds before the checker is killed.") var timeout: Double = 30
-    @Option(help: "The whole verifier as JSON (as in a recipe), instead of the options above.") var verifierJson: String?
+    @Option(help: "The whole verifier as JSON (as in a recipe), instead of the options above.") var verifierJson:
+        String?
     @Flag(help: "Print every verdict and the summary as JSON.") var json = false
 
     func validate() throws {
         func check<E: RawRepresentable & CaseIterable>(_ value: String, _ type: E.Type, _ flag: String) throws
         where E.RawValue == String {
             if E(rawValue: value) == nil {
-                throw ValidationError("\(flag) must be one of \(E.allCases.map(\.rawValue).joined(separator: ", ")), got \(value)")
+                throw ValidationError(
+                    "\(flag) must be one of \(E.allCases.map(\.rawValue).joined(separator: ", ")), got \(value)")
             }
         }
         try check(verifier, VerifierConfig.Kind.self, "--verifier")

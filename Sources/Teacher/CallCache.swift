@@ -30,7 +30,8 @@ package final class CallCache: @unchecked Sendable {
         let mode = try connection.query("PRAGMA journal_mode=WAL").first?.first ?? nil
         guard mode == "wal" else {
             throw SQLiteError(
-                path: path, operation: "PRAGMA journal_mode=WAL", message: "the file system refused WAL mode (got \(mode ?? "nothing"))")
+                path: path, operation: "PRAGMA journal_mode=WAL",
+                message: "the file system refused WAL mode (got \(mode ?? "nothing"))")
         }
         try connection.execute("PRAGMA synchronous=FULL")
         try connection.execute(
@@ -49,7 +50,8 @@ package final class CallCache: @unchecked Sendable {
         guard version == String(Self.formatVersion) else {
             throw SQLiteError(
                 path: path, operation: "open",
-                message: "cache format \(version ?? "?") is not \(Self.formatVersion), written by another distill version")
+                message:
+                    "cache format \(version ?? "?") is not \(Self.formatVersion), written by another distill version")
         }
     }
 
@@ -63,13 +65,17 @@ package final class CallCache: @unchecked Sendable {
         return CachedCall(response: response, latency: latency)
     }
 
-    /// Commits a successful result durably. A second store of the same key keeps the first.
+    /// Commits a successful result durably. Storing a key again replaces its row (only happens
+    /// when a cached response no longer parses, e.g. after a format change).
     package func store(_ key: String, teacher: String, _ call: CachedCall) throws {
         lock.lock()
         defer { lock.unlock() }
         try connection.query(
-            "INSERT OR IGNORE INTO calls (key, teacher, response, latency, created) VALUES (?, ?, ?, ?, ?)",
-            [.text(key), .text(teacher), .text(call.response), .real(call.latency), .real(Date().timeIntervalSince1970)])
+            "INSERT OR REPLACE INTO calls (key, teacher, response, latency, created) VALUES (?, ?, ?, ?, ?)",
+            [
+                .text(key), .text(teacher), .text(call.response), .real(call.latency),
+                .real(Date().timeIntervalSince1970),
+            ])
     }
 
     /// How many calls are cached.

@@ -75,7 +75,9 @@ package enum CommandCheck {
 
     /// The last three non-empty lines, at most 300 characters, on one line.
     static func lastLines(_ s: String) -> String {
-        let lines = s.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let lines = s.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter {
+            !$0.isEmpty
+        }
         let joined = lines.suffix(3).joined(separator: " | ")
         return joined.count <= 300 ? joined : "…" + String(joined.suffix(300))
     }

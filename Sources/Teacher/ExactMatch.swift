@@ -38,7 +38,9 @@ package enum ExactMatch {
         case .boxed: return boxed(text).map { ($0, "boxed answer") }
         case .lastNumber: return lastNumber(text).map { ($0, "last number") }
         case .regex:
-            guard let pattern, let regex = try? Regex(pattern), let m = try? regex.firstMatch(in: text) else { return nil }
+            guard let pattern, let regex = try? Regex(pattern), let m = try? regex.firstMatch(in: text) else {
+                return nil
+            }
             let range = m.output.count > 1 ? (m.output[1].range ?? m.range) : m.range
             return (String(text[range]), "extracted answer")
         case .auto:

@@ -39,7 +39,8 @@ package enum CallParser {
         if jsonProblem == nil {
             var i = 0
             while i < bytes.count {
-                guard bytes[i] == UInt8(ascii: "{") || bytes[i] == UInt8(ascii: "["), let end = balancedEnd(bytes, from: i),
+                guard bytes[i] == UInt8(ascii: "{") || bytes[i] == UInt8(ascii: "["),
+                    let end = balancedEnd(bytes, from: i),
                     let value = try? JSONValue.parse(bytes[i..<end])
                 else {
                     i += 1
@@ -151,7 +152,8 @@ enum PythonCalls {
             }
         }
         if !calls.isEmpty { return .calls(calls) }
-        return .failure(firstProblem ?? "no function call found (expected JSON {\"name\", \"arguments\"} or f(a=1, b=\"x\"))")
+        return .failure(
+            firstProblem ?? "no function call found (expected JSON {\"name\", \"arguments\"} or f(a=1, b=\"x\"))")
     }
 
     static func isIdentStart(_ c: Unicode.Scalar) -> Bool { c == "_" || c.properties.isAlphabetic }
@@ -394,6 +396,9 @@ package enum FunctionCallMatch {
 
     /// The leaderboard's string standardisation: lowercase, no whitespace, no `,./-_*^`.
     static func standardize(_ s: String) -> String {
-        String(s.lowercased().unicodeScalars.filter { !$0.properties.isWhitespace && !",./-_*^".unicodeScalars.contains($0) })
+        String(
+            s.lowercased().unicodeScalars.filter {
+                !$0.properties.isWhitespace && !",./-_*^".unicodeScalars.contains($0)
+            })
     }
 }

@@ -88,7 +88,8 @@ package struct OpenAITeacherConfig: Sendable, Equatable, Codable {
     /// Problems with the settings, each naming the key, the value and the accepted range.
     package func problems() -> [String] {
         var out: [String] = []
-        if let url = URL(string: baseURL), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil {
+        if let url = URL(string: baseURL), let scheme = url.scheme, ["http", "https"].contains(scheme), url.host != nil
+        {
         } else {
             out.append("base_url \"\(baseURL)\" is not an http(s) URL such as http://127.0.0.1:8080/v1")
         }

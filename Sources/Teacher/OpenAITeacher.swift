@@ -71,7 +71,9 @@ package final class CallCounters: @unchecked Sendable {
 
     package init() {}
 
-    func add(requests: Int = 0, cacheHits: Int = 0, retries: Int = 0, completed: Int = 0, failure: CallFailureKind? = nil) {
+    func add(
+        requests: Int = 0, cacheHits: Int = 0, retries: Int = 0, completed: Int = 0, failure: CallFailureKind? = nil
+    ) {
         lock.lock()
         defer { lock.unlock() }
         _requests += requests
@@ -108,12 +110,16 @@ package struct OpenAITeacher: Sendable {
     }
 
     /// Throws `DataError.badConfig` for bad settings or a missing API key variable.
-    package init(config: OpenAITeacherConfig, cache: CallCache, environment: [String: String] = ProcessInfo.processInfo.environment)
+    package init(
+        config: OpenAITeacherConfig, cache: CallCache,
+        environment: [String: String] = ProcessInfo.processInfo.environment
+    )
         throws
     {
         let problems = config.problems()
         if !problems.isEmpty {
-            throw DataError.badConfig(reason: "teacher: " + problems.joined(separator: "; "), hint: "fix the teacher settings")
+            throw DataError.badConfig(
+                reason: "teacher: " + problems.joined(separator: "; "), hint: "fix the teacher settings")
         }
         if let name = config.apiKeyEnv {
             guard let key = environment[name], !key.isEmpty else {
@@ -156,14 +162,24 @@ package struct OpenAITeacher: Sendable {
         switch config.endpoint {
         case .chat:
             entries.append(
-                ("messages", .array(task.prompt.chatMessages.map { .obj(["role": .string($0.role), "content": .string($0.content)]) })))
+                (
+                    "messages",
+                    .array(
+                        task.prompt.chatMessages.map {
+                            .obj(["role": .string($0.role), "content": .string($0.content)])
+                        })
+                ))
             if let tools = task.tools {
                 // Bare function definitions are wrapped in OpenAI's {"type":"function","function":...}.
                 entries.append(
-                    ("tools", .array(tools.map { t in
-                        if case .object(let o) = t, o["type"] != nil { return t }
-                        return .obj(["type": .string("function"), "function": t])
-                    })))
+                    (
+                        "tools",
+                        .array(
+                            tools.map { t in
+                                if case .object(let o) = t, o["type"] != nil { return t }
+                                return .obj(["type": .string("function"), "function": t])
+                            })
+                    ))
             }
         case .completions:
             if case .text(let p) = task.prompt { entries.append(("prompt", .string(p))) }
@@ -215,8 +231,11 @@ package struct OpenAITeacher: Sendable {
         let key = cacheKey(body)
         var sample = TeacherSample(
             taskIndex: taskIndex, taskID: task.id, sampleIndex: sampleIndex, seed: seed,
-            result: .failure(TeacherCallError(kind: .connection, message: "not run", attempts: 0)), cached: false, requests: 0)
-        if let hit = try cache.lookup(key), case .success(let completion) = Self.parse(hit.response, endpoint: config.endpoint, latency: hit.latency) {
+            result: .failure(TeacherCallError(kind: .connection, message: "not run", attempts: 0)), cached: false,
+            requests: 0)
+        if let hit = try cache.lookup(key),
+            case .success(let completion) = Self.parse(hit.response, endpoint: config.endpoint, latency: hit.latency)
+        {
             sample.result = .success(completion)
             sample.cached = true
             counters.add(cacheHits: 1, completed: 1)
@@ -258,7 +277,8 @@ package struct OpenAITeacher: Sendable {
             }
             guard failure.kind.retryable, attempt < config.maxAttempts else {
                 sample.result = .failure(
-                    TeacherCallError(kind: failure.kind, status: failure.status, message: failure.message, attempts: attempt))
+                    TeacherCallError(
+                        kind: failure.kind, status: failure.status, message: failure.message, attempts: attempt))
                 counters.add(completed: 1, failure: failure.kind)
                 return sample
             }
@@ -288,7 +308,8 @@ package struct OpenAITeacher: Sendable {
             // libcurl's "Received HTTP/0.9" (bytes that are not an HTTP response) surfaces as
             // unsupportedURL; the base URL was validated, so it means a garbage reply.
             if error.code == .unsupportedURL || error.code == .cannotParseResponse {
-                return .failure(FailureBox(.invalidResponse, nil, "not an HTTP response: \(error.localizedDescription)"))
+                return .failure(
+                    FailureBox(.invalidResponse, nil, "not an HTTP response: \(error.localizedDescription)"))
             }
             return .failure(FailureBox(.connection, nil, error.localizedDescription))
         } catch {
@@ -332,7 +353,9 @@ package struct OpenAITeacher: Sendable {
         guard let value = try? JSONValue.parse(Array(body.utf8)) else {
             return .failure(ParseProblem("response is not JSON: \(clip(body, 120))"))
         }
-        guard case .object(let o) = value else { return .failure(ParseProblem("response is \(value.typeName), not an object")) }
+        guard case .object(let o) = value else {
+            return .failure(ParseProblem("response is \(value.typeName), not an object"))
+        }
         if let error = o["error"], error != .null {
             return .failure(ParseProblem("response is an error: \(clip(error.compact(), 200))"))
         }
@@ -345,11 +368,15 @@ package struct OpenAITeacher: Sendable {
             guard case .string(let t)? = choice["text"] else { return .failure(ParseProblem("choice has no text")) }
             text = t
         case .chat:
-            guard case .object(let message)? = choice["message"] else { return .failure(ParseProblem("choice has no message")) }
+            guard case .object(let message)? = choice["message"] else {
+                return .failure(ParseProblem("choice has no message"))
+            }
             text = message["content"]?.stringValue ?? ""
             if case .array(let calls)? = message["tool_calls"], !calls.isEmpty {
                 let rendered: [JSONValue] = calls.compactMap { call in
-                    guard case .object(let c) = call, case .object(let f)? = c["function"], let name = f["name"] else { return nil }
+                    guard case .object(let c) = call, case .object(let f)? = c["function"], let name = f["name"] else {
+                        return nil
+                    }
                     var args = f["arguments"] ?? .object(.init())
                     if case .string(let s) = args, let parsed = try? JSONValue.parse(Array(s.utf8)) { args = parsed }
                     return .obj(["name": name, "arguments": args])
@@ -359,7 +386,8 @@ package struct OpenAITeacher: Sendable {
                 return .failure(ParseProblem("message has neither content nor tool_calls"))
             }
         }
-        var completion = TeacherCompletion(text: text, finishReason: choice["finish_reason"]?.stringValue, latency: latency)
+        var completion = TeacherCompletion(
+            text: text, finishReason: choice["finish_reason"]?.stringValue, latency: latency)
         if case .object(let usage)? = o["usage"] {
             completion.promptTokens = usage["prompt_tokens"]?.numberValue.map { Int($0) }
             completion.completionTokens = usage["completion_tokens"]?.numberValue.map { Int($0) }

@@ -58,7 +58,8 @@ package struct VerifyReport: Sendable, Codable, Equatable {
             case .string(let s): id = s
             case .int(let i): id = String(i)
             case let v:
-                throw record.error("field \"\(idKey)\" is \(v.typeName)", at: idKey, hint: "write the task id as a string")
+                throw record.error(
+                    "field \"\(idKey)\" is \(v.typeName)", at: idKey, hint: "write the task id as a string")
             }
             guard let task = byID[id] else {
                 throw record.error(
@@ -77,7 +78,8 @@ package struct VerifyReport: Sendable, Codable, Equatable {
         }
         let settings = verifier.config.problems()
         if !settings.isEmpty {
-            throw DataError.badConfig(reason: "verifier: " + settings.joined(separator: "; "), hint: "fix the verifier settings")
+            throw DataError.badConfig(
+                reason: "verifier: " + settings.joined(separator: "; "), hint: "fix the verifier settings")
         }
         let rows = pending.map { item in
             let verdict = verifier.verify(item.completion, for: item.task)

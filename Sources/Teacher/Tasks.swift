@@ -98,7 +98,9 @@ package struct TeacherTask: Sendable, Equatable {
 
 /// Reads and validates a task file.
 package enum TaskReader {
-    package static let knownKeys: Set<String> = ["id", "prompt", "messages", "tools", "answer", "pattern", "calls", "check"]
+    package static let knownKeys: Set<String> = [
+        "id", "prompt", "messages", "tools", "answer", "pattern", "calls", "check",
+    ]
 
     /// Every task in `path`, in file order. Throws `DataError` naming file:line:column.
     package static func read(path: String) throws -> [TeacherTask] {
@@ -129,7 +131,8 @@ package enum TaskReader {
         case .string(let s) where !s.isEmpty: id = s
         case .int(let i): id = String(i)
         case let v:
-            throw record.error("field \"id\" is \(v.typeName == "a string" ? "empty" : v.typeName)", at: "id",
+            throw record.error(
+                "field \"id\" is \(v.typeName == "a string" ? "empty" : v.typeName)", at: "id",
                 hint: "write the id as a non-empty JSON string")
         }
         let prompt: TaskPrompt
@@ -140,7 +143,8 @@ package enum TaskReader {
             throw record.error("task \"\(id)\" has both \"prompt\" and \"messages\"", at: "messages", hint: "keep one")
         case (.some(let p), nil):
             guard case .string(let s) = p else {
-                throw record.error("field \"prompt\" is \(p.typeName), not a string", at: "prompt",
+                throw record.error(
+                    "field \"prompt\" is \(p.typeName), not a string", at: "prompt",
                     hint: "write the prompt as a JSON string, or use \"messages\" for a conversation")
             }
             prompt = .text(s)
@@ -150,7 +154,8 @@ package enum TaskReader {
         var task = TeacherTask(id: id, prompt: prompt, file: record.file, line: record.line)
         if let t = record.value("tools") {
             guard case .array(let items) = t, items.allSatisfy({ if case .object = $0 { true } else { false } }) else {
-                throw record.error("field \"tools\" must be an array of function definitions", at: "tools",
+                throw record.error(
+                    "field \"tools\" must be an array of function definitions", at: "tools",
                     hint: "write [{\"name\": ..., \"description\": ..., \"parameters\": {...}}, ...]")
             }
             task.tools = items
@@ -161,17 +166,20 @@ package enum TaskReader {
             case .int(let i): task.answer = String(i)
             case .double(let d): task.answer = d == d.rounded() && abs(d) < 1e15 ? String(Int(d)) : "\(d)"
             default:
-                throw record.error("field \"answer\" is \(a.typeName)", at: "answer",
+                throw record.error(
+                    "field \"answer\" is \(a.typeName)", at: "answer",
                     hint: "write the reference answer as a string or a number")
             }
         }
         if let p = record.value("pattern") {
             guard case .string(let s) = p else {
-                throw record.error("field \"pattern\" is \(p.typeName), not a string", at: "pattern",
+                throw record.error(
+                    "field \"pattern\" is \(p.typeName), not a string", at: "pattern",
                     hint: "write the regular expression as a JSON string (backslashes doubled)")
             }
             do { _ = try Regex(s) } catch {
-                throw record.error("field \"pattern\" is not a valid regular expression (\(error))", at: "pattern",
+                throw record.error(
+                    "field \"pattern\" is not a valid regular expression (\(error))", at: "pattern",
                     hint: "fix the expression; JSON needs backslashes doubled, as in \"\\\\d+\"")
             }
             task.pattern = s
@@ -183,13 +191,15 @@ package enum TaskReader {
             case .array(let items):
                 task.check = try items.map {
                     guard case .string(let s) = $0 else {
-                        throw record.error("field \"check\" holds \($0.typeName)", at: "check",
+                        throw record.error(
+                            "field \"check\" holds \($0.typeName)", at: "check",
                             hint: "\"check\" is a string or an array of strings passed to the checker as arguments")
                     }
                     return s
                 }
             default:
-                throw record.error("field \"check\" is \(c.typeName)", at: "check",
+                throw record.error(
+                    "field \"check\" is \(c.typeName)", at: "check",
                     hint: "\"check\" is a string or an array of strings passed to the checker as arguments")
             }
         }
@@ -202,9 +212,11 @@ package enum TaskReader {
             throw record.error("field \"messages\" must be a non-empty array", at: "messages", hint: hint)
         }
         return try items.enumerated().map { i, item in
-            guard case .object(let o) = item, case .string(let role)? = o["role"], case .string(let content)? = o["content"]
+            guard case .object(let o) = item, case .string(let role)? = o["role"],
+                case .string(let content)? = o["content"]
             else {
-                throw record.error("messages[\(i)] needs string fields \"role\" and \"content\"", at: "messages", hint: hint)
+                throw record.error(
+                    "messages[\(i)] needs string fields \"role\" and \"content\"", at: "messages", hint: hint)
             }
             return ChatMessage(role: role, content: content)
         }
@@ -221,7 +233,8 @@ package enum TaskReader {
         }
         return try items.enumerated().map { i, item in
             guard case .object(let o) = item, o.entries.count == 1, case .object(let args) = o.entries[0].value else {
-                throw record.error("calls[\(i)] must be an object with one key, the function name", at: "calls", hint: hint)
+                throw record.error(
+                    "calls[\(i)] must be an object with one key, the function name", at: "calls", hint: hint)
             }
             var arguments: [(name: String, acceptable: [JSONValue])] = []
             for arg in args.entries {

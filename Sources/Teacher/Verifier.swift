@@ -160,7 +160,8 @@ package struct Verifier: Sendable {
     package func validate(_ tasks: [TeacherTask]) throws {
         let settings = config.problems()
         if !settings.isEmpty {
-            throw DataError.badConfig(reason: "verifier: " + settings.joined(separator: "; "), hint: "fix the verifier settings")
+            throw DataError.badConfig(
+                reason: "verifier: " + settings.joined(separator: "; "), hint: "fix the verifier settings")
         }
         for task in tasks {
             if let problem = requirementProblem(task) {

@@ -70,7 +70,8 @@ import Testing
             tasks: #"{"id": "p", "prompt": "say ok", "check": ["ok"]}"#,
             outputs: #"{"id": "p", "completion": "ok then"}"# + "\n" + #"{"id": "p", "completion": "no"}"#)
         let r = try distill([
-            "verify", "--tasks", f.tasks, "--outputs", f.outputs, "--json", "--verifier", "command", "--command", "grep -q",
+            "verify", "--tasks", f.tasks, "--outputs", f.outputs, "--json", "--verifier", "command", "--command",
+            "grep -q",
         ])
         #expect(r.status == 0, "\(r.err)")
         let report = try JSONDecoder().decode(Report.self, from: Data(r.out.utf8))

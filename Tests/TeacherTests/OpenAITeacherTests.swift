@@ -107,12 +107,14 @@ let arithmetic = [
         #expect(teacher.counters.retries == 3)
     }
 
-    @Test("4xx other than 408/429 and quota errors are never retried", arguments: [
-        (400, "{\"error\":{\"message\":\"bad request\"}}", CallFailureKind.client),
-        (401, "{\"error\":{\"message\":\"invalid key\"}}", .client),
-        (404, "{\"error\":{\"message\":\"model not found\"}}", .client),
-        (429, "{\"error\":{\"code\":\"insufficient_quota\"}}", .quota),
-    ])
+    @Test(
+        "4xx other than 408/429 and quota errors are never retried",
+        arguments: [
+            (400, "{\"error\":{\"message\":\"bad request\"}}", CallFailureKind.client),
+            (401, "{\"error\":{\"message\":\"invalid key\"}}", .client),
+            (404, "{\"error\":{\"message\":\"model not found\"}}", .client),
+            (429, "{\"error\":{\"code\":\"insufficient_quota\"}}", .quota),
+        ])
     func neverRetried(status: Int, body: String, kind: CallFailureKind) async throws {
         let server = try ScriptedServer { _, _ in .respond(status: status, headers: [:], body: body) }
         defer { server.stop() }
@@ -126,14 +128,16 @@ let arithmetic = [
         #expect(teacher.counters.failures == [kind: 1])
     }
 
-    @Test("bad 2xx bodies are classified, retried, and never cached", arguments: [
-        ("this is not json", "not JSON"),
-        ("{\"object\":\"chat.completion\"}", "no choices"),
-        ("{\"choices\":[]}", "no choices"),
-        ("{\"error\":{\"message\":\"overloaded\"}}", "an error"),
-        ("[1,2]", "not an object"),
-        ("{\"choices\":[{\"message\":{\"role\":\"assistant\"}}]}", "neither content nor tool_calls"),
-    ])
+    @Test(
+        "bad 2xx bodies are classified, retried, and never cached",
+        arguments: [
+            ("this is not json", "not JSON"),
+            ("{\"object\":\"chat.completion\"}", "no choices"),
+            ("{\"choices\":[]}", "no choices"),
+            ("{\"error\":{\"message\":\"overloaded\"}}", "an error"),
+            ("[1,2]", "not an object"),
+            ("{\"choices\":[{\"message\":{\"role\":\"assistant\"}}]}", "neither content nor tool_calls"),
+        ])
     func invalidResponses(body: String, reason: String) async throws {
         let server = try ScriptedServer { _, _ in .respond(status: 200, headers: [:], body: body) }
         defer { server.stop() }
@@ -149,7 +153,8 @@ let arithmetic = [
 
     @Test func garbageThenAnswerCachesOnlyTheAnswer() async throws {
         let server = try ScriptedServer { index, _ in
-            index == 0 ? .raw("\u{1}\u{2}garbage\r\n\r\n") : .respond(status: 200, headers: [:], body: chatResponse("#### 42"))
+            index == 0
+                ? .raw("\u{1}\u{2}garbage\r\n\r\n") : .respond(status: 200, headers: [:], body: chatResponse("#### 42"))
         }
         defer { server.stop() }
         let cache = try temporaryCache()
@@ -204,7 +209,9 @@ let arithmetic = [
     }
 
     @Test func keepsAtMostTheConcurrencyLimitInFlight() async throws {
-        let server = try ScriptedServer(delay: 0.15) { _, _ in .respond(status: 200, headers: [:], body: chatResponse("4")) }
+        let server = try ScriptedServer(delay: 0.15) { _, _ in
+            .respond(status: 200, headers: [:], body: chatResponse("4"))
+        }
         defer { server.stop() }
         let teacher = try makeTeacher(server, cache: try temporaryCache(), samples: 6, concurrency: 3)
         let samples = try await teacher.sample(arithmetic)
@@ -239,7 +246,9 @@ let arithmetic = [
     @Test func aMissingAPIKeyVariableIsAConfigError() throws {
         var config = OpenAITeacherConfig(baseURL: "http://127.0.0.1:1/v1", model: "m")
         config.apiKeyEnv = "DISTILL_TEST_NO_SUCH_KEY"
-        #expect(throws: (any Error).self) { try OpenAITeacher(config: config, cache: try temporaryCache(), environment: [:]) }
+        #expect(throws: (any Error).self) {
+            try OpenAITeacher(config: config, cache: try temporaryCache(), environment: [:])
+        }
         config.apiKeyEnv = nil
         config.temperature = 3
         #expect(config.problems() == ["temperature must be within 0...2, got 3.0"])

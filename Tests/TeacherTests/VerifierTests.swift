@@ -8,28 +8,32 @@ import TextData
 @testable import Teacher
 
 @Suite struct ExactMatchTests {
-    @Test("correct answers", arguments: [
-        ("She has 6 * 7 = 42 apples.\n#### 42", "42"),
-        ("#### 1,234", "1234"),
-        ("so the total is $1,234.00.", "1234"),
-        ("The answer is \\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
-        ("\\boxed{42.0}", "42"),
-        ("first 3, then 5, finally -7", "-7"),
-        ("#### Paris ", "paris"),
-        ("#### New   York", "new york"),
-        ("answer: 0.5", "0.50"),
-    ])
+    @Test(
+        "correct answers",
+        arguments: [
+            ("She has 6 * 7 = 42 apples.\n#### 42", "42"),
+            ("#### 1,234", "1234"),
+            ("so the total is $1,234.00.", "1234"),
+            ("The answer is \\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
+            ("\\boxed{42.0}", "42"),
+            ("first 3, then 5, finally -7", "-7"),
+            ("#### Paris ", "paris"),
+            ("#### New   York", "new york"),
+            ("answer: 0.5", "0.50"),
+        ])
     func correct(completion: String, answer: String) {
         let v = ExactMatch.verify(completion, answer: answer, extraction: .auto, pattern: nil, caseSensitive: false)
         #expect(v.correct, "\(v.reason)")
     }
 
-    @Test("incorrect answers", arguments: [
-        ("#### 41", "42", "#### answer 41, expected 42"),
-        ("no digits here", "42", "no final answer found (auto extraction)"),
-        ("\\boxed{43} but 42", "42", "boxed answer 43, expected 42"),
-        ("#### 1,23", "123", "#### answer \"1,23\", expected \"123\""),
-    ])
+    @Test(
+        "incorrect answers",
+        arguments: [
+            ("#### 41", "42", "#### answer 41, expected 42"),
+            ("no digits here", "42", "no final answer found (auto extraction)"),
+            ("\\boxed{43} but 42", "42", "boxed answer 43, expected 42"),
+            ("#### 1,23", "123", "#### answer \"1,23\", expected \"123\""),
+        ])
     func incorrect(completion: String, answer: String, reason: String) {
         let v = ExactMatch.verify(completion, answer: answer, extraction: .auto, pattern: nil, caseSensitive: false)
         #expect(!v.correct)
@@ -41,7 +45,8 @@ import TextData
         #expect(ExactMatch.extract("#### 5 and 6", .gsm8k, pattern: nil)?.text == "5 and 6")
         #expect(ExactMatch.extract("The answer is B.", .regex, pattern: "answer is ([A-D])")?.text == "B")
         #expect(ExactMatch.extract("\\boxed{a{b}c}", .boxed, pattern: nil)?.text == "a{b}c")
-        let sensitive = ExactMatch.verify("#### Paris", answer: "paris", extraction: .auto, pattern: nil, caseSensitive: true)
+        let sensitive = ExactMatch.verify(
+            "#### Paris", answer: "paris", extraction: .auto, pattern: nil, caseSensitive: true)
         #expect(!sensitive.correct)
     }
 }
@@ -66,31 +71,47 @@ let weather = ExpectedCall(
 let time = ExpectedCall(name: "get_time", arguments: [(name: "zone", acceptable: [.string("CET")])])
 
 @Suite struct FunctionCallTests {
-    @Test("accepted", arguments: [
-        #"{"name": "get_weather", "arguments": {"city": "Oslo", "days": 3}}"#,
-        #"<tool_call>{"name":"get_weather","arguments":{"city":"oslo, norway","unit":"Celsius","days":3.0}}</tool_call>"#,
-        #"{"name": "get_weather", "arguments": "{\"city\": \"Oslo\", \"days\": 3}"}"#,
-        #"```json\n[{"function": {"name": "get_weather", "arguments": {"city": "Oslo", "days": 3}}}]\n```"#,
-        #"get_weather(city="Oslo", days=3)"#,
-        #"[get_weather(city='Oslo', unit="celsius", days=3)]"#,
-        #"I will call get_weather(city = "Oslo" , days = 3, )"#,
-    ])
+    @Test(
+        "accepted",
+        arguments: [
+            #"{"name": "get_weather", "arguments": {"city": "Oslo", "days": 3}}"#,
+            #"<tool_call>{"name":"get_weather","arguments":{"city":"oslo, norway","unit":"Celsius","days":3.0}}</tool_call>"#,
+            #"{"name": "get_weather", "arguments": "{\"city\": \"Oslo\", \"days\": 3}"}"#,
+            #"```json\n[{"function": {"name": "get_weather", "arguments": {"city": "Oslo", "days": 3}}}]\n```"#,
+            #"get_weather(city="Oslo", days=3)"#,
+            #"[get_weather(city='Oslo', unit="celsius", days=3)]"#,
+            #"I will call get_weather(city = "Oslo" , days = 3, )"#,
+        ])
     func accepted(output: String) {
         let v = FunctionCallMatch.verify(output, expected: [weather], tools: nil)
         #expect(v.correct, "\(v.reason)")
     }
 
-    @Test("rejected with a reason", arguments: [
-        (#"get_weather(city="Bergen", days=3)"#, #"get_weather: city = "Bergen" is not one of ["Oslo", "Oslo, Norway"]"#),
-        (#"get_weather(city="Oslo")"#, "get_weather: missing required argument days"),
-        (#"get_weather(city="Oslo", days=3, verbose=True)"#, "get_weather: unexpected argument verbose"),
-        (#"get_weather(city="Oslo", days="3")"#, #"get_weather: days = "3" is not one of [3]"#),
-        (#"get_forecast(city="Oslo", days=3)"#, "called get_forecast, expected get_weather"),
-        ("The weather is nice.", #"malformed: no function call found (expected JSON {"name", "arguments"} or f(a=1, b="x"))"#),
-        (#"get_weather("Oslo", days=3)"#, "malformed: get_weather(...) could not be read: expected an argument name at \"\"Oslo\", days=3)\""),
-        (#"{"name": "get_weather", "arguments": "{not json"}"#, "malformed: call get_weather: arguments string is not a JSON object: {not json"),
-        (#"get_weather(city="Oslo", days=3) get_time(zone="CET")"#, "expected 1 call, found 2"),
-    ])
+    @Test(
+        "rejected with a reason",
+        arguments: [
+            (
+                #"get_weather(city="Bergen", days=3)"#,
+                #"get_weather: city = "Bergen" is not one of ["Oslo", "Oslo, Norway"]"#
+            ),
+            (#"get_weather(city="Oslo")"#, "get_weather: missing required argument days"),
+            (#"get_weather(city="Oslo", days=3, verbose=True)"#, "get_weather: unexpected argument verbose"),
+            (#"get_weather(city="Oslo", days="3")"#, #"get_weather: days = "3" is not one of [3]"#),
+            (#"get_forecast(city="Oslo", days=3)"#, "called get_forecast, expected get_weather"),
+            (
+                "The weather is nice.",
+                #"malformed: no function call found (expected JSON {"name", "arguments"} or f(a=1, b="x"))"#
+            ),
+            (
+                #"get_weather("Oslo", days=3)"#,
+                "malformed: get_weather(...) could not be read: expected an argument name at \"\"Oslo\", days=3)\""
+            ),
+            (
+                #"{"name": "get_weather", "arguments": "{not json"}"#,
+                "malformed: call get_weather: arguments string is not a JSON object: {not json"
+            ),
+            (#"get_weather(city="Oslo", days=3) get_time(zone="CET")"#, "expected 1 call, found 2"),
+        ])
     func rejected(output: String, reason: String) {
         let v = FunctionCallMatch.verify(output, expected: [weather], tools: nil)
         #expect(!v.correct)
@@ -100,12 +121,16 @@ let time = ExpectedCall(name: "get_time", arguments: [(name: "zone", acceptable:
     @Test func parallelCallsMatchInAnyOrder() {
         let output = #"[get_time(zone="cet"), get_weather(city="Oslo", days=3)]"#
         #expect(FunctionCallMatch.verify(output, expected: [weather, time], tools: nil).correct)
-        let wrong = FunctionCallMatch.verify(#"[get_time(zone="UTC"), get_weather(city="Oslo", days=3)]"#, expected: [weather, time], tools: nil)
+        let wrong = FunctionCallMatch.verify(
+            #"[get_time(zone="UTC"), get_weather(city="Oslo", days=3)]"#, expected: [weather, time], tools: nil)
         #expect(wrong == .incorrect(#"no expected call matches: get_time: zone = "UTC" is not one of ["CET"]"#))
     }
 
     @Test func unknownFunctionsAreRejectedWhenToolsAreGiven() {
-        let tools: [JSONValue] = [.obj(["name": .string("get_weather")]), .obj(["type": .string("function"), "function": .obj(["name": .string("get_time")])])]
+        let tools: [JSONValue] = [
+            .obj(["name": .string("get_weather")]),
+            .obj(["type": .string("function"), "function": .obj(["name": .string("get_time")])]),
+        ]
         let v = FunctionCallMatch.verify(#"delete_all(confirm=True)"#, expected: [weather], tools: tools)
         #expect(v == .incorrect("unknown function delete_all (the task offers get_time, get_weather)"))
     }
@@ -157,7 +182,8 @@ let time = ExpectedCall(name: "get_time", arguments: [(name: "zone", acceptable:
 
 @Suite struct TaskReaderTests {
     func write(_ text: String) throws -> String {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("tasks-\(UUID().uuidString).jsonl").path
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("tasks-\(UUID().uuidString).jsonl")
+            .path
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         return path
     }
@@ -175,20 +201,34 @@ let time = ExpectedCall(name: "get_time", arguments: [(name: "zone", acceptable:
         #expect(tasks.map(\.id) == ["a", "7", "c", "d"])
         #expect(tasks[0].answer == "42" && tasks[0].line == 1)
         #expect(tasks[1].prompt == .messages([ChatMessage(role: "user", content: "hi")]))
-        #expect(tasks[2].calls == [ExpectedCall(name: "get_time", arguments: [(name: "zone", acceptable: [.string("CET"), .string("")])])])
+        #expect(
+            tasks[2].calls == [
+                ExpectedCall(name: "get_time", arguments: [(name: "zone", acceptable: [.string("CET"), .string("")])])
+            ])
         #expect(tasks[2].line == 4)
         #expect(tasks[3].check == ["tests/t.py", "-q"])
     }
 
-    @Test("errors name file:line:column and the fix", arguments: [
-        (#"{"prompt": "x"}"#, ":1:1: missing field \"id\""),
-        (#"{"id": "a", "prompt": 5}"#, ":1:23: field \"prompt\" is a number, not a string"),
-        (#"{"id": "a"}"#, ":1:1: task \"a\" has neither \"prompt\" nor \"messages\""),
-        (#"{"id": "a", "prompt": "x", "calls": [{"f": {"x": 1}}]}"#, ":1:37: calls[0].f.x must be a non-empty array of acceptable values; wrap a single value in brackets: [1]"),
-        (#"{"id": "a", "prompt": "x", "pattern": "("}"#, ":1:39: field \"pattern\" is not a valid regular expression"),
-        (#"{"id": "a", "prompt": "x", "answr": "1"}"#, ":1:37: unknown field \"answr\""),
-        ("{\"id\": \"a\", \"prompt\": \"x\"}\n{\"id\": \"a\", \"prompt\": \"y\"}", ":2:8: duplicate task id \"a\" (first on line 1)"),
-    ])
+    @Test(
+        "errors name file:line:column and the fix",
+        arguments: [
+            (#"{"prompt": "x"}"#, ":1:1: missing field \"id\""),
+            (#"{"id": "a", "prompt": 5}"#, ":1:23: field \"prompt\" is a number, not a string"),
+            (#"{"id": "a"}"#, ":1:1: task \"a\" has neither \"prompt\" nor \"messages\""),
+            (
+                #"{"id": "a", "prompt": "x", "calls": [{"f": {"x": 1}}]}"#,
+                ":1:37: calls[0].f.x must be a non-empty array of acceptable values; wrap a single value in brackets: [1]"
+            ),
+            (
+                #"{"id": "a", "prompt": "x", "pattern": "("}"#,
+                ":1:39: field \"pattern\" is not a valid regular expression"
+            ),
+            (#"{"id": "a", "prompt": "x", "answr": "1"}"#, ":1:37: unknown field \"answr\""),
+            (
+                "{\"id\": \"a\", \"prompt\": \"x\"}\n{\"id\": \"a\", \"prompt\": \"y\"}",
+                ":2:8: duplicate task id \"a\" (first on line 1)"
+            ),
+        ])
     func errors(text: String, message: String) throws {
         let path = try write(text)
         do {
@@ -202,9 +242,11 @@ let time = ExpectedCall(name: "get_time", arguments: [(name: "zone", acceptable:
 
     @Test func verifierRequirementsAreCheckedBeforeSampling() throws {
         let tasks = [TeacherTask(id: "a", prompt: .text("x"), answer: "1", file: "t.jsonl", line: 3)]
-        #expect(throws: DataError.malformed(
-            file: "t.jsonl", line: 3, column: 1, reason: "task \"a\" has no \"calls\", which the function-call verifier needs",
-            hint: "add the field, or choose the verifier that matches the task set")
+        #expect(
+            throws: DataError.malformed(
+                file: "t.jsonl", line: 3, column: 1,
+                reason: "task \"a\" has no \"calls\", which the function-call verifier needs",
+                hint: "add the field, or choose the verifier that matches the task set")
         ) { try Verifier(VerifierConfig(type: .functionCall)).validate(tasks) }
         #expect(throws: Never.self) { try Verifier(VerifierConfig()).validate(tasks) }
     }
