@@ -70,3 +70,25 @@ extension JSONValue {
         }
     }
 }
+
+/// Any key, to list what a JSON object holds.
+struct AnyCodingKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+}
+
+/// Refuses keys that `Keys` does not know, naming the key and the accepted ones, so a typo
+/// such as "temprature" fails instead of silently keeping the default.
+func rejectUnknownKeys<Keys: CodingKey & CaseIterable>(_ decoder: any Decoder, _: Keys.Type, in what: String) throws {
+    let container = try decoder.container(keyedBy: AnyCodingKey.self)
+    let known = Keys.allCases.map(\.stringValue)
+    for key in container.allKeys where !known.contains(key.stringValue) {
+        throw DecodingError.dataCorruptedError(
+            forKey: key, in: container,
+            debugDescription:
+                "unknown key \"\(key.stringValue)\" in the \(what); accepted keys: \(known.sorted().joined(separator: ", "))"
+        )
+    }
+}

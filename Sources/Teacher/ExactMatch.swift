@@ -6,7 +6,8 @@ import Foundation
 /// space, case folded (unless case-sensitive), a trailing period and surrounding `$` dropped.
 /// When both sides then read as numbers (thousands separators `1,234` allowed) they are
 /// compared as numbers, so `42`, `42.0` and `42.000` are equal; the tolerance is 1e-9 relative,
-/// for answers that went through a float.
+/// for answers that went through a float. When the reference is a number and the extracted
+/// text is not (`#### 18 dollars`), the first number in the extracted text is compared.
 package enum ExactMatch {
     package static func verify(
         _ completion: String, answer: String, extraction: VerifierConfig.Extraction, pattern: String?,
@@ -15,8 +16,9 @@ package enum ExactMatch {
         guard let extracted = extract(completion, extraction, pattern: pattern) else {
             return .incorrect("no final answer found (\(extraction.rawValue) extraction)")
         }
-        let got = normalize(extracted.text, caseSensitive: caseSensitive)
+        var got = normalize(extracted.text, caseSensitive: caseSensitive)
         let want = normalize(answer, caseSensitive: caseSensitive)
+        if number(want) != nil, number(got) == nil, let first = firstNumber(got) { got = first }
         if let a = number(got), let b = number(want) {
             let equal = a == b || abs(a - b) <= 1e-9 * max(1, abs(a), abs(b))
             return equal
@@ -100,6 +102,22 @@ package enum ExactMatch {
         while start < end && (chars[start] == "." || chars[start] == ",") { start += 1 }
         if start > 0 && chars[start - 1] == "-" { start -= 1 }
         return String(chars[start..<end])
+    }
+
+    /// The first number in `text` (the same shape `lastNumber` reads), or nil.
+    static func firstNumber(_ text: String) -> String? {
+        guard let start = text.firstIndex(where: { $0.isASCIIDigit }) else { return nil }
+        var end = start
+        while end < text.endIndex {
+            let c = text[end]
+            let next = text.index(after: end)
+            let digitFollows = next < text.endIndex && text[next].isASCIIDigit
+            guard c.isASCIIDigit || ((c == "," || c == ".") && digitFollows) else { break }
+            end = next
+        }
+        var from = start
+        if from > text.startIndex, text[text.index(before: from)] == "-" { from = text.index(before: from) }
+        return String(text[from..<end])
     }
 
     static func normalize(_ s: String, caseSensitive: Bool) -> String {

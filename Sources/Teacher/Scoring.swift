@@ -81,11 +81,19 @@ package struct VerifyReport: Sendable, Codable, Equatable {
             throw DataError.badConfig(
                 reason: "verifier: " + settings.joined(separator: "; "), hint: "fix the verifier settings")
         }
-        let rows = pending.map { item in
-            let verdict = verifier.verify(item.completion, for: item.task)
+        // Rows are independent; checker programs dominate when there are any, so rows are
+        // verified on all cores and kept in file order.
+        let verdicts = Slots<Verdict>(count: pending.count)
+        let work = pending
+        DispatchQueue.concurrentPerform(iterations: work.count) { i in
+            verdicts[i] = verifier.verify(work[i].completion, for: work[i].task)
+        }
+        let rows = pending.indices.map { i in
+            let verdict = verdicts[i]!
             return Row(
-                line: item.line, id: item.task.id, verifier: verifier.kind(for: item.task)?.rawValue ?? "none",
-                correct: verdict.correct, reason: verdict.reason)
+                line: pending[i].line, id: pending[i].task.id,
+                verifier: verifier.kind(for: pending[i].task)?.rawValue ?? "none", correct: verdict.correct,
+                reason: verdict.reason)
         }
         return VerifyReport(rows: rows, summary: summarize(rows, taskCount: tasks.count))
     }
@@ -100,5 +108,19 @@ package struct VerifyReport: Sendable, Codable, Equatable {
             tasksScored: perTask.count, tasksSolved: perTask.values.filter { $0.correct > 0 }.count,
             tasksWithoutOutputs: taskCount - perTask.count,
             passAt1: fractions.isEmpty ? 0 : fractions.reduce(0, +) / Double(fractions.count))
+    }
+}
+
+/// A fixed number of slots filled from several threads.
+final class Slots<Value: Sendable>: @unchecked Sendable {
+    // @unchecked: every access holds `lock`.
+    private let lock = NSLock()
+    private var values: [Value?]
+
+    init(count: Int) { values = Array(repeating: nil, count: count) }
+
+    subscript(i: Int) -> Value? {
+        get { lock.withLock { values[i] } }
+        set { lock.withLock { values[i] = newValue } }
     }
 }

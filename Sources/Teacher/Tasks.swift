@@ -184,7 +184,18 @@ package enum TaskReader {
             }
             task.pattern = s
         }
-        if let c = record.value("calls") { task.calls = try expectedCalls(c, record) }
+        if let c = record.value("calls") {
+            let calls = try expectedCalls(c, record)
+            if let tools = task.tools {
+                let offered = Set(tools.compactMap(FunctionCallMatch.toolName))
+                for call in calls where !offered.contains(call.name) {
+                    throw record.error(
+                        "expected call \(call.name) is not among the task's tools (\(offered.sorted().joined(separator: ", ")))",
+                        at: "calls", hint: "add its definition to \"tools\" or fix the name")
+                }
+            }
+            task.calls = calls
+        }
         if let c = record.value("check") {
             switch c {
             case .string(let s): task.check = [s]

@@ -75,7 +75,7 @@ package struct VerifierConfig: Sendable, Equatable, Codable {
 
     package init(type: Kind = .auto) { self.type = type }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case type, extract, mode, pattern, command, input
         case extractPattern = "extract_pattern"
         case caseSensitive = "case_sensitive"
@@ -83,6 +83,7 @@ package struct VerifierConfig: Sendable, Equatable, Codable {
     }
 
     package init(from decoder: any Decoder) throws {
+        try rejectUnknownKeys(decoder, CodingKeys.self, in: "verifier")
         let c = try decoder.container(keyedBy: CodingKeys.self)
         type = try c.decodeIfPresent(Kind.self, forKey: .type) ?? .auto
         extract = try c.decodeIfPresent(Extraction.self, forKey: .extract) ?? .auto

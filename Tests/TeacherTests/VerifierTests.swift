@@ -20,6 +20,8 @@ import TextData
             ("#### Paris ", "paris"),
             ("#### New   York", "new york"),
             ("answer: 0.5", "0.50"),
+            ("#### 18 dollars", "18"),
+            ("#### -3,000 units", "-3000"),
         ])
     func correct(completion: String, answer: String) {
         let v = ExactMatch.verify(completion, answer: answer, extraction: .auto, pattern: nil, caseSensitive: false)
@@ -225,6 +227,10 @@ let time = ExpectedCall(name: "get_time", arguments: [(name: "zone", acceptable:
             ),
             (#"{"id": "a", "prompt": "x", "answr": "1"}"#, ":1:37: unknown field \"answr\""),
             (
+                #"{"id": "a", "prompt": "x", "tools": [{"name": "f"}], "calls": [{"g": {}}]}"#,
+                ":1:63: expected call g is not among the task's tools (f)"
+            ),
+            (
                 "{\"id\": \"a\", \"prompt\": \"x\"}\n{\"id\": \"a\", \"prompt\": \"y\"}",
                 ":2:8: duplicate task id \"a\" (first on line 1)"
             ),
@@ -238,6 +244,22 @@ let time = ExpectedCall(name: "get_time", arguments: [(name: "zone", acceptable:
             #expect(error.description.hasPrefix(path + message), "\(error)")
             #expect(error.kind == .badData)
         }
+    }
+
+    @Test func configsRefuseUnknownKeys() throws {
+        let verifier = #"{"type": "exact", "extrct": "boxed"}"#
+        let error = #expect(throws: DecodingError.self) {
+            try JSONDecoder().decode(VerifierConfig.self, from: Data(verifier.utf8))
+        }
+        #expect(
+            String(describing: error).contains(#"unknown key "extrct" in the verifier; accepted keys: case_sensitive"#))
+        let teacher = #"{"base_url": "http://h/v1", "model": "m", "temprature": 0}"#
+        #expect(throws: DecodingError.self) {
+            try JSONDecoder().decode(OpenAITeacherConfig.self, from: Data(teacher.utf8))
+        }
+        let ok = try JSONDecoder().decode(
+            OpenAITeacherConfig.self, from: Data(#"{"base_url": "http://h/v1", "model": "m", "top_p": 0.9}"#.utf8))
+        #expect(ok.topP == 0.9 && ok.concurrency == 8 && ok.samples == 1)
     }
 
     @Test func verifierRequirementsAreCheckedBeforeSampling() throws {
