@@ -324,15 +324,25 @@ package struct OpenAITeacher: Sendable {
         case 200..<300: return .success(text)
         case 429:
             if text.contains("insufficient_quota") {
-                return .failure(FailureBox(.quota, status, "quota exhausted: \(clip(text, 200))"))
+                return .failure(FailureBox(.quota, status, "quota exhausted: \(redacted(clip(text, 200)))"))
             }
             let retryAfter = Self.retryAfter(http.value(forHTTPHeaderField: "Retry-After"))
-            var box = FailureBox(.rateLimited, status, "rate limited: \(clip(text, 200))")
+            var box = FailureBox(.rateLimited, status, "rate limited: \(redacted(clip(text, 200)))")
             box.retryAfter = retryAfter
             return .failure(box)
-        case 408, 500..<600: return .failure(FailureBox(.server, status, clip(text, 200)))
-        default: return .failure(FailureBox(.client, status, clip(text, 200)))
+        case 408, 500..<600:
+            // A 503 may say when to come back; it is honoured like a 429's.
+            var box = FailureBox(.server, status, redacted(clip(text, 200)))
+            box.retryAfter = Self.retryAfter(http.value(forHTTPHeaderField: "Retry-After"))
+            return .failure(box)
+        default: return .failure(FailureBox(.client, status, redacted(clip(text, 200))))
         }
+    }
+
+    /// `text` with the API key masked: some servers echo the key they rejected.
+    private func redacted(_ text: String) -> String {
+        guard let apiKey, apiKey.count >= 4 else { return text }
+        return text.replacingOccurrences(of: apiKey, with: "***")
     }
 
     /// Seconds to wait from a Retry-After header: delta-seconds or an HTTP-date; nil when absent.

@@ -78,6 +78,12 @@ import Testing
         #expect(report.rows.map(\.correct) == [true, false])
     }
 
+    @Test func helpDescribesTheOutputsFormat() throws {
+        let r = try distill(["verify", "--help"])
+        #expect(r.status == 0)
+        #expect(r.out.contains("USAGE:") && r.out.contains("task_id"))
+    }
+
     @Test func errorsNameTheLineAndExitWithTheirClass() throws {
         let f = try files(tasks: tasks, outputs: #"{"id": "zz", "completion": "x"}"#)
         let unknown = try distill(["verify", "--tasks", f.tasks, "--outputs", f.outputs])
