@@ -1,5 +1,5 @@
 // kill -9 during sampling loses no finished call: a child `distill _stress-teacher` samples
-// 2 tasks x 24 seeds from the scripted server, printing each sample once its result is
+// 2 tasks x 40 seeds from the scripted server, printing each sample once its result is
 // committed; it is SIGKILLed after 10 such lines. A second child then runs to the end: every
 // sample the first reported comes from the cache (the server never sees its request again),
 // and the calls in flight at the kill are the only ones asked for twice.
@@ -26,7 +26,7 @@ import Testing
     }
     defer { server.stop() }
     let teacher =
-        #"{"base_url": "\#(server.baseURL)", "model": "m", "samples": 24, "concurrency": 3, "max_attempts": 1}"#
+        #"{"base_url": "\#(server.baseURL)", "model": "m", "samples": 40, "concurrency": 3, "max_attempts": 1}"#
     let cache = dir.appendingPathComponent("calls.sqlite").path
 
     func start() throws -> (Process, Pipe) {
@@ -56,7 +56,7 @@ import Testing
         text.split(separator: "\n").filter { $0.hasPrefix("done ") }.map {
             $0.split(separator: " ")[1...2].joined(separator: " ")
         })
-    #expect(reported.count >= 10 && reported.count < 48)
+    #expect(reported.count >= 10 && reported.count < 80)
     let requestsBeforeKill = server.requests.count
 
     // Second run: to the end.
@@ -79,11 +79,11 @@ import Testing
         let prompt = ((body["messages"] as? [[String: String]])?.first?["content"]) ?? ""
         seen["\(prompt == "6*7?" ? "a" : "b") \(body["seed"] as? Int ?? -1)", default: 0] += 1
     }
-    #expect(seen.count == 48, "every call made at least once")
+    #expect(seen.count == 80, "every call made at least once")
     for key in reported { #expect(seen[key] == 1, "\(key) was requested again after it was cached") }
     // Only calls in flight at the kill (at most the concurrency limit, 3) were asked twice.
     let repeated = seen.values.filter { $0 > 1 }.count
     #expect(repeated <= 3)
-    #expect(server.requests.count == 48 + repeated)
+    #expect(server.requests.count == 80 + repeated)
     #expect(requestsBeforeKill >= reported.count)
 }
