@@ -73,7 +73,7 @@ package enum ExactMatch {
                     i = text.index(after: i)
                 }
                 if depth == 0 {
-                    if best == nil || opener == "\\boxed{" { best = String(text[r.upperBound..<i]) }
+                    best = String(text[r.upperBound..<i])
                     break
                 }
                 searchEnd = r.lowerBound

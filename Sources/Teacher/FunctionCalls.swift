@@ -53,7 +53,7 @@ package enum CallParser {
                 case .failure(let p):
                     jsonProblem = jsonProblem ?? p
                     i = end
-                default: i += 1
+                default: i = end  // JSON, but not a call: skip it whole (a nested {"name": ...} is data)
                 }
             }
         }

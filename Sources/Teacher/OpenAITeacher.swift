@@ -141,7 +141,8 @@ package struct OpenAITeacher: Sendable {
         session = URLSession(configuration: sessionConfig)
     }
 
-    /// Problems that make tasks unusable with this teacher (messages sent to a completions endpoint).
+    /// Problems that make tasks unusable with this teacher: messages or tools sent to a
+    /// completions endpoint, which has no place for them.
     package func validate(_ tasks: [TeacherTask]) throws {
         guard config.endpoint == .completions else { return }
         for task in tasks {
@@ -150,6 +151,12 @@ package struct OpenAITeacher: Sendable {
                     file: task.file, line: task.line, column: 1,
                     reason: "task \"\(task.id)\" has messages, but the teacher's endpoint is completions",
                     hint: "set the teacher's endpoint to \"chat\", or give the task a plain \"prompt\"")
+            }
+            if task.tools != nil {
+                throw DataError.malformed(
+                    file: task.file, line: task.line, column: 1,
+                    reason: "task \"\(task.id)\" offers tools, but the teacher's endpoint is completions",
+                    hint: "set the teacher's endpoint to \"chat\", or describe the functions in the prompt instead")
             }
         }
     }
@@ -188,7 +195,8 @@ package struct OpenAITeacher: Sendable {
             ("temperature", .double(config.temperature)), ("top_p", .double(config.topP)),
             ("max_tokens", .int(config.maxTokens)), ("seed", .int(seed)), ("stream", .bool(false)),
         ]
-        if config.logprobs { entries.append(("logprobs", .bool(true))) }
+        // Chat takes a flag; the legacy completions endpoint takes how many alternatives per token.
+        if config.logprobs { entries.append(("logprobs", config.endpoint == .chat ? .bool(true) : .int(1))) }
         return .object(JSONValue.JSONObject(entries))
     }
 

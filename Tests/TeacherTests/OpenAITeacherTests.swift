@@ -4,6 +4,7 @@
 
 import Foundation
 import Testing
+import TextData
 
 @testable import Teacher
 
@@ -257,6 +258,22 @@ let arithmetic = [
         config.apiKeyEnv = nil
         config.temperature = 3
         #expect(config.problems() == ["temperature must be within 0...2, got 3.0"])
+    }
+
+    @Test func completionsEndpointTakesPlainPromptsOnly() throws {
+        var config = OpenAITeacherConfig(baseURL: "http://127.0.0.1:1/v1", model: "m")
+        config.endpoint = .completions
+        config.logprobs = true
+        let teacher = try OpenAITeacher(config: config, cache: try temporaryCache())
+        #expect(throws: Never.self) { try teacher.validate([arithmetic[0]]) }
+        #expect(throws: DataError.self) { try teacher.validate([arithmetic[1]]) }  // messages
+        let withTools = TeacherTask(id: "t", prompt: .text("x"), tools: [.obj(["name": .string("f")])])
+        #expect(throws: DataError.self) { try teacher.validate([withTools]) }
+        let body = teacher.requestBody(arithmetic[0], seed: 5)
+        #expect(
+            body.compact()
+                == #"{"model":"m","prompt":"What is 6 * 7?","temperature":0.8,"top_p":1.0,"max_tokens":512,"seed":5,"stream":false,"logprobs":1}"#
+        )
     }
 
     @Test func retryAfterReadsSecondsAndHTTPDates() {

@@ -83,6 +83,7 @@ let time = ExpectedCall(name: "get_time", arguments: [(name: "zone", acceptable:
             #"get_weather(city="Oslo", days=3)"#,
             #"[get_weather(city='Oslo', unit="celsius", days=3)]"#,
             #"I will call get_weather(city = "Oslo" , days = 3, )"#,
+            #"Context {"user": {"name": "Bob"}} then get_weather(city="Oslo", days=3)"#,
         ])
     func accepted(output: String) {
         let v = FunctionCallMatch.verify(output, expected: [weather], tools: nil)
