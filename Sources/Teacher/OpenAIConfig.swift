@@ -35,7 +35,7 @@ package struct OpenAITeacherConfig: Sendable, Equatable, Codable {
     package var logprobs: Bool = false
     /// Requests in flight at most; 1...256.
     package var concurrency: Int = 8
-    /// Seconds one request may take, connection to last byte; >= 1.
+    /// Seconds one request may take, connection to last byte; > 0.
     package var timeoutSeconds: Double = 120
     /// Tries per call, the first included; 1...20.
     package var maxAttempts: Int = 6
@@ -101,8 +101,7 @@ package struct OpenAITeacherConfig: Sendable, Equatable, Codable {
         if !(topP > 0 && topP <= 1) { out.append("top_p must be within (0, 1], got \(topP)") }
         if maxTokens < 1 { out.append("max_tokens must be >= 1, got \(maxTokens)") }
         if !(1...256).contains(concurrency) { out.append("concurrency must be within 1...256, got \(concurrency)") }
-        // Foundation's URLSession on Linux (libcurl) times out at once when given under a second.
-        if !(timeoutSeconds >= 1) { out.append("timeout_seconds must be >= 1, got \(timeoutSeconds)") }
+        if !(timeoutSeconds > 0) { out.append("timeout_seconds must be > 0, got \(timeoutSeconds)") }
         if !(1...20).contains(maxAttempts) { out.append("max_attempts must be within 1...20, got \(maxAttempts)") }
         if !(backoffBaseSeconds >= 0 && backoffMaxSeconds >= backoffBaseSeconds) {
             out.append("backoff_base_seconds must be >= 0 and backoff_max_seconds >= it")

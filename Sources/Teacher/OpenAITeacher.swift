@@ -134,8 +134,10 @@ package struct OpenAITeacher: Sendable {
         self.config = config
         self.cache = cache
         let sessionConfig = URLSessionConfiguration.ephemeral
-        sessionConfig.timeoutIntervalForRequest = config.timeoutSeconds
-        sessionConfig.timeoutIntervalForResource = config.timeoutSeconds
+        // A backstop only: `withDeadline` enforces timeout_seconds. (URLSession on Linux treats
+        // these as idle timeouts and fires at once when given less than a second.)
+        sessionConfig.timeoutIntervalForRequest = backstop(config.timeoutSeconds)
+        sessionConfig.timeoutIntervalForResource = backstop(config.timeoutSeconds)
         sessionConfig.httpMaximumConnectionsPerHost = config.concurrency
         sessionConfig.requestCachePolicy = .reloadIgnoringLocalCacheData
         session = URLSession(configuration: sessionConfig)
@@ -301,14 +303,14 @@ package struct OpenAITeacher: Sendable {
         var request = URLRequest(url: URL(string: config.baseURL)!.appendingPathComponent(config.endpoint.path))
         request.httpMethod = "POST"
         request.httpBody = body
-        request.timeoutInterval = config.timeoutSeconds
+        request.timeoutInterval = backstop(config.timeoutSeconds)
         request.setValue("application/json", forHTTPHeaderField: "Content-Type")
         request.setValue("application/json", forHTTPHeaderField: "Accept")
         if let apiKey { request.setValue("Bearer \(apiKey)", forHTTPHeaderField: "Authorization") }
         let data: Data
         let response: URLResponse
         do {
-            (data, response) = try await session.data(for: request)
+            (data, response) = try await withDeadline(request)
         } catch let error as URLError {
             if error.code == .timedOut {
                 return .failure(FailureBox(.timeout, nil, "no response within \(formatSeconds(config.timeoutSeconds))"))
@@ -344,6 +346,24 @@ package struct OpenAITeacher: Sendable {
             box.retryAfter = Self.retryAfter(http.value(forHTTPHeaderField: "Retry-After"))
             return .failure(box)
         default: return .failure(FailureBox(.client, status, redacted(clip(text, 200))))
+        }
+    }
+
+    /// The request, bounded by `timeout_seconds` from start to last byte. URLSession's own
+    /// timeouts on Linux restart with every byte received, so a server trickling a body would
+    /// hold a call indefinitely; the race against a timer makes the limit total.
+    private func withDeadline(_ request: URLRequest) async throws -> (Data, URLResponse) {
+        let session = self.session
+        let nanoseconds = UInt64(config.timeoutSeconds * 1e9)
+        return try await withThrowingTaskGroup(of: (Data, URLResponse)?.self) { group in
+            group.addTask { try await session.data(for: request) }
+            group.addTask {
+                try await Task.sleep(nanoseconds: nanoseconds)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let result = first else { throw URLError(.timedOut) }
+            return result
         }
     }
 
@@ -419,6 +439,9 @@ package struct ParseProblem: Error, Sendable, CustomStringConvertible {
     package var description: String
     init(_ d: String) { description = d }
 }
+
+/// URLSession's own timeout, later than distill's deadline and never under a second.
+private func backstop(_ seconds: Double) -> Double { max(2, seconds * 2) }
 
 struct FailureBox: Error {
     var kind: CallFailureKind

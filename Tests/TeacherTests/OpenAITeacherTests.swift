@@ -181,7 +181,7 @@ let arithmetic = [
         // The server holds each connection for 30 s; only the client's timeout ends them sooner.
         let server = try ScriptedServer { _, _ in .stall(seconds: 30) }
         defer { server.stop() }
-        let teacher = try makeTeacher(server, cache: try temporaryCache(), maxAttempts: 2, timeout: 1)
+        let teacher = try makeTeacher(server, cache: try temporaryCache(), maxAttempts: 2, timeout: 0.5)
         let started = Date()
         let sample = try await teacher.sampleOne(arithmetic[0], taskIndex: 0, sampleIndex: 0)
         let elapsed = Date().timeIntervalSince(started)
@@ -189,10 +189,21 @@ let arithmetic = [
         #expect(error.kind == .timeout, "\(error)")
         #expect(error.attempts == 2 && server.requests.count == 2)
         // The server holds each connection for 30 s, so a timeout verdict can only come from the
-        // client's deadline; elapsed >= 2 shows each attempt waited its full second. No upper
+        // client's deadline; elapsed >= 1 shows each attempt waited its full 0.5 s. No upper
         // bound: in the full suite, CPU-bound tests occupy Swift's cooperative threads and
         // delay every await here by seconds.
-        #expect(elapsed >= 2, "two 1 s timeouts took \(elapsed) s")
+        #expect(elapsed >= 1, "two 0.5 s timeouts took \(elapsed) s")
+    }
+
+    /// The timeout bounds the whole request: a server that keeps sending a byte every 0.2 s
+    /// (never idle long enough for URLSession's own timeout) is still cut off.
+    @Test func aTricklingServerHitsTheTotalDeadline() async throws {
+        let server = try ScriptedServer { _, _ in .trickle(bytes: 30, interval: 0.2) }
+        defer { server.stop() }
+        let teacher = try makeTeacher(server, cache: try temporaryCache(), maxAttempts: 1, timeout: 1)
+        let sample = try await teacher.sampleOne(arithmetic[0], taskIndex: 0, sampleIndex: 0)
+        // Without the deadline the 6 s body would arrive whole and be classified invalid-response.
+        #expect(sample.result.failure?.kind == .timeout, "\(String(describing: sample.result.failure))")
     }
 
     @Test func hangUpsAndRefusedConnectionsAreConnectionErrors() async throws {

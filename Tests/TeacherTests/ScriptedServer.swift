@@ -26,6 +26,8 @@ final class ScriptedServer: @unchecked Sendable {
         case hangUp
         /// Writes these bytes (not HTTP) and closes.
         case raw(String)
+        /// Sends a 200 head announcing `bytes` of body, then one byte every `interval` seconds.
+        case trickle(bytes: Int, interval: Double)
     }
 
     typealias Script = @Sendable (_ index: Int, _ request: Request) -> Action
@@ -116,6 +118,15 @@ final class ScriptedServer: @unchecked Sendable {
             break
         case .raw(let bytes):
             write(fd, bytes)
+        case .trickle(let count, let interval):
+            write(
+                fd,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: \(count)\r\nConnection: close\r\n\r\n"
+            )
+            for _ in 0..<count {
+                Thread.sleep(forTimeInterval: interval)
+                write(fd, " ")
+            }
         }
         shutdown(fd, Int32(SHUT_WR))
     }
