@@ -3,6 +3,7 @@
 
 import CBLAS
 import Foundation
+import Synchronization
 
 /// How OpenBLAS was set up for this process: which kernel family it runs, why, and with
 /// how many threads.
@@ -157,18 +158,34 @@ public enum BLAS {
 
     /// Runs `body` with OpenBLAS limited to one thread, for kernels that call many small
     /// sgemms from several of distill's own worker threads at once (no oversubscription).
+    ///
+    /// Regions nest and may be entered from several threads (data-parallel replicas each
+    /// run attention inside the replicas' region): OpenBLAS returns to `Threads.count`
+    /// threads only when the outermost region ends, so no sgemm ever runs with a thread
+    /// count that another thread just changed.
     public static func singleThreaded<R>(_ body: () throws -> R) rethrows -> R {
         _ = runtime
         if Threads.count == 1 || splitWork { return try body() }
-        openblas_set_num_threads(1)
-        defer { openblas_set_num_threads(Int32(Threads.count)) }
+        if singleThreadedDepth.wrappingAdd(1, ordering: .sequentiallyConsistent).oldValue == 0 {
+            openblas_set_num_threads(1)
+        }
+        defer {
+            if singleThreadedDepth.wrappingSubtract(1, ordering: .sequentiallyConsistent).newValue == 0 {
+                openblas_set_num_threads(Int32(Threads.count))
+            }
+        }
         return try body()
     }
+
+    private static let singleThreadedDepth = Atomic<Int>(0)
 
     /// Changes the OpenBLAS thread count (the `threads` setting calls this).
     static func setThreads(_ n: Int) {
         _ = runtime
-        openblas_set_num_threads(Int32(splitWork ? 1 : n))
+        // Inside a single-threaded region the region's end applies the new count.
+        if singleThreadedDepth.load(ordering: .sequentiallyConsistent) == 0 {
+            openblas_set_num_threads(Int32(splitWork ? 1 : n))
+        }
     }
 }
 

@@ -116,6 +116,16 @@ public final class LlamaModel {
         lmHead = Linear(weight: config.tieWordEmbeddings ? embedTokens : parameters["lm_head.weight"]!)
     }
 
+    /// A model over the same weight storage with gradient slots of its own: for running
+    /// several batches at once on separate threads, each replica accumulating its own
+    /// gradients (which the caller then adds up). Frozen parameters stay frozen.
+    public func replica() -> LlamaModel {
+        let shared = Dictionary(uniqueKeysWithValues: namedParameters().map { name, p in
+            (name, Tensor(shape: p.shape, storage: p.storage, requiresGrad: p.requiresGrad))
+        })
+        return try! LlamaModel(config: config, parameters: shared)
+    }
+
     /// Every parameter once, under its Hugging Face name, in `config.parameterShapes` order.
     public func namedParameters() -> [(String, Tensor)] {
         var out: [(String, Tensor)] = [("model.embed_tokens.weight", embedTokens)]
