@@ -13,7 +13,10 @@ from the fixture logits); cDPO and SimPO run CPOTrainer.cpo_loss (cDPO is CPO's 
 `sigmoid` fed with policy-reference log-ratios).
 
 distillation.json: student and teacher logits [N, V] with an ignore mask; for each beta and
-temperature GKDTrainer.generalized_jsd_loss and its gradient with respect to the student.
+temperature GKDTrainer.generalized_jsd_loss and its gradient with respect to the student. The
+top-k cases keep the teacher's K most likely tokens (log-probs at the temperature) and take the
+divergence over K + 1 buckets with TRL's server-distillation `_add_tail_bucket` and
+`_jsd_divergence` (masked mean over positions, as its `_reduce_divergence_loss` batchmean).
 """
 
 import json
@@ -25,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from trl.experimental.cpo.cpo_trainer import CPOTrainer
 from trl.experimental.gkd.gkd_trainer import GKDTrainer
+from trl.experimental.server_distillation.server_distillation_trainer import _add_tail_bucket, _jsd_divergence
 from trl.trainer.dpo_trainer import DPOTrainer
 from trl.trainer.utils import selective_log_softmax
 
@@ -140,9 +144,27 @@ def distillation():
             loss = GKDTrainer.generalized_jsd_loss(s[None], teacher[None], labels=labels[None], beta=beta, temperature=temperature)
             loss.backward()
             cases.append({"beta": beta, "temperature": temperature, "loss": loss.item(), "grad": s.grad.flatten().tolist()})
+    K = 3
+    topk_cases = []
+    for beta in [0.0, 0.5, 1.0]:
+        for temperature in [1.0, 2.0]:
+            t_lp, t_ids = torch.topk(F.log_softmax(teacher / temperature, dim=-1), K, dim=-1)
+            s = student0.clone().requires_grad_(True)
+            s_lp = F.log_softmax(s / temperature, dim=-1).gather(-1, t_ids)
+            valid = torch.ones_like(t_lp, dtype=torch.bool)
+            s_sparse, support = _add_tail_bucket(s_lp, valid)
+            t_sparse, _ = _add_tail_bucket(t_lp, valid)
+            per_row = _jsd_divergence(s_sparse, t_sparse, beta, support_mask=support).sum(-1)
+            mask = labels != -100
+            loss = per_row[mask].sum() / mask.sum()
+            loss.backward()
+            topk_cases.append({
+                "beta": beta, "temperature": temperature, "k": K, "ids": t_ids.flatten().tolist(),
+                "logProbs": t_lp.flatten().tolist(), "loss": loss.item(), "grad": s.grad.flatten().tolist(),
+            })
     return {
         "rows": N, "vocab": V, "student": student0.flatten().tolist(), "teacher": teacher.flatten().tolist(),
-        "targets": labels.tolist(), "cases": cases,
+        "targets": labels.tolist(), "cases": cases, "topKCases": topk_cases,
     }
 
 
@@ -150,6 +172,6 @@ if __name__ == "__main__":
     torch.set_default_dtype(torch.float64)
     for name, data in [("preference.json", preference()), ("distillation.json", distillation())]:
         with open(OUT + name, "w") as f:
-            json.dump(data, f, indent=1)
+            json.dump(data, f, separators=(",", ":"))
             f.write("\n")
         print("wrote", OUT + name)
