@@ -95,7 +95,8 @@ package enum ChatTemplate: String, Codable, Sendable, CaseIterable {
         var messages = messages
         var shift = 0  // caller's message i is messages[i + shift]
         if let tools, !tools.isEmpty {
-            let block = "\n\n# Tools\n\n<tools>\n" + tools.map { $0.compactJSON() }.joined(separator: "\n") + "\n</tools>"
+            let block =
+                "\n\n# Tools\n\n<tools>\n" + tools.map { $0.compactJSON() }.joined(separator: "\n") + "\n</tools>"
             if let first = messages.first, first.role == "system" {
                 messages[0].content += block
             } else {
@@ -130,12 +131,17 @@ package enum ChatTemplate: String, Codable, Sendable, CaseIterable {
     /// Throws when the tokenizer lacks a token the template writes (it would be split into
     /// ordinary BPE pieces and the model would never see one end-of-turn id).
     package func check(_ tokenizer: ByteLevelBPETokenizer) throws {
-        let missing = specialTokens.filter { tokenizer.id(for: $0) == nil || !tokenizer.isSpecial(tokenizer.id(for: $0)!) }
+        let missing = specialTokens.filter {
+            tokenizer.id(for: $0) == nil || !tokenizer.isSpecial(tokenizer.id(for: $0)!)
+        }
         guard missing.isEmpty else {
             let other = ChatTemplate.allCases.filter { $0 != self }.map(\.rawValue).joined(separator: ", ")
             throw DataError.badConfig(
-                reason: "the tokenizer has no special token \(missing.joined(separator: ", ")) for the \(rawValue) chat template",
-                hint: "choose a template whose tokens the tokenizer has (\(other)), or add them to the tokenizer's added_tokens")
+                reason:
+                    "the tokenizer has no special token \(missing.joined(separator: ", ")) for the \(rawValue) chat template",
+                hint:
+                    "choose a template whose tokens the tokenizer has (\(other)), or add them to the tokenizer's added_tokens"
+            )
         }
     }
 }
@@ -166,7 +172,8 @@ extension JSONValue {
         case .string(let s): return Self.quoted(s)
         case .array(let items): return "[" + items.map { $0.compactJSON() }.joined(separator: ", ") + "]"
         case .object(let o):
-            return "{" + o.entries.map { Self.quoted($0.key) + ": " + $0.value.compactJSON() }.joined(separator: ", ") + "}"
+            return "{" + o.entries.map { Self.quoted($0.key) + ": " + $0.value.compactJSON() }.joined(separator: ", ")
+                + "}"
         }
     }
 

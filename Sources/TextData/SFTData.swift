@@ -69,7 +69,8 @@ package enum SFTData {
             let completionIDs = tokenizer.encode(c, addSpecialTokens: false) + [eosID]
             return RenderedExample(
                 ids: promptIDs + completionIDs,
-                trained: [Bool](repeating: false, count: promptIDs.count) + [Bool](repeating: true, count: completionIDs.count))
+                trained: [Bool](repeating: false, count: promptIDs.count)
+                    + [Bool](repeating: true, count: completionIDs.count))
         case (.array, .array):
             let p = try messages(prompt, field: "prompt", record)
             let c = try messages(completion, field: "completion", record)
@@ -100,29 +101,35 @@ package enum SFTData {
     /// and string "content".
     private static func messages(_ value: JSONValue, field: String, _ record: JSONLRecord) throws -> [ChatMessage] {
         guard case .array(let items) = value else {
-            throw record.error("\"\(field)\" is \(value.typeName), not a list of messages", at: field,
+            throw record.error(
+                "\"\(field)\" is \(value.typeName), not a list of messages", at: field,
                 hint: "write [{\"role\": \"user\", \"content\": \"...\"}, ...]")
         }
         return try items.enumerated().map { i, item in
             let path = "\(field)[\(i)]"
             guard case .object(let o) = item else {
-                throw record.error("\(path) is \(item.typeName), not a message object", at: field,
+                throw record.error(
+                    "\(path) is \(item.typeName), not a message object", at: field,
                     hint: "each message is {\"role\": \"...\", \"content\": \"...\"}")
             }
             if o["tool_calls"] != nil {
-                throw record.error("\(path).tool_calls is not supported yet", at: field,
+                throw record.error(
+                    "\(path).tool_calls is not supported yet", at: field,
                     hint: "write the call into the assistant's content")
             }
             guard case .string(let role)? = o["role"] else {
-                throw record.error("\(path).role is \(o["role"]?.typeName ?? "missing"), not a string", at: field,
+                throw record.error(
+                    "\(path).role is \(o["role"]?.typeName ?? "missing"), not a string", at: field,
                     hint: "roles are \(ChatMessage.roles.joined(separator: ", "))")
             }
             guard ChatMessage.roles.contains(role) else {
-                throw record.error("\(path).role \"\(role)\" is not a chat role", at: field,
+                throw record.error(
+                    "\(path).role \"\(role)\" is not a chat role", at: field,
                     hint: "roles are \(ChatMessage.roles.joined(separator: ", "))")
             }
             guard case .string(let content)? = o["content"] else {
-                throw record.error("\(path).content is \(o["content"]?.typeName ?? "missing"), not a string", at: field,
+                throw record.error(
+                    "\(path).content is \(o["content"]?.typeName ?? "missing"), not a string", at: field,
                     hint: "write the message text as a JSON string")
             }
             return ChatMessage(role: role, content: content)
@@ -135,7 +142,8 @@ package enum SFTData {
         case .null: return nil
         case .array(let items): return items
         default:
-            throw record.error("\"tools\" is \(value.typeName), not a list", at: "tools",
+            throw record.error(
+                "\"tools\" is \(value.typeName), not a list", at: "tools",
                 hint: "write the tools as a JSON list of function schemas")
         }
     }
@@ -222,7 +230,9 @@ package struct SFTSequences: Sendable, Equatable {
     }
 
     /// Rows `range` as flat [rows, seqLen] arrays (inputs, targets, segments, positions).
-    package func slice(_ range: Range<Int>) -> (inputs: [Int32], targets: [Int32], segments: [Int32], positions: [Int32]) {
+    package func slice(_ range: Range<Int>) -> (
+        inputs: [Int32], targets: [Int32], segments: [Int32], positions: [Int32]
+    ) {
         let r = (range.lowerBound * seqLen)..<(range.upperBound * seqLen)
         return (Array(inputs[r]), Array(targets[r]), Array(segments[r]), Array(positions[r]))
     }

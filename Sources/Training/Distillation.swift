@@ -40,7 +40,9 @@ package struct DistillationConfig: Codable, Sendable, Equatable {
     /// α in [0, 1]: loss = α · KD + (1 - α) · CE(student, targets). 1 is pure distillation.
     package var kdWeight: Double = 1
 
-    package init(divergence: DivergenceKind = .forwardKL, beta: Double = 0.5, temperature: Double = 1, kdWeight: Double = 1) {
+    package init(
+        divergence: DivergenceKind = .forwardKL, beta: Double = 0.5, temperature: Double = 1, kdWeight: Double = 1
+    ) {
         self.divergence = divergence
         self.beta = beta
         self.temperature = temperature
@@ -66,7 +68,9 @@ package struct TopKLogProbs: Sendable, Equatable, Codable {
     package var logProbs: [Float]
 
     package init(k: Int, ids: [Int32], logProbs: [Float]) {
-        precondition(k > 0 && ids.count == logProbs.count && ids.count % k == 0, "top-k: k \(k), \(ids.count) ids, \(logProbs.count) log-probs")
+        precondition(
+            k > 0 && ids.count == logProbs.count && ids.count % k == 0,
+            "top-k: k \(k), \(ids.count) ids, \(logProbs.count) log-probs")
         for r in 0..<(ids.count / k) {
             precondition(Set(ids[(r * k)..<((r + 1) * k)]).count == k, "top-k: repeated id in row \(r)")
         }
@@ -182,7 +186,9 @@ extension Tensor {
             let scale = Double(g[0]) / Double(rows.count)
             parallelChunks(rows.count, grain: 4) { chunk in
                 var scratch = DivergenceRow.Scratch(v: v)
-                for i in chunk { _ = row.run(rows[i], px + rows[i] * v, grad: gx + rows[i] * v, scale: scale, &scratch) }
+                for i in chunk {
+                    _ = row.run(rows[i], px + rows[i] * v, grad: gx + rows[i] * v, scale: scale, &scratch)
+                }
             }
         }
         return out
@@ -236,7 +242,10 @@ private struct DivergenceRow: @unchecked Sendable {
         }
     }
 
-    func run(_ r: Int, _ x: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>?, scale: Double, _ w: inout Scratch)
+    func run(
+        _ r: Int, _ x: UnsafeMutablePointer<Float>, grad: UnsafeMutablePointer<Float>?, scale: Double,
+        _ w: inout Scratch
+    )
         -> Double
     {
         // Student log-probs at temperature τ.

@@ -123,7 +123,9 @@ package struct PreferenceLossConfig: Codable, Sendable, Equatable {
     /// SimPO's target reward margin γ ≥ 0 (TRL CPO `simpo_gamma`, default 0.5).
     package var simpoGamma: Double = 0.5
 
-    package init(kind: PreferenceLossKind = .sigmoid, beta: Double = 0.1, labelSmoothing: Double = 0, simpoGamma: Double = 0.5) {
+    package init(
+        kind: PreferenceLossKind = .sigmoid, beta: Double = 0.1, labelSmoothing: Double = 0, simpoGamma: Double = 0.5
+    ) {
         self.kind = kind
         self.beta = beta
         self.labelSmoothing = labelSmoothing

@@ -24,32 +24,37 @@ private func jsonl(_ lines: [String]) throws -> String {
 @Suite struct ChatTemplateTests {
     @Test func chatmlText() {
         let pieces = ChatTemplate.chatml.render(conversation)
-        #expect(pieces == [
-            ChatPiece("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", trained: false),
-            ChatPiece("Hello!<|im_end|>", trained: true),
-            ChatPiece("\n<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n", trained: false),
-            ChatPiece("4<|im_end|>", trained: true),
-            ChatPiece("\n", trained: false),
-        ])
+        #expect(
+            pieces == [
+                ChatPiece(
+                    "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n",
+                    trained: false),
+                ChatPiece("Hello!<|im_end|>", trained: true),
+                ChatPiece("\n<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n", trained: false),
+                ChatPiece("4<|im_end|>", trained: true),
+                ChatPiece("\n", trained: false),
+            ])
     }
 
     @Test func llama3Text() {
         let pieces = ChatTemplate.llama3.render(Array(conversation[1...2]))
-        #expect(pieces == [
-            ChatPiece(
-                "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
-                trained: false),
-            ChatPiece("Hello!<|eot_id|>", trained: true),
-        ])
+        #expect(
+            pieces == [
+                ChatPiece(
+                    "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
+                    trained: false),
+                ChatPiece("Hello!<|eot_id|>", trained: true),
+            ])
     }
 
     /// Tools join the system message as one JSON line each; without a system message one is created.
     @Test func toolsGoIntoTheSystemMessage() throws {
         let tool = try JSONValue.parse(Array(#"{"name":"add","parameters":{"a":"int","b":"int"}}"#.utf8))
         let text = ChatTemplate.chatml.render(Array(conversation[1...2]), tools: [tool]).map(\.text).joined()
-        #expect(text.hasPrefix(
-            "<|im_start|>system\n\n\n# Tools\n\n<tools>\n{\"name\": \"add\", \"parameters\": {\"a\": \"int\", \"b\": \"int\"}}\n</tools><|im_end|>\n<|im_start|>user\nHi"
-        ))
+        #expect(
+            text.hasPrefix(
+                "<|im_start|>system\n\n\n# Tools\n\n<tools>\n{\"name\": \"add\", \"parameters\": {\"a\": \"int\", \"b\": \"int\"}}\n</tools><|im_end|>\n<|im_start|>user\nHi"
+            ))
         // The assistant message is still the trained one after the inserted system message.
         let pieces = ChatTemplate.chatml.render(Array(conversation[1...2]), tools: [tool], trainedMessages: [1])
         #expect(pieces.filter(\.trained).map(\.text) == ["Hello!<|im_end|>"])
@@ -121,12 +126,16 @@ private func jsonl(_ lines: [String]) throws -> String {
     @Test(arguments: [
         (#"{"text": "x"}"#, "f:1:1: not an SFT row (fields: \"text\")"),
         (#"{"messages": "hi"}"#, "f:1:14: \"messages\" is a string, not a list of messages"),
-        (#"{"messages": [{"role": "user", "content": "a"}, {"role": "bot", "content": "b"}]}"#,
-         "f:1:14: messages[1].role \"bot\" is not a chat role; roles are system, user, assistant, tool"),
+        (
+            #"{"messages": [{"role": "user", "content": "a"}, {"role": "bot", "content": "b"}]}"#,
+            "f:1:14: messages[1].role \"bot\" is not a chat role; roles are system, user, assistant, tool"
+        ),
         (#"{"messages": [{"role": "user", "content": 3}]}"#, "f:1:14: messages[0].content is a number, not a string"),
         (#"{"messages": [{"role": "user", "content": "a"}]}"#, "f:1:14: no assistant message, so nothing to train on"),
-        (#"{"prompt": "a", "completion": [{"role": "assistant", "content": "b"}]}"#,
-         "f:1:31: \"prompt\" is a string and \"completion\" is an array"),
+        (
+            #"{"prompt": "a", "completion": [{"role": "assistant", "content": "b"}]}"#,
+            "f:1:31: \"prompt\" is a string and \"completion\" is an array"
+        ),
         (#"{"prompt": "a", "completion": "b", "tools": 1}"#, "f:1:45: \"tools\" is a number, not a list"),
     ])
     func errorsNameTheField(_ line: String, _ want: String) throws {

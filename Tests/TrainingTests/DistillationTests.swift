@@ -41,7 +41,8 @@ private func twoTokens() -> (Tensor, Tensor) {
     /// L = 0.5 * 0.035374891 + 0.5 * 0.032269260 = 0.033822076.
     @Test func jsd() {
         let (s, t) = twoTokens()
-        let out = DistillationConfig(divergence: .jsd, beta: 0.5).loss(studentLogits: s, teacher: .logits(t), targets: [0])
+        let out = DistillationConfig(divergence: .jsd, beta: 0.5).loss(
+            studentLogits: s, teacher: .logits(t), targets: [0])
         #expect(abs(out.loss.item - 0.033822076) < 1e-6)
     }
 
@@ -86,7 +87,10 @@ private func twoTokens() -> (Tensor, Tensor) {
         for kind in [DivergenceKind.forwardKL, .jsd] {
             let c = DistillationConfig(divergence: kind, temperature: 1.5)
             let dense = c.loss(studentLogits: s, teacher: .logits(t), targets: [0, 1, 2, 3]).kd
-            let top = c.loss(studentLogits: s, teacher: .topK(TopKLogProbs(logits: t, k: 5, temperature: 1.5)), targets: [0, 1, 2, 3]).kd
+            let top = c.loss(
+                studentLogits: s, teacher: .topK(TopKLogProbs(logits: t, k: 5, temperature: 1.5)),
+                targets: [0, 1, 2, 3]
+            ).kd
             #expect(abs(dense - top) < 1e-5, "\(kind): dense \(dense) vs top-k \(top)")
         }
     }
@@ -113,7 +117,8 @@ private func twoTokens() -> (Tensor, Tensor) {
     }
 
     @Test func configProblemsNameTheKey() {
-        #expect(DistillationConfig(divergence: .jsd, beta: 1).problems() == ["beta must be in (0, 1) for jsd (got 1.0)"])
+        #expect(
+            DistillationConfig(divergence: .jsd, beta: 1).problems() == ["beta must be in (0, 1) for jsd (got 1.0)"])
         #expect(DistillationConfig(temperature: 0, kdWeight: 2).problems().count == 2)
         #expect(PreferenceLossConfig(beta: 0, labelSmoothing: 0.5).problems().count == 2)
     }
@@ -167,7 +172,8 @@ struct DistillationFixture: Decodable {
         let out = DistillationFixture.config(beta: c.beta, temperature: c.temperature)
             .loss(studentLogits: s, teacher: .logits(f.tensor(f.teacher)), targets: f.targets)
         out.loss.backward()
-        #expect(closeness([out.loss.item], [c.loss]) <= 1, "β \(c.beta) τ \(c.temperature): \(out.loss.item) vs \(c.loss)")
+        #expect(
+            closeness([out.loss.item], [c.loss]) <= 1, "β \(c.beta) τ \(c.temperature): \(out.loss.item) vs \(c.loss)")
         #expect(closeness(s.grad!.values, c.grad, atol: 1e-6) <= 1, "β \(c.beta) τ \(c.temperature): gradient")
     }
 
@@ -180,7 +186,8 @@ struct DistillationFixture: Decodable {
         let out = DistillationFixture.config(beta: c.beta, temperature: c.temperature)
             .loss(studentLogits: s, teacher: .topK(top), targets: f.targets)
         out.loss.backward()
-        #expect(closeness([out.loss.item], [c.loss]) <= 1, "β \(c.beta) τ \(c.temperature): \(out.loss.item) vs \(c.loss)")
+        #expect(
+            closeness([out.loss.item], [c.loss]) <= 1, "β \(c.beta) τ \(c.temperature): \(out.loss.item) vs \(c.loss)")
         #expect(closeness(s.grad!.values, c.grad, atol: 1e-6) <= 1, "β \(c.beta) τ \(c.temperature): gradient")
         // The stored top-k is what TopKLogProbs(logits:) produces from the teacher.
         let mine = TopKLogProbs(logits: f.tensor(f.teacher), k: c.k, temperature: c.temperature)

@@ -79,7 +79,8 @@ private func randomExample(_ n: Int, _ rng: inout RNG) -> RenderedExample {
         var first: PreferenceLoss?, last: PreferenceLoss?
         for _ in 0..<10 {
             opt.zeroGrad()
-            let out = config.loss(logits: model.logits(ids: ids, batch: 2, length: 7), targets: targets, reference: reference)
+            let out = config.loss(
+                logits: model.logits(ids: ids, batch: 2, length: 7), targets: targets, reference: reference)
             out.loss.backward()
             opt.update(lr: 1e-2)
             if first == nil { first = out }
@@ -99,13 +100,15 @@ private func randomExample(_ n: Int, _ rng: inout RNG) -> RenderedExample {
             let ids: [Int32] = (0..<12).map { Int32($0 * 5 % 41) }
             let targets = ids.enumerated().map { $0.offset < 4 ? -100 : ($0.element + 1) % 41 }
             let teacherLogits = GradMode.withoutGrad { teacher.logits(ids: ids, batch: 1, length: 12) }
-            let dist: TeacherDistribution = topK ? .topK(TopKLogProbs(logits: teacherLogits, k: 4)) : .logits(teacherLogits)
+            let dist: TeacherDistribution =
+                topK ? .topK(TopKLogProbs(logits: teacherLogits, k: 4)) : .logits(teacherLogits)
             let config = DistillationConfig(divergence: .forwardKL)
             let opt = AdamW(parameters: student.namedParameters(), config: AdamWConfig(weightDecay: 0)) { _ in true }
             var losses: [Double] = []
             for _ in 0..<10 {
                 opt.zeroGrad()
-                let out = config.loss(studentLogits: student.logits(ids: ids, batch: 1, length: 12), teacher: dist, targets: targets)
+                let out = config.loss(
+                    studentLogits: student.logits(ids: ids, batch: 1, length: 12), teacher: dist, targets: targets)
                 out.loss.backward()
                 opt.update(lr: 1e-2)
                 losses.append(out.kd)

@@ -24,7 +24,9 @@ private func onePair() -> (SequenceLogProbs, SequenceLogProbs, ReferenceLogProbs
     )
 }
 
-private func handLoss(_ config: PreferenceLossConfig) -> (loss: Float, dChosen: Float, dRejected: Float, PreferenceMetrics) {
+private func handLoss(_ config: PreferenceLossConfig) -> (
+    loss: Float, dChosen: Float, dRejected: Float, PreferenceMetrics
+) {
     let (chosen, rejected, ref, c, r) = onePair()
     let out = config.loss(chosen: chosen, rejected: rejected, reference: ref)
     out.loss.backward()
@@ -43,9 +45,11 @@ private func handLoss(_ config: PreferenceLossConfig) -> (loss: Float, dChosen: 
         #expect(abs(m.rewardsChosen - 0.05) < 1e-7 && abs(m.rewardsRejected + 0.05) < 1e-7)
         #expect(abs(m.rewardsMargins - 0.1) < 1e-7 && m.rewardsAccuracies == 1)
         #expect(m.logpsChosen == -2 && m.logpsRejected == -3)
-        #expect(m.named.map(\.0) == [
-            "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected",
-        ])
+        #expect(
+            m.named.map(\.0) == [
+                "rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins", "logps/chosen",
+                "logps/rejected",
+            ])
     }
 
     /// Hinge, β = 0.1: max(0, 1 - 0.1 * 1) = 0.9, dL/dπ_c = -β = -0.1.
@@ -176,7 +180,9 @@ struct PreferenceFixture: Decodable {
         out.loss.backward()
         #expect(closeness([out.loss.item], [c.loss]) <= 1, "\(c.kind): loss \(out.loss.item) vs TRL \(c.loss)")
         for (name, value) in out.metrics.named {
-            #expect(abs(value - c.metrics[name]!) <= 1e-5 + 1e-5 * abs(value), "\(c.kind): \(name) \(value) vs TRL \(c.metrics[name]!)")
+            #expect(
+                abs(value - c.metrics[name]!) <= 1e-5 + 1e-5 * abs(value),
+                "\(c.kind): \(name) \(value) vs TRL \(c.metrics[name]!)")
         }
         #expect(closeness(logits.grad!.values, c.grad, atol: 1e-6, rtol: 1e-4) <= 1, "\(c.kind): gradient")
     }
@@ -185,7 +191,8 @@ struct PreferenceFixture: Decodable {
     func finiteDifferences(_ kind: PreferenceLossKind) {
         // Small logits so every loss is away from its kinks (hinge at βΔ = 1).
         let logits = f.logitsTensor()
-        let config = PreferenceLossConfig(kind: kind, beta: kind == .simpo ? 2 : 0.5, labelSmoothing: kind == .sigmoid ? 0 : 0.2)
+        let config = PreferenceLossConfig(
+            kind: kind, beta: kind == .simpo ? 2 : 0.5, labelSmoothing: kind == .sigmoid ? 0 : 0.2)
         expectGradientMatchesFiniteDifferences(logits, kind.rawValue) {
             config.loss(logits: logits, targets: f.targets, reference: f.reference).loss
         }
