@@ -57,6 +57,16 @@ package enum SFTData {
             throw record.error(
                 "not an SFT row (fields: \(present.isEmpty ? "none" : present))", hint: forms)
         }
+        return try promptCompletion(
+            prompt, completion, field: "completion", tools: tools, format: format, tokenizer: tokenizer, record)
+    }
+
+    /// A prompt and one completion (the `field` of the row: completion, chosen or rejected),
+    /// both strings or both message lists.
+    static func promptCompletion(
+        _ prompt: JSONValue, _ completion: JSONValue, field: String, tools: [JSONValue]?, format: SFTFormat,
+        tokenizer: ByteLevelBPETokenizer, _ record: JSONLRecord
+    ) throws -> RenderedExample {
         switch (prompt, completion) {
         case (.string(let p), .string(let c)):
             let eos = format.eosToken ?? format.template.endOfTurn
@@ -73,17 +83,17 @@ package enum SFTData {
                     + [Bool](repeating: true, count: completionIDs.count))
         case (.array, .array):
             let p = try messages(prompt, field: "prompt", record)
-            let c = try messages(completion, field: "completion", record)
+            let c = try messages(completion, field: field, record)
             let trained = Set(c.indices.filter { c[$0].role == "assistant" }.map { $0 + p.count })
             guard !trained.isEmpty else {
                 throw record.error(
-                    "the completion has no assistant message, so nothing to train on", at: "completion",
-                    hint: "the completion should be [{\"role\": \"assistant\", \"content\": \"...\"}]")
+                    "\"\(field)\" has no assistant message, so nothing to train on", at: field,
+                    hint: "write it as [{\"role\": \"assistant\", \"content\": \"...\"}]")
             }
             return try chat(p + c, tools: tools, trained: trained, format: format, tokenizer: tokenizer)
         default:
             throw record.error(
-                "\"prompt\" is \(prompt.typeName) and \"completion\" is \(completion.typeName)", at: "completion",
+                "\"prompt\" is \(prompt.typeName) and \"\(field)\" is \(completion.typeName)", at: field,
                 hint: "use two strings (standard) or two message lists (conversational)")
         }
     }
@@ -99,7 +109,7 @@ package enum SFTData {
 
     /// A message list at `field`: objects with string "role" (system, user, assistant, tool)
     /// and string "content".
-    private static func messages(_ value: JSONValue, field: String, _ record: JSONLRecord) throws -> [ChatMessage] {
+    static func messages(_ value: JSONValue, field: String, _ record: JSONLRecord) throws -> [ChatMessage] {
         guard case .array(let items) = value else {
             throw record.error(
                 "\"\(field)\" is \(value.typeName), not a list of messages", at: field,
@@ -136,7 +146,7 @@ package enum SFTData {
         }
     }
 
-    private static func tools(_ record: JSONLRecord) throws -> [JSONValue]? {
+    static func tools(_ record: JSONLRecord) throws -> [JSONValue]? {
         guard let value = record.value("tools") else { return nil }
         switch value {
         case .null: return nil

@@ -192,3 +192,54 @@ private func jsonl(_ lines: [String]) throws -> String {
         #expect(s.truncated == 1 && s.inputs == [20, 21] && s.targets == [-100, 22])
     }
 }
+
+@Suite struct PreferenceDataTests {
+    let tok = try! Fixtures.tokenizer("qwen2_bpe.json")
+
+    /// Standard rows: both examples share the prompt ids; each completion ends with <|im_end|> (id 2).
+    @Test func standardPairs() throws {
+        let path = try jsonl([#"{"prompt": "The sky is", "chosen": " blue.", "rejected": " green."}"#])
+        let pair = try PreferenceData.read(path: path, format: SFTFormat(), tokenizer: tok)[0]
+        let p = tok.encode("The sky is")
+        #expect(pair.chosen.ids == p + tok.encode(" blue.", addSpecialTokens: false) + [2])
+        #expect(pair.rejected.ids == p + tok.encode(" green.", addSpecialTokens: false) + [2])
+        #expect(pair.chosen.trained.prefix(p.count).allSatisfy { !$0 })
+        #expect(pair.chosen.trained.dropFirst(p.count).allSatisfy { $0 })
+    }
+
+    @Test func conversationalPairs() throws {
+        let path = try jsonl([
+            #"{"prompt": [{"role": "user", "content": "2+2?"}], "chosen": [{"role": "assistant", "content": "4"}], "rejected": [{"role": "assistant", "content": "5"}]}"#
+        ])
+        let pair = try PreferenceData.read(path: path, format: SFTFormat(), tokenizer: tok)[0]
+        func trained(_ e: RenderedExample) -> String {
+            tok.decode(e.ids.enumerated().filter { e.trained[$0.offset] }.map(\.element))
+        }
+        #expect(trained(pair.chosen) == "4<|im_end|>" && trained(pair.rejected) == "5<|im_end|>")
+    }
+
+    @Test func missingFieldIsNamed() throws {
+        let path = try jsonl([#"{"prompt": "a", "chosen": "b"}"#])
+        #expect {
+            try PreferenceData.read(path: path, format: SFTFormat(), tokenizer: tok)
+        } throws: { e in
+            let d = (e as? DataError)?.description ?? ""
+            return d.hasPrefix("\(path):1:1: missing field \"rejected\" (the object has \"prompt\", \"chosen\")")
+                && d.contains("preference rows are {\"prompt\", \"chosen\", \"rejected\"}")
+        }
+    }
+
+    /// Pair 1: chosen 1 2 3 (F F T) -> inputs 1 2, targets -100 3; rejected 1 2 4 5 (F F T T)
+    /// -> inputs 1 2 4, targets -100 4 5. Rows are chosen then rejected, padded to 3.
+    @Test func layoutIsChosenThenRejected() {
+        let pair = PreferencePair(
+            chosen: RenderedExample(ids: [1, 2, 3], trained: [false, false, true]),
+            rejected: RenderedExample(ids: [1, 2, 4, 5], trained: [false, false, true, true]))
+        let s = PreferenceSequences([pair], maxLength: 8, padID: 9)
+        #expect(s.pairs == 1 && s.length == 3 && s.truncated == 0)
+        #expect(s.inputs == [1, 2, 9, /**/ 1, 2, 4])
+        #expect(s.targets == [-100, 3, -100, /**/ -100, 4, 5])
+        let cut = PreferenceSequences([pair], maxLength: 2)
+        #expect(cut.length == 2 && cut.truncated == 1 && cut.targets == [-100, 3, /**/ -100, 4])
+    }
+}

@@ -57,19 +57,14 @@ private func randomExample(_ n: Int, _ rng: inout RNG) -> RenderedExample {
         let model = fineTuneModel(seed: 9)
         var rng = RNG(seed: 4)
         let prompt = (0..<4).map { _ in Int32(rng.next() % 41) }
-        let chosen = prompt + [3, 5, 7, 9], rejected = prompt + [4, 6, 8]
-        // Pad both rows to 7 positions; targets only on the completion.
-        func row(_ ids: [Int32]) -> (inputs: [Int32], targets: [Int32]) {
-            var inputs = Array(ids.dropLast()), targets = Array(ids.dropFirst())
-            for i in 0..<(prompt.count - 1) { targets[i] = -100 }
-            while inputs.count < 7 {
-                inputs.append(0)
-                targets.append(-100)
-            }
-            return (inputs, targets)
+        func example(_ completion: [Int32]) -> RenderedExample {
+            RenderedExample(
+                ids: prompt + completion, trained: prompt.map { _ in false } + completion.map { _ in true })
         }
-        let (ci, ct) = row(chosen), (ri, rt) = row(rejected)
-        let ids = ci + ri, targets = ct + rt
+        let batch = PreferenceSequences(
+            [PreferencePair(chosen: example([3, 5, 7, 9]), rejected: example([4, 6, 8]))], maxLength: 16)
+        #expect(batch.length == 7)
+        let ids = batch.inputs, targets = batch.targets
         let config = PreferenceLossConfig(kind: .sigmoid, beta: 0.1)
         let reference: ReferenceLogProbs = GradMode.withoutGrad {
             let s = Tensor.sequenceLogProbs(model.logits(ids: ids, batch: 2, length: 7), targets: targets).sum.values
@@ -115,5 +110,17 @@ private func randomExample(_ n: Int, _ rng: inout RNG) -> RenderedExample {
             }
             #expect(losses.last! < 0.7 * losses.first!, "top-k \(topK): \(losses)")
         }
+    }
+}
+
+@Suite struct SFTBatchTests {
+    /// Three one-example rows of length 2 in batches of 2: rows {0, 1} then {2}, segments kept.
+    @Test func rowsGroupIntoBatches() {
+        let e = RenderedExample(ids: [1, 2, 3], trained: [false, true, true])
+        let s = SFTSequences([e, e, e], seqLen: 2, layout: .padded)
+        let batches = s.trainingBatches(batchSize: 2)
+        #expect(batches.map(\.batch) == [2, 1] && batches.allSatisfy { $0.length == 2 })
+        #expect(batches[0].inputs == [1, 2, 1, 2] && batches[0].targets == [2, 3, 2, 3])
+        #expect(batches[1].segments == [1, 1])
     }
 }
