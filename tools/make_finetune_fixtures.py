@@ -17,6 +17,11 @@ temperature GKDTrainer.generalized_jsd_loss and its gradient with respect to the
 top-k cases keep the teacher's K most likely tokens (log-probs at the temperature) and take the
 divergence over K + 1 buckets with TRL's server-distillation `_add_tail_bucket` and
 `_jsd_divergence` (masked mean over positions, as its `_reduce_divergence_loss` batchmean).
+
+chat_templates.json (Tests/TextDataTests/Fixtures): conversations rendered by transformers'
+render_jinja_template with TRL's training templates (llama3_training.jinja and
+qwen2_5_training.jinja, whose {% generation %} blocks mark the assistant-only loss): the text and
+the character spans of the generation blocks.
 """
 
 import json
@@ -31,6 +36,9 @@ from trl.experimental.gkd.gkd_trainer import GKDTrainer
 from trl.experimental.server_distillation.server_distillation_trainer import _add_tail_bucket, _jsd_divergence
 from trl.trainer.dpo_trainer import DPOTrainer
 from trl.trainer.utils import selective_log_softmax
+from transformers.utils.chat_template_utils import render_jinja_template
+import os
+import trl
 
 torch.manual_seed(20261123)
 OUT = "Tests/TrainingTests/Fixtures/"
@@ -168,10 +176,39 @@ def distillation():
     }
 
 
+def chat_templates():
+    folder = os.path.join(os.path.dirname(trl.__file__), "chat_templates")
+    conversations = [
+        [
+            {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "2+2?"},
+            {"role": "assistant", "content": "4"},
+        ],
+        [
+            {"role": "system", "content": "You answer in French."}, {"role": "user", "content": "Thanks"},
+            {"role": "assistant", "content": "De rien, avec plaisir."},
+        ],
+    ]
+    cases = []
+    for template, name in [("chatml", "qwen2_5_training.jinja"), ("llama3", "llama3_training.jinja")]:
+        with open(os.path.join(folder, name)) as f:
+            jinja = f.read()
+        for conv in conversations:
+            text, spans = render_jinja_template(
+                conversations=[conv], chat_template=jinja, return_assistant_tokens_mask=True, bos_token="<|begin_of_text|>")
+            cases.append({"template": template, "source": "trl/chat_templates/" + name, "messages": conv,
+                          "text": text[0], "generation": [list(s) for s in spans[0]]})
+    return {"cases": cases}
+
+
 if __name__ == "__main__":
     torch.set_default_dtype(torch.float64)
-    for name, data in [("preference.json", preference()), ("distillation.json", distillation())]:
-        with open(OUT + name, "w") as f:
+    outputs = [
+        (OUT + "preference.json", preference()), (OUT + "distillation.json", distillation()),
+        ("Tests/TextDataTests/Fixtures/chat_templates.json", chat_templates()),
+    ]
+    for path, data in outputs:
+        with open(path, "w") as f:
             json.dump(data, f, separators=(",", ":"))
             f.write("\n")
-        print("wrote", OUT + name)
+        print("wrote", path)

@@ -12,9 +12,13 @@
 //     <|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>   for every message
 //
 // The trained part of an assistant message is `{content}` followed by the end-of-turn token
-// (<|im_end|> or <|eot_id|>), as TRL's `assistant_only_loss` marks it with the template's
-// `{% generation %}` block; the header before it and the "\n" after <|im_end|> are not
-// trained. Content is used as given (Meta's template trims it; distill does not).
+// (<|im_end|> or <|eot_id|>): exactly what the model generates after the generation prompt
+// (`<|im_start|>assistant\n`, `<|start_header_id|>assistant<|end_header_id|>\n\n`) up to its
+// stop token. For llama3 this is the span TRL's llama3_training.jinja marks with
+// `{% generation %}` for `assistant_only_loss`; TRL's qwen2_5_training.jinja also marks the
+// "\n" before the content and the "\n" after <|im_end|>, which distill leaves untrained. The
+// rendered text equals those templates' (Tests/TextDataTests/SFTDataTests.swift checks both
+// against transformers' renderer). Content is used as given (Meta's template trims it).
 //
 // Tools (the `tools` field of a TRL row): each tool is written as one line of JSON (Python's
 // `json.dumps` layout: ", " and ": " separators, keys in file order) inside

@@ -243,3 +243,48 @@ private func jsonl(_ lines: [String]) throws -> String {
         #expect(cut.length == 2 && cut.truncated == 1 && cut.targets == [-100, 3, /**/ -100, 4])
     }
 }
+
+/// Conversations rendered by transformers with TRL's training templates (tools/make_finetune_fixtures.py).
+struct ChatTemplateFixture: Decodable {
+    struct Message: Decodable {
+        var role: String
+        var content: String
+    }
+    struct Case: Decodable {
+        var template: String
+        var source: String
+        var messages: [Message]
+        var text: String
+        /// Character ranges inside TRL's {% generation %} blocks (ASCII text: characters = bytes).
+        var generation: [[Int]]
+    }
+    var cases: [Case]
+
+    static let shared: ChatTemplateFixture = {
+        let data = try! Data(contentsOf: Fixtures.url("chat_templates.json"))
+        return try! JSONDecoder().decode(ChatTemplateFixture.self, from: data)
+    }()
+}
+
+@Suite struct ChatTemplateReferenceTests {
+    /// The same text as TRL's templates, and the same trained spans for llama3. TRL's Qwen2.5
+    /// training template also trains the "\n" after "<|im_start|>assistant" and the "\n" after
+    /// <|im_end|>; distill's ChatML does not (the first is part of the generation prompt at
+    /// inference, the second comes after the stop token), so its spans are TRL's minus one
+    /// character at each end.
+    @Test("rendered text and trained spans", arguments: 0..<ChatTemplateFixture.shared.cases.count)
+    func matchesTRL(_ index: Int) {
+        let c = ChatTemplateFixture.shared.cases[index]
+        let template = ChatTemplate(rawValue: c.template)!
+        let pieces = template.render(c.messages.map { ChatMessage(role: $0.role, content: $0.content) })
+        #expect(pieces.map(\.text).joined() == c.text, "\(c.source)")
+        var spans: [[Int]] = []
+        var offset = 0
+        for p in pieces {
+            if p.trained { spans.append([offset, offset + p.text.count]) }
+            offset += p.text.count
+        }
+        let want = template == .chatml ? c.generation.map { [$0[0] + 1, $0[1] - 1] } : c.generation
+        #expect(spans == want, "\(c.source)")
+    }
+}
