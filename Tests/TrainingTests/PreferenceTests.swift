@@ -115,6 +115,25 @@ private func handLoss(_ config: PreferenceLossConfig) -> (
         #expect(x.grad!.values == [1, 0])
     }
 
+    /// The fused per-token log-prob equals the composition logSoftmax().gatherLast(), masked,
+    /// forward and backward (random upstream gradient).
+    @Test func tokenLogProbsEqualTheComposition() {
+        var rng = RNG(seed: 8)
+        let x = Tensor.randn([5, 11], std: 3, rng: &rng, requiresGrad: true)
+        let targets: [Int32] = [3, -100, 10, 0, -100]
+        let seed = Tensor.randn([5], rng: &rng)
+        Tensor.tokenLogProbs(x, targets: targets).backward(seed: seed)
+        let fused = x.grad!.values
+        let fusedOut = GradMode.withoutGrad { Tensor.tokenLogProbs(x, targets: targets) }.values
+        x.grad = nil
+        let mask = Tensor(shape: [5], values: targets.map { $0 == -100 ? 0 : 1 })
+        let composed = x.logSoftmax().gatherLast(targets.map { max($0, 0) }) * mask
+        composed.backward(seed: seed)
+        #expect(closeness(fusedOut, composed.values.map(Double.init), atol: 1e-6) <= 1)
+        #expect(closeness(fused, x.grad!.values.map(Double.init), atol: 1e-6) <= 1)
+        #expect(fusedOut[1] == 0 && fusedOut[4] == 0)
+    }
+
     /// Two rows, T = 2, V = 2, all logits 0: every token has log-prob log ½ = -0.693147181.
     /// Row 0 counts both positions (-1.386294361), row 1 only its second (-0.693147181).
     @Test func sequenceLogProbsSumsCountedPositions() {
