@@ -38,25 +38,7 @@ extension JSONValue {
         case .double(let d):
             // Integral doubles print as integers so that 1e3 and 1000 hash alike.
             if d == d.rounded(), abs(d) < 1e15 { out += String(Int(d)) } else { out += d.isFinite ? "\(d)" : "null" }
-        case .string(let s):
-            out += "\""
-            for scalar in s.unicodeScalars {
-                switch scalar {
-                case "\"": out += "\\\""
-                case "\\": out += "\\\\"
-                case "\n": out += "\\n"
-                case "\r": out += "\\r"
-                case "\t": out += "\\t"
-                default:
-                    if scalar.value < 0x20 {
-                        let hex = String(scalar.value, radix: 16)
-                        out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                    } else {
-                        out.unicodeScalars.append(scalar)
-                    }
-                }
-            }
-            out += "\""
+        case .string(let s): JSONValue.writeString(s, to: &out, shortControlEscapes: false)
         case .array(let items):
             out += "["
             for (i, item) in items.enumerated() {

@@ -113,7 +113,11 @@ extension JSONValue {
         }
     }
 
-    private static func writeString(_ s: String, to out: inout String) {
+    /// Appends `s` as a JSON string literal. Control characters without a short escape are
+    /// written as lowercase `\u00xx`. `shortControlEscapes` also writes U+0008 and U+000C as
+    /// `\b` and `\f` (as serde does); the canonical recipe form and safetensors headers pass
+    /// false, and must keep doing so, since fingerprints hash that text.
+    package static func writeString(_ s: String, to out: inout String, shortControlEscapes: Bool = true) {
         out.append("\"")
         for scalar in s.unicodeScalars {
             switch scalar {
@@ -122,8 +126,8 @@ extension JSONValue {
             case "\n": out.append("\\n")
             case "\r": out.append("\\r")
             case "\t": out.append("\\t")
-            case "\u{08}": out.append("\\b")
-            case "\u{0C}": out.append("\\f")
+            case "\u{08}" where shortControlEscapes: out.append("\\b")
+            case "\u{0C}" where shortControlEscapes: out.append("\\f")
             default:
                 if scalar.value < 0x20 {
                     let hex = String(scalar.value, radix: 16)
