@@ -44,7 +44,7 @@ let package = Package(
         .testTarget(name: "TextDataTests", dependencies: ["TextData"], resources: [.copy("Fixtures")]),
         .testTarget(name: "FormatsTests", dependencies: ["Formats"], resources: [.copy("Fixtures")]),
         .testTarget(name: "NNTests", dependencies: ["NN"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training"], resources: [.copy("Fixtures")]),
         // DistillCLI: the cache crash test SIGKILLs `distill _stress-teacher`.
         .testTarget(name: "TeacherTests", dependencies: ["Teacher", "DistillCLI"]),
         .testTarget(name: "RecipeTests", dependencies: ["Recipe"]),

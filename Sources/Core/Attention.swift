@@ -62,12 +62,12 @@ extension Tensor {
                             // P = scale * Q Kᵀ  // [rows, keys]
                             BLAS.sgemm(
                                 transA: false, transB: true, m: rows, n: keys, k: d, alpha: scale, a: qb + r0 * qRow, lda: qRow,
-                                b: kb, ldb: kvRow, c: pb, ldc: s)
+                                b: kb, ldb: kvRow, c: pb, ldc: s, split: false)
                             maskedSoftmaxRows(p, blk.rows, keys: keys, t: t, s: s, causal: causal, segments: segments, batch: bi)
                             // O = P V  // [rows, D]
                             BLAS.sgemm(
                                 transA: false, transB: false, m: rows, n: d, k: keys, a: pb, lda: s, b: vb, ldb: kvRow,
-                                c: ob + r0 * qRow, ldc: qRow)
+                                c: ob + r0 * qRow, ldc: qRow, split: false)
                         }
                     }
                 }
@@ -95,12 +95,12 @@ extension Tensor {
                                 if let dv {  // dV += Pᵀ dO  // [keys, D]
                                     BLAS.sgemm(
                                         transA: true, transB: false, m: keys, n: d, k: rows, a: pb, lda: s, b: dO, ldb: qRow,
-                                        beta: 1, c: dv + kvOff, ldc: kvRow)
+                                        beta: 1, c: dv + kvOff, ldc: kvRow, split: false)
                                 }
                                 // dP = dO Vᵀ  // [rows, keys]
                                 BLAS.sgemm(
                                     transA: false, transB: true, m: rows, n: keys, k: d, a: dO, lda: qRow, b: pv + kvOff,
-                                    ldb: kvRow, c: ds, ldc: s)
+                                    ldb: kvRow, c: ds, ldc: s, split: false)
                                 for i in 0..<rows {
                                     let pr = pb + i * s, dr = ds + i * s
                                     var dot: Float = 0
@@ -110,12 +110,12 @@ extension Tensor {
                                 if let dq {  // dQ += dS K  // [rows, D]
                                     BLAS.sgemm(
                                         transA: false, transB: false, m: rows, n: d, k: keys, a: ds, lda: s, b: pk + kvOff,
-                                        ldb: kvRow, beta: 1, c: dq + qOff + r0 * qRow, ldc: qRow)
+                                        ldb: kvRow, beta: 1, c: dq + qOff + r0 * qRow, ldc: qRow, split: false)
                                 }
                                 if let dk {  // dK += dSᵀ Q  // [keys, D]
                                     BLAS.sgemm(
                                         transA: true, transB: false, m: keys, n: d, k: rows, a: ds, lda: s, b: qb, ldb: qRow,
-                                        beta: 1, c: dk + kvOff, ldc: kvRow)
+                                        beta: 1, c: dk + kvOff, ldc: kvRow, split: false)
                                 }
                             }
                         }

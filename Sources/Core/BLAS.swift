@@ -3,6 +3,7 @@
 
 import CBLAS
 import Foundation
+import Synchronization
 
 /// How OpenBLAS was set up for this process: which kernel family it runs, why, and with
 /// how many threads.
@@ -61,6 +62,10 @@ public enum BLAS {
     /// OPENBLAS_THREAD_TIMEOUT.
     static let defaultThreadTimeout = 12
 
+    /// Whether distill splits large sgemms over its own workers (OpenBLAS then runs
+    /// single-threaded). Off unless DISTILL_BLAS_SPLIT=1: not yet shown to be faster.
+    public static let splitWork = ProcessInfo.processInfo.environment["DISTILL_BLAS_SPLIT"] == "1"
+
     private static func configure() -> BLASRuntime {
         let libraryCore = String(cString: openblas_get_corename())
         let config = String(cString: openblas_get_config())
@@ -95,7 +100,7 @@ public enum BLAS {
             setenv("OPENBLAS_THREAD_TIMEOUT", String(defaultThreadTimeout), 1)
             if distill_blas_restart_threads() == 0 { timeout = defaultThreadTimeout }
         }
-        openblas_set_num_threads(Int32(Threads.count))
+        openblas_set_num_threads(Int32(splitWork ? 1 : Threads.count))
         return BLASRuntime(
             core: String(cString: openblas_get_corename()), libraryCore: libraryCore, source: source,
             config: config.trimmingCharacters(in: .whitespaces), threads: Int(openblas_get_num_threads()),
@@ -106,14 +111,38 @@ public enum BLAS {
     /// op(A) is [m, k] (A stored [k, m] when `transA`), op(B) is [k, n] (B stored [n, k]
     /// when `transB`). Leading dimensions let callers address a head inside [B, T, H, D]
     /// activations without copying.
+    ///
+    /// With `split` (the default) a large product is cut into one block of rows (or columns)
+    /// per worker thread, each a single-threaded sgemm, so distill's one thread pool does
+    /// all the parallel work; kernels that already run sgemms on several workers pass false.
     @inline(__always)
     public static func sgemm(
         transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
         a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
-        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, split: Bool = true
     ) {
         _ = runtime
         guard m > 0, n > 0 else { return }
+        if split && splitWork && Threads.count > 1 && m * n * k >= 1 << 20 && k > 0 {
+            if m >= n || m >= 64 {
+                parallelChunks(m, grain: 16) { rows in
+                    let r0 = rows.lowerBound
+                    cblas_sgemm(
+                        CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                        Int32(rows.count), Int32(n), Int32(k), alpha, transA ? a + r0 : a + r0 * lda, Int32(lda), b,
+                        Int32(ldb), beta, c + r0 * ldc, Int32(ldc))
+                }
+            } else {
+                parallelChunks(n, grain: 16) { cols in
+                    let c0 = cols.lowerBound
+                    cblas_sgemm(
+                        CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                        Int32(m), Int32(cols.count), Int32(k), alpha, a, Int32(lda), transB ? b + c0 * ldb : b + c0,
+                        Int32(ldb), beta, c + c0, Int32(ldc))
+                }
+            }
+            return
+        }
         if k == 0 {
             // BLAS leaves C untouched when k == 0 only for beta == 1; make it explicit.
             for i in 0..<m {
@@ -129,18 +158,34 @@ public enum BLAS {
 
     /// Runs `body` with OpenBLAS limited to one thread, for kernels that call many small
     /// sgemms from several of distill's own worker threads at once (no oversubscription).
+    ///
+    /// Regions nest and may be entered from several threads (data-parallel replicas each
+    /// run attention inside the replicas' region): OpenBLAS returns to `Threads.count`
+    /// threads only when the outermost region ends, so no sgemm ever runs with a thread
+    /// count that another thread just changed.
     public static func singleThreaded<R>(_ body: () throws -> R) rethrows -> R {
         _ = runtime
-        if Threads.count == 1 { return try body() }
-        openblas_set_num_threads(1)
-        defer { openblas_set_num_threads(Int32(Threads.count)) }
+        if Threads.count == 1 || splitWork { return try body() }
+        if singleThreadedDepth.wrappingAdd(1, ordering: .sequentiallyConsistent).oldValue == 0 {
+            openblas_set_num_threads(1)
+        }
+        defer {
+            if singleThreadedDepth.wrappingSubtract(1, ordering: .sequentiallyConsistent).newValue == 0 {
+                openblas_set_num_threads(Int32(Threads.count))
+            }
+        }
         return try body()
     }
+
+    private static let singleThreadedDepth = Atomic<Int>(0)
 
     /// Changes the OpenBLAS thread count (the `threads` setting calls this).
     static func setThreads(_ n: Int) {
         _ = runtime
-        openblas_set_num_threads(Int32(n))
+        // Inside a single-threaded region the region's end applies the new count.
+        if singleThreadedDepth.load(ordering: .sequentiallyConsistent) == 0 {
+            openblas_set_num_threads(Int32(splitWork ? 1 : n))
+        }
     }
 }
 

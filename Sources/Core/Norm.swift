@@ -115,4 +115,58 @@ extension Tensor {
         }
         return out
     }
+
+    /// silu(gate) * up where each row of `gateUp` [..., 2F] holds gate then up, as a fused
+    /// gate/up projection produces them -> [..., F]. Same derivatives as `swiglu(gate:up:)`.
+    public static func swiglu(gateUp: Tensor) -> Tensor {
+        let f2 = gateUp.shape[gateUp.rank - 1]
+        precondition(f2 % 2 == 0, "swiglu(gateUp:) needs an even last axis, got \(gateUp.shape)")
+        let f = f2 / 2, n = gateUp.count / Swift.max(f2, 1)
+        let out = Tensor.empty(Array(gateUp.shape.dropLast()) + [f])
+        let px = gateUp.data, po = out.data
+        parallelChunks(n, grain: 4) { rows in
+            for r in rows {
+                let g = px + r * f2, u = g + f, o = po + r * f
+                var i = 0
+                while i + 8 <= f {
+                    let x = UnsafeRawPointer(g + i).loadUnaligned(as: SIMD8<Float>.self)
+                    let y = x / (1 + expPoly(-x)) * UnsafeRawPointer(u + i).loadUnaligned(as: SIMD8<Float>.self)
+                    UnsafeMutableRawPointer(o + i).storeBytes(of: y, as: SIMD8<Float>.self)
+                    i += 8
+                }
+                while i < f {
+                    o[i] = g[i] / (1 + fastExp(-g[i])) * u[i]
+                    i += 1
+                }
+            }
+        }
+        record(out, [gateUp]) { dy in
+            let dx = gateUp.gradBuffer()
+            parallelChunks(n, grain: 4) { rows in
+                for r in rows {
+                    let g = px + r * f2, u = g + f, dg = dx + r * f2, du = dg + f, d = dy + r * f
+                    var i = 0
+                    while i + 8 <= f {
+                        let x = UnsafeRawPointer(g + i).loadUnaligned(as: SIMD8<Float>.self)
+                        let up = UnsafeRawPointer(u + i).loadUnaligned(as: SIMD8<Float>.self)
+                        let gi = UnsafeRawPointer(d + i).loadUnaligned(as: SIMD8<Float>.self)
+                        let s = 1 / (1 + expPoly(-x))
+                        let pdu = UnsafeMutableRawPointer(du + i), pdg = UnsafeMutableRawPointer(dg + i)
+                        pdu.storeBytes(of: pdu.loadUnaligned(as: SIMD8<Float>.self) + gi * x * s, as: SIMD8<Float>.self)
+                        pdg.storeBytes(
+                            of: pdg.loadUnaligned(as: SIMD8<Float>.self) + gi * up * s * (1 + x * (1 - s)),
+                            as: SIMD8<Float>.self)
+                        i += 8
+                    }
+                    while i < f {
+                        let s = 1 / (1 + fastExp(-g[i]))
+                        du[i] += d[i] * g[i] * s
+                        dg[i] += d[i] * u[i] * s * (1 + g[i] * (1 - s))
+                        i += 1
+                    }
+                }
+            }
+        }
+        return out
+    }
 }

@@ -34,7 +34,7 @@ public enum Threads {
 @inline(__always)
 package func parallelChunks(_ count: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
     guard count > 0 else { return }
-    let workers = min(Threads.count, max(1, count / max(1, grain)))
+    let workers = Serial.isActive ? 1 : min(Threads.count, max(1, count / max(1, grain)))
     if workers <= 1 {
         body(0..<count)
         return
@@ -57,4 +57,35 @@ package func parallelChunks(_ count: Int, grain: Int = 1, _ body: (Range<Int>) -
 package struct UncheckedSendable<T>: @unchecked Sendable {
     package let value: T
     package init(_ value: T) { self.value = value }
+}
+
+/// A per-thread switch that makes every kernel run on the calling thread alone: used when
+/// distill already runs independent work on each core (data-parallel replicas), where
+/// splitting each op again would only add synchronisation.
+public enum Serial {
+    private static let key: pthread_key_t = {
+        var k = pthread_key_t()
+        precondition(pthread_key_create(&k, nil) == 0, "pthread_key_create failed")
+        return k
+    }()
+
+    /// Whether the calling thread runs kernels serially.
+    public static var isActive: Bool { pthread_getspecific(key) != nil }
+
+    /// Runs `body` with this thread's kernels serial.
+    public static func run<R>(_ body: () throws -> R) rethrows -> R {
+        let previous = pthread_getspecific(key)
+        pthread_setspecific(key, UnsafeRawPointer(bitPattern: 1))
+        defer { pthread_setspecific(key, previous) }
+        return try body()
+    }
+}
+
+/// Runs `tasks` bodies at once, one per thread, each with serial kernels, and returns when
+/// all are done. The caller must make them write disjoint memory.
+public func runConcurrently(_ tasks: Int, _ body: (Int) -> Void) {
+    withoutActuallyEscaping(body) { body in
+        let shared = UncheckedSendable(body)
+        DispatchQueue.concurrentPerform(iterations: tasks) { i in Serial.run { shared.value(i) } }
+    }
 }

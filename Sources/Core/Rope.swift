@@ -44,39 +44,73 @@ extension Tensor {
 
     /// As `rope(_:positions:theta:)` with a precomputed table.
     public static func rope(_ x: Tensor, table: RopeTable) -> Tensor {
-        let (b, t, h, d) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-        let perBatch = table.cos.count == b * t * (d / 2)
-        let out = Tensor.empty(x.shape)
-        rotate(x.data, out.data, table, b: b, t: t, h: h, d: d, perBatch: perBatch, sign: 1, accumulate: false)
+        headSlice(x, heads: 0..<x.shape[2], rope: table)
+    }
+
+    /// Heads `heads` of x [B, T, Htot, D] as a new [B, T, n, D] tensor, rotated by `rope`
+    /// when given. Reading a slice of a fused q/k/v projection this way replaces a slice
+    /// copy and a rotation pass with one pass; the backward writes into the slice.
+    public static func headSlice(_ x: Tensor, heads: Range<Int>, rope table: RopeTable?) -> Tensor {
+        precondition(x.rank == 4, "headSlice expects [B, T, H, D], got \(x.shape)")
+        let (b, t, total, d) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        precondition(heads.lowerBound >= 0 && heads.upperBound <= total, "heads \(heads) out of range for \(x.shape)")
+        if let table {
+            precondition(table.headDim == d, "rope table for head dim \(table.headDim) applied to head dim \(d)")
+            precondition(table.cos.count == t * (d / 2) || table.cos.count == b * t * (d / 2), "rope table does not match [B=\(b), T=\(t)]")
+        }
+        let n = heads.count
+        let out = Tensor.empty([b, t, n, d])
+        let layout = HeadLayout(rows: b * t, t: t, heads: n, d: d, srcOffset: heads.lowerBound * d, srcRow: total * d, dstRow: n * d)
+        copyHeads(x.data, out.data, layout, table, sign: 1, forward: true)
         record(out, [x]) { g in
-            rotate(g, x.gradBuffer(), table, b: b, t: t, h: h, d: d, perBatch: perBatch, sign: -1, accumulate: true)
+            copyHeads(g, x.gradBuffer(), layout, table, sign: -1, forward: false)
         }
         return out
     }
 
-    /// dst (+)= rotation of src by sign * angle.
-    private static func rotate(
-        _ src: UnsafeMutablePointer<Float>, _ dst: UnsafeMutablePointer<Float>, _ table: RopeTable,
-        b: Int, t: Int, h: Int, d: Int, perBatch: Bool, sign: Float, accumulate: Bool
+    /// Rows of heads inside a fused source ([rows, srcRow] with the slice at srcOffset)
+    /// and a packed destination ([rows, dstRow]).
+    struct HeadLayout {
+        var rows, t, heads, d, srcOffset, srcRow, dstRow: Int
+    }
+
+    /// forward: dst = rotate(src slice); backward: src slice += rotate⁻¹(dst).
+    private static func copyHeads(
+        _ from: UnsafeMutablePointer<Float>, _ to: UnsafeMutablePointer<Float>, _ l: HeadLayout, _ table: RopeTable?,
+        sign: Float, forward: Bool
     ) {
-        let half = d / 2
-        table.cos.withUnsafeBufferPointer { cosp in
-            table.sin.withUnsafeBufferPointer { sinp in
-                parallelChunks(b * t, grain: 4) { rows in
+        let half = l.d / 2
+        let perBatch = (table?.cos.count ?? 0) == l.rows * half
+        let cosp = table?.cos ?? [], sinp = table?.sin ?? []
+        cosp.withUnsafeBufferPointer { cosb in
+            sinp.withUnsafeBufferPointer { sinb in
+                parallelChunks(l.rows, grain: 4) { rows in
                     for row in rows {
-                        let p = perBatch ? row : row % t
-                        let c = cosp.baseAddress! + p * half, s = sinp.baseAddress! + p * half
-                        for head in 0..<h {
-                            let xi = src + (row * h + head) * d, yo = dst + (row * h + head) * d
+                        let p = perBatch ? row : row % l.t
+                        for head in 0..<l.heads {
+                            let packed = row * l.dstRow + head * l.d
+                            let fused = row * l.srcRow + l.srcOffset + head * l.d
+                            // forward reads the fused source, backward the packed gradient.
+                            let xi = forward ? from + fused : from + packed
+                            let yo = forward ? to + packed : to + fused
+                            guard table != nil else {
+                                if forward {
+                                    yo.update(from: xi, count: l.d)
+                                } else {
+                                    for i in 0..<l.d { yo[i] += xi[i] }
+                                }
+                                continue
+                            }
+                            let c = cosb.baseAddress! + p * half, s = sinb.baseAddress! + p * half
                             for i in 0..<half {
                                 let x1 = xi[i], x2 = xi[i + half], si = sign * s[i]
                                 let y1 = x1 * c[i] - x2 * si, y2 = x2 * c[i] + x1 * si
-                                if accumulate {
-                                    yo[i] += y1
-                                    yo[i + half] += y2
-                                } else {
+                                if forward {
                                     yo[i] = y1
                                     yo[i + half] = y2
+                                } else {
+                                    yo[i] += y1
+                                    yo[i + half] += y2
                                 }
                             }
                         }

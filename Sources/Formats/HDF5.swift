@@ -726,6 +726,15 @@ extension HDF5File {
             _ = H5Pclose(fileAccess)
             throw error
         }
+        // No HDF5 file locks: HDF5 opens files without O_CLOEXEC and flocks them, so a child
+        // process started while a file is open inherits the lock and the next open of that
+        // file fails (errno 11). distill serialises writers itself (the run-directory lock,
+        // uniquely named temporary files), so the library's lock only adds that hazard.
+        if H5Pset_file_locking(fileAccess, false, true) < 0 {
+            let error = fail("H5Pset_file_locking", "could not turn off HDF5 file locking")
+            _ = H5Pclose(fileAccess)
+            throw error
+        }
         let linkAccess = H5Pcreate(distill_h5p_link_access())
         if linkAccess < 0 {
             let error = fail("H5Pcreate", "could not create a link access property list")

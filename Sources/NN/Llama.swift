@@ -44,17 +44,40 @@ public final class LlamaLayer {
     {
         let (b, t) = (x.shape[0], x.shape[1])
         let eps = Float(c.rmsNormEps)
+        let (nh, ng, d) = (c.numAttentionHeads, c.numKeyValueHeads, c.headDim)
         let h = Tensor.rmsNorm(x, weight: inputLayernorm, eps: eps)  // [B, T, C]
-        let q = Tensor.rope(qProj(h).reshaped([b, t, c.numAttentionHeads, c.headDim]), table: rope)  // [B, T, H, D]
-        var k = Tensor.rope(kProj(h).reshaped([b, t, c.numKeyValueHeads, c.headDim]), table: rope)  // [B, T, G, D]
-        var v = vProj(h).reshaped([b, t, c.numKeyValueHeads, c.headDim])  // [B, T, G, D]
+        var q: Tensor, k: Tensor, v: Tensor
+        if plain(qProj, kProj, vProj) {
+            // One product for q, k and v: h is packed for sgemm once, not three times. The
+            // fused weight is a per-step copy of the three (small next to the activations).
+            let w = Tensor.concat([qProj.weight, kProj.weight, vProj.weight], axis: 0)  // [(H+2G)*D, C]
+            let qkv = Tensor.linear(h, w).reshaped([b, t, nh + 2 * ng, d])  // [B, T, H+2G, D]
+            q = Tensor.headSlice(qkv, heads: 0..<nh, rope: rope)  // [B, T, H, D]
+            k = Tensor.headSlice(qkv, heads: nh..<(nh + ng), rope: rope)  // [B, T, G, D]
+            v = Tensor.headSlice(qkv, heads: (nh + ng)..<(nh + 2 * ng), rope: nil)  // [B, T, G, D]
+        } else {
+            q = Tensor.rope(qProj(h).reshaped([b, t, nh, d]), table: rope)
+            k = Tensor.rope(kProj(h).reshaped([b, t, ng, d]), table: rope)
+            v = vProj(h).reshaped([b, t, ng, d])
+        }
         if let cache { (k, v) = cache.append(k: k, v: v) }  // [S, B, G, D]
         let attn = Tensor.attention(q: q, k: k, v: v, segments: segments, timeMajorKV: cache != nil)
             .reshaped([b, t, c.numAttentionHeads * c.headDim])  // [B, T, H*D]
         let x1 = x + oProj(attn)
         let h2 = Tensor.rmsNorm(x1, weight: postAttentionLayernorm, eps: eps)
-        return x1 + downProj(Tensor.swiglu(gate: gateProj(h2), up: upProj(h2)))  // [B, T, C]
+        let mlp: Tensor
+        if plain(gateProj, upProj) {
+            let w = Tensor.concat([gateProj.weight, upProj.weight], axis: 0)  // [2F, C]
+            mlp = Tensor.swiglu(gateUp: Tensor.linear(h2, w))  // [B, T, F]
+        } else {
+            mlp = Tensor.swiglu(gate: gateProj(h2), up: upProj(h2))
+        }
+        return x1 + downProj(mlp)  // [B, T, C]
     }
+
+    /// Whether every layer is a plain `Linear` (not wrapped by an adapter), so their weights
+    /// can be fused into one product.
+    private func plain(_ layers: Linear...) -> Bool { layers.allSatisfy { type(of: $0) == Linear.self } }
 }
 
 public final class LlamaModel {
@@ -91,6 +114,16 @@ public final class LlamaModel {
         layers = (0..<config.numHiddenLayers).map { i in LlamaLayer { parameters["model.layers.\(i).\($0)"]! } }
         norm = parameters["model.norm.weight"]!
         lmHead = Linear(weight: config.tieWordEmbeddings ? embedTokens : parameters["lm_head.weight"]!)
+    }
+
+    /// A model over the same weight storage with gradient slots of its own: for running
+    /// several batches at once on separate threads, each replica accumulating its own
+    /// gradients (which the caller then adds up). Frozen parameters stay frozen.
+    public func replica() -> LlamaModel {
+        let shared = Dictionary(uniqueKeysWithValues: namedParameters().map { name, p in
+            (name, Tensor(shape: p.shape, storage: p.storage, requiresGrad: p.requiresGrad))
+        })
+        return try! LlamaModel(config: config, parameters: shared)
     }
 
     /// Every parameter once, under its Hugging Face name, in `config.parameterShapes` order.

@@ -141,7 +141,8 @@ struct PretrainExecutor: StageExecutor {
                 optimizer: OptimizerState(kind: "adamw", step: optimizer.step, moments: [
                     "m": optimizer.slots.map { ($0.name, $0.m) }, "v": optimizer.slots.map { ($0.name, $0.v) },
                 ]),
-                step: step, tokensSeen: tokensSeen, dataCursor: batcher.cursor.jsonString(), recipe: context.recipeJSON,
+                step: step, tokensSeen: tokensSeen, rng: ["data": batcher.cursor.rng],
+                dataCursor: batcher.cursor.jsonString(), recipe: context.recipeJSON,
                 tokenizer: tokenizerJSON, threads: Threads.count,
                 metadata: ["stage": s.name, "fingerprint": context.fingerprint])
             try writeCheckpoint(contents, to: output)

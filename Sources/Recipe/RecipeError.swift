@@ -2,6 +2,8 @@
 // value was written (file line:column or the --set argument), so a recipe with five mistakes
 // is fixed in one edit instead of five runs.
 
+import TextData
+
 /// One problem with a recipe.
 package struct RecipeIssue: Sendable, Equatable, CustomStringConvertible {
     package enum Kind: Sendable, Equatable {

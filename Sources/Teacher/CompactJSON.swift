@@ -18,7 +18,7 @@ extension JSONValue {
         case .double(let d):
             // Integral doubles keep a ".0" so that a round trip keeps the type.
             out += d.isFinite ? (d == d.rounded() && abs(d) < 1e15 ? String(format: "%.1f", d) : "\(d)") : "null"
-        case .string(let s): Self.writeString(s, to: &out)
+        case .string(let s): Self.writeString(s, to: &out, shortControlEscapes: false)
         case .array(let items):
             out += "["
             for (i, item) in items.enumerated() {
@@ -31,31 +31,12 @@ extension JSONValue {
             let entries = sortedKeys ? o.entries.sorted { $0.key < $1.key } : o.entries
             for (i, e) in entries.enumerated() {
                 if i > 0 { out += "," }
-                Self.writeString(e.key, to: &out)
+                Self.writeString(e.key, to: &out, shortControlEscapes: false)
                 out += ":"
                 e.value.writeCompact(to: &out, sortedKeys: sortedKeys)
             }
             out += "}"
         }
-    }
-
-    private static func writeString(_ s: String, to out: inout String) {
-        out += "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where u.value < 0x20:
-                out +=
-                    "\\u" + String(repeating: "0", count: 4 - String(u.value, radix: 16).count)
-                    + String(u.value, radix: 16)
-            default: out.unicodeScalars.append(u)
-            }
-        }
-        out += "\""
     }
 
     /// The string value, or nil.

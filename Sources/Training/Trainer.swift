@@ -93,23 +93,24 @@ public final class Trainer {
         self.optimizer = optimizer
     }
 
+    /// Replicas for data-parallel steps, made on first use (they share the weights).
+    private var replicas: [LlamaModel] = []
+
     /// One update from `gradAccum` micro-batches (their losses averaged). Throws before
     /// touching the weights when the loss or the gradient is not finite.
+    ///
+    /// With several threads and micro-batches of several rows, each micro-batch is split
+    /// by rows over one replica per thread, each running its kernels serially (no fork/join
+    /// per op, one single-threaded sgemm at a time per core); the replicas' gradients are
+    /// then added in a fixed order, so results depend on the thread count but not on
+    /// scheduling.
     public func step(_ batches: [TrainingBatch]) throws -> StepReport {
         let start = DispatchTime.now().uptimeNanoseconds
         let stepNumber = optimizer.step + 1
         optimizer.zeroGrad()
-        var lossSum = 0.0
-        var tokens = 0
-        for b in batches {
-            let loss = model.loss(ids: b.inputs, targets: b.targets, batch: b.batch, length: b.length, segments: b.segments)
-            let value = Double(loss.item)
-            guard value.isFinite else { throw TrainingError.nonFinite(step: stepNumber, what: "loss is \(value)") }
-            lossSum += value
-            tokens += b.batch * b.length
-            // Each micro-batch contributes 1/accum of the mean.
-            (batches.count == 1 ? loss : loss * (1 / Float(batches.count))).backward()
-        }
+        let workers = Threads.count
+        let (lossSum, tokens) = try workers > 1 && batches.allSatisfy({ $0.batch >= workers })
+            ? dataParallelBackward(batches, workers: workers, step: stepNumber) : serialBackward(batches, step: stepNumber)
         let norm = optimizer.gradientNorm()
         guard norm.isFinite else { throw TrainingError.nonFinite(step: stepNumber, what: "gradient norm is \(norm)") }
         if config.gradClip > 0 && norm > config.gradClip { optimizer.scaleGradients(Float(config.gradClip / norm)) }
@@ -117,6 +118,67 @@ public final class Trainer {
         optimizer.update(lr: lr)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
         return StepReport(step: stepNumber, loss: lossSum / Double(batches.count), lr: lr, gradNorm: norm, tokens: tokens, seconds: seconds)
+    }
+
+    private func serialBackward(_ batches: [TrainingBatch], step: Int) throws -> (Double, Int) {
+        var lossSum = 0.0
+        var tokens = 0
+        for b in batches {
+            let loss = model.loss(ids: b.inputs, targets: b.targets, batch: b.batch, length: b.length, segments: b.segments)
+            let value = Double(loss.item)
+            guard value.isFinite else { throw TrainingError.nonFinite(step: step, what: "loss is \(value)") }
+            lossSum += value
+            tokens += b.batch * b.length
+            // Each micro-batch contributes 1/accum of the mean.
+            (batches.count == 1 ? loss : loss * (1 / Float(batches.count))).backward()
+        }
+        return (lossSum, tokens)
+    }
+
+    private func dataParallelBackward(_ batches: [TrainingBatch], workers: Int, step: Int) throws -> (Double, Int) {
+        while replicas.count < workers { replicas.append(model.replica()) }
+        let params = model.namedParameters().map(\.1)
+        let replicaParams = replicas.prefix(workers).map { $0.namedParameters().map(\.1) }
+        for rp in replicaParams { for p in rp { p.zeroGrad() } }
+        // One slot per (worker, micro-batch): each thread writes only its own.
+        let losses = UnsafeMutableBufferPointer<Double>.allocate(capacity: workers * batches.count)
+        defer { losses.deallocate() }
+        BLAS.singleThreaded {
+            runConcurrently(workers) { w in
+                let replica = replicas[w]
+                for (i, b) in batches.enumerated() {
+                    // Rows [lo, hi) of this micro-batch; the loss is scaled by their share of
+                    // the micro-batch's tokens so the replicas' gradients add up to the mean.
+                    let lo = b.batch * w / workers, hi = b.batch * (w + 1) / workers
+                    let rows = lo..<hi, t = b.length
+                    let ids = Array(b.inputs[(lo * t)..<(hi * t)]), targets = Array(b.targets[(lo * t)..<(hi * t)])
+                    let segments = b.segments.map { Array($0[(lo * t)..<(hi * t)]) }
+                    let loss = replica.loss(ids: ids, targets: targets, batch: rows.count, length: t, segments: segments)
+                    losses[w * batches.count + i] = Double(loss.item)
+                    (loss * (Float(rows.count) / Float(b.batch * batches.count))).backward()
+                }
+            }
+        }
+        // Per micro-batch mean loss = Σ_w share_w * loss_w (each replica's loss is a mean over its rows).
+        var lossSum = 0.0
+        for (i, b) in batches.enumerated() {
+            var mean = 0.0
+            for w in 0..<workers {
+                let share = Double(b.batch * (w + 1) / workers - b.batch * w / workers) / Double(b.batch)
+                mean += share * losses[w * batches.count + i]
+            }
+            guard mean.isFinite else { throw TrainingError.nonFinite(step: step, what: "loss is \(mean)") }
+            lossSum += mean
+        }
+        for (i, p) in params.enumerated() where p.requiresGrad {
+            let g = p.gradBuffer()
+            for rp in replicaParams {
+                guard let rg = rp[i].grad else { continue }
+                let src = rg.data
+                for j in 0..<p.count { g[j] += src[j] }
+            }
+        }
+        return (lossSum, batches.reduce(0) { $0 + $1.batch * $1.length })
     }
 
     /// Mean loss over `batches` without recording the tape.

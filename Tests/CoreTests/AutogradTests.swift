@@ -292,3 +292,41 @@ import Testing
         #expect(!Tensor.crossEntropy(logits, targets: [0, 1]).item.isFinite)
     }
 }
+
+@Suite struct FusedProjectionTests {
+    /// headSlice of a fused [B, T, Htot, D] tensor equals slicing the heads and rotating
+    /// them, forward and backward.
+    @Test("headSlice equals slice then rope", arguments: [true, false])
+    func headSliceEqualsSliceThenRope(rotate: Bool) {
+        var rng = RNG(seed: 31)
+        let x = Tensor.randn([2, 5, 7, 8], rng: &rng, requiresGrad: true)
+        let seed = Tensor.randn([2, 5, 3, 8], rng: &rng)
+        let table = RopeTable(positions: (0..<5).map { Int32($0 + 2) }, headDim: 8, theta: 10000)
+        let fused = Tensor.headSlice(x, heads: 2..<5, rope: rotate ? table : nil)
+        fused.backward(seed: seed)
+        let gFused = x.grad!.values
+        x.zeroGrad()
+        let sliced = x.slice(axis: 2, 2..<5)
+        let reference = rotate ? Tensor.rope(sliced, table: table) : sliced
+        reference.backward(seed: seed)
+        #expect(maxAbs(fused.values, reference.values) < 1e-6)
+        #expect(maxAbs(gFused, x.grad!.values) < 1e-6)
+    }
+
+    @Test func swigluOfFusedGateUpEqualsSeparate() {
+        var rng = RNG(seed: 32)
+        let gu = Tensor.randn([3, 4, 2 * 13], rng: &rng, requiresGrad: true)
+        let seed = Tensor.randn([3, 4, 13], rng: &rng)
+        let fused = Tensor.swiglu(gateUp: gu)
+        fused.backward(seed: seed)
+        let gFused = gu.grad!.values
+        gu.zeroGrad()
+        let parts = gu.split(axis: 2, sizes: [13, 13])
+        let separate = Tensor.swiglu(gate: parts[0], up: parts[1])
+        separate.backward(seed: seed)
+        #expect(maxAbs(fused.values, separate.values) < 1e-6)
+        #expect(maxAbs(gFused, gu.grad!.values) < 1e-6)
+    }
+}
+
+func maxAbs(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).map { abs($0 - $1) }.max() ?? 0 }

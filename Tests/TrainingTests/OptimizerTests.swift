@@ -108,6 +108,27 @@ func tinyModel(seed: UInt64) -> LlamaModel {
         #expect(zip(a, b).map { abs($0 - $1) }.max()! < 1e-6)
     }
 
+    /// With two threads a step splits the batch over two replicas; the update must equal
+    /// the serial one on the same batch (to float rounding: the sums run in another order).
+    @Test func dataParallelStepEqualsTheSerialStep() throws {
+        let rows: [[Int32]] = [[1, 5, 9, 2, 6], [3, 3, 7, 1, 0], [4, 8, 15, 16, 23], [2, 2, 2, 9, 9]]
+        func train(threads: Int) throws -> ([Float], Double) {
+            let before = Threads.count
+            Threads.set(threads)
+            defer { Threads.set(before) }
+            let m = tinyModel(seed: 5)
+            let cfg = TrainerConfig(steps: 2, gradAccum: 2, schedule: LearningRateSchedule(peak: 1e-2, warmupSteps: 0, totalSteps: 2))
+            let t = Trainer(model: m, config: cfg, optimizer: AdamW(parameters: m.namedParameters(), config: cfg.optimizer) { _ in true })
+            var loss = 0.0
+            for _ in 0..<2 { loss = try t.step([batch(Array(rows[0..<3])), batch(Array(rows[1..<4]))]).loss }
+            return (m.namedParameters().flatMap { $0.1.values }, loss)
+        }
+        let (serial, serialLoss) = try train(threads: 1)
+        let (parallel, parallelLoss) = try train(threads: 2)
+        #expect(zip(serial, parallel).map { abs($0 - $1) }.max()! < 1e-5)
+        #expect(abs(serialLoss - parallelLoss) < 1e-5)
+    }
+
     @Test func nonFiniteLossStopsBeforeTheUpdate() throws {
         let m = tinyModel(seed: 4)
         let cfg = TrainerConfig(steps: 5, schedule: LearningRateSchedule(peak: 1e-2, warmupSteps: 0, totalSteps: 5))
