@@ -12,6 +12,21 @@ struct Distill: ParsableCommand {
             Doctor.self, Run.self, Eval.self, Generate.self, Inspect.self, Import.self, Export.self, Bench.self,
             StressCheckpoint.self, Verify.self, StressTeacher.self,
         ])
+
+    /// ArgumentParser's own entry point, except that usage errors exit with 2 (distill's
+    /// code for usage and configuration mistakes) instead of EX_USAGE (64).
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(2)
+            }
+            exit(withError: error)
+        }
+    }
 }
 
 /// Options every compute command shares.

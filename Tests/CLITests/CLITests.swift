@@ -90,13 +90,13 @@ struct DoctorJSON: Decodable {
         let report = try JSONDecoder().decode(DoctorJSON.self, from: Data(r.out.utf8))
         #expect(report.threads == 1 && report.blas.threads == 1)
         let bad = try distill(["doctor", "--threads", "0"])
-        #expect(bad.status == 64)
+        #expect(bad.status == 2)
         #expect(bad.err.contains("--threads must be at least 1"))
     }
 
     @Test func unknownCommandIsAUsageError() throws {
         let r = try distill(["frobnicate"])
-        #expect(r.status == 64)
+        #expect(r.status == 2)
     }
 }
 

@@ -97,7 +97,7 @@ import Testing
         #expect(wrongVerifier.status == 65)
 
         let badOption = try distill(["verify", "--tasks", f.tasks, "--outputs", f.outputs, "--mode", "fuzzy"])
-        #expect(badOption.status == 64)
+        #expect(badOption.status == 2)
         #expect(badOption.err.contains("--mode must be one of full, search"))
     }
 }
