@@ -10,9 +10,9 @@ import Foundation
 
 public final class LlamaLayer {
     public let inputLayernorm: Tensor  // [C]
-    public let qProj, kProj, vProj, oProj: Linear
+    public private(set) var qProj, kProj, vProj, oProj: Linear
     public let postAttentionLayernorm: Tensor  // [C]
-    public let gateProj, upProj, downProj: Linear
+    public private(set) var gateProj, upProj, downProj: Linear
 
     init(_ p: (String) -> Tensor) {
         inputLayernorm = p("input_layernorm.weight")
@@ -24,6 +24,29 @@ public final class LlamaLayer {
         gateProj = Linear(weight: p("mlp.gate_proj.weight"))
         upProj = Linear(weight: p("mlp.up_proj.weight"))
         downProj = Linear(weight: p("mlp.down_proj.weight"))
+    }
+
+    /// The linear modules under their Hugging Face names relative to `model.layers.i.`.
+    public var modules: [(String, Linear)] {
+        [
+            ("self_attn.q_proj", qProj), ("self_attn.k_proj", kProj), ("self_attn.v_proj", vProj),
+            ("self_attn.o_proj", oProj), ("mlp.gate_proj", gateProj), ("mlp.up_proj", upProj),
+            ("mlp.down_proj", downProj),
+        ]
+    }
+
+    /// Replaces the module named `name` (q_proj ... down_proj) with `make(current)`.
+    public func replace(_ name: String, with make: (Linear) -> Linear) {
+        switch name {
+        case "q_proj": qProj = make(qProj)
+        case "k_proj": kProj = make(kProj)
+        case "v_proj": vProj = make(vProj)
+        case "o_proj": oProj = make(oProj)
+        case "gate_proj": gateProj = make(gateProj)
+        case "up_proj": upProj = make(upProj)
+        case "down_proj": downProj = make(downProj)
+        default: preconditionFailure("no module \(name) in a Llama layer")
+        }
     }
 
     /// The layer's parameters under their names relative to `model.layers.i.`.
@@ -75,9 +98,12 @@ public final class LlamaLayer {
         return x1 + downProj(mlp)  // [B, T, C]
     }
 
-    /// Whether every layer is a plain `Linear` (not wrapped by an adapter), so their weights
-    /// can be fused into one product.
-    private func plain(_ layers: Linear...) -> Bool { layers.allSatisfy { type(of: $0) == Linear.self } }
+    /// Whether every layer computes just its base product (a plain `Linear`, or an adapter
+    /// that is disabled), so their weights can be fused into one product. A disabled
+    /// adapter thus takes exactly the base model's path, bit for bit.
+    private func plain(_ layers: Linear...) -> Bool {
+        layers.allSatisfy { type(of: $0) == Linear.self || ($0 as? LoRALinear)?.enabled == false }
+    }
 }
 
 public final class LlamaModel {

@@ -1,0 +1,135 @@
+// LoRA (Hu et al., 2021): y = x Wᵀ + s · dropout(x) Aᵀ Bᵀ with A [r, in] random, B [out, r]
+// zero, so a fresh adapter leaves the model unchanged. s = alpha / r, or alpha / sqrt(r)
+// with rsLoRA (Kalajdzievski, 2023). The base weight is frozen; only A and B train.
+// An adapter can be disabled (the layer is then exactly the base, which doubles as the
+// DPO reference model) and merged into the base weight.
+
+import Core
+import Foundation
+
+public struct LoRAConfig: Codable, Sendable, Equatable {
+    /// Rank r >= 1.
+    public var rank: Int = 8
+    public var alpha: Double = 16
+    /// Dropout on the adapter's input during training, in [0, 1).
+    public var dropout: Double = 0
+    /// Scale by alpha / sqrt(r) instead of alpha / r.
+    public var useRSLoRA: Bool = false
+    /// Module names to adapt: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj.
+    public var targetModules: [String] = ["q_proj", "v_proj"]
+
+    public init(rank: Int = 8, alpha: Double = 16, dropout: Double = 0, useRSLoRA: Bool = false, targetModules: [String] = ["q_proj", "v_proj"]) {
+        self.rank = rank
+        self.alpha = alpha
+        self.dropout = dropout
+        self.useRSLoRA = useRSLoRA
+        self.targetModules = targetModules
+    }
+
+    public var scale: Float { Float(useRSLoRA ? alpha / Double(rank).squareRoot() : alpha / Double(rank)) }
+
+    public static let moduleNames = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+    /// Settings that cannot work, naming the key.
+    public func problems() -> [String] {
+        var p: [String] = []
+        if rank < 1 { p.append("rank must be at least 1, got \(rank)") }
+        if !(alpha > 0) { p.append("alpha must be positive, got \(alpha)") }
+        if !(dropout >= 0 && dropout < 1) { p.append("dropout must be in [0, 1), got \(dropout)") }
+        for m in targetModules where !Self.moduleNames.contains(m) {
+            p.append("target module \"\(m)\" is not one of \(Self.moduleNames.joined(separator: ", "))")
+        }
+        if targetModules.isEmpty { p.append("target_modules is empty") }
+        return p
+    }
+}
+
+/// A linear layer with a low-rank adapter. Found by type (`layer as? LoRALinear`).
+public final class LoRALinear: Linear {
+    public let a: Tensor  // [r, in]
+    public let b: Tensor  // [out, r]
+    public let scale: Float
+    public let dropout: Float
+    /// false: the layer computes exactly the base product.
+    public var enabled = true
+    /// Draws dropout masks while training (`GradMode.isEnabled`); nil turns dropout off.
+    public var rng: RNG?
+
+    /// Wraps `base` (whose weight is frozen) with a fresh adapter: A ~ Kaiming-uniform as
+    /// PEFT initialises it (bound 1/sqrt(in)), B = 0.
+    public init(wrapping base: Linear, config: LoRAConfig, rng: inout RNG) {
+        base.weight.requiresGrad = false
+        let bound = 1 / Float(base.inFeatures).squareRoot()
+        a = Tensor.uniform([config.rank, base.inFeatures], low: -bound, high: bound, rng: &rng, requiresGrad: true)
+        b = Tensor.zeros([base.outFeatures, config.rank], requiresGrad: true)
+        scale = config.scale
+        dropout = Float(config.dropout)
+        self.rng = config.dropout > 0 ? rng.split() : nil
+        super.init(weight: base.weight)
+    }
+
+    /// [..., in] -> [..., out]
+    public override func callAsFunction(_ x: Tensor) -> Tensor {
+        let base = Tensor.linear(x, weight)
+        guard enabled else { return base }
+        var input = x
+        if dropout > 0, GradMode.isEnabled, var r = rng {
+            input = x.dropout(dropout, rng: &r)
+            rng = r
+        }
+        let low = Tensor.linear(input, a)  // [..., r]
+        return base + Tensor.linear(low, b) * scale  // [..., out]
+    }
+
+    /// W + s · B A: the weight that computes what the adapted layer computes.
+    public func mergedWeight() -> Tensor {
+        GradMode.withoutGrad { weight + Tensor.matmul(b, a) * scale }
+    }
+}
+
+extension LlamaModel {
+    /// Wraps the target modules of every layer with fresh adapters and freezes every base
+    /// parameter; returns the adapters under PEFT-style names
+    /// (`model.layers.0.self_attn.q_proj.lora_A.weight`).
+    @discardableResult
+    public func addLoRA(_ config: LoRAConfig, rng: inout RNG) -> [(String, Tensor)] {
+        precondition(config.problems().isEmpty, "invalid LoRA config: \(config.problems().joined(separator: "; "))")
+        for (_, p) in namedParameters() { p.requiresGrad = false }
+        for layer in layers {
+            for module in config.targetModules {
+                layer.replace(module) { LoRALinear(wrapping: $0, config: config, rng: &rng) }
+            }
+        }
+        return adapterParameters()
+    }
+
+    /// The adapters' trainable tensors under PEFT-style names, in layer and module order.
+    public func adapterParameters() -> [(String, Tensor)] {
+        var out: [(String, Tensor)] = []
+        for (i, layer) in layers.enumerated() {
+            for (name, linear) in layer.modules {
+                guard let lora = linear as? LoRALinear else { continue }
+                let prefix = "model.layers.\(i).\(name)"
+                out += [(prefix + ".lora_A.weight", lora.a), (prefix + ".lora_B.weight", lora.b)]
+            }
+        }
+        return out
+    }
+
+    /// Turns every adapter on or off (off: the model is exactly the base).
+    public func setAdapters(enabled: Bool) {
+        for layer in layers { for (_, m) in layer.modules { (m as? LoRALinear)?.enabled = enabled } }
+    }
+
+    /// Folds every adapter into its base weight (in place) and removes the adapters.
+    public func mergeAdapters() {
+        for layer in layers {
+            for (name, m) in layer.modules {
+                guard let lora = m as? LoRALinear else { continue }
+                let merged = lora.mergedWeight()
+                lora.weight.data.update(from: merged.data, count: merged.count)
+                layer.replace(String(name.split(separator: ".").last!)) { _ in Linear(weight: lora.weight) }
+            }
+        }
+    }
+}
