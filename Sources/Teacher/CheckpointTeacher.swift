@@ -219,7 +219,7 @@ package struct CheckpointTeacher: TeacherBackend {
             let text = tokenizer.decode(generated)
             return stop.contains { text.contains($0) }
         }
-        let latency = Date().timeIntervalSince(started)
+        let latency = cachedLatency(Date().timeIntervalSince(started))
         return batch.indices.map { r in
             var text = tokenizer.decode(ids[r].filter { !stopTokens.contains($0) })
             var finish = ids[r].last.map { stopTokens.contains($0) } == true ? "stop" : "length"

@@ -118,7 +118,7 @@ package struct CommandTeacher: TeacherBackend {
             let outcome = await withCheckedContinuation { continuation in
                 DispatchQueue.global().async { continuation.resume(returning: Self.run(config, prompt: prompt, seed: seed)) }
             }
-            let latency = Date().timeIntervalSince(started)
+            let latency = cachedLatency(Date().timeIntervalSince(started))
             sample.requests = attempt
             counters.add(requests: 1)
             switch outcome {

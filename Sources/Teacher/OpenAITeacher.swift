@@ -262,7 +262,7 @@ package struct OpenAITeacher: TeacherBackend {
             attempt += 1
             let started = Date()
             let outcome = await send(data)
-            let latency = Date().timeIntervalSince(started)
+            let latency = cachedLatency(Date().timeIntervalSince(started))
             sample.requests = attempt
             counters.add(requests: 1)
             var failure: FailureBox
