@@ -90,8 +90,22 @@ import TextData
         #expect(second.terminationStatus == 0)
         // The resumed run asked only for what the cache lacked.
         #expect(server.requests.count - beforeResume == 80 - cached)
+        // The stage's own count agrees: every cached call was a hit.
+        let state = try JSONValue.parse(Array(read(resumed, "run.json").utf8))
+        guard case .object(let root) = state, case .object(let stages)? = root["stages"],
+            case .object(let stage)? = stages["sample"], case .object(let outputs)? = stage["outputs"],
+            case .object(let summary)? = outputs["summary"]
+        else {
+            Issue.record("run.json has no sample summary")
+            return
+        }
+        #expect(summary["cache_hits"] == .int(cached) && summary["requests"] == .int(80 - cached))
+        print("kill-and-resume: \(cached) of 80 calls cached at the kill; the resumed run made \(80 - cached) requests")
         var perCall: [String: Int] = [:]
-        for r in server.requests[80...] { perCall["\(r.json["messages"]!) \(r.json["seed"]!)", default: 0] += 1 }
+        for r in server.requests[80...] {
+            let prompt = (r.json["messages"] as? [[String: String]])?.first?["content"] ?? "?"
+            perCall["\(prompt) \(r.json["seed"] as? Int ?? -1)", default: 0] += 1
+        }
         #expect(perCall.count == 80)
         #expect(perCall.values.filter { $0 > 1 }.count <= 3, "only calls in flight at the kill are repeated")
 
