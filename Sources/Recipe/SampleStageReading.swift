@@ -118,7 +118,8 @@ private func readTeacher(_ v: JSONValue, path: String, log: IssueLog) -> Teacher
     case .command:
         let r = ObjectReader<CommandTeacherConfig.CodingKeys>(v, path: path, log: log, alsoAllowed: ["type"])
         var c = CommandTeacherConfig(command: [])
-        if let argv = r.strings(.command, acceptSingle: false) { c.command = argv } else if !r.has(.command) {
+        let argv = r.strings(.command, acceptSingle: false)
+        if let argv { c.command = argv } else if !r.has(.command) {
             r.missing(.command, hint: "the program's argv, e.g. [\"python3\", \"teacher.py\"]")
         }
         r.read(.samples, into: &c.samples)
@@ -127,7 +128,8 @@ private func readTeacher(_ v: JSONValue, path: String, log: IssueLog) -> Teacher
         r.read(.concurrency, into: &c.concurrency)
         r.read(.maxAttempts, into: &c.maxAttempts)
         r.read(.template, into: &c.template)
-        let problems = r.has(.command) ? c.problems() : c.problems().filter { !$0.hasPrefix("command ") }
+        // A missing or mistyped command is reported above.
+        let problems = argv != nil ? c.problems() : c.problems().filter { !$0.hasPrefix("command ") }
         logProblems(problems, known: keys(CommandTeacherConfig.CodingKeys.self), path: path, log: log)
         return .command(c)
     }
