@@ -1,0 +1,67 @@
+// `distill run` with a pretrain stage and a sample stage whose checkpoint teacher is the
+// model just trained: the outputs exist, read back through TextData's SFT and preference
+// readers with the teacher's tokenizer, and a forced re-run takes every sample from the cache
+// and writes the same bytes.
+
+import Foundation
+import Testing
+import TextData
+
+@testable import Recipe
+
+@Suite(.serialized) struct SampleRunTests {
+    @Test func aCheckpointTeacherSamplesThroughARecipe() throws {
+        let root = try scratchDirectory("sample-run")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let tasks = root.appendingPathComponent("tasks.jsonl")
+        try (0..<6).map { #"{"id": "t\#($0)", "prompt": "Ada took the", "pattern": "[aeiou]"}"# }
+            .joined(separator: "\n").write(to: tasks, atomically: true, encoding: .utf8)
+        var recipe = tinyRecipe(runDir: root.appendingPathComponent("run").path, steps: 6)
+        recipe.removeLast(3)  // "\n]}": the end of the stages array
+        recipe += """
+            ,
+              {"type": "sample", "tasks": "\(tasks.path)",
+               "teacher": {"type": "checkpoint", "samples": 4, "temperature": 1.2, "max_tokens": 6, "batch_size": 5},
+               "verifier": {"type": "regex", "mode": "search"}, "pairs": {"strategy": "all", "max_per_prompt": 2}}
+            ]}
+            """
+        let recipeURL = root.appendingPathComponent("recipe.json")
+        try Data(recipe.utf8).write(to: recipeURL)
+        let first = try startRun(recipeURL)
+        first.waitUntilExit()
+        #expect(first.terminationStatus == 0)
+
+        let out = root.appendingPathComponent("run/sample")
+        func read(_ name: String) -> String {
+            (try? String(contentsOf: out.appendingPathComponent(name), encoding: .utf8)) ?? "missing"
+        }
+        let samples = read("samples.jsonl")
+        #expect(samples.split(separator: "\n").count == 24)
+        #expect(samples.contains(#""teacher":"checkpoint xxh64:"#))
+        let stats = read("stats.json")
+        #expect(stats.contains("\"samples\" : 24"))
+
+        // The outputs read back with the teacher's tokenizer.
+        let loaded = try loadModel(from: root.appendingPathComponent("run/base.h5").path)
+        let tokenizer = try loaded.requireTokenizer()
+        let sft = try SFTData.read(
+            path: out.appendingPathComponent("sft.jsonl").path, format: SFTFormat(eosToken: "<|endoftext|>"),
+            tokenizer: tokenizer)
+        let pairs = try PreferenceData.read(
+            path: out.appendingPathComponent("pairs.jsonl").path, format: SFTFormat(eosToken: "<|endoftext|>"),
+            tokenizer: tokenizer)
+        #expect(sft.count == read("sft.jsonl").split(separator: "\n").count)
+        #expect(pairs.count == read("pairs.jsonl").split(separator: "\n").count)
+        #expect(!sft.isEmpty, "a random 6-step model writes a vowel now and then")
+
+        // Forced re-run (run.json removed): all from the cache, the same bytes.
+        let before = SampleStage.files.map(read)
+        try FileManager.default.removeItem(at: root.appendingPathComponent("run/run.json"))
+        let second = try startRun(recipeURL)
+        second.waitUntilExit()
+        #expect(second.terminationStatus == 0)
+        #expect(SampleStage.files.map(read) == before)
+        let state = try String(contentsOf: root.appendingPathComponent("run/run.json"), encoding: .utf8)
+        #expect(state.contains("\"cache_hits\":24") || state.contains("\"cache_hits\" : 24"))
+    }
+}
