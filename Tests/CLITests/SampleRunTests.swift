@@ -64,4 +64,30 @@ import TextData
         let state = try String(contentsOf: root.appendingPathComponent("run/run.json"), encoding: .utf8)
         #expect(state.contains("\"cache_hits\":24") || state.contains("\"cache_hits\" : 24"))
     }
+
+    @Test func usageMistakesExitWithTwo() throws {
+        let root = try scratchDirectory("sample-usage")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let noSample = root.appendingPathComponent("r.json")
+        try Data(tinyRecipe(runDir: root.appendingPathComponent("run").path, steps: 4).utf8).write(to: noSample)
+        for arguments in [
+            ["sample"], ["sample", noSample.path, "--tasks", "t.jsonl"], ["sample", noSample.path],
+            ["sample", "--tasks", "t.jsonl", "--out", root.path, "--teacher-json", #"{"type": "checkpoint", "samples": 0}"#],
+        ] {
+            let p = Process()
+            p.executableURL = distillBinary()
+            p.arguments = arguments
+            let err = Pipe()
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = err
+            try p.run()
+            let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            #expect(p.terminationStatus == 2, "\(arguments): \(message)")
+            if arguments.count == 2 { #expect(message.contains("has no sample stage")) }
+            if arguments.count == 8 {
+                #expect(message.contains("stages[0].teacher.samples: samples must be within 1...1000, got 0"))
+            }
+        }
+    }
 }
