@@ -35,7 +35,8 @@ struct Sample: ParsableCommand {
     @Option(help: "Without a recipe: the teacher object, e.g. {\"type\": \"checkpoint\", \"checkpoint\": \"base.h5\"}.")
     var teacherJson: String?
     @Option(help: "Without a recipe: the verifier object (default {\"type\": \"auto\"}).") var verifierJson: String?
-    @Option(help: "Without a recipe: the pairing object, e.g. {\"strategy\": \"one\", \"seed\": 3}.") var pairsJson: String?
+    @Option(help: "Without a recipe: the pairing object, e.g. {\"strategy\": \"one\", \"seed\": 3}.") var pairsJson:
+        String?
     @Option(help: "Without a recipe: the output folder (also holds run.json and the call cache).") var out: String?
     @Option(help: "Without a recipe: the seed for pairing.") var seed: Int = 0
 
@@ -78,7 +79,8 @@ struct Sample: ParsableCommand {
     /// their problems are reported with recipe paths (stages[0].teacher.samples).
     private func argumentRecipe() -> String {
         func quoted(_ s: String) -> String { JSONValue.string(s).canonical }
-        var stage = "{\"type\": \"sample\", \"output\": \".\", \"tasks\": \(quoted(tasks!)), \"teacher\": \(teacherJson!)"
+        var stage =
+            "{\"type\": \"sample\", \"output\": \".\", \"tasks\": \(quoted(tasks!)), \"teacher\": \(teacherJson!)"
         if let verifierJson { stage += ", \"verifier\": \(verifierJson)" }
         if let pairsJson { stage += ", \"pairs\": \(pairsJson)" }
         stage += "}"

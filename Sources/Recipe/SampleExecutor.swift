@@ -41,18 +41,31 @@ struct SampleExecutor: StageExecutor {
                 "\(tasks.count) tasks x \(teacher.samplesPerTask) samples from \(teacher.name) (cache: \(cached) calls in \(s.cache))"
             ))
 
-        // Samples arrive on the teacher's threads; they are verified and reported here, on the
-        // executor's thread, which is the only one that may call `emit`.
+        // Samples arrive on the teacher's threads and are verified on up to one thread per core
+        // (a command verifier runs a program per sample); verdicts are recorded and reported
+        // here, on the executor's thread, the only one that may call `emit`.
         let total = tasks.count * teacher.samplesPerTask
         let started = Date()
         var lastReport = Date.distantPast
         var verified: [VerifiedSample] = []
-        var correct = 0, answered = 0
-        func receive(_ sample: TeacherSample) {
-            var v = VerifiedSample(sample: sample, verdict: nil, verifier: verifier.kind(for: tasks[sample.taskIndex])?.rawValue ?? "none")
-            if case .success(let completion) = sample.result {
-                let verdict = verifier.verify(completion.text, for: tasks[sample.taskIndex])
-                v.verdict = verdict
+        var correct = 0, answered = 0, submitted = 0
+        let queue = SampleQueue()
+        let verifying = OperationQueue()
+        verifying.maxConcurrentOperationCount = ProcessInfo.processInfo.activeProcessorCount
+        func submit(_ sample: TeacherSample) {
+            submitted += 1
+            let task = tasks[sample.taskIndex]
+            verifying.addOperation {
+                var v = VerifiedSample(
+                    sample: sample, verdict: nil, verifier: verifier.kind(for: task)?.rawValue ?? "none")
+                if case .success(let completion) = sample.result {
+                    v.verdict = verifier.verify(completion.text, for: task)
+                }
+                queue.push(.verified(v))
+            }
+        }
+        func record(_ v: VerifiedSample) {
+            if let verdict = v.verdict {
                 answered += 1
                 if verdict.correct { correct += 1 }
             }
@@ -70,10 +83,15 @@ struct SampleExecutor: StageExecutor {
                         ]))
             }
         }
+        var finished = false
         if let local = teacher as? CheckpointTeacher {
-            _ = try local.sampleSync(tasks, onSample: receive)
+            // The engine runs on this thread; verdicts that are ready are recorded between batches.
+            _ = try local.sampleSync(tasks) { sample in
+                submit(sample)
+                while let item = queue.tryPop() { if case .verified(let v) = item { record(v) } }
+            }
+            finished = true
         } else {
-            let queue = SampleQueue()
             Task {
                 do {
                     _ = try await teacher.sample(tasks) { queue.push(.sample($0)) }
@@ -82,12 +100,15 @@ struct SampleExecutor: StageExecutor {
                     queue.push(.finished(error))
                 }
             }
-            loop: while true {
-                switch queue.pop() {
-                case .sample(let sample): receive(sample)
-                case .finished(let error?): throw error
-                case .finished(nil): break loop
-                }
+        }
+        while !(finished && verified.count == submitted) {
+            switch queue.pop() {
+            case .sample(let sample): submit(sample)
+            case .verified(let v): record(v)
+            case .finished(let error?):
+                verifying.waitUntilAllOperationsAreFinished()
+                throw error
+            case .finished(nil): finished = true
             }
         }
         let seconds = Date().timeIntervalSince(started)
@@ -97,7 +118,8 @@ struct SampleExecutor: StageExecutor {
             tasks: tasks, samples: verified, teacher: teacher.name, settings: teacher.settings, pairing: s.pairs,
             samplesPerTask: teacher.samplesPerTask)
         let dir = URL(fileURLWithPath: s.output)
-        let files = zip(SampleStage.files, [outputs.samplesJSONL, outputs.sftJSONL, outputs.pairsJSONL, outputs.stats.json()])
+        let files = zip(
+            SampleStage.files, [outputs.samplesJSONL, outputs.sftJSONL, outputs.pairsJSONL, outputs.stats.json()])
         for (name, text) in files { try writeAtomically(text, to: dir.appendingPathComponent(name)) }
 
         let c = teacher.counters
@@ -146,6 +168,7 @@ private final class SampleQueue: @unchecked Sendable {
     // @unchecked: `items` is only touched with `condition` locked.
     enum Item {
         case sample(TeacherSample)
+        case verified(VerifiedSample)
         case finished((any Error)?)
     }
 
@@ -157,6 +180,13 @@ private final class SampleQueue: @unchecked Sendable {
         items.append(item)
         condition.signal()
         condition.unlock()
+    }
+
+    /// The next item, or nil at once when there is none.
+    func tryPop() -> Item? {
+        condition.lock()
+        defer { condition.unlock() }
+        return items.isEmpty ? nil : items.removeFirst()
     }
 
     func pop() -> Item {

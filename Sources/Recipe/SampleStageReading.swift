@@ -42,14 +42,17 @@ func readSample(_ v: JSONValue, path: String, name: String, seed: Int, log: Issu
             .teacher, hint: "e.g. {\"type\": \"checkpoint\", \"checkpoint\": \"@pretrain\", \"samples\": 8}")
     }
     if let verifier = r.object(.verifier, { readVerifier($0, path: $1, log: log) }) { s.verifier = verifier }
-    if let pairs = r.object(.pairs, { v, p in
-        let pr = ObjectReader<PairingConfig.CodingKeys>(v, path: p, log: log)
-        var c = s.pairs
-        pr.read(.strategy, into: &c.strategy)
-        pr.read(.maxPerPrompt, into: &c.maxPerPrompt, .atLeast(1))
-        pr.read(.seed, into: &c.seed, .atLeast(0))
-        return c
-    }) {
+    if let pairs = r.object(
+        .pairs,
+        { v, p in
+            let pr = ObjectReader<PairingConfig.CodingKeys>(v, path: p, log: log)
+            var c = s.pairs
+            pr.read(.strategy, into: &c.strategy)
+            pr.read(.maxPerPrompt, into: &c.maxPerPrompt, .atLeast(1))
+            pr.read(.seed, into: &c.seed, .atLeast(0))
+            return c
+        })
+    {
         s.pairs = pairs
     }
     r.read(.cache, into: &s.cache)
@@ -76,7 +79,9 @@ private func readTeacher(_ v: JSONValue, path: String, log: IssueLog) -> Teacher
     case .openai:
         let r = ObjectReader<OpenAITeacherConfig.CodingKeys>(v, path: path, log: log, alsoAllowed: ["type"])
         var c = OpenAITeacherConfig(baseURL: "http://127.0.0.1:8080/v1", model: "model")
-        if let url = r.string(.baseURL) { c.baseURL = url } else if !r.has(.baseURL) {
+        if let url = r.string(.baseURL) {
+            c.baseURL = url
+        } else if !r.has(.baseURL) {
             r.missing(.baseURL, hint: "the API root, e.g. \"http://127.0.0.1:8080/v1\"")
         }
         if let model = r.string(.model) { c.model = model } else if !r.has(.model) { r.missing(.model) }
@@ -119,7 +124,9 @@ private func readTeacher(_ v: JSONValue, path: String, log: IssueLog) -> Teacher
         let r = ObjectReader<CommandTeacherConfig.CodingKeys>(v, path: path, log: log, alsoAllowed: ["type"])
         var c = CommandTeacherConfig(command: [])
         let argv = r.strings(.command, acceptSingle: false)
-        if let argv { c.command = argv } else if !r.has(.command) {
+        if let argv {
+            c.command = argv
+        } else if !r.has(.command) {
             r.missing(.command, hint: "the program's argv, e.g. [\"python3\", \"teacher.py\"]")
         }
         r.read(.samples, into: &c.samples)

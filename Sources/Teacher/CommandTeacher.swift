@@ -116,7 +116,9 @@ package struct CommandTeacher: TeacherBackend {
         for attempt in 1...config.maxAttempts {
             let started = Date()
             let outcome = await withCheckedContinuation { continuation in
-                DispatchQueue.global().async { continuation.resume(returning: Self.run(config, prompt: prompt, seed: seed)) }
+                DispatchQueue.global().async {
+                    continuation.resume(returning: Self.run(config, prompt: prompt, seed: seed))
+                }
             }
             let latency = cachedLatency(Date().timeIntervalSince(started))
             sample.requests = attempt
@@ -153,7 +155,8 @@ package struct CommandTeacher: TeacherBackend {
             try Data().write(to: output)
             try Data().write(to: errors)
         } catch {
-            return .failure(FailureBox(.exitStatus, nil, "not run: cannot write temporary files (\(error.localizedDescription))"))
+            return .failure(
+                FailureBox(.exitStatus, nil, "not run: cannot write temporary files (\(error.localizedDescription))"))
         }
         guard let stdin = FileHandle(forReadingAtPath: input.path), let stdout = try? FileHandle(forWritingTo: output),
             let stderr = try? FileHandle(forWritingTo: errors)
@@ -177,7 +180,8 @@ package struct CommandTeacher: TeacherBackend {
         do {
             try process.run()
         } catch {
-            return .failure(FailureBox(.exitStatus, nil, "\(config.command[0]) could not start: \(error.localizedDescription)"))
+            return .failure(
+                FailureBox(.exitStatus, nil, "\(config.command[0]) could not start: \(error.localizedDescription)"))
         }
         var timedOut = false
         if done.wait(timeout: .now() + config.timeoutSeconds) == .timedOut {
@@ -191,13 +195,16 @@ package struct CommandTeacher: TeacherBackend {
         let tail = CommandCheck.lastLines((try? String(contentsOf: errors, encoding: .utf8)) ?? "")
         let said = tail.isEmpty ? "" : "; stderr: \(tail)"
         if timedOut {
-            return .failure(FailureBox(.timeout, nil, "no output within \(formatSeconds(config.timeoutSeconds))\(said)"))
+            return .failure(
+                FailureBox(.timeout, nil, "no output within \(formatSeconds(config.timeoutSeconds))\(said)"))
         }
         if process.terminationReason == .uncaughtSignal {
             return .failure(FailureBox(.exitStatus, nil, "killed by signal \(process.terminationStatus)\(said)"))
         }
         let status = process.terminationStatus
-        if status == 127 { return .failure(FailureBox(.exitStatus, nil, "\(config.command[0]) not found on PATH\(said)")) }
+        if status == 127 {
+            return .failure(FailureBox(.exitStatus, nil, "\(config.command[0]) not found on PATH\(said)"))
+        }
         guard status == 0 else { return .failure(FailureBox(.exitStatus, nil, "exited \(status)\(said)")) }
         var text = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
         while text.last?.isNewline == true { text.removeLast() }

@@ -132,7 +132,8 @@ package struct SampleOutputs: Sendable {
     /// One samples.jsonl row.
     static func row(_ s: VerifiedSample, teacher: String, settings: JSONValue) -> JSONValue {
         var e: [(key: String, value: JSONValue)] = [
-            ("task_id", .string(s.sample.taskID)), ("sample", .int(s.sample.sampleIndex)), ("seed", .int(s.sample.seed)),
+            ("task_id", .string(s.sample.taskID)), ("sample", .int(s.sample.sampleIndex)),
+            ("seed", .int(s.sample.seed)),
             ("teacher", .string(teacher)), ("settings", settings),
         ]
         switch s.sample.result {
@@ -170,7 +171,9 @@ package struct SampleOutputs: Sendable {
     /// An SFT row: `{"prompt", "completion"}`, strings or (conversational) message lists.
     static func sftRow(_ task: TeacherTask, _ text: String) -> JSONValue {
         let p = promptFields(task)
-        var e: [(key: String, value: JSONValue)] = [("prompt", p.prompt), ("completion", completion(text, chat: p.chat))]
+        var e: [(key: String, value: JSONValue)] = [
+            ("prompt", p.prompt), ("completion", completion(text, chat: p.chat)),
+        ]
         if let tools = p.tools { e.append(("tools", tools)) }
         return .object(JSONValue.JSONObject(e))
     }
@@ -277,7 +280,8 @@ package struct SampleStats: Sendable, Equatable, Encodable {
     /// The unbiased pass@k estimator of Chen et al. 2021 (Codex paper), for n samples of which
     /// c are correct: 1 - C(n-c, k) / C(n, k), computed as 1 - prod_{i=n-c+1}^{n} (1 - k/i).
     package static func passAtK(n: Int, c: Int, k: Int) -> Double {
-        precondition(k >= 1 && k <= n && c >= 0 && c <= n, "pass@k needs 1 <= k <= n, 0 <= c <= n (n \(n), c \(c), k \(k))")
+        precondition(
+            k >= 1 && k <= n && c >= 0 && c <= n, "pass@k needs 1 <= k <= n, 0 <= c <= n (n \(n), c \(c), k \(k))")
         if n - c < k { return 1 }
         var fail = 1.0
         for i in (n - c + 1)..<(n + 1) { fail *= 1 - Double(k) / Double(i) }

@@ -72,7 +72,10 @@ import TextData
         try Data(tinyRecipe(runDir: root.appendingPathComponent("run").path, steps: 4).utf8).write(to: noSample)
         for arguments in [
             ["sample"], ["sample", noSample.path, "--tasks", "t.jsonl"], ["sample", noSample.path],
-            ["sample", "--tasks", "t.jsonl", "--out", root.path, "--teacher-json", #"{"type": "checkpoint", "samples": 0}"#],
+            [
+                "sample", "--tasks", "t.jsonl", "--out", root.path, "--teacher-json",
+                #"{"type": "checkpoint", "samples": 0}"#,
+            ],
         ] {
             let p = Process()
             p.executableURL = distillBinary()
@@ -89,5 +92,48 @@ import TextData
                 #expect(message.contains("stages[0].teacher.samples: samples must be within 1...1000, got 0"))
             }
         }
+    }
+
+    @Test func aCommandTeacherWithACommandVerifierVerifiesConcurrently() throws {
+        let root = try scratchDirectory("sample-command")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let tasks = root.appendingPathComponent("tasks.jsonl")
+        try #"{"id": "a", "prompt": "p", "check": ["x"]}\#n{"id": "b", "prompt": "q", "check": ["y"]}\#n"#
+            .write(to: tasks, atomically: true, encoding: .utf8)
+        let log = root.appendingPathComponent("checks.log").path
+        // The checker logs its start and end, takes 0.3 s, and accepts even seeds.
+        let checker =
+            "echo s $(date +%s.%N) >> \(log); sleep 0.3; echo e $(date +%s.%N) >> \(log); grep -q 'answer [02468]'"
+        let teacher = #"{"type": "command", "command": ["sh", "-c", "echo answer $DISTILL_SEED"], "samples": 4}"#
+        let verifier = #"{"type": "command", "command": ["sh", "-c", "\#(checker)"]}"#
+        let p = Process()
+        p.executableURL = distillBinary()
+        p.arguments = [
+            "sample", "--tasks", tasks.path, "--out", root.appendingPathComponent("out").path, "--teacher-json",
+            teacher,
+            "--verifier-json", verifier,
+        ]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
+        let stats = try String(contentsOf: root.appendingPathComponent("out/stats.json"), encoding: .utf8)
+        #expect(stats.contains("\"correct\" : 4") && stats.contains("\"mixed_prompts\" : 2"))
+        let sft = try String(contentsOf: root.appendingPathComponent("out/sft.jsonl"), encoding: .utf8)
+        #expect(
+            sft == #"{"prompt":"p","completion":"answer 0"}\#n{"prompt":"p","completion":"answer 2"}\#n"#
+                + #"{"prompt":"q","completion":"answer 0"}\#n{"prompt":"q","completion":"answer 2"}\#n"#)
+        // Checks overlapped: at some moment two were running (the machine has >= 2 cores).
+        var running = 0, most = 0
+        let events = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").map {
+            ($0.split(separator: " ")[0], Double($0.split(separator: " ")[1])!)
+        }.sorted { $0.1 < $1.1 }
+        #expect(events.count == 16)
+        for (kind, _) in events {
+            running += kind == "s" ? 1 : -1
+            most = max(most, running)
+        }
+        if ProcessInfo.processInfo.activeProcessorCount >= 2 { #expect(most >= 2) }
     }
 }

@@ -66,8 +66,12 @@ import Testing
         #expect(error.exitCode == 2)
         let byPath = Dictionary(grouping: error.issues, by: \.path).mapValues { $0.map(\.message) }
         let at = { (needle: String) in "recipe.json:\(position(of: needle, in: text)) " }
-        #expect(error.lines.contains(at("\"temprature\"") + "stages[0].teacher.temprature: unknown key; did you mean \"temperature\"?"))
-        #expect(error.lines.contains(at("0, \"top_p\"") + "stages[0].teacher.samples: samples must be within 1...1000, got 0"))
+        #expect(
+            error.lines.contains(
+                at("\"temprature\"") + "stages[0].teacher.temprature: unknown key; did you mean \"temperature\"?"))
+        #expect(
+            error.lines.contains(
+                at("0, \"top_p\"") + "stages[0].teacher.samples: samples must be within 1...1000, got 0"))
         #expect(byPath["stages[0].teacher.top_p"] == ["top_p must be within (0, 1], got 1.5"])
         #expect(byPath["stages[0].teacher.checkpoint"] == ["file not found: \(dir.file("base.h5"))"])
         #expect(byPath["stages[0].tasks"] == ["file not found: \(dir.file("missing.jsonl"))"])
@@ -77,6 +81,7 @@ import Testing
         #expect(byPath["stages[1].teacher.type"]?.first?.contains("did you mean \"openai\"?") == true)
         #expect(byPath["stages[2].tasks"]?.first?.contains("missing required field") == true)
         #expect(byPath["stages[2].teacher.command"] == ["expected an array of strings, got string \"python3 t.py\""])
-        #expect(byPath["stages[3].teacher.checkpoint"]?.first?.contains("no earlier stage produces a checkpoint") == true)
+        #expect(
+            byPath["stages[3].teacher.checkpoint"]?.first?.contains("no earlier stage produces a checkpoint") == true)
     }
 }

@@ -13,7 +13,9 @@ import TextData
 
 /// A tokenizer with ChatML's tokens and a random 1-layer model over it.
 func tinyModel(seed: UInt64 = 3) throws -> (LlamaModel, ByteLevelBPETokenizer, String) {
-    let corpus = (0..<60).map { "Q: What is \($0) plus \($0 % 7)?\nA: \($0) + \($0 % 7) = \($0 + $0 % 7). #### \($0 + $0 % 7)" }
+    let corpus = (0..<60).map {
+        "Q: What is \($0) plus \($0 % 7)?\nA: \($0) + \($0 % 7) = \($0 + $0 % 7). #### \($0 + $0 % 7)"
+    }
     let tokenizer = try BPETrainer(
         .init(vocabSize: 300, specialTokens: ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], style: .gpt2)
     ).train(texts: corpus)
@@ -90,7 +92,9 @@ func task(_ id: String, _ prompt: String, answer: String = "1") -> TeacherTask {
         let more = try teacher(config, cache: try CallCache(path: path))
         let third = try more.sampleSync(tasks)
         #expect(more.counters.cacheHits == 9 && more.counters.requests == 3)
-        #expect(third.filter { $0.sampleIndex < 3 }.map { try! $0.result.get().text } == first.map { try! $0.result.get().text })
+        #expect(
+            third.filter { $0.sampleIndex < 3 }.map { try! $0.result.get().text }
+                == first.map { try! $0.result.get().text })
         // A changed setting is another key.
         config.temperature = 0.5
         let other = try teacher(config, cache: try CallCache(path: path))
@@ -117,8 +121,10 @@ func task(_ id: String, _ prompt: String, answer: String = "1") -> TeacherTask {
             #expect(lp.count == c.completionTokens)
             // Reference: the prompt and the sampled ids (re-encoded from the cache is not
             // possible for text, so regenerate the ids by re-running the same row alone).
-            let prompt = tokenizer.encode(tasks[sample.taskIndex].prompt.chatMessages[0].content, addSpecialTokens: true)
-            let seed = XXH64.hash(Array(tasks[sample.taskIndex].prompt.chatMessages[0].content.utf8), seed: UInt64(sample.seed))
+            let prompt = tokenizer.encode(
+                tasks[sample.taskIndex].prompt.chatMessages[0].content, addSpecialTokens: true)
+            let seed = XXH64.hash(
+                Array(tasks[sample.taskIndex].prompt.chatMessages[0].content.utf8), seed: UInt64(sample.seed))
             let (ids, _) = model.generateWithLogProbs(
                 prompts: [prompt], sampling: SamplingConfig(maxTokens: 10, temperature: 0.9, topK: 20, stopTokens: [0]),
                 rowSeeds: [seed], logProbs: false)
@@ -158,10 +164,13 @@ func task(_ id: String, _ prompt: String, answer: String = "1") -> TeacherTask {
         let (a, tok, json) = try tinyModel(seed: 3)
         let (b, _, _) = try tinyModel(seed: 3)
         let (c, _, _) = try tinyModel(seed: 4)
-        #expect(CheckpointTeacher.checksum(a, tokenizerJSON: json) == CheckpointTeacher.checksum(b, tokenizerJSON: json))
-        #expect(CheckpointTeacher.checksum(a, tokenizerJSON: json) != CheckpointTeacher.checksum(c, tokenizerJSON: json))
+        #expect(
+            CheckpointTeacher.checksum(a, tokenizerJSON: json) == CheckpointTeacher.checksum(b, tokenizerJSON: json))
+        #expect(
+            CheckpointTeacher.checksum(a, tokenizerJSON: json) != CheckpointTeacher.checksum(c, tokenizerJSON: json))
         b.namedParameters()[0].1.data[0] += 1e-3
-        #expect(CheckpointTeacher.checksum(a, tokenizerJSON: json) != CheckpointTeacher.checksum(b, tokenizerJSON: json))
+        #expect(
+            CheckpointTeacher.checksum(a, tokenizerJSON: json) != CheckpointTeacher.checksum(b, tokenizerJSON: json))
 
         let dir = try scratch("ckpt-template")
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -197,7 +206,9 @@ func task(_ id: String, _ prompt: String, answer: String = "1") -> TeacherTask {
     func setUp() throws -> (URL, CommandTeacherConfig) {
         let dir = try scratch("cmd-teacher")
         try Self.program.write(to: dir.appendingPathComponent("teacher.py"), atomically: true, encoding: .utf8)
-        var config = CommandTeacherConfig(command: ["env", "RUNS=\(dir.path)/runs.txt", "python3", "\(dir.path)/teacher.py"])
+        var config = CommandTeacherConfig(command: [
+            "env", "RUNS=\(dir.path)/runs.txt", "python3", "\(dir.path)/teacher.py",
+        ])
         config.samples = 2
         config.seed = 5
         config.timeoutSeconds = 20  // python3 starts slowly on a loaded machine
@@ -205,7 +216,9 @@ func task(_ id: String, _ prompt: String, answer: String = "1") -> TeacherTask {
     }
 
     func runs(_ dir: URL) -> Int {
-        ((try? String(contentsOf: dir.appendingPathComponent("runs.txt"), encoding: .utf8)) ?? "").split(separator: "\n").count
+        ((try? String(contentsOf: dir.appendingPathComponent("runs.txt"), encoding: .utf8)) ?? "").split(
+            separator: "\n"
+        ).count
     }
 
     @Test func promptsGoToStdinUninterpretedAndResultsAreCached() async throws {
@@ -217,9 +230,11 @@ func task(_ id: String, _ prompt: String, answer: String = "1") -> TeacherTask {
         let cachePath = dir.appendingPathComponent("calls.sqlite").path
         let teacher = try CommandTeacher(config: config, cache: try CallCache(path: cachePath))
         let samples = try await teacher.sample(tasks)
-        #expect(samples.map { try! $0.result.get().text } == [
-            "seed=5 cba", "seed=6 cba", "seed=5 " + String(hostile.reversed()), "seed=6 " + String(hostile.reversed()),
-        ])
+        #expect(
+            samples.map { try! $0.result.get().text } == [
+                "seed=5 cba", "seed=6 cba", "seed=5 " + String(hostile.reversed()),
+                "seed=6 " + String(hostile.reversed()),
+            ])
         #expect(!FileManager.default.fileExists(atPath: marker), "task text was interpreted by a shell")
         #expect(runs(dir) == 4)
         let again = try CommandTeacher(config: config, cache: try CallCache(path: cachePath))
@@ -251,7 +266,9 @@ func task(_ id: String, _ prompt: String, answer: String = "1") -> TeacherTask {
 
         var missing = base
         missing.command = ["distill-no-such-program"]
-        let none = try await CommandTeacher(config: missing, cache: try CallCache(path: cachePath)).sample([task("m", "x")])
+        let none = try await CommandTeacher(config: missing, cache: try CallCache(path: cachePath)).sample([
+            task("m", "x")
+        ])
         guard case .failure(let e) = none[0].result else {
             Issue.record("a missing program succeeded")
             return

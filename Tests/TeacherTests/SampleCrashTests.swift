@@ -61,10 +61,13 @@ import TextData
             .respond(status: 200, headers: [:], body: Self.answer(request))
         }
         defer { server.stop() }
-        let teacher = #"{"type": "openai", "base_url": "\#(server.baseURL)", "model": "m", "samples": 8, "concurrency": 3}"#
+        let teacher =
+            #"{"type": "openai", "base_url": "\#(server.baseURL)", "model": "m", "samples": 8, "concurrency": 3}"#
         func arguments(_ out: URL) -> [String] {
-            ["sample", "--tasks", tasks.path, "--teacher-json", teacher, "--out", out.path, "--pairs-json",
-             #"{"strategy": "all", "max_per_prompt": 3}"#]
+            [
+                "sample", "--tasks", tasks.path, "--teacher-json", teacher, "--out", out.path, "--pairs-json",
+                #"{"strategy": "all", "max_per_prompt": 3}"#,
+            ]
         }
 
         // Uninterrupted reference run.

@@ -13,7 +13,8 @@ func verified(_ t: Int, _ id: String, _ s: Int, _ text: String?, correct: Bool =
         text.map { .success(TeacherCompletion(text: $0, promptTokens: 3, completionTokens: 2, latency: 0.5)) }
         ?? .failure(TeacherCallError(kind: .timeout, message: "no response within 1 s", attempts: 2))
     return VerifiedSample(
-        sample: TeacherSample(taskIndex: t, taskID: id, sampleIndex: s, seed: s, result: result, cached: false, requests: 1),
+        sample: TeacherSample(
+            taskIndex: t, taskID: id, sampleIndex: s, seed: s, result: result, cached: false, requests: 1),
         verdict: text == nil ? nil : Verdict(correct: correct, reason: correct ? "ok" : "wrong"), verifier: "exact")
 }
 
@@ -109,9 +110,13 @@ extension JSONValue {
         let capped = lines(build(pairing).pairsJSONL)
         #expect(capped.count == 5)
         let subset = { (rows: [JSONValue]) in rows.prefix(4).map { "\($0["chosen"]!)|\($0["rejected"]!)" } }
-        #expect(Set(subset(capped)).isSubset(of: Set(subset(rows) + rows[4..<6].map { "\($0["chosen"]!)|\($0["rejected"]!)" })))
+        #expect(
+            Set(subset(capped)).isSubset(
+                of: Set(subset(rows) + rows[4..<6].map { "\($0["chosen"]!)|\($0["rejected"]!)" })))
         #expect(lines(build(pairing).pairsJSONL) == capped, "seeded: the same subset every time")
-        let seeds = Set((0..<8).map { s in subset(lines(build(PairingConfig(strategy: .all, maxPerPrompt: 4, seed: s)).pairsJSONL)) })
+        let seeds = Set(
+            (0..<8).map { s in subset(lines(build(PairingConfig(strategy: .all, maxPerPrompt: 4, seed: s)).pairsJSONL))
+            })
         #expect(seeds.count > 1)
         // random: every distinct correct answer once (up to the cap), each with some incorrect one.
         pairing = PairingConfig(strategy: .random, maxPerPrompt: 2)
@@ -151,12 +156,17 @@ extension JSONValue {
         let prefs = try PreferenceData.read(path: pairs.path, format: SFTFormat(), tokenizer: tokenizer)
         #expect(prefs.count == 7)
         let first = prefs[0]
-        #expect(tokenizer.decode(zip(first.chosen.ids, first.chosen.trained).filter(\.1).map(\.0)) == "#### 4<|im_end|>")
-        #expect(tokenizer.decode(zip(first.rejected.ids, first.rejected.trained).filter(\.1).map(\.0)) == "#### 5<|im_end|>")
+        #expect(
+            tokenizer.decode(zip(first.chosen.ids, first.chosen.trained).filter(\.1).map(\.0)) == "#### 4<|im_end|>")
+        #expect(
+            tokenizer.decode(zip(first.rejected.ids, first.rejected.trained).filter(\.1).map(\.0)) == "#### 5<|im_end|>"
+        )
         // samples.jsonl: one row per sample, failures with their class, nothing else.
         let rows = lines(out.samplesJSONL)
         #expect(rows.count == 12)
         #expect(rows[8]["error"] == .string("timeout") && rows[8]["text"] == nil)
-        #expect(rows[0]["correct"] == .bool(true) && rows[0]["latency"] == .double(0.5) && rows[0]["task_id"] == .string("p"))
+        #expect(
+            rows[0]["correct"] == .bool(true) && rows[0]["latency"] == .double(0.5)
+                && rows[0]["task_id"] == .string("p"))
     }
 }
