@@ -170,3 +170,19 @@ extension JSONValue {
                 && rows[0]["task_id"] == .string("p"))
     }
 }
+
+@Test func openaiLogprobsAreReadFromBothEndpoints() throws {
+    let chat = #"""
+        {"choices": [{"message": {"role": "assistant", "content": "4"}, "finish_reason": "stop",
+          "logprobs": {"content": [{"token": "4", "logprob": -0.25}, {"token": "", "logprob": -1.5}]}}]}
+        """#
+    let completions = #"""
+        {"choices": [{"text": "4", "logprobs": {"tokens": ["4"], "token_logprobs": [-0.125]}}]}
+        """#
+    let a = try OpenAITeacher.parse(chat, endpoint: .chat, latency: 1).get()
+    #expect(a.text == "4" && a.logprobs == [-0.25, -1.5])
+    let b = try OpenAITeacher.parse(completions, endpoint: .completions, latency: 1).get()
+    #expect(b.logprobs == [-0.125])
+    let none = try OpenAITeacher.parse(#"{"choices": [{"text": "4"}]}"#, endpoint: .completions, latency: 1).get()
+    #expect(none.logprobs == nil)
+}
