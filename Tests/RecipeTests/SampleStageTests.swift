@@ -85,3 +85,25 @@ import Testing
             byPath["stages[3].teacher.checkpoint"]?.first?.contains("no earlier stage produces a checkpoint") == true)
     }
 }
+
+@Test func theShippedSampleRecipeAndTaskSetAreValid() throws {
+    let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    let recipe = try Recipe.load(file: repository.appendingPathComponent("Recipes/sample-arithmetic.json").path)
+    #expect(recipe.stages.map(\.type) == [.pretrain, .sample])
+    guard case .sample(let s) = recipe.stages[1], case .checkpoint(let teacher) = s.teacher else {
+        Issue.record("the second stage samples a checkpoint teacher")
+        return
+    }
+    #expect(teacher.checkpoint == "@teacher" && teacher.samples == 8)
+    let tasks = try TaskReader.read(path: s.tasks)
+    #expect(tasks.count == 64 && Set(tasks.map(\.id)).count == 64)
+    try Verifier(s.verifier).validate(tasks)
+    // Every task's answer is the sum or difference its prompt states.
+    for task in tasks {
+        guard case .text(let prompt) = task.prompt else { continue }
+        let numbers = prompt.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
+        let expected = prompt.contains("gets") ? numbers[0] + numbers[1] : numbers[0] - numbers[1]
+        #expect(task.answer == String(expected), "\(task.id)")
+    }
+}
