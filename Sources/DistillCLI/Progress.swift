@@ -14,7 +14,12 @@ final class ProgressDisplay {
         var parts = ["\(stage) step \(step)\(total.map { "/\($0)" } ?? "")"]
         for key in metrics.keys.sorted() {
             let v = metrics[key]!
-            parts.append(key == "tokens_per_s" ? String(format: "%.0f tok/s", v) : "\(key) \(String(format: "%.4g", v))")
+            switch key {
+            case "tokens_per_s": parts.append(String(format: "%.0f tok/s", v))
+            case "calls_per_s": parts.append(String(format: "%.2f calls/s", v))
+            case "pass_rate": parts.append(String(format: "pass rate %.1f%%", 100 * v))
+            default: parts.append("\(key) \(String(format: "%.4g", v))")
+            }
         }
         if let total, let s = started, step > s.step {
             let perStep = (now() - s.time) / Double(step - s.step)

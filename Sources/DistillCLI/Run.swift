@@ -43,30 +43,35 @@ struct Run: ParsableCommand {
             if json { try printJSON(plan) } else { print(plan.text(recipe: resolved.name)) }
             return
         }
-        let progress = ProgressDisplay()
-        do {
-            _ = try runner.runLocked { event in
-                if json {
-                    try? printJSONLine(RunEventLine(event))
-                } else if case .stageProgress(let name, .progress(let step, let total, let metrics)) = event {
-                    progress.show(stage: name, step: step, total: total, metrics: metrics)
-                } else if let line = event.text {
-                    progress.print(line)
-                }
-            }
-        } catch let error as RunError {
-            progress.finish()
-            throw reported(error)
-        } catch let error as ExitCodeError & CustomStringConvertible {
-            progress.finish()
-            throw reported(error)
-        }
-        progress.finish()
+        try execute(runner, json: json)
     }
 }
 
+/// Runs `runner` showing progress (or JSON events), errors reported on stderr with their exit code.
+func execute(_ runner: Runner, json: Bool) throws {
+    let progress = ProgressDisplay()
+    do {
+        _ = try runner.runLocked { event in
+            if json {
+                try? printJSONLine(RunEventLine(event))
+            } else if case .stageProgress(let name, .progress(let step, let total, let metrics)) = event {
+                progress.show(stage: name, step: step, total: total, metrics: metrics)
+            } else if let line = event.text {
+                progress.print(line)
+            }
+        }
+    } catch let error as RunError {
+        progress.finish()
+        throw reported(error)
+    } catch let error as ExitCodeError & CustomStringConvertible {
+        progress.finish()
+        throw reported(error)
+    }
+    progress.finish()
+}
+
 /// Prints the error on stderr and returns the exit code it asks for.
-private func reported(_ error: some ExitCodeError & CustomStringConvertible) -> ExitCode {
+func reported(_ error: some ExitCodeError & CustomStringConvertible) -> ExitCode {
     FileHandle.standardError.write(Data(("error: " + error.description + "\n").utf8))
     return ExitCode(error.exitCode)
 }

@@ -91,12 +91,28 @@ extension LlamaModel {
     public func generate(
         prompts: [[Int32]], sampling: SamplingConfig, shouldStop: (Int, [Int32]) -> Bool = { _, _ in false }
     ) -> [[Int32]] {
+        generateWithLogProbs(prompts: prompts, sampling: sampling, logProbs: false, shouldStop: shouldStop).ids
+    }
+
+    /// `generate`, with two additions for teachers: `rowSeeds` gives each row its own seed
+    /// (row r samples from a generator seeded with `rowSeeds[r]` alone, so a sample depends on
+    /// its prompt and seed, not on its row or the batch), and with `logProbs` the
+    /// log-probability of every generated token under the model's distribution (log-softmax
+    /// of the logits at temperature 1, before top-k/top-p) is returned next to it.
+    public func generateWithLogProbs(
+        prompts: [[Int32]], sampling: SamplingConfig, rowSeeds: [UInt64]? = nil, logProbs: Bool,
+        shouldStop: (Int, [Int32]) -> Bool = { _, _ in false }
+    ) -> (ids: [[Int32]], logProbs: [[Double]]) {
         precondition(prompts.allSatisfy { !$0.isEmpty }, "every prompt needs at least one token")
+        precondition(rowSeeds == nil || rowSeeds!.count == prompts.count, "\(rowSeeds?.count ?? 0) seeds for \(prompts.count) prompts")
         let b = prompts.count
         let longest = prompts.map(\.count).max() ?? 0
         let cache = KVCache(config: config, batch: b, capacity: longest + sampling.maxTokens)
-        var rngs = (0..<b).map { RNG(seed: sampling.seed &+ 0x9E37_79B9_7F4A_7C15 &* UInt64($0 + 1)) }
+        var rngs = (0..<b).map { r in
+            RNG(seed: rowSeeds?[r] ?? (sampling.seed &+ 0x9E37_79B9_7F4A_7C15 &* UInt64(r + 1)))
+        }
         var outputs = [[Int32]](repeating: [], count: b)
+        var logProbOutputs = [[Double]](repeating: [], count: b)
         var done = [Bool](repeating: sampling.maxTokens == 0, count: b)
         // Left padding: row r has `pad[r]` padding positions before its prompt.
         let pad = prompts.map { longest - $0.count }
@@ -120,8 +136,10 @@ extension LlamaModel {
                     if done[r] {
                         next = 0
                     } else {
-                        next = sample(last.data + r * config.vocabSize, config.vocabSize, sampling, &rngs[r])
+                        let row = last.data + r * config.vocabSize
+                        next = sample(row, config.vocabSize, sampling, &rngs[r])
                         outputs[r].append(next)
+                        if logProbs { logProbOutputs[r].append(logProbability(row, config.vocabSize, next)) }
                         if sampling.stopTokens.contains(next) || outputs[r].count >= sampling.maxTokens
                             || shouldStop(r, outputs[r])
                         {
@@ -135,9 +153,18 @@ extension LlamaModel {
                 step += 1
                 length = 1
             }
-            return outputs
+            return (outputs, logProbOutputs)
         }
     }
+}
+
+/// log softmax(logits)[token], in Double.
+func logProbability(_ logits: UnsafePointer<Float>, _ v: Int, _ token: Int32) -> Double {
+    var top = logits[0]
+    for j in 1..<v where logits[j] > top { top = logits[j] }
+    var sum = 0.0
+    for j in 0..<v { sum += Foundation.exp(Double(logits[j] - top)) }
+    return Double(logits[Int(token)] - top) - Foundation.log(sum)
 }
 
 /// Picks a token from one row of logits.

@@ -133,12 +133,13 @@ private func readStage(_ v: JSONValue, index: Int, defaultName: String, recipeSe
     case .generate: stage = .generate(readGenerate(v, path: path, name: defaultName, seed: recipeSeed, log: log))
     case .export: stage = .export(readExport(v, path: path, name: defaultName, log: log))
     case .merge: stage = .merge(readMerge(v, path: path, name: defaultName, log: log))
+    case .sample: stage = .sample(readSample(v, path: path, name: defaultName, seed: recipeSeed, log: log))
     }
     return ReadStage(stage: stage, index: index, path: path, given: given)
 }
 
 /// The keys every stage shares: `name` (validated in pass 2) and `output`.
-private func readCommon<K: CodingKey & CaseIterable & RawRepresentable<String>>(
+func readCommon<K: CodingKey & CaseIterable & RawRepresentable<String>>(
     _ r: ObjectReader<K>, name nameKey: K, output outputKey: K, into s: inout some StageSettings
 ) {
     if let n = r.string(nameKey) { s.name = n }
@@ -538,6 +539,19 @@ private func link(
                 s.base = source(base, given: true, index: i, at: JSONPath.child(read.path, "base")) ?? base
             }
             stage = .merge(s)
+        case .sample(var s):
+            s.output = output
+            if !s.tasks.isEmpty { s.tasks = checkFile(s.tasks, at: JSONPath.child(read.path, "tasks")) }
+            s.cache = absolute(s.cache, base: runDir)
+            if case .checkpoint(var t) = s.teacher {
+                let at = JSONPath.child(JSONPath.child(read.path, "teacher"), "checkpoint")
+                let given = !t.checkpoint.isEmpty
+                if let resolved = source(CheckpointSource(t.checkpoint), given: given, index: i, at: at) {
+                    t.checkpoint = resolved.description
+                }
+                s.teacher = .checkpoint(t)
+            }
+            stage = .sample(s)
         }
         out.append(stage)
     }

@@ -41,11 +41,11 @@ package struct Recipe: Codable, Sendable, Equatable {
 
 /// Stage types this build understands.
 package enum StageType: String, Codable, Sendable, CaseIterable, Hashable {
-    case pretrain, eval, generate, export, merge
+    case pretrain, eval, generate, export, merge, sample
 
     /// Types documented for later releases: a recipe using one gets a clear "not yet" message
     /// instead of an "unknown type" one.
-    package static let planned = ["sft", "dpo", "kd", "sample", "sweep"]
+    package static let planned = ["sft", "dpo", "kd", "sweep"]
 }
 
 /// What every stage's settings provide to validation, fingerprints and the runner.
@@ -81,6 +81,7 @@ package enum Stage: Sendable, Equatable {
     case generate(GenerateStage)
     case export(ExportStage)
     case merge(MergeStage)
+    case sample(SampleStage)
 
     package var settings: any StageSettings {
         switch self {
@@ -89,6 +90,7 @@ package enum Stage: Sendable, Equatable {
         case .generate(let s): return s
         case .export(let s): return s
         case .merge(let s): return s
+        case .sample(let s): return s
         }
     }
 
@@ -100,7 +102,7 @@ package enum Stage: Sendable, Equatable {
     package var producesCheckpoint: Bool {
         switch self {
         case .pretrain, .merge: return true
-        case .eval, .generate, .export: return false
+        case .eval, .generate, .export, .sample: return false
         }
     }
 }
@@ -116,6 +118,7 @@ extension Stage: Codable {
         case .generate: self = .generate(try GenerateStage(from: decoder))
         case .export: self = .export(try ExportStage(from: decoder))
         case .merge: self = .merge(try MergeStage(from: decoder))
+        case .sample: self = .sample(try SampleStage(from: decoder))
         }
     }
 

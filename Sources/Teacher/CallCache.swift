@@ -1,5 +1,9 @@
 import Foundation
 
+/// `seconds` rounded to microseconds: a latency as it reads back from the cache (SQLite hands
+/// reals back as 15-digit text), so a fresh result and its cached copy write the same bytes.
+package func cachedLatency(_ seconds: Double) -> Double { (seconds * 1e6).rounded() / 1e6 }
+
 /// A teacher call's result as the cache keeps it.
 package struct CachedCall: Sendable, Equatable {
     /// The server's response body, exactly as received (already validated as a success).
@@ -62,7 +66,7 @@ package final class CallCache: @unchecked Sendable {
         guard let row = try connection.query("SELECT response, latency FROM calls WHERE key = ?", [.text(key)]).first,
             let response = row[0], let latency = row[1].flatMap(Double.init)
         else { return nil }
-        return CachedCall(response: response, latency: latency)
+        return CachedCall(response: response, latency: cachedLatency(latency))
     }
 
     /// Commits a successful result durably. Storing a key again replaces its row (only happens

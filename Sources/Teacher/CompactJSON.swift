@@ -62,9 +62,12 @@ struct AnyCodingKey: CodingKey {
 
 /// Refuses keys that `Keys` does not know, naming the key and the accepted ones, so a typo
 /// such as "temprature" fails instead of silently keeping the default.
-func rejectUnknownKeys<Keys: CodingKey & CaseIterable>(_ decoder: any Decoder, _: Keys.Type, in what: String) throws {
+/// `also` lists keys accepted besides `Keys` (a recipe teacher's `type`).
+func rejectUnknownKeys<Keys: CodingKey & CaseIterable>(
+    _ decoder: any Decoder, _: Keys.Type, in what: String, also: [String] = []
+) throws {
     let container = try decoder.container(keyedBy: AnyCodingKey.self)
-    let known = Keys.allCases.map(\.stringValue)
+    let known = Keys.allCases.map(\.stringValue) + also
     for key in container.allKeys where !known.contains(key.stringValue) {
         throw DecodingError.dataCorruptedError(
             forKey: key, in: container,

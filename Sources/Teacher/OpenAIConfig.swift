@@ -50,7 +50,7 @@ package struct OpenAITeacherConfig: Sendable, Equatable, Codable {
         self.model = model
     }
 
-    enum CodingKeys: String, CodingKey, CaseIterable {
+    package enum CodingKeys: String, CodingKey, CaseIterable {
         case model, endpoint, samples, seed, temperature, logprobs, concurrency
         case baseURL = "base_url"
         case apiKeyEnv = "api_key_env"
@@ -64,7 +64,7 @@ package struct OpenAITeacherConfig: Sendable, Equatable, Codable {
     }
 
     package init(from decoder: any Decoder) throws {
-        try rejectUnknownKeys(decoder, CodingKeys.self, in: "openai teacher")
+        try rejectUnknownKeys(decoder, CodingKeys.self, in: "openai teacher", also: ["type"])
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = OpenAITeacherConfig(baseURL: "", model: "")
         baseURL = try c.decode(String.self, forKey: .baseURL)

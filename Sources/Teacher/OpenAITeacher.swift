@@ -21,6 +21,9 @@ package enum CallFailureKind: String, Sendable, Codable, CaseIterable {
     case client
     /// 2xx whose body is not JSON, is an error object, or lacks choices/content. Retried, never cached.
     case invalidResponse = "invalid-response"
+    /// The command teacher's program exited nonzero, was killed by a signal, or could not start.
+    /// Retried (up to its max_attempts).
+    case exitStatus = "exit-status"
 
     package var retryable: Bool { ![.quota, .client].contains(self) }
 }
@@ -47,6 +50,8 @@ package struct TeacherCompletion: Sendable, Equatable {
     package var promptTokens: Int?
     package var completionTokens: Int?
     package var latency: Double
+    /// Log-probabilities of the completion's tokens, when asked for and provided.
+    package var logprobs: [Double]? = nil
 }
 
 /// One sample of one task: the outcome and where it came from.
@@ -98,7 +103,7 @@ package final class CallCounters: @unchecked Sendable {
 /// before it is parsed into a result. Retries back off exponentially with jitter on connection
 /// errors, timeouts, 408, 5xx and invalid responses; a 429 waits the Retry-After it names;
 /// other 4xx and quota errors fail at once.
-package struct OpenAITeacher: Sendable {
+package struct OpenAITeacher: TeacherBackend {
     package let config: OpenAITeacherConfig
     package let cache: CallCache
     package let counters = CallCounters()
@@ -257,7 +262,7 @@ package struct OpenAITeacher: Sendable {
             attempt += 1
             let started = Date()
             let outcome = await send(data)
-            let latency = Date().timeIntervalSince(started)
+            let latency = cachedLatency(Date().timeIntervalSince(started))
             sample.requests = attempt
             counters.add(requests: 1)
             var failure: FailureBox
@@ -426,12 +431,27 @@ package struct OpenAITeacher: Sendable {
         }
         var completion = TeacherCompletion(
             text: text, finishReason: choice["finish_reason"]?.stringValue, latency: latency)
+        completion.logprobs = logprobs(choice["logprobs"])
         if case .object(let usage)? = o["usage"] {
             completion.promptTokens = usage["prompt_tokens"]?.numberValue.map { Int($0) }
             completion.completionTokens = usage["completion_tokens"]?.numberValue.map { Int($0) }
         }
         return .success(completion)
     }
+}
+
+/// Token log-probabilities of a choice: chat's `logprobs.content[].logprob` or the completions
+/// endpoint's `logprobs.token_logprobs`; nil when absent.
+private func logprobs(_ value: JSONValue?) -> [Double]? {
+    guard case .object(let o)? = value else { return nil }
+    if case .array(let content)? = o["content"] {
+        return content.compactMap { item -> Double? in
+            if case .object(let t) = item { return t["logprob"]?.numberValue }
+            return nil
+        }
+    }
+    if case .array(let values)? = o["token_logprobs"] { return values.map { $0.numberValue ?? 0 } }
+    return nil
 }
 
 /// Why a 2xx body is not a usable completion.
@@ -452,5 +472,16 @@ struct FailureBox: Error {
         self.kind = kind
         self.status = status
         self.message = message
+    }
+}
+
+extension OpenAITeacher {
+    package var name: String { "openai \(config.model) at \(config.baseURL)" }
+    package var samplesPerTask: Int { config.samples }
+    package var settings: JSONValue {
+        .obj([
+            "endpoint": .string(config.endpoint.rawValue), "temperature": .double(config.temperature),
+            "top_p": .double(config.topP), "max_tokens": .int(config.maxTokens), "logprobs": .bool(config.logprobs),
+        ])
     }
 }

@@ -75,7 +75,7 @@ package struct VerifierConfig: Sendable, Equatable, Codable {
 
     package init(type: Kind = .auto) { self.type = type }
 
-    enum CodingKeys: String, CodingKey, CaseIterable {
+    package enum CodingKeys: String, CodingKey, CaseIterable {
         case type, extract, mode, pattern, command, input
         case extractPattern = "extract_pattern"
         case caseSensitive = "case_sensitive"

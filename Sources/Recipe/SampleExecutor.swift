@@ -1,0 +1,198 @@
+// The `sample` stage: asks a teacher for k samples of every task (each call cached and
+// committed before use), verifies them, and writes samples.jsonl, sft.jsonl, pairs.jsonl and
+// stats.json into the stage's folder. A killed stage resumes by running again: every finished
+// call comes from the cache, and the outputs, written at the end from the samples in task
+// order, are the same bytes as an uninterrupted run's.
+
+import Core
+import Foundation
+import NN
+import Teacher
+import TextData
+
+struct SampleExecutor: StageExecutor {
+    func run(_ stage: Stage, context: RunContext, emit: (StageEvent) -> Void) throws -> StageOutputs {
+        guard case .sample(let s) = stage else { preconditionFailure("executor for sample got a \(stage.type) stage") }
+        if let threads = context.threads { Threads.set(threads) }
+        let tasks = try TaskReader.read(path: s.tasks)
+        let verifier = Verifier(s.verifier)
+        try verifier.validate(tasks)
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: s.output, withIntermediateDirectories: true)
+        try fm.createDirectory(
+            atPath: (s.cache as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        let cache = try CallCache(path: s.cache)
+
+        let teacher: any TeacherBackend
+        switch s.teacher {
+        case .openai(let c): teacher = try OpenAITeacher(config: c, cache: cache)
+        case .command(let c): teacher = try CommandTeacher(config: c, cache: cache)
+        case .checkpoint(let c):
+            let loaded = try loadModel(from: context.path(of: CheckpointSource(c.checkpoint)))
+            let tokenizer = try loaded.requireTokenizer()
+            teacher = try CheckpointTeacher(
+                config: c, model: loaded.model, tokenizer: tokenizer, tokenizerJSON: loaded.tokenizerJSON ?? "",
+                endOfText: loaded.endOfText, cache: cache)
+        }
+        try teacher.validate(tasks)
+        let cached = try cache.count()
+        emit(
+            .message(
+                "\(tasks.count) tasks x \(teacher.samplesPerTask) samples from \(teacher.name) (cache: \(cached) calls in \(s.cache))"
+            ))
+
+        // Samples arrive on the teacher's threads and are verified on up to one thread per core
+        // (a command verifier runs a program per sample); verdicts are recorded and reported
+        // here, on the executor's thread, the only one that may call `emit`.
+        let total = tasks.count * teacher.samplesPerTask
+        let started = Date()
+        var lastReport = Date.distantPast
+        var verified: [VerifiedSample] = []
+        var correct = 0, answered = 0, submitted = 0
+        let queue = SampleQueue()
+        let verifying = OperationQueue()
+        verifying.maxConcurrentOperationCount = ProcessInfo.processInfo.activeProcessorCount
+        func submit(_ sample: TeacherSample) {
+            submitted += 1
+            let task = tasks[sample.taskIndex]
+            verifying.addOperation {
+                var v = VerifiedSample(
+                    sample: sample, verdict: nil, verifier: verifier.kind(for: task)?.rawValue ?? "none")
+                if case .success(let completion) = sample.result {
+                    v.verdict = verifier.verify(completion.text, for: task)
+                }
+                queue.push(.verified(v))
+            }
+        }
+        func record(_ v: VerifiedSample) {
+            if let verdict = v.verdict {
+                answered += 1
+                if verdict.correct { correct += 1 }
+            }
+            verified.append(v)
+            let now = Date()
+            if verified.count == total || verified.count == 1 || now.timeIntervalSince(lastReport) >= 1 {
+                lastReport = now
+                let seconds = max(now.timeIntervalSince(started), 1e-9)
+                emit(
+                    .progress(
+                        step: verified.count, total: total,
+                        metrics: [
+                            "pass_rate": answered > 0 ? Double(correct) / Double(answered) : 0,
+                            "calls_per_s": Double(verified.count) / seconds,
+                        ]))
+            }
+        }
+        var finished = false
+        if let local = teacher as? CheckpointTeacher {
+            // The engine runs on this thread; verdicts that are ready are recorded between batches.
+            _ = try local.sampleSync(tasks) { sample in
+                submit(sample)
+                while let item = queue.tryPop() { if case .verified(let v) = item { record(v) } }
+            }
+            finished = true
+        } else {
+            Task {
+                do {
+                    _ = try await teacher.sample(tasks) { queue.push(.sample($0)) }
+                    queue.push(.finished(nil))
+                } catch {
+                    queue.push(.finished(error))
+                }
+            }
+        }
+        while !(finished && verified.count == submitted) {
+            switch queue.pop() {
+            case .sample(let sample): submit(sample)
+            case .verified(let v): record(v)
+            case .finished(let error?):
+                verifying.waitUntilAllOperationsAreFinished()
+                throw error
+            case .finished(nil): finished = true
+            }
+        }
+        let seconds = Date().timeIntervalSince(started)
+        verified.sort { ($0.sample.taskIndex, $0.sample.sampleIndex) < ($1.sample.taskIndex, $1.sample.sampleIndex) }
+
+        let outputs = SampleOutputs.build(
+            tasks: tasks, samples: verified, teacher: teacher.name, settings: teacher.settings, pairing: s.pairs,
+            samplesPerTask: teacher.samplesPerTask)
+        let dir = URL(fileURLWithPath: s.output)
+        let files = zip(
+            SampleStage.files, [outputs.samplesJSONL, outputs.sftJSONL, outputs.pairsJSONL, outputs.stats.json()])
+        for (name, text) in files { try writeAtomically(text, to: dir.appendingPathComponent(name)) }
+
+        let c = teacher.counters
+        for line in outputs.stats.summaryLines() { emit(.message(line)) }
+        emit(
+            .message(
+                "\(c.requests) calls made, \(c.cacheHits) from the cache, \(c.retries) retries, "
+                    + String(format: "%.1f s (%.2f samples/s)", seconds, Double(total) / max(seconds, 1e-9))))
+        let st = outputs.stats
+        var summary: [String: SummaryValue] = [
+            "samples": .int(st.samples), "correct": .int(st.correct), "pass_rate": .double(st.passRate),
+            "sft_rows": .int(st.sftRows), "pairs": .int(st.pairs), "mixed_prompts": .int(st.mixedPrompts),
+            "requests": .int(c.requests), "cache_hits": .int(c.cacheHits), "retries": .int(c.retries),
+            "failed_calls": .int(st.failedCalls), "seconds": .double(seconds),
+        ]
+        if let p1 = st.passAtK.first { summary["pass_at_1"] = .double(p1.value) }
+        return StageOutputs(
+            files: [s.output] + SampleStage.files.map { dir.appendingPathComponent($0).path }, summary: summary)
+    }
+}
+
+/// Writes `text` to a temporary file beside `url`, syncs it and renames it over `url`, so a
+/// reader sees the old file or the new one, never a part.
+func writeAtomically(_ text: String, to url: URL) throws {
+    let temporary = url.deletingLastPathComponent().appendingPathComponent(
+        ".\(url.lastPathComponent).tmp-\(getpid())")
+    do {
+        try Data(text.utf8).write(to: temporary)
+        let handle = try FileHandle(forWritingTo: temporary)
+        try handle.synchronize()
+        try handle.close()
+        if rename(temporary.path, url.path) != 0 {
+            throw DataError.io(path: url.path, reason: "rename failed: \(String(cString: strerror(errno)))")
+        }
+    } catch let error as DataError {
+        try? FileManager.default.removeItem(at: temporary)
+        throw error
+    } catch {
+        try? FileManager.default.removeItem(at: temporary)
+        throw DataError.io(path: url.path, reason: "cannot write (\(error.localizedDescription))")
+    }
+}
+
+/// Hands samples from the teacher's tasks to the executor's thread.
+private final class SampleQueue: @unchecked Sendable {
+    // @unchecked: `items` is only touched with `condition` locked.
+    enum Item {
+        case sample(TeacherSample)
+        case verified(VerifiedSample)
+        case finished((any Error)?)
+    }
+
+    private let condition = NSCondition()
+    private var items: [Item] = []
+
+    func push(_ item: Item) {
+        condition.lock()
+        items.append(item)
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// The next item, or nil at once when there is none.
+    func tryPop() -> Item? {
+        condition.lock()
+        defer { condition.unlock() }
+        return items.isEmpty ? nil : items.removeFirst()
+    }
+
+    func pop() -> Item {
+        condition.lock()
+        defer { condition.unlock() }
+        while items.isEmpty { condition.wait() }
+        return items.removeFirst()
+    }
+}

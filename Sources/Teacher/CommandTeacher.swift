@@ -1,0 +1,213 @@
+import Foundation
+import TextData
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Settings of the `command` teacher: an external program that reads the rendered prompt on
+/// stdin and prints the completion on stdout. Defaults as documented in docs/teacher.md.
+package struct CommandTeacherConfig: Sendable, Equatable, Codable {
+    /// The program's argv (no shell): the program, found on PATH, then its arguments. Task
+    /// text never goes into it; the prompt is on stdin and the seed in `DISTILL_SEED`.
+    package var command: [String]
+    /// Samples per task (k), 1...1000; sample i gets `DISTILL_SEED=seed+i`.
+    package var samples: Int = 1
+    package var seed: Int = 0
+    /// Seconds one run may take before SIGTERM (then SIGKILL a second later); > 0.
+    package var timeoutSeconds: Double = 60
+    /// Programs running at once, 1...256.
+    package var concurrency: Int = 4
+    /// Runs per sample including the first, 1...20; a nonzero exit or a timeout is retried.
+    package var maxAttempts: Int = 1
+    /// The chat template that renders tasks with messages or tools.
+    package var template: ChatTemplate = .chatml
+
+    package init(command: [String]) { self.command = command }
+
+    package enum CodingKeys: String, CodingKey, CaseIterable {
+        case command, samples, seed, concurrency, template
+        case timeoutSeconds = "timeout_seconds"
+        case maxAttempts = "max_attempts"
+    }
+
+    package func problems() -> [String] {
+        var out: [String] = []
+        if command.isEmpty || command[0].isEmpty {
+            out.append("command must be the program's argv, e.g. [\"python3\", \"teacher.py\"]")
+        }
+        if !(1...1000).contains(samples) { out.append("samples must be within 1...1000, got \(samples)") }
+        if seed < 0 { out.append("seed must be >= 0, got \(seed)") }
+        if !(timeoutSeconds > 0) { out.append("timeout_seconds must be > 0, got \(timeoutSeconds)") }
+        if !(1...256).contains(concurrency) { out.append("concurrency must be within 1...256, got \(concurrency)") }
+        if !(1...20).contains(maxAttempts) { out.append("max_attempts must be within 1...20, got \(maxAttempts)") }
+        return out
+    }
+}
+
+/// The `command` teacher. Each sample runs the program once (through `/usr/bin/env` for the
+/// PATH lookup, never a shell) with the rendered prompt on stdin and `DISTILL_SEED` set; its
+/// stdout, trailing newlines dropped, is the completion. A nonzero exit, a signal or a timeout
+/// is a failure whose reason ends with the last lines of its stderr. Results are cached like
+/// the other teachers' (key: the argv, the rendered prompt and the seed).
+package struct CommandTeacher: TeacherBackend {
+    package let config: CommandTeacherConfig
+    package let cache: CallCache
+    package let counters = CallCounters()
+
+    package init(config: CommandTeacherConfig, cache: CallCache) throws {
+        let problems = config.problems()
+        if !problems.isEmpty {
+            throw DataError.badConfig(
+                reason: "teacher: " + problems.joined(separator: "; "), hint: "fix the teacher settings")
+        }
+        self.config = config
+        self.cache = cache
+    }
+
+    package var name: String { "command \(JSONValue.array(config.command.map { .string($0) }).compact())" }
+    package var samplesPerTask: Int { config.samples }
+    package var settings: JSONValue { .obj(["timeout_seconds": .double(config.timeoutSeconds)]) }
+
+    package func validate(_ tasks: [TeacherTask]) throws {}
+
+    package func cacheKey(prompt: String, seed: Int) -> String {
+        name + "\n" + JSONValue.obj(["prompt": .string(prompt), "seed": .int(seed)]).compact(sortedKeys: true)
+    }
+
+    package func sample(
+        _ tasks: [TeacherTask], onSample: @escaping @Sendable (TeacherSample) -> Void = { _ in }
+    ) async throws -> [TeacherSample] {
+        let jobs = tasks.indices.flatMap { t in (0..<config.samples).map { (t, $0) } }
+        var results: [TeacherSample?] = Array(repeating: nil, count: jobs.count)
+        try await withThrowingTaskGroup(of: (Int, TeacherSample).self) { group in
+            var next = 0
+            func launch() {
+                let j = next
+                let (t, s) = jobs[j]
+                next += 1
+                group.addTask { (j, try await self.sampleOne(tasks[t], taskIndex: t, sampleIndex: s)) }
+            }
+            while next < min(config.concurrency, jobs.count) { launch() }
+            while let (j, sample) = try await group.next() {
+                results[j] = sample
+                onSample(sample)
+                if next < jobs.count { launch() }
+            }
+        }
+        return results.map { $0! }
+    }
+
+    package func sampleOne(_ task: TeacherTask, taskIndex: Int, sampleIndex: Int) async throws -> TeacherSample {
+        let seed = config.seed + sampleIndex
+        let prompt = PromptRendering.render(task, template: config.template).text
+        let key = cacheKey(prompt: prompt, seed: seed)
+        var sample = TeacherSample(
+            taskIndex: taskIndex, taskID: task.id, sampleIndex: sampleIndex, seed: seed,
+            result: .failure(TeacherCallError(kind: .exitStatus, message: "not run", attempts: 0)), cached: false,
+            requests: 0)
+        if let hit = try cache.lookup(key) {
+            sample.result = .success(TeacherCompletion(text: hit.response, latency: hit.latency))
+            sample.cached = true
+            counters.add(cacheHits: 1, completed: 1)
+            return sample
+        }
+        let config = self.config
+        for attempt in 1...config.maxAttempts {
+            let started = Date()
+            let outcome = await withCheckedContinuation { continuation in
+                DispatchQueue.global().async {
+                    continuation.resume(returning: Self.run(config, prompt: prompt, seed: seed))
+                }
+            }
+            let latency = cachedLatency(Date().timeIntervalSince(started))
+            sample.requests = attempt
+            counters.add(requests: 1)
+            switch outcome {
+            case .success(let text):
+                try cache.store(key, teacher: name, CachedCall(response: text, latency: latency))
+                sample.result = .success(TeacherCompletion(text: text, latency: latency))
+                counters.add(completed: 1)
+                return sample
+            case .failure(let failure):
+                sample.result = .failure(
+                    TeacherCallError(kind: failure.kind, message: failure.message, attempts: attempt))
+                if attempt == config.maxAttempts {
+                    counters.add(completed: 1, failure: failure.kind)
+                } else {
+                    counters.add(retries: 1)
+                }
+            }
+        }
+        return sample
+    }
+
+    /// One run of the program: its stdout, or a classified failure.
+    static func run(_ config: CommandTeacherConfig, prompt: String, seed: Int) -> Result<String, FailureBox> {
+        let fm = FileManager.default
+        let dir = fm.temporaryDirectory.appendingPathComponent("distill-teacher-\(UUID().uuidString)")
+        defer { try? fm.removeItem(at: dir) }
+        let input = dir.appendingPathComponent("prompt.txt"), output = dir.appendingPathComponent("stdout.txt")
+        let errors = dir.appendingPathComponent("stderr.txt")
+        do {
+            try fm.createDirectory(at: dir, withIntermediateDirectories: true)
+            try Data(prompt.utf8).write(to: input)
+            try Data().write(to: output)
+            try Data().write(to: errors)
+        } catch {
+            return .failure(
+                FailureBox(.exitStatus, nil, "not run: cannot write temporary files (\(error.localizedDescription))"))
+        }
+        guard let stdin = FileHandle(forReadingAtPath: input.path), let stdout = try? FileHandle(forWritingTo: output),
+            let stderr = try? FileHandle(forWritingTo: errors)
+        else { return .failure(FailureBox(.exitStatus, nil, "not run: cannot open its temporary files")) }
+        defer {
+            try? stdin.close()
+            try? stdout.close()
+            try? stderr.close()
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = config.command
+        var env = ProcessInfo.processInfo.environment
+        env["DISTILL_SEED"] = String(seed)
+        process.environment = env
+        process.standardInput = stdin
+        process.standardOutput = stdout
+        process.standardError = stderr
+        let done = DispatchSemaphore(value: 0)
+        process.terminationHandler = { _ in done.signal() }
+        do {
+            try process.run()
+        } catch {
+            return .failure(
+                FailureBox(.exitStatus, nil, "\(config.command[0]) could not start: \(error.localizedDescription)"))
+        }
+        var timedOut = false
+        if done.wait(timeout: .now() + config.timeoutSeconds) == .timedOut {
+            timedOut = true
+            process.terminate()
+            if done.wait(timeout: .now() + 1) == .timedOut {
+                kill(process.processIdentifier, SIGKILL)
+                done.wait()
+            }
+        }
+        let tail = CommandCheck.lastLines((try? String(contentsOf: errors, encoding: .utf8)) ?? "")
+        let said = tail.isEmpty ? "" : "; stderr: \(tail)"
+        if timedOut {
+            return .failure(
+                FailureBox(.timeout, nil, "no output within \(formatSeconds(config.timeoutSeconds))\(said)"))
+        }
+        if process.terminationReason == .uncaughtSignal {
+            return .failure(FailureBox(.exitStatus, nil, "killed by signal \(process.terminationStatus)\(said)"))
+        }
+        let status = process.terminationStatus
+        if status == 127 {
+            return .failure(FailureBox(.exitStatus, nil, "\(config.command[0]) not found on PATH\(said)"))
+        }
+        guard status == 0 else { return .failure(FailureBox(.exitStatus, nil, "exited \(status)\(said)")) }
+        var text = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
+        while text.last?.isNewline == true { text.removeLast() }
+        return .success(text)
+    }
+}

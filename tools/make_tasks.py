@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""Writes Data/arithmetic/: small arithmetic word problems for the sample stage.
+
+  tasks.jsonl   64 tasks {"id", "prompt", "answer"} checked by the exact verifier
+  train.jsonl   2,000 worked examples {"text"} (question, one line of working, "#### answer")
+                for pretraining a tiny teacher that learns the format and some of the sums
+
+Plain Python 3, no dependencies, deterministic (random.Random with fixed seeds; only
+randrange() and choice() are used). Numbers are 1..20, operations + and -, results >= 0, so
+a model of a few hundred thousand parameters trained for a few minutes gets some right and
+some wrong: the mixed outcomes that yield preference pairs. The worked examples draw from the
+same problem space as the tasks (with another seed), so many task questions, with other
+names and things, appear in training. Run from the repository root:
+
+    python3 tools/make_tasks.py            # writes both files
+    python3 tools/make_tasks.py --check    # regenerates in memory, compares to Data/
+"""
+
+import argparse
+import json
+import os
+import random
+import sys
+
+NAMES = ["Ada", "Ben", "Cleo", "Dev", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jon", "Kit", "Lena"]
+THINGS = ["apples", "marbles", "stickers", "shells", "coins", "books", "pencils", "stamps"]
+
+
+def problem(rng):
+    """One (question, working, answer)."""
+    name, thing = rng.choice(NAMES), rng.choice(THINGS)
+    a, b = rng.randrange(1, 21), rng.randrange(1, 21)
+    if rng.randrange(2) == 0:
+        q = f"{name} has {a} {thing} and gets {b} more. How many {thing} does {name} have now?"
+        return q, f"{a} + {b} = {a + b}.", a + b
+    if a < b:
+        a, b = b, a
+    q = f"{name} has {a} {thing} and gives away {b}. How many {thing} does {name} have left?"
+    return q, f"{a} - {b} = {a - b}.", a - b
+
+
+def prompt(question):
+    return f"Q: {question}\nA:"
+
+
+def build():
+    rng = random.Random(5)
+    tasks = []
+    seen = set()
+    while len(tasks) < 64:
+        q, _, ans = problem(rng)
+        if q in seen:
+            continue
+        seen.add(q)
+        tasks.append({"id": f"arith-{len(tasks) + 1:03d}", "prompt": prompt(q), "answer": str(ans)})
+    rng = random.Random(6)
+    train = []
+    for _ in range(2000):
+        q, work, ans = problem(rng)
+        train.append({"text": f"{prompt(q)} {work} #### {ans}"})
+    dump = lambda rows: "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    return {"tasks.jsonl": dump(tasks), "train.jsonl": dump(train)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--check", action="store_true", help="compare with the committed files instead of writing")
+    args = ap.parse_args()
+    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Data", "arithmetic")
+    files = build()
+    if args.check:
+        bad = [n for n, text in files.items() if open(os.path.join(out, n), encoding="utf-8").read() != text]
+        if bad:
+            print("differs: " + ", ".join(bad), file=sys.stderr)
+            sys.exit(1)
+        print("Data/arithmetic matches tools/make_tasks.py")
+        return
+    os.makedirs(out, exist_ok=True)
+    for n, text in files.items():
+        with open(os.path.join(out, n), "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+    print(f"wrote {', '.join(files)} to Data/arithmetic")
+
+
+if __name__ == "__main__":
+    main()
