@@ -117,7 +117,7 @@ struct Import: ParsableCommand {
 
 struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write a distill checkpoint in another format.", subcommands: [HF.self])
+        abstract: "Write a distill checkpoint in another format.", subcommands: [HF.self, ExportGGUF.self])
 
     struct HF: ParsableCommand {
         static let configuration = CommandConfiguration(

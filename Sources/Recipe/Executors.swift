@@ -324,6 +324,8 @@ struct ExportExecutor: StageExecutor {
         switch s.format {
         case .hf:
             try exportHF(loaded, to: s.output)
+        case .gguf:
+            try exportGGUF(loaded, dtype: .f32, to: s.output)
         }
         emit(.message("wrote \(s.format.rawValue) export to \(s.output)"))
         return StageOutputs(files: [s.output], summary: ["format": .string(s.format.rawValue)])

@@ -366,7 +366,7 @@ private func readExport(_ v: JSONValue, path: String, name: String, log: IssueLo
     readCommon(r, name: .name, output: .output, into: &s)
     if let c = r.string(.checkpoint) { s.checkpoint = CheckpointSource(c) }
     if let f = r.string(.format), ExportFormat(rawValue: f) == nil, ExportFormat.planned.contains(f) {
-        log.add(.rule("export format \"\(f)\" is not available in this version (available: hf)"), at: r.path(.format))
+        log.add(.rule("export format \"\(f)\" is not available in this version (available: hf, gguf)"), at: r.path(.format))
     } else {
         r.read(.format, into: &s.format)
     }

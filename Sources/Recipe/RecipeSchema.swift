@@ -444,9 +444,11 @@ package struct GenerateStage: StageSettings {
 package enum ExportFormat: String, Codable, Sendable, CaseIterable {
     /// A Hugging Face model folder: config.json, model.safetensors, tokenizer files.
     case hf
+    /// A llama.cpp GGUF file (F32): the base model with its tokenizer.
+    case gguf
 
     /// Formats documented for later releases.
-    package static let planned = ["gguf", "peft"]
+    package static let planned = ["peft"]
 }
 
 /// Write a checkpoint in a format other tools load.
