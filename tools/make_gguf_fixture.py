@@ -62,7 +62,6 @@ def values_fixture(rng):
     w.add_bool("t.true", True)
     w.add_bool("t.false", False)
     w.add_string("t.string", "héllo \"wörld\"\n\u2603")
-    w.add_string("t.empty", "")
     w.add_key_value("t.arr.u8", [1, 2, 255], V.ARRAY, V.UINT8)
     w.add_key_value("t.arr.i16", [-1, 2, -32768], V.ARRAY, V.INT16)
     w.add_key_value("t.arr.u32", [0, 7, 2**32 - 1], V.ARRAY, V.UINT32)
@@ -199,6 +198,8 @@ def lora_fixture(rng):
     peft = {}
     w = gguf.GGUFWriter(os.path.join(OUT, "tiny_lora.gguf"), arch="llama")
     w.add_type("adapter")
+    w.add_name("tiny_lora")
+    w.add_file_type(gguf.LlamaFileType.ALL_F32)
     w.add_string("adapter.type", "lora")
     w.add_float32("adapter.lora.alpha", alpha * math.sqrt(rank))  # rsLoRA folded
     for layer in range(config["num_hidden_layers"]):
