@@ -608,3 +608,81 @@ private let hostileCases: [GGUFHostileCase] = {
         }
     }
 }
+
+// MARK: - Manual llama.cpp check
+
+/// Opt-in export for the manual llama.cpp check (not in CI; needs llama-cpp-python):
+///   DISTILL_GGUF_EXPORT=/tmp/distill-gguf swift test --filter GGUFExportCheck
+///   /tmp/distill-ref/bin/python tools/check_gguf.py /tmp/distill-gguf
+/// For tiny_llama (tied, GQA) and tiny_llama_untied, writes DIR/<name>/: base.gguf (F32),
+/// base_f16.gguf, two adapters with random non-zero B (lora_qv.gguf: rank 4, alpha 8 on q and
+/// v; lora_rs_all.gguf: rank 4, alpha 8, rsLoRA, all seven modules), each adapter's merged
+/// model as a Hugging Face directory (merged_<adapter>/, for `distill generate`), and
+/// reference.json: the prompt ids, then per model (base and each adapter, computed by distill
+/// with the adapters live) the 32 greedy tokens and the logits at every position of
+/// prompt + greedy tokens.
+@Suite struct GGUFExportCheck {
+    struct Reference: Encodable {
+        struct Run: Encodable {
+            var greedy: [Int32]
+            var logits: [[Float]]
+        }
+        var prompt: String
+        var prompt_ids: [Int32]
+        var runs: [String: Run]
+    }
+
+    @Test func exportForLlamaCpp() throws {
+        guard let root = ProcessInfo.processInfo.environment["DISTILL_GGUF_EXPORT"] else { return }
+        for name in ["tiny_llama", "tiny_llama_untied"] {
+            let dir = URL(fileURLWithPath: root).appendingPathComponent(name)
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            let (config, tensors, tokenizerData) = try HFModelDirectory.read(at: fixture(name))
+            let tokenizer = try ByteLevelBPETokenizer(jsonData: try #require(tokenizerData))
+            let prompt = "In the spring the fog"
+            let promptIDs = tokenizer.encode(prompt)
+            var reference = Reference(prompt: prompt, prompt_ids: promptIDs, runs: [:])
+            func run(_ model: LlamaModel) -> Reference.Run {
+                GradMode.withoutGrad {
+                    let sampling = SamplingConfig(maxTokens: 32, temperature: 0)
+                    let greedy = model.generate(prompts: [promptIDs], sampling: sampling)[0]
+                    let ids = promptIDs + greedy.dropLast()
+                    let logits = model.logits(ids: ids, batch: 1, length: ids.count).values
+                    let v = config.vocabSize
+                    return Reference.Run(
+                        greedy: greedy, logits: (0..<ids.count).map { Array(logits[($0 * v)..<(($0 + 1) * v)]) })
+                }
+            }
+            let base = try LlamaModel(config: config, parameters: tensors)
+            try writeGGUF(model: base, tokenizer: tokenizer, name: name, to: dir.appendingPathComponent("base.gguf").path)
+            try writeGGUF(
+                model: base, tokenizer: tokenizer, dtype: .f16, name: name,
+                to: dir.appendingPathComponent("base_f16.gguf").path)
+            reference.runs["base"] = run(base)
+            let adapters: [(String, LoRAConfig)] = [
+                ("lora_qv", LoRAConfig(rank: 4, alpha: 8)),
+                ("lora_rs_all", LoRAConfig(rank: 4, alpha: 8, useRSLoRA: true, targetModules: LoRAConfig.moduleNames)),
+            ]
+            for (seed, (adapterName, lora)) in adapters.enumerated() {
+                let model = try LlamaModel(config: config, parameters: tensors.mapValues { $0.copy() })
+                var rng = RNG(seed: UInt64(100 + seed))
+                model.addLoRA(lora, rng: &rng)
+                // B starts at zero; give it values large enough to change the greedy tokens.
+                for (pname, t) in model.adapterParameters() where pname.contains("lora_B") {
+                    let r = Tensor.randn(t.shape, std: 0.5, rng: &rng)
+                    t.data.update(from: r.data, count: t.count)
+                }
+                try writeGGUFAdapter(
+                    model: model, lora: lora, name: adapterName, to: dir.appendingPathComponent(adapterName + ".gguf").path)
+                reference.runs[adapterName] = run(model)
+                model.mergeAdapters()
+                try HFModelDirectory.write(
+                    config: config, tensors: Dictionary(uniqueKeysWithValues: model.namedParameters()),
+                    tokenizerJSON: tokenizerData, to: dir.appendingPathComponent("merged_" + adapterName))
+            }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            try encoder.encode(reference).write(to: dir.appendingPathComponent("reference.json"))
+        }
+    }
+}
