@@ -163,8 +163,9 @@ package enum LlamaGGUF {
     }
 }
 
-/// Writes `model`'s base weights (adapters, if any, are left out) with `tokenizer` as a
-/// llama.cpp GGUF file. `name` becomes general.name.
+/// Writes the weights `model` computes with (enabled LoRA adapters folded into their base
+/// weights, as `mergedParameters()`; disable them to write the base alone) and `tokenizer`
+/// as a llama.cpp GGUF file. `name` becomes general.name.
 package func writeGGUF(
     model: LlamaModel, tokenizer: ByteLevelBPETokenizer, dtype: GGUFExportType = .f32, name: String = "distill",
     to path: String
@@ -180,7 +181,7 @@ package func writeGGUF(
     for (key, value) in try LlamaGGUF.tokenizerMetadata(tokenizer, vocabSize: c.vocabSize, config: c, path: path) {
         writer.add(key, value)
     }
-    for (hfName, tensor) in model.namedParameters() {
+    for (hfName, tensor) in model.mergedParameters() {
         guard let ggml = LlamaGGUF.tensorName(hfName) else {
             preconditionFailure("LlamaModel parameter \(hfName) has no ggml name")
         }
