@@ -616,7 +616,8 @@ private let hostileCases: [GGUFHostileCase] = {
 ///   /tmp/distill-ref/bin/python tools/check_gguf.py /tmp/distill-gguf
 /// For tiny_llama (tied, GQA) and tiny_llama_untied, writes DIR/<name>/: base.gguf (F32),
 /// base_f16.gguf, two adapters with random non-zero B (lora_qv.gguf: rank 4, alpha 8 on q and
-/// v; lora_rs_all.gguf: rank 4, alpha 8, rsLoRA, all seven modules), each adapter's merged
+/// v; lora_rs_all.gguf: rank 4, alpha 8, rsLoRA, all seven modules; for tiny_llama also
+/// lora_peft.gguf, the PEFT fixture tiny_llama_peft made by peft), each adapter's merged
 /// model as a Hugging Face directory (merged_<adapter>/, for `distill generate`), and
 /// reference.json: the prompt ids, then per model (base and each adapter, computed by distill
 /// with the adapters live) the 32 greedy tokens and the logits at every position of
@@ -679,6 +680,19 @@ private let hostileCases: [GGUFHostileCase] = {
                 try HFModelDirectory.write(
                     config: config, tensors: Dictionary(uniqueKeysWithValues: model.namedParameters()),
                     tokenizerJSON: tokenizerData, to: dir.appendingPathComponent("merged_" + adapterName))
+            }
+            if name == "tiny_llama" {
+                // The PEFT fixture (made by peft 0.21: rank 4, alpha 8, rsLoRA; q, v, up, down).
+                let model = try LlamaModel(config: config, parameters: tensors.mapValues { $0.copy() })
+                let peft = try PEFTAdapter.read(at: fixture("tiny_llama_peft"), config: config)
+                let info = AdapterInfo(lora: peft.lora, baseChecksum: modelChecksum(model), basePath: nil)
+                try model.attachAdapter(peft.tensors, info: info, path: "tiny_llama_peft", basePath: name)
+                try writeGGUFAdapter(
+                    model: model, lora: peft.lora, name: "lora_peft", to: dir.appendingPathComponent("lora_peft.gguf").path)
+                reference.runs["lora_peft"] = run(model)
+                try HFModelDirectory.write(
+                    config: config, tensors: Dictionary(uniqueKeysWithValues: model.mergedParameters()),
+                    tokenizerJSON: tokenizerData, to: dir.appendingPathComponent("merged_lora_peft"))
             }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
