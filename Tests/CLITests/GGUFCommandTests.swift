@@ -74,6 +74,20 @@ import Testing
         #expect(try d.rawBytes("blk.0.attn_q.weight") != m.rawBytes("blk.0.attn_q.weight"))
     }
 
+    /// The recipe stage `export` with `format: gguf` writes the same file as the command.
+    @Test func exportStage() throws {
+        let dir = try scratchDirectory("gguf-stage")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let recipe = dir.appendingPathComponent("recipe.json"), run = dir.appendingPathComponent("run")
+        let json = #"{"name": "g", "run_dir": "\#(run.path)", "stages": [{"type": "export", "checkpoint": "\#(Self.tiny.path)", "format": "gguf", "output": "model.gguf"}]}"#
+        try json.write(to: recipe, atomically: true, encoding: .utf8)
+        let r = try distill(["run", recipe.path])
+        #expect(r.status == 0, "\(r.err)")
+        let direct = dir.appendingPathComponent("direct.gguf")
+        #expect(try distill(["export", "gguf", Self.tiny.path, "-o", direct.path]).status == 0)
+        #expect(try Data(contentsOf: run.appendingPathComponent("model.gguf")) == Data(contentsOf: direct))
+    }
+
     @Test func refusals() throws {
         let dir = try scratchDirectory("gguf-refuse")
         defer { try? FileManager.default.removeItem(at: dir) }
