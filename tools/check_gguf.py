@@ -19,14 +19,17 @@ it checks:
   3. llama.cpp's greedy continuation (argmax of its logits at every step, no EOS stop)
      equals distill's, token for token;
   4. for F32 files, llama.cpp's logits at every position of prompt + greedy tokens
-     (logits_all=True) against distill's: the largest absolute difference is reported and
-     must stay below --tolerance (default 1e-3).
+     (logits_all=True, F32 KV cache) against distill's: the largest absolute difference is
+     reported and must stay below --tolerance (default 1e-4), with the largest logit
+     magnitude for scale (F16 files: reported, not checked).
 Exit status 1 if any check fails.
 """
 import argparse, json, os, subprocess, sys
 
 import numpy as np
 from llama_cpp import Llama
+
+GGML_TYPE_F32 = 0
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..")
@@ -64,7 +67,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("directory")
     ap.add_argument("--distill", default=os.path.join(ROOT, ".build", "debug", "distill"))
-    ap.add_argument("--tolerance", type=float, default=1e-3)
+    ap.add_argument("--tolerance", type=float, default=1e-4)
     args = ap.parse_args()
 
     failures = 0
@@ -86,27 +89,30 @@ def main():
                 print(f"FAIL {name}/{run}: distill generate on {source} gives {cli_greedy}, reference {greedy}")
             for base in ["base.gguf", "base_f16.gguf"]:
                 lora = None if run == "base" else os.path.join(d, run + ".gguf")
+                # F32 KV cache (llama.cpp's default is F16, which alone moves logits by ~1e-3) and
+                # no flash attention, so the F32 comparison measures the model, not the cache.
                 llm = Llama(model_path=os.path.join(d, base), lora_path=lora, n_ctx=128, n_batch=128,
-                            logits_all=True, n_threads=2, seed=0, verbose=False)
+                            logits_all=True, n_threads=2, seed=0, verbose=False,
+                            type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32, flash_attn=False)
                 tokens = llm.tokenize(prompt.encode(), add_bos=False, special=False)
                 ok_tok = list(tokens) == prompt_ids
                 got = llama_greedy(llm, prompt_ids, n)
                 same = sum(1 for a, b in zip(got, greedy) if a == b)
                 first_diff = next((i for i, (a, b) in enumerate(zip(got, greedy)) if a != b), None)
-                diff = None
-                if base == "base.gguf":
-                    ids = prompt_ids + greedy[:-1]
-                    diff = float(np.max(np.abs(llama_logits(llm, ids) - np.array(expected["logits"]))))
-                ok = ok_tok and got == greedy and (diff is None or diff < args.tolerance)
+                ids = prompt_ids + greedy[:-1]
+                theirs = np.array(expected["logits"])
+                diff = float(np.max(np.abs(llama_logits(llm, ids) - theirs)))
+                scale = float(np.max(np.abs(theirs)))
+                # F16 weights round every weight, so only their greedy tokens are required to match.
+                ok = ok_tok and got == greedy and (base != "base.gguf" or diff < args.tolerance)
                 failures += 0 if ok else 1
-                rows.append((name, run, base, ok_tok, f"{same}/{n}", first_diff, diff, "ok" if ok else "FAIL"))
+                rows.append((name, run, base, ok_tok, f"{same}/{n}", first_diff, diff, scale, "ok" if ok else "FAIL"))
                 del llm
 
-    print(f"{'model':18} {'run':12} {'file':14} {'tokenizer':9} {'greedy':7} {'1st diff':8} {'max |dlogit|':12} result")
-    for name, run, base, ok_tok, same, first, diff, verdict in rows:
-        d = "-" if diff is None else f"{diff:.3e}"
+    print(f"{'model':18} {'run':12} {'file':14} {'tokenizer':9} {'greedy':7} {'1st diff':8} {'max |dlogit|':12} {'max |logit|':11} result")
+    for name, run, base, ok_tok, same, first, diff, scale, verdict in rows:
         f = "-" if first is None else str(first)
-        print(f"{name:18} {run:12} {base:14} {str(ok_tok):9} {same:7} {f:8} {d:12} {verdict}")
+        print(f"{name:18} {run:12} {base:14} {str(ok_tok):9} {same:7} {f:8} {diff:<12.3e} {scale:<11.2f} {verdict}")
     print("all checks passed" if failures == 0 else f"{failures} check(s) failed")
     sys.exit(1 if failures else 0)
 
