@@ -120,7 +120,7 @@ struct Import: ParsableCommand {
 
 struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write a distill checkpoint in another format.", subcommands: [HF.self, ExportPEFT.self])
+        abstract: "Write a distill checkpoint in another format.", subcommands: [HF.self, ExportPEFT.self, ExportGGUF.self])
 
     struct HF: ParsableCommand {
         static let configuration = CommandConfiguration(

@@ -66,3 +66,7 @@ extension Runner {
         return try run(onEvent: onEvent)
     }
 }
+
+extension GGUFError: ExitCodeError {
+    package var exitCode: Int32 { kind == .io ? 74 : 65 }
+}

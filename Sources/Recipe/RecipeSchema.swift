@@ -453,9 +453,11 @@ package enum ExportFormat: String, Codable, Sendable, CaseIterable {
     case hf
     /// A PEFT LoRA folder (adapter_config.json, adapter_model.safetensors) of an adapter.
     case peft
+    /// A llama.cpp GGUF file (F32): the base model with its tokenizer (an adapter is merged).
+    case gguf
 
     /// Formats documented for later releases.
-    package static let planned = ["gguf"]
+    package static let planned: [String] = []
 }
 
 /// Write a checkpoint in a format other tools load.
