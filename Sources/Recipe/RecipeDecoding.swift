@@ -132,12 +132,15 @@ private func readStage(_ v: JSONValue, index: Int, defaultName: String, recipeSe
     case .eval: stage = .eval(readEval(v, path: path, name: defaultName, log: log))
     case .generate: stage = .generate(readGenerate(v, path: path, name: defaultName, seed: recipeSeed, log: log))
     case .export: stage = .export(readExport(v, path: path, name: defaultName, log: log))
+    case .sft: stage = .sft(readSFT(v, path: path, name: defaultName, log: log))
+    case .dpo: stage = .dpo(readDPO(v, path: path, name: defaultName, log: log))
+    case .kd: stage = .kd(readKD(v, path: path, name: defaultName, log: log))
     }
     return ReadStage(stage: stage, index: index, path: path, given: given)
 }
 
 /// The keys every stage shares: `name` (validated in pass 2) and `output`.
-private func readCommon<K: CodingKey & CaseIterable & RawRepresentable<String>>(
+func readCommon<K: CodingKey & CaseIterable & RawRepresentable<String>>(
     _ r: ObjectReader<K>, name nameKey: K, output outputKey: K, into s: inout some StageSettings
 ) {
     if let n = r.string(nameKey) { s.name = n }
@@ -464,6 +467,8 @@ private func link(
         }
         writerOfOutput[output] = name
         let ckPath = JSONPath.child(read.path, "checkpoint")
+        let linker = StageLinker(
+            path: read.path, given: read.given, file: checkFile, source: { source($0, given: $1, index: i, at: $2) })
 
         switch stage {
         case .pretrain(var s):
@@ -518,6 +523,18 @@ private func link(
             s.checkpoint =
                 source(s.checkpoint, given: read.given.contains("checkpoint"), index: i, at: ckPath) ?? s.checkpoint
             stage = .export(s)
+        case .sft(var s):
+            s.output = output
+            s.linkShared(linker)
+            stage = .sft(s)
+        case .dpo(var s):
+            s.output = output
+            s.linkShared(linker)
+            stage = .dpo(s)
+        case .kd(var s):
+            s.output = output
+            s.link(linker)
+            stage = .kd(s)
         }
         out.append(stage)
     }

@@ -41,11 +41,11 @@ package struct Recipe: Codable, Sendable, Equatable {
 
 /// Stage types this build understands.
 package enum StageType: String, Codable, Sendable, CaseIterable, Hashable {
-    case pretrain, eval, generate, export
+    case pretrain, eval, generate, export, sft, dpo, kd
 
     /// Types documented for later releases: a recipe using one gets a clear "not yet" message
     /// instead of an "unknown type" one.
-    package static let planned = ["sft", "dpo", "kd", "sample", "merge", "sweep"]
+    package static let planned = ["sample", "merge", "sweep"]
 }
 
 /// What every stage's settings provide to validation, fingerprints and the runner.
@@ -80,6 +80,9 @@ package enum Stage: Sendable, Equatable {
     case eval(EvalStage)
     case generate(GenerateStage)
     case export(ExportStage)
+    case sft(SFTStage)
+    case dpo(DPOStage)
+    case kd(KDStage)
 
     package var settings: any StageSettings {
         switch self {
@@ -87,6 +90,9 @@ package enum Stage: Sendable, Equatable {
         case .eval(let s): return s
         case .generate(let s): return s
         case .export(let s): return s
+        case .sft(let s): return s
+        case .dpo(let s): return s
+        case .kd(let s): return s
         }
     }
 
@@ -97,7 +103,7 @@ package enum Stage: Sendable, Equatable {
     /// Whether the stage's output is a checkpoint later stages can reference with `@name`.
     package var producesCheckpoint: Bool {
         switch self {
-        case .pretrain: return true
+        case .pretrain, .sft, .dpo, .kd: return true
         case .eval, .generate, .export: return false
         }
     }
@@ -113,6 +119,9 @@ extension Stage: Codable {
         case .eval: self = .eval(try EvalStage(from: decoder))
         case .generate: self = .generate(try GenerateStage(from: decoder))
         case .export: self = .export(try ExportStage(from: decoder))
+        case .sft: self = .sft(try SFTStage(from: decoder))
+        case .dpo: self = .dpo(try DPOStage(from: decoder))
+        case .kd: self = .kd(try KDStage(from: decoder))
         }
     }
 
