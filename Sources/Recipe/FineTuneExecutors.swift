@@ -72,7 +72,7 @@ struct EpochOrder {
 
 /// Examples from fine-tuning JSONL rows: SFT rows through the chat template, and TRL's
 /// language-modelling rows `{"text"}` (every token trained, end-of-text appended).
-func readExamples(_ paths: [String], template: ChatTemplateName, tokenizer: ByteLevelBPETokenizer, endOfText: Int32?)
+package func readExamples(_ paths: [String], template: ChatTemplateName, tokenizer: ByteLevelBPETokenizer, endOfText: Int32?)
     throws -> [RenderedExample]
 {
     let format = SFTFormat(template: ChatTemplate(rawValue: template.rawValue) ?? .chatml)
@@ -99,7 +99,7 @@ extension SFTSequences {
     }
 
     /// Rows `rows` (any order) as one training batch with their segment ids.
-    func batch(_ rows: [Int]) -> TrainingBatch {
+    package func batch(_ rows: [Int]) -> TrainingBatch {
         var inputs: [Int32] = [], targets: [Int32] = [], segments: [Int32] = []
         for r in rows {
             let s = slice(r..<(r + 1))
@@ -385,12 +385,12 @@ final class FineTuneSession {
 
 /// Examples laid out in rows, split into training and validation rows, rows without a
 /// trained target dropped.
-struct SFTRows {
-    var sequences: SFTSequences
-    var train: [Int]
-    var validation: [Int]
+package struct SFTRows {
+    package var sequences: SFTSequences
+    package var train: [Int]
+    package var validation: [Int]
 
-    init(_ examples: [RenderedExample], seqLen: Int, packing: Bool, fraction: Double, seed: UInt64, padID: Int32, path: String) throws {
+    package init(_ examples: [RenderedExample], seqLen: Int, packing: Bool, fraction: Double, seed: UInt64, padID: Int32, path: String) throws {
         let split = holdOut(examples.count, fraction: fraction, seed: seed)
         let trainSeq = SFTSequences(split.train.map { examples[$0] }, seqLen: seqLen, layout: packing ? .packed : .padded, padID: padID)
         let valSeq = SFTSequences(split.validation.map { examples[$0] }, seqLen: seqLen, layout: packing ? .packed : .padded, padID: padID)
