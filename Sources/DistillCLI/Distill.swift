@@ -9,7 +9,7 @@ struct Distill: ParsableCommand {
         abstract: "Train and distill small language models on a CPU.",
         version: DistillVersion.string,
         subcommands: [
-            Doctor.self, Run.self, Eval.self, Generate.self, Inspect.self, Import.self, Export.self, Bench.self,
+            Doctor.self, Run.self, Eval.self, Generate.self, Inspect.self, Import.self, Export.self, Merge.self, Bench.self,
             StressCheckpoint.self, Verify.self, StressTeacher.self,
         ])
 

@@ -8,8 +8,11 @@ import TextData
 
 /// Where a model comes from: a distill checkpoint or a Hugging Face directory.
 struct ModelOption: ParsableArguments {
-    @Option(name: .long, help: "A distill checkpoint (.h5) or a Hugging Face model directory.")
+    @Option(name: .long, help: "A distill checkpoint (.h5, a whole model or an adapter) or a Hugging Face model directory.")
     var checkpoint: String
+    @OptionGroup var base: BaseOption
+
+    func load() throws -> LoadedModel { try loadModel(from: checkpoint, base: base.base) }
 }
 
 /// Runs `body`, printing a failure on stderr and exiting with its code.
@@ -48,7 +51,7 @@ struct Eval: ParsableCommand {
         compute.apply()
         let result = try reporting {
             try evaluateFile(
-                checkpoint: model.checkpoint, path: text ?? data!, jsonl: data != nil, seqLen: seqLen, batches: batches,
+                checkpoint: model.checkpoint, base: model.base.base, path: text ?? data!, jsonl: data != nil, seqLen: seqLen, batches: batches,
                 lastLogits: lastLogits)
         }
         if json {
@@ -88,7 +91,7 @@ struct Generate: ParsableCommand {
         let sampling = SamplingConfig(maxTokens: maxTokens, temperature: temperature, topK: topK, topP: topP, seed: seed)
         let samples = try reporting {
             try generateText(
-                try loadModel(from: model.checkpoint), prompts: prompt, sampling: sampling, stop: stop, ignoreEndOfText: ignoreEos)
+                try model.load(), prompts: prompt, sampling: sampling, stop: stop, ignoreEndOfText: ignoreEos)
         }
         if json {
             try printJSON(samples)
@@ -100,7 +103,7 @@ struct Generate: ParsableCommand {
 
 struct Import: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Bring a model from another format into a distill checkpoint.", subcommands: [HF.self])
+        abstract: "Bring a model from another format into a distill checkpoint.", subcommands: [HF.self, ImportPEFT.self])
 
     struct HF: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -117,16 +120,17 @@ struct Import: ParsableCommand {
 
 struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write a distill checkpoint in another format.", subcommands: [HF.self])
+        abstract: "Write a distill checkpoint in another format.", subcommands: [HF.self, ExportPEFT.self])
 
     struct HF: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "hf", abstract: "A Hugging Face directory that transformers loads as LlamaForCausalLM.")
-        @Argument(help: "The distill checkpoint (.h5).") var checkpoint: String
+        @Argument(help: "The distill checkpoint (.h5; an adapter is merged into its base).") var checkpoint: String
+        @OptionGroup var base: BaseOption
         @Option(name: .shortAndLong, help: "The directory to write.") var output: String
 
         func run() throws {
-            try reporting { try exportHF(try loadModel(from: checkpoint), to: output) }
+            try reporting { try exportHF(try loadModel(from: checkpoint, base: base.base), to: output) }
             print("wrote \(output)")
         }
     }

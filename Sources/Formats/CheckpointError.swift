@@ -29,6 +29,8 @@ package struct CheckpointError: Error, CustomStringConvertible, Sendable {
         case verificationFailed
         /// Another process holds the run directory's lock.
         case locked
+        /// An adapter was given a base model other than the one it was trained on.
+        case wrongBase
     }
 
     /// How the command line reports it: `.io` exits 74, `.data` 65; `.busy` is a
@@ -55,7 +57,7 @@ package struct CheckpointError: Error, CustomStringConvertible, Sendable {
     package var category: Category {
         switch kind {
         case .io, .verificationFailed: .io
-        case .notCheckpoint, .newerVersion, .malformed, .shapeMismatch, .checksumMismatch: .data
+        case .notCheckpoint, .newerVersion, .malformed, .shapeMismatch, .checksumMismatch, .wrongBase: .data
         case .locked: .busy
         case .invalidContents: .invalidContents
         }

@@ -331,9 +331,10 @@ struct ExportExecutor: StageExecutor {
     }
 }
 
-/// Writes a Hugging Face directory (config.json, model.safetensors, tokenizer.json).
+/// Writes a Hugging Face directory (config.json, model.safetensors, tokenizer.json); an
+/// adapter is folded into its base first (PEFT export keeps it separate).
 package func exportHF(_ loaded: LoadedModel, to path: String) throws {
-    let tensors = Dictionary(uniqueKeysWithValues: loaded.model.namedParameters())
+    let tensors = Dictionary(uniqueKeysWithValues: loaded.model.mergedParameters())
     try HFModelDirectory.write(
         config: loaded.model.config, tensors: tensors, tokenizerJSON: loaded.tokenizerJSON.map { Data($0.utf8) },
         to: URL(fileURLWithPath: path))

@@ -15,6 +15,10 @@ package struct LoadedModel {
     /// The checkpoint when the source was one (nil for a Hugging Face directory).
     package var checkpoint: CheckpointContents?
     package var path: String
+    /// For an adapter checkpoint: its LoRA settings and base identity, and the base it was
+    /// loaded onto (the model then carries the adapter's LoRA layers).
+    package var adapter: AdapterInfo?
+    package var basePath: String?
 
     /// The tokenizer, or an error saying the source has none.
     package func requireTokenizer() throws -> ByteLevelBPETokenizer {
@@ -40,8 +44,11 @@ package struct ModelSourceError: Error, CustomStringConvertible, ExitCodeError {
 }
 
 /// Reads a distill checkpoint (`.h5`, or its `.prev` when a commit was interrupted) or a
-/// Hugging Face directory (config.json + safetensors + optional tokenizer.json).
-package func loadModel(from path: String, trainable: Bool = false) throws -> LoadedModel {
+/// Hugging Face directory (config.json + safetensors + optional tokenizer.json). An adapter
+/// checkpoint is loaded onto its base: `base` when given, else the base path it records;
+/// the base's checksum must match. `trainable` makes the weights trainable, or only the
+/// adapter's when the source is an adapter.
+package func loadModel(from path: String, base: String? = nil, trainable: Bool = false) throws -> LoadedModel {
     var isDirectory: ObjCBool = false
     let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
     if exists && isDirectory.boolValue {
@@ -58,10 +65,48 @@ package func loadModel(from path: String, trainable: Bool = false) throws -> Loa
             fix: "give a distill .h5 checkpoint or a Hugging Face model directory", exitCode: 74)
     }
     let (contents, _) = try readCommittedCheckpoint(at: URL(fileURLWithPath: path))
+    if contents.kind == .adapter { return try loadAdapter(contents, path: path, base: base, trainable: trainable) }
     let model = try LlamaModel(config: contents.config, parameters: Dictionary(uniqueKeysWithValues: contents.parameters))
     let tokenizer = try contents.tokenizer.map { try ByteLevelBPETokenizer(jsonData: Array($0.utf8)) }
     if trainable { for (_, p) in model.namedParameters() { p.requiresGrad = true } }
     return LoadedModel(model: model, tokenizer: tokenizer, tokenizerJSON: contents.tokenizer, checkpoint: contents, path: path)
+}
+
+private func loadAdapter(_ contents: CheckpointContents, path: String, base: String?, trainable: Bool) throws -> LoadedModel {
+    let info = try AdapterInfo(contents, path: path)
+    guard let basePath = base ?? info.resolvedBasePath(adapterPath: path) else {
+        throw ModelSourceError(
+            path: path, problem: "is an adapter that records no base model",
+            fix: "name the base it was trained on with --base", exitCode: 2)
+    }
+    var loaded: LoadedModel
+    do {
+        loaded = try loadModel(from: basePath)
+    } catch let error as ModelSourceError where error.exitCode == 74 && base == nil {
+        throw ModelSourceError(
+            path: path, problem: "is an adapter whose base \(basePath) is missing",
+            fix: "name the base it was trained on with --base", exitCode: 74)
+    }
+    guard loaded.adapter == nil else {
+        throw ModelSourceError(
+            path: basePath, problem: "is itself an adapter; an adapter's base must be a whole model",
+            fix: "merge the first adapter with `distill merge` and train the next one on the merged model")
+    }
+    guard loaded.model.config == contents.config else {
+        throw CheckpointError(
+            .wrongBase, path: path, problem: "was trained on a model with another config than \(basePath)",
+            fix: "give the base it was trained on (--base)")
+    }
+    try loaded.model.attachAdapter(contents.parameters, info: info, path: path, basePath: basePath, trainable: trainable)
+    if let text = contents.tokenizer {
+        loaded.tokenizer = try ByteLevelBPETokenizer(jsonData: Array(text.utf8))
+        loaded.tokenizerJSON = text
+    }
+    loaded.checkpoint = contents
+    loaded.path = path
+    loaded.adapter = info
+    loaded.basePath = basePath
+    return loaded
 }
 
 /// Mean next-token loss of `model` over `batches`, with perplexity and token count.
@@ -130,9 +175,9 @@ package func generateText(
 /// one window whose loss equals transformers' `labels=ids` loss. With `lastLogits`, the
 /// logits at the final position scored are returned too.
 package func evaluateFile(
-    checkpoint: String, path: String, jsonl: Bool, seqLen: Int?, batches: Int, lastLogits: Bool = false
+    checkpoint: String, base: String? = nil, path: String, jsonl: Bool, seqLen: Int?, batches: Int, lastLogits: Bool = false
 ) throws -> EvalResult {
-    let loaded = try loadModel(from: checkpoint)
+    let loaded = try loadModel(from: checkpoint, base: base)
     let tokenizer = try loaded.requireTokenizer()
     let source = CorpusSource(paths: [path], format: jsonl ? .jsonl : .text)
     let stream = try source.tokenStream(tokenizer: tokenizer, separator: jsonl ? loaded.endOfText : nil, cacheDirectory: nil)

@@ -1,0 +1,261 @@
+// Adapters as files: adapter-only checkpoints that refuse a foreign base, merging, and the
+// PEFT directory form checked against peft's own output (tools/make_peft_fixture.py:
+// a rank-4 rsLoRA adapter on the tiny_llama fixture, with peft + transformers' loss and
+// last-position logits in reference.json).
+
+import Core
+import Foundation
+import Formats
+import NN
+import Testing
+
+@testable import Recipe
+
+private let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("FormatsTests/Fixtures")
+private let baseHF = fixtures.appendingPathComponent("tiny_llama").path
+private let peftDir = fixtures.appendingPathComponent("tiny_llama_peft").path
+
+private struct PEFTReference: Decodable {
+    var text: String
+    var loss: Double
+    var base_loss: Double
+    var last_logits: [Double]
+}
+
+private func reference() throws -> PEFTReference {
+    try JSONDecoder().decode(PEFTReference.self, from: Data(contentsOf: URL(fileURLWithPath: peftDir + "/reference.json")))
+}
+
+/// Loss and last-position logits of `loaded` on `text`, as `distill eval` computes them.
+private func score(_ checkpoint: String, base: String? = nil, text: String, scratch: Scratch) throws -> (loss: Double, logits: [Float]) {
+    let file = scratch.write("text-\(UUID().uuidString).txt", text)
+    let r = try evaluateFile(checkpoint: checkpoint, base: base, path: file, jsonl: false, seqLen: nil, batches: 1, lastLogits: true)
+    return (r.loss, r.lastLogits!)
+}
+
+private func maxDifference(_ a: [Float], _ b: [Double]) -> Double {
+    zip(a, b).map { abs(Double($0) - $1) }.max()!
+}
+
+/// A whole-model checkpoint of a small random Llama, and a LoRA adapter on it with a
+/// non-zero B (a fresh adapter would change nothing).
+private func modelAndAdapter(_ scratch: Scratch, lora: LoRAConfig) throws -> (base: String, adapter: String) {
+    var rng = RNG(seed: 11)
+    let config = LlamaConfig(
+        vocabSize: 300, hiddenSize: 32, intermediateSize: 48, numHiddenLayers: 2, numAttentionHeads: 4, numKeyValueHeads: 2,
+        tieWordEmbeddings: false, maxPositionEmbeddings: 64, initializerRange: 0.2)
+    let model = LlamaModel(config: config, rng: &rng)
+    let tokenizer = try String(contentsOfFile: baseHF + "/tokenizer.json", encoding: .utf8)
+    let base = scratch.file("base.h5"), adapter = scratch.file("runs/adapter.h5")
+    try writeCheckpoint(
+        CheckpointContents(config: config, parameters: model.namedParameters().map { ($0.0, $0.1) }, tokenizer: tokenizer, threads: 1),
+        to: URL(fileURLWithPath: base))
+    for (_, t) in model.addLoRA(lora, rng: &rng) { for i in 0..<t.count { t.data[i] = Float.random(in: -0.3...0.3, using: &rng) } }
+    try FileManager.default.createDirectory(atPath: scratch.file("runs"), withIntermediateDirectories: true)
+    try writeCheckpoint(
+        adapterContents(model, lora: lora, basePath: base, adapterPath: adapter, threads: 1), to: URL(fileURLWithPath: adapter))
+    return (base, adapter)
+}
+
+@Suite struct AdapterTests {
+    @Test func aPEFTAdapterImportsWithPEFTsLogits() throws {
+        let ref = try reference()
+        let scratch = Scratch()
+        let adapter = scratch.file("imported.h5")
+        try importPEFT(directory: peftDir, base: baseHF, to: adapter)
+        let loaded = try loadModel(from: adapter)
+        #expect(loaded.adapter?.lora == LoRAConfig(rank: 4, alpha: 8, useRSLoRA: true, targetModules: ["q_proj", "v_proj", "up_proj", "down_proj"]))
+        #expect(loaded.basePath == URL(fileURLWithPath: baseHF).standardizedFileURL.path)
+        let got = try score(adapter, text: ref.text, scratch: scratch)
+        #expect(abs(got.loss - ref.loss) < 1e-4)
+        #expect(maxDifference(got.logits, ref.last_logits) < 1e-4)
+        // The adapter matters: without it the loss is the base's.
+        loaded.model.setAdapters(enabled: false)
+        #expect(abs(got.loss - ref.base_loss) > 1e-2)
+    }
+
+    @Test func exportedPEFTReadsBackTensorForTensor() throws {
+        let scratch = Scratch()
+        let adapter = scratch.file("imported.h5")
+        try importPEFT(directory: peftDir, base: baseHF, to: adapter)
+        let out = scratch.file("peft")
+        let base = try exportPEFT(try loadModel(from: adapter), to: out)
+        #expect(base == URL(fileURLWithPath: baseHF).standardizedFileURL.path, "an HF base is referenced, not copied")
+        let original = try PEFTAdapter.read(at: URL(fileURLWithPath: peftDir), config: try loadModel(from: baseHF).model.config)
+        let again = try PEFTAdapter.read(at: URL(fileURLWithPath: out), config: try loadModel(from: baseHF).model.config)
+        #expect(again.lora == original.lora)
+        #expect(again.tensors.map(\.name) == original.tensors.map(\.name))
+        for (a, b) in zip(again.tensors, original.tensors) { #expect(a.tensor.values == b.tensor.values, "\(a.name)") }
+        #expect(again.basePath.map { URL(fileURLWithPath: $0, relativeTo: URL(fileURLWithPath: out + "/")).standardizedFileURL.path } == base)
+    }
+
+    @Test func aDistillBaseIsExportedBesideTheAdapter() throws {
+        let scratch = Scratch()
+        let lora = LoRAConfig(rank: 2, alpha: 4, targetModules: ["k_proj", "o_proj", "gate_proj"])
+        let (_, adapter) = try modelAndAdapter(scratch, lora: lora)
+        let out = scratch.file("peft")
+        let base = try exportPEFT(try loadModel(from: adapter), to: out)
+        #expect(base == out + "/base")
+        let config = try String(contentsOfFile: out + "/adapter_config.json", encoding: .utf8)
+        #expect(config.contains("\"base_model_name_or_path\":\"base\"") || config.contains("\"base_model_name_or_path\": \"base\""))
+        // The exported base plus the exported adapter compute what distill computed.
+        let reimported = scratch.file("again.h5")
+        try importPEFT(directory: out, base: base, to: reimported)
+        let text = "The keeper wrote in her log every evening."
+        let a = try score(adapter, text: text, scratch: scratch), b = try score(reimported, text: text, scratch: scratch)
+        #expect(abs(a.loss - b.loss) < 1e-6)
+        #expect(maxDifference(a.logits, b.logits.map(Double.init)) < 1e-5)
+    }
+
+    @Test func mergedLogitsEqualAdapterLogits() throws {
+        let scratch = Scratch()
+        let lora = LoRAConfig(rank: 4, alpha: 8, useRSLoRA: true, targetModules: LoRAConfig.moduleNames)
+        let (base, adapter) = try modelAndAdapter(scratch, lora: lora)
+        let merged = scratch.file("merged.h5")
+        try mergeAdapter(try loadModel(from: adapter), to: merged)
+        #expect(try loadModel(from: merged).adapter == nil)
+        let text = "In the spring the fog came early and stayed late."
+        let a = try score(adapter, text: text, scratch: scratch), m = try score(merged, text: text, scratch: scratch)
+        let b = try score(base, text: text, scratch: scratch)
+        #expect(maxDifference(a.logits, m.logits.map(Double.init)) < 1e-5)
+        #expect(maxDifference(a.logits, b.logits.map(Double.init)) > 1e-2, "the adapter must change the logits")
+        // `export hf` of an adapter writes the merged model.
+        let hf = scratch.file("hf")
+        try exportHF(try loadModel(from: adapter), to: hf)
+        let h = try score(hf, text: text, scratch: scratch)
+        #expect(maxDifference(a.logits, h.logits.map(Double.init)) < 1e-5)
+    }
+
+    @Test func anAdapterRefusesAnotherBase() throws {
+        let scratch = Scratch()
+        let (base, adapter) = try modelAndAdapter(scratch, lora: LoRAConfig())
+        // Same config, one weight changed: the checksum differs.
+        let contents = try readCheckpoint(at: URL(fileURLWithPath: base))
+        contents.parameters[3].tensor.data[0] += 1e-3
+        let other = scratch.file("other.h5")
+        try writeCheckpoint(contents, to: URL(fileURLWithPath: other))
+        #expect {
+            try loadModel(from: adapter, base: other)
+        } throws: { error in
+            guard let e = error as? CheckpointError else { return false }
+            return e.kind == .wrongBase && e.description.contains("checksum") && e.description.contains(other)
+                && e.category == .data
+        }
+        // A model of another shape.
+        #expect {
+            try loadModel(from: adapter, base: baseHF)
+        } throws: { ($0 as? CheckpointError)?.kind == .wrongBase }
+        // The recorded base, moved away: the error says to name it.
+        try FileManager.default.moveItem(atPath: base, toPath: scratch.file("moved.h5"))
+        #expect {
+            try loadModel(from: adapter)
+        } throws: { error in
+            guard let e = error as? ModelSourceError else { return false }
+            return e.exitCode == 74 && e.description.contains("--base") && e.description.contains(adapter)
+        }
+        #expect(try loadModel(from: adapter, base: scratch.file("moved.h5")).adapter != nil)
+    }
+
+    @Test func theBasePathIsRecordedRelativeToTheAdapter() throws {
+        let scratch = Scratch()
+        let (_, adapter) = try modelAndAdapter(scratch, lora: LoRAConfig())
+        let contents = try readCheckpoint(at: URL(fileURLWithPath: adapter))
+        #expect(contents.metadata[AdapterMetadata.basePath] == "../base.h5")
+        // The whole folder moves: the adapter still finds its base.
+        let moved = scratch.file("elsewhere")
+        try FileManager.default.createDirectory(atPath: moved, withIntermediateDirectories: true)
+        try FileManager.default.moveItem(atPath: scratch.file("runs"), toPath: moved + "/runs")
+        try FileManager.default.moveItem(atPath: scratch.file("base.h5"), toPath: moved + "/base.h5")
+        #expect(try loadModel(from: moved + "/runs/adapter.h5").basePath == moved + "/base.h5")
+    }
+
+    @Test func anAdapterCheckpointKeepsItsTrainingState() throws {
+        let scratch = Scratch()
+        var rng = RNG(seed: 3)
+        let config = LlamaConfig(
+            vocabSize: 50, hiddenSize: 16, intermediateSize: 24, numHiddenLayers: 1, numAttentionHeads: 2, numKeyValueHeads: 1,
+            tieWordEmbeddings: true, maxPositionEmbeddings: 32)
+        let model = LlamaModel(config: config, rng: &rng)
+        let lora = LoRAConfig(rank: 2, alpha: 5, dropout: 0.1, targetModules: ["v_proj"])
+        let adapters = model.addLoRA(lora, rng: &rng)
+        let moments = ["m": adapters.map { (name: $0.0, tensor: Tensor.randn($0.1.shape, rng: &rng)) }]
+        let path = scratch.file("a.h5")
+        try writeCheckpoint(
+            adapterContents(
+                model, lora: lora, basePath: nil, adapterPath: path, threads: 2, optimizer: OptimizerState(kind: "adamw", step: 7, moments: moments),
+                step: 7, tokensSeen: 700, rng: ["data": rng], dataCursor: "{}"),
+            to: URL(fileURLWithPath: path))
+        let back = try readCheckpoint(at: URL(fileURLWithPath: path))
+        let info = try AdapterInfo(back, path: path)
+        #expect(info == AdapterInfo(lora: lora, baseChecksum: modelChecksum(model), basePath: nil))
+        #expect(back.step == 7 && back.tokensSeen == 700 && back.optimizer?.step == 7)
+        #expect(back.parameters.map(\.name) == adapters.map(\.0))
+        #expect(back.optimizer?.moments["m"]?.map(\.tensor.values) == moments["m"]!.map(\.tensor.values))
+        // No recorded base and none given: the error says what to do.
+        #expect {
+            try loadModel(from: path)
+        } throws: { ($0 as? ModelSourceError)?.description.contains("--base") == true }
+    }
+
+    @Test func theBaseChecksumSeesEveryWeightAndOnlyTheBase() throws {
+        var rng = RNG(seed: 5)
+        let config = LlamaConfig(
+            vocabSize: 40, hiddenSize: 16, intermediateSize: 24, numHiddenLayers: 2, numAttentionHeads: 2, numKeyValueHeads: 2,
+            tieWordEmbeddings: true, maxPositionEmbeddings: 32)
+        let model = LlamaModel(config: config, rng: &rng)
+        let before = modelChecksum(model)
+        #expect(before.hasPrefix("xxh64:") && before.count == 22)
+        for (_, t) in model.addLoRA(LoRAConfig(), rng: &rng) { t.data[0] = 1 }
+        #expect(modelChecksum(model) == before, "adapters are not part of the base")
+        for (_, p) in model.namedParameters() {
+            let saved = p.data[p.count - 1]
+            p.data[p.count - 1] = saved + 1
+            #expect(modelChecksum(model) != before)
+            p.data[p.count - 1] = saved
+        }
+    }
+
+    @Test(arguments: [
+        ("\"use_dora\": true", "use_dora"),
+        ("\"rank_pattern\": {\"q_proj\": 8}", "rank_pattern"),
+        ("\"layers_to_transform\": [0]", "layers_to_transform"),
+        ("\"modules_to_save\": [\"lm_head\"]", "modules_to_save"),
+        ("\"bias\": \"all\"", "bias"),
+        ("\"peft_type\": \"IA3\"", "IA3"),
+    ])
+    func unsupportedPEFTSettingsAreRefusedByName(_ setting: String, _ named: String) throws {
+        let scratch = Scratch()
+        let dir = scratch.file("peft")
+        try FileManager.default.copyItem(atPath: peftDir, toPath: dir)
+        var config = try String(contentsOfFile: dir + "/adapter_config.json", encoding: .utf8)
+        let key = String(setting.prefix { $0 != ":" })
+        // Replace the key's line (peft writes one key per line) or add it.
+        var lines = config.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        if let i = lines.firstIndex(where: { $0.trimmingCharacters(in: .whitespaces).hasPrefix(key) }) {
+            lines[i] = "  " + setting + (lines[i].hasSuffix(",") ? "," : "")
+        } else {
+            lines.insert("  " + setting + ",", at: 1)
+        }
+        config = lines.joined(separator: "\n")
+        try config.write(toFile: dir + "/adapter_config.json", atomically: true, encoding: .utf8)
+        #expect {
+            try importPEFT(directory: dir, base: baseHF, to: scratch.file("a.h5"))
+        } throws: { error in
+            guard let e = error as? HFModelError else { return false }
+            return e.kind == .unsupportedConfig && e.description.contains(named)
+        }
+        #expect(!FileManager.default.fileExists(atPath: scratch.file("a.h5")))
+    }
+
+    @Test func aPEFTAdapterForAnotherModelIsRefusedWithEveryProblem() throws {
+        let scratch = Scratch()
+        let (base, _) = try modelAndAdapter(scratch, lora: LoRAConfig())  // hidden 32, MLP 48: not the fixture's 64
+        #expect {
+            try importPEFT(directory: peftDir, base: base, to: scratch.file("a.h5"))
+        } throws: { error in
+            guard let e = error as? HFModelError else { return false }
+            return e.kind == .tensorMismatch && e.problems.contains { $0.contains("up_proj.lora_B.weight has shape [64, 4], expected [48, 4]") }
+        }
+    }
+}
