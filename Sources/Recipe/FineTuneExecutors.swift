@@ -186,6 +186,10 @@ final class FineTuneSession {
     let resumed: CheckpointContents?
     /// Digest of the starting weights (base plus any adapters it came with), before training.
     let startDigest: String
+    /// The stage trains the adapter its model came with (rather than fresh adapters).
+    let continuesAdapter: Bool
+    /// The base an adapter checkpoint of this stage names (LoRA only).
+    let basePath: String?
 
     init(name: String, model source: CheckpointSource, settings: FineTuneTraining, lora: LoRASettings?, context: RunContext, output: String, emit: @escaping (StageEvent) -> Void) throws {
         if let threads = context.threads { Threads.set(threads) }
@@ -217,9 +221,30 @@ final class FineTuneSession {
         endOfText = loaded.endOfText
         model = loaded.model
         startDigest = weightsDigest(model)
+        continuesAdapter = loaded.adapter != nil && lora != nil
         if let config = self.lora {
-            var rng = RNG(seed: UInt64(context.seed) ^ 0x4C6F_5241)
-            model.addLoRA(config, rng: &rng)
+            if let adapter = loaded.adapter {
+                // The model is an adapter on its base: keep training that adapter, bound to the same base.
+                guard adapter.lora == config else {
+                    throw FineTuneError(
+                        path: modelPath,
+                        problem: "is an adapter with LoRA settings r \(adapter.lora.rank), alpha \(adapter.lora.alpha), dropout \(adapter.lora.dropout), use_rslora \(adapter.lora.useRSLoRA), target_modules \(adapter.lora.targetModules); the stage's lora block differs",
+                        fix: "give the same lora settings to continue training this adapter, or merge it first (distill merge) and train a new adapter on the merged model")
+                }
+                basePath = loaded.basePath ?? modelPath
+                for (_, p) in model.adapterParameters() { p.requiresGrad = true }
+            } else {
+                var rng = RNG(seed: UInt64(context.seed) ^ 0x4C6F_5241)
+                model.addLoRA(config, rng: &rng)
+                basePath = modelPath
+            }
+        } else {
+            if loaded.adapter != nil {
+                // Full fine-tuning of an adapter model: fold the adapter in and train every weight.
+                model.mergeAdapters()
+                for (_, p) in model.namedParameters() { p.requiresGrad = true }
+            }
+            basePath = nil
         }
         if let resumed {
             let trained = self.lora == nil ? model.namedParameters() : model.adapterParameters()
@@ -282,23 +307,20 @@ final class FineTuneSession {
             let moments: [String: [(name: String, tensor: Tensor)]] = [
                 "m": optimizer.slots.map { ($0.name, $0.m) }, "v": optimizer.slots.map { ($0.name, $0.v) },
             ]
-            var metadata = ["stage": name, "fingerprint": context.fingerprint]
+            let metadata = ["stage": name, "fingerprint": context.fingerprint]
+            let state = OptimizerState(kind: "adamw", step: optimizer.step, moments: moments)
+            let cursor = "{\"micro_batches\":\(consumed)}"
             let contents: CheckpointContents
             if let lora {
-                metadata["base_path"] = modelPath
-                metadata["lora"] = String(decoding: try JSONEncoder().encode(lora), as: UTF8.self)
-                contents = CheckpointContents(
-                    kind: .adapter, config: model.config, parameters: model.adapterParameters().map { ($0.0, $0.1) },
-                    optimizer: OptimizerState(kind: "adamw", step: optimizer.step, moments: moments), step: step,
-                    tokensSeen: tokensSeen, rng: rng, dataCursor: "{\"micro_batches\":\(consumed)}",
-                    recipe: context.recipeJSON, tokenizer: tokenizerJSON, threads: Threads.count, metadata: metadata,
-                    baseChecksum: startDigest)
+                contents = adapterContents(
+                    model, lora: lora, basePath: basePath, adapterPath: output.path, threads: Threads.count,
+                    optimizer: state, step: step, tokensSeen: tokensSeen, rng: rng, dataCursor: cursor,
+                    recipe: context.recipeJSON, tokenizer: tokenizerJSON, metadata: metadata)
             } else {
                 contents = CheckpointContents(
-                    config: model.config, parameters: model.namedParameters().map { ($0.0, $0.1) },
-                    optimizer: OptimizerState(kind: "adamw", step: optimizer.step, moments: moments), step: step,
-                    tokensSeen: tokensSeen, rng: rng, dataCursor: "{\"micro_batches\":\(consumed)}",
-                    recipe: context.recipeJSON, tokenizer: tokenizerJSON, threads: Threads.count, metadata: metadata)
+                    config: model.config, parameters: model.namedParameters().map { ($0.0, $0.1) }, optimizer: state,
+                    step: step, tokensSeen: tokensSeen, rng: rng, dataCursor: cursor, recipe: context.recipeJSON,
+                    tokenizer: tokenizerJSON, threads: Threads.count, metadata: metadata)
             }
             try writeCheckpoint(contents, to: output)
             emit(.checkpointCommitted(path: output.path, step: step))
@@ -515,17 +537,22 @@ struct DPOExecutor: StageExecutor {
             return (stored.logProbs, "cached")
         }
         emit(.message("reference log-probs: computing for \(pairs.count) pairs"))
+        // The reference is the stage's starting model: the base with fresh adapters disabled
+        // (exactly the base, no second copy), else the model as loaded while it is untrained,
+        // else a fresh load of it.
         let model: LlamaModel
-        if session.lora != nil {
+        let disable = session.lora != nil && !session.continuesAdapter
+        if disable {
             model = session.model
             model.setAdapters(enabled: false)
         } else if session.resumed == nil {
-            // Not trained yet: the starting weights are the reference; no second copy needed.
             model = session.model
         } else {
-            model = try loadModel(from: session.modelPath).model
+            let loaded = try loadModel(from: session.modelPath)
+            if session.lora == nil && loaded.adapter != nil { loaded.model.mergeAdapters() }
+            model = loaded.model
         }
-        defer { if session.lora != nil { session.model.setAdapters(enabled: true) } }
+        defer { if disable { session.model.setAdapters(enabled: true) } }
         var chosen: [Float] = [], rejected: [Float] = []
         for start in stride(from: 0, to: pairs.count, by: s.training.batchSize) {
             let chunk = Array(pairs[start..<min(start + s.training.batchSize, pairs.count)])
