@@ -227,7 +227,7 @@ final class MetricsLog {
 
     func append(_ fields: [String: SummaryValue]) throws {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         var line = try encoder.encode(fields)
         line.append(0x0A)
         try handle.write(contentsOf: line)

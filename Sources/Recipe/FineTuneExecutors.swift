@@ -590,12 +590,12 @@ struct KDExecutor: StageExecutor {
         return try withoutActuallyEscaping(emit) { emit in
             let session = try FineTuneSession(name: s.name, model: s.model, settings: s.training, lora: s.lora, context: context, output: s.output, emit: emit)
             let t = s.training
-            try checkSeqLen(t.seqLen, session)
             let teacherPath = context.path(of: s.teacher)
             let teacher = try loadModel(from: teacherPath)
             try requireSameTokenizer(
                 student: session.tokenizer, studentPath: session.modelPath, teacher: try teacher.requireTokenizer(),
                 teacherPath: teacherPath, studentVocab: session.model.config.vocabSize, teacherVocab: teacher.model.config.vocabSize)
+            try checkSeqLen(t.seqLen, session)
             guard t.seqLen <= teacher.model.config.maxPositionEmbeddings else {
                 throw FineTuneError(path: teacherPath, problem: "training.seq_len \(t.seqLen) exceeds the teacher's max_position_embeddings (\(teacher.model.config.maxPositionEmbeddings))", fix: "lower training.seq_len")
             }
