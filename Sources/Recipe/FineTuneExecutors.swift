@@ -528,7 +528,7 @@ struct DPOExecutor: StageExecutor {
         key.update(UInt64(s.training.seqLen))
         key.update(UInt64(s.training.batchSize))
         let fingerprint = hex(key.finalize())
-        let cache = URL(fileURLWithPath: context(session)).appendingPathComponent("cache/reference-\(fingerprint).json")
+        let cache = URL(fileURLWithPath: session.context.runDirectory).appendingPathComponent("cache/reference-\(fingerprint).json")
         if let data = FileManager.default.contents(atPath: cache.path),
             let stored = try? JSONDecoder().decode(StoredReference.self, from: data),
             stored.fingerprint == fingerprint, stored.logProbs.chosen.count == pairs.count
@@ -567,8 +567,6 @@ struct DPOExecutor: StageExecutor {
         try writeAtomically(try encoder.encode(StoredReference(fingerprint: fingerprint, logProbs: result)), to: cache.path)
         return (result, "computed")
     }
-
-    private func context(_ session: FineTuneSession) -> String { session.context.runDirectory }
 }
 
 /// The reference cache file: its key and the log-probs.

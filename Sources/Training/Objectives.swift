@@ -96,7 +96,7 @@ package struct DistillationObjective: TrainingObjective {
             distribution = .topK(top)
         } else {
             guard let teacher else { preconditionFailure("distillation batch without top-k and no teacher model") }
-            distribution = .logits(teacherLogits(teacher, b))
+            distribution = .logits(Self.teacherLogits(teacher, b))
         }
         let logits = student.logits(ids: b.inputs, batch: b.batch, length: b.length, segments: b.segments)  // [B, T, V]
         let out = config.loss(studentLogits: logits, teacher: distribution, targets: b.targets)
@@ -109,6 +109,4 @@ package struct DistillationObjective: TrainingObjective {
     package static func teacherLogits(_ teacher: LlamaModel, _ b: TrainingBatch) -> Tensor {
         GradMode.withoutGrad { teacher.logits(ids: b.inputs, batch: b.batch, length: b.length, segments: b.segments) }
     }
-
-    private func teacherLogits(_ teacher: LlamaModel, _ b: TrainingBatch) -> Tensor { Self.teacherLogits(teacher, b) }
 }
