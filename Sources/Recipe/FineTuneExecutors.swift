@@ -71,10 +71,13 @@ struct EpochOrder {
 }
 
 /// Examples from fine-tuning JSONL rows: SFT rows through the chat template, and TRL's
-/// language-modelling rows `{"text"}` (every token trained, end-of-text appended).
-package func readExamples(_ paths: [String], template: ChatTemplateName, tokenizer: ByteLevelBPETokenizer, endOfText: Int32?)
-    throws -> [RenderedExample]
-{
+/// language-modelling rows `{"text"}` (every token trained, end-of-text appended). A text row
+/// longer than `seqLen` positions is cut into consecutive windows of seqLen + 1 ids that
+/// overlap by one id, so every token is a target once and none is lost to truncation.
+package func readExamples(
+    _ paths: [String], template: ChatTemplateName, tokenizer: ByteLevelBPETokenizer, endOfText: Int32?, seqLen: Int
+) throws -> [RenderedExample] {
+    precondition(seqLen >= 1, "seqLen must be >= 1, got \(seqLen)")
     let format = SFTFormat(template: ChatTemplate(rawValue: template.rawValue) ?? .chatml)
     var out: [RenderedExample] = []
     for path in paths {
@@ -83,7 +86,12 @@ package func readExamples(_ paths: [String], template: ChatTemplateName, tokeniz
                 record.value("prompt") == nil
             {
                 let ids = tokenizer.encode(text) + (endOfText.map { [$0] } ?? [])
-                out.append(RenderedExample(ids: ids, trained: ids.map { _ in true }))
+                var start = 0
+                repeat {
+                    let window = Array(ids[start..<min(start + seqLen + 1, ids.count)])
+                    out.append(RenderedExample(ids: window, trained: window.map { _ in true }))
+                    start += seqLen
+                } while start + 1 < ids.count
             } else {
                 out.append(try SFTData.render(record, format: format, tokenizer: tokenizer))
             }
@@ -449,7 +457,7 @@ struct SFTExecutor: StageExecutor {
             let session = try FineTuneSession(name: s.name, model: s.model, settings: s.training, lora: s.lora, context: context, output: s.output, emit: emit)
             let t = s.training
             try checkSeqLen(t.seqLen, session)
-            let examples = try readExamples(s.data.train, template: s.template, tokenizer: session.tokenizer, endOfText: session.endOfText)
+            let examples = try readExamples(s.data.train, template: s.template, tokenizer: session.tokenizer, endOfText: session.endOfText, seqLen: t.seqLen)
             let rows = try SFTRows(examples, seqLen: t.seqLen, packing: s.packing, fraction: s.data.validationFraction, seed: UInt64(context.seed), padID: session.endOfText ?? 0, path: s.data.train.first ?? "")
             emit(.message("\(examples.count) examples in \(rows.train.count) training and \(rows.validation.count) validation rows of \(t.seqLen) (\(rows.sequences.truncated) truncated)"))
             var order = EpochOrder(count: rows.train.count, batchSize: t.batchSize, seed: UInt64(context.seed))
@@ -597,7 +605,7 @@ struct KDExecutor: StageExecutor {
             guard t.seqLen <= teacher.model.config.maxPositionEmbeddings else {
                 throw FineTuneError(path: teacherPath, problem: "training.seq_len \(t.seqLen) exceeds the teacher's max_position_embeddings (\(teacher.model.config.maxPositionEmbeddings))", fix: "lower training.seq_len")
             }
-            let examples = try readExamples(s.data.train, template: s.template, tokenizer: session.tokenizer, endOfText: session.endOfText)
+            let examples = try readExamples(s.data.train, template: s.template, tokenizer: session.tokenizer, endOfText: session.endOfText, seqLen: t.seqLen)
             let rows = try SFTRows(examples, seqLen: t.seqLen, packing: s.packing, fraction: s.data.validationFraction, seed: UInt64(context.seed), padID: session.endOfText ?? 0, path: s.data.train.first ?? "")
             emit(.message("\(examples.count) examples in \(rows.train.count) training and \(rows.validation.count) validation rows of \(t.seqLen)"))
             var summary: [String: SummaryValue] = ["examples": .int(examples.count)]

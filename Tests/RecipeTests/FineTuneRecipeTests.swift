@@ -84,7 +84,7 @@ import Training
         let specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
         let tokenizer = try BPETrainer(.init(vocabSize: 300, specialTokens: specials)).train(
             "Hello there. It is 5. What is 1 + 1? Two. Be brief. Sum 2 and 3 user assistant system")
-        let examples = try readExamples([rows], template: .chatml, tokenizer: tokenizer, endOfText: 0)
+        let examples = try readExamples([rows], template: .chatml, tokenizer: tokenizer, endOfText: 0, seqLen: 128)
         let laid = try SFTRows(examples, seqLen: 128, packing: true, fraction: 0, seed: 1, padID: 0, path: rows)
         #expect(laid.sequences.rows == 1 && laid.train == [0] && laid.validation.isEmpty)
         let trained = laid.sequences.targets.filter { $0 != -100 }
@@ -110,5 +110,22 @@ import Training
         }
         #expect(n == trained.count)
         #expect(abs(Double(loss) - total / Double(n)) < 1e-5)
+    }
+
+    /// A `{"text"}` row longer than seq_len becomes windows of seq_len + 1 ids overlapping by
+    /// one id: their targets (every id after the first of each window) are the row's targets,
+    /// each once.
+    @Test func longTextRowsAreCutIntoWindows() throws {
+        let dir = Scratch()
+        let text = "The cat sat on the mat and the dog ran to the park with a ball."
+        let rows = dir.write("text.jsonl", "{\"text\": \"\(text)\"}\n")
+        let tokenizer = try BPETrainer(.init(vocabSize: 280, specialTokens: ["<|endoftext|>"])).train(text)
+        let ids = tokenizer.encode(text) + [0]
+        for seqLen in [4, 7, ids.count - 1, ids.count + 3] {
+            let examples = try readExamples([rows], template: .chatml, tokenizer: tokenizer, endOfText: 0, seqLen: seqLen)
+            #expect(examples.allSatisfy { $0.ids.count <= seqLen + 1 && $0.trained.allSatisfy { $0 } })
+            #expect(examples.flatMap { $0.ids.dropFirst() } == Array(ids.dropFirst()), "seq_len \(seqLen)")
+            #expect(examples.count == (ids.count - 1 + seqLen - 1) / seqLen)
+        }
     }
 }
