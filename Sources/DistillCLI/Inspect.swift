@@ -179,17 +179,30 @@ struct InspectReport: Codable {
             "format      \(format) v\(formatVersion), kind \(kind), written by distill \(distillVersion) at \(created)",
             "progress    step \(grouped(step)), \(grouped(tokensSeen)) tokens seen, threads \(threads)",
             "model       " + shape + attention + embeddings,
-            "parameters  \(grouped(parameters.total)) (embedding \(grouped(parameters.embedding)), "
-                + "non-embedding \(grouped(parameters.nonEmbedding)))",
+            kind == CheckpointKind.adapter.rawValue
+                ? "parameters  \(grouped(parameters.total)) in the adapter (the base's model is above)"
+                : "parameters  \(grouped(parameters.total)) (embedding \(grouped(parameters.embedding)), "
+                    + "non-embedding \(grouped(parameters.nonEmbedding)))",
             "optimizer   " + optimizerLine,
             "rng         " + (rngStreams.isEmpty ? "none" : rngStreams.joined(separator: ", ")),
             "data cursor " + (dataCursor ? "present" : "none"),
             "recipe      " + recipeLine,
             "tokenizer   " + tokenizerLine,
         ]
-        if let baseChecksum { lines.append("base        \(baseChecksum)") }
-        if !metadata.isEmpty {
-            let pairs = metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        var shownMetadata = metadata
+        if let baseChecksum {
+            let at = shownMetadata.removeValue(forKey: AdapterMetadata.basePath).map { ", at \($0)" } ?? ""
+            lines.append("base        \(baseChecksum)" + at)
+        }
+        if let json = shownMetadata[AdapterMetadata.lora], let lora = try? LoRAConfig(metadataJSON: json, path: path) {
+            shownMetadata[AdapterMetadata.lora] = nil
+            let scale = lora.useRSLoRA ? "alpha/sqrt(r), rsLoRA" : "alpha/r"
+            lines.append(
+                "lora        r \(lora.rank), alpha \(lora.alpha) (scale \(lora.scale), \(scale)), dropout \(lora.dropout), on "
+                    + lora.targetModules.joined(separator: ", "))
+        }
+        if !shownMetadata.isEmpty {
+            let pairs = shownMetadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
             lines.append("metadata    " + pairs.joined(separator: ", "))
         }
         let hint = tensors == nil ? " (--tensors lists them)" : ""

@@ -13,13 +13,13 @@ extension ExecutorRegistry {
     package static func builtIn() -> ExecutorRegistry {
         ExecutorRegistry([
             .pretrain: PretrainExecutor(), .eval: EvalExecutor(), .generate: GenerateExecutor(), .export: ExportExecutor(),
-            .sft: SFTExecutor(), .dpo: DPOExecutor(), .kd: KDExecutor(),
+            .merge: MergeExecutor(), .sft: SFTExecutor(), .dpo: DPOExecutor(), .kd: KDExecutor(),
         ])
     }
 }
 
 /// A stage handed to the wrong executor: a wiring bug.
-private func mismatch(_ stage: Stage, _ expected: StageType) -> Never {
+func mismatch(_ stage: Stage, _ expected: StageType) -> Never {
     preconditionFailure("executor for \(expected) got a \(stage.type) stage")
 }
 
@@ -325,6 +325,8 @@ struct ExportExecutor: StageExecutor {
         switch s.format {
         case .hf:
             try exportHF(loaded, to: s.output)
+        case .peft:
+            try exportPEFT(loaded, to: s.output)
         }
         emit(.message("wrote \(s.format.rawValue) export to \(s.output)"))
         return StageOutputs(files: [s.output], summary: ["format": .string(s.format.rawValue)])

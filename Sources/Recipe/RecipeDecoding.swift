@@ -132,6 +132,7 @@ private func readStage(_ v: JSONValue, index: Int, defaultName: String, recipeSe
     case .eval: stage = .eval(readEval(v, path: path, name: defaultName, log: log))
     case .generate: stage = .generate(readGenerate(v, path: path, name: defaultName, seed: recipeSeed, log: log))
     case .export: stage = .export(readExport(v, path: path, name: defaultName, log: log))
+    case .merge: stage = .merge(readMerge(v, path: path, name: defaultName, log: log))
     case .sft: stage = .sft(readSFT(v, path: path, name: defaultName, log: log))
     case .dpo: stage = .dpo(readDPO(v, path: path, name: defaultName, log: log))
     case .kd: stage = .kd(readKD(v, path: path, name: defaultName, log: log))
@@ -369,10 +370,21 @@ private func readExport(_ v: JSONValue, path: String, name: String, log: IssueLo
     readCommon(r, name: .name, output: .output, into: &s)
     if let c = r.string(.checkpoint) { s.checkpoint = CheckpointSource(c) }
     if let f = r.string(.format), ExportFormat(rawValue: f) == nil, ExportFormat.planned.contains(f) {
-        log.add(.rule("export format \"\(f)\" is not available in this version (available: hf)"), at: r.path(.format))
+        let available = ExportFormat.allCases.map(\.rawValue).joined(separator: ", ")
+        log.add(.rule("export format \"\(f)\" is not available in this version (available: \(available))"), at: r.path(.format))
     } else {
         r.read(.format, into: &s.format)
     }
+    return s
+}
+
+private func readMerge(_ v: JSONValue, path: String, name: String, log: IssueLog) -> MergeStage {
+    let r = ObjectReader<MergeStage.CodingKeys>(v, path: path, log: log, alsoAllowed: ["type"])
+    var s = MergeStage()
+    s.name = name
+    readCommon(r, name: .name, output: .output, into: &s)
+    if let c = r.string(.checkpoint) { s.checkpoint = CheckpointSource(c) }
+    if let b = r.string(.base) { s.base = CheckpointSource(b) }
     return s
 }
 
@@ -523,6 +535,14 @@ private func link(
             s.checkpoint =
                 source(s.checkpoint, given: read.given.contains("checkpoint"), index: i, at: ckPath) ?? s.checkpoint
             stage = .export(s)
+        case .merge(var s):
+            s.output = output
+            s.checkpoint =
+                source(s.checkpoint, given: read.given.contains("checkpoint"), index: i, at: ckPath) ?? s.checkpoint
+            if let base = s.base {
+                s.base = source(base, given: true, index: i, at: JSONPath.child(read.path, "base")) ?? base
+            }
+            stage = .merge(s)
         case .sft(var s):
             s.output = output
             s.linkShared(linker)

@@ -41,11 +41,11 @@ package struct Recipe: Codable, Sendable, Equatable {
 
 /// Stage types this build understands.
 package enum StageType: String, Codable, Sendable, CaseIterable, Hashable {
-    case pretrain, eval, generate, export, sft, dpo, kd
+    case pretrain, eval, generate, export, merge, sft, dpo, kd
 
     /// Types documented for later releases: a recipe using one gets a clear "not yet" message
     /// instead of an "unknown type" one.
-    package static let planned = ["sample", "merge", "sweep"]
+    package static let planned = ["sample", "sweep"]
 }
 
 /// What every stage's settings provide to validation, fingerprints and the runner.
@@ -80,6 +80,7 @@ package enum Stage: Sendable, Equatable {
     case eval(EvalStage)
     case generate(GenerateStage)
     case export(ExportStage)
+    case merge(MergeStage)
     case sft(SFTStage)
     case dpo(DPOStage)
     case kd(KDStage)
@@ -90,6 +91,7 @@ package enum Stage: Sendable, Equatable {
         case .eval(let s): return s
         case .generate(let s): return s
         case .export(let s): return s
+        case .merge(let s): return s
         case .sft(let s): return s
         case .dpo(let s): return s
         case .kd(let s): return s
@@ -103,7 +105,7 @@ package enum Stage: Sendable, Equatable {
     /// Whether the stage's output is a checkpoint later stages can reference with `@name`.
     package var producesCheckpoint: Bool {
         switch self {
-        case .pretrain, .sft, .dpo, .kd: return true
+        case .pretrain, .merge, .sft, .dpo, .kd: return true
         case .eval, .generate, .export: return false
         }
     }
@@ -119,6 +121,7 @@ extension Stage: Codable {
         case .eval: self = .eval(try EvalStage(from: decoder))
         case .generate: self = .generate(try GenerateStage(from: decoder))
         case .export: self = .export(try ExportStage(from: decoder))
+        case .merge: self = .merge(try MergeStage(from: decoder))
         case .sft: self = .sft(try SFTStage(from: decoder))
         case .dpo: self = .dpo(try DPOStage(from: decoder))
         case .kd: self = .kd(try KDStage(from: decoder))
@@ -451,11 +454,14 @@ package struct GenerateStage: StageSettings {
 
 /// Formats a checkpoint can be exported to.
 package enum ExportFormat: String, Codable, Sendable, CaseIterable {
-    /// A Hugging Face model folder: config.json, model.safetensors, tokenizer files.
+    /// A Hugging Face model folder: config.json, model.safetensors, tokenizer files (an
+    /// adapter is merged into its base).
     case hf
+    /// A PEFT LoRA folder (adapter_config.json, adapter_model.safetensors) of an adapter.
+    case peft
 
     /// Formats documented for later releases.
-    package static let planned = ["gguf", "peft"]
+    package static let planned = ["gguf"]
 }
 
 /// Write a checkpoint in a format other tools load.
@@ -474,5 +480,24 @@ package struct ExportStage: StageSettings {
     enum CodingKeys: String, CodingKey, CaseIterable { case name, checkpoint, format, output }
 
     package var checkpointInputs: [CheckpointSource] { [checkpoint] }
+    package var inputFiles: [String] { [] }
+}
+
+/// Fold a LoRA adapter into its base: a whole-model checkpoint later stages can read.
+package struct MergeStage: StageSettings {
+    package static let type = StageType.merge
+    package var name = "merge"
+    /// The adapter. Default: the latest earlier stage that produces a checkpoint.
+    package var checkpoint = CheckpointSource.stage("sft")
+    /// The adapter's base, when not the one it records.
+    package var base: CheckpointSource?
+    /// Default `merged.h5`.
+    package var output = "merged.h5"
+
+    package init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case name, checkpoint, base, output }
+
+    package var checkpointInputs: [CheckpointSource] { [checkpoint] + (base.map { [$0] } ?? []) }
     package var inputFiles: [String] { [] }
 }

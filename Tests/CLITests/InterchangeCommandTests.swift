@@ -75,4 +75,26 @@ struct FixtureReference: Decodable {
         #expect(bad.status == 65, "\(bad.err)")
         #expect(bad.err.contains(junk.path))
     }
+
+    @Test func adapterCommandsAndTheirExitCodes() throws {
+        let dir = try scratchDirectory("adapters")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let fixtures = Self.fixture.deletingLastPathComponent()
+        let adapter = dir.appendingPathComponent("a.h5").path
+        let i = try distill(["import", "peft", fixtures.appendingPathComponent("tiny_llama_peft").path, "--base", Self.fixture.path, "-o", adapter])
+        #expect(i.status == 0, "\(i.err)")
+        let g = try distill(["generate", "--checkpoint", adapter, "--prompt", "The keeper", "--temperature", "0", "--max-tokens", "4"])
+        #expect(g.status == 0, "\(g.err)")
+        let wrong = try distill([
+            "generate", "--checkpoint", adapter, "--base", fixtures.appendingPathComponent("tiny_llama_untied").path, "--prompt", "x",
+        ])
+        #expect(wrong.status == 65 && wrong.err.contains("--base"), "\(wrong.err)")
+        let m = try distill(["merge", adapter, "-o", dir.appendingPathComponent("m.h5").path])
+        #expect(m.status == 0, "\(m.err)")
+        let notAdapter = try distill(["export", "peft", dir.appendingPathComponent("m.h5").path, "-o", dir.appendingPathComponent("p").path])
+        #expect(notAdapter.status == 2 && notAdapter.err.contains("not an adapter"), "\(notAdapter.err)")
+        let p = try distill(["export", "peft", adapter, "-o", dir.appendingPathComponent("p").path])
+        #expect(p.status == 0, "\(p.err)")
+        #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("p/adapter_model.safetensors").path))
+    }
 }

@@ -258,4 +258,35 @@ private func modelAndAdapter(_ scratch: Scratch, lora: LoRAConfig) throws -> (ba
             return e.kind == .tensorMismatch && e.problems.contains { $0.contains("up_proj.lora_B.weight has shape [64, 4], expected [48, 4]") }
         }
     }
+
+    @Test func mergeAndPEFTExportStagesRunInARecipe() throws {
+        let scratch = Scratch()
+        let lora = LoRAConfig(rank: 2, alpha: 4, targetModules: ["q_proj", "down_proj"])
+        let (_, adapter) = try modelAndAdapter(scratch, lora: lora)
+        let recipe = try scratch.load(
+            """
+            {"name": "adapters", "run_dir": "run", "stages": [
+              {"type": "merge", "checkpoint": "\(adapter)"},
+              {"type": "export", "format": "peft", "checkpoint": "\(adapter)", "output": "peft"},
+              {"type": "export", "checkpoint": "@merge", "output": "hf"}
+            ]}
+            """)
+        _ = try Runner(recipe: recipe, registry: .builtIn()).runLocked { _ in }
+        let text = "Two boats in the harbour and one far out."
+        let a = try score(adapter, text: text, scratch: scratch)
+        let merged = try score(scratch.file("run/merged.h5"), text: text, scratch: scratch)
+        let hf = try score(scratch.file("run/hf"), text: text, scratch: scratch)
+        #expect(maxDifference(a.logits, merged.logits.map(Double.init)) < 1e-5)
+        #expect(maxDifference(a.logits, hf.logits.map(Double.init)) < 1e-5)
+        let peft = try PEFTAdapter.read(at: URL(fileURLWithPath: scratch.file("run/peft")), config: try loadModel(from: adapter).model.config)
+        #expect(peft.lora == lora)
+        // A whole model is not an adapter: the stage says so.
+        let wrong = try scratch.load(
+            """
+            {"name": "wrong", "run_dir": "run2", "stages": [{"type": "merge", "checkpoint": "\(scratch.file("run/merged.h5"))"}]}
+            """)
+        #expect {
+            _ = try Runner(recipe: wrong, registry: .builtIn()).runLocked { _ in }
+        } throws: { "\($0)".contains("is a whole model, not an adapter") }
+    }
 }

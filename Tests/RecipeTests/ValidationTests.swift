@@ -102,7 +102,7 @@ let quickstart = """
         #expect(error.exitCode == 2)
         let expected = [
             "recipe.json:\(position(of: "\"seeed\"", in: text)) seeed: unknown key; did you mean \"seed\"?",
-            "recipe.json:\(position(of: "\"pretrian\"", in: text)) stages[0].type: invalid value \"pretrian\"; did you mean \"pretrain\"? (allowed: \"pretrain\", \"eval\", \"generate\", \"export\", \"sft\", \"dpo\", \"kd\")",
+            "recipe.json:\(position(of: "\"pretrian\"", in: text)) stages[0].type: invalid value \"pretrian\"; did you mean \"pretrain\"? (allowed: \(StageType.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")))",
             "recipe.json:\(position(of: "\"lrr\"", in: text)) stages[1].training.lrr: unknown key; did you mean \"lr\"?",
             "recipe.json:\(position(of: "\"16\"", in: text)) stages[1].training.batch_size: expected an integer, got string \"16\"",
             "recipe.json:\(position(of: "1.5", in: text)) stages[1].training.min_lr_ratio: must be in [0, 1], got 1.5",
@@ -127,7 +127,7 @@ let quickstart = """
                  "training": {"steps": 10, "warmup_steps": 10, "seq_len": 128, "schedule": "cosin"}},
                 {"type": "eval", "name": "pretrain", "checkpoint": "@later"},
                 {"type": "generate", "checkpoint": "@pretrain", "top_p": 0},
-                {"type": "merge", "name": "later"},
+                {"type": "sample", "name": "later"},
                 {"type": "export", "checkpoint": "@generate", "output": "../outside"},
                 {"type": "pretrain", "name": "bad name!", "data": {"text": "hi", "train": ["a.txt"]}, "training": {}}
               ]
@@ -155,7 +155,7 @@ let quickstart = """
             ])
         #expect(byPath["stages[2].top_p"] == ["must be in (0, 1], got 0"])
         #expect(
-            byPath["stages[3].type"]?.first?.hasPrefix("stage type \"merge\" is not available in this version") == true)
+            byPath["stages[3].type"]?.first?.hasPrefix("stage type \"sample\" is not available in this version") == true)
         #expect(byPath["stages[4].checkpoint"] == ["stage \"generate\" (generate) does not produce a checkpoint"])
         #expect(
             byPath["stages[4].output"]?.first?.hasPrefix("must be a relative path inside the run directory") == true)
