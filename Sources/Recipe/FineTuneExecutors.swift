@@ -237,7 +237,7 @@ final class FineTuneSession {
                     throw FineTuneError(
                         path: modelPath,
                         problem: "is an adapter with LoRA settings r \(adapter.lora.rank), alpha \(adapter.lora.alpha), dropout \(adapter.lora.dropout), use_rslora \(adapter.lora.useRSLoRA), target_modules \(adapter.lora.targetModules); the stage's lora block differs",
-                        fix: "give the same lora settings to continue training this adapter, or merge it first (distill merge) and train a new adapter on the merged model")
+                        fix: "give the same lora settings to continue training this adapter, or merge it first (a merge stage, or distill merge) and train a new adapter on the merged model")
                 }
                 basePath = loaded.basePath ?? modelPath
                 for (_, p) in model.adapterParameters() { p.requiresGrad = true }
