@@ -13,8 +13,7 @@ extension ExecutorRegistry {
     package static func builtIn() -> ExecutorRegistry {
         ExecutorRegistry([
             .pretrain: PretrainExecutor(), .eval: EvalExecutor(), .generate: GenerateExecutor(), .export: ExportExecutor(),
-            .merge: MergeExecutor(),
-            .sample: SampleExecutor(),
+            .merge: MergeExecutor(), .sft: SFTExecutor(), .dpo: DPOExecutor(), .kd: KDExecutor(), .sample: SampleExecutor(),
         ])
     }
 }
@@ -228,7 +227,7 @@ final class MetricsLog {
 
     func append(_ fields: [String: SummaryValue]) throws {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         var line = try encoder.encode(fields)
         line.append(0x0A)
         try handle.write(contentsOf: line)

@@ -134,6 +134,9 @@ private func readStage(_ v: JSONValue, index: Int, defaultName: String, recipeSe
     case .export: stage = .export(readExport(v, path: path, name: defaultName, log: log))
     case .merge: stage = .merge(readMerge(v, path: path, name: defaultName, log: log))
     case .sample: stage = .sample(readSample(v, path: path, name: defaultName, seed: recipeSeed, log: log))
+    case .sft: stage = .sft(readSFT(v, path: path, name: defaultName, log: log))
+    case .dpo: stage = .dpo(readDPO(v, path: path, name: defaultName, log: log))
+    case .kd: stage = .kd(readKD(v, path: path, name: defaultName, log: log))
     }
     return ReadStage(stage: stage, index: index, path: path, given: given)
 }
@@ -477,6 +480,8 @@ private func link(
         }
         writerOfOutput[output] = name
         let ckPath = JSONPath.child(read.path, "checkpoint")
+        let linker = StageLinker(
+            path: read.path, given: read.given, file: checkFile, source: { source($0, given: $1, index: i, at: $2) })
 
         switch stage {
         case .pretrain(var s):
@@ -552,6 +557,18 @@ private func link(
                 s.teacher = .checkpoint(t)
             }
             stage = .sample(s)
+        case .sft(var s):
+            s.output = output
+            s.linkShared(linker)
+            stage = .sft(s)
+        case .dpo(var s):
+            s.output = output
+            s.linkShared(linker)
+            stage = .dpo(s)
+        case .kd(var s):
+            s.output = output
+            s.link(linker)
+            stage = .kd(s)
         }
         out.append(stage)
     }

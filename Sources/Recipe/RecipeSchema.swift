@@ -41,11 +41,11 @@ package struct Recipe: Codable, Sendable, Equatable {
 
 /// Stage types this build understands.
 package enum StageType: String, Codable, Sendable, CaseIterable, Hashable {
-    case pretrain, eval, generate, export, merge, sample
+    case pretrain, eval, generate, export, merge, sft, dpo, kd, sample
 
     /// Types documented for later releases: a recipe using one gets a clear "not yet" message
     /// instead of an "unknown type" one.
-    package static let planned = ["sft", "dpo", "kd", "sweep"]
+    package static let planned = ["sweep"]
 }
 
 /// What every stage's settings provide to validation, fingerprints and the runner.
@@ -82,6 +82,9 @@ package enum Stage: Sendable, Equatable {
     case export(ExportStage)
     case merge(MergeStage)
     case sample(SampleStage)
+    case sft(SFTStage)
+    case dpo(DPOStage)
+    case kd(KDStage)
 
     package var settings: any StageSettings {
         switch self {
@@ -91,6 +94,9 @@ package enum Stage: Sendable, Equatable {
         case .export(let s): return s
         case .merge(let s): return s
         case .sample(let s): return s
+        case .sft(let s): return s
+        case .dpo(let s): return s
+        case .kd(let s): return s
         }
     }
 
@@ -101,7 +107,7 @@ package enum Stage: Sendable, Equatable {
     /// Whether the stage's output is a checkpoint later stages can reference with `@name`.
     package var producesCheckpoint: Bool {
         switch self {
-        case .pretrain, .merge: return true
+        case .pretrain, .merge, .sft, .dpo, .kd: return true
         case .eval, .generate, .export, .sample: return false
         }
     }
@@ -119,6 +125,9 @@ extension Stage: Codable {
         case .export: self = .export(try ExportStage(from: decoder))
         case .merge: self = .merge(try MergeStage(from: decoder))
         case .sample: self = .sample(try SampleStage(from: decoder))
+        case .sft: self = .sft(try SFTStage(from: decoder))
+        case .dpo: self = .dpo(try DPOStage(from: decoder))
+        case .kd: self = .kd(try KDStage(from: decoder))
         }
     }
 

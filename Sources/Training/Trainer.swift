@@ -60,6 +60,37 @@ public struct StepReport: Sendable, Codable {
     public var gradNorm: Double
     public var tokens: Int
     public var seconds: Double
+    /// Batch means of the objective's own metrics (TRL names such as `rewards/chosen`); empty
+    /// for next-token pretraining.
+    public var metrics: [String: Double] = [:]
+}
+
+/// What a training objective computes on one micro-batch.
+public struct ObjectiveOutput {
+    /// The scalar to minimise, shape [], on the model's tape.
+    public var loss: Tensor
+    /// Tokens processed (for throughput).
+    public var tokens: Int
+    /// Extra values to log, averaged over the step's micro-batches.
+    public var metrics: [String: Double]
+
+    public init(loss: Tensor, tokens: Int, metrics: [String: Double] = [:]) {
+        self.loss = loss
+        self.tokens = tokens
+        self.metrics = metrics
+    }
+}
+
+/// A loss the trainer minimises over micro-batches of any kind: masked cross-entropy for SFT,
+/// a preference loss against reference log-probabilities for DPO, a divergence from teacher
+/// logits for KD. The trainer owns everything around it (accumulation, clipping, schedule,
+/// non-finite checks, events, checkpoint cadence), so every stage shares one loop.
+///
+/// `loss` runs with the tape recording (training) or not (`Trainer.evaluate`); it must not
+/// call `backward` itself.
+public protocol TrainingObjective {
+    associatedtype Batch
+    func loss(_ batch: Batch) throws -> ObjectiveOutput
 }
 
 public enum TrainingEvent {
@@ -119,13 +150,42 @@ public final class Trainer {
             && batches.allSatisfy { $0.batch >= workers }
         let (lossSum, tokens) = try parallel
             ? dataParallelBackward(batches, workers: workers, step: stepNumber) : serialBackward(batches, step: stepNumber)
+        return try update(step: stepNumber, loss: lossSum / Double(batches.count), tokens: tokens, start: start)
+    }
+
+    /// One update from `batches` micro-batches through `objective` (losses and metrics
+    /// averaged). The same clipping, schedule and non-finite checks as next-token steps.
+    public func step<O: TrainingObjective>(_ batches: [O.Batch], objective: O) throws -> StepReport {
+        precondition(!batches.isEmpty, "a step needs at least one micro-batch")
+        let start = DispatchTime.now().uptimeNanoseconds
+        let stepNumber = optimizer.step + 1
+        optimizer.zeroGrad()
+        var lossSum = 0.0
+        var tokens = 0
+        var metrics: [String: Double] = [:]
+        for b in batches {
+            let out = try objective.loss(b)
+            let value = Double(out.loss.item)
+            guard value.isFinite else { throw TrainingError.nonFinite(step: stepNumber, what: "loss is \(value)") }
+            lossSum += value
+            tokens += out.tokens
+            for (k, v) in out.metrics { metrics[k, default: 0] += v / Double(batches.count) }
+            (batches.count == 1 ? out.loss : out.loss * (1 / Float(batches.count))).backward()
+        }
+        var report = try update(step: stepNumber, loss: lossSum / Double(batches.count), tokens: tokens, start: start)
+        report.metrics = metrics
+        return report
+    }
+
+    /// Checks, clips and applies the accumulated gradient.
+    private func update(step stepNumber: Int, loss: Double, tokens: Int, start: UInt64) throws -> StepReport {
         let norm = optimizer.gradientNorm()
         guard norm.isFinite else { throw TrainingError.nonFinite(step: stepNumber, what: "gradient norm is \(norm)") }
         if config.gradClip > 0 && norm > config.gradClip { optimizer.scaleGradients(Float(config.gradClip / norm)) }
         let lr = config.schedule.rate(at: optimizer.step)
         optimizer.update(lr: lr)
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
-        return StepReport(step: stepNumber, loss: lossSum / Double(batches.count), lr: lr, gradNorm: norm, tokens: tokens, seconds: seconds)
+        return StepReport(step: stepNumber, loss: loss, lr: lr, gradNorm: norm, tokens: tokens, seconds: seconds)
     }
 
     private func serialBackward(_ batches: [TrainingBatch], step: Int) throws -> (Double, Int) {
@@ -199,6 +259,40 @@ public final class Trainer {
         }
     }
 
+    /// Mean loss and metrics of `objective` over `batches` without recording the tape.
+    public func evaluate<O: TrainingObjective>(_ batches: [O.Batch], objective: O) throws -> (loss: Double, metrics: [String: Double]) {
+        guard !batches.isEmpty else { return (.nan, [:]) }
+        return try GradMode.withoutGrad {
+            var loss = 0.0
+            var metrics: [String: Double] = [:]
+            for b in batches {
+                let out = try objective.loss(b)
+                loss += Double(out.loss.item) / Double(batches.count)
+                for (k, v) in out.metrics { metrics[k, default: 0] += v / Double(batches.count) }
+            }
+            return (loss, metrics)
+        }
+    }
+
+    /// The metrics of the latest evaluation through an objective (read them when handling
+    /// `.evaluation`).
+    public private(set) var lastEvaluationMetrics: [String: Double] = [:]
+
+    /// `run` for a custom objective: the same loop, cadence and events.
+    public func run<O: TrainingObjective>(
+        objective: O, nextBatch: () throws -> O.Batch, validation: (() throws -> [O.Batch])? = nil,
+        handle: (TrainingEvent) throws -> Bool
+    ) throws {
+        try loop(step: { try step(try (0..<config.gradAccum).map { _ in try nextBatch() }, objective: objective) },
+            evaluate: validation.map { v in
+                {
+                    let (loss, metrics) = try self.evaluate(try v(), objective: objective)
+                    self.lastEvaluationMetrics = metrics
+                    return loss
+                }
+            }, handle: handle)
+    }
+
     /// Runs from the optimizer's current step to `config.steps`. `nextBatch` supplies
     /// micro-batches in order; `validation` the evaluation batches (nil: none). The
     /// handler sees every event; returning false stops after that event.
@@ -206,13 +300,17 @@ public final class Trainer {
         nextBatch: () throws -> TrainingBatch, validation: (() throws -> [TrainingBatch])? = nil,
         handle: (TrainingEvent) throws -> Bool
     ) throws {
+        try loop(step: { try step(try (0..<config.gradAccum).map { _ in try nextBatch() }) },
+            evaluate: validation.map { v in { self.evaluate(try v()) } }, handle: handle)
+    }
+
+    private func loop(step: () throws -> StepReport, evaluate: (() throws -> Double)?, handle: (TrainingEvent) throws -> Bool) throws {
         while optimizer.step < config.steps {
-            let micro = try (0..<config.gradAccum).map { _ in try nextBatch() }
-            let report = try step(micro)
+            let report = try step()
             guard try handle(.step(report)) else { return }
             let s = report.step
-            if let validation, config.evalEvery > 0, s % config.evalEvery == 0 || s == config.steps {
-                guard try handle(.evaluation(step: s, loss: evaluate(try validation()))) else { return }
+            if let evaluate, config.evalEvery > 0, s % config.evalEvery == 0 || s == config.steps {
+                guard try handle(.evaluation(step: s, loss: try evaluate())) else { return }
             }
             if config.checkpointEvery > 0, s % config.checkpointEvery == 0 || s == config.steps {
                 guard try handle(.checkpointDue(step: s)) else { return }

@@ -1,0 +1,229 @@
+// The fine-tuning stages' settings: `sft`, `dpo` and `kd`. Like RecipeSchema.swift, every
+// property initialiser is the documented default (docs/finetuning.md, docs/recipes.md); the
+// readers are in FineTuneDecoding.swift and the executors in FineTuneExecutors.swift.
+
+import NN
+import Training
+
+/// LoRA adapters instead of full fine-tuning (PEFT's key names).
+package struct LoRASettings: Codable, Sendable, Equatable {
+    /// Rank, >= 1. Default 8.
+    package var r: Int = 8
+    /// > 0. Default 16.
+    package var alpha: Double = 16
+    /// Adapter input dropout, in [0, 1). Default 0.
+    package var dropout: Double = 0
+    /// Scale alpha / sqrt(r) instead of alpha / r. Default false.
+    package var useRSLoRA: Bool = false
+    /// Module names (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj), or
+    /// "all-linear" for all seven. Default ["q_proj", "v_proj"].
+    package var targetModules: [String] = ["q_proj", "v_proj"]
+
+    package init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case r, alpha, dropout, useRSLoRA = "use_rslora", targetModules = "target_modules"
+    }
+
+    package var config: LoRAConfig {
+        LoRAConfig(rank: r, alpha: alpha, dropout: dropout, useRSLoRA: useRSLoRA, targetModules: targetModules)
+    }
+}
+
+/// Fine-tuning data: JSONL files and the share held out for validation.
+package struct FineTuneData: Codable, Sendable, Equatable {
+    /// Required. JSONL files (a single string is a list of one), relative to the recipe file's
+    /// folder; absolute after loading.
+    package var train: [String] = []
+    /// Share of rows (examples or pairs) held out for validation, in [0, 0.5]. Default 0.05.
+    package var validationFraction: Double = 0.05
+
+    package init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case train, validationFraction = "validation_fraction" }
+}
+
+/// The optimiser and loop of a fine-tuning stage. `steps` or `epochs`, not both.
+package struct FineTuneTraining: Codable, Sendable, Equatable {
+    /// Optimiser steps, >= 1. Default: from `epochs`.
+    package var steps: Int?
+    /// Passes over the training rows, > 0 (fractions allowed); used when `steps` is absent.
+    /// Default 1.
+    package var epochs: Double = 1
+    /// Rows (SFT/KD sequences) or pairs (DPO) per micro-batch, >= 1. Default 8.
+    package var batchSize: Int = 8
+    /// Positions per row (the longest pair row for DPO), >= 1. Default 256.
+    package var seqLen: Int = 256
+    /// Micro-batches per optimiser step, >= 1. Default 1.
+    package var gradAccum: Int = 1
+    /// Peak learning rate, > 0. Default 1e-4.
+    package var lr: Double = 1e-4
+    /// Final lr as a fraction of lr, in [0, 1]. Default 0.1.
+    package var minLRRatio: Double = 0.1
+    /// Linear warmup steps, >= 0 (and < steps). Default 0.
+    package var warmupSteps: Int = 0
+    /// Default `cosine`.
+    package var schedule: LRSchedule = .cosine
+    /// Decoupled weight decay, >= 0. Default 0.
+    package var weightDecay: Double = 0
+    /// Parameters whose name contains one of these get no weight decay. Default ["norm", "embed"].
+    package var noDecay: [String] = ["norm", "embed"]
+    /// Default 0.9, in [0, 1).
+    package var beta1: Double = 0.9
+    /// Default 0.999, in [0, 1).
+    package var beta2: Double = 0.999
+    /// Default 1e-8, > 0.
+    package var eps: Double = 1e-8
+    /// Global gradient-norm clip, >= 0; 0 = off. Default 1.0.
+    package var gradClip: Double = 1.0
+    /// Validation every this many steps, >= 0; 0 = only at the end. Default 50.
+    package var evalEvery: Int = 50
+    /// Validation batches per evaluation, >= 1. Default 8.
+    package var evalBatches: Int = 8
+    /// Commit a checkpoint every this many steps, >= 0; 0 = only at the end. Default 100.
+    package var checkpointEvery: Int = 100
+    /// Progress every this many steps, >= 1. Default 10.
+    package var logEvery: Int = 10
+
+    package init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case steps, epochs, batchSize = "batch_size", seqLen = "seq_len", gradAccum = "grad_accum", lr
+        case minLRRatio = "min_lr_ratio", warmupSteps = "warmup_steps", schedule, weightDecay = "weight_decay"
+        case noDecay = "no_decay", beta1, beta2, eps, gradClip = "grad_clip", evalEvery = "eval_every"
+        case evalBatches = "eval_batches", checkpointEvery = "checkpoint_every", logEvery = "log_every"
+    }
+}
+
+/// What the three fine-tuning stages share.
+package protocol FineTuneStageSettings: StageSettings {
+    var model: CheckpointSource { get set }
+    var data: FineTuneData { get set }
+    var lora: LoRASettings? { get set }
+    var training: FineTuneTraining { get set }
+    /// The chat template for conversational rows.
+    var template: ChatTemplateName { get set }
+}
+
+extension FineTuneStageSettings {
+    package var inputFiles: [String] { data.train }
+}
+
+/// Chat templates (TextData's `ChatTemplate`, named here so the schema does not import TextData).
+package enum ChatTemplateName: String, Codable, Sendable, CaseIterable {
+    case chatml, llama3
+}
+
+// MARK: - sft
+
+/// Supervised fine-tuning on TRL rows (prompt/completion, messages, text), loss on the
+/// completion / assistant tokens only.
+package struct SFTStage: FineTuneStageSettings {
+    package static let type = StageType.sft
+    package var name = "sft"
+    /// The model to fine-tune: `"@stage"`, a distill .h5 or a Hugging Face directory. Default:
+    /// the latest earlier stage that produces a checkpoint.
+    package var model = CheckpointSource.stage("pretrain")
+    /// Required.
+    package var data = FineTuneData()
+    /// Default `chatml`.
+    package var template: ChatTemplateName = .chatml
+    /// Pack short examples into full rows (attention kept inside each); false pads one example
+    /// per row. Default true.
+    package var packing = true
+    /// Default nil: full fine-tuning.
+    package var lora: LoRASettings?
+    package var training = FineTuneTraining()
+    /// Default `sft.h5`.
+    package var output = "sft.h5"
+
+    package init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case name, model, data, template, packing, lora, training, output
+    }
+
+    package var checkpointInputs: [CheckpointSource] { [model] }
+}
+
+// MARK: - dpo
+
+/// Preference optimisation on `{"prompt", "chosen", "rejected"}` rows.
+package struct DPOStage: FineTuneStageSettings {
+    package static let type = StageType.dpo
+    package var name = "dpo"
+    /// The policy's starting point, also the reference model. Default: the latest earlier
+    /// checkpoint-producing stage.
+    package var model = CheckpointSource.stage("sft")
+    package var data = FineTuneData()
+    package var template: ChatTemplateName = .chatml
+    /// Default `sigmoid`.
+    package var loss: PreferenceLossKind = .sigmoid
+    /// > 0. Default 0.1.
+    package var beta: Double = 0.1
+    /// In [0, 0.5). Default 0.
+    package var labelSmoothing: Double = 0
+    /// SimPO's margin γ, >= 0. Default 0.5.
+    package var simpoGamma: Double = 0.5
+    package var lora: LoRASettings?
+    package var training = FineTuneTraining()
+    /// Default `dpo.h5`.
+    package var output = "dpo.h5"
+
+    package init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case name, model, data, template, loss, beta, labelSmoothing = "label_smoothing", simpoGamma = "simpo_gamma"
+        case lora, training, output
+    }
+
+    package var checkpointInputs: [CheckpointSource] { [model] }
+
+    package var lossConfig: PreferenceLossConfig {
+        PreferenceLossConfig(kind: loss, beta: beta, labelSmoothing: labelSmoothing, simpoGamma: simpoGamma)
+    }
+}
+
+// MARK: - kd
+
+/// Distillation from a local teacher that shares the student's tokenizer.
+package struct KDStage: FineTuneStageSettings {
+    package static let type = StageType.kd
+    package var name = "kd"
+    /// The student. Default: the latest earlier checkpoint-producing stage.
+    package var model = CheckpointSource.stage("pretrain")
+    /// Required: `"@stage"`, a distill .h5 or a Hugging Face directory.
+    package var teacher = CheckpointSource.file("")
+    package var data = FineTuneData()
+    package var template: ChatTemplateName = .chatml
+    /// Default true.
+    package var packing = true
+    /// Default `forward_kl`.
+    package var loss: DivergenceKind = .forwardKL
+    /// JSD interpolation, in (0, 1). Default 0.5.
+    package var beta: Double = 0.5
+    /// > 0. Default 1.
+    package var temperature: Double = 1
+    /// Weight of the divergence: loss = alpha·KD + (1 − alpha)·CE, in [0, 1]. Default 1.
+    package var alpha: Double = 1
+    /// Keep the teacher's top k log-probs per position, computed once and stored in the run
+    /// directory's cache; >= 1. Default nil: the full teacher runs at every step.
+    package var topK: Int?
+    package var lora: LoRASettings?
+    package var training = FineTuneTraining()
+    /// Default `kd.h5`.
+    package var output = "kd.h5"
+
+    package init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case name, model, teacher, data, template, packing, loss, beta, temperature, alpha, topK = "top_k"
+        case lora, training, output
+    }
+
+    package var checkpointInputs: [CheckpointSource] { [model, teacher] }
+
+    package var distillationConfig: DistillationConfig {
+        DistillationConfig(divergence: loss, beta: beta, temperature: temperature, kdWeight: alpha)
+    }
+}
