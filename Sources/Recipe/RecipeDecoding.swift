@@ -288,6 +288,7 @@ private func readModel(_ v: JSONValue, path: String, log: IssueLog) -> ModelSett
     r.read(.tieWordEmbeddings, into: &m.tieWordEmbeddings)
     r.read(.maxPositionEmbeddings, into: &m.maxPositionEmbeddings, .atLeast(1))
     r.read(.initializerRange, into: &m.initializerRange, .positive)
+    r.read(.layerRepeat, into: &m.layerRepeat, .atLeast(1))
     return m
 }
 

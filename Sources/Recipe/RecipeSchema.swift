@@ -246,6 +246,9 @@ package struct ModelSettings: Codable, Sendable, Equatable {
     package var maxPositionEmbeddings: Int = 2048
     /// Std of the normal initialisation. Default 0.02, > 0.
     package var initializerRange: Double = 0.02
+    /// Runs of each layer in a row with shared weights (MobileLLM-style block sharing), >= 1.
+    /// Default 1 (no sharing). Not exportable to Hugging Face when above 1.
+    package var layerRepeat: Int = 1
 
     package init() {}
 
@@ -255,6 +258,7 @@ package struct ModelSettings: Codable, Sendable, Equatable {
         case numKeyValueHeads = "num_key_value_heads", headDim = "head_dim", rmsNormEps = "rms_norm_eps"
         case ropeTheta = "rope_theta", tieWordEmbeddings = "tie_word_embeddings"
         case maxPositionEmbeddings = "max_position_embeddings", initializerRange = "initializer_range"
+        case layerRepeat = "layer_repeat"
     }
 
     /// The full model configuration once the tokenizer fixes the vocabulary.
@@ -264,7 +268,7 @@ package struct ModelSettings: Codable, Sendable, Equatable {
             numHiddenLayers: numHiddenLayers, numAttentionHeads: numAttentionHeads, numKeyValueHeads: numKeyValueHeads,
             headDim: headDim, rmsNormEps: rmsNormEps, ropeTheta: ropeTheta, tieWordEmbeddings: tieWordEmbeddings,
             maxPositionEmbeddings: maxPositionEmbeddings, initializerRange: initializerRange,
-            bosTokenId: bosTokenId, eosTokenId: eosTokenId)
+            bosTokenId: bosTokenId, eosTokenId: eosTokenId, layerRepeat: layerRepeat)
     }
 }
 
