@@ -13,6 +13,7 @@ extension ExecutorRegistry {
     package static func builtIn() -> ExecutorRegistry {
         ExecutorRegistry([
             .pretrain: PretrainExecutor(), .eval: EvalExecutor(), .generate: GenerateExecutor(), .export: ExportExecutor(),
+            .sweep: SweepExecutor(),
         ])
     }
 }

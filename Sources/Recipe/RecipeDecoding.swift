@@ -132,6 +132,7 @@ private func readStage(_ v: JSONValue, index: Int, defaultName: String, recipeSe
     case .eval: stage = .eval(readEval(v, path: path, name: defaultName, log: log))
     case .generate: stage = .generate(readGenerate(v, path: path, name: defaultName, seed: recipeSeed, log: log))
     case .export: stage = .export(readExport(v, path: path, name: defaultName, log: log))
+    case .sweep: stage = .sweep(readSweep(v, path: path, name: defaultName, seed: recipeSeed, log: log))
     }
     return ReadStage(stage: stage, index: index, path: path, given: given)
 }
@@ -206,7 +207,7 @@ private func readPretrain(_ v: JSONValue, path: String, name: String, log: Issue
     return s
 }
 
-private func readData(_ v: JSONValue, path: String, requireSource: Bool, log: IssueLog) -> DataSettings {
+func readData(_ v: JSONValue, path: String, requireSource: Bool, log: IssueLog) -> DataSettings {
     let r = ObjectReader<DataSettings.CodingKeys>(v, path: path, log: log)
     var d = DataSettings()
     if let files = r.strings(.train, acceptSingle: true) {
@@ -228,7 +229,7 @@ private func readData(_ v: JSONValue, path: String, requireSource: Bool, log: Is
     return d
 }
 
-private func readTokenizer(_ v: JSONValue, path: String, log: IssueLog) -> TokenizerSettings {
+func readTokenizer(_ v: JSONValue, path: String, log: IssueLog) -> TokenizerSettings {
     let r = ObjectReader<TokenizerSettings.CodingKeys>(
         v, path: path, log: log, nested: [("train", keys(TokenizerTraining.CodingKeys.self))])
     if r.has(.path) && r.has(.train) {
@@ -247,7 +248,7 @@ private func readTokenizer(_ v: JSONValue, path: String, log: IssueLog) -> Token
     return TokenizerSettings(train: t)
 }
 
-private func readModel(_ v: JSONValue, path: String, log: IssueLog) -> ModelSettings {
+func readModel(_ v: JSONValue, path: String, log: IssueLog) -> ModelSettings {
     let r = ObjectReader<ModelSettings.CodingKeys>(
         v, path: path, log: log,
         notAllowed: [
@@ -292,7 +293,7 @@ private func readModel(_ v: JSONValue, path: String, log: IssueLog) -> ModelSett
     return m
 }
 
-private func readTraining(_ v: JSONValue, path: String, log: IssueLog) -> TrainingSettings {
+func readTraining(_ v: JSONValue, path: String, log: IssueLog) -> TrainingSettings {
     let r = ObjectReader<TrainingSettings.CodingKeys>(v, path: path, log: log)
     var t = TrainingSettings(steps: 1)
     if let steps = r.int(.steps, .atLeast(1)) { t.steps = steps } else if !r.has(.steps) { r.missing(.steps) }
@@ -519,6 +520,14 @@ private func link(
             s.checkpoint =
                 source(s.checkpoint, given: read.given.contains("checkpoint"), index: i, at: ckPath) ?? s.checkpoint
             stage = .export(s)
+        case .sweep(var s):
+            s.output = output
+            s.data.train = s.data.train.enumerated().map {
+                checkFile($1, at: JSONPath.index(JSONPath.child(read.path, "data.train"), $0))
+            }
+            if let p = s.tokenizer.path { s.tokenizer.path = checkFile(p, at: JSONPath.child(read.path, "tokenizer.path")) }
+            if let p = s.measure.tasks { s.measure.tasks = checkFile(p, at: JSONPath.child(read.path, "measure.tasks")) }
+            stage = .sweep(s)
         }
         out.append(stage)
     }

@@ -41,11 +41,11 @@ package struct Recipe: Codable, Sendable, Equatable {
 
 /// Stage types this build understands.
 package enum StageType: String, Codable, Sendable, CaseIterable, Hashable {
-    case pretrain, eval, generate, export
+    case pretrain, eval, generate, export, sweep
 
     /// Types documented for later releases: a recipe using one gets a clear "not yet" message
     /// instead of an "unknown type" one.
-    package static let planned = ["sft", "dpo", "kd", "sample", "merge", "sweep"]
+    package static let planned = ["sft", "dpo", "kd", "sample", "merge"]
 }
 
 /// What every stage's settings provide to validation, fingerprints and the runner.
@@ -80,6 +80,7 @@ package enum Stage: Sendable, Equatable {
     case eval(EvalStage)
     case generate(GenerateStage)
     case export(ExportStage)
+    case sweep(SweepStage)
 
     package var settings: any StageSettings {
         switch self {
@@ -87,6 +88,7 @@ package enum Stage: Sendable, Equatable {
         case .eval(let s): return s
         case .generate(let s): return s
         case .export(let s): return s
+        case .sweep(let s): return s
         }
     }
 
@@ -98,7 +100,7 @@ package enum Stage: Sendable, Equatable {
     package var producesCheckpoint: Bool {
         switch self {
         case .pretrain: return true
-        case .eval, .generate, .export: return false
+        case .eval, .generate, .export, .sweep: return false
         }
     }
 }
@@ -113,6 +115,7 @@ extension Stage: Codable {
         case .eval: self = .eval(try EvalStage(from: decoder))
         case .generate: self = .generate(try GenerateStage(from: decoder))
         case .export: self = .export(try ExportStage(from: decoder))
+        case .sweep: self = .sweep(try SweepStage(from: decoder))
         }
     }
 
