@@ -138,8 +138,13 @@ package enum SweepPlanner {
             let object = JSONValue.object(.init(d.sorted { $0.key < $1.key }.map { (key: $0.key, value: $0.value.json) }))
             let log = IssueLog(sources: SourceMap())
             let m = readModel(object, path: "model", log: log)
-            var problems = log.issues.map { $0.message.replacingOccurrences(of: "must be ", with: "\($0.path.replacingOccurrences(of: "model.", with: "")) must be ") }
-            problems += m.llamaConfig(vocabSize: max(vocabSize, 1)).problems().filter { p in !problems.contains { $0 == p } }
+            var problems = log.issues.map { issue -> String in
+                switch issue.kind {
+                case .rule: return issue.message
+                default: return issue.path.replacingOccurrences(of: "model.", with: "") + " " + issue.message
+                }
+            }
+            if problems.isEmpty { problems = m.llamaConfig(vocabSize: max(vocabSize, 1)).problems() }
             if training.seqLen > m.maxPositionEmbeddings {
                 problems.append("training.seq_len (\(training.seqLen)) exceeds max_position_embeddings (\(m.maxPositionEmbeddings))")
             }

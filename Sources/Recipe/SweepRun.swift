@@ -152,6 +152,17 @@ package struct SweepRunner {
         self.shard = shard
     }
 
+    /// Runs `stage` of `recipe` outside `distill run` (`distill sweep`): no run.json, no run
+    /// lock, so several shards can share the folder.
+    package init(recipe: Recipe, stage: SweepStage, threads: Int?, shard: SweepShard) {
+        self.init(
+            stage: stage,
+            context: RunContext(
+                runDirectory: recipe.runDir, seed: recipe.seed, threads: threads ?? recipe.threads, recipe: recipe,
+                recipeJSON: recipe.resolvedJSON, outputs: [:], fingerprint: "", resume: false),
+            shard: shard)
+    }
+
     var directory: URL { URL(fileURLWithPath: stage.output) }
 
     /// The vocabulary size trials will have: from the tokenizer file, or the one to train.
@@ -420,10 +431,10 @@ enum PeakMemory {
 }
 
 /// sweep.json: what the report needs to write the best configuration as a recipe.
-struct SweepManifest: Codable {
-    var recipe: String
-    var seed: Int
-    var stage: SweepStage
+package struct SweepManifest: Codable, Sendable {
+    package var recipe: String
+    package var seed: Int
+    package var stage: SweepStage
 }
 
 struct SweepPlanFile: Codable {
