@@ -130,12 +130,14 @@ package struct SVGPlot {
         static func linearTicks(_ lo: Double, _ hi: Double) -> [Double] {
             let raw = (hi - lo) / 5
             let magnitude = pow(10, floor(Foundation.log10(raw)))
-            let step = [1.0, 2, 5, 10].map { $0 * magnitude }.first { $0 >= raw } ?? 10 * magnitude
+            // The 1-2-5 step whose tick count is closest to five.
+            let step = [1.0, 2, 5, 10].map { $0 * magnitude }.min { abs((hi - lo) / $0 - 5) < abs((hi - lo) / $1 - 5) }!
             var out: [Double] = []
-            var v = ceil(lo / step) * step
-            while v <= hi + step * 1e-9 {
-                out.append(abs(v) < step * 1e-9 ? 0 : v)
-                v += step
+            var k = ceil(lo / step)
+            while k * step <= hi + step * 1e-9 {
+                // Printed and parsed back at 12 digits: 3 x 0.2 is 0.6, not 0.6000000000000001.
+                out.append(k == 0 ? 0 : Double(String(format: "%.12g", k * step))!)
+                k += 1
             }
             return out
         }

@@ -63,21 +63,21 @@ package struct ScalingFit: Codable, Sendable, Equatable {
             return nonNegativeLeastSquares(columns, loss)
         }
         var best = (alpha: 0.3, beta: 0.3, sse: Double.infinity)
-        let coarse = stride(from: 0.02, through: 3.0, by: 0.04).map { $0 }
+        let coarse = stride(from: 0.05, through: 3.0, by: 0.1).map { $0 }
         for alpha in coarse {
             for beta in useD ? coarse : [0] {
                 let s = solve(alpha, beta).sse
                 if s < best.sse { best = (alpha, beta, s) }
             }
         }
-        var half = 0.04
-        for _ in 0..<8 {
+        var half = 0.1
+        for _ in 0..<10 {
             let center = best
-            for i in -10...10 {
-                let alpha = center.alpha + half * Double(i) / 10
+            for i in -5...5 {
+                let alpha = center.alpha + half * Double(i) / 5
                 guard alpha > 0.005 else { continue }
-                for j in useD ? Array(-10...10) : [0] {
-                    let beta = center.beta + half * Double(j) / 10
+                for j in useD ? Array(-5...5) : [0] {
+                    let beta = center.beta + half * Double(j) / 5
                     guard !useD || beta > 0.005 else { continue }
                     let s = solve(alpha, beta).sse
                     if s < best.sse { best = (alpha, beta, s) }
@@ -104,7 +104,9 @@ package struct SweepFitUnavailable: Error, Equatable {
 func nonNegativeLeastSquares(_ columns: [[Double]], _ y: [Double]) -> (coef: [Double], sse: Double) {
     let k = columns.count
     var best: (coef: [Double], sse: Double) = (Array(repeating: 0, count: k), y.reduce(0) { $0 + $1 * $1 })
-    for mask in 1..<(1 << k) {
+    // A feasible unconstrained solution is the constrained optimum; else try the subsets.
+    let masks = leastSquares(columns, y).map { $0.allSatisfy { $0 >= 0 } } == true ? [(1 << k) - 1] : Array(1..<(1 << k))
+    for mask in masks {
         let chosen = (0..<k).filter { mask & (1 << $0) != 0 }
         guard let c = leastSquares(chosen.map { columns[$0] }, y), c.allSatisfy({ $0 >= 0 }) else { continue }
         var full = Array(repeating: 0.0, count: k)
