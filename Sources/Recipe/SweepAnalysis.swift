@@ -49,9 +49,11 @@ package struct ScalingFit: Codable, Sendable, Equatable {
         precondition(n.count == d.count && d.count == loss.count, "unequal lengths")
         let distinctN = Set(n).count, distinctD = Set(d).count
         let useD = distinctD >= 2
-        let needed = useD ? 6 : 4
-        guard n.count >= needed, distinctN >= 3 else {
-            return .failure(SweepFitUnavailable(reason: "needs at least \(needed) finished trials with 3 or more distinct parameter counts (have \(n.count) trials, \(distinctN) distinct N, \(distinctD) distinct D)"))
+        // Three parameters (E, A, alpha) need four distinct sizes to leave a residual; five
+        // need six trials spanning three sizes and two token counts.
+        let (needed, neededN) = useD ? (6, 3) : (4, 4)
+        guard n.count >= needed, distinctN >= neededN else {
+            return .failure(SweepFitUnavailable(reason: "needs at least \(needed) finished trials with \(neededN) or more distinct parameter counts (have \(n.count) trials, \(distinctN) distinct N, \(distinctD) distinct D)"))
         }
         guard n.allSatisfy({ $0 > 0 }), d.allSatisfy({ $0 > 0 }), loss.allSatisfy(\.isFinite) else {
             return .failure(SweepFitUnavailable(reason: "non-positive sizes or non-finite losses"))
