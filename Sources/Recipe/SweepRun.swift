@@ -13,6 +13,9 @@
 
 import Core
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Formats
 import NN
 import Teacher
@@ -310,6 +313,9 @@ package struct SweepRunner {
             runDirectory: trialDir.path, seed: trial.seed, threads: context.threads, recipe: recipe,
             recipeJSON: recipe.resolvedJSON, outputs: [:], fingerprint: trial.id, resume: resume)
 
+        // Buffers the pool kept from earlier trials (other shapes) go back to the system
+        // first, so the peak below is this trial's own.
+        BufferPool.shared.drain()
         PeakMemory.reset()
         let start = Date()
         var rates: [Double] = []
@@ -411,9 +417,17 @@ package func inferenceSpeed(_ model: LlamaModel, prefill: Int, decode: Int, repe
 }
 
 /// This process's peak resident memory, resettable on Linux (clear_refs 5 resets VmHWM), so
-/// each trial reports its own peak.
+/// each trial reports its own peak (after the buffer pool is drained and malloc trimmed).
 enum PeakMemory {
     static func reset() {
+        #if canImport(Glibc)
+        // glibc's malloc_trim (malloc.h is not in the Glibc module): freed heap pages back to
+        // the system, so they stop counting as resident.
+        if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") {
+            typealias Trim = @convention(c) (Int) -> Int32
+            _ = unsafeBitCast(symbol, to: Trim.self)(0)
+        }
+        #endif
         if let h = FileHandle(forWritingAtPath: "/proc/self/clear_refs") {
             try? h.write(contentsOf: Data("5".utf8))
             try? h.close()
