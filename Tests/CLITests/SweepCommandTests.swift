@@ -30,6 +30,7 @@ struct ResultRow: Decodable {
     var decode_tokens_per_s: Double
     var kv_cache_bytes_per_token: Int
     var non_embedding_parameters: Int
+    var task_score: Double?
 }
 
 func resultRows(_ url: URL) -> [ResultRow] {
@@ -101,7 +102,12 @@ func resultRows(_ url: URL) -> [ResultRow] {
         let root = try scratchDirectory("shards")
         defer { try? FileManager.default.removeItem(at: root) }
         let url = root.appendingPathComponent("r.json")
-        try Data(tinySweepRecipe(runDir: root.appendingPathComponent("run").path).utf8).write(to: url)
+        // A task file: the pattern task accepts any completion, the exact one never matches.
+        try Data(#"{"id": "any", "prompt": "Ada took", "pattern": "(?s).*"}\#n{"id": "never", "prompt": "Ben", "answer": "Q9Z"}\#n"#.utf8)
+            .write(to: root.appendingPathComponent("tasks.jsonl"))
+        let withTasks = tinySweepRecipe(runDir: root.appendingPathComponent("run").path)
+            .replacingOccurrences(of: #""repeats": 1}"#, with: #""repeats": 1, "tasks": "tasks.jsonl", "task_max_tokens": 4}"#)
+        try Data(withTasks.utf8).write(to: url)
         for i in 0..<2 {
             let r = try distill(["sweep", url.path, "--shard", "\(i)/2", "--threads", "2"])
             #expect(r.status == 0, "\(r.err)")
@@ -111,6 +117,7 @@ func resultRows(_ url: URL) -> [ResultRow] {
         let a = resultRows(dir.appendingPathComponent("results.shard-0-of-2.jsonl"))
         let b = resultRows(dir.appendingPathComponent("results.shard-1-of-2.jsonl"))
         #expect(a.count == 1 && b.count == 1 && a[0].trial_id != b[0].trial_id)
+        #expect(a[0].task_score == 0.5 && b[0].task_score == 0.5)
         // Slurm array variables choose the shard too: shard 1 of 2 has nothing left to do.
         let slurm = try distill(["sweep", url.path], environment: ["SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "2"])
         #expect(slurm.out.contains("0 trial(s) run, 1 already finished"))

@@ -170,6 +170,18 @@ func handCount(c: Int, f: Int, l: Int, h: Int, g: Int, d: Int) -> Int {
         #expect(kept.map(\.id) == [configs[1].id, configs[2].id])
     }
 
+    /// A time budget leaves the steps to the trial's first start and is part of the id; halving
+    /// gives earlier rungs a fraction of the time.
+    @Test func timeBudgetDefersTheSteps() throws {
+        let s = try sweepStage(#""axes": {"num_hidden_layers": [1, 2]}, "budget": {"seconds": 30}, "strategy": "halving", "rungs": 2, "eta": 3"#)
+        let configs = SweepPlanner.configurations(s, vocabSize: 300, seed: 1).valid
+        let first = SweepPlanner.trials(configs, rung: 0, stage: s, vocabSize: 300)
+        let last = SweepPlanner.trials(configs, rung: 1, stage: s, vocabSize: 300)
+        #expect(first.allSatisfy { $0.training.steps == 0 && $0.seconds == 10 })
+        #expect(last.allSatisfy { $0.training.steps == 0 && $0.seconds == 30 })
+        #expect(Set(first.map(\.id)).isDisjoint(with: last.map(\.id)))
+    }
+
     @Test func recipeProblemsNameTheirPlace() throws {
         let text = sweepRecipe("""
             "axes": {"num_hiden_layers": [2], "training.lrr": [1], "hidden_size": ["x"]},

@@ -93,6 +93,27 @@ func fakeResult(_ id: String, config: String, layers: Int, hidden: Int, kv: Int,
         _ = scratch
     }
 
+    /// The stage under `distill run`: trains, records its outputs, and is skipped next time.
+    @Test func runsAsARecipeStage() throws {
+        let scratch = Scratch()
+        let text = String(repeating: "the cat sat on the mat and the dog ran to the park. ", count: 40)
+        let recipe = try scratch.load(#"""
+            {"name": "s", "run_dir": "run", "seed": 2, "stages": [
+              {"type": "sweep", "data": {"text": "\#(text)"}, "tokenizer": {"train": {"vocab_size": 270}},
+               "model": {"hidden_size": 16, "intermediate_size": 16, "num_attention_heads": 2, "max_position_embeddings": 32},
+               "training": {"steps": 2, "batch_size": 2, "seq_len": 16, "eval_batches": 1},
+               "axes": {"num_hidden_layers": [1]}, "measure": {"prefill_tokens": 4, "decode_tokens": 2, "repeats": 1}}
+            ]}
+            """#)
+        let runner = Runner(recipe: recipe, registry: .builtIn())
+        let first = try runner.run { _ in }
+        #expect(first.stages["sweep"]?.outputs?.summary["results"] == .int(1))
+        #expect(FileManager.default.fileExists(atPath: scratch.file("run/sweep/results.csv")))
+        var skipped = false
+        _ = try runner.run { if case .stageSkipped = $0 { skipped = true } }
+        #expect(skipped)
+    }
+
     /// Transformers' Llama has no layer sharing: export says so instead of writing a model
     /// that loads with half its depth.
     @Test func huggingFaceExportRefusesSharedLayers() throws {
