@@ -142,7 +142,8 @@ package struct SVGPlot {
             return out
         }
 
-        /// Decades; with fewer than two in range, 1-2-5 per decade; with fewer still, 1..9.
+        /// Decades; with fewer than three in range, 1-2-5 per decade; then 1..9; for a range
+        /// narrower still, linear 1-2-5 ticks.
         static func logTicks(_ lo: Double, _ hi: Double) -> [Double] {
             for mantissas in [[1.0], [1, 2, 5], [1, 2, 3, 4, 5, 6, 7, 8, 9]] {
                 var out: [Double] = []
@@ -153,9 +154,9 @@ package struct SVGPlot {
                         if l >= lo && l <= hi { out.append(v) }
                     }
                 }
-                if out.count >= 3 || mantissas.count == 9 { return out }
+                if out.count >= 3 { return out }
             }
-            return []
+            return linearTicks(pow(10, lo), pow(10, hi)).filter { $0 > 0 }
         }
     }
 }

@@ -62,6 +62,8 @@ import Testing
         #expect(svg.components(separatedBy: "<circle").count - 1 == 3 + 1 + 2)  // points + legend markers
         #expect(svg.contains("a &lt; b &amp; &quot;c&quot;"))
         #expect(SVGPlot.Axis(values: [1e3, 1e6], log: true).ticks == [1e3, 1e4, 1e5, 1e6])
+        #expect(SVGPlot.Axis(values: [30, 700], log: true).ticks == [50, 100, 200, 500])
+        #expect(SVGPlot.Axis(values: [1070, 1750], log: true).ticks == [1200, 1400, 1600])
         #expect(SVGPlot.Axis(values: [0, 1], log: false).ticks == [0, 0.2, 0.4, 0.6, 0.8, 1.0].map { $0 })
         #expect(tickLabel(1_250_000) == "1.25M" && tickLabel(35_000) == "35k" && tickLabel(0.25) == "0.25")
     }

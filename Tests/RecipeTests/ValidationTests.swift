@@ -102,7 +102,7 @@ let quickstart = """
         #expect(error.exitCode == 2)
         let expected = [
             "recipe.json:\(position(of: "\"seeed\"", in: text)) seeed: unknown key; did you mean \"seed\"?",
-            "recipe.json:\(position(of: "\"pretrian\"", in: text)) stages[0].type: invalid value \"pretrian\"; did you mean \"pretrain\"? (allowed: \"pretrain\", \"eval\", \"generate\", \"export\")",
+            "recipe.json:\(position(of: "\"pretrian\"", in: text)) stages[0].type: invalid value \"pretrian\"; did you mean \"pretrain\"? (allowed: \"pretrain\", \"eval\", \"generate\", \"export\", \"sweep\")",
             "recipe.json:\(position(of: "\"lrr\"", in: text)) stages[1].training.lrr: unknown key; did you mean \"lr\"?",
             "recipe.json:\(position(of: "\"16\"", in: text)) stages[1].training.batch_size: expected an integer, got string \"16\"",
             "recipe.json:\(position(of: "1.5", in: text)) stages[1].training.min_lr_ratio: must be in [0, 1], got 1.5",
