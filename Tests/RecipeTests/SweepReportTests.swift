@@ -114,6 +114,48 @@ func fakeResult(_ id: String, config: String, layers: Int, hidden: Int, kv: Int,
         #expect(skipped)
     }
 
+    /// Successive halving end to end: three configurations train 2 steps, the best two go on
+    /// to 4 steps; the report ranks those two first.
+    @Test func halvingPromotesTheBestConfigurations() throws {
+        let scratch = Scratch()
+        let text = String(repeating: "a small red fox jumps over the lazy brown dog near the river bank. ", count: 40)
+        let recipe = try scratch.load(#"""
+            {"name": "h", "run_dir": "run", "seed": 3, "stages": [
+              {"type": "sweep", "data": {"text": "\#(text)"}, "tokenizer": {"train": {"vocab_size": 270}},
+               "model": {"hidden_size": 16, "intermediate_size": 16, "num_attention_heads": 2, "max_position_embeddings": 32},
+               "training": {"steps": 4, "batch_size": 2, "seq_len": 16, "eval_batches": 1, "lr": 0.01},
+               "axes": {"num_hidden_layers": [1, 2, 3]}, "strategy": "halving", "rungs": 2, "eta": 2,
+               "measure": {"prefill_tokens": 4, "decode_tokens": 2, "repeats": 1}}
+            ]}
+            """#)
+        guard case .sweep(let stage) = recipe.stages[0] else { preconditionFailure() }
+        let summary = try SweepRunner(recipe: recipe, stage: stage, threads: 1, shard: .all).run { _ in }
+        #expect(summary.ran == 5 && summary.waiting == nil)
+        let results = try SweepResults.load(directories: [summary.directory])
+        let rung0 = results.filter { $0.rung == 0 }, rung1 = results.filter { $0.rung == 1 }
+        #expect(rung0.count == 3 && rung0.allSatisfy { $0.steps == 2 })
+        #expect(rung1.count == 2 && rung1.allSatisfy { $0.steps == 4 })
+        // The promoted ones are the two best of rung 0.
+        let best2 = Set(rung0.sorted { $0.score < $1.score }.prefix(2).map(\.configId))
+        #expect(Set(rung1.map(\.configId)) == best2)
+        let report = try SweepReport(directories: [summary.directory])
+        #expect(report.ranked.prefix(2).allSatisfy { $0.rung == 1 } && report.ranked[2].rung == 0)
+        // Sharded halving stops at the rung boundary while other shards' trials are missing.
+        let scratch2 = Scratch()
+        let recipe2 = try scratch2.load(#"""
+            {"name": "h", "run_dir": "run", "seed": 3, "stages": [
+              {"type": "sweep", "data": {"text": "\#(text)"}, "tokenizer": {"train": {"vocab_size": 270}},
+               "model": {"hidden_size": 16, "intermediate_size": 16, "num_attention_heads": 2, "max_position_embeddings": 32},
+               "training": {"steps": 4, "batch_size": 2, "seq_len": 16, "eval_batches": 1, "lr": 0.01},
+               "axes": {"num_hidden_layers": [1, 2, 3]}, "strategy": "halving", "rungs": 2, "eta": 2,
+               "measure": {"prefill_tokens": 4, "decode_tokens": 2, "repeats": 1}}
+            ]}
+            """#)
+        let shard0 = try SweepRunner(recipe: recipe2, stage: stage.with(output: scratch2.file("run/sweep")), threads: 1, shard: SweepShard(index: 0, count: 2)).run { _ in }
+        #expect(shard0.ran == 2 && shard0.waiting?.contains("waits for 1 trial(s) of rung 1") == true)
+        _ = scratch
+    }
+
     /// Transformers' Llama has no layer sharing: export says so instead of writing a model
     /// that loads with half its depth.
     @Test func huggingFaceExportRefusesSharedLayers() throws {
@@ -127,5 +169,13 @@ func fakeResult(_ id: String, config: String, layers: Int, hidden: Int, kv: Int,
             "\(error)".contains("layer_repeat is 2")
         }
         #expect(!FileManager.default.fileExists(atPath: scratch.file("hf")))
+    }
+}
+
+extension SweepStage {
+    func with(output: String) -> SweepStage {
+        var s = self
+        s.output = output
+        return s
     }
 }
