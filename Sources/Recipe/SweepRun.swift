@@ -7,7 +7,7 @@
 //   sweep.json            the stage settings and recipe name (the report reads them)
 //   plan.json             valid configurations and invalid ones with their reasons
 //   tokenizer.json        shared by every trial (unless tokenizer.path is given)
-//   cache/                the token cache, shared
+//   cache/                the token cache (cache.shard-i-of-n/ per shard)
 //   trials/<id>/          trial.json, model.h5, trial.metrics.jsonl, result.json
 //   results[.shard-i-of-n].jsonl / .csv
 
@@ -168,6 +168,9 @@ package struct SweepRunner {
 
     var directory: URL { URL(fileURLWithPath: stage.output) }
 
+    /// The token cache folder of this shard, in the sweep folder.
+    var cacheName: String { shard.count == 1 ? "cache" : "cache.shard-\(shard.index)-of-\(shard.count)" }
+
     /// The vocabulary size trials will have: from the tokenizer file, or the one to train.
     package func plannedVocabSize() -> Int {
         if let path = stage.tokenizer.path, let data = FileManager.default.contents(atPath: path),
@@ -189,7 +192,7 @@ package struct SweepRunner {
         let fm = FileManager.default
         let dir = directory
         try createDirectory(dir.appendingPathComponent("trials"))
-        try createDirectory(dir.appendingPathComponent("cache"))
+        try createDirectory(dir.appendingPathComponent(cacheName))
         try writeAtomically(
             Data(canonicalText(SweepManifest(recipe: context.recipe.name, seed: context.seed, stage: stage)).utf8),
             to: dir.appendingPathComponent("sweep.json"))
@@ -294,10 +297,11 @@ package struct SweepRunner {
             emit(.message(String(format: "time budget %.0f s: %.3f s per step here -> %d steps", seconds, stepSeconds, trial.training.steps)))
         }
         try writeAtomically(try encodeSorted(trial), to: specURL)
-        // Every trial reads the sweep's token cache.
+        // Every trial of this shard reads one token cache (shards keep their own, so two
+        // processes never write the same cache file at once).
         let cacheLink = trialDir.appendingPathComponent("cache")
         if (try? fm.destinationOfSymbolicLink(atPath: cacheLink.path)) == nil && !fm.fileExists(atPath: cacheLink.path) {
-            try fm.createSymbolicLink(atPath: cacheLink.path, withDestinationPath: "../../cache")
+            try fm.createSymbolicLink(atPath: cacheLink.path, withDestinationPath: "../../" + cacheName)
         }
 
         var p = PretrainStage()
