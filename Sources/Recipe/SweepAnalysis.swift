@@ -55,6 +55,10 @@ package struct ScalingFit: Codable, Sendable, Equatable {
         guard n.count >= needed, distinctN >= neededN else {
             return .failure(SweepFitUnavailable(reason: "needs at least \(needed) finished trials with \(neededN) or more distinct parameter counts (have \(n.count) trials, \(distinctN) distinct N, \(distinctD) distinct D)"))
         }
+        // Over a narrow range of sizes (an equal-parameter sweep) the exponent is not identified.
+        if let lo = n.min(), let hi = n.max(), lo > 0, hi / lo < 2 {
+            return .failure(SweepFitUnavailable(reason: String(format: "the parameter counts span only %.2fx (%.0f to %.0f); a power law in N needs sizes at least 2x apart", hi / lo, lo, hi)))
+        }
         guard n.allSatisfy({ $0 > 0 }), d.allSatisfy({ $0 > 0 }), loss.allSatisfy(\.isFinite) else {
             return .failure(SweepFitUnavailable(reason: "non-positive sizes or non-finite losses"))
         }

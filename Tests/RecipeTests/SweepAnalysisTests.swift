@@ -48,6 +48,12 @@ import Testing
             return
         }
         #expect(why.reason.contains("needs at least 4 finished trials"))
+        // An equal-parameter sweep: sizes within 2x of each other identify no exponent.
+        guard case .failure(let narrow) = ScalingFit.fit(n: [1e6, 1.05e6, 0.97e6, 1.1e6, 0.99e6], d: Array(repeating: 1e6, count: 5), loss: [3, 2.9, 3.1, 2.8, 3]) else {
+            Issue.record("fitted an equal-parameter sweep")
+            return
+        }
+        #expect(narrow.reason.contains("span only 1.13x"))
     }
 
     @Test func plotsAreWellFormedSVGWithNiceTicks() throws {
