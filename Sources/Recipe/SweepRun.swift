@@ -332,7 +332,10 @@ package struct SweepRunner {
 
         let loaded = try loadModel(from: p.output)
         let config = loaded.model.config
-        let speed = inferenceSpeed(loaded.model, prefill: stage.measure.prefillTokens, decode: stage.measure.decodeTokens, repeats: stage.measure.repeats)
+        let m = stage.measure
+        let speed = m.serial
+            ? Serial.run { inferenceSpeed(loaded.model, prefill: m.prefillTokens, decode: m.decodeTokens, repeats: m.repeats) }
+            : inferenceSpeed(loaded.model, prefill: m.prefillTokens, decode: m.decodeTokens, repeats: m.repeats)
         var taskScore: Double?
         if let tasks = stage.measure.tasks {
             taskScore = try scoreTasks(loaded, path: tasks)

@@ -146,12 +146,27 @@ package struct SweepMeasure: Codable, Sendable, Equatable {
     package var verifier: VerifierConfig?
     /// New tokens per task completion. Default 32.
     package var taskMaxTokens: Int = 32
+    /// Time prefill and decode on one core (serial kernels). Default true: batch-1 inference of
+    /// small models gains little from a fork/join per op, which also waits for every core when
+    /// other jobs share the machine; false uses the run's threads.
+    package var serial: Bool = true
 
     package init() {}
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case prefillTokens = "prefill_tokens", decodeTokens = "decode_tokens", repeats, tasks, verifier
-        case taskMaxTokens = "task_max_tokens"
+        case taskMaxTokens = "task_max_tokens", serial
+    }
+
+    package init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        prefillTokens = try c.decode(Int.self, forKey: .prefillTokens)
+        decodeTokens = try c.decode(Int.self, forKey: .decodeTokens)
+        repeats = try c.decode(Int.self, forKey: .repeats)
+        tasks = try c.decodeIfPresent(String.self, forKey: .tasks)
+        verifier = try c.decodeIfPresent(VerifierConfig.self, forKey: .verifier)
+        taskMaxTokens = try c.decode(Int.self, forKey: .taskMaxTokens)
+        serial = try c.decodeIfPresent(Bool.self, forKey: .serial) ?? true
     }
 }
 
@@ -411,6 +426,7 @@ private func readMeasure(_ v: JSONValue, path: String, log: IssueLog) -> SweepMe
     r.read(.decodeTokens, into: &m.decodeTokens, .atLeast(1))
     r.read(.repeats, into: &m.repeats, .atLeast(1))
     r.read(.taskMaxTokens, into: &m.taskMaxTokens, .atLeast(1))
+    r.read(.serial, into: &m.serial)
     m.tasks = r.string(.tasks)
     if let verifier = r.value(.verifier) {
         do {
