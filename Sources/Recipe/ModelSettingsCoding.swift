@@ -1,6 +1,6 @@
-// Decoding `ModelSettings` from a stored resolved recipe. Keys added after a release
-// (`layer_repeat`) may be absent from recipes stored in older checkpoints: they take their
-// documented default instead of failing the whole recipe.
+// Coding `ModelSettings` in the resolved recipe. `layer_repeat` (added later) is written only
+// when it is not 1, so every recipe written before it keeps its resolved JSON and therefore
+// its fingerprints (finished stages stay finished); absent, it reads as 1.
 
 extension ModelSettings {
     package init(from decoder: Decoder) throws {
@@ -18,5 +18,21 @@ extension ModelSettings {
         maxPositionEmbeddings = try c.decode(Int.self, forKey: .maxPositionEmbeddings)
         initializerRange = try c.decode(Double.self, forKey: .initializerRange)
         layerRepeat = try c.decodeIfPresent(Int.self, forKey: .layerRepeat) ?? 1
+    }
+
+    package func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(hiddenSize, forKey: .hiddenSize)
+        try c.encode(intermediateSize, forKey: .intermediateSize)
+        try c.encode(numHiddenLayers, forKey: .numHiddenLayers)
+        try c.encode(numAttentionHeads, forKey: .numAttentionHeads)
+        try c.encode(numKeyValueHeads, forKey: .numKeyValueHeads)
+        try c.encode(headDim, forKey: .headDim)
+        try c.encode(rmsNormEps, forKey: .rmsNormEps)
+        try c.encode(ropeTheta, forKey: .ropeTheta)
+        try c.encode(tieWordEmbeddings, forKey: .tieWordEmbeddings)
+        try c.encode(maxPositionEmbeddings, forKey: .maxPositionEmbeddings)
+        try c.encode(initializerRange, forKey: .initializerRange)
+        if layerRepeat != 1 { try c.encode(layerRepeat, forKey: .layerRepeat) }
     }
 }

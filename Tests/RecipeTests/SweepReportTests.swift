@@ -179,3 +179,13 @@ extension SweepStage {
         return s
     }
 }
+
+/// Recipes written before `layer_repeat` existed keep their resolved JSON (and fingerprints).
+@Test func layerRepeatIsWrittenOnlyWhenUsed() throws {
+    var m = ModelSettings()
+    #expect(!canonicalText(m).contains("layer_repeat"))
+    m.layerRepeat = 2
+    let text = canonicalText(m)
+    #expect(text.contains("\"layer_repeat\":2"))
+    #expect(try JSONDecoder().decode(ModelSettings.self, from: Data(text.utf8)) == m)
+}
