@@ -10,7 +10,7 @@ struct Distill: ParsableCommand {
         version: DistillVersion.string,
         subcommands: [
             Doctor.self, Run.self, Eval.self, Generate.self, Inspect.self, Import.self, Export.self, Merge.self, Bench.self,
-            StressCheckpoint.self, Verify.self, StressTeacher.self, Sample.self,
+            StressCheckpoint.self, Verify.self, StressTeacher.self, Sample.self, Sweep.self,
         ])
 
     /// ArgumentParser's own entry point, except that usage errors exit with 2 (distill's

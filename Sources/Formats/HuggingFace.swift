@@ -304,6 +304,13 @@ package enum HFModelDirectory {
         if !problems.isEmpty {
             throw HFModelError(.unsupportedConfig, file: directory.path, hint: "invalid config", problems: problems)
         }
+        if config.layerRepeat != 1 {
+            throw HFModelError(
+                .unsupportedConfig, file: directory.path,
+                hint:
+                    "layer_repeat is \(config.layerRepeat): transformers' Llama has no layer sharing; train with layer_repeat 1 to export, or keep the distill checkpoint"
+            )
+        }
         var (mismatches, tiedHead) = config.tensorProblems(tensors.mapValues(\.shape))
         if tiedHead, let head = tensors["lm_head.weight"], let embedding = tensors["model.embed_tokens.weight"],
             head.shape != embedding.shape || head.values != embedding.values

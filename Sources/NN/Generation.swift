@@ -44,7 +44,7 @@ public final class KVCache {
         self.batch = batch
         self.capacity = capacity
         let count = capacity * batch * config.numKeyValueHeads * config.headDim
-        layers = (0..<config.numHiddenLayers).map { _ in Layer(self, count: count) }
+        layers = (0..<config.effectiveLayers).map { _ in Layer(self, count: count) }
     }
 
     func advance(by n: Int) { length += n }

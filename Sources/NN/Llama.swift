@@ -176,8 +176,13 @@ public final class LlamaModel {
         let pos = positions ?? (0..<length).map { Int32(start + $0) }
         let rope = RopeTable(positions: pos, headDim: config.headDim, theta: Float(config.ropeTheta))
         var x = Tensor.embedding(embedTokens, ids: ids, shape: [batch, length])  // [B, T, C]
+        // With layer_repeat r, layer i runs r times in a row (passes i*r ..< (i+1)*r), each
+        // pass with its own cache slot; the shared weights' gradients add up over the passes.
+        let r = config.layerRepeat
         for (i, layer) in layers.enumerated() {
-            x = layer(x, config, rope: rope, segments: segments, cache: cache?.layers[i])
+            for pass in 0..<r {
+                x = layer(x, config, rope: rope, segments: segments, cache: cache?.layers[i * r + pass])
+            }
         }
         cache?.advance(by: length)
         return Tensor.rmsNorm(x, weight: norm, eps: Float(config.rmsNormEps))

@@ -30,12 +30,16 @@ public struct LlamaConfig: Codable, Sendable, Equatable, Hashable {
     public var initializerRange: Double
     public var bosTokenId: Int?
     public var eosTokenId: Int?
+    /// layer_repeat (distill's extension, absent from Hugging Face configs): each stored
+    /// layer runs this many times in a row with the same weights (block-wise sharing as in
+    /// MobileLLM). 1 is an ordinary Llama; more multiplies depth and compute, not parameters.
+    public var layerRepeat: Int = 1
 
     public init(
         vocabSize: Int, hiddenSize: Int, intermediateSize: Int, numHiddenLayers: Int, numAttentionHeads: Int,
         numKeyValueHeads: Int? = nil, headDim: Int? = nil, rmsNormEps: Double = 1e-5, ropeTheta: Double = 10000,
         tieWordEmbeddings: Bool = true, maxPositionEmbeddings: Int = 2048, initializerRange: Double = 0.02,
-        bosTokenId: Int? = nil, eosTokenId: Int? = nil
+        bosTokenId: Int? = nil, eosTokenId: Int? = nil, layerRepeat: Int = 1
     ) {
         self.vocabSize = vocabSize
         self.hiddenSize = hiddenSize
@@ -51,6 +55,7 @@ public struct LlamaConfig: Codable, Sendable, Equatable, Hashable {
         self.initializerRange = initializerRange
         self.bosTokenId = bosTokenId
         self.eosTokenId = eosTokenId
+        self.layerRepeat = layerRepeat
     }
 
     enum CodingKeys: String, CodingKey {
@@ -59,7 +64,7 @@ public struct LlamaConfig: Codable, Sendable, Equatable, Hashable {
         case numKeyValueHeads = "num_key_value_heads", headDim = "head_dim", rmsNormEps = "rms_norm_eps"
         case ropeTheta = "rope_theta", ropeParameters = "rope_parameters", tieWordEmbeddings = "tie_word_embeddings"
         case maxPositionEmbeddings = "max_position_embeddings", initializerRange = "initializer_range"
-        case bosTokenId = "bos_token_id", eosTokenId = "eos_token_id"
+        case bosTokenId = "bos_token_id", eosTokenId = "eos_token_id", layerRepeat = "layer_repeat"
     }
 
     struct RopeParameters: Codable {
@@ -85,7 +90,8 @@ public struct LlamaConfig: Codable, Sendable, Equatable, Hashable {
             maxPositionEmbeddings: try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? 2048,
             initializerRange: try c.decodeIfPresent(Double.self, forKey: .initializerRange) ?? 0.02,
             bosTokenId: try? c.decodeIfPresent(Int.self, forKey: .bosTokenId),
-            eosTokenId: try? c.decodeIfPresent(Int.self, forKey: .eosTokenId))
+            eosTokenId: try? c.decodeIfPresent(Int.self, forKey: .eosTokenId),
+            layerRepeat: try c.decodeIfPresent(Int.self, forKey: .layerRepeat) ?? 1)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -105,6 +111,8 @@ public struct LlamaConfig: Codable, Sendable, Equatable, Hashable {
         try c.encode(initializerRange, forKey: .initializerRange)
         try c.encodeIfPresent(bosTokenId, forKey: .bosTokenId)
         try c.encodeIfPresent(eosTokenId, forKey: .eosTokenId)
+        // Written only when sharing is on, so ordinary configs stay plain HF configs.
+        if layerRepeat != 1 { try c.encode(layerRepeat, forKey: .layerRepeat) }
     }
 
     /// Problems that make the configuration unusable, each naming its key.
@@ -114,7 +122,7 @@ public struct LlamaConfig: Codable, Sendable, Equatable, Hashable {
             ("vocab_size", vocabSize), ("hidden_size", hiddenSize), ("intermediate_size", intermediateSize),
             ("num_hidden_layers", numHiddenLayers), ("num_attention_heads", numAttentionHeads),
             ("num_key_value_heads", numKeyValueHeads), ("head_dim", headDim),
-            ("max_position_embeddings", maxPositionEmbeddings),
+            ("max_position_embeddings", maxPositionEmbeddings), ("layer_repeat", layerRepeat),
         ] where value < 1 {
             p.append("\(key) must be at least 1, got \(value)")
         }
@@ -165,18 +173,22 @@ extension LlamaConfig {
     /// Training FLOPs per token at sequence length `seqLen` (forward + backward, the PaLM
     /// convention used for MFU): 6 per weight of every matrix product, the output
     /// projection included, plus 6 * 2 * L * H * D * T for the attention score and value
-    /// products. Causal masking is not discounted (the usual convention); distill's kernel
+    /// products, with L the effective depth (a repeated layer counts once per pass). Causal masking is not discounted (the usual convention); distill's kernel
     /// skips most masked blocks, so its attention does fewer FLOPs than counted.
     public func trainingFlopsPerToken(seqLen: Int) -> Double {
         let layerMatmul = hiddenSize * (numAttentionHeads + 2 * numKeyValueHeads) * headDim
             + numAttentionHeads * headDim * hiddenSize + 3 * hiddenSize * intermediateSize
-        let matmulWeights = numHiddenLayers * layerMatmul + vocabSize * hiddenSize
-        let attention = 2 * numHiddenLayers * numAttentionHeads * headDim * seqLen
+        let matmulWeights = effectiveLayers * layerMatmul + vocabSize * hiddenSize
+        let attention = 2 * effectiveLayers * numAttentionHeads * headDim * seqLen
         return 6 * Double(matmulWeights) + 6 * Double(attention)
     }
 
-    /// Key and value bytes per token in the KV cache at float32.
-    public var kvCacheBytesPerToken: Int { 2 * numHiddenLayers * numKeyValueHeads * headDim * 4 }
+    /// Key and value bytes per token in the KV cache at float32 (a repeated layer caches
+    /// its keys and values once per pass).
+    public var kvCacheBytesPerToken: Int { 2 * effectiveLayers * numKeyValueHeads * headDim * 4 }
+
+    /// Layers a token passes through: num_hidden_layers x layer_repeat.
+    public var effectiveLayers: Int { numHiddenLayers * layerRepeat }
 }
 
 extension LlamaConfig {

@@ -14,6 +14,7 @@ extension ExecutorRegistry {
         ExecutorRegistry([
             .pretrain: PretrainExecutor(), .eval: EvalExecutor(), .generate: GenerateExecutor(), .export: ExportExecutor(),
             .merge: MergeExecutor(), .sft: SFTExecutor(), .dpo: DPOExecutor(), .kd: KDExecutor(), .sample: SampleExecutor(),
+            .sweep: SweepExecutor(),
         ])
     }
 }

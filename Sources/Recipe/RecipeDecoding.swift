@@ -137,6 +137,7 @@ private func readStage(_ v: JSONValue, index: Int, defaultName: String, recipeSe
     case .sft: stage = .sft(readSFT(v, path: path, name: defaultName, log: log))
     case .dpo: stage = .dpo(readDPO(v, path: path, name: defaultName, log: log))
     case .kd: stage = .kd(readKD(v, path: path, name: defaultName, log: log))
+    case .sweep: stage = .sweep(readSweep(v, path: path, name: defaultName, seed: recipeSeed, log: log))
     }
     return ReadStage(stage: stage, index: index, path: path, given: given)
 }
@@ -211,7 +212,7 @@ private func readPretrain(_ v: JSONValue, path: String, name: String, log: Issue
     return s
 }
 
-private func readData(_ v: JSONValue, path: String, requireSource: Bool, log: IssueLog) -> DataSettings {
+func readData(_ v: JSONValue, path: String, requireSource: Bool, log: IssueLog) -> DataSettings {
     let r = ObjectReader<DataSettings.CodingKeys>(v, path: path, log: log)
     var d = DataSettings()
     if let files = r.strings(.train, acceptSingle: true) {
@@ -233,7 +234,7 @@ private func readData(_ v: JSONValue, path: String, requireSource: Bool, log: Is
     return d
 }
 
-private func readTokenizer(_ v: JSONValue, path: String, log: IssueLog) -> TokenizerSettings {
+func readTokenizer(_ v: JSONValue, path: String, log: IssueLog) -> TokenizerSettings {
     let r = ObjectReader<TokenizerSettings.CodingKeys>(
         v, path: path, log: log, nested: [("train", keys(TokenizerTraining.CodingKeys.self))])
     if r.has(.path) && r.has(.train) {
@@ -252,7 +253,7 @@ private func readTokenizer(_ v: JSONValue, path: String, log: IssueLog) -> Token
     return TokenizerSettings(train: t)
 }
 
-private func readModel(_ v: JSONValue, path: String, log: IssueLog) -> ModelSettings {
+func readModel(_ v: JSONValue, path: String, log: IssueLog) -> ModelSettings {
     let r = ObjectReader<ModelSettings.CodingKeys>(
         v, path: path, log: log,
         notAllowed: [
@@ -293,10 +294,11 @@ private func readModel(_ v: JSONValue, path: String, log: IssueLog) -> ModelSett
     r.read(.tieWordEmbeddings, into: &m.tieWordEmbeddings)
     r.read(.maxPositionEmbeddings, into: &m.maxPositionEmbeddings, .atLeast(1))
     r.read(.initializerRange, into: &m.initializerRange, .positive)
+    r.read(.layerRepeat, into: &m.layerRepeat, .atLeast(1))
     return m
 }
 
-private func readTraining(_ v: JSONValue, path: String, log: IssueLog) -> TrainingSettings {
+func readTraining(_ v: JSONValue, path: String, log: IssueLog) -> TrainingSettings {
     let r = ObjectReader<TrainingSettings.CodingKeys>(v, path: path, log: log)
     var t = TrainingSettings(steps: 1)
     if let steps = r.int(.steps, .atLeast(1)) { t.steps = steps } else if !r.has(.steps) { r.missing(.steps) }
@@ -569,6 +571,14 @@ private func link(
             s.output = output
             s.link(linker)
             stage = .kd(s)
+        case .sweep(var s):
+            s.output = output
+            s.data.train = s.data.train.enumerated().map {
+                checkFile($1, at: JSONPath.index(JSONPath.child(read.path, "data.train"), $0))
+            }
+            if let p = s.tokenizer.path { s.tokenizer.path = checkFile(p, at: JSONPath.child(read.path, "tokenizer.path")) }
+            if let p = s.measure.tasks { s.measure.tasks = checkFile(p, at: JSONPath.child(read.path, "measure.tasks")) }
+            stage = .sweep(s)
         }
         out.append(stage)
     }

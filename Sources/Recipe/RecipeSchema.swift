@@ -41,11 +41,11 @@ package struct Recipe: Codable, Sendable, Equatable {
 
 /// Stage types this build understands.
 package enum StageType: String, Codable, Sendable, CaseIterable, Hashable {
-    case pretrain, eval, generate, export, merge, sft, dpo, kd, sample
+    case pretrain, eval, generate, export, merge, sft, dpo, kd, sample, sweep
 
     /// Types documented for later releases: a recipe using one gets a clear "not yet" message
     /// instead of an "unknown type" one.
-    package static let planned = ["sweep"]
+    package static let planned: [String] = []
 }
 
 /// What every stage's settings provide to validation, fingerprints and the runner.
@@ -85,6 +85,7 @@ package enum Stage: Sendable, Equatable {
     case sft(SFTStage)
     case dpo(DPOStage)
     case kd(KDStage)
+    case sweep(SweepStage)
 
     package var settings: any StageSettings {
         switch self {
@@ -97,6 +98,7 @@ package enum Stage: Sendable, Equatable {
         case .sft(let s): return s
         case .dpo(let s): return s
         case .kd(let s): return s
+        case .sweep(let s): return s
         }
     }
 
@@ -108,7 +110,7 @@ package enum Stage: Sendable, Equatable {
     package var producesCheckpoint: Bool {
         switch self {
         case .pretrain, .merge, .sft, .dpo, .kd: return true
-        case .eval, .generate, .export, .sample: return false
+        case .eval, .generate, .export, .sample, .sweep: return false
         }
     }
 }
@@ -128,6 +130,7 @@ extension Stage: Codable {
         case .sft: self = .sft(try SFTStage(from: decoder))
         case .dpo: self = .dpo(try DPOStage(from: decoder))
         case .kd: self = .kd(try KDStage(from: decoder))
+        case .sweep: self = .sweep(try SweepStage(from: decoder))
         }
     }
 
@@ -261,6 +264,9 @@ package struct ModelSettings: Codable, Sendable, Equatable {
     package var maxPositionEmbeddings: Int = 2048
     /// Std of the normal initialisation. Default 0.02, > 0.
     package var initializerRange: Double = 0.02
+    /// Runs of each layer in a row with shared weights (MobileLLM-style block sharing), >= 1.
+    /// Default 1 (no sharing). Not exportable to Hugging Face when above 1.
+    package var layerRepeat: Int = 1
 
     package init() {}
 
@@ -270,6 +276,7 @@ package struct ModelSettings: Codable, Sendable, Equatable {
         case numKeyValueHeads = "num_key_value_heads", headDim = "head_dim", rmsNormEps = "rms_norm_eps"
         case ropeTheta = "rope_theta", tieWordEmbeddings = "tie_word_embeddings"
         case maxPositionEmbeddings = "max_position_embeddings", initializerRange = "initializer_range"
+        case layerRepeat = "layer_repeat"
     }
 
     /// The full model configuration once the tokenizer fixes the vocabulary.
@@ -279,7 +286,7 @@ package struct ModelSettings: Codable, Sendable, Equatable {
             numHiddenLayers: numHiddenLayers, numAttentionHeads: numAttentionHeads, numKeyValueHeads: numKeyValueHeads,
             headDim: headDim, rmsNormEps: rmsNormEps, ropeTheta: ropeTheta, tieWordEmbeddings: tieWordEmbeddings,
             maxPositionEmbeddings: maxPositionEmbeddings, initializerRange: initializerRange,
-            bosTokenId: bosTokenId, eosTokenId: eosTokenId)
+            bosTokenId: bosTokenId, eosTokenId: eosTokenId, layerRepeat: layerRepeat)
     }
 }
 
