@@ -70,15 +70,19 @@ public final class LoRALinear: Linear {
 
     /// [..., in] -> [..., out]
     public override func callAsFunction(_ x: Tensor) -> Tensor {
-        let base = Tensor.linear(x, weight)
-        guard enabled else { return base }
+        guard enabled else { return Tensor.linear(x, weight) }
+        return Tensor.linear(x, weight, updates: [update(input: x, columns: 0..<outFeatures)])
+    }
+
+    /// The adapter as a low-rank update of output columns `columns` of a product whose
+    /// input is `x` (dropout applied here while training), for fused products.
+    public func update(input x: Tensor, columns: Range<Int>) -> LowRankUpdate {
         var input = x
         if dropout > 0, GradMode.isEnabled, var r = rng {
             input = x.dropout(dropout, rng: &r)
             rng = r
         }
-        let low = Tensor.linear(input, a)  // [..., r]
-        return base + Tensor.linear(low, b) * scale  // [..., out]
+        return LowRankUpdate(columns: columns, input: input, a: a, b: b, scale: scale)
     }
 
     /// W + s · B A: the weight that computes what the adapted layer computes.

@@ -115,8 +115,9 @@ public final class Trainer {
         let stepNumber = optimizer.step + 1
         optimizer.zeroGrad()
         let workers = Threads.count
+        // Replicas carry the base parameters only, so adapted models run serially.
         let parallel = workers > 1 && model.config.hiddenSize < Self.dataParallelWidthLimit
-            && batches.allSatisfy { $0.batch >= workers }
+            && batches.allSatisfy { $0.batch >= workers } && model.adapterParameters().isEmpty
         let (lossSum, tokens) = try parallel
             ? dataParallelBackward(batches, workers: workers, step: stepNumber) : serialBackward(batches, step: stepNumber)
         let norm = optimizer.gradientNorm()
