@@ -154,12 +154,21 @@ public final class LlamaModel {
 
     /// A model over the same weight storage with gradient slots of its own: for running
     /// several batches at once on separate threads, each replica accumulating its own
-    /// gradients (which the caller then adds up). Frozen parameters stay frozen.
+    /// gradients (which the caller then adds up). Frozen parameters stay frozen; LoRA
+    /// adapters are carried over (same storage, own gradients), in `adapterParameters()`
+    /// order.
     public func replica() -> LlamaModel {
         let shared = Dictionary(uniqueKeysWithValues: namedParameters().map { name, p in
             (name, Tensor(shape: p.shape, storage: p.storage, requiresGrad: p.requiresGrad))
         })
-        return try! LlamaModel(config: config, parameters: shared)
+        let copy = try! LlamaModel(config: config, parameters: shared)
+        for (layer, target) in zip(layers, copy.layers) {
+            for (name, module) in layer.modules {
+                guard let lora = module as? LoRALinear else { continue }
+                target.replace(String(name.split(separator: ".").last!)) { lora.replica(over: $0) }
+            }
+        }
+        return copy
     }
 
     /// Every parameter once, under its Hugging Face name, in `config.parameterShapes` order.

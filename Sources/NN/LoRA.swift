@@ -68,6 +68,22 @@ public final class LoRALinear: Linear {
         super.init(weight: base.weight)
     }
 
+    /// An adapter over `base` sharing `other`'s A and B storage, with gradient slots of
+    /// its own (for data-parallel replicas). Dropout draws from a generator split off
+    /// `other`'s.
+    private init(sharing other: LoRALinear, base: Linear) {
+        a = Tensor(shape: other.a.shape, storage: other.a.storage, requiresGrad: other.a.requiresGrad)
+        b = Tensor(shape: other.b.shape, storage: other.b.storage, requiresGrad: other.b.requiresGrad)
+        scale = other.scale
+        dropout = other.dropout
+        enabled = other.enabled
+        rng = other.rng.map { var r = $0; return r.split() }
+        super.init(weight: base.weight)
+    }
+
+    /// This adapter over a replica's `base` layer (see `LlamaModel.replica()`).
+    func replica(over base: Linear) -> LoRALinear { LoRALinear(sharing: self, base: base) }
+
     /// [..., in] -> [..., out]
     public override func callAsFunction(_ x: Tensor) -> Tensor {
         guard enabled else { return Tensor.linear(x, weight) }

@@ -46,3 +46,35 @@ import Training
         #expect(full.trainedParameters == bc.model.parameterCount)
     }
 }
+
+extension LoRATrainingTests {
+    /// A narrow adapted model takes the data-parallel path with two threads (replicas carry
+    /// the adapters); the update must equal the serial one to float rounding.
+    @Test func dataParallelAdapterStepEqualsTheSerialStep() throws {
+        let ids: [Int32] = (0..<48).map { (i: Int) -> Int32 in Int32((i * 11 + 5) % 61) }
+        let targets: [Int32] = ids.map { (id: Int32) -> Int32 in (id + 3) % 61 }
+        let batch = TrainingBatch(inputs: ids, targets: targets, batch: 4, length: 12)
+        func train(threads: Int) throws -> ([Float], Double) {
+            let before = Threads.count
+            Threads.set(threads)
+            defer { Threads.set(before) }
+            var rng = RNG(seed: 9)
+            let model = LlamaModel(config: config, rng: &rng)
+            let adapters = model.addLoRA(LoRAConfig(rank: 4, alpha: 8, targetModules: ["q_proj", "v_proj", "up_proj"]), rng: &rng)
+            // B starts at zero; make it non-zero so A's gradient is not zero either.
+            for (name, p) in adapters where name.hasSuffix("lora_B.weight") {
+                for i in 0..<p.count { p.data[i] = Float(i % 7) * 0.01 - 0.03 }
+            }
+            let cfg = TrainerConfig(steps: 2, schedule: LearningRateSchedule(peak: 1e-2, warmupSteps: 0, totalSteps: 2, kind: .constant))
+            let t = Trainer(model: model, config: cfg, optimizer: AdamW(parameters: adapters, config: cfg.optimizer) { _ in true })
+            var loss = 0.0
+            for _ in 0..<2 { loss = try t.step([batch]).loss }
+            for (name, p) in model.namedParameters() { #expect(p.grad == nil, "\(name) is frozen but got a gradient buffer") }
+            return (adapters.flatMap { $0.1.values }, loss)
+        }
+        let (serial, serialLoss) = try train(threads: 1)
+        let (parallel, parallelLoss) = try train(threads: 2)
+        #expect(zip(serial, parallel).map { abs($0 - $1) }.max()! < 1e-5)
+        #expect(abs(serialLoss - parallelLoss) < 1e-5)
+    }
+}
