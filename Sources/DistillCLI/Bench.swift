@@ -1,6 +1,7 @@
 import ArgumentParser
 import Core
 import Foundation
+import NN
 import Training
 
 struct Bench: ParsableCommand {
@@ -42,10 +43,25 @@ extension Bench {
         @Option(help: "S, M, L or a JSON file with the same keys.") var config = "S"
         @Option(help: "Seconds of timed steps (at least 3 steps run).") var seconds = 10.0
         @Flag(help: "Print the result as JSON.") var json = false
+        @Flag(help: "Train LoRA adapters on a frozen base instead of the whole model (alpha = 2 x rank).")
+        var lora = false
+        @Option(help: "LoRA rank (with --lora).") var loraRank = 16
+        @Option(help: "Comma-separated modules to adapt (with --lora): q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj.")
+        var loraTargets = "q_proj,v_proj"
         @OptionGroup var compute: ComputeOptions
+
+        /// The adapters to train, nil for full training.
+        var loraConfig: LoRAConfig? {
+            guard lora else { return nil }
+            let targets = loraTargets.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            return LoRAConfig(rank: loraRank, alpha: Double(2 * loraRank), targetModules: targets)
+        }
 
         func validate() throws {
             if !(seconds >= 0) { throw ValidationError("--seconds must be >= 0, got \(seconds)") }
+            if let problems = loraConfig?.problems(), !problems.isEmpty {
+                throw ValidationError("--lora-rank/--lora-targets: " + problems.joined(separator: "; "))
+            }
         }
 
         func run() throws {
@@ -64,7 +80,7 @@ extension Bench {
                     throw ValidationError("--config \(config): \(error)")
                 }
             }
-            let result = try TrainBench.run(name: config, config: bc, seconds: seconds) { line in
+            let result = try TrainBench.run(name: config, config: bc, seconds: seconds, lora: loraConfig) { line in
                 if !json { print(line) }
             }
             if json {
@@ -72,8 +88,8 @@ extension Bench {
             } else {
                 print(
                     String(
-                        format: "%@: %.0f tokens/s, %.1f ms/step, MFU %.1f%% of %.0f GFLOP/s sgemm, peak memory %.0f MiB",
-                        result.config, result.tokensPerSecond, result.stepMs, result.mfu * 100, result.sgemmPeakGflops,
+                        format: "%@%@: %.0f tokens/s, %.1f ms/step, MFU %.1f%% of %.0f GFLOP/s sgemm, peak memory %.0f MiB",
+                        result.config, lora ? " LoRA r\(loraRank) \(loraTargets)" : "", result.tokensPerSecond, result.stepMs, result.mfu * 100, result.sgemmPeakGflops,
                         result.peakMemoryMB))
             }
         }

@@ -70,11 +70,11 @@ public final class LlamaLayer {
         let (nh, ng, d) = (c.numAttentionHeads, c.numKeyValueHeads, c.headDim)
         let h = Tensor.rmsNorm(x, weight: inputLayernorm, eps: eps)  // [B, T, C]
         var q: Tensor, k: Tensor, v: Tensor
-        if plain(qProj, kProj, vProj) {
+        if let qkv = fusedLinear(h, [qProj, kProj, vProj]) {
             // One product for q, k and v: h is packed for sgemm once, not three times. The
-            // fused weight is a per-step copy of the three (small next to the activations).
-            let w = Tensor.concat([qProj.weight, kProj.weight, vProj.weight], axis: 0)  // [(H+2G)*D, C]
-            let qkv = Tensor.linear(h, w).reshaped([b, t, nh + 2 * ng, d])  // [B, T, H+2G, D]
+            // fused weight is a per-step copy of the three (small next to the activations);
+            // adapters add their low-rank updates to their blocks of columns.
+            let qkv = qkv.reshaped([b, t, nh + 2 * ng, d])  // [B, T, H+2G, D]
             q = Tensor.headSlice(qkv, heads: 0..<nh, rope: rope)  // [B, T, H, D]
             k = Tensor.headSlice(qkv, heads: nh..<(nh + ng), rope: rope)  // [B, T, G, D]
             v = Tensor.headSlice(qkv, heads: (nh + ng)..<(nh + 2 * ng), rope: nil)  // [B, T, G, D]
@@ -89,20 +89,30 @@ public final class LlamaLayer {
         let x1 = x + oProj(attn)
         let h2 = Tensor.rmsNorm(x1, weight: postAttentionLayernorm, eps: eps)
         let mlp: Tensor
-        if plain(gateProj, upProj) {
-            let w = Tensor.concat([gateProj.weight, upProj.weight], axis: 0)  // [2F, C]
-            mlp = Tensor.swiglu(gateUp: Tensor.linear(h2, w))  // [B, T, F]
+        if let gateUp = fusedLinear(h2, [gateProj, upProj]) {
+            mlp = Tensor.swiglu(gateUp: gateUp)  // [B, T, F]
         } else {
             mlp = Tensor.swiglu(gate: gateProj(h2), up: upProj(h2))
         }
         return x1 + downProj(mlp)  // [B, T, C]
     }
 
-    /// Whether every layer computes just its base product (a plain `Linear`, or an adapter
-    /// that is disabled), so their weights can be fused into one product. A disabled
-    /// adapter thus takes exactly the base model's path, bit for bit.
-    private func plain(_ layers: Linear...) -> Bool {
-        layers.allSatisfy { type(of: $0) == Linear.self || ($0 as? LoRALinear)?.enabled == false }
+    /// x through `layers` side by side as one product over their concatenated weights
+    /// [..., Σ out], or nil when a layer is neither a plain `Linear` nor a `LoRALinear`.
+    /// Enabled adapters become low-rank updates of their layer's columns; a disabled
+    /// adapter adds none, so it takes exactly the base model's path, bit for bit.
+    private func fusedLinear(_ x: Tensor, _ layers: [Linear]) -> Tensor? {
+        guard layers.allSatisfy({ type(of: $0) == Linear.self || $0 is LoRALinear }) else { return nil }
+        var updates: [LowRankUpdate] = []
+        var column = 0
+        for layer in layers {
+            if let lora = layer as? LoRALinear, lora.enabled {
+                updates.append(lora.update(input: x, columns: column..<(column + layer.outFeatures)))
+            }
+            column += layer.outFeatures
+        }
+        let w = Tensor.concat(layers.map(\.weight), axis: 0)  // [Σ out, C]
+        return Tensor.linear(x, w, updates: updates)
     }
 }
 
@@ -144,12 +154,21 @@ public final class LlamaModel {
 
     /// A model over the same weight storage with gradient slots of its own: for running
     /// several batches at once on separate threads, each replica accumulating its own
-    /// gradients (which the caller then adds up). Frozen parameters stay frozen.
+    /// gradients (which the caller then adds up). Frozen parameters stay frozen; LoRA
+    /// adapters are carried over (same storage, own gradients), in `adapterParameters()`
+    /// order.
     public func replica() -> LlamaModel {
         let shared = Dictionary(uniqueKeysWithValues: namedParameters().map { name, p in
             (name, Tensor(shape: p.shape, storage: p.storage, requiresGrad: p.requiresGrad))
         })
-        return try! LlamaModel(config: config, parameters: shared)
+        let copy = try! LlamaModel(config: config, parameters: shared)
+        for (layer, target) in zip(layers, copy.layers) {
+            for (name, module) in layer.modules {
+                guard let lora = module as? LoRALinear else { continue }
+                target.replace(String(name.split(separator: ".").last!)) { lora.replica(over: $0) }
+            }
+        }
+        return copy
     }
 
     /// Every parameter once, under its Hugging Face name, in `config.parameterShapes` order.

@@ -68,17 +68,37 @@ public final class LoRALinear: Linear {
         super.init(weight: base.weight)
     }
 
+    /// An adapter over `base` sharing `other`'s A and B storage, with gradient slots of
+    /// its own (for data-parallel replicas). Dropout draws from a generator split off
+    /// `other`'s.
+    private init(sharing other: LoRALinear, base: Linear) {
+        a = Tensor(shape: other.a.shape, storage: other.a.storage, requiresGrad: other.a.requiresGrad)
+        b = Tensor(shape: other.b.shape, storage: other.b.storage, requiresGrad: other.b.requiresGrad)
+        scale = other.scale
+        dropout = other.dropout
+        enabled = other.enabled
+        rng = other.rng.map { var r = $0; return r.split() }
+        super.init(weight: base.weight)
+    }
+
+    /// This adapter over a replica's `base` layer (see `LlamaModel.replica()`).
+    func replica(over base: Linear) -> LoRALinear { LoRALinear(sharing: self, base: base) }
+
     /// [..., in] -> [..., out]
     public override func callAsFunction(_ x: Tensor) -> Tensor {
-        let base = Tensor.linear(x, weight)
-        guard enabled else { return base }
+        guard enabled else { return Tensor.linear(x, weight) }
+        return Tensor.linear(x, weight, updates: [update(input: x, columns: 0..<outFeatures)])
+    }
+
+    /// The adapter as a low-rank update of output columns `columns` of a product whose
+    /// input is `x` (dropout applied here while training), for fused products.
+    public func update(input x: Tensor, columns: Range<Int>) -> LowRankUpdate {
         var input = x
         if dropout > 0, GradMode.isEnabled, var r = rng {
             input = x.dropout(dropout, rng: &r)
             rng = r
         }
-        let low = Tensor.linear(input, a)  // [..., r]
-        return base + Tensor.linear(low, b) * scale  // [..., out]
+        return LowRankUpdate(columns: columns, input: input, a: a, b: b, scale: scale)
     }
 
     /// W + s · B A: the weight that computes what the adapted layer computes.

@@ -16,6 +16,11 @@ public struct BenchConfig: Codable, Sendable, Equatable {
         case vocab, dim, layers, heads, kvHeads = "kv_heads", ffn, seq, batch
     }
 
+    public init(vocab: Int, dim: Int, layers: Int, heads: Int, kvHeads: Int, ffn: Int, seq: Int, batch: Int) {
+        (self.vocab, self.dim, self.layers, self.heads) = (vocab, dim, layers, heads)
+        (self.kvHeads, self.ffn, self.seq, self.batch) = (kvHeads, ffn, seq, batch)
+    }
+
     /// The reference configurations (Llama-family, tied embeddings, RoPE theta 10000).
     public static let presets: [String: BenchConfig] = [
         "S": BenchConfig(vocab: 256, dim: 128, layers: 4, heads: 4, kvHeads: 2, ffn: 384, seq: 256, batch: 16),
@@ -43,6 +48,10 @@ public struct TrainBenchResult: Codable, Sendable {
     public var peakMemoryMB: Double
     public var threads: Int
     public var blasCore: String
+    /// The adapters trained instead of the whole model (nil: full training).
+    public var lora: LoRAConfig?
+    /// Parameters the optimizer updates (all of them, or the adapters').
+    public var trainedParameters: Int
 }
 
 public enum TrainBench {
@@ -69,17 +78,19 @@ public enum TrainBench {
     }
 
     /// Trains a fresh model on uniform random tokens for at least `seconds` (and 3 steps)
-    /// after 2 warm-up steps.
-    public static func run(name: String, config bc: BenchConfig, seconds: Double, progress: (String) -> Void = { _ in })
-        throws -> TrainBenchResult
-    {
+    /// after 2 warm-up steps. With `lora`, the base is frozen and only the adapters train
+    /// (as PEFT does: no base gradients, no optimizer state for the base).
+    public static func run(
+        name: String, config bc: BenchConfig, seconds: Double, lora: LoRAConfig? = nil, progress: (String) -> Void = { _ in }
+    ) throws -> TrainBenchResult {
         let peak = sgemmPeakGflops()
         var rng = RNG(seed: 0)
         let model = LlamaModel(config: bc.model, rng: &rng)
+        let trained = lora.map { model.addLoRA($0, rng: &rng) } ?? model.namedParameters()
         let cfg = TrainerConfig(
             steps: Int.max, schedule: LearningRateSchedule(peak: 1e-3, warmupSteps: 0, totalSteps: 1_000_000, kind: .constant),
             optimizer: AdamWConfig(beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1), gradClip: 0)
-        let trainer = Trainer(model: model, config: cfg, optimizer: AdamW(parameters: model.namedParameters(), config: cfg.optimizer) { _ in true })
+        let trainer = Trainer(model: model, config: cfg, optimizer: AdamW(parameters: trained, config: cfg.optimizer) { _ in true })
         let ids = (0..<(bc.batch * (bc.seq + 1))).map { _ in Int32(rng.next() % UInt64(bc.vocab)) }
         var inputs: [Int32] = [], targets: [Int32] = []
         for r in 0..<bc.batch {
@@ -103,6 +114,7 @@ public enum TrainBench {
         return TrainBenchResult(
             config: name, parameters: bc.model.parameterCount, steps: steps, tokensPerSecond: tokensPerSecond,
             stepMs: elapsed / Double(steps) * 1e3, flopsPerToken: flops, mfu: flops * tokensPerSecond / (peak * 1e9),
-            sgemmPeakGflops: peak, peakMemoryMB: peakMemoryMB(), threads: Threads.count, blasCore: BLAS.runtime.core)
+            sgemmPeakGflops: peak, peakMemoryMB: peakMemoryMB(), threads: Threads.count, blasCore: BLAS.runtime.core,
+            lora: lora, trainedParameters: trained.reduce(0) { $0 + $1.1.count })
     }
 }

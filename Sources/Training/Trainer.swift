@@ -204,9 +204,22 @@ public final class Trainer {
     }
 
     private func dataParallelBackward(_ batches: [TrainingBatch], workers: Int, step: Int) throws -> (Double, Int) {
+        // Replicas made before adapters were added are stale; adapters switched on or off
+        // since are switched alike in the replicas.
+        let adapterCount = model.adapterParameters().count
+        if replicas.contains(where: { $0.adapterParameters().count != adapterCount }) { replicas = [] }
         while replicas.count < workers { replicas.append(model.replica()) }
-        let params = model.namedParameters().map(\.1)
-        let replicaParams = replicas.prefix(workers).map { $0.namedParameters().map(\.1) }
+        for replica in replicas {
+            for (layer, copy) in zip(model.layers, replica.layers) {
+                for ((_, m), (_, c)) in zip(layer.modules, copy.modules) {
+                    if let m = m as? LoRALinear, let c = c as? LoRALinear { c.enabled = m.enabled }
+                }
+            }
+        }
+        // Base parameters then adapters, in the same order in the model and its replicas.
+        func parameters(_ m: LlamaModel) -> [Tensor] { (m.namedParameters() + m.adapterParameters()).map(\.1) }
+        let params = parameters(model)
+        let replicaParams = replicas.prefix(workers).map(parameters)
         for rp in replicaParams { for p in rp { p.zeroGrad() } }
         // One slot per (worker, micro-batch): each thread writes only its own.
         let losses = UnsafeMutableBufferPointer<Double>.allocate(capacity: workers * batches.count)

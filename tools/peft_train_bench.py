@@ -1,0 +1,84 @@
+"""LoRA training-throughput peer: PEFT + transformers LlamaForCausalLM on CPU.
+
+The LoRA counterpart of shared/reference/hf_train_bench.py, measured the same way
+(fresh model from the reference configuration, seed 0, uniform random tokens, 2 warm-up
+steps, then full steps -- forward, backward, AdamW -- for at least --seconds and 3
+steps), with peft.LoraConfig(r, lora_alpha=2r, target_modules) on the frozen base, as
+`distill bench train --lora` trains. The configurations are read from --configs (the
+shared reference file) so the script needs nothing else from the repository.
+
+    /tmp/distill-ref/bin/python tools/peft_train_bench.py --configs ../shared/bench/configs.json \
+        --config M --seconds 10 [--compile] [--rank 16] [--targets q_proj,v_proj]
+
+Prints one JSON object per configuration.
+"""
+import argparse, json, time
+
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import LlamaConfig, LlamaForCausalLM
+
+
+def bench(name, c, seconds, compile_, rank, targets):
+    cfg = LlamaConfig(
+        vocab_size=c["vocab"], hidden_size=c["dim"], intermediate_size=c["ffn"],
+        num_hidden_layers=c["layers"], num_attention_heads=c["heads"],
+        num_key_value_heads=c["kv_heads"], max_position_embeddings=c["seq"],
+        tie_word_embeddings=True, attn_implementation="sdpa",
+    )
+    torch.manual_seed(0)
+    base = LlamaForCausalLM(cfg)
+    lora = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=targets, task_type="CAUSAL_LM")
+    model = get_peft_model(base, lora)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=1e-3, weight_decay=0.1)
+    fwd = torch.compile(model) if compile_ else model
+    ids = torch.randint(0, c["vocab"], (c["batch"], c["seq"]))
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        out = fwd(input_ids=ids, labels=ids)
+        out.loss.backward()
+        opt.step()
+
+    for _ in range(2):
+        step()
+    n, t0 = 0, time.perf_counter()
+    while True:
+        step()
+        n += 1
+        t = time.perf_counter() - t0
+        if t >= seconds and n >= 3:
+            break
+    return {
+        "engine": "peft-" + ("compile" if compile_ else "eager"),
+        "config": name,
+        "lora_rank": rank,
+        "lora_targets": targets,
+        "trainable_params": sum(p.numel() for p in trainable),
+        "tokens_per_s": round(c["batch"] * c["seq"] * n / t, 1),
+        "step_ms": round(1000 * t / n, 1),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--configs", default="../shared/bench/configs.json")
+    ap.add_argument("--config", default="M")
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--rank", type=int, default=16)
+    ap.add_argument("--targets", default="q_proj,v_proj")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    with open(a.configs) as f:
+        cfgs = json.load(f)
+    for name in a.config.split(","):
+        print(json.dumps(bench(name, cfgs[name], a.seconds, a.compile, a.rank, a.targets.split(","))), flush=True)
+
+
+if __name__ == "__main__":
+    main()
