@@ -219,24 +219,9 @@ package struct OpenAITeacher: TeacherBackend {
     package func sample(
         _ tasks: [TeacherTask], onSample: @Sendable (TeacherSample) -> Void = { _ in }
     ) async throws -> [TeacherSample] {
-        let jobs = tasks.indices.flatMap { t in (0..<config.samples).map { (t, $0) } }
-        var results: [TeacherSample?] = Array(repeating: nil, count: jobs.count)
-        try await withThrowingTaskGroup(of: (Int, TeacherSample).self) { group in
-            var next = 0
-            func launch() {
-                let j = next
-                let (t, s) = jobs[j]
-                next += 1
-                group.addTask { (j, try await self.sampleOne(tasks[t], taskIndex: t, sampleIndex: s)) }
-            }
-            while next < min(config.concurrency, jobs.count) { launch() }
-            while let (j, sample) = try await group.next() {
-                results[j] = sample
-                onSample(sample)
-                if next < jobs.count { launch() }
-            }
+        try await sampleEach(tasks, samples: config.samples, concurrency: config.concurrency, onSample: onSample) {
+            try await self.sampleOne($0, taskIndex: $1, sampleIndex: $2)
         }
-        return results.map { $0! }
     }
 
     /// One sample: from the cache, or from the server (then committed to the cache before use).
