@@ -46,21 +46,24 @@ extension Bench {
         @Flag(help: "Train LoRA adapters on a frozen base instead of the whole model (alpha = 2 x rank).")
         var lora = false
         @Option(help: "LoRA rank (with --lora).") var loraRank = 16
-        @Option(help: "Comma-separated modules to adapt (with --lora): q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj.")
+        @Option(
+            help: "Comma-separated modules to adapt (with --lora), as peft's target_modules list: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj (every layer's), a module path or its tail (layers.0.mlp.down_proj), or all-linear.")
         var loraTargets = "q_proj,v_proj"
+        @Option(help: "A regex a module path (model.layers.3.self_attn.q_proj) must match in full, in place of --lora-targets (with --lora).")
+        var loraPattern: String?
         @OptionGroup var compute: ComputeOptions
 
         /// The adapters to train, nil for full training.
         var loraConfig: LoRAConfig? {
             guard lora else { return nil }
             let targets = loraTargets.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-            return LoRAConfig(rank: loraRank, alpha: Double(2 * loraRank), targetModules: targets)
+            return LoRAConfig(rank: loraRank, alpha: Double(2 * loraRank), targetModules: targets, targetPattern: loraPattern)
         }
 
         func validate() throws {
             if !(seconds >= 0) { throw ValidationError("--seconds must be >= 0, got \(seconds)") }
             if let problems = loraConfig?.problems(), !problems.isEmpty {
-                throw ValidationError("--lora-rank/--lora-targets: " + problems.joined(separator: "; "))
+                throw ValidationError("--lora-rank/--lora-targets/--lora-pattern: " + problems.joined(separator: "; "))
             }
         }
 
@@ -80,7 +83,13 @@ extension Bench {
                     throw ValidationError("--config \(config): \(error)")
                 }
             }
-            let result = try TrainBench.run(name: config, config: bc, seconds: seconds, lora: loraConfig) { line in
+            let adapters: LoRAConfig?
+            do {
+                adapters = try loraConfig?.resolved(layers: bc.layers)
+            } catch {
+                throw ValidationError("--lora-targets/--lora-pattern: \(error)")
+            }
+            let result = try TrainBench.run(name: config, config: bc, seconds: seconds, lora: adapters) { line in
                 if !json { print(line) }
             }
             if json {
@@ -89,7 +98,7 @@ extension Bench {
                 print(
                     String(
                         format: "%@%@: %.0f tokens/s, %.1f ms/step, MFU %.1f%% of %.0f GFLOP/s sgemm, peak memory %.0f MiB",
-                        result.config, lora ? " LoRA r\(loraRank) \(loraTargets)" : "", result.tokensPerSecond, result.stepMs, result.mfu * 100, result.sgemmPeakGflops,
+                        result.config, adapters.map { " LoRA r\(loraRank) on \($0.adaptedModules?.count ?? 0) modules (\($0.targetDescription))" } ?? "", result.tokensPerSecond, result.stepMs, result.mfu * 100, result.sgemmPeakGflops,
                         result.peakMemoryMB))
             }
         }

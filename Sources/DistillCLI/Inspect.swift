@@ -199,7 +199,7 @@ struct InspectReport: Codable {
             let scale = lora.useRSLoRA ? "alpha/sqrt(r), rsLoRA" : "alpha/r"
             lines.append(
                 "lora        r \(lora.rank), alpha \(lora.alpha) (scale \(lora.scale), \(scale)), dropout \(lora.dropout), on "
-                    + lora.targetModules.joined(separator: ", "))
+                    + lora.targetDescription + (lora.adaptedModules.map { " (\($0.count) modules)" } ?? ""))
         }
         if !shownMetadata.isEmpty {
             let pairs = shownMetadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }

@@ -36,13 +36,18 @@ package func modelChecksum(_ model: LlamaModel) -> String {
 // MARK: - LoRA settings as JSON
 
 extension LoRAConfig {
-    /// `{"lora_alpha", "lora_dropout", "r", "target_modules", "use_rslora"}`, keys sorted.
+    /// `{"adapted_modules", "lora_alpha", "lora_dropout", "r", "target_modules", "use_rslora"}`,
+    /// keys sorted: target_modules as written (a list, or a regex string as in peft) and
+    /// adapted_modules the resolved module paths (absent in files from before per-module
+    /// targets, which resolve their list on loading).
     package var metadataJSON: String {
-        let value = JSONValue.obj([
+        var fields: [String: JSONValue] = [
             "lora_alpha": .double(alpha), "lora_dropout": .double(dropout), "r": .int(rank),
-            "target_modules": .array(targetModules.map { .string($0) }), "use_rslora": .bool(useRSLoRA),
-        ])
-        return value.serialized()
+            "target_modules": targetPattern.map { .string($0) } ?? .array(targetModules.map { .string($0) }),
+            "use_rslora": .bool(useRSLoRA),
+        ]
+        if let adaptedModules { fields["adapted_modules"] = .array(adaptedModules.map { .string($0) }) }
+        return JSONValue.object(.init(fields.sorted { $0.key < $1.key }.map { (key: $0.key, value: $0.value) })).serialized()
     }
 
     /// Reads `metadataJSON`; `path` names the file in errors.
@@ -59,11 +64,16 @@ extension LoRAConfig {
             throw bad("not JSON (\(error))")
         }
         do {
+            var modules: [String] = [], pattern: String?
+            if case .string(let p) = root["target_modules"].value { pattern = p } else {
+                modules = try root["target_modules"].array().map { try $0.string() }
+            }
+            let adapted = root["adapted_modules"].isNull ? nil : try root["adapted_modules"].array().map { try $0.string() }
             self.init(
                 rank: try root["r"].int(), alpha: try root["lora_alpha"].double(),
                 dropout: root["lora_dropout"].isNull ? 0 : try root["lora_dropout"].double(),
-                useRSLoRA: try root["use_rslora"].bool(default: false),
-                targetModules: try root["target_modules"].array().map { try $0.string() })
+                useRSLoRA: try root["use_rslora"].bool(default: false), targetModules: modules, targetPattern: pattern,
+                adaptedModules: adapted)
         } catch {
             throw bad("\(error)")
         }
@@ -147,6 +157,8 @@ package func adapterContents(
     optimizer: OptimizerState? = nil, step: Int = 0, tokensSeen: Int = 0, rng: [String: RNG] = [:],
     dataCursor: String? = nil, recipe: String? = nil, tokenizer: String? = nil, metadata: [String: String] = [:]
 ) -> CheckpointContents {
+    var lora = lora
+    lora.adaptedModules = model.adaptedModulePaths()  // what the file's tensors are, whatever the spec
     let info = AdapterInfo(lora: lora, baseChecksum: modelChecksum(model), basePath: basePath)
     return CheckpointContents(
         kind: .adapter, config: model.config, parameters: model.adapterParameters().map { ($0.0, $0.1) },
@@ -156,14 +168,17 @@ package func adapterContents(
 }
 
 extension LlamaModel {
-    /// Adds adapters as `info.lora` describes and loads `tensors` (PEFT-style names, as
+    /// Adds adapters as `info.lora` describes (its resolved modules, or for older files its
+    /// target list resolved against this model) and loads `tensors` (PEFT-style names, as
     /// `adapterParameters()` gives them) into them, after checking that this model is the
     /// base the adapter was trained on. `path` and `basePath` name the files in errors.
-    /// The adapters are trainable unless `trainable` is false.
+    /// The adapters are trainable unless `trainable` is false. Returns the LoRA settings
+    /// with `adaptedModules` filled in.
+    @discardableResult
     package func attachAdapter(
         _ tensors: [(name: String, tensor: Tensor)], info: AdapterInfo, path: String, basePath: String,
         trainable: Bool = false
-    ) throws {
+    ) throws -> LoRAConfig {
         let checksum = modelChecksum(self)
         guard checksum == info.baseChecksum else {
             throw CheckpointError(
@@ -171,8 +186,16 @@ extension LlamaModel {
                 problem: "was trained on the base with checksum \(info.baseChecksum), but \(basePath) has \(checksum)",
                 fix: "give the base it was trained on (--base), not a different or merged model")
         }
+        let lora: LoRAConfig
+        do {
+            lora = try info.lora.resolved(layers: layers.count)
+        } catch {
+            throw CheckpointError(
+                .shapeMismatch, path: path, problem: "its adapted modules do not fit \(basePath): \(error)",
+                fix: "give the base it was trained on (--base)")
+        }
         var rng = RNG(seed: 0)
-        let fresh = addLoRA(info.lora, rng: &rng)
+        let fresh = addLoRA(lora, rng: &rng)
         let given = Dictionary(tensors.map { ($0.name, $0.tensor) }, uniquingKeysWith: { a, _ in a })
         let expected = Set(fresh.map(\.0))
         let missing = fresh.map(\.0).filter { given[$0] == nil }
@@ -196,6 +219,7 @@ extension LlamaModel {
             parameter.data.update(from: value.data, count: value.count)
             parameter.requiresGrad = trainable
         }
+        return lora
     }
 }
 

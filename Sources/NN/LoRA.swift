@@ -15,15 +15,39 @@ public struct LoRAConfig: Codable, Sendable, Equatable {
     public var dropout: Double = 0
     /// Scale by alpha / sqrt(r) instead of alpha / r.
     public var useRSLoRA: Bool = false
-    /// Module names to adapt: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj.
+    /// Modules to adapt, as peft's list form of target_modules: projection names (q_proj,
+    /// k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj), module paths or their tails
+    /// ("layers.0.mlp.down_proj"), or "all-linear". Ignored when `targetPattern` is set.
     public var targetModules: [String] = ["q_proj", "v_proj"]
+    /// peft's string form of target_modules: a regular expression a module's whole path
+    /// (`model.layers.3.self_attn.q_proj`) must match.
+    public var targetPattern: String?
+    /// The adapted modules' paths once the spec is resolved against a model
+    /// (`resolved(layers:)`), in layer then Llama order; nil before. LoRATargets.swift.
+    public var adaptedModules: [String]?
 
-    public init(rank: Int = 8, alpha: Double = 16, dropout: Double = 0, useRSLoRA: Bool = false, targetModules: [String] = ["q_proj", "v_proj"]) {
+    public init(
+        rank: Int = 8, alpha: Double = 16, dropout: Double = 0, useRSLoRA: Bool = false,
+        targetModules: [String] = ["q_proj", "v_proj"], targetPattern: String? = nil, adaptedModules: [String]? = nil
+    ) {
         self.rank = rank
         self.alpha = alpha
         self.dropout = dropout
         self.useRSLoRA = useRSLoRA
         self.targetModules = targetModules
+        self.targetPattern = targetPattern
+        self.adaptedModules = adaptedModules
+    }
+
+    /// Same adapters (rank, scale, dropout and resolved modules), whatever spec chose them.
+    public func sameAdapters(as other: LoRAConfig) -> Bool {
+        rank == other.rank && alpha == other.alpha && dropout == other.dropout && useRSLoRA == other.useRSLoRA
+            && adaptedModules != nil && adaptedModules == other.adaptedModules
+    }
+
+    /// The target spec as written: the regex, or the list joined by ", ".
+    public var targetDescription: String {
+        targetPattern.map { "regex \"\($0)\"" } ?? targetModules.joined(separator: ", ")
     }
 
     public var scale: Float { Float(useRSLoRA ? alpha / Double(rank).squareRoot() : alpha / Double(rank)) }
@@ -36,11 +60,7 @@ public struct LoRAConfig: Codable, Sendable, Equatable {
         if rank < 1 { p.append("rank must be at least 1, got \(rank)") }
         if !(alpha > 0) { p.append("alpha must be positive, got \(alpha)") }
         if !(dropout >= 0 && dropout < 1) { p.append("dropout must be in [0, 1), got \(dropout)") }
-        for m in targetModules where !Self.moduleNames.contains(m) {
-            p.append("target module \"\(m)\" is not one of \(Self.moduleNames.joined(separator: ", "))")
-        }
-        if targetModules.isEmpty { p.append("target_modules is empty") }
-        return p
+        return p + targetProblems()
     }
 }
 
@@ -108,15 +128,22 @@ public final class LoRALinear: Linear {
 }
 
 extension LlamaModel {
-    /// Wraps the target modules of every layer with fresh adapters and freezes every base
-    /// parameter; returns the adapters under PEFT-style names
-    /// (`model.layers.0.self_attn.q_proj.lora_A.weight`).
+    /// Wraps the modules `config` selects (resolved against this model's layers when it is
+    /// not yet; callers taking user input resolve first to report a bad spec) with fresh
+    /// adapters, layer by layer in Llama order, and freezes every base parameter; returns
+    /// the adapters under PEFT-style names (`model.layers.0.self_attn.q_proj.lora_A.weight`).
     @discardableResult
     public func addLoRA(_ config: LoRAConfig, rng: inout RNG) -> [(String, Tensor)] {
         precondition(config.problems().isEmpty, "invalid LoRA config: \(config.problems().joined(separator: "; "))")
+        let resolved: LoRAConfig
+        do {
+            resolved = try config.resolved(layers: layers.count)
+        } catch {
+            preconditionFailure("LoRA targets do not fit the model: \(error)")
+        }
         for (_, p) in namedParameters() { p.requiresGrad = false }
-        for layer in layers {
-            for module in config.targetModules {
+        for (i, layer) in layers.enumerated() {
+            for module in resolved.modules(inLayer: i) {
                 layer.replace(module) { LoRALinear(wrapping: $0, config: config, rng: &rng) }
             }
         }
@@ -134,6 +161,14 @@ extension LlamaModel {
             }
         }
         return out
+    }
+
+    /// The paths of the adapted modules (`model.layers.0.self_attn.q_proj`), in
+    /// `adapterParameters()` order.
+    public func adaptedModulePaths() -> [String] {
+        layers.enumerated().flatMap { i, layer in
+            layer.modules.compactMap { name, linear in linear is LoRALinear ? "model.layers.\(i).\(name)" : nil }
+        }
     }
 
     /// Turns every adapter on or off (off: the model is exactly the base).

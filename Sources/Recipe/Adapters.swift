@@ -55,7 +55,7 @@ package func exportPEFT(_ loaded: LoadedModel, to output: String, baseHF: String
     }
     try PEFTAdapter.write(
         loaded.model.adapterParameters().map { (name: $0.0, tensor: $0.1) }, lora: info.lora,
-        basePath: relativePath(base, from: directory.path), to: directory)
+        layers: loaded.model.layers.count, basePath: relativePath(base, from: directory.path), to: directory)
     return base
 }
 

@@ -95,6 +95,11 @@ private func readFineTuneData(_ v: JSONValue, path: String, log: IssueLog) -> Fi
     return d
 }
 
+/// The layer count a target regex is checked against before the model is known: a regex
+/// that selects nothing even in a model this deep is a mistake; one that selects layers the
+/// actual model lacks is reported when the stage loads it.
+private let lintLayers = 128
+
 private func readLoRA(_ v: JSONValue, path: String, log: IssueLog) -> LoRASettings {
     let r = ObjectReader<LoRASettings.CodingKeys>(v, path: path, log: log)
     var l = LoRASettings()
@@ -102,17 +107,32 @@ private func readLoRA(_ v: JSONValue, path: String, log: IssueLog) -> LoRASettin
     r.read(.alpha, into: &l.alpha, .positive)
     r.read(.dropout, into: &l.dropout, .halfOpen(0, 1))
     r.read(.useRSLoRA, into: &l.useRSLoRA)
-    if let modules = r.strings(.targetModules, acceptSingle: true) {
-        if modules == ["all-linear"] {
+    if case .string(let pattern)? = r.value(.targetModules), pattern != LoRAConfig.allLinear {
+        // One string is a regex over whole module paths, as in peft.
+        l.targetModules = []
+        l.targetPattern = pattern
+        do {
+            _ = try LoRAConfig.select(modules: [], pattern: pattern, layers: lintLayers)
+        } catch {
+            log.add(.rule("\(error)"), at: r.path(.targetModules))
+        }
+    } else if let modules = r.strings(.targetModules, acceptSingle: true) {
+        if modules == [LoRAConfig.allLinear] {
             l.targetModules = LoRAConfig.moduleNames
         } else if modules.isEmpty {
             log.add(.rule("must list at least one module"), at: r.path(.targetModules))
         } else {
-            for (i, m) in modules.enumerated() where !LoRAConfig.moduleNames.contains(m) {
-                let allowed = LoRAConfig.moduleNames + ["all-linear"]
-                log.add(
-                    .invalidValue(got: m, allowed: allowed, suggestion: suggestion(for: m, among: allowed)),
-                    at: JSONPath.index(r.path(.targetModules), i))
+            for (i, m) in modules.enumerated() {
+                let problems = LoRAConfig(targetModules: [m]).problems()
+                guard !problems.isEmpty else { continue }
+                if !m.contains(".") {
+                    let allowed = LoRAConfig.moduleNames + [LoRAConfig.allLinear]
+                    log.add(
+                        .invalidValue(got: m, allowed: allowed, suggestion: suggestion(for: m, among: allowed)),
+                        at: JSONPath.index(r.path(.targetModules), i))
+                } else {
+                    log.add(.rule(problems.joined(separator: "; ")), at: JSONPath.index(r.path(.targetModules), i))
+                }
             }
             var seen = Set<String>()
             l.targetModules = modules.filter { seen.insert($0).inserted }

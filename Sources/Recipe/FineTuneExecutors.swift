@@ -203,7 +203,6 @@ final class FineTuneSession {
         if let threads = context.threads { Threads.set(threads) }
         self.name = name
         self.settings = settings
-        self.lora = lora?.config
         self.context = context
         self.emit = emit
         self.output = URL(fileURLWithPath: output)
@@ -230,13 +229,21 @@ final class FineTuneSession {
         model = loaded.model
         startDigest = weightsDigest(model)
         continuesAdapter = loaded.adapter != nil && lora != nil
+        // The stage's target_modules resolved once against this model's layers.
+        do {
+            self.lora = try lora?.config.resolved(layers: model.layers.count)
+        } catch {
+            throw FineTuneError(
+                path: "stage \(name), lora.target_modules", problem: "\(error) (model \(modelPath))",
+                fix: "name projections or module paths the model has (q_proj ... down_proj, layers.0.mlp.down_proj) or a regex matching some")
+        }
         if let config = self.lora {
             if let adapter = loaded.adapter {
                 // The model is an adapter on its base: keep training that adapter, bound to the same base.
-                guard adapter.lora == config else {
+                guard adapter.lora.sameAdapters(as: config) else {
                     throw FineTuneError(
                         path: modelPath,
-                        problem: "is an adapter with LoRA settings r \(adapter.lora.rank), alpha \(adapter.lora.alpha), dropout \(adapter.lora.dropout), use_rslora \(adapter.lora.useRSLoRA), target_modules \(adapter.lora.targetModules); the stage's lora block differs",
+                        problem: "is an adapter with LoRA settings r \(adapter.lora.rank), alpha \(adapter.lora.alpha), dropout \(adapter.lora.dropout), use_rslora \(adapter.lora.useRSLoRA), on \(adapter.lora.adaptedModules?.count ?? 0) modules (target_modules \(adapter.lora.targetDescription)); the stage's lora block differs",
                         fix: "give the same lora settings to continue training this adapter, or merge it first (a merge stage, or distill merge) and train a new adapter on the merged model")
                 }
                 basePath = loaded.basePath ?? modelPath

@@ -15,9 +15,13 @@ package struct LoRASettings: Codable, Sendable, Equatable {
     package var dropout: Double = 0
     /// Scale alpha / sqrt(r) instead of alpha / r. Default false.
     package var useRSLoRA: Bool = false
-    /// Module names (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj), or
-    /// "all-linear" for all seven. Default ["q_proj", "v_proj"].
+    /// A list as in peft: projection names (q_proj, k_proj, v_proj, o_proj, gate_proj,
+    /// up_proj, down_proj) matching every layer's, module paths or their tails
+    /// ("layers.0.mlp.down_proj"), or "all-linear" for all seven. Default ["q_proj", "v_proj"].
     package var targetModules: [String] = ["q_proj", "v_proj"]
+    /// target_modules given as one string other than "all-linear": a regular expression a
+    /// module's whole path must match (peft's re.fullmatch). Default none.
+    package var targetPattern: String?
 
     package init() {}
 
@@ -25,8 +29,33 @@ package struct LoRASettings: Codable, Sendable, Equatable {
         case r, alpha, dropout, useRSLoRA = "use_rslora", targetModules = "target_modules"
     }
 
+    /// The settings before they are resolved against a model (`LoRAConfig.resolved(layers:)`).
     package var config: LoRAConfig {
-        LoRAConfig(rank: r, alpha: alpha, dropout: dropout, useRSLoRA: useRSLoRA, targetModules: targetModules)
+        LoRAConfig(rank: r, alpha: alpha, dropout: dropout, useRSLoRA: useRSLoRA, targetModules: targetModules, targetPattern: targetPattern)
+    }
+
+    // target_modules is a list or, for a regex, a string (as peft writes it).
+    package init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        r = try c.decode(Int.self, forKey: .r)
+        alpha = try c.decode(Double.self, forKey: .alpha)
+        dropout = try c.decode(Double.self, forKey: .dropout)
+        useRSLoRA = try c.decode(Bool.self, forKey: .useRSLoRA)
+        if let pattern = try? c.decode(String.self, forKey: .targetModules) {
+            targetPattern = pattern
+            targetModules = []
+        } else {
+            targetModules = try c.decode([String].self, forKey: .targetModules)
+        }
+    }
+
+    package func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(r, forKey: .r)
+        try c.encode(alpha, forKey: .alpha)
+        try c.encode(dropout, forKey: .dropout)
+        try c.encode(useRSLoRA, forKey: .useRSLoRA)
+        if let targetPattern { try c.encode(targetPattern, forKey: .targetModules) } else { try c.encode(targetModules, forKey: .targetModules) }
     }
 }
 

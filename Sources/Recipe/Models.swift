@@ -73,7 +73,7 @@ package func loadModel(from path: String, base: String? = nil, trainable: Bool =
 }
 
 private func loadAdapter(_ contents: CheckpointContents, path: String, base: String?, trainable: Bool) throws -> LoadedModel {
-    let info = try AdapterInfo(contents, path: path)
+    var info = try AdapterInfo(contents, path: path)
     guard let basePath = base ?? info.resolvedBasePath(adapterPath: path) else {
         throw ModelSourceError(
             path: path, problem: "is an adapter that records no base model",
@@ -97,7 +97,7 @@ private func loadAdapter(_ contents: CheckpointContents, path: String, base: Str
             .wrongBase, path: path, problem: "was trained on a model with another config than \(basePath)",
             fix: "give the base it was trained on (--base)")
     }
-    try loaded.model.attachAdapter(contents.parameters, info: info, path: path, basePath: basePath, trainable: trainable)
+    info.lora = try loaded.model.attachAdapter(contents.parameters, info: info, path: path, basePath: basePath, trainable: trainable)
     if let text = contents.tokenizer {
         loaded.tokenizer = try ByteLevelBPETokenizer(jsonData: Array(text.utf8))
         loaded.tokenizerJSON = text
