@@ -17,7 +17,7 @@ public struct LoRAConfig: Codable, Sendable, Equatable {
     public var useRSLoRA: Bool = false
     /// Modules to adapt, as peft's list form of target_modules: projection names (q_proj,
     /// k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj), module paths or their tails
-    /// ("layers.0.mlp.down_proj"), or "all-linear". Ignored when `targetPattern` is set.
+    /// ("layers.0.mlp.down_proj"), or "all-linear". Empty when `targetPattern` is set.
     public var targetModules: [String] = ["q_proj", "v_proj"]
     /// peft's string form of target_modules: a regular expression a module's whole path
     /// (`model.layers.3.self_attn.q_proj`) must match.
@@ -34,7 +34,7 @@ public struct LoRAConfig: Codable, Sendable, Equatable {
         self.alpha = alpha
         self.dropout = dropout
         self.useRSLoRA = useRSLoRA
-        self.targetModules = targetModules
+        self.targetModules = targetPattern == nil ? targetModules : []
         self.targetPattern = targetPattern
         self.adaptedModules = adaptedModules
     }

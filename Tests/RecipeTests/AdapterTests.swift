@@ -65,7 +65,8 @@ private func modelAndAdapter(_ scratch: Scratch, lora: LoRAConfig) throws -> (ba
         let adapter = scratch.file("imported.h5")
         try importPEFT(directory: peftDir, base: baseHF, to: adapter)
         let loaded = try loadModel(from: adapter)
-        #expect(loaded.adapter?.lora == LoRAConfig(rank: 4, alpha: 8, useRSLoRA: true, targetModules: ["q_proj", "v_proj", "up_proj", "down_proj"]))
+        let expected = LoRAConfig(rank: 4, alpha: 8, useRSLoRA: true, targetModules: ["q_proj", "v_proj", "up_proj", "down_proj"])
+        #expect(loaded.adapter?.lora == (try expected.resolved(layers: 2)))
         #expect(loaded.basePath == URL(fileURLWithPath: baseHF).standardizedFileURL.path)
         let got = try score(adapter, text: ref.text, scratch: scratch)
         #expect(abs(got.loss - ref.loss) < 1e-4)
@@ -188,7 +189,7 @@ private func modelAndAdapter(_ scratch: Scratch, lora: LoRAConfig) throws -> (ba
             to: URL(fileURLWithPath: path))
         let back = try readCheckpoint(at: URL(fileURLWithPath: path))
         let info = try AdapterInfo(back, path: path)
-        #expect(info == AdapterInfo(lora: lora, baseChecksum: modelChecksum(model), basePath: nil))
+        #expect(info == AdapterInfo(lora: try lora.resolved(layers: 1), baseChecksum: modelChecksum(model), basePath: nil))
         #expect(back.step == 7 && back.tokensSeen == 700 && back.optimizer?.step == 7)
         #expect(back.parameters.map(\.name) == adapters.map(\.0))
         #expect(back.optimizer?.moments["m"]?.map(\.tensor.values) == moments["m"]!.map(\.tensor.values))
@@ -219,7 +220,8 @@ private func modelAndAdapter(_ scratch: Scratch, lora: LoRAConfig) throws -> (ba
     @Test(arguments: [
         ("\"use_dora\": true", "use_dora"),
         ("\"rank_pattern\": {\"q_proj\": 8}", "rank_pattern"),
-        ("\"layers_to_transform\": [0]", "layers_to_transform"),
+        ("\"layers_pattern\": \"blocks\"", "layers_pattern"),
+        ("\"exclude_modules\": [\"q_proj\"]", "exclude_modules"),
         ("\"modules_to_save\": [\"lm_head\"]", "modules_to_save"),
         ("\"bias\": \"all\"", "bias"),
         ("\"peft_type\": \"IA3\"", "IA3"),
@@ -279,7 +281,7 @@ private func modelAndAdapter(_ scratch: Scratch, lora: LoRAConfig) throws -> (ba
         #expect(maxDifference(a.logits, merged.logits.map(Double.init)) < 1e-5)
         #expect(maxDifference(a.logits, hf.logits.map(Double.init)) < 1e-5)
         let peft = try PEFTAdapter.read(at: URL(fileURLWithPath: scratch.file("run/peft")), config: try loadModel(from: adapter).model.config)
-        #expect(peft.lora == lora)
+        #expect(peft.lora == (try lora.resolved(layers: 2)))
         // A whole model is not an adapter: the stage says so.
         let wrong = try scratch.load(
             """
@@ -288,5 +290,136 @@ private func modelAndAdapter(_ scratch: Scratch, lora: LoRAConfig) throws -> (ba
         #expect {
             _ = try Runner(recipe: wrong, registry: .builtIn()).runLocked { _ in }
         } throws: { "\($0)".contains("is a whole model, not an adapter") }
+    }
+}
+
+// MARK: - Adapters on modules chosen by pattern
+
+private let peftPatternDir = fixtures.appendingPathComponent("tiny_llama_peft_pattern").path
+/// The fixture's regex (tools/make_peft_fixture.py PATTERN): layer 0's down_proj, layer 1's q and v.
+private let fixturePattern = #".*\.0\.mlp\.down_proj|.*\.1\.self_attn\.(q|v)_proj"#
+private let patternModules = ["model.layers.0.mlp.down_proj", "model.layers.1.self_attn.q_proj", "model.layers.1.self_attn.v_proj"]
+
+private struct PatternReference: Decodable {
+    var text: String
+    var loss: Double
+    var last_logits: [Double]
+    var adapted_modules: [String]
+}
+
+/// A copy of the pattern fixture in `scratch` with adapter_config.json's `key` set to `json`.
+private func patternFixture(_ scratch: Scratch, setting edits: [String: String], dropping: (String) -> Bool = { _ in false }) throws -> String {
+    let dir = scratch.file("peft-\(UUID().uuidString)")
+    try FileManager.default.copyItem(atPath: peftPatternDir, toPath: dir)
+    var config = try String(contentsOfFile: dir + "/adapter_config.json", encoding: .utf8)
+    var lines = config.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+    for (key, json) in edits {
+        let i = try #require(lines.firstIndex { $0.trimmingCharacters(in: .whitespaces).hasPrefix("\"\(key)\"") })
+        lines[i] = "  \"\(key)\": \(json)" + (lines[i].hasSuffix(",") ? "," : "")
+    }
+    config = lines.joined(separator: "\n")
+    try config.write(toFile: dir + "/adapter_config.json", atomically: true, encoding: .utf8)
+    let tensors = try SafetensorsFile(path: dir + "/adapter_model.safetensors").readAll()
+    try Safetensors.write(
+        tensors.filter { !dropping($0.key) }.sorted { $0.key < $1.key }.map { (name: $0.key, tensor: $0.value) },
+        metadata: ["format": "pt"], to: dir + "/adapter_model.safetensors")
+    return dir
+}
+
+extension AdapterTests {
+    @Test func aRegexPEFTAdapterOnSomeLayersImportsWithPEFTsLogits() throws {
+        let ref = try JSONDecoder().decode(
+            PatternReference.self, from: Data(contentsOf: URL(fileURLWithPath: peftPatternDir + "/reference.json")))
+        #expect(ref.adapted_modules == patternModules)
+        let scratch = Scratch()
+        let adapter = scratch.file("imported.h5")
+        try importPEFT(directory: peftPatternDir, base: baseHF, to: adapter)
+        let loaded = try loadModel(from: adapter)
+        #expect(loaded.adapter?.lora.adaptedModules == ref.adapted_modules)
+        #expect(loaded.model.adaptedModulePaths() == ref.adapted_modules)
+        let got = try score(adapter, text: ref.text, scratch: scratch)
+        #expect(abs(got.loss - ref.loss) < 1e-4)
+        #expect(maxDifference(got.logits, ref.last_logits) < 1e-4)
+
+        // The same modules chosen by a list of paths and tails (peft's suffix rule) read the same.
+        let listed = try patternFixture(
+            scratch, setting: ["target_modules": #"["model.layers.0.mlp.down_proj", "layers.1.self_attn.q_proj", "1.self_attn.v_proj"]"#])
+        let again = try PEFTAdapter.read(at: URL(fileURLWithPath: listed), config: loaded.model.config)
+        #expect(again.lora.adaptedModules == patternModules)
+        // A choice the tensors do not match is refused, naming both sides.
+        let other = try patternFixture(scratch, setting: ["target_modules": #"["q_proj", "v_proj"]"#, "layers_to_transform": "[1]"])
+        #expect {
+            try PEFTAdapter.read(at: URL(fileURLWithPath: other), config: loaded.model.config)
+        } throws: { error in
+            guard let e = error as? HFModelError, e.kind == .tensorMismatch else { return false }
+            return e.problems.contains { $0.contains("model.layers.0.mlp.down_proj has LoRA tensors, but target_modules does not select it") }
+                && !e.problems.contains { $0.contains("layers.1.self_attn.q_proj") }
+        }
+        // layers_to_transform with tensors for those layers only.
+        let layer1 = try patternFixture(
+            scratch, setting: ["target_modules": #"["q_proj", "v_proj"]"#, "layers_to_transform": "1"],
+            dropping: { $0.contains("layers.0.") })
+        #expect(try PEFTAdapter.read(at: URL(fileURLWithPath: layer1), config: loaded.model.config).lora.adaptedModules == Array(patternModules.dropFirst()))
+    }
+
+    @Test func aPatternAdapterRoundTripsMergesAndExports() throws {
+        let scratch = Scratch()
+        let lora = LoRAConfig(rank: 2, alpha: 4, targetPattern: fixturePattern)
+        let (_, adapter) = try modelAndAdapter(scratch, lora: lora)
+        // The checkpoint records the regex as written and the modules it chose.
+        let contents = try readCheckpoint(at: URL(fileURLWithPath: adapter))
+        #expect(contents.parameters.count == 6)
+        let json = try #require(contents.metadata[AdapterMetadata.lora])
+        let fields = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])
+        #expect(fields["target_modules"] as? String == fixturePattern && fields["adapted_modules"] as? [String] == patternModules)
+        let loaded = try loadModel(from: adapter)
+        #expect(loaded.adapter?.lora == LoRAConfig(rank: 2, alpha: 4, targetPattern: fixturePattern, adaptedModules: patternModules))
+        #expect(loaded.model.adaptedModulePaths() == patternModules)
+        #expect(loaded.model.adapterParameters().map(\.0) == contents.parameters.map(\.name))
+
+        // Merged logits are the adapter's.
+        let text = "The fog came early and stayed late."
+        let merged = scratch.file("merged.h5")
+        try mergeAdapter(loaded, to: merged)
+        let a = try score(adapter, text: text, scratch: scratch), m = try score(merged, text: text, scratch: scratch)
+        #expect(maxDifference(a.logits, m.logits.map(Double.init)) < 1e-5)
+
+        // PEFT export names exactly these modules (full paths: the layers differ), and reads back.
+        let out = scratch.file("peft")
+        let base = try exportPEFT(try loadModel(from: adapter), to: out)
+        let config = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/adapter_config.json")))
+        #expect((config as? [String: Any])?["target_modules"] as? [String] == patternModules)
+        let reimported = scratch.file("again.h5")
+        try importPEFT(directory: out, base: base, to: reimported)
+        #expect(try loadModel(from: reimported).adapter?.lora.adaptedModules == patternModules)
+        let b = try score(reimported, text: text, scratch: scratch)
+        #expect(maxDifference(a.logits, b.logits.map(Double.init)) < 1e-5)
+
+        // GGUF: only the adapted modules' tensors.
+        let gguf = scratch.file("a.gguf")
+        try exportGGUFAdapter(try loadModel(from: adapter), dtype: .f32, to: gguf)
+        #expect(
+            try GGUFFile(path: gguf).tensors.map(\.name).sorted() == [
+                "blk.0.ffn_down.weight.lora_a", "blk.0.ffn_down.weight.lora_b", "blk.1.attn_q.weight.lora_a",
+                "blk.1.attn_q.weight.lora_b", "blk.1.attn_v.weight.lora_a", "blk.1.attn_v.weight.lora_b",
+            ])
+    }
+
+    @Test func anAdapterFromBeforeResolvedModulesStillLoads() throws {
+        let scratch = Scratch()
+        let lora = LoRAConfig(rank: 2, alpha: 4, targetModules: ["v_proj", "up_proj"])
+        let (_, adapter) = try modelAndAdapter(scratch, lora: lora)
+        let text = "Two boats in the harbour."
+        let before = try score(adapter, text: text, scratch: scratch)
+        // The metadata as older distill wrote it: no adapted_modules.
+        var contents = try readCheckpoint(at: URL(fileURLWithPath: adapter))
+        contents.metadata[AdapterMetadata.lora] =
+            #"{"lora_alpha":4.0,"lora_dropout":0.0,"r":2,"target_modules":["v_proj","up_proj"],"use_rslora":false}"#
+        let old = scratch.file("runs/old.h5")
+        try writeCheckpoint(contents, to: URL(fileURLWithPath: old))
+        let loaded = try loadModel(from: old)
+        #expect(loaded.adapter?.lora == (try lora.resolved(layers: 2)))
+        let after = try score(old, text: text, scratch: scratch)
+        #expect(maxDifference(after.logits, before.logits.map(Double.init)) == 0)
     }
 }
