@@ -125,7 +125,8 @@ package enum PEFTAdapter {
                 case .array:
                     let list = try root["target_modules"].array().map { try $0.string() }
                     let paths = try LoRAConfig.select(modules: list, pattern: nil, layers: layers, strict: false)
-                    selected = Set(paths.filter { onlyLayers?.contains(LoRAConfig.parseModulePath($0)!.layer) ?? true })
+                    // peft applies layers_to_transform to suffix matches, not to paths given in full.
+                    selected = Set(paths.filter { list.contains($0) || onlyLayers?.contains(LoRAConfig.parseModulePath($0)!.layer) ?? true })
                 default: break
                 }
             } catch LoRATargetError.invalidPattern {

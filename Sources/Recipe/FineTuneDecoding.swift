@@ -114,7 +114,8 @@ private func readLoRA(_ v: JSONValue, path: String, log: IssueLog) -> LoRASettin
         do {
             _ = try LoRAConfig.select(modules: [], pattern: pattern, layers: lintLayers)
         } catch {
-            log.add(.rule("\(error)"), at: r.path(.targetModules))
+            let hint = LoRAConfig.moduleNames.contains(pattern) ? "; a single string is a regex over whole module paths, as in peft: write [\"\(pattern)\"] for every layer's \(pattern)" : ""
+            log.add(.rule("\(error)" + hint), at: r.path(.targetModules))
         }
     } else if let modules = r.strings(.targetModules, acceptSingle: true) {
         if modules == [LoRAConfig.allLinear] {

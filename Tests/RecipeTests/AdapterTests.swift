@@ -423,3 +423,49 @@ extension AdapterTests {
         #expect(maxDifference(after.logits, before.logits.map(Double.init)) == 0)
     }
 }
+
+extension AdapterTests {
+    @Test func anSFTStageTrainsTheModulesItsPatternChooses() throws {
+        let scratch = Scratch()
+        var rows = ""
+        for i in 0..<8 { rows += #"{"prompt": "What is \#(i) + 1?", "completion": " \#(i + 1)."}"# + "\n" }
+        scratch.write("rows.jsonl", rows)
+        let text = String(repeating: "What is one and one? Two. The keeper wrote in her log. ", count: 20)
+        // A 2-layer base (from the first recipe's pretrain stage), then sft with `targets`.
+        func recipe(_ name: String, _ targets: String) throws -> Recipe {
+            let pretrain = """
+                {"type": "pretrain", "data": {"text": "\(text)"},
+                 "tokenizer": {"train": {"vocab_size": 280, "special_tokens": ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]}},
+                 "model": {"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                           "num_key_value_heads": 1, "max_position_embeddings": 32},
+                 "training": {"steps": 1, "batch_size": 2, "seq_len": 16, "eval_every": 0, "checkpoint_every": 0}},
+                """
+            return try scratch.load(
+                """
+                {"name": "\(name)", "run_dir": "\(name)", "stages": [\(name == "ok" ? pretrain : "")
+                  {"type": "sft", "model": "\(name == "ok" ? "@pretrain" : scratch.file("ok/base.h5"))", "data": {"train": "rows.jsonl", "validation_fraction": 0},
+                   "lora": {"r": 2, "alpha": 4, "target_modules": \(targets)},
+                   "training": {"steps": 2, "batch_size": 2, "seq_len": 16, "lr": 0.01, "eval_every": 0, "checkpoint_every": 0}}
+                ]}
+                """)
+        }
+        let pattern = #"".*\\.0\\.mlp\\.down_proj|.*\\.1\\.self_attn\\.(q|v)_proj""#
+        _ = try Runner(recipe: try recipe("ok", pattern), registry: .builtIn()).runLocked { _ in }
+        let trained = try loadModel(from: scratch.file("ok/sft.h5"))
+        #expect(trained.adapter?.lora.targetPattern == fixturePattern && trained.adapter?.lora.adaptedModules == patternModules)
+        #expect(trained.model.adaptedModulePaths() == patternModules)
+        // Every B left zero at the start moved: each chosen module trained.
+        for (name, t) in trained.model.adapterParameters() where name.hasSuffix("lora_B.weight") {
+            #expect(t.values.contains { $0 != 0 }, "\(name) did not train")
+        }
+        // A module the model lacks (2 layers) passes validation but stops the stage before training.
+        #expect {
+            _ = try Runner(recipe: try recipe("deep", #"["layers.5.mlp.down_proj"]"#), registry: .builtIn()).runLocked { _ in }
+        } throws: { error in
+            guard let e = error as? RunError else { return false }
+            return e.exitCode == 2 && e.description.contains("lora.target_modules")
+                && e.description.contains("\"layers.5.mlp.down_proj\" matches no module of the model (2 layers)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: scratch.file("deep/sft.h5")))
+    }
+}

@@ -37,6 +37,42 @@ import Training
         #expect(kd.distillationConfig == DistillationConfig(divergence: .forwardKL, beta: 0.5, temperature: 1, kdWeight: 1))
     }
 
+    @Test func targetModulesTakePEFTsForms() throws {
+        let dir = Scratch()
+        dir.write("rows.jsonl", "{\"prompt\": \"a\", \"completion\": \"b\"}\n")
+        func recipe(_ targets: String) -> String {
+            """
+            {"name": "ft", "stages": [
+              {"type": "pretrain", "data": {"text": "hello"}, "training": {"steps": 1}},
+              {"type": "sft", "data": {"train": "rows.jsonl"}, "lora": {"r": 4, "target_modules": \(targets)}}
+            ]}
+            """
+        }
+        // A list of names and path tails; a single string other than all-linear is a regex.
+        let listed = try dir.load(recipe(#"["q_proj", "layers.0.mlp.down_proj"]"#))
+        guard case .sft(let a) = listed.stages[1] else { return }
+        #expect(a.lora?.targetModules == ["q_proj", "layers.0.mlp.down_proj"] && a.lora?.targetPattern == nil)
+        let regex = #".*\\.(1|2)\\.self_attn\\.(q|v)_proj"#
+        let patterned = try dir.load(recipe("\"\(regex)\""))
+        guard case .sft(let b) = patterned.stages[1] else { return }
+        #expect(b.lora?.targetPattern == #".*\.(1|2)\.self_attn\.(q|v)_proj"# && b.lora?.targetModules == [])
+        // The regex survives the resolved recipe (what checkpoints store) and enters the fingerprint.
+        let again = try Recipe.decodeResolved(patterned.resolvedJSON)
+        #expect(again.stages[1] == patterned.stages[1])
+        #expect(patterned.stages[1].resolvedJSON.contains(#"self_attn"#) && patterned.stages[1].resolvedJSON != listed.stages[1].resolvedJSON)
+
+        func problems(_ targets: String) throws -> [String: [String]] {
+            let error = try #require(recipeError { try dir.load(recipe(targets)) })
+            return Dictionary(grouping: error.issues, by: \.path).mapValues { $0.map(\.message) }
+        }
+        let path = "stages[1].lora.target_modules"
+        #expect(try problems(#""(q|v_proj""#)[path]?.first?.contains("regex \"(q|v_proj\" does not compile: expected ')'") == true)
+        let bare = try problems(#""q_proj""#)[path]?.first ?? ""
+        #expect(bare.contains("\"q_proj\" matches no module") && bare.contains(#"write ["q_proj"]"#), "fullmatch, not search")
+        #expect(try problems(#"".*""#)[path]?.first?.contains("which is not a linear projection") == true)
+        #expect(try problems(#"["q_proj", "mlp.q_proj"]"#)[path + "[1]"]?.first?.contains("\"mlp.q_proj\" is not one of") == true)
+    }
+
     @Test func problemsNameTheirPaths() throws {
         let dir = Scratch()
         dir.write("rows.jsonl", "{}\n")
