@@ -80,6 +80,7 @@ package enum PEFTAdapter {
         let layers = base.numHiddenLayers
         // What target_modules (with layers_to_transform) selects; nil when it cannot be told here.
         var selected: Set<String>?
+        var regex: String?  // target_modules' regex, kept as the spec when it reads the same here
         var problems: [String] = []
         do {
             let type = try root["peft_type"].optionalString()
@@ -122,6 +123,7 @@ package enum PEFTAdapter {
                 case .string(let pattern):
                     // peft ignores layers_to_transform for a regex.
                     selected = Set(try LoRAConfig.select(modules: [], pattern: pattern, layers: layers))
+                    regex = pattern
                 case .array:
                     let list = try root["target_modules"].array().map { try $0.string() }
                     let paths = try LoRAConfig.select(modules: list, pattern: nil, layers: layers, strict: false)
@@ -177,6 +179,7 @@ package enum PEFTAdapter {
         var result = lora
         result.adaptedModules = adapted
         result.targetModules = result.uniformModules(layers: layers) ?? adapted
+        if let regex { (result.targetPattern, result.targetModules) = (regex, []) }
         if !adapted.isEmpty { problems += result.problems().map { "\($0)" } }
         // In `adapterParameters()` order: layer, then module in Llama order, then A, B.
         var ordered: [(name: String, tensor: Tensor)] = []

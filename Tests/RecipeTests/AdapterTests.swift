@@ -335,7 +335,7 @@ extension AdapterTests {
         let adapter = scratch.file("imported.h5")
         try importPEFT(directory: peftPatternDir, base: baseHF, to: adapter)
         let loaded = try loadModel(from: adapter)
-        #expect(loaded.adapter?.lora.adaptedModules == ref.adapted_modules)
+        #expect(loaded.adapter?.lora.adaptedModules == ref.adapted_modules && loaded.adapter?.lora.targetPattern == fixturePattern)
         #expect(loaded.model.adaptedModulePaths() == ref.adapted_modules)
         let got = try score(adapter, text: ref.text, scratch: scratch)
         #expect(abs(got.loss - ref.loss) < 1e-4)
