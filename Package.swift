@@ -1,9 +1,32 @@
 // swift-tools-version:6.0
+import Foundation
 import PackageDescription
+
+// Native code generation. Swift compiles for baseline x86-64 (SSE2) unless told otherwise,
+// which splits every SIMD8<Float> kernel into SSE halves without FMA. When the machine that
+// builds distill has AVX2 and FMA (the Haswell feature set), the Swift targets are compiled
+// for it, as llama.cpp builds natively by default; CHost then refuses, at start-up and with
+// a message, to run such a binary on a CPU without those features. DISTILL_PORTABLE=1 at
+// build time (after `swift package clean`) builds for baseline x86-64 instead.
+let haswellFlags = ["avx2", "fma", "bmi1", "bmi2", "f16c", "movbe", "abm", "popcnt"]
+let native: Bool = {
+    #if arch(x86_64) && os(Linux)
+    if ProcessInfo.processInfo.environment["DISTILL_PORTABLE"] == "1" { return false }
+    guard let cpuinfo = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+        let line = cpuinfo.split(separator: "\n").first(where: { $0.hasPrefix("flags") })
+    else { return false }
+    let flags = Set(line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == ":" }).map(String.init))
+    return haswellFlags.allSatisfy(flags.contains)
+    #else
+    return false
+    #endif
+}()
+let codegen: [SwiftSetting] = native ? [.unsafeFlags(["-target-cpu", "haswell"])] : []
+let hostCheck: [CSetting] = native ? [.define("DISTILL_NATIVE_HASWELL", to: "1")] : []
 
 // Numeric targets are built with unchecked arithmetic and exclusivity in release; debug
 // builds keep every check so the test suite catches out-of-bounds and overflow bugs.
-let numeric: [SwiftSetting] = [
+let numeric: [SwiftSetting] = codegen + [
     .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked"], .when(configuration: .release))
 ]
 
@@ -27,19 +50,22 @@ let package = Package(
         .systemLibrary(
             name: "CSQLite", pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]),
-        .target(name: "Core", dependencies: ["CBLAS"], swiftSettings: numeric),
+        .target(name: "CHost", cSettings: hostCheck),
+        .target(name: "Core", dependencies: ["CBLAS", "CHost"], swiftSettings: numeric),
         .target(name: "TextData", dependencies: ["Core"], swiftSettings: numeric),
         .target(name: "NN", dependencies: ["Core"], swiftSettings: numeric),
         .target(name: "Formats", dependencies: ["Core", "NN", "TextData", "CHDF5"], swiftSettings: numeric),
         .target(name: "Training", dependencies: ["Core", "NN", "TextData"], swiftSettings: numeric),
-        .target(name: "Teacher", dependencies: ["Core", "NN", "TextData", "CSQLite"]),
-        .target(name: "Recipe", dependencies: ["Core", "NN", "TextData", "Formats", "Training", "Teacher"]),
+        .target(name: "Teacher", dependencies: ["Core", "NN", "TextData", "CSQLite"], swiftSettings: codegen),
+        .target(
+            name: "Recipe", dependencies: ["Core", "NN", "TextData", "Formats", "Training", "Teacher"],
+            swiftSettings: codegen),
         .executableTarget(
             name: "DistillCLI",
             dependencies: [
                 "Core", "NN", "TextData", "Formats", "Training", "Teacher", "Recipe",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]),
+            ], swiftSettings: codegen),
         .testTarget(name: "CoreTests", dependencies: ["Core"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TextDataTests", dependencies: ["TextData"], resources: [.copy("Fixtures")]),
         .testTarget(name: "FormatsTests", dependencies: ["Formats"], resources: [.copy("Fixtures")]),

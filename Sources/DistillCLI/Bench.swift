@@ -51,6 +51,9 @@ extension Bench {
         var loraTargets = "q_proj,v_proj"
         @Option(help: "A regex a module path (model.layers.3.self_attn.q_proj) must match in full, in place of --lora-targets (with --lora).")
         var loraPattern: String?
+        @Flag(
+            help: "With --lora: also train the whole model in the same process, one step of each in turn, and report LoRA's speed-up per token (the median of the per-pair ratios).")
+        var againstFull = false
         @OptionGroup var compute: ComputeOptions
 
         /// The adapters to train, nil for full training.
@@ -62,6 +65,7 @@ extension Bench {
 
         func validate() throws {
             if !(seconds >= 0) { throw ValidationError("--seconds must be >= 0, got \(seconds)") }
+            if againstFull && !lora { throw ValidationError("--against-full compares LoRA with full training: add --lora") }
             if let problems = loraConfig?.problems(), !problems.isEmpty {
                 throw ValidationError("--lora-rank/--lora-targets/--lora-pattern: " + problems.joined(separator: "; "))
             }
@@ -88,6 +92,19 @@ extension Bench {
                 adapters = try loraConfig?.resolved(layers: bc.layers)
             } catch {
                 throw ValidationError("--lora-targets/--lora-pattern: \(error)")
+            }
+            if let adapters, againstFull {
+                let result = try TrainBench.runPaired(name: config, config: bc, seconds: seconds, lora: adapters) { line in
+                    if !json { print(line) }
+                }
+                if json { return try printJSON(result) }
+                print(
+                    String(
+                        format: "%@ LoRA r%d on %d modules (%@) against full training, %d pairs: LoRA %.0f tokens/s, full %.0f tokens/s (medians); LoRA is %.3fx faster per token (quartiles %.3f-%.3f)",
+                        result.config, loraRank, adapters.adaptedModules?.count ?? 0, adapters.targetDescription, result.pairs,
+                        result.loraTokensPerSecond, result.fullTokensPerSecond, result.speedup, result.speedupQuartiles[0],
+                        result.speedupQuartiles[1]))
+                return
             }
             let result = try TrainBench.run(name: config, config: bc, seconds: seconds, lora: adapters) { line in
                 if !json { print(line) }

@@ -24,6 +24,8 @@ struct Doctor: ParsableCommand {
 struct DoctorReport: Codable {
     var distill: String
     var swift: String
+    /// The instruction set the Swift code was compiled for (see Package.swift).
+    var codegen: String
     var blas: BLASRuntime
     var threads: Int
     var hdf5: String
@@ -34,14 +36,14 @@ struct DoctorReport: Codable {
     static func current() -> DoctorReport {
         let cpu = CPUInfo.current
         return DoctorReport(
-            distill: DistillVersion.string, swift: DistillVersion.swift, blas: BLAS.runtime, threads: Threads.count,
+            distill: DistillVersion.string, swift: DistillVersion.swift, codegen: DistillVersion.codegen, blas: BLAS.runtime, threads: Threads.count,
             hdf5: HDF5Library.version, cpu: cpu?.model ?? "unknown", vendor: cpu?.vendor ?? "unknown",
             features: cpu?.simdFeatures ?? [])
     }
 
     var text: String {
         var lines = [
-            "distill \(distill) (Swift \(swift))",
+            "distill \(distill) (Swift \(swift), code for \(codegen))",
             "BLAS     OpenBLAS, core \(blas.core) (\(sourceNote)), \(blas.threads) threads",
             "         \(blas.config)",
             "         idle workers sleep after \(blas.threadTimeout.map { "2^\($0)" } ?? "2^28 (OpenBLAS default)") cycles",

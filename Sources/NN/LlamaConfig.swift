@@ -176,11 +176,23 @@ extension LlamaConfig {
     /// products, with L the effective depth (a repeated layer counts once per pass). Causal masking is not discounted (the usual convention); distill's kernel
     /// skips most masked blocks, so its attention does fewer FLOPs than counted.
     public func trainingFlopsPerToken(seqLen: Int) -> Double {
-        let layerMatmul = hiddenSize * (numAttentionHeads + 2 * numKeyValueHeads) * headDim
-            + numAttentionHeads * headDim * hiddenSize + 3 * hiddenSize * intermediateSize
-        let matmulWeights = effectiveLayers * layerMatmul + vocabSize * hiddenSize
         let attention = 2 * effectiveLayers * numAttentionHeads * headDim * seqLen
         return 6 * Double(matmulWeights) + 6 * Double(attention)
+    }
+
+    /// Training FLOPs per token of adapters on a frozen base, same convention: a frozen
+    /// matrix costs 4 per weight (forward and input gradient, no weight gradient), an
+    /// adapter matrix 6 per weight.
+    public func adapterTrainingFlopsPerToken(seqLen: Int, adapterParameters: Int) -> Double {
+        trainingFlopsPerToken(seqLen: seqLen) - 2 * Double(matmulWeights) + 6 * Double(adapterParameters)
+    }
+
+    /// Weights of the matrix products per token: every layer pass's projections and the
+    /// output projection.
+    var matmulWeights: Int {
+        let layerMatmul = hiddenSize * (numAttentionHeads + 2 * numKeyValueHeads) * headDim
+            + numAttentionHeads * headDim * hiddenSize + 3 * hiddenSize * intermediateSize
+        return effectiveLayers * layerMatmul + vocabSize * hiddenSize
     }
 
     /// Key and value bytes per token in the KV cache at float32 (a repeated layer caches

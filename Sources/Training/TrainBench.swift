@@ -41,6 +41,7 @@ public struct TrainBenchResult: Codable, Sendable {
     public var steps: Int
     public var tokensPerSecond: Double
     public var stepMs: Double
+    /// Training FLOPs per token (`trainingFlopsPerToken`, or `adapterTrainingFlopsPerToken` with LoRA).
     public var flopsPerToken: Double
     /// Achieved FLOP/s over the sgemm peak measured in this process.
     public var mfu: Double
@@ -84,21 +85,8 @@ public enum TrainBench {
         name: String, config bc: BenchConfig, seconds: Double, lora: LoRAConfig? = nil, progress: (String) -> Void = { _ in }
     ) throws -> TrainBenchResult {
         let peak = sgemmPeakGflops()
-        var rng = RNG(seed: 0)
-        let model = LlamaModel(config: bc.model, rng: &rng)
-        let trained = lora.map { model.addLoRA($0, rng: &rng) } ?? model.namedParameters()
-        let cfg = TrainerConfig(
-            steps: Int.max, schedule: LearningRateSchedule(peak: 1e-3, warmupSteps: 0, totalSteps: 1_000_000, kind: .constant),
-            optimizer: AdamWConfig(beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1), gradClip: 0)
-        let trainer = Trainer(model: model, config: cfg, optimizer: AdamW(parameters: trained, config: cfg.optimizer) { _ in true })
-        let ids = (0..<(bc.batch * (bc.seq + 1))).map { _ in Int32(rng.next() % UInt64(bc.vocab)) }
-        var inputs: [Int32] = [], targets: [Int32] = []
-        for r in 0..<bc.batch {
-            let row = ids[(r * (bc.seq + 1))..<((r + 1) * (bc.seq + 1))]
-            inputs += row.dropLast()
-            targets += row.dropFirst()
-        }
-        let batch = TrainingBatch(inputs: inputs, targets: targets, batch: bc.batch, length: bc.seq)
+        let (trainer, trained) = makeTrainer(bc, lora: lora)
+        let batch = randomBatch(bc)
         for _ in 0..<2 { _ = try trainer.step([batch]) }
         var steps = 0
         let start = DispatchTime.now().uptimeNanoseconds
@@ -110,11 +98,113 @@ public enum TrainBench {
             progress(String(format: "step %d  loss %.4f  %.0f ms", steps, r.loss, r.seconds * 1e3))
         }
         let tokensPerSecond = Double(steps * bc.batch * bc.seq) / elapsed
-        let flops = bc.model.trainingFlopsPerToken(seqLen: bc.seq)
+        let trainedCount = trained.reduce(0) { $0 + $1.1.count }
+        let flops = lora == nil
+            ? bc.model.trainingFlopsPerToken(seqLen: bc.seq)
+            : bc.model.adapterTrainingFlopsPerToken(seqLen: bc.seq, adapterParameters: trainedCount)
         return TrainBenchResult(
             config: name, parameters: bc.model.parameterCount, steps: steps, tokensPerSecond: tokensPerSecond,
             stepMs: elapsed / Double(steps) * 1e3, flopsPerToken: flops, mfu: flops * tokensPerSecond / (peak * 1e9),
             sgemmPeakGflops: peak, peakMemoryMB: peakMemoryMB(), threads: Threads.count, blasCore: BLAS.runtime.core,
-            lora: lora, trainedParameters: trained.reduce(0) { $0 + $1.1.count })
+            lora: lora, trainedParameters: trainedCount)
     }
+
+    /// A fresh model (seed 0, so every call starts from the same weights) and its trainer:
+    /// AdamW over every parameter, or over the adapters only with `lora`.
+    static func makeTrainer(_ bc: BenchConfig, lora: LoRAConfig?) -> (Trainer, [(String, Tensor)]) {
+        var rng = RNG(seed: 0)
+        let model = LlamaModel(config: bc.model, rng: &rng)
+        let trained = lora.map { model.addLoRA($0, rng: &rng) } ?? model.namedParameters()
+        let cfg = TrainerConfig(
+            steps: Int.max, schedule: LearningRateSchedule(peak: 1e-3, warmupSteps: 0, totalSteps: 1_000_000, kind: .constant),
+            optimizer: AdamWConfig(beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1), gradClip: 0)
+        let trainer = Trainer(model: model, config: cfg, optimizer: AdamW(parameters: trained, config: cfg.optimizer) { _ in true })
+        return (trainer, trained)
+    }
+
+    /// One batch of uniform random tokens (seed 1), inputs and next-token targets.
+    static func randomBatch(_ bc: BenchConfig) -> TrainingBatch {
+        var rng = RNG(seed: 1)
+        let ids = (0..<(bc.batch * (bc.seq + 1))).map { _ in Int32(rng.next() % UInt64(bc.vocab)) }
+        var inputs: [Int32] = [], targets: [Int32] = []
+        for r in 0..<bc.batch {
+            let row = ids[(r * (bc.seq + 1))..<((r + 1) * (bc.seq + 1))]
+            inputs += row.dropLast()
+            targets += row.dropFirst()
+        }
+        return TrainingBatch(inputs: inputs, targets: targets, batch: bc.batch, length: bc.seq)
+    }
+
+    /// Full training and LoRA training of the same model in one process, one step of each
+    /// in turn (the order swapped every pair), for at least `seconds` of both together and
+    /// 5 pairs after one warm-up pair. Adjacent steps see the same machine, so the ratio of
+    /// a pair is not disturbed by the minutes-long swings of a shared host that separate
+    /// two whole benchmark runs.
+    public static func runPaired(
+        name: String, config bc: BenchConfig, seconds: Double, lora: LoRAConfig, progress: (String) -> Void = { _ in }
+    ) throws -> PairedBenchResult {
+        let (full, _) = makeTrainer(bc, lora: nil)
+        let (adapted, trained) = makeTrainer(bc, lora: lora)
+        let batch = randomBatch(bc)
+        func timed(_ trainer: Trainer) throws -> Double {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            _ = try trainer.step([batch])
+            return Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+        }
+        _ = try timed(full)
+        _ = try timed(adapted)
+        var fullTimes: [Double] = [], loraTimes: [Double] = []
+        var elapsed = 0.0
+        while elapsed < seconds || fullTimes.count < 5 {
+            let (f, l): (Double, Double)
+            if fullTimes.count.isMultiple(of: 2) {
+                f = try timed(full)
+                l = try timed(adapted)
+            } else {
+                l = try timed(adapted)
+                f = try timed(full)
+            }
+            fullTimes.append(f)
+            loraTimes.append(l)
+            elapsed += f + l
+            progress(String(format: "pair %d  full %.0f ms  LoRA %.0f ms  ratio %.3f", fullTimes.count, f * 1e3, l * 1e3, f / l))
+        }
+        let ratios = zip(fullTimes, loraTimes).map { $0 / $1 }.sorted()
+        let tokens = Double(bc.batch * bc.seq)
+        let fullMedian = median(fullTimes), loraMedian = median(loraTimes)
+        return PairedBenchResult(
+            config: name, pairs: fullTimes.count, fullStepMs: fullMedian * 1e3, loraStepMs: loraMedian * 1e3,
+            fullTokensPerSecond: tokens / fullMedian, loraTokensPerSecond: tokens / loraMedian, speedup: median(ratios),
+            speedupQuartiles: [quantile(ratios, 0.25), quantile(ratios, 0.75)], lora: lora,
+            trainedParameters: trained.reduce(0) { $0 + $1.1.count }, threads: Threads.count, blasCore: BLAS.runtime.core)
+    }
+
+    static func median(_ xs: [Double]) -> Double { quantile(xs.sorted(), 0.5) }
+
+    /// Linear-interpolated quantile of sorted values.
+    static func quantile(_ sorted: [Double], _ q: Double) -> Double {
+        precondition(!sorted.isEmpty, "quantile of no values")
+        let x = q * Double(sorted.count - 1)
+        let i = Int(x), frac = x - Double(i)
+        return i + 1 < sorted.count ? sorted[i] + frac * (sorted[i + 1] - sorted[i]) : sorted[i]
+    }
+}
+
+/// `distill bench train --lora --against-full`: LoRA against full training, step by step.
+public struct PairedBenchResult: Codable, Sendable {
+    public var config: String
+    public var pairs: Int
+    /// Median step times and the tokens/s they give.
+    public var fullStepMs: Double
+    public var loraStepMs: Double
+    public var fullTokensPerSecond: Double
+    public var loraTokensPerSecond: Double
+    /// Median over pairs of full step time / LoRA step time: LoRA's speed-up per token.
+    public var speedup: Double
+    /// First and third quartile of the per-pair ratios.
+    public var speedupQuartiles: [Double]
+    public var lora: LoRAConfig
+    public var trainedParameters: Int
+    public var threads: Int
+    public var blasCore: String
 }

@@ -25,6 +25,16 @@ func maxDifference(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).map { abs($0
         }
     }
 
+    /// Matrix weights per token: per layer q 32*32, k and v 16*32, o 32*32, MLP 3*32*48,
+    /// so 2 * 7680 + the output head 97*32 = 18464. Attention: 2 * L * H * D * T
+    /// = 2 * 2 * 4 * 8 * 16 = 2048. Full training: 6 * (18464 + 2048) = 123072. Adapters
+    /// with 1000 weights on the frozen base: 123072 - 2 * 18464 + 6 * 1000 = 92144.
+    @Test func trainingFlopsCountWeightGradientsOnlyForTrainedMatrices() {
+        let c = tinyConfig()
+        #expect(c.trainingFlopsPerToken(seqLen: 16) == 123_072)
+        #expect(c.adapterTrainingFlopsPerToken(seqLen: 16, adapterParameters: 1000) == 92_144)
+    }
+
     @Test func everyParameterReceivesAGradient() {
         var rng = RNG(seed: 2)
         let m = LlamaModel(config: tinyConfig(tied: false), rng: &rng)

@@ -45,6 +45,21 @@ import Training
         let full = try TrainBench.run(name: "tiny", config: bc, seconds: 0)
         #expect(full.trainedParameters == bc.model.parameterCount)
     }
+
+    /// `bench train --lora --against-full`: both contenders step in turn, and the speed-up
+    /// is the median of the per-pair ratios, inside their quartiles.
+    @Test func pairedBenchStepsBothContendersInTurn() throws {
+        let bc = BenchConfig(vocab: 61, dim: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 48, seq: 8, batch: 2)
+        let lora = try LoRAConfig(rank: 4, alpha: 8, targetModules: ["q_proj", "v_proj"]).resolved(layers: bc.layers)
+        var lines: [String] = []
+        let r = try TrainBench.runPaired(name: "tiny", config: bc, seconds: 0, lora: lora) { lines.append($0) }
+        #expect(r.pairs == 5 && lines.count == 5)
+        #expect(r.trainedParameters == 2 * (4 * 32 + 32 * 4 + 4 * 32 + 16 * 4))
+        #expect(r.fullStepMs > 0 && r.loraStepMs > 0)
+        #expect(abs(r.loraTokensPerSecond * r.loraStepMs / 1e3 - Double(bc.batch * bc.seq)) < 1e-6)
+        #expect(r.speedupQuartiles.count == 2)
+        #expect(r.speedupQuartiles[0] <= r.speedup && r.speedup <= r.speedupQuartiles[1])
+    }
 }
 
 extension LoRATrainingTests {

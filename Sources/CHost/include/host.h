@@ -1,0 +1,12 @@
+// What the build assumed about the CPU, for `distill doctor` and the start-up check.
+#ifndef DISTILL_CHOST_H
+#define DISTILL_CHOST_H
+
+/// 1 when the Swift targets were compiled for the Haswell feature set (AVX2, FMA, BMI2,
+/// F16C), 0 for baseline x86-64 or another architecture.
+int distill_native_codegen(void);
+
+/// 1 when this CPU runs the code this build contains (always 1 for a portable build).
+int distill_cpu_supports_build(void);
+
+#endif
