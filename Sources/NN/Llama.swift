@@ -216,12 +216,19 @@ public final class LlamaModel {
     }
 
     /// Mean cross-entropy of `targets` (B*T, `ignoreIndex` to skip) given `ids`.
+    ///
+    /// The lm head and the loss run fused (`Tensor.linearCrossEntropy`): the [B, T, V] logits
+    /// are never materialised. Same value and gradients as `crossEntropy(logits(...))`; a
+    /// tied head's gradient adds to the embedding's as before.
     public func loss(
         ids: [Int32], targets: [Int32], batch: Int, length: Int, segments: [Int32]? = nil, weights: [Float]? = nil,
         ignoreIndex: Int32 = -100
     ) -> Tensor {
-        let logits = logits(ids: ids, batch: batch, length: length, segments: segments)  // [B, T, V]
-        return Tensor.crossEntropy(logits, targets: targets, ignoreIndex: ignoreIndex, weights: weights)
+        let h = hidden(ids: ids, batch: batch, length: length, segments: segments)  // [B, T, C]
+        guard type(of: lmHead) == Linear.self else {  // a head subclass keeps its own forward
+            return Tensor.crossEntropy(lmHead(h), targets: targets, ignoreIndex: ignoreIndex, weights: weights)
+        }
+        return Tensor.linearCrossEntropy(h, lmHead.weight, targets: targets, ignoreIndex: ignoreIndex, weights: weights)
     }
 }
 
