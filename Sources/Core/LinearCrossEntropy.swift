@@ -156,8 +156,7 @@ extension Tensor {
     /// rows would make the weight-gradient product (which reads and writes all of [V, C] per
     /// chunk) memory-bound; more would leave the logits in main memory.
     static func chunkRows(vocabulary v: Int) -> Int {
-        if let s = ProcessInfo.processInfo.environment["DISTILL_CE_ROWS"], let r = Int(s), r > 0 { return r }
-        return Swift.min(1024, Swift.max(64, (1 << 21) / Swift.max(v, 1)))
+        Swift.min(1024, Swift.max(64, (1 << 21) / Swift.max(v, 1)))
     }
 }
 

@@ -128,7 +128,8 @@ public final class Trainer {
     /// only adapters train. Measured on 2 cores (bench train, alternating, native build):
     /// hidden 128 (config S) gains 10-15% because its small products are dominated by
     /// per-op synchronisation, hidden 256 (M) 4-15%; hidden 512 (L) gains 3-5% but the
-    /// replicas' weight gradients raise peak memory from 2.7 to 3.1 GiB, above PyTorch's.
+    /// replicas' weight gradients raise peak memory above PyTorch's 2.7 GiB (3.1 GiB; 2.8 with
+    /// the fused lm head + loss).
     /// LoRA on a frozen base duplicates only the adapters' gradients (L: +65 MiB) and gains
     /// 33% on L, about 10% on M.
     static let dataParallelWidthLimit = 512
