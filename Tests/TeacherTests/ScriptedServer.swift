@@ -73,8 +73,18 @@ final class ScriptedServer: @unchecked Sendable {
         thread.start()
     }
 
-    /// Stops accepting; connections in progress finish on their own threads.
+    private var stopped = false
+
+    /// Stops accepting; connections in progress finish on their own threads. Idempotent:
+    /// tests call it and `deinit` calls it again, and a second close of the listener's fd
+    /// number would close whatever socket a concurrently running test has since been given
+    /// under that number (seen as "Couldn't connect to server" in an unrelated test).
     func stop() {
+        let first = lock.withLock {
+            defer { stopped = true }
+            return !stopped
+        }
+        guard first else { return }
         shutdown(listener, Int32(SHUT_RDWR))
         close(listener)
     }
