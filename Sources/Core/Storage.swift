@@ -10,11 +10,16 @@ public final class Storage: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
     public let count: Int
 
-    /// Uninitialised storage: the caller writes every element before reading.
+    /// Uninitialised storage: the caller writes every element before reading. Debug builds
+    /// fill it with NaN, so a kernel that reads an element it never wrote poisons its
+    /// result in the tests instead of reading a recycled buffer's stale values or fresh zeros.
     public init(uninitialized count: Int) {
         precondition(count >= 0, "negative storage size \(count)")
         self.count = count
         self.pointer = BufferPool.shared.take(count)
+        #if DEBUG
+            pointer.update(repeating: .nan, count: count)
+        #endif
     }
 
     /// Zero-filled storage.
