@@ -45,7 +45,7 @@ extension Tensor {
                         let k = scale * (weights?[r] ?? 1), m = lp[r]
                         var j = 0
                         while j + 8 <= v {
-                            let e = expPoly(UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self) - m)
+                            let e = expNonPositive(UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self) - m)
                             let d = UnsafeMutableRawPointer(dx + j)
                             d.storeBytes(of: d.loadUnaligned(as: SIMD8<Float>.self) + k * e, as: SIMD8<Float>.self)
                             j += 8

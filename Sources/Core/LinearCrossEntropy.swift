@@ -178,7 +178,7 @@ private func chunkLossAndGradient(
         var j = 0
         while j + 8 <= v {
             let p = UnsafeMutableRawPointer(row + j)
-            p.storeBytes(of: k * expPoly(p.loadUnaligned(as: SIMD8<Float>.self) - lse), as: SIMD8<Float>.self)
+            p.storeBytes(of: k * expNonPositive(p.loadUnaligned(as: SIMD8<Float>.self) - lse), as: SIMD8<Float>.self)
             j += 8
         }
         while j < v {
