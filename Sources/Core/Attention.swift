@@ -7,12 +7,14 @@
 // The products run on `smallGemm` tiles of 6 query rows, each over just the keys its rows
 // can see (the causal triangle to within a few columns, instead of whole 64-row blocks),
 // with the softmax applied to the tile's scores while they are in cache. One transposed
-// copy of the kv head's keys (forward) or values (backward), shared by its H/G query
-// heads, turns the two products that reduce along D into row-broadcast products.
+// copy of the kv head's keys and values, shared by its H/G query heads, turns the
+// products that reduce along D into row-broadcast products.
 //
-// The softmax probabilities P [B, H, T, S'] (S' = S rounded up to 8) are kept for the
-// backward, one product cheaper than recomputing them; with grad mode off they live only
-// in a per-worker tile. Backward, per (b, h) with dO the output gradient:
+// Like FlashAttention, the forward keeps only each row's log-sum-exp, not the [B, H, T, S]
+// probabilities: the backward recomputes one head's P = exp(scale Q Kᵀ - lse) into a
+// per-worker scratch that stays in cache, one extra QKᵀ product for no probability
+// tensor (config M: 256 MiB less at peak, L: 512 MiB). Backward, per (b, h) with dO the
+// output gradient:
 //   dV += Pᵀ dO,  dP = dO Vᵀ,  dS = P ⊙ (dP - rowsum(P ⊙ dP)) * scale,
 //   dQ += dS K,   dK += dSᵀ Q.
 
@@ -46,30 +48,36 @@ extension Tensor {
         let group = h / g
         let keep = GradMode.isEnabled && (q.requiresGrad || k.requiresGrad || v.requiresGrad)
         let out = Tensor.empty(q.shape)
-        let probs = keep ? Tensor.empty([b, h, t, sp]) : nil
+        let logSumExp = keep ? Tensor.empty([b, h, t]) : nil  // of each row's scaled scores
         let (pq, pk, pv, po) = (q.data, k.data, v.data, out.data)
         // kvRow: the row stride of one head's keys; kvBatch: where a batch entry's keys start.
         let qRow = h * d
         let (kvRow, kvBatch) = timeMajorKV ? (b * g * d, g * d) : (g * d, s * g * d)
+        let rows = AttentionTiles.rows
 
         // Work items are (batch, kv head) pairs: items never write the same memory.
         parallelChunks(b * g) { items in
             let kt = Tensor.zeros([d, sp])  // Kᵀ of one kv head, zero past S
-            let scratch = probs == nil ? Tensor.empty([AttentionTiles.rows, sp]) : nil
+            let scores = Tensor.empty([rows, sp])
             for item in items {
                 let (bi, gi) = (item / g, item % g)
                 let kb = pk + bi * kvBatch + gi * d, vb = pv + bi * kvBatch + gi * d
                 transposeBlock(kb, lds: kvRow, rows: s, cols: d, into: kt.data, ldd: sp)  // [D, S']
                 for hi in (gi * group)..<((gi + 1) * group) {
-                    let p = probs.map { $0.data + (bi * h + hi) * t * sp }
+                    let lse = logSumExp.map { $0.data + (bi * h + hi) * t }
                     let qb = pq + bi * t * qRow + hi * d, ob = po + bi * t * qRow + hi * d
                     for tile in geometry.tiles {
-                        let pt = p.map { $0 + tile.first * sp } ?? scratch!.data
+                        let pt = scores.data
                         // P = scale * Q Kᵀ  // [rows, width]
                         smallGemm(
                             m: tile.rows, n: tile.width, k: d, alpha: scale, a: qb + tile.first * qRow, aRow: qRow, aCol: 1,
                             b: kt.data, ldb: sp, c: pt, ldc: sp, accumulate: false)
-                        maskedSoftmaxRows(pt, tile, geometry, segments: segments, batch: bi)
+                        for li in 0..<tile.rows {
+                            let row = pt + li * sp
+                            geometry.mask(row, row: tile.first + li, width: tile.width, segments: segments, batch: bi)
+                            let rowLSE = softmaxInPlace(row, tile.width)
+                            lse?[tile.first + li] = rowLSE
+                        }
                         // O = P V  // [rows, D]
                         smallGemm(
                             m: tile.rows, n: d, k: tile.keys, a: pt, aRow: sp, aCol: 1, b: vb, ldb: kvRow,
@@ -79,40 +87,41 @@ extension Tensor {
             }
         }
 
-        guard let probs else { return out }
+        guard let logSumExp else { return out }
         record(out, [q, k, v]) { gOut in
             let dq = q.requiresGrad ? q.gradBuffer() : nil
             let dk = k.requiresGrad ? k.gradBuffer() : nil
             let dv = v.requiresGrad ? v.gradBuffer() : nil
             parallelChunks(b * g) { items in
-                let vt = Tensor.zeros([d, sp])  // Vᵀ of one kv head, zero past S
-                let dS = Tensor.empty([t, sp])
+                let kt = Tensor.zeros([d, sp]), vt = Tensor.zeros([d, sp])  // Kᵀ, Vᵀ of one kv head
+                let probs = Tensor.empty([t, sp]), dS = Tensor.empty([t, sp])  // one head's P and dS
                 for item in items {
                     let (bi, gi) = (item / g, item % g)
                     let kvOff = bi * kvBatch + gi * d
-                    if dq != nil || dk != nil {
-                        transposeBlock(pv + kvOff, lds: kvRow, rows: s, cols: d, into: vt.data, ldd: sp)  // [D, S']
-                    }
+                    transposeBlock(pk + kvOff, lds: kvRow, rows: s, cols: d, into: kt.data, ldd: sp)  // [D, S']
+                    transposeBlock(pv + kvOff, lds: kvRow, rows: s, cols: d, into: vt.data, ldd: sp)
                     for hi in (gi * group)..<((gi + 1) * group) {
-                        let p = probs.data + (bi * h + hi) * t * sp
+                        let lse = logSumExp.data + (bi * h + hi) * t
                         let qOff = bi * t * qRow + hi * d
-                        let dO = gOut + qOff
-                        if let dv {  // dV += Pᵀ dO  // [S, D]
-                            geometry.forKeyTiles { j0, keys, r0 in
-                                smallGemm(
-                                    m: keys, n: d, k: t - r0, a: p + r0 * sp + j0, aRow: 1, aCol: sp, b: dO + r0 * qRow,
-                                    ldb: qRow, c: dv + kvOff + j0 * kvRow, ldc: kvRow, accumulate: true)
-                            }
-                        }
-                        guard dq != nil || dk != nil else { continue }
+                        let qb = pq + qOff, dO = gOut + qOff
                         for tile in geometry.tiles {
-                            let pt = p + tile.first * sp, ds = dS.data + tile.first * sp
+                            let pt = probs.data + tile.first * sp, ds = dS.data + tile.first * sp
+                            // P = exp(scale * Q Kᵀ - lse), as the forward had it  // [rows, width]
+                            smallGemm(
+                                m: tile.rows, n: tile.width, k: d, alpha: scale, a: qb + tile.first * qRow, aRow: qRow,
+                                aCol: 1, b: kt.data, ldb: sp, c: pt, ldc: sp, accumulate: false)
+                            for li in 0..<tile.rows {
+                                let row = pt + li * sp
+                                geometry.mask(row, row: tile.first + li, width: tile.width, segments: segments, batch: bi)
+                                expInPlace(row, tile.width, shift: lse[tile.first + li])
+                            }
+                            guard dq != nil || dk != nil else { continue }
                             // dP = dO Vᵀ  // [rows, width]
                             smallGemm(
                                 m: tile.rows, n: tile.width, k: d, a: dO + tile.first * qRow, aRow: qRow, aCol: 1,
                                 b: vt.data, ldb: sp, c: ds, ldc: sp, accumulate: false)
-                            for i in 0..<tile.rows {
-                                softmaxBackwardRow(pt + i * sp, ds + i * sp, tile.width, scale: scale)
+                            for li in 0..<tile.rows {
+                                softmaxBackwardRow(pt + li * sp, ds + li * sp, tile.width, scale: scale)
                             }
                             if let dq {  // dQ += dS K  // [rows, D]
                                 smallGemm(
@@ -120,11 +129,18 @@ extension Tensor {
                                     c: dq + qOff + tile.first * qRow, ldc: qRow, accumulate: true)
                             }
                         }
+                        if let dv {  // dV += Pᵀ dO  // [S, D]
+                            geometry.forKeyTiles { j0, keys, r0 in
+                                smallGemm(
+                                    m: keys, n: d, k: t - r0, a: probs.data + r0 * sp + j0, aRow: 1, aCol: sp,
+                                    b: dO + r0 * qRow, ldb: qRow, c: dv + kvOff + j0 * kvRow, ldc: kvRow, accumulate: true)
+                            }
+                        }
                         if let dk {  // dK += dSᵀ Q  // [S, D]
                             geometry.forKeyTiles { j0, keys, r0 in
                                 smallGemm(
                                     m: keys, n: d, k: t - r0, a: dS.data + r0 * sp + j0, aRow: 1, aCol: sp,
-                                    b: pq + qOff + r0 * qRow, ldb: qRow, c: dk + kvOff + j0 * kvRow, ldc: kvRow,
+                                    b: qb + r0 * qRow, ldb: qRow, c: dk + kvOff + j0 * kvRow, ldc: kvRow,
                                     accumulate: true)
                             }
                         }
@@ -187,42 +203,51 @@ struct AttentionTiles {
     }
 }
 
-/// Softmax of a tile's score rows over each row's visible keys, in place, with every other
-/// column up to the tile's width set to exactly 0. Query row i sits at key position S - T + i.
-/// Masked entries are set to -inf first, so one vector pass over the (8-aligned) width does
-/// every row: exp(-inf - max) is exactly 0.
-@inline(__always)
-private func maskedSoftmaxRows(
-    _ p: UnsafeMutablePointer<Float>, _ tile: AttentionTiles.Tile, _ geometry: AttentionTiles, segments: [Int32]?,
-    batch: Int
-) {
-    let (s, sp, width) = (geometry.s, geometry.rowStride, tile.width)
-    for li in 0..<tile.rows {
-        let i = tile.first + li
-        let row = p + li * sp
-        let limit = geometry.visibleKeys(row: i)
+extension AttentionTiles {
+    /// Sets the scores row i may not see to -inf: columns [visible keys, width) and, with
+    /// `segments`, keys of other segments. Query row i sits at key position S - T + i.
+    @inline(__always)
+    func mask(_ row: UnsafeMutablePointer<Float>, row i: Int, width: Int, segments: [Int32]?, batch: Int) {
+        let limit = visibleKeys(row: i)
         for j in limit..<width { row[j] = -.infinity }
-        if let segments {
-            let base = batch * s, mine = segments[base + s - geometry.t + i]
-            for j in 0..<limit where segments[base + j] != mine { row[j] = -.infinity }
-        }
-        let raw = UnsafeMutableRawPointer(row)
-        var m = SIMD8<Float>(repeating: -.infinity)
-        for j in stride(from: 0, to: width, by: 8) {
-            let v = raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self)
-            m.replace(with: v, where: v .> m)
-        }
-        let shift = SIMD8<Float>(repeating: horizontalMax(m))
-        var sum = SIMD8<Float>()
-        for j in stride(from: 0, to: width, by: 8) {
-            let e = expNonPositive(raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self) - shift)
-            raw.storeBytes(of: e, toByteOffset: j * 4, as: SIMD8<Float>.self)
-            sum += e
-        }
-        let inv = SIMD8<Float>(repeating: 1 / sum.sum())
-        for j in stride(from: 0, to: width, by: 8) {
-            raw.storeBytes(of: raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self) * inv, toByteOffset: j * 4, as: SIMD8<Float>.self)
-        }
+        guard let segments else { return }
+        let base = batch * s, mine = segments[base + s - t + i]
+        for j in 0..<limit where segments[base + j] != mine { row[j] = -.infinity }
+    }
+}
+
+/// Softmax over `width` (a multiple of 8) scores in place, masked (-inf) entries becoming
+/// exactly 0; returns the row's log-sum-exp (max + log Σ exp(x - max)).
+@inline(__always)
+private func softmaxInPlace(_ row: UnsafeMutablePointer<Float>, _ width: Int) -> Float {
+    let raw = UnsafeMutableRawPointer(row)
+    var m = SIMD8<Float>(repeating: -.infinity)
+    for j in stride(from: 0, to: width, by: 8) {
+        let v = raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self)
+        m.replace(with: v, where: v .> m)
+    }
+    let top = horizontalMax(m), shift = SIMD8<Float>(repeating: top)
+    var acc = SIMD8<Float>()
+    for j in stride(from: 0, to: width, by: 8) {
+        let e = expNonPositive(raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self) - shift)
+        raw.storeBytes(of: e, toByteOffset: j * 4, as: SIMD8<Float>.self)
+        acc += e
+    }
+    let sum = acc.sum(), inv = SIMD8<Float>(repeating: 1 / sum)
+    for j in stride(from: 0, to: width, by: 8) {
+        raw.storeBytes(of: raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self) * inv, toByteOffset: j * 4, as: SIMD8<Float>.self)
+    }
+    return top + Foundation.log(sum)
+}
+
+/// x = exp(x - shift) over `width` (a multiple of 8) entries in place: the softmax again
+/// from the row's log-sum-exp.
+@inline(__always)
+private func expInPlace(_ row: UnsafeMutablePointer<Float>, _ width: Int, shift: Float) {
+    let raw = UnsafeMutableRawPointer(row), s = SIMD8<Float>(repeating: shift)
+    for j in stride(from: 0, to: width, by: 8) {
+        let e = expNonPositive(raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self) - s)
+        raw.storeBytes(of: e, toByteOffset: j * 4, as: SIMD8<Float>.self)
     }
 }
 

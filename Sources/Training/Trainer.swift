@@ -127,9 +127,9 @@ public final class Trainer {
     /// Data-parallel steps are used for models narrower than this, and for any width when
     /// only adapters train. Measured on 2 cores (bench train, alternating, native build):
     /// hidden 128 (config S) gains 10-15% because its small products are dominated by
-    /// per-op synchronisation, hidden 256 (M) 4-15%; hidden 512 (L) gains 3-5% but the
-    /// replicas' weight gradients raise peak memory above PyTorch's 2.7 GiB (3.1 GiB; 2.8 with
-    /// the fused lm head + loss).
+    /// per-op synchronisation, hidden 256 (M) 4-15%; hidden 512 (L) gains 0-10% (within
+    /// this machine's noise) for 354 MiB more peak memory (1970 -> 2324 MiB; before the
+    /// attention stopped keeping probabilities, that took it above PyTorch's 2.7 GiB).
     /// LoRA on a frozen base duplicates only the adapters' gradients (L: +65 MiB) and gains
     /// 33% on L, about 10% on M.
     static let dataParallelWidthLimit = 512
