@@ -30,12 +30,6 @@ public enum KernelBench {
         return Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
     }
 
-    /// Median of `samples` after sorting.
-    static func median(_ samples: [Double]) -> Double {
-        let s = samples.sorted()
-        return s[s.count / 2]
-    }
-
     /// Runs the kernel benchmark. `repeats` timed samples per contender, alternating.
     public static func run(repeats: Int = 10, progress: (String) -> Void = { _ in }) -> KernelBenchResult {
         var rng = RNG(seed: 1)

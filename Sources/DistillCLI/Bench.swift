@@ -63,6 +63,30 @@ extension Bench {
             return LoRAConfig(rank: loraRank, alpha: Double(2 * loraRank), targetModules: targets, targetPattern: loraPattern)
         }
 
+        /// The preset, or the configuration in the file `--config` names.
+        func benchConfig() throws -> BenchConfig {
+            if let preset = BenchConfig.presets[config.uppercased()] { return preset }
+            guard let data = FileManager.default.contents(atPath: config) else {
+                throw usageError("--config \(config): not S, M or L, and no readable file by that name")
+            }
+            let bc: BenchConfig
+            do {
+                bc = try JSONDecoder().decode(BenchConfig.self, from: data)
+            } catch let DecodingError.keyNotFound(key, _) {
+                throw usageError("\(config): missing \"\(key.stringValue)\"; \(Self.keysHint)")
+            } catch let DecodingError.typeMismatch(_, context) {
+                throw usageError("\(config): \(context.codingPath.map(\.stringValue).joined(separator: ".")) must be an integer; \(Self.keysHint)")
+            } catch {
+                throw usageError("\(config): not a JSON object of integers; \(Self.keysHint)")
+            }
+            let problems = bc.problems()
+            guard problems.isEmpty else { throw usageError("\(config): " + problems.joined(separator: "; ")) }
+            return bc
+        }
+
+        static let keysHint =
+            "a bench configuration is {\"vocab\", \"dim\", \"layers\", \"heads\", \"kv_heads\", \"ffn\", \"seq\", \"batch\"} (integers), as in shared/bench/configs.json"
+
         func validate() throws {
             if !(seconds >= 0) { throw ValidationError("--seconds must be >= 0, got \(seconds)") }
             if againstFull && !lora { throw ValidationError("--against-full compares LoRA with full training: add --lora") }
@@ -73,25 +97,12 @@ extension Bench {
 
         func run() throws {
             compute.apply()
-            let bc: BenchConfig
-            if let preset = BenchConfig.presets[config.uppercased()] {
-                bc = preset
-            } else {
-                let url = URL(fileURLWithPath: config)
-                guard let data = try? Data(contentsOf: url) else {
-                    throw ValidationError("--config \(config): not S, M or L, and no readable file by that name")
-                }
-                do {
-                    bc = try JSONDecoder().decode(BenchConfig.self, from: data)
-                } catch {
-                    throw ValidationError("--config \(config): \(error)")
-                }
-            }
+            let bc = try benchConfig()
             let adapters: LoRAConfig?
             do {
                 adapters = try loraConfig?.resolved(layers: bc.layers)
             } catch {
-                throw ValidationError("--lora-targets/--lora-pattern: \(error)")
+                throw usageError("--lora-targets/--lora-pattern: \(error)")
             }
             if let adapters, againstFull {
                 let result = try TrainBench.runPaired(name: config, config: bc, seconds: seconds, lora: adapters) { line in

@@ -43,6 +43,14 @@ struct ComputeOptions: ParsableArguments {
     }
 }
 
+/// A mistake in a command's arguments found after parsing (a file they name, say): the
+/// message on stderr and exit code 2, without ArgumentParser's usage text, which for an
+/// error thrown from run() names the root command instead of the one that failed.
+func usageError(_ message: String) -> ExitCode {
+    FileHandle.standardError.write(Data(("error: " + message + "\n").utf8))
+    return ExitCode(2)
+}
+
 func printJSON<T: Encodable>(_ value: T) throws {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -66,9 +66,7 @@ struct Sample: ParsableCommand {
             throw reported(error)
         }
         guard let last = resolved.stages.lastIndex(where: { $0.type == .sample }) else {
-            FileHandle.standardError.write(
-                Data("error: \(recipe ?? "the recipe") has no sample stage; add {\"type\": \"sample\", ...}\n".utf8))
-            throw ExitCode(2)
+            throw usageError("\(recipe ?? "the recipe") has no sample stage; add {\"type\": \"sample\", ...}")
         }
         var upTo = resolved
         upTo.stages = Array(resolved.stages[...last])

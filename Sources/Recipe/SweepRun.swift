@@ -559,11 +559,6 @@ func readFile(_ path: String) throws -> Data {
     return data
 }
 
-func median(_ xs: [Double]) -> Double {
-    let s = xs.sorted()
-    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-}
-
 /// At most `n` points, evenly spaced, the last one kept.
 func thin(_ points: [[Double]], to n: Int) -> [[Double]] {
     guard points.count > n else { return points }

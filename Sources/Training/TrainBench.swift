@@ -28,6 +28,24 @@ public struct BenchConfig: Codable, Sendable, Equatable {
         "L": BenchConfig(vocab: 8192, dim: 512, layers: 8, heads: 8, kvHeads: 4, ffn: 1408, seq: 512, batch: 8),
     ]
 
+    /// Problems that make the configuration unusable, each naming its key.
+    public func problems() -> [String] {
+        var p: [String] = []
+        for (key, value) in [
+            ("vocab", vocab), ("dim", dim), ("layers", layers), ("heads", heads), ("kv_heads", kvHeads), ("ffn", ffn),
+            ("seq", seq), ("batch", batch),
+        ] where value < 1 {
+            p.append("\(key) must be at least 1, got \(value)")
+        }
+        guard p.isEmpty else { return p }
+        if dim % heads != 0 { p.append("dim (\(dim)) must be a multiple of heads (\(heads))") }
+        if heads % kvHeads != 0 { p.append("heads (\(heads)) must be a multiple of kv_heads (\(kvHeads))") }
+        if dim % heads == 0 && (dim / heads) % 2 != 0 {
+            p.append("dim / heads (\(dim / heads)) must be even for rotary embeddings")
+        }
+        return p
+    }
+
     public var model: LlamaConfig {
         LlamaConfig(
             vocabSize: vocab, hiddenSize: dim, intermediateSize: ffn, numHiddenLayers: layers, numAttentionHeads: heads,
@@ -179,19 +197,10 @@ public enum TrainBench {
         return PairedBenchResult(
             config: name, pairs: fullTimes.count, fullStepMs: fullMedian * 1e3, loraStepMs: loraMedian * 1e3,
             fullTokensPerSecond: tokens / fullMedian, loraTokensPerSecond: tokens / loraMedian, speedup: median(ratios),
-            speedupQuartiles: [quantile(ratios, 0.25), quantile(ratios, 0.75)], lora: lora,
+            speedupQuartiles: [quantile(sorted: ratios, 0.25), quantile(sorted: ratios, 0.75)], lora: lora,
             trainedParameters: trained.reduce(0) { $0 + $1.1.count }, threads: Threads.count, blasCore: BLAS.runtime.core)
     }
 
-    static func median(_ xs: [Double]) -> Double { quantile(xs.sorted(), 0.5) }
-
-    /// Linear-interpolated quantile of sorted values.
-    static func quantile(_ sorted: [Double], _ q: Double) -> Double {
-        precondition(!sorted.isEmpty, "quantile of no values")
-        let x = q * Double(sorted.count - 1)
-        let i = Int(x), frac = x - Double(i)
-        return i + 1 < sorted.count ? sorted[i] + frac * (sorted[i + 1] - sorted[i]) : sorted[i]
-    }
 }
 
 /// `distill bench train --lora --against-full`: LoRA against full training, step by step.

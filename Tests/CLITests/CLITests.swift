@@ -55,6 +55,36 @@ struct DoctorJSON: Decodable {
         #expect(r.out.contains("USAGE:"))
     }
 
+    /// A bad `bench train --config` is a usage error (exit 2) whose message names the file
+    /// and the key, without the root command's usage text; a good file runs.
+    @Test func benchTrainConfigMistakesNameTheFileAndKey() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("distill-bench-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let valid = #"{"vocab": 64, "dim": 32, "layers": 1, "heads": 4, "kv_heads": 2, "ffn": 16, "seq": 8, "batch": 2}"#
+        let cases: [(String, String)] = [
+            (#"{"vocab": 64, "dim": 32}"#, #"missing "layers""#),
+            (valid.replacingOccurrences(of: #""dim": 32"#, with: #""dim": "wide""#), "dim must be an integer"),
+            (valid.replacingOccurrences(of: #""kv_heads": 2"#, with: #""kv_heads": 3"#), "heads (4) must be a multiple of kv_heads (3)"),
+            (valid.replacingOccurrences(of: #""batch": 2"#, with: #""batch": 0"#), "batch must be at least 1, got 0"),
+        ]
+        for (i, (text, problem)) in cases.enumerated() {
+            let file = dir.appendingPathComponent("c\(i).json")
+            try text.write(to: file, atomically: true, encoding: .utf8)
+            let r = try distill(["bench", "train", "--config", file.path, "--seconds", "0"])
+            #expect(r.status == 2, "\(text): \(r.err)")
+            #expect(r.err.contains(file.path) && r.err.contains(problem), "\(r.err)")
+            #expect(!r.err.contains("Usage:"), "\(r.err)")
+        }
+        let missing = try distill(["bench", "train", "--config", dir.appendingPathComponent("none.json").path])
+        #expect(missing.status == 2 && missing.err.contains("not S, M or L"), "\(missing.err)")
+        let file = dir.appendingPathComponent("ok.json")
+        try valid.write(to: file, atomically: true, encoding: .utf8)
+        let ok = try distill(["bench", "train", "--config", file.path, "--seconds", "0", "--json"])
+        #expect(ok.status == 0, "\(ok.err)")
+        #expect(ok.out.contains("\"tokensPerSecond\""))
+    }
+
     @Test func doctorReportsAnOptimisedKernel() throws {
         let r = try distill(["doctor", "--json"])
         #expect(r.status == 0, "\(r.err)")
