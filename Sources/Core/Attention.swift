@@ -5,7 +5,7 @@
 // the [B, H, T, D] transpose nor the repeated K/V of a naive GQA is ever materialised.
 //
 // The products run on `smallGemm` tiles of 6 query rows, each over just the keys its rows
-// can see (the causal triangle to within a few columns, instead of whole 64-row blocks),
+// can see (the causal triangle to within a few columns),
 // with the softmax applied to the tile's scores while they are in cache. One transposed
 // copy of the kv head's keys and values, shared by its H/G query heads, turns the
 // products that reduce along D into row-broadcast products.
