@@ -150,16 +150,24 @@ import Testing
         let v = Tensor.randn([b, t, g, d], rng: &rng, requiresGrad: true)
         let seed = Tensor.randn([b, t, h, d], rng: &rng)
         let segments: [Int32]? = packed ? (0..<(b * t)).map { Int32(($0 % t) / 40) } : nil
-        func run(_ f: () -> Tensor) -> [Float] {
+        Self.expectSameOutputsAndGradients(q, k, v, seed: seed) { q, k, v, fused in
+            fused ? Tensor.attention(q: q, k: k, v: v, segments: segments) : Self.composed(q, k, v, segments: segments)
+        }
+    }
+
+    /// Runs `attention(q, k, v, fused)` fused and composed, backward from `seed`, and expects
+    /// the outputs and the three input gradients to agree within 1e-7 + 1e-3 |composed|
+    /// everywhere (NaN fails).
+    static func expectSameOutputsAndGradients(
+        _ q: Tensor, _ k: Tensor, _ v: Tensor, seed: Tensor, _ attention: (Tensor, Tensor, Tensor, Bool) -> Tensor
+    ) {
+        func run(fused: Bool) -> [Float] {
             q.zeroGrad(); k.zeroGrad(); v.zeroGrad()
-            let o = f()
+            let o = attention(q, k, v, fused)
             o.backward(seed: seed)
             return o.values + q.grad!.values + k.grad!.values + v.grad!.values
         }
-        let fused = run { Tensor.attention(q: q, k: k, v: v, segments: segments) }
-        let reference = run { Self.composed(q, k, v, segments: segments) }
-        // |fused - reference| <= 1e-7 + 1e-3 |reference| everywhere (NaN fails).
-        let (ratio, at) = closeness(fused, reference.map(Double.init), atol: 1e-7, rtol: 1e-3)
+        let (ratio, at) = closeness(run(fused: true), run(fused: false).map(Double.init), atol: 1e-7, rtol: 1e-3)
         #expect(ratio <= 1, "worst at \(at): \(ratio) of the tolerance")
     }
 
@@ -179,17 +187,11 @@ import Testing
         let k = Tensor.randn([b, s, g, d], rng: &rng, requiresGrad: true)
         let v = Tensor.randn([b, s, g, d], rng: &rng, requiresGrad: true)
         let seed = Tensor.randn([b, t, h, d], rng: &rng)
-        func run(_ f: () -> Tensor) -> [Float] {
-            q.zeroGrad(); k.zeroGrad(); v.zeroGrad()
-            let o = f()
-            o.backward(seed: seed)
-            return o.values + q.grad!.values + k.grad!.values + v.grad!.values
+        Self.expectSameOutputsAndGradients(q, k, v, seed: seed) { q, k, v, fused in
+            fused
+                ? Tensor.attention(q: q, k: k, v: v, causal: causal)
+                : Self.composed(q, k, v, segments: nil, causal: causal)
         }
-        let fused = run { Tensor.attention(q: q, k: k, v: v, causal: causal) }
-        let reference = run { Self.composed(q, k, v, segments: nil, causal: causal) }
-        // |fused - reference| <= 1e-7 + 1e-3 |reference| everywhere (NaN fails).
-        let (ratio, at) = closeness(fused, reference.map(Double.init), atol: 1e-7, rtol: 1e-3)
-        #expect(ratio <= 1, "worst at \(at): \(ratio) of the tolerance")
     }
 
     /// Keys and values laid out time-major ([S, B, G, D], a KV cache) give the same output.
