@@ -3,10 +3,13 @@
 // thousand FLOPs, and its transposed-operand variants reduce along the short head dim.
 //
 // A is read in place through two strides, so Aᵀ (or a head inside a wider row) costs
-// nothing; B's rows are contiguous vectors. The micro-tile is 6 rows of C by 16 columns: 12
-// accumulators of 8 lanes, the Haswell/Zen register budget (the BLIS layout). Each element
-// of C sums its k products in order with fused multiply-adds, so results depend only on
-// the shapes, never on threads.
+// nothing; B's rows are contiguous vectors, the last n % 8 columns read and written with
+// masked loads and stores (head dims need not be multiples of 8). The micro-tile is 6 rows
+// of C by 16 columns: 12 accumulators of 8 lanes, the Haswell/Zen register budget (the
+// BLIS layout). Each element of C sums its k products in order with fused multiply-adds,
+// so results depend only on the shapes, never on threads.
+
+import CHost
 
 /// C[m, n] = alpha * A B, or C += alpha * A B with `accumulate`. A's element (i, p) is
 /// `a[i * aRow + p * aCol]`; B's row p is `b[p * ldb ..< p * ldb + n]`; C's row i is
@@ -21,34 +24,33 @@ package func smallGemm(
     while i < m {
         let rows = Swift.min(6, m - i)
         let ai = a + i * aRow, ci = c + i * ldc
+        @inline(__always) func tile(_ j: Int, wide: Bool, lanes: Int) {
+            tile6(
+                wide: wide, lanes: lanes, rows: rows, k: k, alpha: alpha, a: ai, aRow: aRow, aCol: aCol, b: b + j, ldb: ldb,
+                c: ci + j, ldc: ldc, accumulate: accumulate)
+        }
         var j = 0
         while j < n16 {
-            tile6(wide: true, rows: rows, k: k, alpha: alpha, a: ai, aRow: aRow, aCol: aCol, b: b + j, ldb: ldb, c: ci + j,
-                ldc: ldc, accumulate: accumulate)
+            tile(j, wide: true, lanes: 8)
             j += 16
         }
         if j < n8 {
-            tile6(wide: false, rows: rows, k: k, alpha: alpha, a: ai, aRow: aRow, aCol: aCol, b: b + j, ldb: ldb, c: ci + j,
-                ldc: ldc, accumulate: accumulate)
+            tile(j, wide: false, lanes: 8)
+            j += 8
         }
+        // The last n % 8 columns: masked loads and stores touch nothing past them.
+        if j < n { tile(j, wide: false, lanes: n - j) }
         i += 6
-    }
-    // The last n % 8 columns, one element at a time.
-    for j in n8..<n {
-        for i in 0..<m {
-            var sum: Float = 0
-            for p in 0..<k { sum += a[i * aRow + p * aCol] * b[p * ldb + j] }
-            c[i * ldc + j] = accumulate ? c[i * ldc + j] + alpha * sum : alpha * sum
-        }
     }
 }
 
-/// One tile of up to 6 rows by 16 (`wide`) or 8 columns. Rows past `rows` re-read the last
-/// valid row of A (never out of bounds) and are not stored.
+/// One tile of up to 6 rows by 16 (`wide`) or 8 columns, of which only the first `lanes`
+/// (1...8, not wide) exist. Rows past `rows` re-read the last valid row of A (never out of
+/// bounds) and are not stored.
 @inline(__always)
 private func tile6(
-    wide: Bool, rows: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, aRow: Int, aCol: Int, b: UnsafePointer<Float>,
-    ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
+    wide: Bool, lanes: Int, rows: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, aRow: Int, aCol: Int,
+    b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool
 ) {
     typealias V = SIMD8<Float>
     let last = rows - 1
@@ -60,7 +62,7 @@ private func tile6(
     // Written out row by row so that every accumulator is a named local, which the
     // optimiser keeps in a vector register for the whole loop (12 of the 16).
     for _ in 0..<k {
-        let x = UnsafeRawPointer(bp).loadUnaligned(as: V.self)
+        let x = lanes == 8 ? UnsafeRawPointer(bp).loadUnaligned(as: V.self) : distill_load_first(bp, lanes)
         let y = wide ? UnsafeRawPointer(bp + 8).loadUnaligned(as: V.self) : V()
         var s = V(repeating: ap[0])
         c0 = fused(s, x, c0)
@@ -85,10 +87,15 @@ private func tile6(
     }
     let scale = V(repeating: alpha)
     @inline(__always) func put(_ lo: V, _ hi: V, _ row: Int) {
-        let q = UnsafeMutableRawPointer(c + row * ldc)
-        q.storeBytes(of: accumulate ? fused(scale, lo, q.loadUnaligned(as: V.self)) : scale * lo, as: V.self)
+        let p = c + row * ldc
+        if lanes == 8 {
+            let q = UnsafeMutableRawPointer(p)
+            q.storeBytes(of: accumulate ? fused(scale, lo, q.loadUnaligned(as: V.self)) : scale * lo, as: V.self)
+        } else {
+            distill_store_first(p, accumulate ? fused(scale, lo, distill_load_first(p, lanes)) : scale * lo, lanes)
+        }
         if wide {
-            let r = q + 32
+            let r = UnsafeMutableRawPointer(p + 8)
             r.storeBytes(of: accumulate ? fused(scale, hi, r.loadUnaligned(as: V.self)) : scale * hi, as: V.self)
         }
     }
