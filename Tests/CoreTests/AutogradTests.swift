@@ -197,6 +197,29 @@ import Testing
         }
     }
 
+    /// The backward in blocks of 6, 12 and 18 query rows (a scratch budget for 1-3 tiles)
+    /// equals the one-block backward, with causal and segment masks and T < S.
+    @Test("backward in row blocks equals one block", arguments: [6, 12, 18])
+    func backwardInRowBlocksEqualsOneBlock(blockRows: Int) {
+        var rng = RNG(seed: UInt64(blockRows))
+        let (b, t, s, h, g, d) = (2, 29, 35, 4, 2, 12)
+        let q = Tensor.randn([b, t, h, d], rng: &rng, requiresGrad: true)
+        let k = Tensor.randn([b, s, g, d], rng: &rng, requiresGrad: true)
+        let v = Tensor.randn([b, s, g, d], rng: &rng, requiresGrad: true)
+        let seed = Tensor.randn([b, t, h, d], rng: &rng)
+        let segments = (0..<(b * s)).map { Int32(($0 % s) / 11) }
+        func run(scratchBytes: Int) -> [Float] {
+            q.zeroGrad(); k.zeroGrad(); v.zeroGrad()
+            let o = Tensor.attention(
+                q: q, k: k, v: v, causal: true, scale: nil, segments: segments, timeMajorKV: false, scratchBytes: scratchBytes)
+            o.backward(seed: seed)
+            return o.values + q.grad!.values + k.grad!.values + v.grad!.values
+        }
+        let sp = 40  // S rounded up to 8
+        let blocked = run(scratchBytes: blockRows * 8 * sp), whole = run(scratchBytes: 1 << 30)
+        #expect(closeness(blocked, whole.map(Double.init), atol: 1e-6, rtol: 1e-5).ratio <= 1)
+    }
+
     /// Keys and values laid out time-major ([S, B, G, D], a KV cache) give the same output.
     @Test func timeMajorKeysEqualBatchMajor() {
         var rng = RNG(seed: 17)
