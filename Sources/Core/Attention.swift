@@ -125,7 +125,8 @@ extension Tensor {
             // scratch) stay within `scratchBytes` (2 MiB: one block for T up to 1024 at S = T,
             // several beyond), so the key-tile products read their strips from cache, not
             // memory: at T = 2048 one block per head took 151 ms against 110 for sgemms.
-            let blockRows = Swift.max(rows, Swift.min(t, scratchBytes / (8 * sp)) / rows * rows)
+            let fit = scratchBytes / (8 * sp)  // rows of P and dS the budget holds
+            let blockRows = fit >= t ? Swift.max(t, 1) : Swift.max(rows, fit / rows * rows)
             parallelChunks(b * g) { items in
                 let kt = Tensor.zeros([d, sp]), vt = Tensor.zeros([d, sp])  // Kᵀ, Vᵀ of one kv head
                 let probs = Tensor.empty([blockRows, sp]), dS = Tensor.empty([blockRows, sp])  // a block's P, dS
