@@ -168,22 +168,21 @@ extension Tensor {
                                         c: dq + qOff + tile.first * qRow, ldc: qRow, accumulate: true)
                                 }
                             }
-                            if let dv {  // dV += Pᵀ dO  // [S, D]
+                            // grad[keys] += scratchᵀ x [block rows], one key tile at a time over the
+                            // block's rows that see it  // [S, D]
+                            func addTransposed(
+                                _ scratch: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
+                                into grad: UnsafeMutablePointer<Float>
+                            ) {
                                 geometry.forKeyTiles(rows: block..<blockEnd) { j0, keys, r0 in
                                     smallGemm(
-                                        m: keys, n: d, k: blockEnd - r0, a: p0 + r0 * sp + j0, aRow: 1, aCol: sp,
-                                        b: dO + r0 * qRow, ldb: qRow, c: dv + kvOff + j0 * kvRow, ldc: kvRow,
+                                        m: keys, n: d, k: blockEnd - r0, a: scratch + r0 * sp + j0, aRow: 1, aCol: sp,
+                                        b: x + r0 * qRow, ldb: qRow, c: grad + kvOff + j0 * kvRow, ldc: kvRow,
                                         accumulate: true)
                                 }
                             }
-                            if let dk {  // dK += dSᵀ Q  // [S, D]
-                                geometry.forKeyTiles(rows: block..<blockEnd) { j0, keys, r0 in
-                                    smallGemm(
-                                        m: keys, n: d, k: blockEnd - r0, a: ds0 + r0 * sp + j0, aRow: 1, aCol: sp,
-                                        b: qb + r0 * qRow, ldb: qRow, c: dk + kvOff + j0 * kvRow, ldc: kvRow,
-                                        accumulate: true)
-                                }
-                            }
+                            if let dv { addTransposed(p0, dO, into: dv) }  // dV += Pᵀ dO
+                            if let dk { addTransposed(ds0, qb, into: dk) }  // dK += dSᵀ Q
                         }
                     }
                 }
