@@ -17,7 +17,7 @@ struct Merge: ParsableCommand {
     @Option(name: .shortAndLong, help: "The checkpoint to write (.h5).") var output: String
 
     func run() throws {
-        try reporting { try mergeAdapter(try loadModel(from: adapter, base: base.base), to: output) }
+        try mergeAdapter(try loadModel(from: adapter, base: base.base), to: output)
         print("wrote \(output)")
     }
 }
@@ -37,7 +37,7 @@ struct ExportPEFT: ParsableCommand {
     @Option(name: .shortAndLong, help: "The directory to write.") var output: String
 
     func run() throws {
-        let baseDirectory = try reporting { try exportPEFT(try loadModel(from: adapter, base: base.base), to: output, baseHF: baseHf) }
+        let baseDirectory = try exportPEFT(try loadModel(from: adapter, base: base.base), to: output, baseHF: baseHf)
         print("wrote \(output) (base: \(baseDirectory))")
     }
 }
@@ -51,7 +51,7 @@ struct ImportPEFT: ParsableCommand {
     @Option(name: .shortAndLong, help: "The adapter checkpoint to write (.h5).") var output: String
 
     func run() throws {
-        try reporting { try importPEFT(directory: directory, base: base, to: output) }
+        try importPEFT(directory: directory, base: base, to: output)
         print("wrote \(output)")
     }
 }

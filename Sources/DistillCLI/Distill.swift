@@ -1,6 +1,7 @@
 import ArgumentParser
 import Core
 import Foundation
+import Platform
 
 @main
 struct Distill: ParsableCommand {
@@ -13,16 +14,20 @@ struct Distill: ParsableCommand {
             StressCheckpoint.self, Verify.self, StressTeacher.self, Sample.self, Sweep.self,
         ])
 
-    /// ArgumentParser's own entry point, except that usage errors exit with 2 (distill's
-    /// code for usage and configuration mistakes) instead of EX_USAGE (64).
+    /// ArgumentParser's own entry point with distill's one error reporter: a user-facing
+    /// error prints `error: <message>` on stderr and exits with its kind's code (the table in
+    /// Platform's ErrorKind and README.md); usage errors exit with 2 instead of EX_USAGE (64).
     static func main() {
         do {
             var command = try parseAsRoot()
             try command.run()
+        } catch let error as any UserFacingError {
+            FileHandle.standardError.write(Data(("error: " + error.description + "\n").utf8))
+            Foundation.exit(error.exitCode)
         } catch {
             if exitCode(for: error) == .validationFailure {
                 FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
-                Foundation.exit(2)
+                Foundation.exit(ErrorKind.usage.exitCode)
             }
             exit(withError: error)
         }
@@ -43,12 +48,11 @@ struct ComputeOptions: ParsableArguments {
     }
 }
 
-/// A mistake in a command's arguments found after parsing (a file they name, say): the
-/// message on stderr and exit code 2, without ArgumentParser's usage text, which for an
-/// error thrown from run() names the root command instead of the one that failed.
-func usageError(_ message: String) -> ExitCode {
-    FileHandle.standardError.write(Data(("error: " + message + "\n").utf8))
-    return ExitCode(2)
+/// A mistake in a command's arguments found after parsing (a file they name, say): reported
+/// like every other error, without ArgumentParser's usage text, which for an error thrown
+/// from run() names the root command instead of the one that failed.
+func usageError(_ message: String) -> UserError {
+    UserError(path: "", problem: message, kind: .usage)
 }
 
 func printJSON<T: Encodable>(_ value: T) throws {

@@ -33,12 +33,10 @@ struct ExportGGUF: ParsableCommand {
     }
 
     func run() throws {
-        try reporting {
-            if let adapter {
-                try exportGGUFAdapter(try loadModel(from: adapter, base: checkpoint), dtype: dtype, to: output)
-            } else {
-                try exportGGUF(try loadModel(from: checkpoint, base: base.base), dtype: dtype, to: output)
-            }
+        if let adapter {
+            try exportGGUFAdapter(try loadModel(from: adapter, base: checkpoint), dtype: dtype, to: output)
+        } else {
+            try exportGGUF(try loadModel(from: checkpoint, base: base.base), dtype: dtype, to: output)
         }
         print("wrote \(output)")
     }

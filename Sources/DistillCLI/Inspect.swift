@@ -19,23 +19,13 @@ struct Inspect: ParsableCommand {
 
     func run() throws {
         let url = URL(fileURLWithPath: checkpoint)
-        let report: InspectReport
-        do {
-            report = try InspectReport(url: url, listTensors: tensors)
-        } catch let error as CheckpointError {
-            printError("distill inspect: \(error)")
-            throw ExitCode(error.category == .io ? 74 : 65)
-        }
+        let report = try InspectReport(url: url, listTensors: tensors)
         if json {
             try printJSON(report)
         } else {
             print(report.text)
         }
     }
-}
-
-func printError(_ message: String) {
-    FileHandle.standardError.write(Data((message + "\n").utf8))
 }
 
 struct InspectReport: Codable {

@@ -15,19 +15,6 @@ struct ModelOption: ParsableArguments {
     func load() throws -> LoadedModel { try loadModel(from: checkpoint, base: base.base) }
 }
 
-/// Runs `body`, printing a failure on stderr and exiting with its code.
-func reporting<T>(_ body: () throws -> T) throws -> T {
-    do {
-        return try body()
-    } catch let error as ExitCodeError & CustomStringConvertible {
-        FileHandle.standardError.write(Data(("error: " + error.description + "\n").utf8))
-        throw ExitCode(error.exitCode)
-    } catch let error as ModelError {
-        FileHandle.standardError.write(Data(("error: " + error.description + "\n").utf8))
-        throw ExitCode(65)
-    }
-}
-
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Mean next-token loss and perplexity of a model on a text or JSONL corpus.")
@@ -49,11 +36,9 @@ struct Eval: ParsableCommand {
 
     func run() throws {
         compute.apply()
-        let result = try reporting {
-            try evaluateFile(
-                checkpoint: model.checkpoint, base: model.base.base, path: text ?? data!, jsonl: data != nil, seqLen: seqLen, batches: batches,
-                lastLogits: lastLogits)
-        }
+        let result = try evaluateFile(
+            checkpoint: model.checkpoint, base: model.base.base, path: text ?? data!, jsonl: data != nil, seqLen: seqLen, batches: batches,
+            lastLogits: lastLogits)
         if json {
             try printJSON(result)
         } else {
@@ -89,10 +74,8 @@ struct Generate: ParsableCommand {
     func run() throws {
         compute.apply()
         let sampling = SamplingConfig(maxTokens: maxTokens, temperature: temperature, topK: topK, topP: topP, seed: seed)
-        let samples = try reporting {
-            try generateText(
-                try model.load(), prompts: prompt, sampling: sampling, stop: stop, ignoreEndOfText: ignoreEos)
-        }
+        let samples = try generateText(
+            try model.load(), prompts: prompt, sampling: sampling, stop: stop, ignoreEndOfText: ignoreEos)
         if json {
             try printJSON(samples)
         } else {
@@ -112,7 +95,7 @@ struct Import: ParsableCommand {
         @Option(name: .shortAndLong, help: "The checkpoint to write (.h5).") var output: String
 
         func run() throws {
-            try reporting { try importHF(directory: directory, to: output) }
+            try importHF(directory: directory, to: output)
             print("wrote \(output)")
         }
     }
@@ -130,7 +113,7 @@ struct Export: ParsableCommand {
         @Option(name: .shortAndLong, help: "The directory to write.") var output: String
 
         func run() throws {
-            try reporting { try exportHF(try loadModel(from: checkpoint, base: base.base), to: output) }
+            try exportHF(try loadModel(from: checkpoint, base: base.base), to: output)
             print("wrote \(output)")
         }
     }

@@ -35,11 +35,10 @@ struct Run: ParsableCommand {
 
     func run() throws {
         let resolved: Recipe
-        do { resolved = try Recipe.load(file: recipe, overrides: overrides) } catch { throw reported(error) }
+        resolved = try Recipe.load(file: recipe, overrides: overrides)
         let runner = Runner(recipe: resolved, registry: .builtIn())
         if dryRun {
-            let plan: RunPlan
-            do { plan = try runner.plan() } catch { throw reported(error) }
+            let plan = try runner.plan()
             if json { try printJSON(plan) } else { print(plan.text(recipe: resolved.name)) }
             return
         }
@@ -47,33 +46,20 @@ struct Run: ParsableCommand {
     }
 }
 
-/// Runs `runner` showing progress (or JSON events), errors reported on stderr with their exit code.
+/// Runs `runner` showing progress (or JSON events); the progress line is closed before an
+/// error reaches the reporter.
 func execute(_ runner: Runner, json: Bool) throws {
     let progress = ProgressDisplay()
-    do {
-        _ = try runner.runLocked { event in
-            if json {
-                try? printJSONLine(RunEventLine(event))
-            } else if case .stageProgress(let name, .progress(let step, let total, let metrics)) = event {
-                progress.show(stage: name, step: step, total: total, metrics: metrics)
-            } else if let line = event.text {
-                progress.print(line)
-            }
+    defer { progress.finish() }
+    _ = try runner.runLocked { event in
+        if json {
+            try? printJSONLine(RunEventLine(event))
+        } else if case .stageProgress(let name, .progress(let step, let total, let metrics)) = event {
+            progress.show(stage: name, step: step, total: total, metrics: metrics)
+        } else if let line = event.text {
+            progress.print(line)
         }
-    } catch let error as RunError {
-        progress.finish()
-        throw reported(error)
-    } catch let error as ExitCodeError & CustomStringConvertible {
-        progress.finish()
-        throw reported(error)
     }
-    progress.finish()
-}
-
-/// Prints the error on stderr and returns the exit code it asks for.
-func reported(_ error: some ExitCodeError & CustomStringConvertible) -> ExitCode {
-    FileHandle.standardError.write(Data(("error: " + error.description + "\n").utf8))
-    return ExitCode(error.exitCode)
 }
 
 private func printJSONLine<T: Encodable>(_ value: T) throws {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import JSON
 import Recipe
 import TextData
 
@@ -54,16 +55,12 @@ struct Sample: ParsableCommand {
 
     func run() throws {
         let resolved: Recipe
-        do {
-            if let recipe {
-                resolved = try Recipe.load(file: recipe, overrides: overrides)
-            } else {
-                resolved = try Recipe.load(
-                    text: argumentRecipe(), file: "(distill sample arguments)",
-                    baseDirectory: FileManager.default.currentDirectoryPath, overrides: overrides)
-            }
-        } catch {
-            throw reported(error)
+        if let recipe {
+            resolved = try Recipe.load(file: recipe, overrides: overrides)
+        } else {
+            resolved = try Recipe.load(
+                text: argumentRecipe(), file: "(distill sample arguments)",
+                baseDirectory: FileManager.default.currentDirectoryPath, overrides: overrides)
         }
         guard let last = resolved.stages.lastIndex(where: { $0.type == .sample }) else {
             throw usageError("\(recipe ?? "the recipe") has no sample stage; add {\"type\": \"sample\", ...}")

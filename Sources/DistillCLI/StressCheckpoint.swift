@@ -3,6 +3,7 @@ import Core
 import Formats
 import Foundation
 import NN
+import Platform
 
 /// Developer command for the crash tests: commits checkpoints of one path in a loop, the
 /// way a run does (lock the directory, sweep orphans, then commit), so a test can kill
@@ -35,27 +36,22 @@ struct StressCheckpoint: ParsableCommand {
         let parameters = config.parameterShapes.map { (name: $0.name, tensor: Tensor.randn($0.shape, rng: &rng)) }
         let m = parameters.map { (name: $0.name, tensor: Tensor.zeros($0.tensor.shape)) }
         let v = parameters.map { (name: $0.name, tensor: Tensor.zeros($0.tensor.shape)) }
-        do {
-            let lock = try RunDirectoryLock(directory: url.deletingLastPathComponent())
-            defer { lock.release() }
-            try sweepOrphanedTemporaries(in: url.deletingLastPathComponent())
-            var step = 1
-            while count == 0 || step <= count {
-                // Every commit differs from the last, so a torn mix of two would not verify.
-                for (_, tensor) in parameters { tensor.data[0] = Float(step) }
-                m[0].tensor.data[0] = Float(step)
-                let contents = CheckpointContents(
-                    config: config, parameters: parameters,
-                    optimizer: OptimizerState(kind: "adamw", step: step, moments: ["m": m, "v": v]), step: step,
-                    tokensSeen: step * 1024, rng: ["data": rng], dataCursor: #"{"step":\#(step)}"#, threads: 1,
-                    metadata: ["stage": "stress"])
-                try writeCheckpoint(contents, to: url, hooks: CheckpointCommitHooks(withoutHardLinks: withoutHardLinks))
-                _ = rng.next()
-                step += 1
-            }
-        } catch let error as CheckpointError {
-            printError("distill _stress-checkpoint: \(error)")
-            throw ExitCode(error.category == .io ? 74 : 65)
+        let lock = try RunDirectoryLock(directory: url.deletingLastPathComponent())
+        defer { lock.release() }
+        try sweepOrphanedTemporaries(in: url.deletingLastPathComponent())
+        var step = 1
+        while count == 0 || step <= count {
+            // Every commit differs from the last, so a torn mix of two would not verify.
+            for (_, tensor) in parameters { tensor.data[0] = Float(step) }
+            m[0].tensor.data[0] = Float(step)
+            let contents = CheckpointContents(
+                config: config, parameters: parameters,
+                optimizer: OptimizerState(kind: "adamw", step: step, moments: ["m": m, "v": v]), step: step,
+                tokensSeen: step * 1024, rng: ["data": rng], dataCursor: #"{"step":\#(step)}"#, threads: 1,
+                metadata: ["stage": "stress"])
+            try writeCheckpoint(contents, to: url, hooks: CheckpointCommitHooks(withoutHardLinks: withoutHardLinks))
+            _ = rng.next()
+            step += 1
         }
     }
 }

@@ -24,9 +24,8 @@ struct StressTeacher: ParsableCommand {
         } catch {
             throw ValidationError("--teacher-json is not an openai teacher object: \(error)")
         }
-        let (taskList, teacher) = try reporting {
-            (try TaskReader.read(path: tasks), try OpenAITeacher(config: config, cache: try CallCache(path: cache)))
-        }
+        let taskList = try TaskReader.read(path: tasks)
+        let teacher = try OpenAITeacher(config: config, cache: try CallCache(path: cache))
         let failure = ErrorBox()
         let done = DispatchSemaphore(value: 0)
         Task {
@@ -42,9 +41,7 @@ struct StressTeacher: ParsableCommand {
             done.signal()
         }
         done.wait()
-        if let error = failure.error {
-            _ = try reporting { throw error }
-        }
+        if let error = failure.error { throw error }
         FileHandle.standardOutput.write(
             Data("requests \(teacher.counters.requests) cache-hits \(teacher.counters.cacheHits)\n".utf8))
     }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Platform
 import Recipe
 
 struct Sweep: ParsableCommand {
@@ -39,12 +40,12 @@ struct SweepRunCommand: ParsableCommand {
     }
 
     func run() throws {
-        let resolved: Recipe
-        do { resolved = try Recipe.load(file: recipe, overrides: overrides) } catch { throw reportedError(error) }
+        let resolved = try Recipe.load(file: recipe, overrides: overrides)
         let sweeps = resolved.stages.compactMap { s -> SweepStage? in if case .sweep(let x) = s { return x } else { return nil } }
         guard let sweep = stage.map({ n in sweeps.first { $0.name == n } }) ?? sweeps.first else {
-            FileHandle.standardError.write(Data("error: \(recipe): no sweep stage\(stage.map { " named \"\($0)\"" } ?? ""); add {\"type\": \"sweep\", ...} (docs/sweep.md)\n".utf8))
-            throw ExitCode(2)
+            throw UserError(
+                path: recipe, problem: "no sweep stage\(stage.map { " named \"\($0)\"" } ?? "")",
+                fix: "add {\"type\": \"sweep\", ...} (docs/sweep.md)", kind: .usage)
         }
         let shardValue = shard.flatMap(SweepShard.init) ?? SweepShard.fromEnvironment() ?? .all
         let runner = SweepRunner(recipe: resolved, stage: sweep, threads: threads, shard: shardValue)
@@ -63,16 +64,12 @@ struct SweepRunCommand: ParsableCommand {
             }
             return
         }
-        do {
-            try FileManager.default.createDirectory(atPath: resolved.runDir, withIntermediateDirectories: true)
-        } catch {
-            FileHandle.standardError.write(Data("error: \(resolved.runDir): cannot create the run directory (\(error.localizedDescription))\n".utf8))
-            throw ExitCode(74)
-        }
+        try createDirectory(resolved.runDir)
         let progress = ProgressDisplay()
         var current = sweep.name
         let summary: SweepSummary
         do {
+            defer { progress.finish() }
             summary = try runner.run { event in
                 switch event {
                 case .progress(let step, let total, let metrics): progress.show(stage: current, step: step, total: total, metrics: metrics)
@@ -82,11 +79,7 @@ struct SweepRunCommand: ParsableCommand {
                 case .checkpointCommitted: break
                 }
             }
-        } catch let error as ExitCodeError & CustomStringConvertible {
-            progress.finish()
-            throw reportedError(error)
         }
-        progress.finish()
         print("sweep: \(summary.ran) trial(s) run, \(summary.skipped) already finished, \(summary.invalid.count) invalid combination(s) skipped")
         let report = try SweepReport(directories: [summary.directory])
         for (i, c) in report.ranked.prefix(12).enumerated() {
@@ -121,25 +114,21 @@ struct SweepReportCommand: ParsableCommand {
 
     func run() throws {
         for dir in directories where !FileManager.default.fileExists(atPath: dir) {
-            FileHandle.standardError.write(Data("error: \(dir): no such sweep folder; give the stage's output folder (e.g. Checkpoints/<name>/sweep)\n".utf8))
-            throw ExitCode(74)
+            throw UserError(
+                path: dir, problem: "no such sweep folder", fix: "give the stage's output folder (e.g. Checkpoints/<name>/sweep)",
+                kind: .io)
         }
         let report = try SweepReport(directories: directories, fullSteps: fullSteps)
         if report.results.isEmpty {
-            FileHandle.standardError.write(Data("error: \(directories.joined(separator: ", ")): no results*.jsonl rows yet; run the sweep first\n".utf8))
-            throw ExitCode(65)
+            throw UserError(
+                path: directories.joined(separator: ", "), problem: "no results*.jsonl rows yet", fix: "run the sweep first",
+                kind: .badData)
         }
         let out = URL(fileURLWithPath: output ?? directories[0])
-        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        try createDirectory(out)
         let written = try report.write(to: out, format: ReportFormat(rawValue: format)!)
         print("\(report.results.count) trials, \(report.ranked.count) configurations")
         print("report: \(written.report)")
         if let recipe = written.recipe { print("best configuration as a recipe: \(recipe)") }
     }
-}
-
-/// Prints the error on stderr and returns the exit code it asks for.
-private func reportedError(_ error: some ExitCodeError & CustomStringConvertible) -> ExitCode {
-    FileHandle.standardError.write(Data(("error: " + error.description + "\n").utf8))
-    return ExitCode(error.exitCode)
 }

@@ -73,9 +73,7 @@ struct Verify: ParsableCommand {
 
     func run() throws {
         let config = try verifierConfig()
-        let report = try reporting {
-            try VerifyReport.score(tasksPath: tasks, outputsPath: outputs, verifier: Verifier(config))
-        }
+        let report = try VerifyReport.score(tasksPath: tasks, outputsPath: outputs, verifier: Verifier(config))
         if json {
             try printJSON(report)
             return

@@ -5,7 +5,9 @@
 
 import Core
 import Foundation
+import JSON
 import NN
+import Platform
 import TextData
 
 package enum AdapterMetadata {

@@ -18,6 +18,7 @@
 
 import Core
 import Foundation
+import Platform
 import NN
 
 // MARK: - Contents
@@ -735,7 +736,4 @@ final class CheckpointReader {
 }
 
 /// "0x1a2b3c4d".
-package func hex(_ checksum: UInt32) -> String {
-    let digits = String(checksum, radix: 16)
-    return "0x" + String(repeating: "0", count: 8 - digits.count) + digits
-}
+package func hex(_ checksum: UInt32) -> String { "0x" + hexDigits(checksum) }

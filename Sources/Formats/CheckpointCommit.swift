@@ -1,4 +1,4 @@
-// The checkpoint commit protocol (DESIGN.md, reliability model; docs/checkpoints.md has
+// The checkpoint commit protocol (docs/architecture.md, "Files"; docs/checkpoints.md has
 // the argument in full). Writing NAME in directory DIR:
 //
 //   1. write DIR/.NAME.tmp-PID-RANDOM completely, close it, fsync it;
@@ -18,6 +18,7 @@
 // NAME.prev, both handled by the next run.
 
 import Foundation
+import Platform
 
 #if canImport(Glibc)
     import Glibc
@@ -140,95 +141,5 @@ package func readCommittedCheckpoint(at url: URL, verify: Bool = true) throws ->
             throw error
         }
         return (contents, previous)
-    }
-}
-
-// MARK: - Temporary files
-
-/// ".NAME.tmp-PID-RANDOM": hidden, in the destination's directory (rename cannot cross
-/// file systems), unique per writer.
-func temporaryName(for name: String) -> String {
-    let random = String(UInt32.random(in: .min ... .max), radix: 16)
-    return ".\(name).tmp-\(getpid())-" + String(repeating: "0", count: 8 - random.count) + random
-}
-
-/// The writer's pid if `name` is a checkpoint temporary file, else nil.
-func temporaryFileWriter(_ name: String) -> Int32? {
-    guard name.hasPrefix("."), let marker = name.range(of: ".tmp-", options: .backwards),
-        marker.lowerBound > name.index(after: name.startIndex)
-    else { return nil }
-    let parts = name[marker.upperBound...].split(separator: "-", omittingEmptySubsequences: false)
-    guard parts.count == 2, parts[1].count == 8, parts[1].allSatisfy(\.isHexDigit), let pid = Int32(parts[0]), pid > 0
-    else { return nil }
-    return pid
-}
-
-/// Removes checkpoint temporary files in `directory` whose writer is no longer running
-/// (killed mid-write) and returns them. Files of live processes, including this one,
-/// are left alone. Call it at start-up, after taking the run directory's lock.
-@discardableResult
-package func sweepOrphanedTemporaries(in directory: URL) throws -> [URL] {
-    let names: [String]
-    do {
-        names = try FileManager.default.contentsOfDirectory(atPath: directory.path)
-    } catch {
-        throw CheckpointError(
-            .io, path: directory.path, problem: "cannot list the directory: \(error.localizedDescription)")
-    }
-    var removed: [URL] = []
-    for name in names.sorted() {
-        guard let pid = temporaryFileWriter(name), pid != getpid() else { continue }
-        if kill(pid, 0) == 0 || errno == EPERM { continue }  // the writer is alive
-        let path = directory.appendingPathComponent(name).path
-        if unlink(path) != 0 {
-            let code = errno
-            if code == ENOENT { continue }
-            throw CheckpointError.system("unlink(2) of an orphaned temporary file", path: path, errno: code)
-        }
-        removed.append(URL(fileURLWithPath: path))
-    }
-    if !removed.isEmpty { try fsyncDirectory(directory.path) }
-    return removed
-}
-
-// MARK: - System calls, each checked where it happens
-
-func fileExists(_ path: String) -> Bool {
-    var info = stat()
-    return lstat(path, &info) == 0
-}
-
-func removeFile(_ path: String) throws {
-    if unlink(path) != 0, errno != ENOENT {
-        throw CheckpointError.system("unlink(2)", path: path, errno: errno)
-    }
-}
-
-/// Opens `path` with `flags`, runs `body` on the descriptor, closes it.
-private func withDescriptor(_ path: String, flags: Int32, call: String, _ body: (Int32) throws -> Void) throws {
-    let descriptor = open(path, flags | O_CLOEXEC)
-    if descriptor < 0 { throw CheckpointError.system("open(2) for \(call)", path: path, errno: errno) }
-    defer { close(descriptor) }
-    try body(descriptor)
-}
-
-/// Forces the file's data and metadata to stable storage.
-func fsyncFile(_ path: String) throws {
-    try withDescriptor(path, flags: O_RDONLY, call: "fsync") { descriptor in
-        if fsync(descriptor) != 0 {
-            throw CheckpointError.system("fsync(2)", path: path, errno: errno, fix: "the disk may be full or failing")
-        }
-    }
-}
-
-/// Forces the directory's entries (the names just created, renamed or removed) to
-/// stable storage.
-func fsyncDirectory(_ path: String) throws {
-    try withDescriptor(path.isEmpty ? "." : path, flags: O_RDONLY | O_DIRECTORY, call: "fsync") { descriptor in
-        // Some file systems cannot fsync a directory (EINVAL); their renames are
-        // then as durable as they get.
-        if fsync(descriptor) != 0, errno != EINVAL {
-            throw CheckpointError.system("fsync(2) of the directory", path: path, errno: errno)
-        }
     }
 }

@@ -1,6 +1,8 @@
 // Errors of the checkpoint layer: reading, writing, committing and locking run
 // directories. Each names the file, what is wrong and what to do about it.
 
+import Platform
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
@@ -101,5 +103,16 @@ package struct CheckpointError: Error, CustomStringConvertible, Sendable {
     /// A failed system call: names the call, the path and errno's message.
     static func system(_ call: String, path: String, errno code: Int32, fix: String? = nil) -> CheckpointError {
         CheckpointError(.io, path: path, problem: "\(call) failed: \(String(cString: strerror(code)))", fix: fix)
+    }
+}
+
+extension CheckpointError: UserFacingError {
+    package var errorKind: ErrorKind {
+        switch category {
+        case .io: .io
+        case .data: .badData
+        case .busy: .busy
+        case .invalidContents: .internal
+        }
     }
 }

@@ -28,6 +28,7 @@
 
 import Core
 import Foundation
+import Platform
 
 #if canImport(Glibc)
     import Glibc
@@ -899,4 +900,8 @@ private struct ByteBuffer {
         case .array(let a): for inner in a { try append(array: inner, field: field, path: path, depth: depth + 1) }
         }
     }
+}
+
+extension GGUFError: UserFacingError {
+    package var errorKind: ErrorKind { kind == .io ? .io : .badData }
 }

@@ -32,6 +32,7 @@
 
 import CHDF5
 import Foundation
+import Platform
 
 // MARK: - Library
 

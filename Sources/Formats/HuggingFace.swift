@@ -19,7 +19,9 @@
 
 import Core
 import Foundation
+import JSON
 import NN
+import Platform
 import TextData
 
 #if canImport(Glibc)
@@ -430,4 +432,8 @@ package enum HFModelDirectory {
             throw HFModelError(.io, file: url.path, hint: error.hint)
         }
     }
+}
+
+extension HFModelError: UserFacingError {
+    package var errorKind: ErrorKind { kind == .io ? .io : .badData }
 }

@@ -9,7 +9,9 @@
 
 import Core
 import Foundation
+import JSON
 import NN
+import Platform
 import TextData
 
 package enum PEFTAdapter {

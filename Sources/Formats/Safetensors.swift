@@ -23,6 +23,8 @@
 
 import Core
 import Foundation
+import JSON
+import Platform
 import TextData
 
 #if canImport(Glibc)
@@ -636,4 +638,8 @@ package enum HalfPrecision {
         if remainder > 0x1000 || (remainder == 0x1000 && half & 1 == 1) { half += 1 }  // may carry into infinity
         return sign | UInt16(half)
     }
+}
+
+extension SafetensorsError: UserFacingError {
+    package var errorKind: ErrorKind { kind == .io ? .io : .badData }
 }

@@ -7,6 +7,7 @@
 
 import Core
 import Foundation
+import Platform
 
 public final class LlamaLayer {
     public let inputLayernorm: Tensor  // [C]
@@ -243,4 +244,8 @@ public enum ModelError: Error, CustomStringConvertible {
             return "the tensors do not match the model config:\n  " + p.joined(separator: "\n  ")
         }
     }
+}
+
+extension ModelError: UserFacingError {
+    package var errorKind: ErrorKind { .badData }
 }

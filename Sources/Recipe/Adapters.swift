@@ -2,17 +2,18 @@
 // `distill merge`, `distill export peft`, `distill import peft`, and the `merge` stage.
 
 import Core
-import Foundation
 import Formats
+import Foundation
 import NN
+import Platform
 
 extension LoadedModel {
     /// The adapter settings, or an error saying the source is a whole model.
     package func requireAdapter(for command: String) throws -> AdapterInfo {
         guard let adapter else {
-            throw ModelSourceError(
+            throw UserError(
                 path: path, problem: "is a whole model, not an adapter",
-                fix: "\(command) takes an adapter checkpoint (from a LoRA stage or `distill import peft`)", exitCode: 2)
+                fix: "\(command) takes an adapter checkpoint (from a LoRA stage or `distill import peft`)", kind: .usage)
         }
         return adapter
     }
@@ -64,9 +65,9 @@ package func exportPEFT(_ loaded: LoadedModel, to output: String, baseHF: String
 package func importPEFT(directory: String, base: String, to output: String) throws {
     let loaded = try loadModel(from: base)
     guard loaded.adapter == nil else {
-        throw ModelSourceError(
+        throw UserError(
             path: base, problem: "is itself an adapter; an adapter's base must be a whole model",
-            fix: "merge it first with `distill merge`", exitCode: 2)
+            fix: "merge it first with `distill merge`", kind: .usage)
     }
     let peft = try PEFTAdapter.read(at: URL(fileURLWithPath: directory), config: loaded.model.config)
     let info = AdapterInfo(lora: peft.lora, baseChecksum: modelChecksum(loaded.model), basePath: base)

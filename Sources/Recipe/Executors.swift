@@ -3,9 +3,10 @@
 // this build" (exit 2) before any stage runs; `--dry-run` works regardless.
 
 import Core
-import Foundation
 import Formats
+import Foundation
 import NN
+import Platform
 import TextData
 import Training
 
@@ -31,7 +32,7 @@ func corpus(_ data: DataSettings, runDirectory: String) throws -> CorpusSource {
     if let text = data.text {
         let url = URL(fileURLWithPath: runDirectory).appendingPathComponent("inline-text.txt")
         if (try? String(contentsOf: url, encoding: .utf8)) != text {
-            try Data(text.utf8).write(to: url, options: .atomic)
+            try writeAtomically(text, to: url.path)
         }
         paths.append(url.path)
     }
@@ -80,7 +81,7 @@ struct PretrainExecutor: StageExecutor {
             tokenizerJSON = text
         } else if let initial {
             guard let text = initial.tokenizerJSON else {
-                throw ModelSourceError(path: initial.path, problem: "has no tokenizer to continue training with", fix: "use a checkpoint written by distill or an HF directory with tokenizer.json")
+                throw UserError(path: initial.path, problem: "has no tokenizer to continue training with", fix: "use a checkpoint written by distill or an HF directory with tokenizer.json", kind: .badData)
             }
             tokenizerJSON = text
         } else if let path = s.tokenizer?.path {
@@ -189,7 +190,7 @@ struct PretrainExecutor: StageExecutor {
             let saved = Dictionary(uniqueKeysWithValues: (state.moments[moment] ?? []).map { ($0.name, $0.tensor) })
             for slot in optimizer.slots {
                 guard let t = saved[slot.name], t.count == slot.parameter.count else {
-                    throw ModelSourceError(path: path, problem: "optimizer moment \(moment) for \(slot.name) is missing or mis-shaped", fix: "delete the checkpoint to start the stage over")
+                    throw UserError(path: path, problem: "optimizer moment \(moment) for \(slot.name) is missing or mis-shaped", fix: "delete the checkpoint to start the stage over", kind: .badData)
                 }
                 slot[keyPath: keyPath].data.update(from: t.data, count: t.count)
             }
@@ -219,7 +220,7 @@ final class MetricsLog {
                 kept += line + "\n"
             }
         }
-        try Data(kept.utf8).write(to: url, options: .atomic)
+        try writeAtomically(kept, to: url.path)
         handle = try FileHandle(forWritingTo: url)
         try handle.seekToEnd()
     }
@@ -251,7 +252,7 @@ struct EvalExecutor: StageExecutor {
         let result = evaluate(loaded.model, batches: batches)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(result).write(to: URL(fileURLWithPath: s.output), options: .atomic)
+        try writeAtomically(try encoder.encode(result), to: s.output)
         emit(.progress(step: result.batches, total: result.batches, metrics: ["loss": result.loss, "perplexity": result.perplexity]))
         return StageOutputs(files: [s.output], summary: ["loss": .double(result.loss), "perplexity": .double(result.perplexity), "tokens": .int(result.tokens)])
     }
@@ -312,7 +313,7 @@ struct GenerateExecutor: StageExecutor {
             text.append(0x0A)
             emit(.message("\(sample.prompt)\(sample.completion)"))
         }
-        try text.write(to: URL(fileURLWithPath: s.output), options: .atomic)
+        try writeAtomically(text, to: s.output)
         return StageOutputs(files: [s.output], summary: ["samples": .int(samples.count)])
     }
 }

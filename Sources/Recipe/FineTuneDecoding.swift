@@ -2,6 +2,7 @@
 // object on its own, pass 2 (`link`) resolves the model and teacher checkpoints and makes the
 // data paths absolute. Problems are logged with their JSON path, like every other stage's.
 
+import JSON
 import NN
 import TextData
 import Training

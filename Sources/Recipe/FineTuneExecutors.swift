@@ -8,20 +8,13 @@
 // number of micro-batches consumed, so a resumed run continues with the same batches.
 
 import Core
-import Foundation
 import Formats
+import Foundation
+import JSON
 import NN
+import Platform
 import TextData
 import Training
-
-/// A fine-tuning problem in the user's setup (mismatched tokenizers, unusable data).
-package struct FineTuneError: Error, CustomStringConvertible, ExitCodeError {
-    package var path: String
-    package var problem: String
-    package var fix: String
-    package var exitCode: Int32 = 2
-    package var description: String { "\(path): \(problem); \(fix)" }
-}
 
 // MARK: - Data helpers
 
@@ -119,19 +112,6 @@ extension SFTSequences {
     }
 }
 
-/// XXH64 of a file's bytes, as 16 hex digits.
-func fileDigest(_ path: String) throws -> String {
-    guard let data = FileManager.default.contents(atPath: path) else {
-        throw FineTuneError(path: path, problem: "cannot read the file", fix: "check that it exists and is readable", exitCode: 74)
-    }
-    return hex(data.withUnsafeBytes { XXH64.hash($0) })
-}
-
-func hex(_ v: UInt64) -> String {
-    let s = String(v, radix: 16)
-    return String(repeating: "0", count: 16 - s.count) + s
-}
-
 /// XXH64 over every tensor that shapes the model's logits (base parameters, then adapters),
 /// names included: the identity of a model in cache keys.
 func weightsDigest(_ model: LlamaModel) -> String {
@@ -140,7 +120,7 @@ func weightsDigest(_ model: LlamaModel) -> String {
         h.update(name)
         h.update(UnsafeRawBufferPointer(start: t.data, count: t.count * MemoryLayout<Float>.size))
     }
-    return hex(h.finalize())
+    return hexDigits(h.finalize())
 }
 
 /// Refuses a teacher whose tokenizer differs from the student's: distillation compares the
@@ -150,11 +130,11 @@ func requireSameTokenizer(
     student: ByteLevelBPETokenizer, studentPath: String, teacher: ByteLevelBPETokenizer, teacherPath: String,
     studentVocab: Int, teacherVocab: Int
 ) throws {
-    func refuse(_ what: String) -> FineTuneError {
-        FineTuneError(
+    func refuse(_ what: String) -> UserError {
+        UserError(
             path: teacherPath,
             problem: "the teacher's tokenizer differs from the student's (\(studentPath)): \(what)",
-            fix: "distill from a teacher trained with the same tokenizer.json (cross-tokenizer distillation is not supported)")
+            fix: "distill from a teacher trained with the same tokenizer.json (cross-tokenizer distillation is not supported)", kind: .usage)
     }
     guard studentVocab == teacherVocab else {
         throw refuse("the models' vocabularies have \(studentVocab) and \(teacherVocab) entries")
@@ -233,18 +213,18 @@ final class FineTuneSession {
         do {
             self.lora = try lora?.config.resolved(layers: model.layers.count)
         } catch {
-            throw FineTuneError(
+            throw UserError(
                 path: "stage \(name), lora.target_modules", problem: "\(error) (model \(modelPath))",
-                fix: "name projections or module paths the model has (q_proj ... down_proj, layers.0.mlp.down_proj) or a regex matching some")
+                fix: "name projections or module paths the model has (q_proj ... down_proj, layers.0.mlp.down_proj) or a regex matching some", kind: .usage)
         }
         if let config = self.lora {
             if let adapter = loaded.adapter {
                 // The model is an adapter on its base: keep training that adapter, bound to the same base.
                 guard adapter.lora.sameAdapters(as: config) else {
-                    throw FineTuneError(
+                    throw UserError(
                         path: modelPath,
                         problem: "is an adapter with LoRA settings r \(adapter.lora.rank), alpha \(adapter.lora.alpha), dropout \(adapter.lora.dropout), use_rslora \(adapter.lora.useRSLoRA), on \(adapter.lora.adaptedModules?.count ?? 0) modules (target_modules \(adapter.lora.targetDescription)); the stage's lora block differs",
-                        fix: "give the same lora settings to continue training this adapter, or merge it first (a merge stage, or distill merge) and train a new adapter on the merged model")
+                        fix: "give the same lora settings to continue training this adapter, or merge it first (a merge stage, or distill merge) and train a new adapter on the merged model", kind: .usage)
                 }
                 basePath = loaded.basePath ?? modelPath
                 for (_, p) in model.adapterParameters() { p.requiresGrad = true }
@@ -266,7 +246,7 @@ final class FineTuneSession {
             let saved = Dictionary(resumed.parameters.map { ($0.name, $0.tensor) }, uniquingKeysWith: { a, _ in a })
             for (pname, p) in trained {
                 guard let t = saved[pname], t.shape == p.shape else {
-                    throw ModelSourceError(path: output, problem: "parameter \(pname) is missing or mis-shaped", fix: "delete the checkpoint to start the stage over")
+                    throw UserError(path: output, problem: "parameter \(pname) is missing or mis-shaped", fix: "delete the checkpoint to start the stage over", kind: .badData)
                 }
                 p.data.update(from: t.data, count: t.count)
             }
@@ -401,7 +381,7 @@ final class FineTuneSession {
             let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
             let n = object["micro_batches"] as? Int, n >= 0
         else {
-            throw ModelSourceError(path: path, problem: "the data cursor is missing or unreadable", fix: "delete the checkpoint to start the stage over")
+            throw UserError(path: path, problem: "the data cursor is missing or unreadable", fix: "delete the checkpoint to start the stage over", kind: .badData)
         }
         return n
     }
@@ -412,7 +392,7 @@ final class FineTuneSession {
             let saved = Dictionary((state.moments[moment] ?? []).map { ($0.name, $0.tensor) }, uniquingKeysWith: { a, _ in a })
             for slot in optimizer.slots {
                 guard let t = saved[slot.name], t.count == slot.parameter.count else {
-                    throw ModelSourceError(path: output.path, problem: "optimizer moment \(moment) for \(slot.name) is missing or mis-shaped", fix: "delete the checkpoint to start the stage over")
+                    throw UserError(path: output.path, problem: "optimizer moment \(moment) for \(slot.name) is missing or mis-shaped", fix: "delete the checkpoint to start the stage over", kind: .badData)
                 }
                 slot[keyPath: keyPath].data.update(from: t.data, count: t.count)
             }
@@ -443,7 +423,7 @@ package struct SFTRows {
         train = (0..<trainSeq.rows).filter { all.isTrained($0) }
         validation = (trainSeq.rows..<all.rows).filter { all.isTrained($0) }
         guard !train.isEmpty else {
-            throw FineTuneError(path: path, problem: "no training row has a trained token (\(examples.count) examples)", fix: "check the data rows and seq_len", exitCode: 65)
+            throw UserError(path: path, problem: "no training row has a trained token (\(examples.count) examples)", fix: "check the data rows and seq_len", kind: .badData)
         }
     }
 
@@ -482,7 +462,7 @@ struct SFTExecutor: StageExecutor {
 func checkSeqLen(_ seqLen: Int, _ session: FineTuneSession) throws {
     let limit = session.model.config.maxPositionEmbeddings
     guard seqLen <= limit else {
-        throw FineTuneError(path: session.modelPath, problem: "training.seq_len \(seqLen) exceeds the model's max_position_embeddings (\(limit))", fix: "set training.seq_len <= \(limit)")
+        throw UserError(path: session.modelPath, problem: "training.seq_len \(seqLen) exceeds the model's max_position_embeddings (\(limit))", fix: "set training.seq_len <= \(limit)", kind: .usage)
     }
 }
 
@@ -499,7 +479,7 @@ struct DPOExecutor: StageExecutor {
             var pairs: [PreferencePair] = []
             for path in s.data.train { pairs += try PreferenceData.read(path: path, format: format, tokenizer: session.tokenizer) }
             guard !pairs.isEmpty else {
-                throw FineTuneError(path: s.data.train.first ?? "", problem: "no preference pairs", fix: "add {\"prompt\", \"chosen\", \"rejected\"} rows", exitCode: 65)
+                throw UserError(path: s.data.train.first ?? "", problem: "no preference pairs", fix: "add {\"prompt\", \"chosen\", \"rejected\"} rows", kind: .badData)
             }
             let padID = session.endOfText ?? 0
             let config = s.lossConfig
@@ -542,7 +522,7 @@ struct DPOExecutor: StageExecutor {
         key.update(s.template.rawValue)
         key.update(UInt64(s.training.seqLen))
         key.update(UInt64(s.training.batchSize))
-        let fingerprint = hex(key.finalize())
+        let fingerprint = hexDigits(key.finalize())
         let cache = URL(fileURLWithPath: session.context.runDirectory).appendingPathComponent("cache/reference-\(fingerprint).json")
         if let data = FileManager.default.contents(atPath: cache.path),
             let stored = try? JSONDecoder().decode(StoredReference.self, from: data),
@@ -610,7 +590,7 @@ struct KDExecutor: StageExecutor {
                 teacherPath: teacherPath, studentVocab: session.model.config.vocabSize, teacherVocab: teacher.model.config.vocabSize)
             try checkSeqLen(t.seqLen, session)
             guard t.seqLen <= teacher.model.config.maxPositionEmbeddings else {
-                throw FineTuneError(path: teacherPath, problem: "training.seq_len \(t.seqLen) exceeds the teacher's max_position_embeddings (\(teacher.model.config.maxPositionEmbeddings))", fix: "lower training.seq_len")
+                throw UserError(path: teacherPath, problem: "training.seq_len \(t.seqLen) exceeds the teacher's max_position_embeddings (\(teacher.model.config.maxPositionEmbeddings))", fix: "lower training.seq_len", kind: .usage)
             }
             let examples = try readExamples(s.data.train, template: s.template, tokenizer: session.tokenizer, endOfText: session.endOfText, seqLen: t.seqLen)
             let rows = try SFTRows(examples, seqLen: t.seqLen, packing: s.packing, fraction: s.data.validationFraction, seed: UInt64(context.seed), padID: session.endOfText ?? 0, path: s.data.train.first ?? "")
@@ -651,7 +631,7 @@ struct KDExecutor: StageExecutor {
         key.update(UInt64(seqs.seqLen))
         key.update(UInt64(k))
         key.update(s.temperature.bitPattern)
-        let fingerprint = hex(key.finalize())
+        let fingerprint = hexDigits(key.finalize())
         let cache = URL(fileURLWithPath: runDirectory).appendingPathComponent("cache/teacher-topk-\(fingerprint).bin")
         let perRow = seqs.seqLen * k
         if let data = FileManager.default.contents(atPath: cache.path), let table = TopKTable(data: data, rows: seqs.rows, perRow: perRow) {

@@ -8,50 +8,7 @@
 // corpus is not re-read on every run.
 
 import Foundation
-
-/// 64-bit FNV-1a.
-package struct FNV1a64: Sendable {
-    package private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
-    private static let prime: UInt64 = 0x0000_0100_0000_01B3
-
-    package init() {}
-
-    package mutating func update(_ bytes: UnsafeRawBufferPointer) {
-        var h = value
-        for b in bytes {
-            h ^= UInt64(b)
-            h = h &* Self.prime
-        }
-        value = h
-    }
-
-    package mutating func update(_ bytes: some Collection<UInt8>) {
-        var h = value
-        for b in bytes {
-            h ^= UInt64(b)
-            h = h &* Self.prime
-        }
-        value = h
-    }
-
-    /// Hashes the string's length then its UTF-8, so ("ab", "c") and ("a", "bc") differ.
-    package mutating func update(field: String) {
-        update(Array(String(field.utf8.count).utf8) + [0x3A])
-        update(field.utf8)
-    }
-
-    /// 16 lowercase hex digits.
-    package var hex: String {
-        let s = String(value, radix: 16)
-        return String(repeating: "0", count: 16 - s.count) + s
-    }
-
-    package static func hex(_ text: String) -> String {
-        var h = FNV1a64()
-        h.update(text.utf8)
-        return h.hex
-    }
-}
+import Platform
 
 /// A file's content digest and the size and modification time it was computed at.
 package struct FileDigest: Codable, Sendable, Equatable {
@@ -90,7 +47,7 @@ package struct FileDigester {
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw InputError(path: path, reason: "not found")
         }
-        if !isDirectory.boolValue { return try fileDigest(path) }
+        if !isDirectory.boolValue { return try contentDigest(path) }
         guard let enumerator = FileManager.default.enumerator(atPath: path) else {
             throw InputError(path: path, reason: "cannot list the folder")
         }
@@ -102,12 +59,12 @@ package struct FileDigester {
             let full = (path as NSString).appendingPathComponent(name)
             guard FileManager.default.fileExists(atPath: full, isDirectory: &sub), !sub.boolValue else { continue }
             h.update(field: name)
-            h.update(field: try fileDigest(full))
+            h.update(field: try contentDigest(full))
         }
         return h.hex
     }
 
-    private mutating func fileDigest(_ path: String) throws(InputError) -> String {
+    private mutating func contentDigest(_ path: String) throws(InputError) -> String {
         let attributes: [FileAttributeKey: Any]
         do { attributes = try FileManager.default.attributesOfItem(atPath: path) } catch {
             throw InputError(path: path, reason: "cannot read its attributes: \(error.localizedDescription)")

@@ -2,9 +2,11 @@
 // HDF5 checkpoint or a Hugging Face model directory. Shared by the stages and the CLI.
 
 import Core
-import Foundation
 import Formats
+import Foundation
+import JSON
 import NN
+import Platform
 import TextData
 
 package struct LoadedModel {
@@ -23,7 +25,7 @@ package struct LoadedModel {
     /// The tokenizer, or an error saying the source has none.
     package func requireTokenizer() throws -> ByteLevelBPETokenizer {
         guard let tokenizer else {
-            throw ModelSourceError(path: path, problem: "has no tokenizer", fix: "add tokenizer.json to the directory or train through a recipe")
+            throw UserError(path: path, problem: "has no tokenizer", fix: "add tokenizer.json to the directory or train through a recipe", kind: .badData)
         }
         return tokenizer
     }
@@ -33,14 +35,6 @@ package struct LoadedModel {
         if let eos = model.config.eosTokenId { return Int32(eos) }
         return tokenizer?.id(for: "<|endoftext|>")
     }
-}
-
-package struct ModelSourceError: Error, CustomStringConvertible, ExitCodeError {
-    package var path: String
-    package var problem: String
-    package var fix: String
-    package var exitCode: Int32 = 65
-    package var description: String { "\(path): \(problem); \(fix)" }
 }
 
 /// Reads a distill checkpoint (`.h5`, or its `.prev` when a commit was interrupted) or a
@@ -60,9 +54,9 @@ package func loadModel(from path: String, base: String? = nil, trainable: Bool =
         return LoadedModel(model: model, tokenizer: tokenizer, tokenizerJSON: text, checkpoint: nil, path: path)
     }
     guard exists || FileManager.default.fileExists(atPath: path + ".prev") else {
-        throw ModelSourceError(
+        throw UserError(
             path: path, problem: "no such checkpoint or model directory",
-            fix: "give a distill .h5 checkpoint or a Hugging Face model directory", exitCode: 74)
+            fix: "give a distill .h5 checkpoint or a Hugging Face model directory", kind: .io)
     }
     let (contents, _) = try readCommittedCheckpoint(at: URL(fileURLWithPath: path))
     if contents.kind == .adapter { return try loadAdapter(contents, path: path, base: base, trainable: trainable) }
@@ -75,22 +69,22 @@ package func loadModel(from path: String, base: String? = nil, trainable: Bool =
 private func loadAdapter(_ contents: CheckpointContents, path: String, base: String?, trainable: Bool) throws -> LoadedModel {
     var info = try AdapterInfo(contents, path: path)
     guard let basePath = base ?? info.resolvedBasePath(adapterPath: path) else {
-        throw ModelSourceError(
+        throw UserError(
             path: path, problem: "is an adapter that records no base model",
-            fix: "name the base it was trained on with --base", exitCode: 2)
+            fix: "name the base it was trained on with --base", kind: .usage)
     }
     var loaded: LoadedModel
     do {
         loaded = try loadModel(from: basePath)
-    } catch let error as ModelSourceError where error.exitCode == 74 && base == nil {
-        throw ModelSourceError(
+    } catch let error as UserError where error.kind == .io && base == nil {
+        throw UserError(
             path: path, problem: "is an adapter whose base \(basePath) is missing",
-            fix: "name the base it was trained on with --base", exitCode: 74)
+            fix: "name the base it was trained on with --base", kind: .io)
     }
     guard loaded.adapter == nil else {
-        throw ModelSourceError(
+        throw UserError(
             path: basePath, problem: "is itself an adapter; an adapter's base must be a whole model",
-            fix: "merge the first adapter with `distill merge` and train the next one on the merged model")
+            fix: "merge the first adapter with `distill merge` and train the next one on the merged model", kind: .badData)
     }
     guard loaded.model.config == contents.config else {
         throw CheckpointError(

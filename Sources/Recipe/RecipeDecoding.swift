@@ -4,6 +4,8 @@
 // other stages, makes paths absolute and checks that input files exist.
 
 import Foundation
+import JSON
+import Platform
 import TextData
 
 private let namePattern = "[A-Za-z0-9_.-]+"

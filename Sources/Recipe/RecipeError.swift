@@ -2,6 +2,8 @@
 // value was written (file line:column or the --set argument), so a recipe with five mistakes
 // is fixed in one edit instead of five runs.
 
+import JSON
+import Platform
 import TextData
 
 /// One problem with a recipe.
@@ -77,7 +79,7 @@ package struct RecipeIssue: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// All problems found in a recipe. Thrown once, after the whole recipe has been read.
-package struct RecipeError: Error, Sendable, Equatable, CustomStringConvertible {
+package struct RecipeError: UserFacingError, Sendable, Equatable {
     /// The recipe file as the user named it, or nil for a recipe given as text.
     package var file: String?
     package var issues: [RecipeIssue]
@@ -88,7 +90,7 @@ package struct RecipeError: Error, Sendable, Equatable, CustomStringConvertible 
     }
 
     /// Recipe problems are configuration mistakes: exit code 2.
-    package var exitCode: Int32 { 2 }
+    package var errorKind: ErrorKind { .usage }
 
     package var description: String {
         let head = issues.count == 1 ? "1 problem" : "\(issues.count) problems"

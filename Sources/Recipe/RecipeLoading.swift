@@ -3,6 +3,8 @@
 // checkpoints store.
 
 import Foundation
+import JSON
+import Platform
 import TextData
 
 /// One `--set key=value` argument.

@@ -3,6 +3,7 @@
 // (the property initialiser in the schema) and a reader overwrites it when the key is present
 // and valid; problems are logged with their path and origin, and reading carries on.
 
+import JSON
 import TextData
 
 /// Collects issues while a recipe is read. One per load; not shared across threads.

@@ -3,6 +3,7 @@
 // folder, fsync, rename, fsync the folder), so a crash leaves either the old or the new file.
 
 import Foundation
+import Platform
 import TextData
 
 #if canImport(Glibc)
@@ -126,56 +127,11 @@ package struct RunState: Codable, Sendable, Equatable {
         let data: Data
         do { data = try encoder.encode(self) } catch { preconditionFailure("run state always encodes: \(error)") }
         let path = (runDirectory as NSString).appendingPathComponent(Self.fileName)
-        do {
-            try FileManager.default.createDirectory(atPath: runDirectory, withIntermediateDirectories: true)
+        do throws(UserError) {
+            try createDirectory(runDirectory)
             try writeAtomically(data, to: path)
-        } catch let error as RunError {
-            throw error
         } catch {
-            throw .state(path: path, reason: "cannot write it: \(error.localizedDescription)")
+            throw .state(path: error.path, reason: error.problem)
         }
-    }
-}
-
-/// Writes `data` to `path` so that readers see the old or the new content, never a mix:
-/// a temp file in the same folder, fsync, rename over `path`, fsync the folder.
-package func writeAtomically(_ data: Data, to path: String) throws(RunError) {
-    let folder = (path as NSString).deletingLastPathComponent
-    let temp = (folder as NSString).appendingPathComponent(".\((path as NSString).lastPathComponent).tmp-\(getpid())")
-    func fail(_ call: String) -> RunError {
-        .state(path: path, reason: "\(call) failed: \(String(cString: strerror(errno)))")
-    }
-    let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-    guard fd >= 0 else { throw fail("open(\(temp))") }
-    var ok = data.withUnsafeBytes { buffer -> Bool in
-        var offset = 0
-        while offset < buffer.count {
-            let n = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
-            if n < 0 {
-                if errno == EINTR { continue }
-                return false
-            }
-            offset += n
-        }
-        return true
-    }
-    var failure = ok ? nil : fail("write(\(temp))")
-    if ok && fsync(fd) != 0 {
-        ok = false
-        failure = fail("fsync(\(temp))")
-    }
-    close(fd)
-    if ok && rename(temp, path) != 0 {
-        ok = false
-        failure = fail("rename(\(temp), \(path))")
-    }
-    if let failure {
-        unlink(temp)
-        throw failure
-    }
-    let dirfd = open(folder.isEmpty ? "." : folder, O_RDONLY)
-    if dirfd >= 0 {
-        _ = fsync(dirfd)
-        close(dirfd)
     }
 }

@@ -11,6 +11,8 @@
 // re-runs every later stage that depends on it, and only those.
 
 import Foundation
+import JSON
+import Platform
 import TextData
 
 /// Progress an executor reports while it runs.
@@ -58,16 +60,9 @@ package struct RunContext: Sendable {
 /// pretrain/eval/generate/export); tests plug in fakes.
 package protocol StageExecutor {
     /// Runs `stage` and returns what it wrote. Throw to fail the stage; errors that conform to
-    /// `ExitCodeError` choose the process exit code.
+    /// `UserFacingError` choose the process exit code.
     func run(_ stage: Stage, context: RunContext, emit: (StageEvent) -> Void) throws -> StageOutputs
 }
-
-/// An error that knows which exit code the CLI should use (2 config, 65 bad data, 74 I/O).
-package protocol ExitCodeError: Error {
-    var exitCode: Int32 { get }
-}
-
-extension RecipeError: ExitCodeError {}
 
 /// Executors by stage type. A type without one cannot run in this build.
 package struct ExecutorRegistry {
@@ -93,7 +88,7 @@ package enum RunEvent: Sendable {
 }
 
 /// Errors of a run (recipe problems are `RecipeError`, thrown before a runner exists).
-package enum RunError: Error, Sendable, CustomStringConvertible, ExitCodeError {
+package enum RunError: Error, Sendable, UserFacingError {
     /// Stage types the plan needs but the registry lacks.
     case executorsUnavailable([StageType])
     /// An input could not be read while fingerprinting.
@@ -113,12 +108,18 @@ package enum RunError: Error, Sendable, CustomStringConvertible, ExitCodeError {
         }
     }
 
-    package var exitCode: Int32 {
+    package var errorKind: ErrorKind {
         switch self {
-        case .executorsUnavailable: return 2
-        case .input, .state: return 74
-        case .stageFailed(_, let error): return (error as? ExitCodeError)?.exitCode ?? 1
+        case .executorsUnavailable: .usage
+        case .input, .state: .io
+        case .stageFailed(_, let error): (error as? any UserFacingError)?.errorKind ?? .internal
         }
+    }
+
+    /// A failed stage exits with its error's code (1 for an error of no known kind).
+    package var exitCode: Int32 {
+        if case .stageFailed(_, let error) = self { return Platform.exitCode(for: error) }
+        return errorKind.exitCode
     }
 }
 
@@ -305,4 +306,23 @@ func settingsDiff(old: String, new: String, limit: Int = 3) -> [String] {
     }
     walk(a, b, "")
     return out.count > limit ? Array(out.prefix(limit)) + ["..."] : out
+}
+
+extension Runner {
+    /// Runs the recipe holding the run directory's lock (a second `distill run` on the same
+    /// directory is refused, exit 75) after removing temporary files of killed writers.
+    package func runLocked(onEvent: (RunEvent) -> Void) throws -> RunState {
+        let directory = URL(fileURLWithPath: recipe.runDir)
+        do {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        } catch {
+            throw RunError.state(path: directory.path, reason: "cannot create the run directory: \(error.localizedDescription)")
+        }
+        let lock = try RunDirectoryLock(directory: directory)
+        defer { lock.release() }
+        for orphan in try sweepOrphanedTemporaries(in: directory) {
+            onEvent(.notice("removed \(orphan.lastPathComponent), left by an interrupted write"))
+        }
+        return try run(onEvent: onEvent)
+    }
 }

@@ -7,6 +7,7 @@
 import Core
 import Foundation
 import NN
+import Platform
 import Teacher
 import TextData
 
@@ -120,7 +121,7 @@ struct SampleExecutor: StageExecutor {
         let dir = URL(fileURLWithPath: s.output)
         let files = zip(
             SampleStage.files, [outputs.samplesJSONL, outputs.sftJSONL, outputs.pairsJSONL, outputs.stats.json()])
-        for (name, text) in files { try writeAtomically(text, to: dir.appendingPathComponent(name)) }
+        for (name, text) in files { try writeAtomically(text, to: dir.appendingPathComponent(name).path) }
 
         let c = teacher.counters
         for line in outputs.stats.summaryLines() { emit(.message(line)) }
@@ -138,28 +139,6 @@ struct SampleExecutor: StageExecutor {
         if let p1 = st.passAtK.first { summary["pass_at_1"] = .double(p1.value) }
         return StageOutputs(
             files: [s.output] + SampleStage.files.map { dir.appendingPathComponent($0).path }, summary: summary)
-    }
-}
-
-/// Writes `text` to a temporary file beside `url`, syncs it and renames it over `url`, so a
-/// reader sees the old file or the new one, never a part.
-func writeAtomically(_ text: String, to url: URL) throws {
-    let temporary = url.deletingLastPathComponent().appendingPathComponent(
-        ".\(url.lastPathComponent).tmp-\(getpid())")
-    do {
-        try Data(text.utf8).write(to: temporary)
-        let handle = try FileHandle(forWritingTo: temporary)
-        try handle.synchronize()
-        try handle.close()
-        if rename(temporary.path, url.path) != 0 {
-            throw DataError.io(path: url.path, reason: "rename failed: \(String(cString: strerror(errno)))")
-        }
-    } catch let error as DataError {
-        try? FileManager.default.removeItem(at: temporary)
-        throw error
-    } catch {
-        try? FileManager.default.removeItem(at: temporary)
-        throw DataError.io(path: url.path, reason: "cannot write (\(error.localizedDescription))")
     }
 }
 

@@ -2,6 +2,7 @@
 // type, the verifier and the pairing settings, every problem logged at its JSON path.
 
 import Foundation
+import JSON
 import Teacher
 import TextData
 

@@ -4,7 +4,9 @@
 
 import Core
 import Foundation
+import JSON
 import NN
+import Platform
 import TextData
 
 /// A configuration that passed validation, before seeds and steps.

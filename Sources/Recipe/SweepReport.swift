@@ -3,6 +3,7 @@
 // trials, and writes the best configuration as a ready pretraining recipe.
 
 import Foundation
+import Platform
 import TextData
 
 /// The trials of one configuration at the highest rung it reached, averaged over seeds.
@@ -291,7 +292,7 @@ private struct Document {
         let svg = plot.render()
         if format == .md, let dir = figureDirectory {
             try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-            try? Data(svg.utf8).write(to: dir.appendingPathComponent(name + ".svg"), options: .atomic)
+            try? writeAtomically(svg, to: dir.appendingPathComponent(name + ".svg").path)
             body += "![\(plot.title)](figures/\(name).svg)\n\n"
         } else if format == .md {
             body += "```svg\n" + svg + "```\n\n"

@@ -11,6 +11,7 @@
 //   trials/<id>/          trial.json, model.h5, trial.metrics.jsonl, result.json
 //   results[.shard-i-of-n].jsonl / .csv
 
+import Platform
 import Core
 import Foundation
 #if canImport(Glibc)
@@ -92,23 +93,6 @@ package struct SweepResult: Codable, Sendable, Equatable {
             d(decodeTokensPerSecond), String(kvCacheBytesPerToken), d(peakMemoryMB), d(wallSeconds), d(taskScore), finished,
         ]
     }
-}
-
-/// Problems of a sweep run that are not recipe problems.
-package struct SweepError: Error, CustomStringConvertible, ExitCodeError {
-    package var path: String
-    package var problem: String
-    package var fix: String
-    package var exitCode: Int32
-
-    package init(path: String, problem: String, fix: String, exitCode: Int32 = 74) {
-        self.path = path
-        self.problem = problem
-        self.fix = fix
-        self.exitCode = exitCode
-    }
-
-    package var description: String { "\(path): \(problem); \(fix)" }
 }
 
 /// What a sweep run did.
@@ -207,7 +191,7 @@ package struct SweepRunner {
             emit(.message("skipped \(describe(bad.values)): " + bad.reasons.joined(separator: "; ")))
         }
         if configs.isEmpty {
-            throw SweepError(path: stage.output, problem: "no valid configuration (\(invalid.count) invalid, listed above)", fix: "change the axes or the budget", exitCode: 2)
+            throw UserError(path: stage.output, problem: "no valid configuration (\(invalid.count) invalid, listed above)", fix: "change the axes or the budget", kind: .usage)
         }
         let table = try ResultsTable(directory: dir, stem: shard.resultsStem)
         let rungs = stage.strategy == .halving ? stage.rungs : 1
@@ -488,7 +472,7 @@ final class ResultsTable {
         let fm = FileManager.default
         if !fm.fileExists(atPath: url.path) {
             guard fm.createFile(atPath: url.path, contents: header.map { Data($0.utf8) } ?? Data()) else {
-                throw SweepError(path: url.path, problem: "cannot create the results file", fix: "check the folder's permissions")
+                throw UserError(path: url.path, problem: "cannot create the results file", fix: "check the folder's permissions", kind: .io)
             }
         }
         do {
@@ -498,7 +482,7 @@ final class ResultsTable {
             try h.write(contentsOf: data)
             try h.synchronize()
         } catch {
-            throw SweepError(path: url.path, problem: "cannot append a result (\(error.localizedDescription))", fix: "check the disk and permissions")
+            throw UserError(path: url.path, problem: "cannot append a result (\(error.localizedDescription))", fix: "check the disk and permissions", kind: .io)
         }
     }
 }
@@ -538,25 +522,6 @@ func encodeSorted(_ value: some Encodable) throws -> Data {
     let e = JSONEncoder()
     e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
     return try e.encode(value)
-}
-
-func writeAtomically(_ data: Data, to url: URL) throws {
-    do { try data.write(to: url, options: .atomic) } catch {
-        throw SweepError(path: url.path, problem: "cannot write (\(error.localizedDescription))", fix: "check the disk and permissions")
-    }
-}
-
-func createDirectory(_ url: URL) throws {
-    do { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) } catch {
-        throw SweepError(path: url.path, problem: "cannot create the folder (\(error.localizedDescription))", fix: "check the permissions")
-    }
-}
-
-func readFile(_ path: String) throws -> Data {
-    guard let data = FileManager.default.contents(atPath: path) else {
-        throw SweepError(path: path, problem: "cannot read the file", fix: "check that it exists and is readable")
-    }
-    return data
 }
 
 /// At most `n` points, evenly spaced, the last one kept.

@@ -3,6 +3,7 @@
 // folder, and collects one result row per finished trial (docs/sweep.md).
 
 import Foundation
+import JSON
 import Teacher
 import TextData
 

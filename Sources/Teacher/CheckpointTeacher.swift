@@ -1,6 +1,8 @@
 import Core
 import Foundation
+import JSON
 import NN
+import Platform
 import TextData
 
 /// Settings of the `checkpoint` teacher: a distill model (HDF5 checkpoint or Hugging Face
@@ -98,11 +100,7 @@ package struct CheckpointTeacher: TeacherBackend {
             add(Array(UnsafeRawBufferPointer(start: tensor.data, count: tensor.count * MemoryLayout<Float>.size)))
         }
         add(Array(tokenizerJSON.utf8))
-        func hex(_ v: UInt64) -> String {
-            let s = String(v, radix: 16)
-            return String(repeating: "0", count: 16 - s.count) + s
-        }
-        return "xxh64:" + hex(a.finalize()) + hex(b.finalize())
+        return "xxh64:" + hexDigits(a.finalize()) + hexDigits(b.finalize())
     }
 
     package var name: String { "checkpoint \(checksum)" }

@@ -1,4 +1,6 @@
 import Foundation
+import JSON
+import Platform
 import TextData
 
 #if canImport(Glibc)
@@ -129,70 +131,27 @@ package struct CommandTeacher: TeacherBackend {
 
     /// One run of the program: its stdout, or a classified failure.
     static func run(_ config: CommandTeacherConfig, prompt: String, seed: Int) -> Result<String, FailureBox> {
-        let fm = FileManager.default
-        let dir = fm.temporaryDirectory.appendingPathComponent("distill-teacher-\(UUID().uuidString)")
-        defer { try? fm.removeItem(at: dir) }
-        let input = dir.appendingPathComponent("prompt.txt"), output = dir.appendingPathComponent("stdout.txt")
-        let errors = dir.appendingPathComponent("stderr.txt")
-        do {
-            try fm.createDirectory(at: dir, withIntermediateDirectories: true)
-            try Data(prompt.utf8).write(to: input)
-            try Data().write(to: output)
-            try Data().write(to: errors)
-        } catch {
-            return .failure(
-                FailureBox(.exitStatus, nil, "not run: cannot write temporary files (\(error.localizedDescription))"))
+        var program = Subprocess(config.command, timeout: config.timeoutSeconds)
+        program.input = prompt
+        program.environment = ["DISTILL_SEED": String(seed)]
+        let outcome: Subprocess.Outcome
+        switch program.run() {
+        case .success(let o): outcome = o
+        case .failure(let error): return .failure(FailureBox(.exitStatus, nil, error.problem))
         }
-        guard let stdin = FileHandle(forReadingAtPath: input.path), let stdout = try? FileHandle(forWritingTo: output),
-            let stderr = try? FileHandle(forWritingTo: errors)
-        else { return .failure(FailureBox(.exitStatus, nil, "not run: cannot open its temporary files")) }
-        defer {
-            try? stdin.close()
-            try? stdout.close()
-            try? stderr.close()
-        }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = config.command
-        var env = ProcessInfo.processInfo.environment
-        env["DISTILL_SEED"] = String(seed)
-        process.environment = env
-        process.standardInput = stdin
-        process.standardOutput = stdout
-        process.standardError = stderr
-        let done = DispatchSemaphore(value: 0)
-        process.terminationHandler = { _ in done.signal() }
-        do {
-            try process.run()
-        } catch {
-            return .failure(
-                FailureBox(.exitStatus, nil, "\(config.command[0]) could not start: \(error.localizedDescription)"))
-        }
-        var timedOut = false
-        if done.wait(timeout: .now() + config.timeoutSeconds) == .timedOut {
-            timedOut = true
-            process.terminate()
-            if done.wait(timeout: .now() + 1) == .timedOut {
-                kill(process.processIdentifier, SIGKILL)
-                done.wait()
-            }
-        }
-        let tail = CommandCheck.lastLines((try? String(contentsOf: errors, encoding: .utf8)) ?? "")
+        let tail = Subprocess.lastLines(outcome.stderr)
         let said = tail.isEmpty ? "" : "; stderr: \(tail)"
-        if timedOut {
+        switch outcome.ending {
+        case .timedOut:
             return .failure(
-                FailureBox(.timeout, nil, "no output within \(formatSeconds(config.timeoutSeconds))\(said)"))
+                FailureBox(.timeout, nil, "no output within \(Subprocess.formatSeconds(config.timeoutSeconds))\(said)"))
+        case .signal(let signal): return .failure(FailureBox(.exitStatus, nil, "killed by signal \(signal)\(said)"))
+        case .exited(127): return .failure(FailureBox(.exitStatus, nil, "\(config.command[0]) not found on PATH\(said)"))
+        case .exited(0):
+            var text = outcome.stdout
+            while text.last?.isNewline == true { text.removeLast() }
+            return .success(text)
+        case .exited(let status): return .failure(FailureBox(.exitStatus, nil, "exited \(status)\(said)"))
         }
-        if process.terminationReason == .uncaughtSignal {
-            return .failure(FailureBox(.exitStatus, nil, "killed by signal \(process.terminationStatus)\(said)"))
-        }
-        let status = process.terminationStatus
-        if status == 127 {
-            return .failure(FailureBox(.exitStatus, nil, "\(config.command[0]) not found on PATH\(said)"))
-        }
-        guard status == 0 else { return .failure(FailureBox(.exitStatus, nil, "exited \(status)\(said)")) }
-        var text = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
-        while text.last?.isNewline == true { text.removeLast() }
-        return .success(text)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 import TextData
 
 /// A function call found in a completion.

@@ -1,4 +1,6 @@
 import Foundation
+import JSON
+import Platform
 import TextData
 
 #if canImport(FoundationNetworking)
@@ -268,7 +270,7 @@ package struct OpenAITeacher: TeacherBackend {
             if let retryAfter = failure.retryAfter {
                 if retryAfter > config.maxRetryAfterSeconds {
                     failure.kind = .quota
-                    failure.message += "; Retry-After \(formatSeconds(retryAfter)) exceeds max_retry_after_seconds"
+                    failure.message += "; Retry-After \(Subprocess.formatSeconds(retryAfter)) exceeds max_retry_after_seconds"
                 }
                 wait = retryAfter
             } else {
@@ -303,7 +305,7 @@ package struct OpenAITeacher: TeacherBackend {
             (data, response) = try await withDeadline(request)
         } catch let error as URLError {
             if error.code == .timedOut {
-                return .failure(FailureBox(.timeout, nil, "no response within \(formatSeconds(config.timeoutSeconds))"))
+                return .failure(FailureBox(.timeout, nil, "no response within \(Subprocess.formatSeconds(config.timeoutSeconds))"))
             }
             // libcurl's "Received HTTP/0.9" (bytes that are not an HTTP response) surfaces as
             // unsupportedURL; the base URL was validated, so it means a garbage reply.

@@ -1,5 +1,6 @@
 import CSQLite
 import Foundation
+import Platform
 
 // The only file that calls SQLite. Every status is checked where it happens and reported
 // with the call, the database path and SQLite's own message.
@@ -75,4 +76,8 @@ final class SQLiteConnection {
 enum SQLiteValue {
     case text(String)
     case real(Double)
+}
+
+extension SQLiteError: UserFacingError {
+    package var errorKind: ErrorKind { .io }
 }

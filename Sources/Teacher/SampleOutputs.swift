@@ -1,5 +1,7 @@
 import Core
 import Foundation
+import JSON
+import Platform
 import TextData
 
 // What the `sample` stage writes from verified samples: samples.jsonl (every sample),

@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 import TextData
 
 // The task set a teacher is sampled on: JSONL, one task per line.

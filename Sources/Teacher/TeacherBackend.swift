@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 import TextData
 
 /// What the `sample` stage needs from a teacher: samples of every task, each cached

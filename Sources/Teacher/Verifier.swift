@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 import TextData
 
 // Verifiers: the external soundness signal that decides whether a completion is correct.

@@ -13,6 +13,8 @@
 ///
 /// Pair counts are updated incrementally: a merge only revisits the words that contain the
 /// pair (tracked per pair), and a max-heap with lazy invalidation yields the next best pair.
+
+import JSON
 package struct BPETrainer: Sendable {
     /// Pre-tokenization schemes the trainer can write.
     package enum Style: String, Codable, Sendable, CaseIterable {

@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 import Synchronization
 
 /// A token matched before pre-tokenization (HF `AddedToken`): special tokens such as

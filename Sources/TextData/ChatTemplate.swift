@@ -32,6 +32,7 @@
 // (boundaries next to special tokens always are).
 
 import Foundation
+import JSON
 
 /// One message of a conversation. Roles: system, user, assistant, tool.
 package struct ChatMessage: Sendable, Equatable {

@@ -1,5 +1,7 @@
 import Core
 import Foundation
+import JSON
+import Platform
 
 // Pretraining corpora: plain text and JSONL files turned into one token stream.
 //

@@ -10,6 +10,7 @@
 // Only completion tokens are counted (targets -100 elsewhere), as in SFT.
 
 import Foundation
+import JSON
 
 package struct PreferencePair: Sendable, Equatable {
     package var chosen: RenderedExample

@@ -12,6 +12,7 @@
 // Errors name file:line:column (the column of the offending field) and the fix.
 
 import Foundation
+import JSON
 
 /// How SFT rows become token ids.
 package struct SFTFormat: Codable, Sendable, Equatable {

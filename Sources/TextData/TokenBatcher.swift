@@ -1,5 +1,6 @@
 import Core
 import Foundation
+import JSON
 
 // Batches of next-token prediction windows cut from one token stream.
 //

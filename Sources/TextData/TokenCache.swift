@@ -1,4 +1,6 @@
 import Foundation
+import JSON
+import Platform
 
 #if canImport(Glibc)
     import Glibc

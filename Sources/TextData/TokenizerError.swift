@@ -2,6 +2,8 @@
 ///
 /// Every case names where the problem is: a file position for malformed JSON, a JSON path
 /// such as `model.merges[12]` for content distill does not accept.
+
+import Platform
 package enum TokenizerError: Error, CustomStringConvertible, Sendable, Equatable {
     /// The bytes are not valid JSON; `line` and `column` are 1-based.
     case malformedJSON(line: Int, column: Int, reason: String)
@@ -27,5 +29,12 @@ package enum TokenizerError: Error, CustomStringConvertible, Sendable, Equatable
         case .badTrainingConfig(let reason):
             return "BPE training: \(reason)"
         }
+    }
+}
+
+extension TokenizerError: UserFacingError {
+    package var errorKind: ErrorKind {
+        if case .io = self { return .io }
+        return .badData
     }
 }

@@ -1,4 +1,6 @@
 import Foundation
+import JSON
+import Platform
 
 // Reading and writing Hugging Face `tokenizer.json`.
 //
@@ -36,11 +38,21 @@ extension ByteLevelBPETokenizer {
 
     /// Parses the bytes of a tokenizer.json document.
     package init<Bytes: Collection>(jsonData: Bytes) throws where Bytes.Element == UInt8 {
-        try self.init(json: JSONValue.parse(jsonData))
+        let json: JSONValue
+        do { json = try JSONValue.parse(jsonData) } catch let e as JSONSyntaxError {
+            throw TokenizerError.malformedJSON(line: e.line, column: e.column, reason: e.reason)
+        }
+        try self.init(json: json)
     }
 
     /// Builds a tokenizer from a parsed tokenizer.json document.
     package init(json: JSONValue) throws {
+        do { try self.init(parsing: json) } catch let e as JSONShapeError {
+            throw TokenizerError.invalid(path: e.path, reason: e.reason)
+        }
+    }
+
+    private init(parsing json: JSONValue) throws {
         let root = JSONNode(json, path: "")
         guard case .object = json else {
             throw TokenizerError.invalid(path: "(root)", reason: "expected an object, found \(json.typeName)")
@@ -114,9 +126,9 @@ extension ByteLevelBPETokenizer {
     /// Writes tokenizer.json atomically (temporary file in the same directory, then rename).
     package func write(to url: URL) throws {
         do {
-            try jsonData().write(to: url, options: .atomic)
+            try writeAtomically(jsonData(), to: url)
         } catch {
-            throw TokenizerError.io(path: url.path, reason: "cannot write tokenizer file (\(error.localizedDescription))")
+            throw TokenizerError.io(path: url.path, reason: "cannot write tokenizer file (\(error.problem))")
         }
     }
 

@@ -5,6 +5,7 @@
 import Core
 import Foundation
 import NN
+import Platform
 
 /// One batch of next-token prediction: B*T inputs and targets, row-major.
 public struct TrainingBatch: Sendable {
@@ -339,4 +340,8 @@ public final class Trainer {
             }
         }
     }
+}
+
+extension TrainingError: UserFacingError {
+    package var errorKind: ErrorKind { .badData }
 }

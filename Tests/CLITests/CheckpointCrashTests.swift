@@ -6,6 +6,7 @@
 
 import Formats
 import Foundation
+import Platform
 import Testing
 
 #if canImport(Glibc)

@@ -4,8 +4,9 @@
 // resuming bit for bit.
 
 import Core
-import Foundation
 import Formats
+import Foundation
+import Platform
 import Testing
 
 /// Arithmetic rows in TRL's forms, deterministic.

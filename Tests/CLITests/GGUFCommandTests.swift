@@ -4,8 +4,9 @@
 // refusals with their exit codes.
 
 import Core
-import Foundation
 import Formats
+import Foundation
+import Platform
 import Testing
 
 @Suite struct GGUFCommandTests {

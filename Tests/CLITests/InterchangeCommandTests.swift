@@ -4,8 +4,9 @@
 // import -> export round-trips every tensor.
 
 import Core
-import Foundation
 import Formats
+import Foundation
+import Platform
 import Testing
 
 struct FixtureReference: Decodable {

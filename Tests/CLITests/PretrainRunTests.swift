@@ -4,8 +4,9 @@
 // same directory is refused.
 
 import Core
-import Foundation
 import Formats
+import Foundation
+import Platform
 import Testing
 
 /// A few KB of varied text, deterministic.

@@ -6,6 +6,7 @@
 import Core
 import Foundation
 import NN
+import Platform
 import Testing
 
 @testable import Formats
@@ -458,25 +459,3 @@ func aFailedVerificationKeepsThePreviousCheckpoint(withoutHardLinks: Bool) throw
     }
 }
 
-// MARK: - Run directory lock
-
-@Test func aSecondRunOnTheSameDirectoryIsRefused() throws {
-    try withTemporaryDirectory { directory in
-        let run = directory.appendingPathComponent("run")
-        let lock = try RunDirectoryLock(directory: run)
-        // flock belongs to an open file description, so a second open in this same
-        // process conflicts just as another process would.
-        let error = expectCheckpointError(.locked) { _ = try RunDirectoryLock(directory: run) }
-        let text = error?.description ?? ""
-        #expect(text.contains("another distill run (pid \(getpid())"))
-        #expect(text.contains(run.path))
-        #expect(text.contains("wait for it or choose another run directory"))
-        #expect(error?.category == .busy)
-
-        lock.release()
-        let again = try RunDirectoryLock(directory: run)
-        again.release()
-        do { _ = try RunDirectoryLock(directory: run) }  // released by deinit
-        #expect(throws: Never.self) { _ = try RunDirectoryLock(directory: run) }
-    }
-}

@@ -7,6 +7,7 @@
 import Core
 import Foundation
 import NN
+import Platform
 import Testing
 import TextData
 

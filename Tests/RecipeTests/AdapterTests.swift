@@ -4,9 +4,10 @@
 // last-position logits in reference.json).
 
 import Core
-import Foundation
 import Formats
+import Foundation
 import NN
+import Platform
 import Testing
 
 @testable import Recipe
@@ -152,7 +153,7 @@ private func modelAndAdapter(_ scratch: Scratch, lora: LoRAConfig) throws -> (ba
         #expect {
             try loadModel(from: adapter)
         } throws: { error in
-            guard let e = error as? ModelSourceError else { return false }
+            guard let e = error as? UserError else { return false }
             return e.exitCode == 74 && e.description.contains("--base") && e.description.contains(adapter)
         }
         #expect(try loadModel(from: adapter, base: scratch.file("moved.h5")).adapter != nil)
@@ -196,7 +197,7 @@ private func modelAndAdapter(_ scratch: Scratch, lora: LoRAConfig) throws -> (ba
         // No recorded base and none given: the error says what to do.
         #expect {
             try loadModel(from: path)
-        } throws: { ($0 as? ModelSourceError)?.description.contains("--base") == true }
+        } throws: { ($0 as? UserError)?.description.contains("--base") == true }
     }
 
     @Test func theBaseChecksumSeesEveryWeightAndOnlyTheBase() throws {

@@ -2,6 +2,7 @@
 
 import Foundation
 import Recipe
+import Platform
 import Testing
 
 @Suite struct OverrideTests {

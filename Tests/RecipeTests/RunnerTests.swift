@@ -2,6 +2,7 @@
 // dependents (only those), resume failed and interrupted ones, keep run.json atomic.
 
 import Foundation
+import Platform
 import Recipe
 import Testing
 
@@ -225,16 +226,25 @@ func skipped(_ events: [RunEvent]) -> [String] {
         #expect(calls.names.isEmpty)
     }
 
+    /// run.json goes through Platform's atomic write (tested there); a run state that cannot be
+    /// written is a run error naming the path, exit 74.
     @Test func runStateIsWrittenAtomically() throws {
         let dir = Scratch()
-        let path = dir.file("run.json")
-        try writeAtomically(Data("old".utf8), to: path)
-        try writeAtomically(Data("new contents".utf8), to: path)
-        #expect(String(decoding: FileManager.default.contents(atPath: path)!, as: UTF8.self) == "new contents")
+        var state = RunState()
+        state.recipe = "{}"
+        try state.save(runDirectory: dir.path)
+        try state.save(runDirectory: dir.path)
+        #expect(try RunState.load(runDirectory: dir.path) == state)
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["run.json"])
 
-        #expect(throws: RunError.self) { try writeAtomically(Data("x".utf8), to: dir.file("no/such/folder/run.json")) }
-        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["run.json"])
+        dir.write("file", "not a folder")
+        #expect {
+            try state.save(runDirectory: dir.file("file/run"))
+        } throws: { error in
+            guard let e = error as? RunError, case .state(let path, _) = e else { return false }
+            return path.hasPrefix(dir.file("file/run")) && e.exitCode == 74
+        }
+        #expect(Set(try FileManager.default.contentsOfDirectory(atPath: dir.path)) == ["run.json", "file"])
     }
 
     @Test func aDamagedRunStateIsReported() throws {

@@ -4,6 +4,7 @@
 import Foundation
 import Recipe
 import Teacher
+import Platform
 import Testing
 
 @Suite struct SampleStageTests {

@@ -1,8 +1,9 @@
-import Foundation
 import Core
-import FoundationXML
 import Formats
+import Foundation
+import FoundationXML
 import NN
+import Platform
 import Testing
 
 @testable import Recipe

@@ -3,6 +3,7 @@
 
 import Foundation
 import Recipe
+import Platform
 import Testing
 
 let quickstart = """

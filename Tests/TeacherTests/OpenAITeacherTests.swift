@@ -3,6 +3,7 @@
 // and never cached, the cache serving a re-run without a single request, the concurrency cap.
 
 import Foundation
+import JSON
 import Testing
 import TextData
 

@@ -4,6 +4,7 @@
 // call, which is a measurement; a plain re-run keeps even that).
 
 import Foundation
+import JSON
 import Testing
 import TextData
 

@@ -2,6 +2,7 @@
 // sft.jsonl / pairs.jsonl read back by TextData's SFT and preference readers.
 
 import Foundation
+import JSON
 import Testing
 import TextData
 

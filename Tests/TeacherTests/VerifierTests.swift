@@ -2,6 +2,7 @@
 // calls match the possible answers, and what the checker program decides.
 
 import Foundation
+import JSON
 import Testing
 import TextData
 

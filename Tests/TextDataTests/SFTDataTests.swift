@@ -2,6 +2,7 @@
 // tokenizer, packing boundaries, and errors that name file:line:column.
 
 import Foundation
+import JSON
 import Testing
 
 @testable import TextData

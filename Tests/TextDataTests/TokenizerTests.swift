@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 import Testing
 
 @testable import TextData
@@ -266,8 +267,8 @@ let tokenizerFiles = ["gpt2_bpe.json", "llama3_bpe.json", "qwen2_bpe.json"]
         #expect(throws: TokenizerError.malformedJSON(line: 3, column: 19, reason: "expected a string key")) {
             _ = try ByteLevelBPETokenizer(jsonData: Array(bad.utf8))
         }
-        #expect(throws: TokenizerError.self) { _ = try JSONValue.parse(Array("[1, 2".utf8)) }
-        #expect(throws: TokenizerError.self) { _ = try JSONValue.parse(Array("\"\\ud800\"".utf8)) }
+        #expect(throws: JSONSyntaxError.self) { _ = try JSONValue.parse(Array("[1, 2".utf8)) }
+        #expect(throws: JSONSyntaxError.self) { _ = try JSONValue.parse(Array("\"\\ud800\"".utf8)) }
     }
 
     @Test func unsupportedPreTokenizerNamesPath() throws {

@@ -1,4 +1,5 @@
 import Foundation
+import Platform
 
 // Streaming JSONL (one JSON value per line), the row format of every dataset distill reads:
 // pretraining `{"text"}`, SFT `{"prompt","completion"}` and `{"messages":[...]}`, preference
@@ -165,9 +166,9 @@ package struct JSONLReader {
         let members: [(key: Int, value: Int)]
         do {
             (value, members) = try JSONValue.parseRecordingMembers(bytes)
-        } catch TokenizerError.malformedJSON(_, let column, let reason) {
+        } catch let error as JSONSyntaxError {
             throw DataError.malformed(
-                file: path, line: lineNumber, column: column, reason: "invalid JSON: \(reason)",
+                file: path, line: lineNumber, column: error.column, reason: "invalid JSON: \(error.reason)",
                 hint: "each line must be one complete JSON object")
         }
         guard case .object(let object) = value else {
@@ -190,9 +191,9 @@ package struct JSONLReader {
 }
 
 /// UTF-8 checks that report positions.
-enum UTF8Text {
+package enum UTF8Text {
     /// The byte offset of the first ill-formed sequence, or nil when `bytes` is valid UTF-8.
-    static func firstInvalidOffset(_ bytes: [UInt8]) -> Int? {
+    package static func firstInvalidOffset(_ bytes: [UInt8]) -> Int? {
         // Fast path: pure ASCII.
         if !bytes.contains(where: { $0 >= 0x80 }) { return nil }
         var parser = Unicode.UTF8.ForwardParser()
@@ -208,14 +209,14 @@ enum UTF8Text {
     }
 
     /// The 1-based column (in Unicode scalars) of byte `offset` within one line.
-    static func column(of offset: Int, in line: [UInt8]) -> Int {
+    package static func column(of offset: Int, in line: [UInt8]) -> Int {
         var column = 1
         for b in line[..<min(offset, line.count)] where b & 0xC0 != 0x80 { column += 1 }
         return column
     }
 
     /// Line and column (1-based) of byte `offset` within a whole text.
-    static func position(of offset: Int, in text: [UInt8]) -> (line: Int, column: Int) {
+    package static func position(of offset: Int, in text: [UInt8]) -> (line: Int, column: Int) {
         var line = 1
         var lineStart = 0
         for i in 0..<min(offset, text.count) where text[i] == 0x0A {

@@ -6,23 +6,23 @@
 /// it, so plain parsing (`NoRecording`, whose hooks are empty) compiles to a parser that records
 /// nothing and builds no paths.
 
+import Platform
+
 /// A parse failure: 1-based position and reason.
-package struct JSONSyntaxError: Error, Sendable, Equatable {
+package struct JSONSyntaxError: UserFacingError, Sendable, Equatable {
     package var line: Int
     package var column: Int
     package var reason: String
+    package var description: String { "malformed JSON at line \(line), column \(column): \(reason)" }
+    package var errorKind: ErrorKind { .badData }
 }
 
 extension JSONValue {
-    /// Parses a complete JSON document. Throws `TokenizerError.malformedJSON`.
+    /// Parses a complete JSON document. Throws `JSONSyntaxError`.
     package static func parse<Bytes: Collection>(_ bytes: Bytes) throws -> JSONValue
     where Bytes.Element == UInt8 {
         var recorder = NoRecording()
-        do {
-            return try JSONParser.parseDocument(Array(bytes), recorder: &recorder)
-        } catch {
-            throw TokenizerError.malformedJSON(line: error.line, column: error.column, reason: error.reason)
-        }
+        return try JSONParser.parseDocument(Array(bytes), recorder: &recorder)
     }
 
     /// Parses a complete document like `parse`, and when the root is an object also returns
@@ -32,12 +32,8 @@ extension JSONValue {
         _ bytes: [UInt8]
     ) throws -> (value: JSONValue, members: [(key: Int, value: Int)]) {
         var recorder = RootMemberRecorder()
-        do {
-            let value = try JSONParser.parseDocument(bytes, recorder: &recorder)
-            return (value, recorder.members)
-        } catch {
-            throw TokenizerError.malformedJSON(line: error.line, column: error.column, reason: error.reason)
-        }
+        let value = try JSONParser.parseDocument(bytes, recorder: &recorder)
+        return (value, recorder.members)
     }
 }
 

@@ -2,7 +2,7 @@
 // canonical serialisation used for the resolved recipe and fingerprints. Parsing with source
 // positions (`parseWithSources`, `SourceMap`) lives next to the parser in TextData.
 
-import TextData
+
 
 extension JSONValue {
     /// A short rendering for messages: `string "3e-3"`, `number 1.5`, `an array`.

@@ -1,6 +1,9 @@
-// Content hashing for cache keys and file checksums: XXH64 (Yann Collet's xxHash, 64-bit
-// variant), implemented from the published algorithm description. Not cryptographic: it
-// detects corruption and change, not tampering.
+// Content hashing for cache keys, fingerprints and file checksums: XXH64 (Yann Collet's
+// xxHash, 64-bit variant, implemented from the published algorithm description) and 64-bit
+// FNV-1a (Fowler/Noll/Vo). Neither is cryptographic: they detect corruption and change, not
+// tampering.
+
+import Foundation
 
 /// Streaming XXH64. Feed bytes with `update`, read the digest with `finalize` (which does not
 /// consume the state, so a running hash can be read more than once).
@@ -143,4 +146,69 @@ package struct XXH64: Sendable {
         update(UInt64(bytes.count))
         update(bytes)
     }
+}
+
+/// 64-bit FNV-1a.
+package struct FNV1a64: Sendable {
+    package private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
+    private static let prime: UInt64 = 0x0000_0100_0000_01B3
+
+    package init() {}
+
+    package mutating func update(_ bytes: UnsafeRawBufferPointer) {
+        var h = value
+        for b in bytes {
+            h ^= UInt64(b)
+            h = h &* Self.prime
+        }
+        value = h
+    }
+
+    package mutating func update(_ bytes: some Collection<UInt8>) {
+        var h = value
+        for b in bytes {
+            h ^= UInt64(b)
+            h = h &* Self.prime
+        }
+        value = h
+    }
+
+    /// Hashes the string's length then its UTF-8, so ("ab", "c") and ("a", "bc") differ.
+    package mutating func update(field: String) {
+        update(Array(String(field.utf8.count).utf8) + [0x3A])
+        update(field.utf8)
+    }
+
+    /// 16 lowercase hex digits.
+    package var hex: String { hexDigits(value) }
+
+    package static func hex(_ text: String) -> String {
+        var h = FNV1a64()
+        h.update(text.utf8)
+        return h.hex
+    }
+}
+
+/// `value` as lowercase hex, zero-padded to the type's width (16 digits for UInt64, 8 for UInt32).
+package func hexDigits<T: FixedWidthInteger & UnsignedInteger>(_ value: T) -> String {
+    let s = String(value, radix: 16)
+    return String(repeating: "0", count: T.bitWidth / 4 - s.count) + s
+}
+
+/// XXH64 of a file's bytes, as 16 hex digits, read in 1 MiB chunks.
+package func fileDigest(_ path: String) throws(UserError) -> String {
+    guard let handle = FileHandle(forReadingAtPath: path) else {
+        throw UserError(path: path, problem: "cannot read the file", fix: "check that it exists and is readable", kind: .io)
+    }
+    defer { try? handle.close() }
+    var h = XXH64()
+    while true {
+        let chunk: Data?
+        do { chunk = try handle.read(upToCount: 1 << 20) } catch {
+            throw UserError(path: path, problem: "read failed: \(error.localizedDescription)", kind: .io)
+        }
+        guard let chunk, !chunk.isEmpty else { break }
+        chunk.withUnsafeBytes { h.update($0) }
+    }
+    return hexDigits(h.finalize())
 }

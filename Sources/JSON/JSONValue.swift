@@ -1,4 +1,6 @@
-/// A small order-preserving JSON document model used for `tokenizer.json`.
+import Platform
+
+/// A small order-preserving JSON document model (tokenizer.json, recipes, tasks, configs).
 ///
 /// Hugging Face writes `vocab` as an object ordered by id and distill keeps that order when it
 /// writes files back, so objects are stored as ordered key/value lists instead of dictionaries.
@@ -143,6 +145,14 @@ extension JSONValue {
 
 // MARK: - Path-aware reading
 
+/// A value of the wrong type at a JSON path (`model.merges[3]: expected a string, found number`).
+package struct JSONShapeError: UserFacingError, Sendable, Equatable {
+    package var path: String
+    package var reason: String
+    package var description: String { "\(path): \(reason)" }
+    package var errorKind: ErrorKind { .badData }
+}
+
 /// A JSON value together with its path from the document root, so that every validation error
 /// can say where it happened (`pre_tokenizer.pretokenizers[1].type`).
 package struct JSONNode: Sendable {
@@ -168,8 +178,8 @@ package struct JSONNode: Sendable {
         return false
     }
 
-    private func mismatch(_ expected: String) -> TokenizerError {
-        .invalid(path: path.isEmpty ? "(root)" : path, reason: "expected \(expected), found \(value.typeName)")
+    private func mismatch(_ expected: String) -> JSONShapeError {
+        JSONShapeError(path: path.isEmpty ? "(root)" : path, reason: "expected \(expected), found \(value.typeName)")
     }
 
     package func string() throws -> String {

@@ -3,6 +3,8 @@
 /// Every case names where the problem is (a file, and a line and column when one applies) and
 /// how to fix it. `kind` tells the two failure families apart so that a caller can map bad
 /// data to exit code 65 and I/O failures to 74 without parsing messages.
+
+import Platform
 package enum DataError: Error, CustomStringConvertible, Sendable, Equatable {
     /// The content of a file is unusable: invalid JSON, a line that is not an object, a missing
     /// or mistyped field, invalid UTF-8. `line` and `column` are 1-based; `column` counts
@@ -43,6 +45,16 @@ package enum DataError: Error, CustomStringConvertible, Sendable, Equatable {
             return "\(reason); \(hint)"
         case .io(let path, let reason):
             return "\(path): \(reason)"
+        }
+    }
+}
+
+extension DataError: UserFacingError {
+    package var errorKind: ErrorKind {
+        switch kind {
+        case .badData: .badData
+        case .badConfig: .usage
+        case .io: .io
         }
     }
 }

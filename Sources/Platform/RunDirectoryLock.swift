@@ -24,19 +24,19 @@ package final class RunDirectoryLock {
     /// -1 once released.
     private var descriptor: Int32
 
-    /// Takes the lock on `directory` (created if missing), or throws
-    /// `CheckpointError.locked` naming the process that holds it.
-    package init(directory: URL) throws {
+    /// Takes the lock on `directory` (created if missing), or throws a `UserError` of kind
+    /// `.busy` naming the process that holds it.
+    package init(directory: URL) throws(UserError) {
         self.directory = directory
         let path = directory.appendingPathComponent(Self.fileName).path
         do {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         } catch {
-            throw CheckpointError(
-                .io, path: directory.path, problem: "cannot create the run directory: \(error.localizedDescription)")
+            throw UserError(
+                path: directory.path, problem: "cannot create the run directory: \(error.localizedDescription)", kind: .io)
         }
         let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        if descriptor < 0 { throw CheckpointError.system("open(2) of the lock file", path: path, errno: errno) }
+        if descriptor < 0 { throw systemError("open(2) of the lock file", path: path, errno: errno) }
         if flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
             let code = errno
             let holder = Self.readHolder(descriptor)
@@ -45,12 +45,11 @@ package final class RunDirectoryLock {
                 let who =
                     holder.map { "pid \($0.pid)\($0.host.isEmpty ? "" : " on \($0.host)"), started \($0.started)" }
                     ?? "pid unknown"
-                throw CheckpointError(
-                    .locked, path: directory.path,
-                    problem: "another distill run (\(who)) is using \(directory.path)",
-                    fix: "wait for it or choose another run directory")
+                throw UserError(
+                    path: directory.path, problem: "another distill run (\(who)) is using \(directory.path)",
+                    fix: "wait for it or choose another run directory", kind: .busy)
             }
-            throw CheckpointError.system(
+            throw systemError(
                 "flock(2) of the lock file", path: path, errno: code,
                 fix: "the file system may not support locking; use a local run directory")
         }
@@ -58,14 +57,14 @@ package final class RunDirectoryLock {
         let record =
             "pid=\(getpid())\nhost=\(Self.hostName())\n"
             + "started=\(ISO8601DateFormatter().string(from: Date()))\n"
-        do {
+        do throws(UserError) {
             if ftruncate(descriptor, 0) != 0 {
-                throw CheckpointError.system("ftruncate(2) of the lock file", path: path, errno: errno)
+                throw systemError("ftruncate(2) of the lock file", path: path, errno: errno)
             }
             let bytes = Array(record.utf8)
             let written = bytes.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, 0) }
             if written != bytes.count {
-                throw CheckpointError.system("pwrite(2) of the lock file", path: path, errno: written < 0 ? errno : EIO)
+                throw systemError("pwrite(2) of the lock file", path: path, errno: written < 0 ? errno : EIO)
             }
         } catch {
             release()

@@ -1,5 +1,5 @@
 import Foundation
-import TextData
+
 
 extension JSONValue {
     /// One-line JSON. With `sortedKeys` objects are written in key order, which makes the text
@@ -53,17 +53,17 @@ extension JSONValue {
 }
 
 /// Any key, to list what a JSON object holds.
-struct AnyCodingKey: CodingKey {
-    var stringValue: String
-    var intValue: Int? { nil }
-    init(stringValue: String) { self.stringValue = stringValue }
-    init?(intValue: Int) { nil }
+package struct AnyCodingKey: CodingKey {
+    package var stringValue: String
+    package var intValue: Int? { nil }
+    package init(stringValue: String) { self.stringValue = stringValue }
+    package init?(intValue: Int) { nil }
 }
 
 /// Refuses keys that `Keys` does not know, naming the key and the accepted ones, so a typo
 /// such as "temprature" fails instead of silently keeping the default.
 /// `also` lists keys accepted besides `Keys` (a recipe teacher's `type`).
-func rejectUnknownKeys<Keys: CodingKey & CaseIterable>(
+package func rejectUnknownKeys<Keys: CodingKey & CaseIterable>(
     _ decoder: any Decoder, _: Keys.Type, in what: String, also: [String] = []
 ) throws {
     let container = try decoder.container(keyedBy: AnyCodingKey.self)
