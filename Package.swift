@@ -56,29 +56,35 @@ let package = Package(
         .target(name: "Core", dependencies: ["CBLAS", "CHost"], swiftSettings: numeric),
         .target(name: "TextData", dependencies: ["Platform", "JSON", "Core"], swiftSettings: numeric),
         .target(name: "NN", dependencies: ["Platform", "Core"], swiftSettings: numeric),
-        .target(name: "Formats", dependencies: ["Platform", "JSON", "Core", "NN", "TextData", "CHDF5"], swiftSettings: numeric),
-        .target(name: "Training", dependencies: ["Platform", "JSON", "Core", "NN", "TextData"], swiftSettings: numeric),
+        .target(name: "Formats", dependencies: ["Platform", "JSON", "Core", "CHDF5"], swiftSettings: numeric),
         .target(
-            name: "Teacher", dependencies: ["Platform", "JSON", "Core", "NN", "TextData", "CSQLite"], swiftSettings: codegen),
+            name: "ModelIO", dependencies: ["Platform", "JSON", "Core", "NN", "TextData", "Formats"], swiftSettings: numeric),
         .target(
-            name: "Recipe", dependencies: ["Platform", "JSON", "Core", "NN", "TextData", "Formats", "Training", "Teacher"],
+            name: "Training", dependencies: ["Platform", "JSON", "Core", "NN", "TextData", "ModelIO"], swiftSettings: numeric),
+        .target(name: "Verify", dependencies: ["Platform", "JSON", "TextData"], swiftSettings: codegen),
+        .target(
+            name: "Teacher", dependencies: ["Platform", "JSON", "Core", "NN", "TextData", "ModelIO", "Verify", "CSQLite"],
+            swiftSettings: codegen),
+        .target(
+            name: "Recipe",
+            dependencies: ["Platform", "JSON", "Core", "NN", "TextData", "Formats", "ModelIO", "Training", "Verify", "Teacher"],
             swiftSettings: codegen),
         .executableTarget(
             name: "DistillCLI",
             dependencies: [
-                "Platform", "JSON", "Core", "NN", "TextData", "Formats", "Training", "Teacher", "Recipe",
+                "Platform", "JSON", "Core", "NN", "TextData", "Formats", "ModelIO", "Training", "Verify", "Teacher", "Recipe",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ], swiftSettings: codegen),
         .testTarget(name: "PlatformTests", dependencies: ["Platform"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "CoreTests", dependencies: ["Core"], resources: [.copy("Fixtures")]),
         .testTarget(name: "TextDataTests", dependencies: ["JSON", "Platform", "TextData"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "FormatsTests", dependencies: ["JSON", "Platform", "Formats"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "FormatsTests", dependencies: ["JSON", "Platform", "Formats", "ModelIO"], resources: [.copy("Fixtures")]),
         .testTarget(name: "NNTests", dependencies: ["Platform", "NN"]),
-        .testTarget(name: "TrainingTests", dependencies: ["JSON", "Platform", "Training"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "TrainingTests", dependencies: ["JSON", "Platform", "ModelIO", "Training"], resources: [.copy("Fixtures")]),
         // DistillCLI: the cache crash test SIGKILLs `distill _stress-teacher`.
-        .testTarget(name: "TeacherTests", dependencies: ["JSON", "Platform", "Teacher", "DistillCLI"]),
-        .testTarget(name: "RecipeTests", dependencies: ["JSON", "Platform", "Recipe"]),
-        .testTarget(name: "CLITests", dependencies: ["JSON", "Platform", "DistillCLI", "Formats"]),
+        .testTarget(name: "TeacherTests", dependencies: ["JSON", "Platform", "Verify", "Teacher", "DistillCLI"]),
+        .testTarget(name: "RecipeTests", dependencies: ["JSON", "Platform", "ModelIO", "Verify", "Recipe"]),
+        .testTarget(name: "CLITests", dependencies: ["JSON", "Platform", "DistillCLI", "Formats", "ModelIO"]),
     ]
 )

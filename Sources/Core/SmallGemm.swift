@@ -11,6 +11,7 @@
 
 import CHost
 
+
 /// C[m, n] = alpha * A B, or C += alpha * A B with `accumulate`. A's element (i, p) is
 /// `a[i * aRow + p * aCol]`; B's row p is `b[p * ldb ..< p * ldb + n]`; C's row i is
 /// `c[i * ldc ..< i * ldc + n]`.

@@ -10,6 +10,7 @@
 
 import CHost
 
+
 @usableFromInline let expLow: Float = -87.33654
 @usableFromInline let expHigh: Float = 88.72283
 

@@ -1,5 +1,6 @@
 import CHost
 
+
 /// distill's version, reported by `distill doctor` and written into checkpoints.
 public enum DistillVersion {
     public static let string = "0.1.0"

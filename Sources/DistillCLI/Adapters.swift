@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import Recipe
+import ModelIO
 
 /// Where an adapter's base is, when not where the adapter says.
 struct BaseOption: ParsableArguments {

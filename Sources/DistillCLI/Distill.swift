@@ -1,7 +1,9 @@
 import ArgumentParser
 import Core
 import Foundation
+import ModelIO
 import Platform
+import Verify
 
 @main
 struct Distill: ParsableCommand {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Core
 import Formats
 import Foundation
+import JSON
 
 struct Doctor: ParsableCommand {
     static let configuration = CommandConfiguration(

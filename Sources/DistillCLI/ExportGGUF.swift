@@ -1,6 +1,7 @@
 import ArgumentParser
+import Core
 import Formats
-import Recipe
+import ModelIO
 
 extension GGUFExportType: ExpressibleByArgument {}
 

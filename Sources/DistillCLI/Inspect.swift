@@ -1,8 +1,10 @@
 import ArgumentParser
 import Core
-import Formats
 import Foundation
+import JSON
+import ModelIO
 import NN
+import Recipe
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(

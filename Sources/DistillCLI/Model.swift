@@ -1,10 +1,10 @@
 import ArgumentParser
-import Core
 import Foundation
-import Formats
+import JSON
+import ModelIO
 import NN
 import Recipe
-import TextData
+import Training
 
 /// Where a model comes from: a distill checkpoint or a Hugging Face directory.
 struct ModelOption: ParsableArguments {

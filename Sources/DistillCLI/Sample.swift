@@ -1,8 +1,8 @@
 import ArgumentParser
 import Foundation
 import JSON
+import ModelIO
 import Recipe
-import TextData
 
 /// `distill sample`: the `sample` stage from a recipe (with the stages it depends on) or from
 /// arguments, through the same runner, cache and outputs as `distill run`.

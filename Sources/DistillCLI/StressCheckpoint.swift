@@ -1,7 +1,7 @@
 import ArgumentParser
 import Core
-import Formats
 import Foundation
+import ModelIO
 import NN
 import Platform
 

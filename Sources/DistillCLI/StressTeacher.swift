@@ -1,7 +1,8 @@
 import ArgumentParser
 import Foundation
-import Recipe
+import ModelIO
 import Teacher
+import Verify
 
 /// Developer command for the cache crash test: samples a task file from an OpenAI-compatible
 /// server through the call cache and prints `done ID SEED cached|fresh` as each sample

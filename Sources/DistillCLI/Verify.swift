@@ -1,7 +1,8 @@
 import ArgumentParser
 import Foundation
-import Recipe
+import JSON
 import Teacher
+import Verify
 
 struct Verify: ParsableCommand {
     static let configuration = CommandConfiguration(

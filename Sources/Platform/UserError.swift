@@ -3,6 +3,8 @@
 // belongs to one kind; the kind alone decides the process exit code, through the one table
 // below (docs/architecture.md, "Errors and exit codes"). Bugs are preconditions, not errors.
 
+import Foundation
+
 /// What kind of problem stopped a command.
 public enum ErrorKind: String, Sendable, CaseIterable, Codable {
     /// A mistake in the command line or a recipe/config file: fix the input and run again.
@@ -69,4 +71,10 @@ package struct UserError: UserFacingError, Sendable, Equatable {
 /// The exit code for any error: its kind's code when it has one, else 1.
 package func exitCode(for error: any Error) -> Int32 {
     (error as? any UserFacingError)?.exitCode ?? 1
+}
+
+/// `s` quoted in a message: newlines escaped, at most `limit` characters, then "…".
+package func clip(_ s: String, _ limit: Int = 80) -> String {
+    let flat = s.replacingOccurrences(of: "\n", with: "\\n")
+    return flat.count <= limit ? flat : String(flat.prefix(limit)) + "…"
 }

@@ -3,8 +3,8 @@
 // this build" (exit 2) before any stage runs; `--dry-run` works regardless.
 
 import Core
-import Formats
 import Foundation
+import ModelIO
 import NN
 import Platform
 import TextData
@@ -335,13 +335,4 @@ struct ExportExecutor: StageExecutor {
         emit(.message("wrote \(s.format.rawValue) export to \(s.output)"))
         return StageOutputs(files: [s.output], summary: ["format": .string(s.format.rawValue)])
     }
-}
-
-/// Writes a Hugging Face directory (config.json, model.safetensors, tokenizer.json); an
-/// adapter is folded into its base first (PEFT export keeps it separate).
-package func exportHF(_ loaded: LoadedModel, to path: String) throws {
-    let tensors = Dictionary(uniqueKeysWithValues: loaded.model.mergedParameters())
-    try HFModelDirectory.write(
-        config: loaded.model.config, tensors: tensors, tokenizerJSON: loaded.tokenizerJSON.map { Data($0.utf8) },
-        to: URL(fileURLWithPath: path))
 }

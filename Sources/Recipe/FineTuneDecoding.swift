@@ -4,7 +4,6 @@
 
 import JSON
 import NN
-import TextData
 import Training
 
 private func keys<K: CaseIterable & RawRepresentable<String>>(_: K.Type) -> [String] { K.allCases.map(\.rawValue) }

@@ -8,9 +8,9 @@
 // number of micro-batches consumed, so a resumed run continues with the same batches.
 
 import Core
-import Formats
 import Foundation
 import JSON
+import ModelIO
 import NN
 import Platform
 import TextData

@@ -8,6 +8,7 @@
 // corpus is not re-read on every run.
 
 import Foundation
+import ModelIO
 import Platform
 
 /// A file's content digest and the size and modification time it was computed at.

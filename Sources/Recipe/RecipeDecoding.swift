@@ -6,7 +6,6 @@
 import Foundation
 import JSON
 import Platform
-import TextData
 
 private let namePattern = "[A-Za-z0-9_.-]+"
 

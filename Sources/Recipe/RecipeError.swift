@@ -4,7 +4,6 @@
 
 import JSON
 import Platform
-import TextData
 
 /// One problem with a recipe.
 package struct RecipeIssue: Sendable, Equatable, CustomStringConvertible {

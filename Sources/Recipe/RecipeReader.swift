@@ -4,7 +4,6 @@
 // and valid; problems are logged with their path and origin, and reading carries on.
 
 import JSON
-import TextData
 
 /// Collects issues while a recipe is read. One per load; not shared across threads.
 final class IssueLog {

@@ -6,10 +6,10 @@
 
 import Core
 import Foundation
-import NN
+import ModelIO
 import Platform
 import Teacher
-import TextData
+import Verify
 
 struct SampleExecutor: StageExecutor {
     func run(_ stage: Stage, context: RunContext, emit: (StageEvent) -> Void) throws -> StageOutputs {

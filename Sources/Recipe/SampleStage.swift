@@ -2,6 +2,7 @@
 // Read by `readSample` (SampleStageReading.swift), run by `SampleExecutor`.
 
 import Teacher
+import Verify
 
 /// Which teacher a `sample` stage asks, with its settings. Written in a recipe as one object
 /// with a `type` key: `{"type": "checkpoint", "checkpoint": "@pretrain", "samples": 8}`.

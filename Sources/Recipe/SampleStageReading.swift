@@ -4,7 +4,7 @@
 import Foundation
 import JSON
 import Teacher
-import TextData
+import Verify
 
 private func keys<K: CaseIterable & RawRepresentable<String>>(_: K.Type) -> [String] { K.allCases.map(\.rawValue) }
 

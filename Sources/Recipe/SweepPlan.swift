@@ -5,6 +5,7 @@
 import Core
 import Foundation
 import JSON
+import ModelIO
 import NN
 import Platform
 import TextData

@@ -11,17 +11,19 @@
 //   trials/<id>/          trial.json, model.h5, trial.metrics.jsonl, result.json
 //   results[.shard-i-of-n].jsonl / .csv
 
-import Platform
 import Core
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
-import Formats
+import ModelIO
 import NN
+import Platform
 import Teacher
 import TextData
 import Training
+import Verify
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// One finished trial: the row of results.jsonl (the CSV has every column but the curves).
 package struct SweepResult: Codable, Sendable, Equatable {

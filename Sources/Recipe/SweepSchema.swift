@@ -6,6 +6,7 @@ import Foundation
 import JSON
 import Teacher
 import TextData
+import Verify
 
 /// One value an axis (or a base model key) takes.
 package enum SweepValue: Codable, Sendable, Equatable, Hashable, CustomStringConvertible {

@@ -1,9 +1,9 @@
-import Core
 import Foundation
 import JSON
 import NN
 import Platform
 import TextData
+import Verify
 
 /// Settings of the `checkpoint` teacher: a distill model (HDF5 checkpoint or Hugging Face
 /// directory) run by the built-in engine. Defaults as documented in docs/teacher.md.

@@ -2,6 +2,7 @@ import Foundation
 import JSON
 import Platform
 import TextData
+import Verify
 
 #if canImport(Glibc)
     import Glibc

@@ -1,6 +1,9 @@
 // The fan-out every request-per-sample teacher shares: each task sampled `samples` times,
 // at most `concurrency` calls in flight, results in task, then sample order.
 
+import Verify
+
+
 /// Runs `one(task, taskIndex, sampleIndex)` for every task and sample index with at most
 /// `concurrency` calls in flight. `onSample` sees each sample as it finishes (for progress).
 func sampleEach(

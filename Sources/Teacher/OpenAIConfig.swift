@@ -1,6 +1,5 @@
 import Foundation
 import JSON
-import TextData
 
 /// Settings of the `openai` teacher: any OpenAI-compatible server (llama.cpp's server, vLLM,
 /// Ollama, hosted APIs). Decoded from the recipe's `teacher` object; defaults as documented in

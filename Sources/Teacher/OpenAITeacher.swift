@@ -1,7 +1,8 @@
 import Foundation
+import FoundationNetworking
 import JSON
 import Platform
-import TextData
+import Verify
 
 #if canImport(FoundationNetworking)
     import FoundationNetworking

@@ -3,6 +3,7 @@ import Foundation
 import JSON
 import Platform
 import TextData
+import Verify
 
 // What the `sample` stage writes from verified samples: samples.jsonl (every sample),
 // sft.jsonl (correct samples, deduplicated), pairs.jsonl (correct vs incorrect) and

@@ -1,6 +1,7 @@
 import Foundation
 import JSON
 import TextData
+import Verify
 
 /// What the `sample` stage needs from a teacher: samples of every task, each cached
 /// individually and committed before it is reported. Implemented by `OpenAITeacher`,

@@ -1,8 +1,9 @@
 // The `distill` binary as a user runs it: exit codes, --help on every subcommand, and the
 // doctor's view of the BLAS kernel, including the switch to a kernel distill chooses.
 
-import Formats
+import Core
 import Foundation
+import ModelIO
 import Platform
 import Testing
 

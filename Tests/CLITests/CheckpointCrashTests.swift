@@ -4,8 +4,8 @@
 // missing, is a complete checkpoint whose every checksum verifies. The next child then
 // starts on whatever the kill left (stale lock file, orphaned temporary, .prev).
 
-import Formats
 import Foundation
+import ModelIO
 import Platform
 import Testing
 

@@ -4,8 +4,8 @@
 // resuming bit for bit.
 
 import Core
-import Formats
 import Foundation
+import ModelIO
 import Platform
 import Testing
 

@@ -3,7 +3,6 @@
 // permuted, rsLoRA folded into alpha), an adapter checkpoint folded into its base, and the
 // refusals with their exit codes.
 
-import Core
 import Formats
 import Foundation
 import Platform

@@ -4,8 +4,8 @@
 // import -> export round-trips every tensor.
 
 import Core
-import Formats
 import Foundation
+import ModelIO
 import Platform
 import Testing
 

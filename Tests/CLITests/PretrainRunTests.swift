@@ -4,8 +4,8 @@
 // same directory is refused.
 
 import Core
-import Formats
 import Foundation
+import ModelIO
 import Platform
 import Testing
 

@@ -2,6 +2,7 @@
 // build without stage executors says so.
 
 import Foundation
+import Platform
 import Testing
 
 @Suite struct RunCommandTests {

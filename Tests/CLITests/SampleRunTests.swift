@@ -4,6 +4,7 @@
 // and writes the same bytes.
 
 import Foundation
+import ModelIO
 import Testing
 import TextData
 

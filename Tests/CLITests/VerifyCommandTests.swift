@@ -2,6 +2,7 @@
 // rows, missing files and bad options.
 
 import Foundation
+import Platform
 import Testing
 
 @Suite struct VerifyCommandTests {

@@ -1,9 +1,11 @@
 // The register-blocked products under the fused attention, against a Double triple loop,
 // and the softmax exp against the general one.
 
-@testable import Core
+import Core
 import Foundation
 import Testing
+
+@testable import Core
 
 @Suite struct SmallGemmTests {
     /// C = alpha·A·B (+ C) for shapes that exercise every tile and tail: rows in tiles of 6

@@ -10,6 +10,7 @@ import Platform
 import Testing
 
 @testable import Formats
+@testable import ModelIO
 
 // MARK: - Helpers
 

@@ -6,6 +6,7 @@
 
 import Core
 import Foundation
+import ModelIO
 import NN
 import Platform
 import Testing

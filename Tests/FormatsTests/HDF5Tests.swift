@@ -3,6 +3,7 @@
 // values are repeated here), and the refusals that protect against untrusted files.
 
 import Foundation
+import Platform
 import Testing
 
 @testable import Formats

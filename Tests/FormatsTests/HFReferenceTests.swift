@@ -4,7 +4,7 @@
 
 import Core
 import Foundation
-import Formats
+import ModelIO
 import NN
 import Testing
 

@@ -5,7 +5,7 @@
 
 import Core
 import Foundation
-import NN
+import ModelIO
 import Platform
 import Testing
 import TextData

@@ -5,6 +5,7 @@
 
 import Core
 import Foundation
+import Platform
 import Testing
 
 @testable import Formats

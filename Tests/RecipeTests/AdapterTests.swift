@@ -6,9 +6,11 @@
 import Core
 import Formats
 import Foundation
+import ModelIO
 import NN
 import Platform
 import Testing
+import Training
 
 @testable import Recipe
 

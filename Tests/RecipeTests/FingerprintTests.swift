@@ -2,6 +2,7 @@
 // blind to threads; FNV-1a checked against its published test vectors.
 
 import Foundation
+import ModelIO
 import Platform
 import Recipe
 import Testing

@@ -1,8 +1,8 @@
 // --set overrides: by index, by stage name, JSON or string values, and bad paths.
 
 import Foundation
-import Recipe
 import Platform
+import Recipe
 import Testing
 
 @Suite struct OverrideTests {

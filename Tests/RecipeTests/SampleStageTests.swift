@@ -2,10 +2,11 @@
 // mistakes in the teacher, verifier and pairs objects reported together with path and line:column.
 
 import Foundation
+import Platform
 import Recipe
 import Teacher
-import Platform
 import Testing
+import Verify
 
 @Suite struct SampleStageTests {
     @Test func aSampleStageResolvesWithDefaults() throws {

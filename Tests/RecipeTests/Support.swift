@@ -1,4 +1,5 @@
 import Foundation
+import Platform
 import Recipe
 
 /// A scratch folder removed when the value goes away.

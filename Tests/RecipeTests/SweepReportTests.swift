@@ -1,7 +1,7 @@
 import Core
-import Formats
 import Foundation
 import FoundationXML
+import ModelIO
 import NN
 import Platform
 import Testing

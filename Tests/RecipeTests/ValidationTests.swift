@@ -2,8 +2,8 @@
 // with its path, position and suggestion.
 
 import Foundation
-import Recipe
 import Platform
+import Recipe
 import Testing
 
 let quickstart = """

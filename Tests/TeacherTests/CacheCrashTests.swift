@@ -5,6 +5,7 @@
 // and the calls in flight at the kill are the only ones asked for twice.
 
 import Foundation
+import Platform
 import Testing
 
 #if canImport(Glibc)

@@ -10,6 +10,7 @@ import NN
 import Platform
 import Testing
 import TextData
+import Verify
 
 @testable import Teacher
 

@@ -4,8 +4,10 @@
 
 import Foundation
 import JSON
+import Platform
 import Testing
 import TextData
+import Verify
 
 @testable import Teacher
 

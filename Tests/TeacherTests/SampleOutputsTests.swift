@@ -6,7 +6,9 @@ import JSON
 import Testing
 import TextData
 
+
 @testable import Teacher
+@testable import Verify
 
 /// A verified sample of task `t` with text and verdict (or a failed call when `text` is nil).
 func verified(_ t: Int, _ id: String, _ s: Int, _ text: String?, correct: Bool = false) -> VerifiedSample {

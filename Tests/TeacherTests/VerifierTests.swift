@@ -5,6 +5,7 @@ import Foundation
 import JSON
 import Testing
 import TextData
+import Verify
 
 @testable import Teacher
 

@@ -8,6 +8,7 @@
 // else by name: DoRA, biases, per-module ranks, extra trained modules.
 
 import Core
+import Formats
 import Foundation
 import JSON
 import NN

@@ -17,9 +17,10 @@
 // bytes in row-major order.
 
 import Core
+import Formats
 import Foundation
-import Platform
 import NN
+import Platform
 
 // MARK: - Contents
 

@@ -1,6 +1,6 @@
 import Foundation
 import JSON
-import TextData
+import Platform
 
 // Verifiers: the external soundness signal that decides whether a completion is correct.
 // Each returns a `Verdict` with a reason a person can read next to the sample.
@@ -217,10 +217,4 @@ package enum RegexMatch {
             return .incorrect("no match for /\(pattern)/")
         }
     }
-}
-
-/// Shortens text quoted in a reason.
-func clip(_ s: String, _ limit: Int = 80) -> String {
-    let flat = s.replacingOccurrences(of: "\n", with: "\\n")
-    return flat.count <= limit ? flat : String(flat.prefix(limit)) + "…"
 }

@@ -8,7 +8,6 @@ import Foundation
 import JSON
 import NN
 import Platform
-import TextData
 
 package enum AdapterMetadata {
     /// Metadata key holding the LoRA settings as JSON, in PEFT's key names.

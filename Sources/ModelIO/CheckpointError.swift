@@ -1,6 +1,7 @@
 // Errors of the checkpoint layer: reading, writing, committing and locking run
 // directories. Each names the file, what is wrong and what to do about it.
 
+import Formats
 import Platform
 
 #if canImport(Glibc)

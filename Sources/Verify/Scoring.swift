@@ -1,6 +1,5 @@
 import Foundation
 import JSON
-import TextData
 
 /// `distill verify`: scores completions already on disk with the same verifiers the sampling
 /// stage uses (and eval will use).

@@ -1,6 +1,6 @@
 import Foundation
 import JSON
-import TextData
+import Platform
 
 /// A function call found in a completion.
 package struct ParsedCall: Sendable, Equatable {

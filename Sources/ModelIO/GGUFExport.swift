@@ -2,8 +2,6 @@
 // format itself lives in Formats (GGUF.swift, GGUFLlama.swift).
 
 import Foundation
-import Formats
-import NN
 
 /// Writes `loaded` as a llama.cpp GGUF model file with its tokenizer; an adapter checkpoint
 /// is folded into its base first (as the Hugging Face export does). general.name is the

@@ -2,7 +2,6 @@
 // `distill merge`, `distill export peft`, `distill import peft`, and the `merge` stage.
 
 import Core
-import Formats
 import Foundation
 import NN
 import Platform
@@ -76,16 +75,4 @@ package func importPEFT(directory: String, base: String, to output: String) thro
         loaded.model, lora: peft.lora, basePath: URL(fileURLWithPath: base).standardizedFileURL.path, adapterPath: output,
         threads: Threads.count, metadata: ["imported_from": directory])
     try writeCheckpoint(contents, to: URL(fileURLWithPath: output))
-}
-
-// MARK: - merge stage
-
-struct MergeExecutor: StageExecutor {
-    func run(_ stage: Stage, context: RunContext, emit: (StageEvent) -> Void) throws -> StageOutputs {
-        guard case .merge(let s) = stage else { mismatch(stage, .merge) }
-        let loaded = try loadModel(from: context.path(of: s.checkpoint), base: s.base.map { context.path(of: $0) })
-        try mergeAdapter(loaded, to: s.output)
-        emit(.message("merged \(loaded.path) into \(loaded.basePath ?? "its base"): wrote \(s.output)"))
-        return StageOutputs(files: [s.output], summary: ["base": .string(loaded.basePath ?? "")])
-    }
 }

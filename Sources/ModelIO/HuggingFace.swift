@@ -18,6 +18,7 @@
 // into an existing directory every file is replaced atomically, config.json last.
 
 import Core
+import Formats
 import Foundation
 import JSON
 import NN

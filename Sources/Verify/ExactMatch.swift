@@ -1,4 +1,5 @@
 import Foundation
+import Platform
 
 /// The `exact` verifier: extract a final answer, normalise it and the reference, compare.
 ///

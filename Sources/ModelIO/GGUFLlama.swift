@@ -25,6 +25,7 @@
 // alpha' / r gives the same factor.
 
 import Core
+import Formats
 import Foundation
 import NN
 import TextData

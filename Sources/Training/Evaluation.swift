@@ -1,0 +1,88 @@
+// Mean next-token loss and perplexity of a model: on prepared batches (the `eval` stage) or
+// on a text file scored the way transformers scores `labels=ids` (`distill eval`).
+
+import Core
+import Foundation
+import JSON
+import ModelIO
+import NN
+import TextData
+
+/// Mean next-token loss of `model` over `batches`, with perplexity and token count.
+package struct EvalResult: Codable, Sendable {
+    package var loss: Double
+    package var perplexity: Double
+    package var tokens: Int
+    package var batches: Int
+    /// Logits at the last scored position (only when asked for).
+    package var lastLogits: [Float]?
+
+    enum CodingKeys: String, CodingKey { case loss, perplexity, tokens, batches, lastLogits = "last_logits" }
+}
+
+package func evaluate(_ model: LlamaModel, batches: [TokenBatch]) -> EvalResult {
+    var total = 0.0
+    var tokens = 0
+    GradMode.withoutGrad {
+        for b in batches {
+            let loss = model.loss(ids: b.inputs, targets: b.targets, batch: b.rows, length: b.seqLen)
+            total += Double(loss.item) * Double(b.rows * b.seqLen)
+            tokens += b.rows * b.seqLen
+        }
+    }
+    let mean = tokens > 0 ? total / Double(tokens) : .nan
+    return EvalResult(loss: mean, perplexity: Foundation.exp(mean), tokens: tokens, batches: batches.count, lastLogits: nil)
+}
+
+/// Scores a text (or JSONL "text") file: its tokens in consecutive windows of up to
+/// `seqLen`+1 (the last one may be shorter), full windows 8 to a batch, at most `batches`
+/// batches. A text file is scored as it is (no end-of-text appended), so a short text is
+/// one window whose loss equals transformers' `labels=ids` loss. With `lastLogits`, the
+/// logits at the final position scored are returned too.
+package func evaluateFile(
+    checkpoint: String, base: String? = nil, path: String, jsonl: Bool, seqLen: Int?, batches: Int, lastLogits: Bool = false
+) throws -> EvalResult {
+    let loaded = try loadModel(from: checkpoint, base: base)
+    let tokenizer = try loaded.requireTokenizer()
+    let source = CorpusSource(paths: [path], format: jsonl ? .jsonl : .text)
+    let stream = try source.tokenStream(tokenizer: tokenizer, separator: jsonl ? loaded.endOfText : nil, cacheDirectory: nil)
+    let tokens = stream.tokens
+    let length = seqLen ?? loaded.model.config.maxPositionEmbeddings
+    guard tokens.count >= 2 else {
+        throw DataError.insufficient(reason: "\(path) has \(tokens.count) token(s); scoring needs at least 2", hint: "use a longer text")
+    }
+    var windows: [TokenBatch] = []
+    var start = 0
+    var full: (inputs: [Int32], targets: [Int32], rows: Int) = ([], [], 0)
+    while start + 1 < tokens.count && windows.count < batches {
+        let n = min(length, tokens.count - 1 - start)
+        let inputs = Array(tokens[start..<(start + n)]), targets = Array(tokens[(start + 1)...(start + n)])
+        if n == length {
+            full.inputs += inputs
+            full.targets += targets
+            full.rows += 1
+            if full.rows == 8 {
+                windows.append(TokenBatch(rows: 8, seqLen: n, inputs: full.inputs, targets: full.targets))
+                full = ([], [], 0)
+            }
+        } else {
+            if full.rows > 0 { windows.append(TokenBatch(rows: full.rows, seqLen: length, inputs: full.inputs, targets: full.targets)) }
+            full = ([], [], 0)
+            windows.append(TokenBatch(rows: 1, seqLen: n, inputs: inputs, targets: targets))
+        }
+        start += n
+    }
+    if full.rows > 0 && windows.count < batches {
+        windows.append(TokenBatch(rows: full.rows, seqLen: length, inputs: full.inputs, targets: full.targets))
+    }
+    var result = evaluate(loaded.model, batches: windows)
+    if lastLogits, let last = windows.last {
+        // The last row of the last window followed by its final target: the logits after
+        // the whole scored text, which is what transformers reports as logits[0, -1].
+        let ids = Array(last.inputs.suffix(last.seqLen)) + [last.targets.last!]
+        let logits = GradMode.withoutGrad { loaded.model.logits(ids: ids, batch: 1, length: ids.count) }
+        let v = loaded.model.config.vocabSize
+        result.lastLogits = Array(logits.values[(logits.count - v)...])
+    }
+    return result
+}
