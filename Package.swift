@@ -69,11 +69,21 @@ let package = Package(
             name: "Recipe",
             dependencies: ["Platform", "JSON", "Core", "NN", "TextData", "Formats", "ModelIO", "Training", "Verify", "Teacher"],
             swiftSettings: codegen),
+        .target(
+            name: "Sweep",
+            dependencies: ["Platform", "JSON", "Core", "NN", "TextData", "ModelIO", "Training", "Verify", "Teacher", "Recipe"],
+            swiftSettings: codegen),
+        .target(
+            name: "Pipeline",
+            dependencies: [
+                "Platform", "JSON", "Core", "NN", "TextData", "ModelIO", "Training", "Verify", "Teacher", "Recipe", "Sweep",
+            ],
+            swiftSettings: codegen),
         .executableTarget(
             name: "DistillCLI",
             dependencies: [
                 "Platform", "JSON", "Core", "NN", "TextData", "Formats", "ModelIO", "Training", "Verify", "Teacher", "Recipe",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "Sweep", "Pipeline", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ], swiftSettings: codegen),
         .testTarget(name: "PlatformTests", dependencies: ["Platform"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
@@ -83,8 +93,8 @@ let package = Package(
         .testTarget(name: "NNTests", dependencies: ["Platform", "NN"]),
         .testTarget(name: "TrainingTests", dependencies: ["JSON", "Platform", "ModelIO", "Training"], resources: [.copy("Fixtures")]),
         // DistillCLI: the cache crash test SIGKILLs `distill _stress-teacher`.
-        .testTarget(name: "TeacherTests", dependencies: ["JSON", "Platform", "Verify", "Teacher", "DistillCLI"]),
-        .testTarget(name: "RecipeTests", dependencies: ["JSON", "Platform", "ModelIO", "Verify", "Recipe"]),
-        .testTarget(name: "CLITests", dependencies: ["JSON", "Platform", "DistillCLI", "Formats", "ModelIO"]),
+        .testTarget(name: "TeacherTests", dependencies: ["JSON", "Platform", "Verify", "Teacher", "Pipeline", "DistillCLI"]),
+        .testTarget(name: "RecipeTests", dependencies: ["JSON", "Platform", "ModelIO", "Training", "Verify", "Recipe", "Sweep", "Pipeline"]),
+        .testTarget(name: "CLITests", dependencies: ["JSON", "Platform", "DistillCLI", "Formats", "ModelIO", "Pipeline"]),
     ]
 )

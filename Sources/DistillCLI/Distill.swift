@@ -3,6 +3,7 @@ import Core
 import Foundation
 import ModelIO
 import Platform
+import Sweep
 import Verify
 
 @main

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Pipeline
 import Recipe
 
 struct Run: ParsableCommand {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import JSON
 import ModelIO
+import Pipeline
 import Recipe
 
 /// `distill sample`: the `sample` stage from a recipe (with the stages it depends on) or from

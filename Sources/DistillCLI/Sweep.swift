@@ -3,6 +3,7 @@ import Core
 import Foundation
 import Platform
 import Recipe
+import Sweep
 
 struct Sweep: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -56,7 +57,7 @@ struct SweepRunCommand: ParsableCommand {
             print("sweep \(sweep.name) -> \(sweep.output) (\(sweep.strategy.rawValue), shard \(shardValue))")
             for t in mine {
                 let n = t.model.llamaConfig(vocabSize: runner.plannedVocabSize()).nonEmbeddingParameterCount
-                print("  \(t.id)  \(t.label)  seed \(t.seed)  steps \(t.training.steps == 0 ? "from the time budget" : String(t.training.steps))  \(n) non-embedding params" + (t.solved.map { "  (\($0))" } ?? ""))
+                print("  \(t.id)  \(t.label)  seed \(t.seed)  steps \(t.training.steps == 0 ? "from the time budget" : String(t.training.steps ?? 0))  \(n) non-embedding params" + (t.solved.map { "  (\($0))" } ?? ""))
             }
             if sweep.strategy == .halving { print("  then \(sweep.rungs - 1) more rung(s), keeping 1/\(sweep.eta) each time") }
             for bad in plan.invalid {

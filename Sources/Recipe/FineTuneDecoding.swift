@@ -11,7 +11,7 @@ private func keys<K: CaseIterable & RawRepresentable<String>>(_: K.Type) -> [Str
 /// The child objects a fine-tuning stage accepts, so a key written one level too high is
 /// pointed to its place.
 private let nestedKeys: [(key: String, accepts: [String])] = [
-    ("training", keys(FineTuneTraining.CodingKeys.self)), ("lora", keys(LoRASettings.CodingKeys.self)),
+    ("training", keys(TrainingSettings.CodingKeys.self)), ("lora", keys(LoRASettings.CodingKeys.self)),
     ("data", keys(FineTuneData.CodingKeys.self)),
 ]
 
@@ -142,9 +142,9 @@ private func readLoRA(_ v: JSONValue, path: String, log: IssueLog) -> LoRASettin
     return l
 }
 
-private func readFineTuneTraining(_ v: JSONValue, path: String, log: IssueLog) -> FineTuneTraining {
-    let r = ObjectReader<FineTuneTraining.CodingKeys>(v, path: path, log: log)
-    var t = FineTuneTraining()
+private func readFineTuneTraining(_ v: JSONValue, path: String, log: IssueLog) -> TrainingSettings {
+    let r = ObjectReader<TrainingSettings.CodingKeys>(v, path: path, log: log)
+    var t = TrainingSettings.fineTuning
     t.steps = r.int(.steps, .atLeast(1))
     r.read(.epochs, into: &t.epochs, .positive)
     if r.has(.steps) && r.has(.epochs) {

@@ -3,6 +3,7 @@
 // readers are in FineTuneDecoding.swift and the executors in FineTuneExecutors.swift.
 
 import NN
+import TextData
 import Training
 
 /// LoRA adapters instead of full fine-tuning (PEFT's key names).
@@ -72,75 +73,18 @@ package struct FineTuneData: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey, CaseIterable { case train, validationFraction = "validation_fraction" }
 }
 
-/// The optimiser and loop of a fine-tuning stage. `steps` or `epochs`, not both.
-package struct FineTuneTraining: Codable, Sendable, Equatable {
-    /// Optimiser steps, >= 1. Default: from `epochs`.
-    package var steps: Int?
-    /// Passes over the training rows, > 0 (fractions allowed); used when `steps` is absent.
-    /// Default 1.
-    package var epochs: Double = 1
-    /// Rows (SFT/KD sequences) or pairs (DPO) per micro-batch, >= 1. Default 8.
-    package var batchSize: Int = 8
-    /// Positions per row (the longest pair row for DPO), >= 1. Default 256.
-    package var seqLen: Int = 256
-    /// Micro-batches per optimiser step, >= 1. Default 1.
-    package var gradAccum: Int = 1
-    /// Peak learning rate, > 0. Default 1e-4.
-    package var lr: Double = 1e-4
-    /// Final lr as a fraction of lr, in [0, 1]. Default 0.1.
-    package var minLRRatio: Double = 0.1
-    /// Linear warmup steps, >= 0 (and < steps). Default 0.
-    package var warmupSteps: Int = 0
-    /// Default `cosine`.
-    package var schedule: LRSchedule = .cosine
-    /// Decoupled weight decay, >= 0. Default 0.
-    package var weightDecay: Double = 0
-    /// Parameters whose name contains one of these get no weight decay. Default ["norm", "embed"].
-    package var noDecay: [String] = ["norm", "embed"]
-    /// Default 0.9, in [0, 1).
-    package var beta1: Double = 0.9
-    /// Default 0.999, in [0, 1).
-    package var beta2: Double = 0.999
-    /// Default 1e-8, > 0.
-    package var eps: Double = 1e-8
-    /// Global gradient-norm clip, >= 0; 0 = off. Default 1.0.
-    package var gradClip: Double = 1.0
-    /// Validation every this many steps, >= 0; 0 = only at the end. Default 50.
-    package var evalEvery: Int = 50
-    /// Validation batches per evaluation, >= 1. Default 8.
-    package var evalBatches: Int = 8
-    /// Commit a checkpoint every this many steps, >= 0; 0 = only at the end. Default 100.
-    package var checkpointEvery: Int = 100
-    /// Progress every this many steps, >= 1. Default 10.
-    package var logEvery: Int = 10
-
-    package init() {}
-
-    enum CodingKeys: String, CodingKey, CaseIterable {
-        case steps, epochs, batchSize = "batch_size", seqLen = "seq_len", gradAccum = "grad_accum", lr
-        case minLRRatio = "min_lr_ratio", warmupSteps = "warmup_steps", schedule, weightDecay = "weight_decay"
-        case noDecay = "no_decay", beta1, beta2, eps, gradClip = "grad_clip", evalEvery = "eval_every"
-        case evalBatches = "eval_batches", checkpointEvery = "checkpoint_every", logEvery = "log_every"
-    }
-}
-
 /// What the three fine-tuning stages share.
 package protocol FineTuneStageSettings: StageSettings {
     var model: CheckpointSource { get set }
     var data: FineTuneData { get set }
     var lora: LoRASettings? { get set }
-    var training: FineTuneTraining { get set }
+    var training: TrainingSettings { get set }
     /// The chat template for conversational rows.
-    var template: ChatTemplateName { get set }
+    var template: ChatTemplate { get set }
 }
 
 extension FineTuneStageSettings {
     package var inputFiles: [String] { data.train }
-}
-
-/// Chat templates (TextData's `ChatTemplate`, named here so the schema does not import TextData).
-package enum ChatTemplateName: String, Codable, Sendable, CaseIterable {
-    case chatml, llama3
 }
 
 // MARK: - sft
@@ -156,13 +100,13 @@ package struct SFTStage: FineTuneStageSettings {
     /// Required.
     package var data = FineTuneData()
     /// Default `chatml`.
-    package var template: ChatTemplateName = .chatml
+    package var template: ChatTemplate = .chatml
     /// Pack short examples into full rows (attention kept inside each); false pads one example
     /// per row. Default true.
     package var packing = true
     /// Default nil: full fine-tuning.
     package var lora: LoRASettings?
-    package var training = FineTuneTraining()
+    package var training = TrainingSettings.fineTuning
     /// Default `sft.h5`.
     package var output = "sft.h5"
 
@@ -185,7 +129,7 @@ package struct DPOStage: FineTuneStageSettings {
     /// checkpoint-producing stage.
     package var model = CheckpointSource.stage("sft")
     package var data = FineTuneData()
-    package var template: ChatTemplateName = .chatml
+    package var template: ChatTemplate = .chatml
     /// Default `sigmoid`.
     package var loss: PreferenceLossKind = .sigmoid
     /// > 0. Default 0.1.
@@ -195,7 +139,7 @@ package struct DPOStage: FineTuneStageSettings {
     /// SimPO's margin γ, >= 0. Default 0.5.
     package var simpoGamma: Double = 0.5
     package var lora: LoRASettings?
-    package var training = FineTuneTraining()
+    package var training = TrainingSettings.fineTuning
     /// Default `dpo.h5`.
     package var output = "dpo.h5"
 
@@ -224,7 +168,7 @@ package struct KDStage: FineTuneStageSettings {
     /// Required: `"@stage"`, a distill .h5 or a Hugging Face directory.
     package var teacher = CheckpointSource.file("")
     package var data = FineTuneData()
-    package var template: ChatTemplateName = .chatml
+    package var template: ChatTemplate = .chatml
     /// Default true.
     package var packing = true
     /// Default `forward_kl`.
@@ -239,7 +183,7 @@ package struct KDStage: FineTuneStageSettings {
     /// directory's cache; >= 1. Default nil: the full teacher runs at every step.
     package var topK: Int?
     package var lora: LoRASettings?
-    package var training = FineTuneTraining()
+    package var training = TrainingSettings.fineTuning
     /// Default `kd.h5`.
     package var output = "kd.h5"
 

@@ -5,7 +5,10 @@
 
 import Foundation
 import JSON
+import NN
 import Platform
+import TextData
+import Training
 
 private let namePattern = "[A-Za-z0-9_.-]+"
 
@@ -301,21 +304,23 @@ func readModel(_ v: JSONValue, path: String, log: IssueLog) -> ModelSettings {
 
 func readTraining(_ v: JSONValue, path: String, log: IssueLog) -> TrainingSettings {
     let r = ObjectReader<TrainingSettings.CodingKeys>(v, path: path, log: log)
-    var t = TrainingSettings(steps: 1)
-    if let steps = r.int(.steps, .atLeast(1)) { t.steps = steps } else if !r.has(.steps) { r.missing(.steps) }
+    let steps = r.int(.steps, .atLeast(1))
+    if steps == nil && !r.has(.steps) { r.missing(.steps) }
+    var t = TrainingSettings.pretraining(steps: steps ?? 1)
+    if r.has(.epochs) {
+        log.add(.notAllowed(reason: "pretraining runs for training.steps; epochs is for sft, dpo and kd"), at: r.path(.epochs), atKey: true)
+    }
     r.read(.batchSize, into: &t.batchSize, .atLeast(1))
     r.read(.seqLen, into: &t.seqLen, .atLeast(1))
     r.read(.gradAccum, into: &t.gradAccum, .atLeast(1))
     r.read(.lr, into: &t.lr, .positive)
     r.read(.minLRRatio, into: &t.minLRRatio, .closed(0, 1))
     if let w = r.int(.warmupSteps, .atLeast(0)) {
-        if w >= t.steps {
-            log.add(.outOfRange(allowed: "< steps (\(t.steps))", got: String(w)), at: r.path(.warmupSteps))
+        if w >= steps ?? 1 {
+            log.add(.outOfRange(allowed: "< steps (\(steps ?? 1))", got: String(w)), at: r.path(.warmupSteps))
         } else {
             t.warmupSteps = w
         }
-    } else if !r.has(.warmupSteps) {
-        t.warmupSteps = min(t.warmupSteps, t.steps - 1)
     }
     r.read(.schedule, into: &t.schedule)
     r.read(.weightDecay, into: &t.weightDecay, .atLeast(0))
@@ -584,4 +589,21 @@ private func link(
         out.append(stage)
     }
     return out
+}
+
+// MARK: - Reading one settings object on its own
+
+/// A `training` object read as a recipe reads it (the sweeper checks each configuration's
+/// overrides this way); its problems come back as issues.
+package func readTrainingSettings(_ v: JSONValue, path: String) -> (TrainingSettings, [RecipeIssue]) {
+    let log = IssueLog(sources: SourceMap())
+    let t = readTraining(v, path: path, log: log)
+    return (t, log.issues)
+}
+
+/// A `model` object read as a recipe reads it.
+package func readModelSettings(_ v: JSONValue, path: String) -> (ModelSettings, [RecipeIssue]) {
+    let log = IssueLog(sources: SourceMap())
+    let m = readModel(v, path: path, log: log)
+    return (m, log.issues)
 }

@@ -151,6 +151,12 @@ struct ObjectReader<K: CodingKey & CaseIterable & RawRepresentable<String>> {
     }
 
     func read(_ key: K, into target: inout Double, _ range: NumericRange? = nil) {
+        var x: Double? = target
+        read(key, into: &x, range)
+        if let x { target = x }
+    }
+
+    func read(_ key: K, into target: inout Double?, _ range: NumericRange? = nil) {
         guard let v = value(key) else { return }
         let x: Double
         switch v {

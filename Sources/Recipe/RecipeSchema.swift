@@ -7,6 +7,8 @@
 // `StageType`, and its reader in RecipeDecoding.swift. Nothing else switches over stage types.
 
 import NN
+import TextData
+import Training
 
 /// A whole recipe: global settings and the ordered stages.
 package struct Recipe: Codable, Sendable, Equatable {
@@ -168,127 +170,7 @@ package enum CheckpointSource: Codable, Sendable, Equatable, Hashable, CustomStr
 
 // MARK: - Shared settings
 
-/// How text files are read.
-package enum DataFormat: String, Codable, Sendable, CaseIterable {
-    /// `.jsonl` files as JSONL, everything else as plain text.
-    case auto
-    /// Plain UTF-8 text (how documents are delimited is the data pipeline's contract).
-    case text
-    /// One JSON object per line; `text_field` holds the text.
-    case jsonl
-}
-
-/// Training or evaluation text: files (`train`) or inline text (`text`), exactly one.
-package struct DataSettings: Codable, Sendable, Equatable {
-    /// Files, relative to the recipe file's folder (absolute after loading). A single string is
-    /// accepted as a list of one.
-    package var train: [String] = []
-    /// Inline text instead of files (handy for tests and tiny examples).
-    package var text: String?
-    /// Default `auto`.
-    package var format: DataFormat = .auto
-    /// The JSONL field holding the text. Default `"text"`.
-    package var textField: String = "text"
-    /// Share of the data held out for validation, in [0, 0.5]. Default 0.05.
-    package var validationFraction: Double = 0.05
-
-    package init() {}
-
-    enum CodingKeys: String, CodingKey, CaseIterable {
-        case train, text, format, textField = "text_field", validationFraction = "validation_fraction"
-    }
-}
-
 // MARK: - pretrain
-
-/// Byte-level BPE tokenizer styles (pre-tokenizer regex and byte mapping of that family).
-package enum TokenizerStyle: String, Codable, Sendable, CaseIterable {
-    case gpt2, llama3, qwen2
-}
-
-/// Training a tokenizer on the stage's data.
-package struct TokenizerTraining: Codable, Sendable, Equatable {
-    /// Vocabulary size including the 256 byte tokens and the special tokens. Default 512;
-    /// at least 256 + the number of special tokens.
-    package var vocabSize: Int = 512
-    /// Default `["<|endoftext|>"]`; the first one ends documents.
-    package var specialTokens: [String] = ["<|endoftext|>"]
-    /// Default `gpt2`.
-    package var style: TokenizerStyle = .gpt2
-
-    package init() {}
-
-    enum CodingKeys: String, CodingKey, CaseIterable {
-        case vocabSize = "vocab_size", specialTokens = "special_tokens", style
-    }
-}
-
-/// Either an existing `tokenizer.json` (`path`) or one trained on the data (`train`).
-/// Default: `{"train": {}}`.
-package struct TokenizerSettings: Codable, Sendable, Equatable {
-    /// A Hugging Face tokenizer.json; absolute after loading.
-    package var path: String?
-    /// Present when the tokenizer is trained.
-    package var train: TokenizerTraining?
-
-    package init(path: String? = nil, train: TokenizerTraining? = TokenizerTraining()) {
-        self.path = path
-        self.train = path == nil ? train : nil
-    }
-
-    enum CodingKeys: String, CodingKey, CaseIterable { case path, train }
-}
-
-/// The architecture, with Hugging Face LlamaConfig key names. `vocab_size` is not here: it comes
-/// from the tokenizer. The defaults make a ~1M-parameter model (plus embeddings).
-package struct ModelSettings: Codable, Sendable, Equatable {
-    /// Default 128.
-    package var hiddenSize: Int = 128
-    /// SwiGLU width. Default 384.
-    package var intermediateSize: Int = 384
-    /// Default 4.
-    package var numHiddenLayers: Int = 4
-    /// Default 4.
-    package var numAttentionHeads: Int = 4
-    /// Default: num_attention_heads (no grouping); must divide num_attention_heads.
-    package var numKeyValueHeads: Int = 4
-    /// Default: hidden_size / num_attention_heads; must be even (rotary embeddings).
-    package var headDim: Int = 32
-    /// Default 1e-5, > 0.
-    package var rmsNormEps: Double = 1e-5
-    /// Default 10000, > 0.
-    package var ropeTheta: Double = 10000
-    /// Default true.
-    package var tieWordEmbeddings: Bool = true
-    /// Longest sequence the model accepts. Default 2048.
-    package var maxPositionEmbeddings: Int = 2048
-    /// Std of the normal initialisation. Default 0.02, > 0.
-    package var initializerRange: Double = 0.02
-    /// Runs of each layer in a row with shared weights (MobileLLM-style block sharing), >= 1.
-    /// Default 1 (no sharing). Not exportable to Hugging Face when above 1.
-    package var layerRepeat: Int = 1
-
-    package init() {}
-
-    enum CodingKeys: String, CodingKey, CaseIterable {
-        case hiddenSize = "hidden_size", intermediateSize = "intermediate_size"
-        case numHiddenLayers = "num_hidden_layers", numAttentionHeads = "num_attention_heads"
-        case numKeyValueHeads = "num_key_value_heads", headDim = "head_dim", rmsNormEps = "rms_norm_eps"
-        case ropeTheta = "rope_theta", tieWordEmbeddings = "tie_word_embeddings"
-        case maxPositionEmbeddings = "max_position_embeddings", initializerRange = "initializer_range"
-        case layerRepeat = "layer_repeat"
-    }
-
-    /// The full model configuration once the tokenizer fixes the vocabulary.
-    package func llamaConfig(vocabSize: Int, bosTokenId: Int? = nil, eosTokenId: Int? = nil) -> LlamaConfig {
-        LlamaConfig(
-            vocabSize: vocabSize, hiddenSize: hiddenSize, intermediateSize: intermediateSize,
-            numHiddenLayers: numHiddenLayers, numAttentionHeads: numAttentionHeads, numKeyValueHeads: numKeyValueHeads,
-            headDim: headDim, rmsNormEps: rmsNormEps, ropeTheta: ropeTheta, tieWordEmbeddings: tieWordEmbeddings,
-            maxPositionEmbeddings: maxPositionEmbeddings, initializerRange: initializerRange,
-            bosTokenId: bosTokenId, eosTokenId: eosTokenId, layerRepeat: layerRepeat)
-    }
-}
 
 /// Continue from existing weights instead of a fresh initialisation. The checkpoint's model and
 /// tokenizer are used, so `model` and `tokenizer` must be absent.
@@ -297,65 +179,6 @@ package struct InitSettings: Codable, Sendable, Equatable {
     package var checkpoint: CheckpointSource
 
     enum CodingKeys: String, CodingKey, CaseIterable { case checkpoint }
-}
-
-/// Learning-rate schedule after warmup.
-package enum LRSchedule: String, Codable, Sendable, CaseIterable {
-    /// Cosine decay from lr to lr * min_lr_ratio at the last step.
-    case cosine
-    /// Linear decay from lr to lr * min_lr_ratio.
-    case linear
-    /// lr throughout.
-    case constant
-}
-
-/// Optimiser (AdamW) and loop settings.
-package struct TrainingSettings: Codable, Sendable, Equatable {
-    /// Required, >= 1. Optimiser steps.
-    package var steps: Int
-    /// Sequences per micro-batch, >= 1. Default 16.
-    package var batchSize: Int = 16
-    /// Tokens per sequence, >= 1 and <= max_position_embeddings. Default 128.
-    package var seqLen: Int = 128
-    /// Micro-batches per optimiser step, >= 1. Default 1.
-    package var gradAccum: Int = 1
-    /// Peak learning rate, > 0. Default 3e-3.
-    package var lr: Double = 3e-3
-    /// Final lr as a fraction of lr, in [0, 1]. Default 0.1.
-    package var minLRRatio: Double = 0.1
-    /// Linear warmup steps, >= 0 and < steps. Default 20 (capped at steps - 1 when steps is small).
-    package var warmupSteps: Int = 20
-    /// Default `cosine`.
-    package var schedule: LRSchedule = .cosine
-    /// Decoupled weight decay, >= 0. Default 0.1.
-    package var weightDecay: Double = 0.1
-    /// Parameters whose name contains one of these get no weight decay. Default ["norm", "embed"].
-    package var noDecay: [String] = ["norm", "embed"]
-    /// Adam beta1, in [0, 1). Default 0.9.
-    package var beta1: Double = 0.9
-    /// Adam beta2, in [0, 1). Default 0.95.
-    package var beta2: Double = 0.95
-    /// Adam epsilon, > 0. Default 1e-8.
-    package var eps: Double = 1e-8
-    /// Global gradient-norm clip, >= 0; 0 turns clipping off. Default 1.0.
-    package var gradClip: Double = 1.0
-    /// Validation every this many steps, >= 0; 0 = only at the end. Default 50.
-    package var evalEvery: Int = 50
-    /// Validation batches per evaluation, >= 1. Default 8.
-    package var evalBatches: Int = 8
-    /// Commit a checkpoint every this many steps, >= 0; 0 = only at the end. Default 100.
-    package var checkpointEvery: Int = 100
-    /// Log every this many steps, >= 1. Default 10.
-    package var logEvery: Int = 10
-
-    package init(steps: Int) { self.steps = steps }
-
-    enum CodingKeys: String, CodingKey, CaseIterable {
-        case steps, batchSize = "batch_size", seqLen = "seq_len", gradAccum = "grad_accum", lr
-        case minLRRatio = "min_lr_ratio", warmupSteps = "warmup_steps", schedule, weightDecay = "weight_decay"
-        case noDecay = "no_decay", beta1, beta2, eps, gradClip = "grad_clip", evalEvery = "eval_every"
-        case evalBatches = "eval_batches", checkpointEvery = "checkpoint_every", logEvery = "log_every"
-    }
 }
 
 /// Train a model from scratch (or from `init`) on text.
@@ -371,7 +194,7 @@ package struct PretrainStage: StageSettings {
     /// Default nil: fresh initialisation from `seed`.
     package var initFrom: InitSettings?
     /// Required (`steps` is required inside).
-    package var training = TrainingSettings(steps: 1)
+    package var training = TrainingSettings.pretraining(steps: 1)
     /// Default `base.h5`, in the run directory.
     package var output = "base.h5"
 

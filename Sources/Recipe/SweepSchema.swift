@@ -4,69 +4,11 @@
 
 import Foundation
 import JSON
+import NN
 import Teacher
 import TextData
+import Training
 import Verify
-
-/// One value an axis (or a base model key) takes.
-package enum SweepValue: Codable, Sendable, Equatable, Hashable, CustomStringConvertible {
-    case int(Int)
-    case double(Double)
-    case bool(Bool)
-    case string(String)
-
-    package init(from decoder: Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if let b = try? c.decode(Bool.self) {
-            self = .bool(b)
-        } else if let i = try? c.decode(Int.self) {
-            self = .int(i)
-        } else if let d = try? c.decode(Double.self) {
-            self = .double(d)
-        } else {
-            self = .string(try c.decode(String.self))
-        }
-    }
-
-    package func encode(to encoder: Encoder) throws {
-        var c = encoder.singleValueContainer()
-        switch self {
-        case .int(let i): try c.encode(i)
-        case .double(let d): try c.encode(d)
-        case .bool(let b): try c.encode(b)
-        case .string(let s): try c.encode(s)
-        }
-    }
-
-    package var json: JSONValue {
-        switch self {
-        case .int(let i): return .int(i)
-        case .double(let d): return .double(d)
-        case .bool(let b): return .bool(b)
-        case .string(let s): return .string(s)
-        }
-    }
-
-    package var description: String { json.canonical }
-
-    package var number: Double? {
-        switch self {
-        case .int(let i): return Double(i)
-        case .double(let d): return d
-        default: return nil
-        }
-    }
-
-    init?(_ v: JSONValue) {
-        switch v {
-        case .int(let i): self = .int(i)
-        case .double(let d): self = d == d.rounded() && abs(d) < 1e15 ? .int(Int(d)) : .double(d)
-        case .bool(let b): self = .bool(b)
-        case .string(let s): self = .string(s)
-        default: return nil
-        }
-    }
-}
 
 /// One searched setting and the values it takes, in the order written.
 package struct SweepAxis: Codable, Sendable, Equatable {
@@ -184,7 +126,7 @@ package struct SweepStage: StageSettings {
     /// are derived again per trial), plus `mlp_ratio`.
     package var model: [String: SweepValue] = [:]
     /// Required (`steps`, unless a training budget gives the steps).
-    package var training = TrainingSettings(steps: 1)
+    package var training = TrainingSettings.pretraining(steps: 1)
     /// The grid: every combination of these values (an empty list: the base alone).
     package var axes: [SweepAxis] = []
     /// Explicit configurations (partial model objects); the grid is applied to each. Default: one,
@@ -314,7 +256,7 @@ func readSweep(_ v: JSONValue, path: String, name: String, seed: Int, log: Issue
         }
         s.training = readTraining(trainingValue, path: r.path(.training), log: log)
     } else if hasTrainingBudget {
-        s.training = TrainingSettings(steps: 1_000_000)
+        s.training = TrainingSettings.pretraining(steps: 1_000_000)
     } else {
         r.missing(.training, hint: "at least {\"steps\": N}, or a training budget (budget.tokens, flops or seconds)")
     }

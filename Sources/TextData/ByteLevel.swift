@@ -4,6 +4,9 @@
 /// 68 bytes map, in increasing byte order, to U+0100, U+0101, ... (so space 0x20 becomes `Ġ`
 /// U+0120 and newline 0x0A becomes `Ċ` U+010A). Vocabulary strings of byte-level BPE files are
 /// written in this alphabet.
+
+import JSON
+
 package enum ByteLevelAlphabet {
     /// `scalarForByte[b]` is the scalar that represents byte `b`.
     package static let scalarForByte: [Unicode.Scalar] = {

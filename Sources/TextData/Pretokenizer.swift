@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 
 // Pre-tokenization: splitting text into the pieces that BPE encodes independently.
 //

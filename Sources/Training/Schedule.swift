@@ -3,8 +3,14 @@
 
 import Foundation
 
+/// Learning-rate schedule after warmup (the recipe's `training.schedule`).
 public enum ScheduleKind: String, Codable, Sendable, CaseIterable {
-    case cosine, linear, constant
+    /// Cosine decay from lr to lr * min_lr_ratio at the last step.
+    case cosine
+    /// Linear decay from lr to lr * min_lr_ratio.
+    case linear
+    /// lr throughout.
+    case constant
 }
 
 public struct LearningRateSchedule: Codable, Sendable, Equatable {

@@ -8,6 +8,7 @@ import Formats
 import Foundation
 import ModelIO
 import NN
+import Pipeline
 import Platform
 import Testing
 import Training

@@ -3,6 +3,7 @@
 
 import Foundation
 import ModelIO
+import Pipeline
 import Platform
 import Recipe
 import Testing

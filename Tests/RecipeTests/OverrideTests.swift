@@ -4,6 +4,7 @@ import Foundation
 import Platform
 import Recipe
 import Testing
+import TextData
 
 @Suite struct OverrideTests {
     func pretrain(_ r: Recipe, _ i: Int = 0) -> PretrainStage? {

@@ -2,6 +2,7 @@
 // dependents (only those), resume failed and interrupted ones, keep run.json atomic.
 
 import Foundation
+import Pipeline
 import Platform
 import Recipe
 import Testing

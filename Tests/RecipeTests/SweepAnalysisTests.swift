@@ -3,6 +3,7 @@ import FoundationXML
 import Testing
 
 @testable import Recipe
+@testable import Sweep
 
 @Suite struct SweepAnalysisTests {
     @Test func paretoFrontKeepsTheUndominated() {

@@ -3,6 +3,7 @@ import NN
 import Testing
 
 @testable import Recipe
+@testable import Sweep
 
 /// A sweep recipe over inline text (no files), with `body` spliced into the stage.
 func sweepRecipe(_ body: String, seed: Int = 1) -> String {
@@ -161,7 +162,7 @@ func handCount(c: Int, f: Int, l: Int, h: Int, g: Int, d: Int) -> Int {
             let perToken = trial.model.llamaConfig(vocabSize: 300).trainingFlopsPerToken(seqLen: 16)
             #expect(trial.training.steps == Int((1e12 / perToken / 64).rounded()))
         }
-        #expect(f[0].training.steps > f[1].training.steps)
+        #expect(f[0].training.steps! > f[1].training.steps!)
         // Successive halving: the last rung trains the full budget, earlier ones 1/eta^k of it.
         let halving = try sweepStage(#""axes": {"num_hidden_layers": [1, 2, 3]}, "strategy": "halving", "rungs": 3, "eta": 2"#)
         let configs = SweepPlanner.configurations(halving, vocabSize: 300, seed: 1).valid

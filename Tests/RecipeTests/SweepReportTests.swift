@@ -3,10 +3,12 @@ import Foundation
 import FoundationXML
 import ModelIO
 import NN
+import Pipeline
 import Platform
 import Testing
 
 @testable import Recipe
+@testable import Sweep
 
 /// A finished trial with made-up measurements.
 func fakeResult(_ id: String, config: String, layers: Int, hidden: Int, kv: Int, seed: Int, loss: Double, decode: Double, tokens: Int = 10000) -> SweepResult {

@@ -2,9 +2,12 @@
 // with its path, position and suggestion.
 
 import Foundation
+import NN
 import Platform
 import Recipe
 import Testing
+import TextData
+import Training
 
 let quickstart = """
     {
@@ -42,7 +45,7 @@ let quickstart = """
         #expect(p.model == ModelSettings())
         #expect(p.model?.numKeyValueHeads == 4 && p.model?.headDim == 32)
         #expect(p.initFrom == nil)
-        var training = TrainingSettings(steps: 300)
+        var training = TrainingSettings.pretraining(steps: 300)
         training.warmupSteps = 20
         #expect(p.training == training)
         #expect(p.training.lr == 3e-3 && p.training.schedule == .cosine && p.training.noDecay == ["norm", "embed"])

@@ -6,7 +6,6 @@ import JSON
 import Testing
 import TextData
 
-
 @testable import Teacher
 @testable import Verify
 

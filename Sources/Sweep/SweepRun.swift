@@ -13,9 +13,11 @@
 
 import Core
 import Foundation
+import JSON
 import ModelIO
 import NN
 import Platform
+import Recipe
 import Teacher
 import TextData
 import Training
@@ -108,48 +110,28 @@ package struct SweepSummary: Sendable {
     package var directory: String
 }
 
-/// The `sweep` stage in `distill run`; the shard comes from Slurm array variables when set.
-struct SweepExecutor: StageExecutor {
-    var shard: SweepShard? = nil
-
-    func run(_ stage: Stage, context: RunContext, emit: (StageEvent) -> Void) throws -> StageOutputs {
-        guard case .sweep(let s) = stage else { preconditionFailure("executor for sweep got a \(stage.type) stage") }
-        let runner = SweepRunner(stage: s, context: context, shard: shard ?? SweepShard.fromEnvironment() ?? .all)
-        let summary = try runner.run(emit: emit)
-        let results = try SweepResults.load(directories: [summary.directory])
-        var out: [String: SummaryValue] = [
-            "trials_run": .int(summary.ran), "trials_skipped": .int(summary.skipped), "invalid": .int(summary.invalid.count),
-            "results": .int(results.count),
-        ]
-        if let best = results.min(by: { $0.score < $1.score }) {
-            out["best"] = .string(best.label)
-            out["best_val_loss"] = .double(best.score)
-        }
-        return StageOutputs(files: [summary.directory], summary: out)
-    }
-}
-
 /// Runs the trials of one sweep stage (this shard's share).
 package struct SweepRunner {
     package var stage: SweepStage
-    package var context: RunContext
+    /// The recipe the stage belongs to (its name labels the trials).
+    package var recipe: Recipe
+    package var seed: Int
+    /// nil: all cores.
+    package var threads: Int?
     package var shard: SweepShard
 
-    package init(stage: SweepStage, context: RunContext, shard: SweepShard = .all) {
+    /// Runs `stage` of `recipe`, in `distill run` or outside it (`distill sweep`: no run.json,
+    /// no run lock, so several shards can share the folder).
+    package init(stage: SweepStage, recipe: Recipe, seed: Int, threads: Int?, shard: SweepShard = .all) {
         self.stage = stage
-        self.context = context
+        self.recipe = recipe
+        self.seed = seed
+        self.threads = threads
         self.shard = shard
     }
 
-    /// Runs `stage` of `recipe` outside `distill run` (`distill sweep`): no run.json, no run
-    /// lock, so several shards can share the folder.
     package init(recipe: Recipe, stage: SweepStage, threads: Int?, shard: SweepShard) {
-        self.init(
-            stage: stage,
-            context: RunContext(
-                runDirectory: recipe.runDir, seed: recipe.seed, threads: threads ?? recipe.threads, recipe: recipe,
-                recipeJSON: recipe.resolvedJSON, outputs: [:], fingerprint: "", resume: false),
-            shard: shard)
+        self.init(stage: stage, recipe: recipe, seed: recipe.seed, threads: threads ?? recipe.threads, shard: shard)
     }
 
     var directory: URL { URL(fileURLWithPath: stage.output) }
@@ -170,22 +152,22 @@ package struct SweepRunner {
     /// Valid configurations and invalid combinations, as a dry run shows them.
     package func plan(vocabSize: Int? = nil) -> (valid: [SweepConfig], invalid: [InvalidConfig], trials: [SweepTrial]) {
         let vocab = vocabSize ?? plannedVocabSize()
-        let (valid, invalid) = SweepPlanner.configurations(stage, vocabSize: vocab, seed: context.seed)
+        let (valid, invalid) = SweepPlanner.configurations(stage, vocabSize: vocab, seed: seed)
         return (valid, invalid, SweepPlanner.trials(valid, rung: 0, stage: stage, vocabSize: vocab))
     }
 
-    package func run(emit: (StageEvent) -> Void) throws -> SweepSummary {
+    package func run(emit: (ProgressEvent) -> Void) throws -> SweepSummary {
         let fm = FileManager.default
         let dir = directory
         try createDirectory(dir.appendingPathComponent("trials"))
         try createDirectory(dir.appendingPathComponent(cacheName))
         try writeAtomically(
-            Data(canonicalText(SweepManifest(recipe: context.recipe.name, seed: context.seed, stage: stage)).utf8),
+            Data(canonicalText(SweepManifest(recipe: recipe.name, seed: seed, stage: stage)).utf8),
             to: dir.appendingPathComponent("sweep.json"))
 
         let (tokenizerPath, tokenizer) = try sharedTokenizer(emit: emit)
         let vocab = tokenizer.vocabSize
-        var (configs, invalid) = SweepPlanner.configurations(stage, vocabSize: vocab, seed: context.seed)
+        var (configs, invalid) = SweepPlanner.configurations(stage, vocabSize: vocab, seed: seed)
         var summary = SweepSummary(invalid: invalid, directory: dir.path)
         try writeAtomically(
             Data(canonicalText(SweepPlanFile(valid: configs, invalid: invalid)).utf8), to: dir.appendingPathComponent("plan.json"))
@@ -242,11 +224,11 @@ package struct SweepRunner {
     }
 
     private func describe(_ values: [String: SweepValue]) -> String {
-        values.isEmpty ? "the base model" : values.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        values.isEmpty ? "the base model" : values.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.json.canonical)" }.joined(separator: " ")
     }
 
     /// tokenizer.path, or one trained on the data once and kept in the sweep folder.
-    private func sharedTokenizer(emit: (StageEvent) -> Void) throws -> (String, ByteLevelBPETokenizer) {
+    private func sharedTokenizer(emit: (ProgressEvent) -> Void) throws -> (String, ByteLevelBPETokenizer) {
         if let path = stage.tokenizer.path {
             let data = try readFile(path)
             return (path, try ByteLevelBPETokenizer(jsonData: Array(data)))
@@ -257,17 +239,13 @@ package struct SweepRunner {
         }
         let spec = stage.tokenizer.train ?? TokenizerTraining()
         emit(.message("training a \(spec.vocabSize)-token \(spec.style.rawValue) tokenizer shared by every trial"))
-        var texts: [String] = []
-        try corpus(stage.data, runDirectory: directory.path).forEachDocument { texts.append($0) }
-        let style = BPETrainer.Style(rawValue: spec.style.rawValue) ?? .gpt2
-        let trained = try BPETrainer(.init(vocabSize: spec.vocabSize, specialTokens: spec.specialTokens, style: style)).train(texts: texts)
-        let data = trained.jsonData()
-        try writeAtomically(Data(data), to: url)
+        let data = try spec.train(on: try stage.data.corpusSource(runDirectory: directory.path))
+        try writeAtomically(data, to: url)
         return (url.path, try ByteLevelBPETokenizer(jsonData: Array(data)))
     }
 
     /// Trains (or resumes) one trial and measures it.
-    func runTrial(_ spec: SweepTrial, in trialDir: URL, tokenizerPath: String, vocab: Int, emit: (StageEvent) -> Void) throws -> SweepResult {
+    func runTrial(_ spec: SweepTrial, in trialDir: URL, tokenizerPath: String, vocab: Int, emit: (ProgressEvent) -> Void) throws -> SweepResult {
         let fm = FileManager.default
         try createDirectory(trialDir)
         var trial = spec
@@ -278,9 +256,10 @@ package struct SweepRunner {
         }
         if trial.training.steps == 0, let seconds = trial.seconds {
             let stepSeconds = calibrate(trial, vocab: vocab)
-            trial.training.steps = max(1, Int(seconds / stepSeconds))
-            trial.training.warmupSteps = min(trial.training.warmupSteps, trial.training.steps - 1)
-            emit(.message(String(format: "time budget %.0f s: %.3f s per step here -> %d steps", seconds, stepSeconds, trial.training.steps)))
+            let steps = max(1, Int(seconds / stepSeconds))
+            trial.training.steps = steps
+            trial.training.warmupSteps = min(trial.training.warmupSteps, steps - 1)
+            emit(.message(String(format: "time budget %.0f s: %.3f s per step here -> %d steps", seconds, stepSeconds, steps)))
         }
         try writeAtomically(try encodeSorted(trial), to: specURL)
         // Every trial of this shard reads one token cache (shards keep their own, so two
@@ -297,11 +276,13 @@ package struct SweepRunner {
         p.model = trial.model
         p.training = trial.training
         p.output = trialDir.appendingPathComponent("model.h5").path
-        let recipe = Recipe(name: "\(context.recipe.name)-\(trial.id)", runDir: trialDir.path, seed: trial.seed, threads: context.threads, stages: [.pretrain(p)])
-        let resume = fm.fileExists(atPath: p.output) || fm.fileExists(atPath: p.output + ".prev")
-        let trialContext = RunContext(
-            runDirectory: trialDir.path, seed: trial.seed, threads: context.threads, recipe: recipe,
-            recipeJSON: recipe.resolvedJSON, outputs: [:], fingerprint: trial.id, resume: resume)
+        // The trial's checkpoint describes itself as this one-stage recipe.
+        let trialRecipe = Recipe(name: "\(recipe.name)-\(trial.id)", runDir: trialDir.path, seed: trial.seed, threads: threads, stages: [.pretrain(p)])
+        let run = PretrainRun(
+            name: p.name, data: p.data, tokenizer: p.tokenizer, model: p.model, initFrom: nil, training: p.training,
+            output: p.output, metrics: trialDir.appendingPathComponent("trial.metrics.jsonl").path,
+            runDirectory: trialDir.path, seed: trial.seed, fingerprint: trial.id, recipeJSON: trialRecipe.resolvedJSON,
+            resume: fm.fileExists(atPath: p.output) || fm.fileExists(atPath: p.output + ".prev"))
 
         // Buffers the pool kept from earlier trials (other shapes) go back to the system
         // first, so the peak below is this trial's own.
@@ -309,10 +290,13 @@ package struct SweepRunner {
         PeakMemory.reset()
         let start = Date()
         var rates: [Double] = []
-        _ = try PretrainExecutor().run(.pretrain(p), context: trialContext) { event in
-            if case .progress(let step, _, let metrics) = event, step > 1, let r = metrics["tokens_per_s"] { rates.append(r) }
-            if case .message = event { return }
-            emit(event)
+        if let threads { Threads.set(threads) }
+        _ = try withoutActuallyEscaping(emit) { emit in
+            try run.run { event in
+                if case .progress(let step, _, let metrics) = event, step > 1, let r = metrics["tokens_per_s"] { rates.append(r) }
+                if case .message = event { return }
+                emit(event)
+            }
         }
         let trainSeconds = Date().timeIntervalSince(start)
 
@@ -328,11 +312,12 @@ package struct SweepRunner {
         }
         let peak = PeakMemory.currentPeakMB()
         let curves = readCurves(trialDir.appendingPathComponent("trial.metrics.jsonl"))
-        let tokens = trial.training.steps * SweepPlanner.tokensPerStep(trial.training)
+        let steps = trial.training.steps ?? 0
+        let tokens = steps * SweepPlanner.tokensPerStep(trial.training)
         let perToken = config.trainingFlopsPerToken(seqLen: trial.training.seqLen)
         return SweepResult(
             trialId: trial.id, configId: trial.configId, label: trial.label, values: trial.values, solved: trial.solved,
-            seed: trial.seed, rung: trial.rung, model: trial.model, steps: trial.training.steps,
+            seed: trial.seed, rung: trial.rung, model: trial.model, steps: steps,
             seqLen: trial.training.seqLen, tokens: tokens, parameters: config.parameterCount,
             embeddingParameters: config.embeddingParameterCount, nonEmbeddingParameters: config.nonEmbeddingParameterCount,
             flopsPerToken: perToken, trainingFlops: perToken * Double(tokens),
@@ -347,7 +332,7 @@ package struct SweepRunner {
     /// Seconds per optimiser step of this shape: a forward and backward pass on random tokens
     /// (one warm-up, best of two), times grad_accum.
     private func calibrate(_ trial: SweepTrial, vocab: Int) -> Double {
-        if let threads = context.threads { Threads.set(threads) }
+        if let threads { Threads.set(threads) }
         var rng = RNG(seed: 1)
         let model = LlamaModel(config: trial.model.llamaConfig(vocabSize: vocab), rng: &rng)
         let t = trial.training

@@ -1,5 +1,6 @@
 import Foundation
 import ModelIO
+import Recipe
 
 struct MergeExecutor: StageExecutor {
     func run(_ stage: Stage, context: RunContext, emit: (StageEvent) -> Void) throws -> StageOutputs {

@@ -6,8 +6,10 @@
 
 import Core
 import Foundation
+import JSON
 import ModelIO
 import Platform
+import Recipe
 import Teacher
 import Verify
 

@@ -13,17 +13,12 @@
 import Foundation
 import JSON
 import Platform
+import Recipe
 import TextData
+import Training
 
-/// Progress an executor reports while it runs.
-package enum StageEvent: Sendable {
-    /// A step of `total` (when known) with metrics such as `loss`, `lr`, `tokens_per_s`.
-    case progress(step: Int, total: Int?, metrics: [String: Double])
-    /// A checkpoint was committed (the state a later run resumes from).
-    case checkpointCommitted(path: String, step: Int)
-    /// Free text worth showing (`"training a 512-token tokenizer"`).
-    case message(String)
-}
+/// Progress an executor reports while it runs: a training session's events.
+package typealias StageEvent = ProgressEvent
 
 /// What an executor gets besides its stage's settings.
 package struct RunContext: Sendable {

@@ -3,6 +3,7 @@
 // folder, fsync, rename, fsync the folder), so a crash leaves either the old or the new file.
 
 import Foundation
+import JSON
 import Platform
 import TextData
 
@@ -11,46 +12,6 @@ import TextData
 #elseif canImport(Darwin)
     import Darwin
 #endif
-
-/// A small value in a stage summary (`loss`, `tokens`, `samples`, `format`).
-package enum SummaryValue: Codable, Sendable, Equatable, CustomStringConvertible {
-    case int(Int)
-    case double(Double)
-    case string(String)
-    case bool(Bool)
-
-    package init(from decoder: Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if let b = try? c.decode(Bool.self) {
-            self = .bool(b)
-        } else if let i = try? c.decode(Int.self) {
-            self = .int(i)
-        } else if let d = try? c.decode(Double.self) {
-            self = .double(d)
-        } else {
-            self = .string(try c.decode(String.self))
-        }
-    }
-
-    package func encode(to encoder: Encoder) throws {
-        var c = encoder.singleValueContainer()
-        switch self {
-        case .int(let i): try c.encode(i)
-        case .double(let d): try c.encode(d)
-        case .string(let s): try c.encode(s)
-        case .bool(let b): try c.encode(b)
-        }
-    }
-
-    package var description: String {
-        switch self {
-        case .int(let i): return String(i)
-        case .double(let d): return String(format: "%.4g", d)
-        case .string(let s): return s
-        case .bool(let b): return String(b)
-        }
-    }
-}
 
 /// What a stage produced: its files (absolute; the first is the main artifact) and a summary.
 package struct StageOutputs: Codable, Sendable, Equatable {

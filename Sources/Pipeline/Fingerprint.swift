@@ -10,6 +10,7 @@
 import Foundation
 import ModelIO
 import Platform
+import Recipe
 
 /// A file's content digest and the size and modification time it was computed at.
 package struct FileDigest: Codable, Sendable, Equatable {

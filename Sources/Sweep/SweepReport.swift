@@ -4,6 +4,7 @@
 
 import Foundation
 import Platform
+import Recipe
 import TextData
 
 /// The trials of one configuration at the highest rung it reached, averaged over seeds.
@@ -238,7 +239,7 @@ package struct SweepReport {
         if !invalid.isEmpty {
             doc.heading("Invalid combinations (skipped)", level: 2)
             doc.table(["combination", "reasons"], invalid.map { bad in
-                [bad.values.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "), bad.reasons.joined(separator: "; ")]
+                [bad.values.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.json.canonical)" }.joined(separator: " "), bad.reasons.joined(separator: "; ")]
             })
         }
 

@@ -8,7 +8,9 @@ import JSON
 import ModelIO
 import NN
 import Platform
+import Recipe
 import TextData
+import Training
 
 /// A configuration that passed validation, before seeds and steps.
 package struct SweepConfig: Codable, Sendable, Equatable {
@@ -112,9 +114,9 @@ package enum SweepPlanner {
                 }
                 object = .object(o)
             }
-            let log = IssueLog(sources: SourceMap())
-            training = readTraining(object, path: "training", log: log)
-            reasons += log.issues.map(\.description)
+            let issues: [RecipeIssue]
+            (training, issues) = readTrainingSettings(object, path: "training")
+            reasons += issues.map(\.description)
             for k in trainingValues.keys { merged[k] = nil }
         }
         let ratio = merged.removeValue(forKey: "mlp_ratio")?.number
@@ -139,9 +141,8 @@ package enum SweepPlanner {
                 d["intermediate_size"] = .int(max(8, Int((ratio * Double(c) / 8).rounded()) * 8))
             }
             let object = JSONValue.object(.init(d.sorted { $0.key < $1.key }.map { (key: $0.key, value: $0.value.json) }))
-            let log = IssueLog(sources: SourceMap())
-            let m = readModel(object, path: "model", log: log)
-            var problems = log.issues.map { issue -> String in
+            let (m, issues) = readModelSettings(object, path: "model")
+            var problems = issues.map { issue -> String in
                 switch issue.kind {
                 case .rule: return issue.message
                 default: return issue.path.replacingOccurrences(of: "model.", with: "") + " " + issue.message
@@ -280,8 +281,9 @@ package enum SweepPlanner {
             s.seeds.map { seed in
                 var training = c.training
                 let full = fullSteps(c, stage: s, vocabSize: vocabSize)
-                training.steps = full.map { steps(full: $0, rung: rung, stage: s) } ?? 0
-                if training.steps > 0 { training.warmupSteps = min(training.warmupSteps, training.steps - 1) }
+                let n = full.map { steps(full: $0, rung: rung, stage: s) } ?? 0
+                training.steps = n
+                if n > 0 { training.warmupSteps = min(training.warmupSteps, n - 1) }
                 var seconds = s.budget.seconds
                 if let x = seconds, s.strategy == .halving {
                     seconds = x / pow(Double(s.eta), Double(s.rungs - 1 - rung))
