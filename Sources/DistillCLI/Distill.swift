@@ -34,29 +34,9 @@ struct Distill: ParsableCommand {
     }
 }
 
-/// Options every compute command shares.
-struct ComputeOptions: ParsableArguments {
-    @Option(help: "Threads for distill's kernels and OpenBLAS (default: DISTILL_THREADS or all cores).")
-    var threads: Int?
-
-    func validate() throws {
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
-    }
-
-    func apply() {
-        if let threads { Threads.set(threads) }
-    }
-}
-
 /// A mistake in a command's arguments found after parsing (a file they name, say): reported
 /// like every other error, without ArgumentParser's usage text, which for an error thrown
 /// from run() names the root command instead of the one that failed.
 func usageError(_ message: String) -> UserError {
     UserError(path: "", problem: message, kind: .usage)
-}
-
-func printJSON<T: Encodable>(_ value: T) throws {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-    print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }
