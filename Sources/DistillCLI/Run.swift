@@ -7,9 +7,9 @@ struct Run: ParsableCommand {
         abstract: "Run a recipe's stages in order, skipping finished ones and resuming interrupted ones.",
         discussion: """
             A recipe is JSON: {"name": ..., "run_dir": ..., "seed": ..., "threads": ..., "stages": [...]}, \
-            stage types pretrain, eval, generate, export. Every problem in the recipe is reported at once \
-            with its JSON path and line:column (exit code 2). The full schema, defaults and the skip/resume \
-            rules are in docs/recipes.md.
+            stage types \(StageType.allCases.map(\.rawValue).joined(separator: ", ")). Every problem in the \
+            recipe is reported at once with its JSON path and line:column (exit code 2). The full schema, \
+            defaults and the skip/resume rules are in docs/recipes.md.
 
             Examples:
               distill run recipe.json --dry-run
