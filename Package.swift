@@ -35,6 +35,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "distill", targets: ["DistillCLI"]),
+        .executable(name: "distill-test-helper", targets: ["DistillTestHelper"]),
         .library(name: "DistillCore", targets: ["Core"]),
     ],
     dependencies: [
@@ -69,6 +70,13 @@ let package = Package(
                 "Platform", "JSON", "Core", "NN", "TextData", "Formats", "Training", "Teacher", "Recipe",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ], swiftSettings: codegen),
+        // Commands the crash tests launch and kill; kept out of the distill executable.
+        .executableTarget(
+            name: "DistillTestHelper",
+            dependencies: [
+                "Platform", "Core", "NN", "Formats", "Teacher",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ], swiftSettings: codegen),
         .testTarget(name: "PlatformTests", dependencies: ["Platform"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "CoreTests", dependencies: ["Core"], resources: [.copy("Fixtures")]),
@@ -76,9 +84,9 @@ let package = Package(
         .testTarget(name: "FormatsTests", dependencies: ["JSON", "Platform", "Formats"], resources: [.copy("Fixtures")]),
         .testTarget(name: "NNTests", dependencies: ["Platform", "NN"]),
         .testTarget(name: "TrainingTests", dependencies: ["JSON", "Platform", "Training"], resources: [.copy("Fixtures")]),
-        // DistillCLI: the cache crash test SIGKILLs `distill _stress-teacher`.
-        .testTarget(name: "TeacherTests", dependencies: ["JSON", "Platform", "Teacher", "DistillCLI"]),
+        // The executables the crash tests SIGKILL: `distill sample` and `distill-test-helper stress-teacher`.
+        .testTarget(name: "TeacherTests", dependencies: ["JSON", "Platform", "Teacher", "DistillCLI", "DistillTestHelper"]),
         .testTarget(name: "RecipeTests", dependencies: ["JSON", "Platform", "Recipe"]),
-        .testTarget(name: "CLITests", dependencies: ["JSON", "Platform", "DistillCLI", "Formats"]),
+        .testTarget(name: "CLITests", dependencies: ["JSON", "Platform", "DistillCLI", "DistillTestHelper", "Formats"]),
     ]
 )

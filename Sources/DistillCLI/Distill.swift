@@ -11,12 +11,13 @@ struct Distill: ParsableCommand {
         version: DistillVersion.string,
         subcommands: [
             Doctor.self, Run.self, Eval.self, Generate.self, Inspect.self, Import.self, Export.self, Merge.self, Bench.self,
-            StressCheckpoint.self, Verify.self, StressTeacher.self, Sample.self, Sweep.self,
+            Verify.self, Sample.self, Sweep.self,
         ])
 
     /// ArgumentParser's own entry point with distill's one error reporter: a user-facing
     /// error prints `error: <message>` on stderr and exits with its kind's code (the table in
     /// Platform's ErrorKind and README.md); usage errors exit with 2 instead of EX_USAGE (64).
+    /// DistillTestHelper's TestHelper.main is a copy.
     static func main() {
         do {
             var command = try parseAsRoot()
