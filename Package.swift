@@ -35,6 +35,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "distill", targets: ["DistillCLI"]),
+        .executable(name: "distill-test-helper", targets: ["DistillTestHelper"]),
         .library(name: "DistillCore", targets: ["Core"]),
     ],
     dependencies: [
@@ -85,6 +86,13 @@ let package = Package(
                 "Platform", "JSON", "Core", "NN", "TextData", "Formats", "ModelIO", "Training", "Verify", "Teacher", "Recipe",
                 "Sweep", "Pipeline", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ], swiftSettings: codegen),
+        // Commands the crash tests launch and kill; kept out of the distill executable.
+        .executableTarget(
+            name: "DistillTestHelper",
+            dependencies: [
+                "Platform", "Core", "NN", "Formats", "ModelIO", "Verify", "Teacher",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ], swiftSettings: codegen),
         .testTarget(name: "PlatformTests", dependencies: ["Platform"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "CoreTests", dependencies: ["Core"], resources: [.copy("Fixtures")]),
@@ -92,9 +100,11 @@ let package = Package(
         .testTarget(name: "FormatsTests", dependencies: ["JSON", "Platform", "Formats", "ModelIO"], resources: [.copy("Fixtures")]),
         .testTarget(name: "NNTests", dependencies: ["Platform", "NN"]),
         .testTarget(name: "TrainingTests", dependencies: ["JSON", "Platform", "ModelIO", "Training"], resources: [.copy("Fixtures")]),
-        // DistillCLI: the cache crash test SIGKILLs `distill _stress-teacher`.
-        .testTarget(name: "TeacherTests", dependencies: ["JSON", "Platform", "Verify", "Teacher", "Pipeline", "DistillCLI"]),
+        // The executables the crash tests SIGKILL: `distill sample` and `distill-test-helper stress-teacher`.
+        .testTarget(
+            name: "TeacherTests", dependencies: ["JSON", "Platform", "Verify", "Teacher", "Pipeline", "DistillCLI", "DistillTestHelper"]),
         .testTarget(name: "RecipeTests", dependencies: ["JSON", "Platform", "ModelIO", "Training", "Verify", "Recipe", "Sweep", "Pipeline"]),
-        .testTarget(name: "CLITests", dependencies: ["JSON", "Platform", "DistillCLI", "Formats", "ModelIO", "Pipeline"]),
+        .testTarget(
+            name: "CLITests", dependencies: ["JSON", "Platform", "DistillCLI", "DistillTestHelper", "Formats", "ModelIO", "Pipeline"]),
     ]
 )

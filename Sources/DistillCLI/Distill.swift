@@ -14,12 +14,13 @@ struct Distill: ParsableCommand {
         version: DistillVersion.string,
         subcommands: [
             Doctor.self, Run.self, Eval.self, Generate.self, Inspect.self, Import.self, Export.self, Merge.self, Bench.self,
-            StressCheckpoint.self, Verify.self, StressTeacher.self, Sample.self, Sweep.self,
+            Verify.self, Sample.self, Sweep.self,
         ])
 
     /// ArgumentParser's own entry point with distill's one error reporter: a user-facing
     /// error prints `error: <message>` on stderr and exits with its kind's code (the table in
     /// Platform's ErrorKind and README.md); usage errors exit with 2 instead of EX_USAGE (64).
+    /// DistillTestHelper's TestHelper.main is a copy.
     static func main() {
         do {
             var command = try parseAsRoot()
@@ -37,29 +38,9 @@ struct Distill: ParsableCommand {
     }
 }
 
-/// Options every compute command shares.
-struct ComputeOptions: ParsableArguments {
-    @Option(help: "Threads for distill's kernels and OpenBLAS (default: DISTILL_THREADS or all cores).")
-    var threads: Int?
-
-    func validate() throws {
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
-    }
-
-    func apply() {
-        if let threads { Threads.set(threads) }
-    }
-}
-
 /// A mistake in a command's arguments found after parsing (a file they name, say): reported
 /// like every other error, without ArgumentParser's usage text, which for an error thrown
 /// from run() names the root command instead of the one that failed.
 func usageError(_ message: String) -> UserError {
     UserError(path: "", problem: message, kind: .usage)
-}
-
-func printJSON<T: Encodable>(_ value: T) throws {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-    print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Pipeline
 
 /// Training progress for people: on a terminal one line rewritten in place (step, metrics,
 /// tokens/s, ETA); otherwise plain lines as events arrive, for logs.
@@ -51,5 +52,77 @@ final class ProgressDisplay {
     private func duration(_ seconds: Double) -> String {
         let s = Int(seconds.rounded())
         return s >= 3600 ? String(format: "%dh%02dm", s / 3600, (s % 3600) / 60) : String(format: "%dm%02ds", s / 60, s % 60)
+    }
+}
+
+/// Runs `runner` showing progress (or JSON events); the progress line is closed before an
+/// error reaches the reporter.
+func execute(_ runner: Runner, json: Bool) throws {
+    let progress = ProgressDisplay()
+    defer { progress.finish() }
+    _ = try runner.runLocked { event in
+        if json {
+            try? printJSONLine(RunEventLine(event))
+        } else if case .stageProgress(let name, .progress(let step, let total, let metrics)) = event {
+            progress.show(stage: name, step: step, total: total, metrics: metrics)
+        } else if let line = event.text {
+            progress.print(line)
+        }
+    }
+}
+
+extension StageOutputs {
+    var summaryText: String { summary.keys.sorted().map { "\($0)=\(summary[$0]!)" }.joined(separator: " ") }
+}
+
+extension RunEvent {
+    /// One line for the terminal, or nil for events not shown.
+    var text: String? {
+        switch self {
+        case .stageSkipped(let name, let reason): return "skip   \(name): \(reason)"
+        case .stageStarted(let name, let type, let reason, let resume):
+            return "\(resume ? "resume" : "run   ") \(name) (\(type.rawValue)): \(reason)"
+        case .stageProgress(let name, .progress(let step, let total, let metrics)):
+            let of = total.map { "/\($0)" } ?? ""
+            return "  \(name) step \(step)\(of) "
+                + metrics.keys.sorted().map { "\($0)=\(String(format: "%.4g", metrics[$0]!))" }.joined(separator: " ")
+        case .stageProgress(let name, .checkpointCommitted(let path, let step)):
+            return "  \(name) checkpoint at step \(step): \(path)"
+        case .stageProgress(let name, .message(let text)): return "  \(name): \(text)"
+        case .stageFinished(let name, let outputs): return "done   \(name) \(outputs.summaryText)"
+        case .stageFailed: return nil  // the error that ends the run is printed once, on stderr
+        case .notice(let text): return "note   \(text)"
+        }
+    }
+}
+
+/// A run event as one JSON object.
+struct RunEventLine: Encodable {
+    var event: String
+    var stage: String
+    var type: String?
+    var reason: String?
+    var resume: Bool?
+    var step: Int?
+    var total: Int?
+    var metrics: [String: Double]?
+    var path: String?
+    var message: String?
+    var outputs: StageOutputs?
+
+    init(_ e: RunEvent) {
+        switch e {
+        case .stageSkipped(let name, let reason): (event, stage, self.reason) = ("skipped", name, reason)
+        case .stageStarted(let name, let type, let reason, let resume):
+            (event, stage, self.type, self.reason, self.resume) = ("started", name, type.rawValue, reason, resume)
+        case .stageProgress(let name, .progress(let step, let total, let metrics)):
+            (event, stage, self.step, self.total, self.metrics) = ("progress", name, step, total, metrics)
+        case .stageProgress(let name, .checkpointCommitted(let path, let step)):
+            (event, stage, self.path, self.step) = ("checkpoint", name, path, step)
+        case .stageProgress(let name, .message(let text)): (event, stage, message) = ("message", name, text)
+        case .stageFinished(let name, let outputs): (event, stage, self.outputs) = ("finished", name, outputs)
+        case .stageFailed(let name, let error): (event, stage, message) = ("failed", name, "\(error)")
+        case .notice(let text): (event, stage, message) = ("notice", "", text)
+        }
     }
 }

@@ -11,13 +11,29 @@ import Testing
     import Glibc
 #endif
 
+/// An executable built next to the test bundle: `distill` or `distill-test-helper`.
+func product(_ name: String) -> URL {
+    // The test runner lives in the products folder next to the executables.
+    URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        .appendingPathComponent(name)
+}
+
+/// What a launched executable did: its exit status and everything it printed.
+typealias ProcessResult = (status: Int32, out: String, err: String)
+
 /// Runs the distill executable built next to the test bundle.
-func distill(_ args: [String], environment: [String: String] = [:]) throws -> (status: Int32, out: String, err: String) {
-    // The test runner lives in the products folder next to the distill binary.
-    let runner = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-    let products = runner.deletingLastPathComponent()
+func distill(_ args: [String], environment: [String: String] = [:]) throws -> ProcessResult {
+    try launch("distill", args, environment: environment)
+}
+
+/// Runs the developer commands' executable (stress-checkpoint, stress-teacher).
+func testHelper(_ args: [String]) throws -> ProcessResult {
+    try launch("distill-test-helper", args)
+}
+
+private func launch(_ name: String, _ args: [String], environment: [String: String] = [:]) throws -> ProcessResult {
     let process = Process()
-    process.executableURL = products.appendingPathComponent("distill")
+    process.executableURL = product(name)
     process.arguments = args
     var env = ProcessInfo.processInfo.environment
     env["OPENBLAS_CORETYPE"] = nil
@@ -130,6 +146,18 @@ struct DoctorJSON: Decodable {
         let r = try distill(["frobnicate"])
         #expect(r.status == 2)
     }
+
+    /// The crash tests' commands live in distill-test-helper, not in the user's binary.
+    @Test func stressCommandsAreNotInDistill() throws {
+        let help = try distill(["--help"])
+        #expect(help.status == 0 && !help.out.contains("stress"), "\(help.out)")
+        for command in ["_stress-checkpoint", "_stress-teacher", "stress-checkpoint"] {
+            let r = try distill([command])
+            #expect(r.status == 2 && r.err.contains("Unexpected argument '\(command)'"), "\(r.err)")
+        }
+        let helper = try testHelper(["--help"])
+        #expect(helper.status == 0 && helper.out.contains("stress-checkpoint") && helper.out.contains("stress-teacher"))
+    }
 }
 
 // MARK: - inspect
@@ -172,14 +200,14 @@ struct InspectJSON: Decodable {
 }
 
 @Suite struct InspectTests {
-    /// A checkpoint committed by the hidden stress command: hidden 32, 2 layers, vocab
+    /// A checkpoint committed by the test helper's stress command: hidden 32, 2 layers, vocab
     /// 256, tied embeddings, AdamW moments, one RNG stream, a data cursor.
     func withCheckpoint(_ body: (URL) throws -> Void) throws {
         let directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("distill-inspect-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         let checkpoint = directory.appendingPathComponent("ckpt.h5")
-        let made = try distill(["_stress-checkpoint", checkpoint.path, "--count", "3", "--hidden", "32"])
+        let made = try testHelper(["stress-checkpoint", checkpoint.path, "--count", "3", "--hidden", "32"])
         #expect(made.status == 0, "\(made.err)")
         try body(checkpoint)
     }
@@ -252,9 +280,8 @@ struct InspectJSON: Decodable {
             .appendingPathComponent("distill-lock-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
         let process = Process()
-        let runner = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        process.executableURL = runner.deletingLastPathComponent().appendingPathComponent("distill")
-        process.arguments = ["_stress-checkpoint", directory.appendingPathComponent("ckpt.h5").path, "--hidden", "8"]
+        process.executableURL = product("distill-test-helper")
+        process.arguments = ["stress-checkpoint", directory.appendingPathComponent("ckpt.h5").path, "--hidden", "8"]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()

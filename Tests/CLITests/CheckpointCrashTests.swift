@@ -1,5 +1,5 @@
-// The commit protocol under SIGKILL: a child `distill _stress-checkpoint` commits one
-// checkpoint path over and over; it is killed at random instants, and after every kill
+// The commit protocol under SIGKILL: a child `distill-test-helper stress-checkpoint` commits
+// one checkpoint path over and over; it is killed at random instants, and after every kill
 // the invariant of docs/checkpoints.md must hold: PATH, or PATH.prev when PATH is
 // missing, is a complete checkpoint whose every checksum verifies. The next child then
 // starts on whatever the kill left (stale lock file, orphaned temporary, .prev).
@@ -16,7 +16,6 @@ import Testing
 #endif
 
 @Test func aWriterKilledAtAnyInstantLeavesAValidCheckpoint() throws {
-    let products = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
     let run = FileManager.default.temporaryDirectory.appendingPathComponent("distill-crash-\(UUID().uuidString)")
     defer { try? FileManager.default.removeItem(at: run) }
     let checkpoint = run.appendingPathComponent("ckpt.h5")
@@ -36,7 +35,7 @@ import Testing
     let closeFrom = unsafeBitCast(symbol, to: AddCloseFrom.self)
     func spawn(_ extra: [String] = []) throws -> pid_t {
         let arguments =
-            [products.appendingPathComponent("distill").path, "_stress-checkpoint", checkpoint.path, "--hidden", "32"]
+            [product("distill-test-helper").path, "stress-checkpoint", checkpoint.path, "--hidden", "32"]
             + extra
         var actions = posix_spawn_file_actions_t()
         #expect(posix_spawn_file_actions_init(&actions) == 0)

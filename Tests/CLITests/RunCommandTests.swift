@@ -3,6 +3,7 @@
 
 import Foundation
 import Platform
+import Recipe
 import Testing
 
 @Suite struct RunCommandTests {
@@ -97,5 +98,15 @@ import Testing
     @Test func runHasHelp() throws {
         let r = try distill(["run", "--help"])
         #expect(r.status == 0 && r.out.contains("--dry-run") && r.out.contains("--set"))
+    }
+
+    /// The help names every stage type a recipe may use, and where the schema is.
+    @Test func runHelpListsEveryStageType() throws {
+        let r = try distill(["run", "--help"])
+        #expect(r.status == 0)
+        let words = r.out.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        let types = StageType.allCases.map(\.rawValue)
+        #expect(words.contains("stage types " + types.joined(separator: ", ") + "."), "\(r.out)")
+        #expect(words.contains("docs/recipes.md"))
     }
 }

@@ -1,5 +1,5 @@
-// kill -9 during sampling loses no finished call: a child `distill _stress-teacher` samples
-// 2 tasks x 40 seeds from the scripted server, printing each sample once its result is
+// kill -9 during sampling loses no finished call: a child `distill-test-helper stress-teacher`
+// samples 2 tasks x 40 seeds from the scripted server, printing each sample once its result is
 // committed; it is SIGKILLed after 10 such lines. A second child then runs to the end: every
 // sample the first reported comes from the cache (the server never sees its request again),
 // and the calls in flight at the kill are the only ones asked for twice.
@@ -32,8 +32,8 @@ import Testing
 
     func start() throws -> (Process, Pipe) {
         let p = Process()
-        p.executableURL = products.appendingPathComponent("distill")
-        p.arguments = ["_stress-teacher", "--tasks", tasks, "--cache", cache, "--teacher-json", teacher]
+        p.executableURL = products.appendingPathComponent("distill-test-helper")
+        p.arguments = ["stress-teacher", "--tasks", tasks, "--cache", cache, "--teacher-json", teacher]
         let out = Pipe()
         p.standardOutput = out
         p.standardError = FileHandle.nullDevice

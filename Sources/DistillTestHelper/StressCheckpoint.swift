@@ -5,14 +5,13 @@ import ModelIO
 import NN
 import Platform
 
-/// Developer command for the crash tests: commits checkpoints of one path in a loop, the
-/// way a run does (lock the directory, sweep orphans, then commit), so a test can kill
-/// it with SIGKILL at random instants and check what survives. Hidden from --help.
+/// Commits checkpoints of one path in a loop, the way a run does (lock the directory, sweep
+/// orphans, then commit), so a test can kill it with SIGKILL at random instants and check
+/// what survives.
 struct StressCheckpoint: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "_stress-checkpoint",
-        abstract: "Commit checkpoints of PATH in a loop (crash testing; not for users).",
-        shouldDisplay: false)
+        commandName: "stress-checkpoint",
+        abstract: "Commit checkpoints of PATH in a loop (crash testing; not for users).")
 
     @Argument(help: "The checkpoint path to commit over and over.") var path: String
     @Option(help: "Checkpoints to commit; 0 runs until killed.") var count = 0

@@ -1,18 +1,18 @@
 import ArgumentParser
 import Foundation
 import ModelIO
+import Platform
 import Teacher
 import Verify
 
-/// Developer command for the cache crash test: samples a task file from an OpenAI-compatible
-/// server through the call cache and prints `done ID SEED cached|fresh` as each sample
-/// finishes (after its result is committed), so a test can SIGKILL it mid-run and check that
-/// every reported call survives. Hidden from --help; `distill sample` is the user's command.
+/// Samples a task file from an OpenAI-compatible server through the call cache and prints
+/// `done ID SEED cached|fresh` as each sample finishes (after its result is committed), so a
+/// test can SIGKILL it mid-run and check that every reported call survives. `distill sample`
+/// is the user's command.
 struct StressTeacher: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "_stress-teacher",
-        abstract: "Sample TASKS through the teacher call cache (crash testing; not for users).",
-        shouldDisplay: false)
+        commandName: "stress-teacher",
+        abstract: "Sample TASKS through the teacher call cache (crash testing; not for users).")
 
     @Option(help: "The task set (JSONL).") var tasks: String
     @Option(help: "The call cache (SQLite file).") var cache: String
@@ -23,7 +23,7 @@ struct StressTeacher: ParsableCommand {
         do {
             config = try JSONDecoder().decode(OpenAITeacherConfig.self, from: Data(teacherJson.utf8))
         } catch {
-            throw ValidationError("--teacher-json is not an openai teacher object: \(error)")
+            throw UserError(path: "--teacher-json", problem: "not an openai teacher object: \(error)", kind: .usage)
         }
         let taskList = try TaskReader.read(path: tasks)
         let teacher = try OpenAITeacher(config: config, cache: try CallCache(path: cache))
