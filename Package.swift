@@ -80,17 +80,21 @@ let package = Package(
                 "Platform", "JSON", "Core", "NN", "TextData", "ModelIO", "Training", "Verify", "Teacher", "Recipe", "Sweep",
             ],
             swiftSettings: codegen),
+        .target(
+            name: "CLISupport",
+            dependencies: ["Platform", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: codegen),
         .executableTarget(
             name: "DistillCLI",
             dependencies: [
                 "Platform", "JSON", "Core", "NN", "TextData", "Formats", "ModelIO", "Training", "Verify", "Teacher", "Recipe",
-                "Sweep", "Pipeline", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "Sweep", "Pipeline", "CLISupport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ], swiftSettings: codegen),
         // Commands the crash tests launch and kill; kept out of the distill executable.
         .executableTarget(
             name: "DistillTestHelper",
             dependencies: [
-                "Platform", "Core", "NN", "Formats", "ModelIO", "Verify", "Teacher",
+                "Platform", "Core", "NN", "Formats", "ModelIO", "Verify", "Teacher", "CLISupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ], swiftSettings: codegen),
         .testTarget(name: "PlatformTests", dependencies: ["Platform"]),

@@ -1,10 +1,9 @@
 import ArgumentParser
+import CLISupport
 import Core
 import Foundation
 import ModelIO
 import Platform
-import Sweep
-import Verify
 
 @main
 struct Distill: ParsableCommand {
@@ -17,25 +16,8 @@ struct Distill: ParsableCommand {
             Verify.self, Sample.self, Sweep.self,
         ])
 
-    /// ArgumentParser's own entry point with distill's one error reporter: a user-facing
-    /// error prints `error: <message>` on stderr and exits with its kind's code (the table in
-    /// Platform's ErrorKind and README.md); usage errors exit with 2 instead of EX_USAGE (64).
-    /// DistillTestHelper's TestHelper.main is a copy.
-    static func main() {
-        do {
-            var command = try parseAsRoot()
-            try command.run()
-        } catch let error as any UserFacingError {
-            FileHandle.standardError.write(Data(("error: " + error.description + "\n").utf8))
-            Foundation.exit(error.exitCode)
-        } catch {
-            if exitCode(for: error) == .validationFailure {
-                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
-                Foundation.exit(ErrorKind.usage.exitCode)
-            }
-            exit(withError: error)
-        }
-    }
+    /// ArgumentParser's entry point with distill's one error reporter (CLISupport).
+    static func main() { mainReportingErrors() }
 }
 
 /// A mistake in a command's arguments found after parsing (a file they name, say): reported

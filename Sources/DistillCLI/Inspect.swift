@@ -4,7 +4,6 @@ import Foundation
 import JSON
 import ModelIO
 import NN
-import Recipe
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -30,125 +29,7 @@ struct Inspect: ParsableCommand {
     }
 }
 
-struct InspectReport: Codable {
-    struct Model: Codable {
-        var layers: Int
-        var hidden: Int
-        var intermediate: Int
-        var heads: Int
-        var kvHeads: Int
-        var headDim: Int
-        var vocab: Int
-        var tiedEmbeddings: Bool
-        var maxPositions: Int
-    }
-    struct Parameters: Codable {
-        var total: Int
-        var embedding: Int
-        var nonEmbedding: Int
-    }
-    struct Optimizer: Codable {
-        var kind: String
-        var step: Int
-        var moments: [String]
-    }
-    struct Recipe: Codable {
-        var bytes: Int
-        var name: String?
-    }
-    struct Tokenizer: Codable {
-        var bytes: Int
-        var vocabSize: Int?
-    }
-    struct TensorEntry: Codable {
-        /// The dataset path, e.g. "model/model.norm.weight" or "optimizer/m/model.norm.weight".
-        var path: String
-        var shape: [Int]
-        var dtype: String
-        var checksum: String
-    }
-
-    var path: String
-    var format: String
-    var formatVersion: Int
-    var kind: String
-    var distillVersion: String
-    var created: String
-    var step: Int
-    var tokensSeen: Int
-    var threads: Int
-    var checksumAlgorithm: String
-    var model: Model
-    var parameters: Parameters
-    var optimizer: Optimizer?
-    var rngStreams: [String]
-    var dataCursor: Bool
-    var recipe: Recipe?
-    var tokenizer: Tokenizer?
-    var metadata: [String: String]
-    var baseChecksum: String?
-    var tensors: [TensorEntry]?
-
-    init(url: URL, listTensors: Bool) throws {
-        let summary = try readCheckpointSummary(at: url)
-        let c = summary.config
-        path = url.path
-        format = CheckpointFormat.name
-        formatVersion = summary.formatVersion
-        kind = summary.kind.rawValue
-        distillVersion = summary.distillVersion
-        created = summary.created
-        step = summary.step
-        tokensSeen = summary.tokensSeen
-        threads = summary.threads
-        checksumAlgorithm = summary.checksumAlgorithm
-        model = Model(
-            layers: c.numHiddenLayers, hidden: c.hiddenSize, intermediate: c.intermediateSize,
-            heads: c.numAttentionHeads, kvHeads: c.numKeyValueHeads, headDim: c.headDim, vocab: c.vocabSize,
-            tiedEmbeddings: c.tieWordEmbeddings, maxPositions: c.maxPositionEmbeddings)
-        let total = summary.parameters.reduce(0) { $0 + $1.elementCount }
-        let embedding = summary.parameters.filter { ["model.embed_tokens.weight", "lm_head.weight"].contains($0.name) }
-            .reduce(0) { $0 + $1.elementCount }
-        parameters = Parameters(total: total, embedding: embedding, nonEmbedding: total - embedding)
-        optimizer = summary.optimizerKind.map {
-            Optimizer(kind: $0, step: summary.optimizerStep ?? 0, moments: summary.moments.keys.sorted())
-        }
-        rngStreams = summary.rngStreams
-        dataCursor = summary.hasDataCursor
-        recipe = summary.recipe.map { text in
-            let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]
-            return Recipe(bytes: text.utf8.count, name: object?["name"] as? String)
-        }
-        if let bytes = summary.tokenizerBytes {
-            let text = try readCheckpointTokenizer(at: url)
-            tokenizer = Tokenizer(bytes: bytes, vocabSize: text.flatMap(Self.vocabularySize))
-        }
-        metadata = summary.metadata
-        baseChecksum = summary.baseChecksum
-        if listTensors {
-            var entries = summary.parameters.map { ("model/" + $0.name, $0) }
-            for moment in summary.moments.keys.sorted() {
-                entries += summary.moments[moment]!.map { ("optimizer/\(moment)/" + $0.name, $0) }
-            }
-            tensors = entries.map {
-                TensorEntry(path: $0.0, shape: $0.1.shape, dtype: $0.1.dtype, checksum: hex($0.1.checksum))
-            }
-        }
-    }
-
-    /// Distinct token ids of a tokenizer.json's model vocabulary and added tokens; nil
-    /// when the text is not shaped like one.
-    static func vocabularySize(_ text: String) -> Int? {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
-            let model = object["model"] as? [String: Any], let vocab = model["vocab"] as? [String: Any]
-        else { return nil }
-        var ids = Set(vocab.values.compactMap { ($0 as? NSNumber)?.intValue })
-        for token in object["added_tokens"] as? [[String: Any]] ?? [] {
-            if let id = (token["id"] as? NSNumber)?.intValue { ids.insert(id) }
-        }
-        return ids.count
-    }
-
+extension InspectReport {
     var text: String {
         let m = model
         let shape = "\(m.layers) layers, hidden \(m.hidden), MLP \(m.intermediate), heads \(m.heads) "

@@ -1,4 +1,5 @@
 import Foundation
+import JSON
 import Pipeline
 
 /// Training progress for people: on a terminal one line rewritten in place (step, metrics,

@@ -28,6 +28,7 @@
 
 import Core
 import Foundation
+import JSON
 import Platform
 
 #if canImport(Glibc)

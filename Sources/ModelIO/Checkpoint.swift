@@ -19,6 +19,7 @@
 import Core
 import Formats
 import Foundation
+import JSON
 import NN
 import Platform
 

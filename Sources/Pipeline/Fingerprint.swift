@@ -8,6 +8,7 @@
 // corpus is not re-read on every run.
 
 import Foundation
+import JSON
 import ModelIO
 import Platform
 import Recipe

@@ -6,7 +6,6 @@ import JSON
 import NN
 import Training
 
-private func keys<K: CaseIterable & RawRepresentable<String>>(_: K.Type) -> [String] { K.allCases.map(\.rawValue) }
 
 /// The child objects a fine-tuning stage accepts, so a key written one level too high is
 /// pointed to its place.
@@ -76,7 +75,7 @@ private func readShared<K: CodingKey & CaseIterable & RawRepresentable<String>, 
     }
     r.read(template, into: &s.template)
     s.lora = r.object(lora) { readLoRA($0, path: $1, log: log) }
-    if let t = r.object(training, { readFineTuneTraining($0, path: $1, log: log) }) { s.training = t }
+    if let t = r.object(training, { readTraining($0, path: $1, log: log, fineTuning: true) }) { s.training = t }
 }
 
 private func readFineTuneData(_ v: JSONValue, path: String, log: IssueLog) -> FineTuneData {
@@ -140,40 +139,6 @@ private func readLoRA(_ v: JSONValue, path: String, log: IssueLog) -> LoRASettin
         }
     }
     return l
-}
-
-private func readFineTuneTraining(_ v: JSONValue, path: String, log: IssueLog) -> TrainingSettings {
-    let r = ObjectReader<TrainingSettings.CodingKeys>(v, path: path, log: log)
-    var t = TrainingSettings.fineTuning
-    t.steps = r.int(.steps, .atLeast(1))
-    r.read(.epochs, into: &t.epochs, .positive)
-    if r.has(.steps) && r.has(.epochs) {
-        log.add(.rule("give either \"steps\" or \"epochs\", not both"), at: path)
-    }
-    r.read(.batchSize, into: &t.batchSize, .atLeast(1))
-    r.read(.seqLen, into: &t.seqLen, .atLeast(2))
-    r.read(.gradAccum, into: &t.gradAccum, .atLeast(1))
-    r.read(.lr, into: &t.lr, .positive)
-    r.read(.minLRRatio, into: &t.minLRRatio, .closed(0, 1))
-    if let w = r.int(.warmupSteps, .atLeast(0)) {
-        if let steps = t.steps, w >= steps {
-            log.add(.outOfRange(allowed: "< steps (\(steps))", got: String(w)), at: r.path(.warmupSteps))
-        } else {
-            t.warmupSteps = w
-        }
-    }
-    r.read(.schedule, into: &t.schedule)
-    r.read(.weightDecay, into: &t.weightDecay, .atLeast(0))
-    r.read(.noDecay, into: &t.noDecay)
-    r.read(.beta1, into: &t.beta1, .halfOpen(0, 1))
-    r.read(.beta2, into: &t.beta2, .halfOpen(0, 1))
-    r.read(.eps, into: &t.eps, .positive)
-    r.read(.gradClip, into: &t.gradClip, .atLeast(0))
-    r.read(.evalEvery, into: &t.evalEvery, .atLeast(0))
-    r.read(.evalBatches, into: &t.evalBatches, .atLeast(1))
-    r.read(.checkpointEvery, into: &t.checkpointEvery, .atLeast(0))
-    r.read(.logEvery, into: &t.logEvery, .atLeast(1))
-    return t
 }
 
 // MARK: - Pass 2

@@ -12,8 +12,6 @@ import Training
 
 private let namePattern = "[A-Za-z0-9_.-]+"
 
-/// The JSON keys of a schema type.
-private func keys<K: CaseIterable & RawRepresentable<String>>(_: K.Type) -> [String] { K.allCases.map(\.rawValue) }
 
 private func isValidName(_ s: String) -> Bool {
     !s.isEmpty && s != "." && s != ".."
@@ -302,22 +300,33 @@ func readModel(_ v: JSONValue, path: String, log: IssueLog) -> ModelSettings {
     return m
 }
 
-func readTraining(_ v: JSONValue, path: String, log: IssueLog) -> TrainingSettings {
+/// A `training` object. Pretraining (and the sweep) needs `steps` and takes no `epochs`;
+/// fine-tuning takes `steps` or `epochs`. Unset keys keep the family's defaults
+/// (`TrainingSettings.pretraining(steps:)`, `.fineTuning`).
+func readTraining(_ v: JSONValue, path: String, log: IssueLog, fineTuning: Bool = false) -> TrainingSettings {
     let r = ObjectReader<TrainingSettings.CodingKeys>(v, path: path, log: log)
     let steps = r.int(.steps, .atLeast(1))
-    if steps == nil && !r.has(.steps) { r.missing(.steps) }
-    var t = TrainingSettings.pretraining(steps: steps ?? 1)
-    if r.has(.epochs) {
-        log.add(.notAllowed(reason: "pretraining runs for training.steps; epochs is for sft, dpo and kd"), at: r.path(.epochs), atKey: true)
+    var t: TrainingSettings
+    if fineTuning {
+        t = .fineTuning
+        t.steps = steps
+        r.read(.epochs, into: &t.epochs, .positive)
+        if r.has(.steps) && r.has(.epochs) { log.add(.rule("give either \"steps\" or \"epochs\", not both"), at: path) }
+    } else {
+        if steps == nil && !r.has(.steps) { r.missing(.steps) }
+        t = .pretraining(steps: steps ?? 1)
+        if r.has(.epochs) {
+            log.add(.notAllowed(reason: "pretraining runs for training.steps; epochs is for sft, dpo and kd"), at: r.path(.epochs), atKey: true)
+        }
     }
     r.read(.batchSize, into: &t.batchSize, .atLeast(1))
-    r.read(.seqLen, into: &t.seqLen, .atLeast(1))
+    r.read(.seqLen, into: &t.seqLen, .atLeast(fineTuning ? 2 : 1))
     r.read(.gradAccum, into: &t.gradAccum, .atLeast(1))
     r.read(.lr, into: &t.lr, .positive)
     r.read(.minLRRatio, into: &t.minLRRatio, .closed(0, 1))
     if let w = r.int(.warmupSteps, .atLeast(0)) {
-        if w >= steps ?? 1 {
-            log.add(.outOfRange(allowed: "< steps (\(steps ?? 1))", got: String(w)), at: r.path(.warmupSteps))
+        if let steps = t.steps, w >= steps {
+            log.add(.outOfRange(allowed: "< steps (\(steps))", got: String(w)), at: r.path(.warmupSteps))
         } else {
             t.warmupSteps = w
         }
@@ -595,14 +604,14 @@ private func link(
 
 /// A `training` object read as a recipe reads it (the sweeper checks each configuration's
 /// overrides this way); its problems come back as issues.
-package func readTrainingSettings(_ v: JSONValue, path: String) -> (TrainingSettings, [RecipeIssue]) {
+package func readTrainingSettings(_ v: JSONValue, path: String) -> (TrainingSettings, [JSONIssue]) {
     let log = IssueLog(sources: SourceMap())
     let t = readTraining(v, path: path, log: log)
     return (t, log.issues)
 }
 
 /// A `model` object read as a recipe reads it.
-package func readModelSettings(_ v: JSONValue, path: String) -> (ModelSettings, [RecipeIssue]) {
+package func readModelSettings(_ v: JSONValue, path: String) -> (ModelSettings, [JSONIssue]) {
     let log = IssueLog(sources: SourceMap())
     let m = readModel(v, path: path, log: log)
     return (m, log.issues)

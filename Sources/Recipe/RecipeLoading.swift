@@ -66,9 +66,9 @@ extension RecipeOverride {
     /// Applies the override to `root`, recording its origin; returns a problem instead when the
     /// path cannot be applied. Keys absent from an object are added (validation then reports
     /// them if the schema does not know them); array indices must exist.
-    fileprivate func apply(to root: inout JSONValue, sources: inout SourceMap) -> RecipeIssue? {
-        func problem(_ reason: String) -> RecipeIssue {
-            RecipeIssue(path: key, kind: .badOverride(reason), origin: .override(argument))
+    fileprivate func apply(to root: inout JSONValue, sources: inout SourceMap) -> JSONIssue? {
+        func problem(_ reason: String) -> JSONIssue {
+            JSONIssue(path: key, kind: .badOverride(reason), origin: .override(argument))
         }
         guard var parts = Self.components(key) else {
             return problem("cannot read the path; write it like stages[0].training.steps or pretrain.training.steps")
@@ -150,8 +150,8 @@ extension Recipe {
         let url = URL(fileURLWithPath: (file as NSString).expandingTildeInPath)
         guard let data = FileManager.default.contents(atPath: url.path) else {
             let exists = FileManager.default.fileExists(atPath: url.path)
-            let kind: RecipeIssue.Kind = exists ? .rule("cannot read the recipe file") : .fileNotFound(url.path)
-            throw RecipeError(file: file, issues: [RecipeIssue(path: "", kind: kind)])
+            let kind: JSONIssue.Kind = exists ? .rule("cannot read the recipe file") : .fileNotFound(url.path)
+            throw RecipeError(file: file, issues: [JSONIssue(path: "", kind: kind)])
         }
         return try load(
             text: String(decoding: data, as: UTF8.self), file: file,
@@ -171,15 +171,15 @@ extension Recipe {
             throw RecipeError(
                 file: file,
                 issues: [
-                    RecipeIssue(
+                    JSONIssue(
                         path: "", kind: .syntax(error.reason), origin: .file(line: error.line, column: error.column))
                 ])
         }
-        var issues: [RecipeIssue] = []
+        var issues: [JSONIssue] = []
         for argument in overrides {
             guard let o = RecipeOverride(argument) else {
                 issues.append(
-                    RecipeIssue(path: "", kind: .badOverride("expected key=value"), origin: .override(argument)))
+                    JSONIssue(path: "", kind: .badOverride("expected key=value"), origin: .override(argument)))
                 continue
             }
             if let issue = o.apply(to: &root, sources: &sources) { issues.append(issue) }
@@ -209,7 +209,7 @@ extension Stage {
 
 /// Override problems first, then by position in the file (a missing field sits at its
 /// object's position), then the rest; ties keep the order they were found in.
-private func inDocumentOrder(_ issues: [RecipeIssue]) -> [RecipeIssue] {
+private func inDocumentOrder(_ issues: [JSONIssue]) -> [JSONIssue] {
     func rank(_ origin: ValueOrigin?) -> (Int, Int, Int) {
         switch origin {
         case .override?: return (0, 0, 0)

@@ -6,7 +6,6 @@ import JSON
 import Teacher
 import Verify
 
-private func keys<K: CaseIterable & RawRepresentable<String>>(_: K.Type) -> [String] { K.allCases.map(\.rawValue) }
 
 /// Settings problems from a config's `problems()` (each starts with its key name) logged at the
 /// key's path when the first word is one of `known`, else at the object.

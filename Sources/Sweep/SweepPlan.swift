@@ -114,7 +114,7 @@ package enum SweepPlanner {
                 }
                 object = .object(o)
             }
-            let issues: [RecipeIssue]
+            let issues: [JSONIssue]
             (training, issues) = readTrainingSettings(object, path: "training")
             reasons += issues.map(\.description)
             for k in trainingValues.keys { merged[k] = nil }

@@ -5,6 +5,7 @@
 
 import Core
 import Foundation
+import JSON
 import NN
 import Platform
 import Testing

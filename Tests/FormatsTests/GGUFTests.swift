@@ -6,6 +6,7 @@
 
 import Core
 import Foundation
+import JSON
 import ModelIO
 import NN
 import Platform

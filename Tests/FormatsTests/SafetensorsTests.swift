@@ -5,6 +5,7 @@
 
 import Core
 import Foundation
+import JSON
 import Platform
 import Testing
 

@@ -2,6 +2,7 @@
 // dependents (only those), resume failed and interrupted ones, keep run.json atomic.
 
 import Foundation
+import JSON
 import Pipeline
 import Platform
 import Recipe

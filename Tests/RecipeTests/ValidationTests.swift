@@ -2,6 +2,7 @@
 // with its path, position and suggestion.
 
 import Foundation
+import JSON
 import NN
 import Platform
 import Recipe

@@ -1,41 +1,51 @@
-// Reading typed settings out of a JSON tree while collecting every problem instead of stopping
-// at the first (which is what JSONDecoder does). A setting starts at its documented default
-// (the property initialiser in the schema) and a reader overwrites it when the key is present
-// and valid; problems are logged with their path and origin, and reading carries on.
-
-import JSON
+// The strict reader: typed settings out of a JSON tree, collecting every problem instead of
+// stopping at the first (which is what JSONDecoder does). A setting starts at its documented
+// default (the property initialiser of its type) and a reader overwrites it when the key is
+// present and valid; problems are logged with their JSON path and source position (line and
+// column, or the --set argument that wrote the value), and reading carries on. Recipes are read
+// this way; so is anything else a user writes as JSON.
 
 /// Collects issues while a recipe is read. One per load; not shared across threads.
-final class IssueLog {
-    private(set) var issues: [RecipeIssue] = []
-    let sources: SourceMap
+package final class IssueLog {
+    package private(set) var issues: [JSONIssue] = []
+    package let sources: SourceMap
 
-    init(sources: SourceMap) { self.sources = sources }
+    package init(sources: SourceMap = SourceMap()) { self.sources = sources }
 
-    func add(_ kind: RecipeIssue.Kind, at path: String, atKey: Bool = false) {
+    package func add(_ kind: JSONIssue.Kind, at path: String, atKey: Bool = false) {
         let origin = atKey ? sources.origin(ofKey: path) : sources.origin(ofValue: path)
-        issues.append(RecipeIssue(path: path, kind: kind, origin: origin))
+        issues.append(JSONIssue(path: path, kind: kind, origin: origin))
     }
 }
 
-/// An allowed numeric range, printed the way messages say it: `>= 1`, `in (0, 1]`.
-struct NumericRange {
-    var lower: Double?
-    var lowerInclusive = true
-    var upper: Double?
-    var upperInclusive = true
+/// The JSON keys of a settings type (its CodingKeys), for "did you mean" hints and nested-key lists.
+package func keys<K: CaseIterable & RawRepresentable<String>>(_: K.Type) -> [String] { K.allCases.map(\.rawValue) }
 
-    static func atLeast(_ x: Double) -> NumericRange { NumericRange(lower: x) }
-    static let positive = NumericRange(lower: 0, lowerInclusive: false)
-    static func closed(_ a: Double, _ b: Double) -> NumericRange { NumericRange(lower: a, upper: b) }
-    static func halfOpen(_ a: Double, _ b: Double) -> NumericRange {
+/// An allowed numeric range, printed the way messages say it: `>= 1`, `in (0, 1]`.
+package struct NumericRange {
+    package var lower: Double?
+    package var lowerInclusive = true
+    package var upper: Double?
+    package var upperInclusive = true
+
+    package init(lower: Double? = nil, lowerInclusive: Bool = true, upper: Double? = nil, upperInclusive: Bool = true) {
+        self.lower = lower
+        self.lowerInclusive = lowerInclusive
+        self.upper = upper
+        self.upperInclusive = upperInclusive
+    }
+
+    package static func atLeast(_ x: Double) -> NumericRange { NumericRange(lower: x) }
+    package static let positive = NumericRange(lower: 0, lowerInclusive: false)
+    package static func closed(_ a: Double, _ b: Double) -> NumericRange { NumericRange(lower: a, upper: b) }
+    package static func halfOpen(_ a: Double, _ b: Double) -> NumericRange {
         NumericRange(lower: a, upper: b, upperInclusive: false)
     }
-    static func leftOpen(_ a: Double, _ b: Double) -> NumericRange {
+    package static func leftOpen(_ a: Double, _ b: Double) -> NumericRange {
         NumericRange(lower: a, lowerInclusive: false, upper: b)
     }
 
-    func contains(_ x: Double) -> Bool {
+    package func contains(_ x: Double) -> Bool {
         if let lower, lowerInclusive ? x < lower : x <= lower { return false }
         if let upper, upperInclusive ? x > upper : x >= upper { return false }
         return true
@@ -43,7 +53,7 @@ struct NumericRange {
 
     private static func show(_ x: Double) -> String { x == x.rounded() && abs(x) < 1e15 ? String(Int(x)) : "\(x)" }
 
-    var description: String {
+    package var description: String {
         switch (lower, upper) {
         case (let l?, let u?):
             return "in \(lowerInclusive ? "[" : "(")\(Self.show(l)), \(Self.show(u))\(upperInclusive ? "]" : ")")"
@@ -56,10 +66,10 @@ struct NumericRange {
 
 /// Reads one JSON object whose accepted keys are `K`'s cases. Unknown keys are reported when the
 /// reader is made, so a typo is reported even when the rest of the object is fine.
-struct ObjectReader<K: CodingKey & CaseIterable & RawRepresentable<String>> {
-    let path: String
-    let object: JSONValue.JSONObject
-    let log: IssueLog
+package struct ObjectReader<K: CodingKey & CaseIterable & RawRepresentable<String>> {
+    package let path: String
+    package let object: JSONValue.JSONObject
+    package let log: IssueLog
 
     /// Reads `value` at `path`. A non-object is reported once and reads as an empty object with
     /// `isValid == false`, which silences "missing field" reports for its contents.
@@ -69,7 +79,7 @@ struct ObjectReader<K: CodingKey & CaseIterable & RawRepresentable<String>> {
     ///   - notAllowed: keys with a specific refusal (`model.vocab_size`).
     ///   - nested: the accepted keys of child objects, so a key written one level too high is
     ///     pointed to its place (`lr` in a stage: did you mean "training.lr"?).
-    init(
+    package init(
         _ value: JSONValue, path: String, log: IssueLog, alsoAllowed: [String] = [],
         notAllowed: [String: String] = [:], nested: [(key: String, accepts: [String])] = []
     ) {
@@ -96,30 +106,30 @@ struct ObjectReader<K: CodingKey & CaseIterable & RawRepresentable<String>> {
         }
     }
 
-    let isValid: Bool
+    package let isValid: Bool
 
-    func path(_ key: K) -> String { JSONPath.child(path, key.rawValue) }
+    package func path(_ key: K) -> String { JSONPath.child(path, key.rawValue) }
 
     /// The value for `key`; nil when absent or null (null means "use the default").
-    func value(_ key: K) -> JSONValue? {
+    package func value(_ key: K) -> JSONValue? {
         guard let v = object[key.rawValue] else { return nil }
         if case .null = v { return nil }
         return v
     }
 
-    func has(_ key: K) -> Bool { value(key) != nil }
+    package func has(_ key: K) -> Bool { value(key) != nil }
 
-    func missing(_ key: K, hint: String? = nil) {
+    package func missing(_ key: K, hint: String? = nil) {
         if isValid { log.add(.missing(hint: hint), at: path(key)) }
     }
 
-    func wrongType(_ key: K, _ expected: String, _ v: JSONValue) {
+    package func wrongType(_ key: K, _ expected: String, _ v: JSONValue) {
         log.add(.wrongType(expected: expected, got: v.quoted), at: path(key))
     }
 
     // MARK: Scalars
 
-    static func integer(_ v: JSONValue) -> Int? {
+    package static func integer(_ v: JSONValue) -> Int? {
         switch v {
         case .int(let i): return i
         case .double(let d) where d == d.rounded() && abs(d) < 1e15: return Int(d)
@@ -128,16 +138,16 @@ struct ObjectReader<K: CodingKey & CaseIterable & RawRepresentable<String>> {
     }
 
     /// Overwrites `target` with the integer at `key` when present, of the right type and in range.
-    func read(_ key: K, into target: inout Int, _ range: NumericRange? = nil) {
+    package func read(_ key: K, into target: inout Int, _ range: NumericRange? = nil) {
         if let x = int(key, range) { target = x }
     }
 
-    func read(_ key: K, into target: inout Int?, _ range: NumericRange? = nil) {
+    package func read(_ key: K, into target: inout Int?, _ range: NumericRange? = nil) {
         if let x = int(key, range) { target = x }
     }
 
     /// The integer at `key`, or nil when absent or invalid (the problem is logged).
-    func int(_ key: K, _ range: NumericRange? = nil) -> Int? {
+    package func int(_ key: K, _ range: NumericRange? = nil) -> Int? {
         guard let v = value(key) else { return nil }
         guard let x = Self.integer(v) else {
             wrongType(key, "an integer", v)
@@ -150,13 +160,13 @@ struct ObjectReader<K: CodingKey & CaseIterable & RawRepresentable<String>> {
         return x
     }
 
-    func read(_ key: K, into target: inout Double, _ range: NumericRange? = nil) {
+    package func read(_ key: K, into target: inout Double, _ range: NumericRange? = nil) {
         var x: Double? = target
         read(key, into: &x, range)
         if let x { target = x }
     }
 
-    func read(_ key: K, into target: inout Double?, _ range: NumericRange? = nil) {
+    package func read(_ key: K, into target: inout Double?, _ range: NumericRange? = nil) {
         guard let v = value(key) else { return }
         let x: Double
         switch v {
@@ -170,13 +180,13 @@ struct ObjectReader<K: CodingKey & CaseIterable & RawRepresentable<String>> {
         target = x
     }
 
-    func read(_ key: K, into target: inout Bool) {
+    package func read(_ key: K, into target: inout Bool) {
         guard let v = value(key) else { return }
         guard case .bool(let b) = v else { return wrongType(key, "true or false", v) }
         target = b
     }
 
-    func string(_ key: K) -> String? {
+    package func string(_ key: K) -> String? {
         guard let v = value(key) else { return nil }
         guard case .string(let s) = v else {
             wrongType(key, "a string", v)
@@ -185,13 +195,13 @@ struct ObjectReader<K: CodingKey & CaseIterable & RawRepresentable<String>> {
         return s
     }
 
-    func read(_ key: K, into target: inout String, nonEmpty: Bool = true) {
+    package func read(_ key: K, into target: inout String, nonEmpty: Bool = true) {
         guard let s = string(key) else { return }
         if nonEmpty && s.isEmpty { return log.add(.rule("must not be empty"), at: path(key)) }
         target = s
     }
 
-    func read<E: RawRepresentable<String> & CaseIterable>(_ key: K, into target: inout E) {
+    package func read<E: RawRepresentable<String> & CaseIterable>(_ key: K, into target: inout E) {
         guard let s = string(key) else { return }
         guard let e = E(rawValue: s) else {
             let allowed = E.allCases.map(\.rawValue)
@@ -202,7 +212,7 @@ struct ObjectReader<K: CodingKey & CaseIterable & RawRepresentable<String>> {
     }
 
     /// A list of strings; a single string is accepted as a list of one when `acceptSingle`.
-    func strings(_ key: K, acceptSingle: Bool = false) -> [String]? {
+    package func strings(_ key: K, acceptSingle: Bool = false) -> [String]? {
         guard let v = value(key) else { return nil }
         if acceptSingle, case .string(let s) = v { return [s] }
         guard case .array(let items) = v else {
@@ -222,14 +232,14 @@ struct ObjectReader<K: CodingKey & CaseIterable & RawRepresentable<String>> {
         return ok ? out : nil
     }
 
-    func read(_ key: K, into target: inout [String]) {
+    package func read(_ key: K, into target: inout [String]) {
         if let list = strings(key) { target = list }
     }
 
     // MARK: Nested objects
 
     /// Reads the object at `key` with `read`, or returns nil when absent.
-    func object<T>(_ key: K, _ read: (_ value: JSONValue, _ path: String) -> T) -> T? {
+    package func object<T>(_ key: K, _ read: (_ value: JSONValue, _ path: String) -> T) -> T? {
         guard let v = value(key) else { return nil }
         return read(v, path(key))
     }
