@@ -30,6 +30,8 @@ let numeric: [SwiftSetting] = codegen + [
     .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked"], .when(configuration: .release))
 ]
 
+let argumentParser: Target.Dependency = .product(name: "ArgumentParser", package: "swift-argument-parser")
+
 let package = Package(
     name: "distill",
     platforms: [.macOS(.v15)],
@@ -42,15 +44,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
     ],
     targets: [
-        .systemLibrary(
-            name: "CBLAS", pkgConfig: "openblas",
-            providers: [.apt(["libopenblas-dev"])]),
-        .systemLibrary(
-            name: "CHDF5", pkgConfig: "hdf5",
-            providers: [.apt(["libhdf5-dev"])]),
-        .systemLibrary(
-            name: "CSQLite", pkgConfig: "sqlite3",
-            providers: [.apt(["libsqlite3-dev"])]),
+        // Layers, bottom to top; a module imports only modules above it here (docs/architecture.md).
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .target(name: "CHost", cSettings: hostCheck),
         .target(name: "Platform", swiftSettings: codegen),
         .target(name: "JSON", dependencies: ["Platform"], swiftSettings: codegen),
@@ -59,16 +56,17 @@ let package = Package(
         .target(name: "NN", dependencies: ["Platform", "Core"], swiftSettings: numeric),
         .target(name: "Formats", dependencies: ["Platform", "JSON", "Core", "CHDF5"], swiftSettings: numeric),
         .target(
-            name: "ModelIO", dependencies: ["Platform", "JSON", "Core", "NN", "TextData", "Formats"], swiftSettings: numeric),
+            name: "ModelIO", dependencies: ["Platform", "JSON", "Core", "NN", "TextData", "Formats"],
+            swiftSettings: numeric),
         .target(
-            name: "Training", dependencies: ["Platform", "JSON", "Core", "NN", "TextData", "ModelIO"], swiftSettings: numeric),
+            name: "Training", dependencies: ["Platform", "JSON", "Core", "NN", "TextData", "ModelIO"],
+            swiftSettings: numeric),
         .target(name: "Verify", dependencies: ["Platform", "JSON", "TextData"], swiftSettings: codegen),
         .target(
-            name: "Teacher", dependencies: ["Platform", "JSON", "Core", "NN", "TextData", "ModelIO", "Verify", "CSQLite"],
+            name: "Teacher", dependencies: ["Platform", "JSON", "Core", "NN", "TextData", "Verify", "CSQLite"],
             swiftSettings: codegen),
         .target(
-            name: "Recipe",
-            dependencies: ["Platform", "JSON", "Core", "NN", "TextData", "Formats", "ModelIO", "Training", "Verify", "Teacher"],
+            name: "Recipe", dependencies: ["Platform", "JSON", "NN", "TextData", "Training", "Verify", "Teacher"],
             swiftSettings: codegen),
         .target(
             name: "Sweep",
@@ -80,35 +78,44 @@ let package = Package(
                 "Platform", "JSON", "Core", "NN", "TextData", "ModelIO", "Training", "Verify", "Teacher", "Recipe", "Sweep",
             ],
             swiftSettings: codegen),
-        .target(
-            name: "CLISupport",
-            dependencies: ["Platform", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            swiftSettings: codegen),
+        .target(name: "CLISupport", dependencies: ["Platform", argumentParser], swiftSettings: codegen),
         .executableTarget(
             name: "DistillCLI",
             dependencies: [
-                "Platform", "JSON", "Core", "NN", "TextData", "Formats", "ModelIO", "Training", "Verify", "Teacher", "Recipe",
-                "Sweep", "Pipeline", "CLISupport", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ], swiftSettings: codegen),
+                "Platform", "JSON", "Core", "NN", "Formats", "ModelIO", "Training", "Verify", "Teacher", "Recipe", "Sweep",
+                "Pipeline", "CLISupport", argumentParser,
+            ],
+            swiftSettings: codegen),
         // Commands the crash tests launch and kill; kept out of the distill executable.
         .executableTarget(
             name: "DistillTestHelper",
-            dependencies: [
-                "Platform", "Core", "NN", "Formats", "ModelIO", "Verify", "Teacher", "CLISupport",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ], swiftSettings: codegen),
+            dependencies: ["Platform", "Core", "NN", "ModelIO", "Verify", "Teacher", "CLISupport", argumentParser],
+            swiftSettings: codegen),
+
         .testTarget(name: "PlatformTests", dependencies: ["Platform"]),
         .testTarget(name: "JSONTests", dependencies: ["JSON"]),
         .testTarget(name: "CoreTests", dependencies: ["Core"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "TextDataTests", dependencies: ["JSON", "Platform", "TextData"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "FormatsTests", dependencies: ["JSON", "Platform", "Formats", "ModelIO"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "NNTests", dependencies: ["Platform", "NN"]),
-        .testTarget(name: "TrainingTests", dependencies: ["JSON", "Platform", "ModelIO", "Training"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "TextDataTests", dependencies: ["Platform", "JSON", "TextData"], resources: [.copy("Fixtures")]),
+        .testTarget(
+            name: "FormatsTests", dependencies: ["Platform", "JSON", "Core", "NN", "TextData", "Formats", "ModelIO"],
+            resources: [.copy("Fixtures")]),
+        .testTarget(name: "NNTests", dependencies: ["Core", "NN"]),
+        .testTarget(
+            name: "TrainingTests", dependencies: ["Core", "NN", "TextData", "Training"], resources: [.copy("Fixtures")]),
         // The executables the crash tests SIGKILL: `distill sample` and `distill-test-helper stress-teacher`.
         .testTarget(
-            name: "TeacherTests", dependencies: ["JSON", "Platform", "Verify", "Teacher", "Pipeline", "DistillCLI", "DistillTestHelper"]),
-        .testTarget(name: "RecipeTests", dependencies: ["JSON", "Platform", "ModelIO", "Training", "Verify", "Recipe", "Sweep", "Pipeline"]),
+            name: "TeacherTests",
+            dependencies: ["Platform", "JSON", "Core", "NN", "TextData", "Verify", "Teacher", "DistillCLI", "DistillTestHelper"]),
         .testTarget(
-            name: "CLITests", dependencies: ["JSON", "Platform", "DistillCLI", "DistillTestHelper", "Formats", "ModelIO", "Pipeline"]),
+            name: "RecipeTests",
+            dependencies: [
+                "Platform", "JSON", "Core", "NN", "TextData", "Formats", "ModelIO", "Training", "Verify", "Teacher", "Recipe",
+                "Sweep", "Pipeline",
+            ]),
+        .testTarget(
+            name: "CLITests",
+            dependencies: [
+                "Platform", "JSON", "Core", "TextData", "Formats", "ModelIO", "Recipe", "DistillCLI", "DistillTestHelper",
+            ]),
     ]
 )

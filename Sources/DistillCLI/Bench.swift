@@ -36,12 +36,12 @@ extension Bench {
         static let configuration = CommandConfiguration(
             abstract: "Full training steps (forward, backward, AdamW) of a reference configuration.",
             discussion: """
-                S, M and L are the configurations of the reference benchmark (shared/bench/configs.json); \
+                S, M, L and SmolLM2-135M are the reference configurations (tools/bench_configs.json); \
                 FILE is a JSON object with the same keys (vocab, dim, layers, heads, kv_heads, ffn, seq, batch). \
-                Compare against shared/reference/hf_train_bench.py run in the same session, alternating.
+                Compare against a PyTorch peer run in the same session, alternating (tools/README.md).
                 """)
 
-        @Option(help: "S, M, L or a JSON file with the same keys.") var config = "S"
+        @Option(help: "S, M, L, SmolLM2-135M or a JSON file with the same keys.") var config = "S"
         @Option(help: "Seconds of timed steps (at least 3 steps run).") var seconds = 10.0
         @Flag(help: "Print the result as JSON.") var json = false
         @Flag(help: "Train LoRA adapters on a frozen base instead of the whole model (alpha = 2 x rank).")
@@ -66,9 +66,9 @@ extension Bench {
 
         /// The preset, or the configuration in the file `--config` names.
         func benchConfig() throws -> BenchConfig {
-            if let preset = BenchConfig.presets[config.uppercased()] { return preset }
+            if let preset = BenchConfig.presets[config] ?? BenchConfig.presets[config.uppercased()] { return preset }
             guard let data = FileManager.default.contents(atPath: config) else {
-                throw usageError("--config \(config): not S, M or L, and no readable file by that name")
+                throw usageError("--config \(config): not S, M, L or SmolLM2-135M, and no readable file by that name")
             }
             let bc: BenchConfig
             do {
@@ -86,7 +86,7 @@ extension Bench {
         }
 
         static let keysHint =
-            "a bench configuration is {\"vocab\", \"dim\", \"layers\", \"heads\", \"kv_heads\", \"ffn\", \"seq\", \"batch\"} (integers), as in shared/bench/configs.json"
+            "a bench configuration is {\"vocab\", \"dim\", \"layers\", \"heads\", \"kv_heads\", \"ffn\", \"seq\", \"batch\"} (integers), as in tools/bench_configs.json"
 
         func validate() throws {
             if !(seconds >= 0) { throw ValidationError("--seconds must be >= 0, got \(seconds)") }

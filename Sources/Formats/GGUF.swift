@@ -11,7 +11,7 @@
 // type + u64 count + the elements (arrays may nest). ne[0] is the fastest-varying
 // dimension: a row-major [out, in] matrix is stored with ne = [in, out].
 //
-// Untrusted files (DESIGN.md, reliability model). `GGUFFile(path:)` reads the header through
+// Untrusted files (docs/architecture.md, "Files"). `GGUFFile(path:)` reads the header through
 // a small pread window and checks, before allocating anything in proportion to a count:
 // magic and version; tensor and key counts against the bytes left (every entry needs a
 // minimum number of bytes); every string and array length against the bytes left; array

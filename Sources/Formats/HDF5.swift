@@ -8,7 +8,7 @@
 // empty components, "." and ".." are refused. The root group is "" or "/".
 // Groups are created on demand when a dataset is written.
 //
-// Untrusted files (DESIGN.md, reliability model). Before the first file is touched,
+// Untrusted files (docs/architecture.md, "Files"). Before the first file is touched,
 // HDF5's automatic error printing is switched off (every failure becomes an
 // `HDF5Error` carrying HDF5's own message) and filter plugins are disabled, so a file
 // cannot make the process load a shared library. Traversing an external link (a link

@@ -8,7 +8,7 @@
 //   rest      the byte buffer; tensors are little-endian, row-major, and exactly tile it
 //             (no gaps, no overlaps, nothing after the last tensor)
 //
-// Untrusted files (DESIGN.md, reliability model). `SafetensorsFile(path:)` reads the 8-byte
+// Untrusted files (docs/architecture.md, "Files"). `SafetensorsFile(path:)` reads the 8-byte
 // length, checks it against `maxHeaderBytes` and the file size, reads and parses the header
 // and checks every entry (known dtype, non-negative dims, element and byte counts computed
 // with overflow checks, byte length = elements x dtype size, offsets inside the buffer,
@@ -25,7 +25,6 @@ import Core
 import Foundation
 import JSON
 import Platform
-import TextData
 
 #if canImport(Glibc)
     import Glibc
@@ -546,49 +545,13 @@ extension Safetensors {
     package static func writeAtomically(
         to path: String, _ body: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void
     ) throws {
-        let url = URL(fileURLWithPath: path)
-        let directory = url.deletingLastPathComponent().path
-        let temporary = url.deletingLastPathComponent()
-            .appendingPathComponent(".\(url.lastPathComponent).tmp-\(UUID().uuidString)").path
-        func failure(_ what: String) -> SafetensorsError {
-            SafetensorsError(.io, file: path, hint: "\(what) failed: \(String(cString: strerror(errno)))")
-        }
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw failure("creating \(temporary)") }
-        var closed = false
         do {
-            try body { bytes in
-                var done = 0
-                while done < bytes.count {
-                    let n = systemWrite(fd, bytes.baseAddress! + done, bytes.count - done)
-                    if n < 0 && errno == EINTR { continue }
-                    guard n > 0 else { throw failure("writing") }
-                    done += n
-                }
-            }
-            guard fsync(fd) == 0 else { throw failure("fsync") }
-            closed = true
-            guard close(fd) == 0 else { throw failure("close") }
-            guard rename(temporary, path) == 0 else { throw failure("renaming \(temporary) to \(path)") }
-        } catch {
-            if !closed { close(fd) }
-            unlink(temporary)
-            throw error
-        }
-        let dirFD = open(directory.isEmpty ? "." : directory, O_RDONLY | O_CLOEXEC)
-        if dirFD >= 0 {
-            _ = fsync(dirFD)
-            close(dirFD)
+            try Platform.writeAtomically(to: path, body)
+        } catch let error as UserError {
+            throw SafetensorsError(.io, file: path, hint: error.problem)
         }
     }
-
 }
-
-#if canImport(Glibc)
-    private let systemWrite = Glibc.write
-#else
-    private let systemWrite = Darwin.write
-#endif
 
 // MARK: - Half precision
 

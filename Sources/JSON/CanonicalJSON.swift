@@ -1,6 +1,6 @@
-// Recipe renderings of TextData's `JSONValue`: the short form used in messages and the
-// canonical serialisation used for the resolved recipe and fingerprints. Parsing with source
-// positions (`parseWithSources`, `SourceMap`) lives next to the parser in TextData.
+// Renderings of `JSONValue`: the short form used in messages and the canonical serialisation
+// used for resolved recipes and fingerprints. Parsing with source positions
+// (`parseWithSources`, `SourceMap`) lives next to the parser.
 
 
 

@@ -1,5 +1,5 @@
 // GGUF export for llama.cpp, shared by the `export` stage and `distill export gguf`. The
-// format itself lives in Formats (GGUF.swift, GGUFLlama.swift).
+// container is Formats' (GGUF.swift); the Llama tensors and metadata are GGUFLlama.swift.
 
 import Foundation
 

@@ -3,7 +3,7 @@
 // `LlamaForCausalLM.save_pretrained` writes them and `from_pretrained` reads them.
 //
 // Reading accepts exactly the models distill computes like transformers does
-// (DESIGN.md, "Conventions"): model_type "llama", SiLU, no biases, no RoPE scaling. Any
+// (docs/formats.md, "Hugging Face model directories"): model_type "llama", SiLU, no biases, no RoPE scaling. Any
 // other config is refused with every problem listed at once. Tensor names and shapes must
 // match `LlamaConfig.parameterShapes`; missing, unexpected and mis-shaped tensors are
 // reported together, from the safetensors headers alone, before any tensor is read.

@@ -18,39 +18,54 @@ import Foundation
     import Darwin
 #endif
 
-/// Replaces the file at `path` with `data`: temporary file, fsync, rename, fsync the folder.
-package func writeAtomically(_ data: Data, to path: String) throws(UserError) {
+/// Replaces the file at `path` with what `body` writes through the function it is given:
+/// temporary file, fsync, rename, fsync the folder. When `body` throws, the temporary file is
+/// removed and the error passes through; `path` is untouched.
+package func writeAtomically(
+    to path: String, _ body: (_ write: (UnsafeRawBufferPointer) throws -> Void) throws -> Void
+) throws {
     let folder = (path as NSString).deletingLastPathComponent
     let temporary = (folder.isEmpty ? "" : folder + "/") + temporaryName(for: (path as NSString).lastPathComponent)
-    let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+    let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
     guard descriptor >= 0 else {
         throw systemError("open(2) of a temporary file", path: temporary, errno: errno, fix: "check that the folder exists and is writable")
     }
-    var failure: UserError?
-    data.withUnsafeBytes { buffer in
-        var offset = 0
-        while offset < buffer.count {
-            let n = write(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
-            if n < 0 {
-                if errno == EINTR { continue }
-                failure = systemError("write(2)", path: temporary, errno: errno, fix: "the disk may be full")
-                return
+    var open = true
+    do {
+        try body { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let n = write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw systemError("write(2)", path: temporary, errno: errno, fix: "the disk may be full")
+                }
+                offset += n
             }
-            offset += n
         }
-    }
-    if failure == nil, fsync(descriptor) != 0 {
-        failure = systemError("fsync(2)", path: temporary, errno: errno, fix: "the disk may be full or failing")
-    }
-    close(descriptor)
-    if failure == nil, rename(temporary, path) != 0 {
-        failure = systemError("rename(2) of \(temporary)", path: path, errno: errno)
-    }
-    if let failure {
+        if fsync(descriptor) != 0 {
+            throw systemError("fsync(2)", path: temporary, errno: errno, fix: "the disk may be full or failing")
+        }
+        open = false
+        if close(descriptor) != 0 { throw systemError("close(2)", path: temporary, errno: errno) }
+        if rename(temporary, path) != 0 { throw systemError("rename(2) of \(temporary)", path: path, errno: errno) }
+    } catch {
+        if open { close(descriptor) }
         _ = unlink(temporary)  // best effort: the write already failed
-        throw failure
+        throw error
     }
     try fsyncDirectory(folder)
+}
+
+/// Replaces the file at `path` with `data` (see `writeAtomically(to:_:)`).
+package func writeAtomically(_ data: Data, to path: String) throws(UserError) {
+    do {
+        try writeAtomically(to: path) { write in try data.withUnsafeBytes { try write($0) } }
+    } catch let error as UserError {
+        throw error
+    } catch {
+        preconditionFailure("only the writer throws here: \(error)")
+    }
 }
 
 /// `writeAtomically` for text (UTF-8).

@@ -1,6 +1,6 @@
 // The fine-tuning stages' settings: `sft`, `dpo` and `kd`. Like RecipeSchema.swift, every
 // property initialiser is the documented default (docs/finetuning.md, docs/recipes.md); the
-// readers are in FineTuneDecoding.swift and the executors in FineTuneExecutors.swift.
+// readers are in FineTuneDecoding.swift and the executors in Sources/Pipeline/Stages.
 
 import NN
 import TextData

@@ -1,5 +1,5 @@
 // Running a sweep: one tokenizer for all trials, then per trial (in plan order, this shard's
-// share) a pretrain run in its own folder through the pretrain executor (so an interrupted
+// share) a pretraining run in its own folder (Training's PretrainRun, so an interrupted
 // trial resumes from its HDF5 checkpoint), the measurements, and one appended row in
 // results.jsonl / results.csv. A trial with a result.json is finished and skipped.
 //

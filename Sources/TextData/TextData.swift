@@ -1,2 +1,3 @@
-// TextData: tokenizers (byte-level BPE, Hugging Face tokenizer.json), corpora, chat
-// templates, batching and packing. Layer 1: imports only Core.
+// TextData: tokenizers (byte-level BPE, Hugging Face tokenizer.json), chat templates,
+// corpora and their settings, the token cache, batching and packing, fine-tune data order.
+// Imports Platform, JSON and Core (docs/architecture.md).

@@ -20,18 +20,9 @@ import Platform
 //   40      4N         token ids, int32
 //   40+4N   8          XXH64 of bytes [0, 40+4N)
 //
-// Written to `<name>.partial` in the same directory, fsynced, renamed over the final name and
-// the directory fsynced, so the final name only ever holds a complete file. A run killed while
-// writing leaves at most a `.partial` file, which the next write replaces.
-
-/// POSIX write(2), named apart from `TokenCacheFile.write`.
-private func posixWrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int {
-    #if canImport(Glibc)
-        return Glibc.write(fd, buffer, count)
-    #else
-        return Darwin.write(fd, buffer, count)
-    #endif
-}
+// Written through Platform's atomic write (temporary file, fsync, rename, fsync the folder), so
+// the final name only ever holds a complete file. A run killed while writing leaves at most a
+// temporary file, which the next write to the folder removes once its writer is gone.
 
 enum TokenCacheFile {
     static let magic = Array("DSTLTOKS".utf8)
@@ -88,65 +79,44 @@ enum TokenCacheFile {
         } catch {
             throw DataError.io(path: dir.path, reason: "cannot create cache directory (\(error.localizedDescription))")
         }
-        let tmp = url.path + ".partial"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        guard fd >= 0 else { throw DataError.io(path: tmp, reason: "cannot create (\(String(cString: strerror(errno))))") }
-        var closed = false
-        var renamed = false
-        defer {
-            if !closed { close(fd) }
-            if !renamed { unlink(tmp) }
-        }
+        // Temporary files of writers killed mid-write (another run's, or this folder's last).
+        _ = try? sweepOrphanedTemporaries(in: dir)
         var hash = XXH64()
         var written = 0
-        func put(_ bytes: UnsafeRawBufferPointer) throws {
-            var off = 0
-            while off < bytes.count {
-                let n = posixWrite(fd, bytes.baseAddress! + off, bytes.count - off)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw DataError.io(path: tmp, reason: "write failed (\(String(cString: strerror(errno))))")
+        do {
+            try writeAtomically(to: url.path) { write in
+                func put(_ bytes: UnsafeRawBufferPointer) throws {
+                    try write(bytes)
+                    written += bytes.count
                 }
-                off += n
+                var header = magic.map { $0 }
+                func append<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { header += $0 } }
+                append(version)
+                append(UInt32(0))
+                append(fingerprint)
+                append(UInt64(documents))
+                append(UInt64(tokens.count))
+                try header.withUnsafeBytes { h in
+                    hash.update(h)
+                    try put(h)
+                }
+                var littleEndian = tokens
+                if Int32(littleEndian: 1) != 1 { for i in littleEndian.indices { littleEndian[i] = littleEndian[i].littleEndian } }
+                let chunk = 1 << 18
+                try littleEndian.withUnsafeBytes { all in
+                    var start = 0
+                    while start < all.count {
+                        let part = UnsafeRawBufferPointer(rebasing: all[start..<min(all.count, start + chunk * 4)])
+                        hash.update(part)
+                        try put(part)
+                        start += part.count
+                        try interrupt?(written)
+                    }
+                }
+                try withUnsafeBytes(of: hash.finalize().littleEndian) { try put($0) }
             }
-            written += bytes.count
-        }
-        var header = magic.map { $0 }
-        func append<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { header += $0 } }
-        append(version)
-        append(UInt32(0))
-        append(fingerprint)
-        append(UInt64(documents))
-        append(UInt64(tokens.count))
-        try header.withUnsafeBytes { h in
-            hash.update(h)
-            try put(h)
-        }
-        var littleEndian = tokens
-        if Int32(littleEndian: 1) != 1 { for i in littleEndian.indices { littleEndian[i] = littleEndian[i].littleEndian } }
-        let chunk = 1 << 18
-        try littleEndian.withUnsafeBytes { all in
-            var start = 0
-            while start < all.count {
-                let part = UnsafeRawBufferPointer(rebasing: all[start..<min(all.count, start + chunk * 4)])
-                hash.update(part)
-                try put(part)
-                start += part.count
-                try interrupt?(written)
-            }
-        }
-        try withUnsafeBytes(of: hash.finalize().littleEndian) { try put($0) }
-        guard fsync(fd) == 0 else { throw DataError.io(path: tmp, reason: "fsync failed (\(String(cString: strerror(errno))))") }
-        close(fd)
-        closed = true
-        guard rename(tmp, url.path) == 0 else {
-            throw DataError.io(path: url.path, reason: "cannot rename \(tmp) into place (\(String(cString: strerror(errno))))")
-        }
-        renamed = true
-        let dfd = open(dir.path, O_RDONLY)
-        if dfd >= 0 {
-            _ = fsync(dfd)
-            close(dfd)
+        } catch let error as UserError {
+            throw DataError.io(path: error.path, reason: error.problem)
         }
     }
 }

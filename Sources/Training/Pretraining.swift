@@ -117,7 +117,7 @@ package struct PretrainRun {
 
         let validation = batcher.validationBatches(count: t.evalBatches).map(\.training)
         var summary = try session.train(
-            model: model, parameters: model.namedParameters(), settings: t, steps: steps,
+            model: model, parameters: model.namedParameters(), settings: t, steps: steps, perplexity: true,
             run: { trainer, handle in
                 try trainer.run(
                     nextBatch: { batcher.next().training }, validation: validation.isEmpty ? nil : { validation },

@@ -6,7 +6,7 @@ import Core
 import Foundation
 import NN
 
-/// A benchmark configuration in the keys of the reference file shared/bench/configs.json.
+/// A benchmark configuration in the keys of tools/bench_configs.json.
 public struct BenchConfig: Codable, Sendable, Equatable {
     public var vocab, dim, layers, heads: Int
     public var kvHeads: Int
@@ -26,6 +26,8 @@ public struct BenchConfig: Codable, Sendable, Equatable {
         "S": BenchConfig(vocab: 256, dim: 128, layers: 4, heads: 4, kvHeads: 2, ffn: 384, seq: 256, batch: 16),
         "M": BenchConfig(vocab: 4096, dim: 256, layers: 8, heads: 8, kvHeads: 2, ffn: 704, seq: 256, batch: 16),
         "L": BenchConfig(vocab: 8192, dim: 512, layers: 8, heads: 8, kvHeads: 4, ffn: 1408, seq: 512, batch: 8),
+        // The reference real model's shape (30 layers, width 576, 9 heads / 3 KV heads).
+        "SmolLM2-135M": BenchConfig(vocab: 49152, dim: 576, layers: 30, heads: 9, kvHeads: 3, ffn: 1536, seq: 512, batch: 4),
     ]
 
     /// Problems that make the configuration unusable, each naming its key.

@@ -97,11 +97,12 @@ package final class TrainingSession {
     /// trainer (`trainer.run(nextBatch:...)` or `trainer.run(objective:...)`) with the handler it
     /// is given; `contents` lays a commit out as a checkpoint (reading the caller's data cursor
     /// and RNG streams at that moment). `progressKeys` are objective metrics shown with the loss
-    /// and kept in the summary. Returns the summary: steps, tokens, last loss and validation
-    /// loss, and those metrics.
+    /// and kept in the summary; `perplexity` adds `val_ppl` = exp(val_loss) to evaluations (for
+    /// next-token losses). Returns the summary: steps, tokens, last loss and validation loss, and
+    /// those metrics.
     package func train(
         model: LlamaModel, parameters: [(String, Tensor)], settings t: TrainingSettings, steps: Int,
-        progressKeys: [String] = [],
+        progressKeys: [String] = [], perplexity: Bool = false,
         run: (Trainer, _ handle: (TrainingEvent) throws -> Bool) throws -> Void,
         contents: @escaping (Commit) -> CheckpointContents
     ) throws -> [String: Scalar] {
@@ -152,9 +153,13 @@ package final class TrainingSession {
                 lastValidation = loss
                 lastValidationMetrics = trainer.lastEvaluationMetrics
                 var line: [String: Scalar] = ["step": .int(step), "val_loss": .double(loss)]
+                var shown = ["val_loss": loss]
+                if perplexity {
+                    line["val_ppl"] = .double(Foundation.exp(loss))
+                    shown["val_ppl"] = Foundation.exp(loss)
+                }
                 for (k, v) in lastValidationMetrics { line["val_" + k] = .double(v) }
                 try metrics.append(line)
-                var shown = ["val_loss": loss]
                 for k in progressKeys { shown["val_" + k] = lastValidationMetrics[k] }
                 emit(.progress(step: step, total: steps, metrics: shown))
             case .checkpointDue(let step):

@@ -95,7 +95,7 @@ struct DoctorJSON: Decodable {
             #expect(!r.err.contains("Usage:"), "\(r.err)")
         }
         let missing = try distill(["bench", "train", "--config", dir.appendingPathComponent("none.json").path])
-        #expect(missing.status == 2 && missing.err.contains("not S, M or L"), "\(missing.err)")
+        #expect(missing.status == 2 && missing.err.contains("not S, M, L or SmolLM2-135M"), "\(missing.err)")
         let file = dir.appendingPathComponent("ok.json")
         try valid.write(to: file, atomically: true, encoding: .utf8)
         let ok = try distill(["bench", "train", "--config", file.path, "--seconds", "0", "--json"])

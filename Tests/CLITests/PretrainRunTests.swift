@@ -110,6 +110,15 @@ func lineCount(_ url: URL) -> Int {
         let logB = try String(contentsOf: metrics, encoding: .utf8)
         #expect(logA == logB)
         #expect(logA.split(separator: "\n").count == 24 + 3)  // every step, evaluations at 8, 16, 24
+        // An evaluation line: step, val_loss and its perplexity exp(val_loss).
+        let evaluations = logA.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }.filter { $0["val_loss"] != nil }
+        #expect(evaluations.map { $0["step"] as? Int } == [8, 16, 24])
+        for e in evaluations {
+            let loss = try #require(e["val_loss"] as? Double), ppl = try #require(e["val_ppl"] as? Double)
+            #expect(abs(ppl - Foundation.exp(loss)) <= 1e-9 * ppl)
+        }
     }
 
     @Test func aNonFiniteLossStopsWithExitCode65AndKeepsTheLastCheckpoint() throws {

@@ -3,6 +3,7 @@
 
 import Foundation
 import JSON
+import ModelIO
 import Pipeline
 import Platform
 import Recipe
@@ -258,5 +259,20 @@ func skipped(_ events: [RunEvent]) -> [String] {
             guard let e = error as? RunError, case .state(let path, _) = e else { return false }
             return path == dir.file("run.json") && e.exitCode == 74
         }
+    }
+}
+
+/// One exit-code table: a checkpoint error exits with the same code whether `distill inspect`
+/// reports it directly or a stage that hit it fails (they used to disagree: 74/65 against
+/// 75/70).
+@Test func checkpointErrorsExitAlikeDirectlyAndThroughAStage() {
+    let expected: [CheckpointError.Kind: Int32] = [
+        .io: 74, .verificationFailed: 74, .notCheckpoint: 65, .newerVersion: 65, .malformed: 65, .shapeMismatch: 65,
+        .checksumMismatch: 65, .wrongBase: 65, .locked: 75, .invalidContents: 70,
+    ]
+    for (kind, code) in expected {
+        let error = CheckpointError(kind, path: "model.h5", problem: "p")
+        #expect(exitCode(for: error) == code, "\(kind)")
+        #expect(exitCode(for: RunError.stageFailed(name: "s", error: error)) == code, "\(kind)")
     }
 }

@@ -292,7 +292,9 @@ func readAll(_ path: String, field: String = "text") -> (texts: [String], lines:
         #expect(first.cacheStatus == .built)
         let file = try #require(first.cacheFile)
         #expect(FileManager.default.fileExists(atPath: file.path))
-        #expect(!FileManager.default.fileExists(atPath: file.path + ".partial"))
+        // Nothing but complete cache files: no temporary file of the atomic write is left.
+        let names = try FileManager.default.contentsOfDirectory(atPath: file.deletingLastPathComponent().path)
+        #expect(!names.contains { $0.contains(".tmp-") }, "\(names)")
         let second = try source.tokenStream(tokenizer: tok, separator: eot, cacheDirectory: cache)
         #expect(second.cacheStatus == .hit)
         #expect(second.tokens == first.tokens)
@@ -384,8 +386,8 @@ func readAll(_ path: String, field: String = "text") -> (texts: [String], lines:
         #expect(calls == 1)
         #expect(try FileManager.default.contentsOfDirectory(atPath: cache.path).isEmpty)
 
-        // A killed process leaves at most the .partial file; it is not a cache.
-        try Data([1, 2, 3]).write(to: URL(fileURLWithPath: url.path + ".partial"))
+        // A killed process leaves at most a temporary file; it is not a cache.
+        try Data([1, 2, 3]).write(to: URL(fileURLWithPath: url.deletingLastPathComponent().path + "/." + url.lastPathComponent + ".tmp-4194305-0000abcd"))
         let stream = try source.tokenStream(tokenizer: tok, separator: eot, cacheDirectory: cache)
         #expect(stream.cacheStatus == .built)
         #expect(try FileManager.default.contentsOfDirectory(atPath: cache.path) == [url.lastPathComponent])

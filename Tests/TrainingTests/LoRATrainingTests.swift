@@ -93,3 +93,12 @@ extension LoRATrainingTests {
         #expect(abs(serialLoss - parallelLoss) < 1e-5)
     }
 }
+
+/// The bench presets are the reference shapes of tools/bench_configs.json; SmolLM2-135M's
+/// parameter count is the one Hugging Face reports for SmolLM2-135M-Instruct (134,515,008).
+@Test func benchPresetsMatchTheReferenceShapes() {
+    for (name, preset) in BenchConfig.presets { #expect(preset.problems().isEmpty, "\(name)") }
+    let smol = BenchConfig.presets["SmolLM2-135M"]!
+    #expect(smol.model.parameterCount == 134_515_008)
+    #expect(smol.model.headDim == 64 && smol.model.numKeyValueHeads == 3)
+}
