@@ -1,13 +1,14 @@
 """LoRA training-throughput peer: PEFT + transformers LlamaForCausalLM on CPU.
 
-The LoRA counterpart of shared/reference/hf_train_bench.py, measured the same way
-(fresh model from the reference configuration, seed 0, uniform random tokens, 2 warm-up
-steps, then full steps -- forward, backward, AdamW -- for at least --seconds and 3
-steps), with peft.LoraConfig(r, lora_alpha=2r, target_modules) on the frozen base, as
-`distill bench train --lora` trains. The configurations are read from --configs (the
-shared reference file) so the script needs nothing else from the repository.
+The LoRA counterpart of the PyTorch reference's hf_train_bench.py (an optional developer
+tool outside this repository), measured the same way (fresh model from the reference
+configuration, seed 0, uniform random tokens, 2 warm-up steps, then full steps -- forward,
+backward, AdamW -- for at least --seconds and 3 steps), with peft.LoraConfig(r,
+lora_alpha=2r, target_modules) on the frozen base, as `distill bench train --lora` trains.
+The configurations are read from --configs (default tools/bench_configs.json, the
+repository's copy of the reference configurations), so the script needs nothing else.
 
-    /tmp/distill-ref/bin/python tools/peft_train_bench.py --configs ../shared/bench/configs.json \
+    /tmp/distill-ref/bin/python tools/peft_train_bench.py --configs tools/bench_configs.json \
         --config M --seconds 10 [--compile] [--rank 16] [--targets q_proj,v_proj]
 
 Prints one JSON object per configuration.
@@ -65,7 +66,7 @@ def bench(name, c, seconds, compile_, rank, targets):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--configs", default="../shared/bench/configs.json")
+    ap.add_argument("--configs", default="tools/bench_configs.json")
     ap.add_argument("--config", default="M")
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--threads", type=int, default=2)
