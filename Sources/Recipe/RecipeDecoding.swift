@@ -5,13 +5,9 @@
 
 import Foundation
 import JSON
-import NN
 import Platform
-import TextData
-import Training
 
 private let namePattern = "[A-Za-z0-9_.-]+"
-
 
 private func isValidName(_ s: String) -> Bool {
     !s.isEmpty && s != "." && s != ".."
@@ -128,19 +124,7 @@ private func readStage(_ v: JSONValue, index: Int, defaultName: String, recipeSe
         }
         return nil
     }
-    let stage: Stage
-    switch type {
-    case .pretrain: stage = .pretrain(readPretrain(v, path: path, name: defaultName, log: log))
-    case .eval: stage = .eval(readEval(v, path: path, name: defaultName, log: log))
-    case .generate: stage = .generate(readGenerate(v, path: path, name: defaultName, seed: recipeSeed, log: log))
-    case .export: stage = .export(readExport(v, path: path, name: defaultName, log: log))
-    case .merge: stage = .merge(readMerge(v, path: path, name: defaultName, log: log))
-    case .sample: stage = .sample(readSample(v, path: path, name: defaultName, seed: recipeSeed, log: log))
-    case .sft: stage = .sft(readSFT(v, path: path, name: defaultName, log: log))
-    case .dpo: stage = .dpo(readDPO(v, path: path, name: defaultName, log: log))
-    case .kd: stage = .kd(readKD(v, path: path, name: defaultName, log: log))
-    case .sweep: stage = .sweep(readSweep(v, path: path, name: defaultName, seed: recipeSeed, log: log))
-    }
+    let stage = type.settingsType.read(v, path: path, name: defaultName, seed: recipeSeed, log: log).stage
     return ReadStage(stage: stage, index: index, path: path, given: given)
 }
 
@@ -160,252 +144,6 @@ func readCommon<K: CodingKey & CaseIterable & RawRepresentable<String>>(
     }
 }
 
-private func readPretrain(_ v: JSONValue, path: String, name: String, log: IssueLog) -> PretrainStage {
-    let r = ObjectReader<PretrainStage.CodingKeys>(
-        v, path: path, log: log, alsoAllowed: ["type"],
-        nested: [
-            ("training", keys(TrainingSettings.CodingKeys.self)), ("model", keys(ModelSettings.CodingKeys.self)),
-            ("data", keys(DataSettings.CodingKeys.self)), ("tokenizer", keys(TokenizerSettings.CodingKeys.self)),
-        ])
-    var s = PretrainStage()
-    s.name = name
-    readCommon(r, name: .name, output: .output, into: &s)
-    if let data = r.object(.data, { readData($0, path: $1, requireSource: true, log: log) }) {
-        s.data = data
-    } else {
-        r.missing(.data, hint: "give {\"train\": [files]} or {\"text\": \"...\"}")
-    }
-    s.initFrom =
-        r.object(.initFrom) { v, p in
-            let ir = ObjectReader<InitSettings.CodingKeys>(v, path: p, log: log)
-            guard let text = ir.string(.checkpoint) else {
-                if !ir.has(.checkpoint) { ir.missing(.checkpoint, hint: "\"@stage\" or a checkpoint file") }
-                return nil
-            }
-            return InitSettings(checkpoint: CheckpointSource(text))
-        } ?? nil
-    let tokenizer = r.object(.tokenizer) { readTokenizer($0, path: $1, log: log) }
-    let model = r.object(.model) { readModel($0, path: $1, log: log) }
-    if r.has(.initFrom) {
-        // The checkpoint fixes architecture and vocabulary; a second description could only disagree.
-        for key in [PretrainStage.CodingKeys.model, .tokenizer] where r.has(key) {
-            log.add(
-                .notAllowed(reason: "comes from the init checkpoint; remove \"\(key.rawValue)\" or \"init\""),
-                at: r.path(key), atKey: true)
-        }
-        s.model = nil
-        s.tokenizer = nil
-    } else {
-        s.model = model ?? ModelSettings()
-        s.tokenizer = tokenizer ?? TokenizerSettings()
-    }
-    if let training = r.object(.training, { readTraining($0, path: $1, log: log) }) {
-        s.training = training
-        if let model = s.model, training.seqLen > model.maxPositionEmbeddings {
-            log.add(
-                .outOfRange(
-                    allowed: "<= model.max_position_embeddings (\(model.maxPositionEmbeddings))",
-                    got: String(training.seqLen)),
-                at: JSONPath.child(r.path(.training), "seq_len"))
-        }
-    } else {
-        r.missing(.training, hint: "at least {\"steps\": N}")
-    }
-    return s
-}
-
-func readData(_ v: JSONValue, path: String, requireSource: Bool, log: IssueLog) -> DataSettings {
-    let r = ObjectReader<DataSettings.CodingKeys>(v, path: path, log: log)
-    var d = DataSettings()
-    if let files = r.strings(.train, acceptSingle: true) {
-        if files.isEmpty { log.add(.rule("must list at least one file"), at: r.path(.train)) }
-        for (i, f) in files.enumerated() where f.isEmpty {
-            log.add(.rule("must not be empty"), at: JSONPath.index(r.path(.train), i))
-        }
-        d.train = files
-    }
-    d.text = r.string(.text)
-    if r.has(.train) && r.has(.text) {
-        log.add(.rule("give either \"train\" files or inline \"text\", not both"), at: path)
-    } else if requireSource && r.isValid && !r.has(.train) && !r.has(.text) {
-        r.missing(.train, hint: "list the text files, or give inline \"text\"")
-    }
-    r.read(.format, into: &d.format)
-    r.read(.textField, into: &d.textField)
-    r.read(.validationFraction, into: &d.validationFraction, .closed(0, 0.5))
-    return d
-}
-
-func readTokenizer(_ v: JSONValue, path: String, log: IssueLog) -> TokenizerSettings {
-    let r = ObjectReader<TokenizerSettings.CodingKeys>(
-        v, path: path, log: log, nested: [("train", keys(TokenizerTraining.CodingKeys.self))])
-    if r.has(.path) && r.has(.train) {
-        log.add(.rule("give either \"path\" (an existing tokenizer.json) or \"train\", not both"), at: path)
-    }
-    if let p = r.string(.path) { return TokenizerSettings(path: p) }
-    var t = TokenizerTraining()
-    if let v = r.value(.train) {
-        let tr = ObjectReader<TokenizerTraining.CodingKeys>(v, path: r.path(.train), log: log)
-        tr.read(.specialTokens, into: &t.specialTokens)
-        let minimum = 256 + t.specialTokens.count
-        tr.read(.vocabSize, into: &t.vocabSize, .atLeast(Double(minimum)))
-        if !tr.has(.vocabSize), t.vocabSize < minimum { t.vocabSize = minimum }
-        tr.read(.style, into: &t.style)
-    }
-    return TokenizerSettings(train: t)
-}
-
-func readModel(_ v: JSONValue, path: String, log: IssueLog) -> ModelSettings {
-    let r = ObjectReader<ModelSettings.CodingKeys>(
-        v, path: path, log: log,
-        notAllowed: [
-            "vocab_size":
-                "vocab_size comes from the tokenizer (tokenizer.train.vocab_size or the tokenizer file); remove it"
-        ])
-    var m = ModelSettings()
-    r.read(.hiddenSize, into: &m.hiddenSize, .atLeast(1))
-    r.read(.intermediateSize, into: &m.intermediateSize, .atLeast(1))
-    r.read(.numHiddenLayers, into: &m.numHiddenLayers, .atLeast(1))
-    r.read(.numAttentionHeads, into: &m.numAttentionHeads, .atLeast(1))
-    m.numKeyValueHeads = m.numAttentionHeads
-    r.read(.numKeyValueHeads, into: &m.numKeyValueHeads, .atLeast(1))
-    if m.numAttentionHeads % m.numKeyValueHeads != 0 {
-        log.add(
-            .rule(
-                "num_attention_heads (\(m.numAttentionHeads)) must be a multiple of num_key_value_heads (\(m.numKeyValueHeads))"
-            ),
-            at: r.path(r.has(.numKeyValueHeads) ? .numKeyValueHeads : .numAttentionHeads))
-    }
-    if let d = r.int(.headDim, .atLeast(2)) {
-        m.headDim = d
-        if d % 2 != 0 {
-            log.add(.rule("must be even (rotary embeddings rotate pairs), got \(d)"), at: r.path(.headDim))
-        }
-    } else if !r.has(.headDim) {
-        m.headDim = m.hiddenSize / m.numAttentionHeads
-        if m.hiddenSize % m.numAttentionHeads != 0 || m.headDim % 2 != 0 {
-            log.add(
-                .rule(
-                    "hidden_size / num_attention_heads = \(m.hiddenSize) / \(m.numAttentionHeads) is not an even integer; set head_dim"
-                ),
-                at: r.path(.hiddenSize))
-        }
-    }
-    r.read(.rmsNormEps, into: &m.rmsNormEps, .positive)
-    r.read(.ropeTheta, into: &m.ropeTheta, .positive)
-    r.read(.tieWordEmbeddings, into: &m.tieWordEmbeddings)
-    r.read(.maxPositionEmbeddings, into: &m.maxPositionEmbeddings, .atLeast(1))
-    r.read(.initializerRange, into: &m.initializerRange, .positive)
-    r.read(.layerRepeat, into: &m.layerRepeat, .atLeast(1))
-    return m
-}
-
-/// A `training` object. Pretraining (and the sweep) needs `steps` and takes no `epochs`;
-/// fine-tuning takes `steps` or `epochs`. Unset keys keep the family's defaults
-/// (`TrainingSettings.pretraining(steps:)`, `.fineTuning`).
-func readTraining(_ v: JSONValue, path: String, log: IssueLog, fineTuning: Bool = false) -> TrainingSettings {
-    let r = ObjectReader<TrainingSettings.CodingKeys>(v, path: path, log: log)
-    let steps = r.int(.steps, .atLeast(1))
-    var t: TrainingSettings
-    if fineTuning {
-        t = .fineTuning
-        t.steps = steps
-        r.read(.epochs, into: &t.epochs, .positive)
-        if r.has(.steps) && r.has(.epochs) { log.add(.rule("give either \"steps\" or \"epochs\", not both"), at: path) }
-    } else {
-        if steps == nil && !r.has(.steps) { r.missing(.steps) }
-        t = .pretraining(steps: steps ?? 1)
-        if r.has(.epochs) {
-            log.add(.notAllowed(reason: "pretraining runs for training.steps; epochs is for sft, dpo and kd"), at: r.path(.epochs), atKey: true)
-        }
-    }
-    r.read(.batchSize, into: &t.batchSize, .atLeast(1))
-    r.read(.seqLen, into: &t.seqLen, .atLeast(fineTuning ? 2 : 1))
-    r.read(.gradAccum, into: &t.gradAccum, .atLeast(1))
-    r.read(.lr, into: &t.lr, .positive)
-    r.read(.minLRRatio, into: &t.minLRRatio, .closed(0, 1))
-    if let w = r.int(.warmupSteps, .atLeast(0)) {
-        if let steps = t.steps, w >= steps {
-            log.add(.outOfRange(allowed: "< steps (\(steps))", got: String(w)), at: r.path(.warmupSteps))
-        } else {
-            t.warmupSteps = w
-        }
-    }
-    r.read(.schedule, into: &t.schedule)
-    r.read(.weightDecay, into: &t.weightDecay, .atLeast(0))
-    r.read(.noDecay, into: &t.noDecay)
-    r.read(.beta1, into: &t.beta1, .halfOpen(0, 1))
-    r.read(.beta2, into: &t.beta2, .halfOpen(0, 1))
-    r.read(.eps, into: &t.eps, .positive)
-    r.read(.gradClip, into: &t.gradClip, .atLeast(0))
-    r.read(.evalEvery, into: &t.evalEvery, .atLeast(0))
-    r.read(.evalBatches, into: &t.evalBatches, .atLeast(1))
-    r.read(.checkpointEvery, into: &t.checkpointEvery, .atLeast(0))
-    r.read(.logEvery, into: &t.logEvery, .atLeast(1))
-    return t
-}
-
-private func readEval(_ v: JSONValue, path: String, name: String, log: IssueLog) -> EvalStage {
-    let r = ObjectReader<EvalStage.CodingKeys>(
-        v, path: path, log: log, alsoAllowed: ["type"], nested: [("data", keys(DataSettings.CodingKeys.self))])
-    var s = EvalStage()
-    s.name = name
-    readCommon(r, name: .name, output: .output, into: &s)
-    if let c = r.string(.checkpoint) { s.checkpoint = CheckpointSource(c) }
-    if let d = r.object(.data, { readData($0, path: $1, requireSource: true, log: log) }) { s.data = d }
-    r.read(.split, into: &s.split)
-    r.read(.batches, into: &s.batches, .atLeast(1))
-    r.read(.seqLen, into: &s.seqLen, .atLeast(1))
-    return s
-}
-
-private func readGenerate(_ v: JSONValue, path: String, name: String, seed: Int, log: IssueLog) -> GenerateStage {
-    let r = ObjectReader<GenerateStage.CodingKeys>(v, path: path, log: log, alsoAllowed: ["type"])
-    var s = GenerateStage()
-    s.name = name
-    s.seed = seed
-    readCommon(r, name: .name, output: .output, into: &s)
-    if let c = r.string(.checkpoint) { s.checkpoint = CheckpointSource(c) }
-    if let prompts = r.strings(.prompts, acceptSingle: true) {
-        if prompts.isEmpty { log.add(.rule("must list at least one prompt"), at: r.path(.prompts)) }
-        s.prompts = prompts
-    } else if !r.has(.prompts) {
-        r.missing(.prompts, hint: "e.g. [\"Once upon a time\"]")
-    }
-    r.read(.maxTokens, into: &s.maxTokens, .atLeast(1))
-    r.read(.temperature, into: &s.temperature, .atLeast(0))
-    r.read(.topK, into: &s.topK, .atLeast(0))
-    r.read(.topP, into: &s.topP, .leftOpen(0, 1))
-    r.read(.seed, into: &s.seed, .atLeast(0))
-    if let stop = r.strings(.stop, acceptSingle: true) { s.stop = stop }
-    return s
-}
-
-private func readExport(_ v: JSONValue, path: String, name: String, log: IssueLog) -> ExportStage {
-    let r = ObjectReader<ExportStage.CodingKeys>(v, path: path, log: log, alsoAllowed: ["type"])
-    var s = ExportStage()
-    s.name = name
-    readCommon(r, name: .name, output: .output, into: &s)
-    if let c = r.string(.checkpoint) { s.checkpoint = CheckpointSource(c) }
-    if let f = r.string(.format), ExportFormat(rawValue: f) == nil, ExportFormat.planned.contains(f) {
-        let available = ExportFormat.allCases.map(\.rawValue).joined(separator: ", ")
-        log.add(.rule("export format \"\(f)\" is not available in this version (available: \(available))"), at: r.path(.format))
-    } else {
-        r.read(.format, into: &s.format)
-    }
-    return s
-}
-
-private func readMerge(_ v: JSONValue, path: String, name: String, log: IssueLog) -> MergeStage {
-    let r = ObjectReader<MergeStage.CodingKeys>(v, path: path, log: log, alsoAllowed: ["type"])
-    var s = MergeStage()
-    s.name = name
-    readCommon(r, name: .name, output: .output, into: &s)
-    if let c = r.string(.checkpoint) { s.checkpoint = CheckpointSource(c) }
-    if let b = r.string(.base) { s.base = CheckpointSource(b) }
-    return s
-}
-
 // MARK: - Pass 2: across stages
 
 /// `path` made absolute against `base` (with `~` expanded and `.`/`..` removed).
@@ -416,6 +154,49 @@ func absolute(_ path: String, base: String) -> String {
         ? URL(fileURLWithPath: expanded)
         : URL(fileURLWithPath: base, isDirectory: true).appendingPathComponent(expanded)
     return url.standardizedFileURL.path
+}
+
+/// What pass 2 lends a stage's `link`: its JSON path, which keys were written, the stages before
+/// it, and the linker's file and checkpoint resolution (both log what they cannot resolve).
+package struct StageLinker {
+    package var path: String
+    package var given: Set<String>
+    package var runDirectory: String
+    /// The stages before this one, already linked.
+    package var earlier: [Stage]
+    package var log: IssueLog
+    fileprivate var checkFile: (_ path: String, _ jsonPath: String) -> String
+    fileprivate var resolve: (_ source: CheckpointSource, _ given: Bool, _ jsonPath: String) -> CheckpointSource?
+
+    fileprivate init(
+        path: String, given: Set<String>, runDirectory: String, earlier: [Stage], log: IssueLog,
+        file: @escaping (String, String) -> String, source: @escaping (CheckpointSource, Bool, String) -> CheckpointSource?
+    ) {
+        self.path = path
+        self.given = given
+        self.runDirectory = runDirectory
+        self.earlier = earlier
+        self.log = log
+        checkFile = file
+        resolve = source
+    }
+
+    /// The input file at `key` (a dotted path below the stage) made absolute, logging a missing one.
+    package func file(_ file: String, at key: String) -> String { checkFile(file, JSONPath.child(path, key)) }
+
+    /// `files` (the list at `key`) made absolute, each checked.
+    package func files(_ files: [String], at key: String) -> [String] {
+        files.enumerated().map { checkFile($1, JSONPath.index(JSONPath.child(path, key), $0)) }
+    }
+
+    /// The checkpoint at `key` resolved: the latest earlier checkpoint when not `given`, an
+    /// earlier stage that produces one, or an absolute file. nil (logged) when unusable.
+    package func source(_ source: CheckpointSource, given: Bool, at key: String) -> CheckpointSource? {
+        resolve(source, given, JSONPath.child(path, key))
+    }
+
+    /// A path inside the run directory made absolute (outputs and caches the stage writes).
+    package func inRunDirectory(_ file: String) -> String { absolute(file, base: runDirectory) }
 }
 
 /// `names` are the names of all stages as written, including those that could not be read, so
@@ -438,7 +219,7 @@ private func link(
     /// Returns nil (after logging) when the source is unusable.
     func source(_ src: CheckpointSource, given: Bool, index: Int, at jsonPath: String) -> CheckpointSource? {
         if !given {
-            guard let producer = out.last(where: \.producesCheckpoint) else {
+            guard let producer = out.last(where: { $0.producesCheckpoint }) else {
                 log.add(
                     .missing(hint: "no earlier stage produces a checkpoint; name a checkpoint file or \"@stage\""),
                     at: jsonPath)
@@ -496,123 +277,14 @@ private func link(
                 ), at: outputPath)
         }
         writerOfOutput[output] = name
-        let ckPath = JSONPath.child(read.path, "checkpoint")
         let linker = StageLinker(
-            path: read.path, given: read.given, file: checkFile, source: { source($0, given: $1, index: i, at: $2) })
-
-        switch stage {
-        case .pretrain(var s):
-            s.output = output
-            s.data.train = s.data.train.enumerated().map {
-                checkFile($1, at: JSONPath.index(JSONPath.child(read.path, "data.train"), $0))
-            }
-            if let p = s.tokenizer?.path {
-                s.tokenizer?.path = checkFile(p, at: JSONPath.child(read.path, "tokenizer.path"))
-            }
-            if let initFrom = s.initFrom,
-                let resolved = source(
-                    initFrom.checkpoint, given: true, index: i, at: JSONPath.child(read.path, "init.checkpoint"))
-            {
-                s.initFrom?.checkpoint = resolved
-            }
-            stage = .pretrain(s)
-        case .eval(var s):
-            s.output = output
-            let checkpoint = source(s.checkpoint, given: read.given.contains("checkpoint"), index: i, at: ckPath)
-            s.checkpoint = checkpoint ?? s.checkpoint
-            var pretrain: PretrainStage?
-            if case .stage(let n)? = checkpoint, case .pretrain(let p)? = out.first(where: { $0.name == n }) {
-                pretrain = p
-            }
-            if read.given.contains("data") {
-                s.data.train = s.data.train.enumerated().map {
-                    checkFile($1, at: JSONPath.index(JSONPath.child(read.path, "data.train"), $0))
-                }
-            } else if let pretrain {
-                s.data = pretrain.data
-            } else if checkpoint != nil {
-                log.add(
-                    .missing(hint: "required unless checkpoint is a pretrain stage (whose data is then used)"),
-                    at: JSONPath.child(read.path, "data"))
-            }
-            if let seqLen = s.seqLen, let model = pretrain?.model, seqLen > model.maxPositionEmbeddings {
-                log.add(
-                    .outOfRange(
-                        allowed: "<= max_position_embeddings of \"\(pretrain!.name)\" (\(model.maxPositionEmbeddings))",
-                        got: String(seqLen)),
-                    at: JSONPath.child(read.path, "seq_len"))
-            }
-            stage = .eval(s)
-        case .generate(var s):
-            s.output = output
-            s.checkpoint =
-                source(s.checkpoint, given: read.given.contains("checkpoint"), index: i, at: ckPath) ?? s.checkpoint
-            stage = .generate(s)
-        case .export(var s):
-            s.output = output
-            s.checkpoint =
-                source(s.checkpoint, given: read.given.contains("checkpoint"), index: i, at: ckPath) ?? s.checkpoint
-            stage = .export(s)
-        case .merge(var s):
-            s.output = output
-            s.checkpoint =
-                source(s.checkpoint, given: read.given.contains("checkpoint"), index: i, at: ckPath) ?? s.checkpoint
-            if let base = s.base {
-                s.base = source(base, given: true, index: i, at: JSONPath.child(read.path, "base")) ?? base
-            }
-            stage = .merge(s)
-        case .sample(var s):
-            s.output = output
-            if !s.tasks.isEmpty { s.tasks = checkFile(s.tasks, at: JSONPath.child(read.path, "tasks")) }
-            s.cache = absolute(s.cache, base: runDir)
-            if case .checkpoint(var t) = s.teacher {
-                let at = JSONPath.child(JSONPath.child(read.path, "teacher"), "checkpoint")
-                let given = !t.checkpoint.isEmpty
-                if let resolved = source(CheckpointSource(t.checkpoint), given: given, index: i, at: at) {
-                    t.checkpoint = resolved.description
-                }
-                s.teacher = .checkpoint(t)
-            }
-            stage = .sample(s)
-        case .sft(var s):
-            s.output = output
-            s.linkShared(linker)
-            stage = .sft(s)
-        case .dpo(var s):
-            s.output = output
-            s.linkShared(linker)
-            stage = .dpo(s)
-        case .kd(var s):
-            s.output = output
-            s.link(linker)
-            stage = .kd(s)
-        case .sweep(var s):
-            s.output = output
-            s.data.train = s.data.train.enumerated().map {
-                checkFile($1, at: JSONPath.index(JSONPath.child(read.path, "data.train"), $0))
-            }
-            if let p = s.tokenizer.path { s.tokenizer.path = checkFile(p, at: JSONPath.child(read.path, "tokenizer.path")) }
-            if let p = s.measure.tasks { s.measure.tasks = checkFile(p, at: JSONPath.child(read.path, "measure.tasks")) }
-            stage = .sweep(s)
-        }
+            path: read.path, given: read.given, runDirectory: runDir, earlier: out, log: log, file: checkFile,
+            source: { source($0, given: $1, index: i, at: $2) })
+        var settings = stage.settings
+        settings.output = output
+        settings.link(linker)
+        stage = settings.stage
         out.append(stage)
     }
     return out
-}
-
-// MARK: - Reading one settings object on its own
-
-/// A `training` object read as a recipe reads it (the sweeper checks each configuration's
-/// overrides this way); its problems come back as issues.
-package func readTrainingSettings(_ v: JSONValue, path: String) -> (TrainingSettings, [JSONIssue]) {
-    let log = IssueLog(sources: SourceMap())
-    let t = readTraining(v, path: path, log: log)
-    return (t, log.issues)
-}
-
-/// A `model` object read as a recipe reads it.
-package func readModelSettings(_ v: JSONValue, path: String) -> (ModelSettings, [JSONIssue]) {
-    let log = IssueLog(sources: SourceMap())
-    let m = readModel(v, path: path, log: log)
-    return (m, log.issues)
 }

@@ -3,12 +3,13 @@
 // filled in and every path is absolute, so the encoded `Recipe` is the resolved recipe that
 // checkpoints store.
 //
-// Adding a stage type: a struct conforming to `StageSettings`, a case in `Stage` and in
-// `StageType`, and its reader in RecipeDecoding.swift. Nothing else switches over stage types.
+// Adding a stage type: a file in Stages/ with a struct conforming to `StageSettings` (its
+// settings, reader and linking), a case in `Stage` and in `StageType`; its executor is one file
+// in Sources/Pipeline/Stages (docs/architecture.md).
 
+import JSON
 import NN
 import TextData
-import Training
 
 /// A whole recipe: global settings and the ordered stages.
 package struct Recipe: Codable, Sendable, Equatable {
@@ -45,6 +46,22 @@ package struct Recipe: Codable, Sendable, Equatable {
 package enum StageType: String, Codable, Sendable, CaseIterable, Hashable {
     case pretrain, eval, generate, export, merge, sft, dpo, kd, sample, sweep
 
+    /// The settings type of stages of this type.
+    package var settingsType: any StageSettings.Type {
+        switch self {
+        case .pretrain: PretrainStage.self
+        case .eval: EvalStage.self
+        case .generate: GenerateStage.self
+        case .export: ExportStage.self
+        case .merge: MergeStage.self
+        case .sft: SFTStage.self
+        case .dpo: DPOStage.self
+        case .kd: KDStage.self
+        case .sample: SampleStage.self
+        case .sweep: SweepStage.self
+        }
+    }
+
     /// Types documented for later releases: a recipe using one gets a clear "not yet" message
     /// instead of an "unknown type" one.
     package static let planned: [String] = []
@@ -62,6 +79,16 @@ package protocol StageSettings: Codable, Sendable, Equatable {
     var checkpointInputs: [CheckpointSource] { get }
     /// Files outside the run this stage reads (data, tokenizer); hashed into the fingerprint.
     var inputFiles: [String] { get }
+    /// Whether the output is a checkpoint later stages can read with `@name`.
+    static var producesCheckpoint: Bool { get }
+    /// The stage in its `Stage` case.
+    var stage: Stage { get }
+
+    /// Pass 1: reads the stage object at `path` on its own (keys, types, ranges, rules inside
+    /// it), starting from the defaults with `name` and the recipe `seed`, logging every problem.
+    static func read(_ v: JSONValue, path: String, name: String, seed: Int, log: IssueLog) -> Self
+    /// Pass 2: resolves references to earlier stages and makes input paths absolute.
+    mutating func link(_ l: StageLinker)
 }
 
 extension StageSettings {
@@ -109,12 +136,7 @@ package enum Stage: Sendable, Equatable {
     package var output: String { settings.output }
 
     /// Whether the stage's output is a checkpoint later stages can reference with `@name`.
-    package var producesCheckpoint: Bool {
-        switch self {
-        case .pretrain, .merge, .sft, .dpo, .kd: return true
-        case .eval, .generate, .export, .sample, .sweep: return false
-        }
-    }
+    package var producesCheckpoint: Bool { Swift.type(of: settings).producesCheckpoint }
 }
 
 extension Stage: Codable {
@@ -122,18 +144,7 @@ extension Stage: Codable {
 
     package init(from decoder: Decoder) throws {
         let type = try decoder.container(keyedBy: TypeKey.self).decode(StageType.self, forKey: .type)
-        switch type {
-        case .pretrain: self = .pretrain(try PretrainStage(from: decoder))
-        case .eval: self = .eval(try EvalStage(from: decoder))
-        case .generate: self = .generate(try GenerateStage(from: decoder))
-        case .export: self = .export(try ExportStage(from: decoder))
-        case .merge: self = .merge(try MergeStage(from: decoder))
-        case .sample: self = .sample(try SampleStage(from: decoder))
-        case .sft: self = .sft(try SFTStage(from: decoder))
-        case .dpo: self = .dpo(try DPOStage(from: decoder))
-        case .kd: self = .kd(try KDStage(from: decoder))
-        case .sweep: self = .sweep(try SweepStage(from: decoder))
-        }
+        self = try type.settingsType.init(from: decoder).stage
     }
 
     package func encode(to encoder: Encoder) throws {
@@ -168,171 +179,3 @@ package enum CheckpointSource: Codable, Sendable, Equatable, Hashable, CustomStr
     }
 }
 
-// MARK: - Shared settings
-
-// MARK: - pretrain
-
-/// Continue from existing weights instead of a fresh initialisation. The checkpoint's model and
-/// tokenizer are used, so `model` and `tokenizer` must be absent.
-package struct InitSettings: Codable, Sendable, Equatable {
-    /// Required. `"@stage"` or a checkpoint file.
-    package var checkpoint: CheckpointSource
-
-    enum CodingKeys: String, CodingKey, CaseIterable { case checkpoint }
-}
-
-/// Train a model from scratch (or from `init`) on text.
-package struct PretrainStage: StageSettings {
-    package static let type = StageType.pretrain
-    package var name = "pretrain"
-    /// Required: `train` files or inline `text`.
-    package var data = DataSettings()
-    /// Default: train a tokenizer with the defaults. nil when `init` is set.
-    package var tokenizer: TokenizerSettings? = TokenizerSettings()
-    /// Default: `ModelSettings()`. nil when `init` is set.
-    package var model: ModelSettings? = ModelSettings()
-    /// Default nil: fresh initialisation from `seed`.
-    package var initFrom: InitSettings?
-    /// Required (`steps` is required inside).
-    package var training = TrainingSettings.pretraining(steps: 1)
-    /// Default `base.h5`, in the run directory.
-    package var output = "base.h5"
-
-    package init() {}
-
-    enum CodingKeys: String, CodingKey, CaseIterable {
-        case name, data, tokenizer, model, initFrom = "init", training, output
-    }
-
-    package var checkpointInputs: [CheckpointSource] { initFrom.map { [$0.checkpoint] } ?? [] }
-    package var inputFiles: [String] { data.train + (tokenizer?.path.map { [$0] } ?? []) }
-}
-
-// MARK: - eval
-
-/// Which part of the data an evaluation reads.
-package enum EvalSplit: String, Codable, Sendable, CaseIterable {
-    /// The held-out `validation_fraction`, split exactly as pretrain splits it.
-    case validation
-    /// The rest.
-    case train
-    /// Everything.
-    case all
-}
-
-/// Loss and perplexity of a checkpoint on text.
-package struct EvalStage: StageSettings {
-    package static let type = StageType.eval
-    package var name = "eval"
-    /// Default: the latest earlier stage that produces a checkpoint.
-    package var checkpoint = CheckpointSource.stage("pretrain")
-    /// Default: the referenced pretrain stage's data (required otherwise).
-    package var data = DataSettings()
-    /// Default `validation`.
-    package var split: EvalSplit = .validation
-    /// Batches to evaluate, >= 1. Default 16.
-    package var batches: Int = 16
-    /// Default nil: the checkpoint's training seq_len.
-    package var seqLen: Int?
-    /// Default `eval.json`.
-    package var output = "eval.json"
-
-    package init() {}
-
-    enum CodingKeys: String, CodingKey, CaseIterable {
-        case name, checkpoint, data, split, batches, seqLen = "seq_len", output
-    }
-
-    package var checkpointInputs: [CheckpointSource] { [checkpoint] }
-    package var inputFiles: [String] { data.train }
-}
-
-// MARK: - generate
-
-/// Sample continuations of prompts.
-package struct GenerateStage: StageSettings {
-    package static let type = StageType.generate
-    package var name = "generate"
-    /// Default: the latest earlier stage that produces a checkpoint.
-    package var checkpoint = CheckpointSource.stage("pretrain")
-    /// Required, non-empty.
-    package var prompts: [String] = []
-    /// New tokens per prompt, >= 1. Default 64.
-    package var maxTokens: Int = 64
-    /// >= 0; 0 is greedy. Default 0.8.
-    package var temperature: Double = 0.8
-    /// >= 0; 0 turns top-k off. Default 40.
-    package var topK: Int = 40
-    /// Nucleus mass, in (0, 1]; 1 turns it off. Default 1.0.
-    package var topP: Double = 1.0
-    /// >= 0. Default: the recipe's seed.
-    package var seed: Int = 0
-    /// Stop strings. Default none.
-    package var stop: [String] = []
-    /// JSONL, one `{"prompt", "completion"}` per prompt. Default `samples.jsonl`.
-    package var output = "samples.jsonl"
-
-    package init() {}
-
-    enum CodingKeys: String, CodingKey, CaseIterable {
-        case name, checkpoint, prompts, maxTokens = "max_tokens", temperature, topK = "top_k", topP = "top_p"
-        case seed, stop, output
-    }
-
-    package var checkpointInputs: [CheckpointSource] { [checkpoint] }
-    package var inputFiles: [String] { [] }
-}
-
-// MARK: - export
-
-/// Formats a checkpoint can be exported to.
-package enum ExportFormat: String, Codable, Sendable, CaseIterable {
-    /// A Hugging Face model folder: config.json, model.safetensors, tokenizer files (an
-    /// adapter is merged into its base).
-    case hf
-    /// A PEFT LoRA folder (adapter_config.json, adapter_model.safetensors) of an adapter.
-    case peft
-    /// A llama.cpp GGUF file (F32): the base model with its tokenizer (an adapter is merged).
-    case gguf
-
-    /// Formats documented for later releases.
-    package static let planned: [String] = []
-}
-
-/// Write a checkpoint in a format other tools load.
-package struct ExportStage: StageSettings {
-    package static let type = StageType.export
-    package var name = "export"
-    /// Default: the latest earlier stage that produces a checkpoint.
-    package var checkpoint = CheckpointSource.stage("pretrain")
-    /// Default `hf`.
-    package var format: ExportFormat = .hf
-    /// A folder in the run directory. Default `hf`.
-    package var output = "hf"
-
-    package init() {}
-
-    enum CodingKeys: String, CodingKey, CaseIterable { case name, checkpoint, format, output }
-
-    package var checkpointInputs: [CheckpointSource] { [checkpoint] }
-    package var inputFiles: [String] { [] }
-}
-
-/// Fold a LoRA adapter into its base: a whole-model checkpoint later stages can read.
-package struct MergeStage: StageSettings {
-    package static let type = StageType.merge
-    package var name = "merge"
-    /// The adapter. Default: the latest earlier stage that produces a checkpoint.
-    package var checkpoint = CheckpointSource.stage("sft")
-    /// The adapter's base, when not the one it records.
-    package var base: CheckpointSource?
-    /// Default `merged.h5`.
-    package var output = "merged.h5"
-
-    package init() {}
-
-    enum CodingKeys: String, CodingKey, CaseIterable { case name, checkpoint, base, output }
-
-    package var checkpointInputs: [CheckpointSource] { [checkpoint] + (base.map { [$0] } ?? []) }
-    package var inputFiles: [String] { [] }
-}
