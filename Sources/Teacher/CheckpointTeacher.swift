@@ -64,11 +64,7 @@ package struct CheckpointTeacher: TeacherBackend {
         config: CheckpointTeacherConfig, model: LlamaModel, tokenizer: ByteLevelBPETokenizer, tokenizerJSON: String,
         endOfText: Int32?, cache: CallCache
     ) throws {
-        let problems = config.problems()
-        if !problems.isEmpty {
-            throw DataError.badConfig(
-                reason: "teacher: " + problems.joined(separator: "; "), hint: "fix the teacher settings")
-        }
+        try refuseProblems(config.problems())
         self.config = config
         self.cache = cache
         self.model = LlamaModel.Shared(model)

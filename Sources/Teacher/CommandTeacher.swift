@@ -59,11 +59,7 @@ package struct CommandTeacher: TeacherBackend {
     package let counters = CallCounters()
 
     package init(config: CommandTeacherConfig, cache: CallCache) throws {
-        let problems = config.problems()
-        if !problems.isEmpty {
-            throw DataError.badConfig(
-                reason: "teacher: " + problems.joined(separator: "; "), hint: "fix the teacher settings")
-        }
+        try refuseProblems(config.problems())
         self.config = config
         self.cache = cache
     }

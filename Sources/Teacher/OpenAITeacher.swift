@@ -124,11 +124,7 @@ package struct OpenAITeacher: TeacherBackend {
     )
         throws
     {
-        let problems = config.problems()
-        if !problems.isEmpty {
-            throw DataError.badConfig(
-                reason: "teacher: " + problems.joined(separator: "; "), hint: "fix the teacher settings")
-        }
+        try refuseProblems(config.problems())
         if let name = config.apiKeyEnv {
             guard let key = environment[name], !key.isEmpty else {
                 throw DataError.badConfig(

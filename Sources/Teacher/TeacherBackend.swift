@@ -50,3 +50,10 @@ package enum PromptRendering {
         return (pieces.map(\.text).joined() + template.generationPrompt, true)
     }
 }
+
+/// Refuses teacher settings that have problems, listing them all (`DataError.badConfig`).
+func refuseProblems(_ problems: [String]) throws {
+    guard problems.isEmpty else {
+        throw DataError.badConfig(reason: "teacher: " + problems.joined(separator: "; "), hint: "fix the teacher settings")
+    }
+}
