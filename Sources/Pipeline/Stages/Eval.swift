@@ -1,3 +1,6 @@
+// The `eval` stage: mean next-token loss and perplexity of a checkpoint on the held-out
+// split (or the training windows, or all) of its data, written to eval.json.
+
 import Core
 import Foundation
 import ModelIO
@@ -63,4 +66,3 @@ func evaluationBatches(_ tokens: [Int32], seqLen: Int, batches: Int, split: Eval
         return out
     }
 }
-

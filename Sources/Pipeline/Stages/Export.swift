@@ -1,3 +1,6 @@
+// The `export` stage: a checkpoint written as a Hugging Face folder, a PEFT adapter or a
+// llama.cpp GGUF file (ModelIO does the writing).
+
 import Foundation
 import ModelIO
 import Recipe

@@ -1,3 +1,5 @@
+// The `generate` stage: continuations of the stage's prompts, one JSON line per prompt.
+
 import Core
 import Foundation
 import ModelIO
@@ -24,4 +26,3 @@ struct GenerateExecutor: StageExecutor {
         return StageOutputs(files: [s.output], summary: ["samples": .int(samples.count)])
     }
 }
-

@@ -1,3 +1,5 @@
+// The `merge` stage: a LoRA adapter folded into its base, a whole-model checkpoint.
+
 import Foundation
 import ModelIO
 import Recipe
