@@ -22,16 +22,17 @@ package enum AdapterMetadata {
 /// The identity of a model's weights: XXH64 over every parameter's HF name, shape and
 /// float32 bytes, in `namedParameters()` order, written `xxh64:<16 hex digits>`. A LoRA
 /// model's checksum is its base's (adapters are not parameters of the base); merging
-/// changes it.
-package func modelChecksum(_ model: LlamaModel) -> String {
+/// changes it. `includingAdapters` adds the adapters' tensors after the base's: the identity
+/// of everything that shapes the logits (the cache key of DPO reference log-probs and KD
+/// teacher top-k). Adapter checkpoints store the base form; it must not change.
+package func modelChecksum(_ model: LlamaModel, includingAdapters: Bool = false) -> String {
     var hasher = XXH64()
-    for (name, tensor) in model.namedParameters() {
+    for (name, tensor) in model.namedParameters() + (includingAdapters ? model.adapterParameters() : []) {
         hasher.update(name)
         for d in tensor.shape { hasher.update(Int64(d)) }
         hasher.update(UnsafeRawBufferPointer(start: tensor.data, count: tensor.count * MemoryLayout<Float>.size))
     }
-    let hex = String(hasher.finalize(), radix: 16)
-    return "xxh64:" + String(repeating: "0", count: 16 - hex.count) + hex
+    return "xxh64:" + hexDigits(hasher.finalize())
 }
 
 // MARK: - LoRA settings as JSON

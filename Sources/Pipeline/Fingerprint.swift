@@ -2,10 +2,11 @@
 // the content of the files it reads and the fingerprints of the stages it reads. Equal
 // fingerprints mean "same inputs, same settings", so a finished stage can be skipped.
 //
-// FNV-1a (Fowler/Noll/Vo) is not cryptographic; it detects edits, not tampering. File content
-// is hashed in full, but a digest is reused while the file's size and modification time are
-// unchanged, so touching a file without changing it never re-runs anything and an unchanged
-// corpus is not re-read on every run.
+// Neither hash is cryptographic; they detect edits, not tampering. File content is hashed in
+// full (XXH64, Platform's `fileDigest`; digests written by earlier versions with FNV-1a stay
+// valid while their file is unchanged), but a digest is reused while the file's size and
+// modification time are unchanged, so touching a file without changing it never re-runs
+// anything and an unchanged corpus is not re-read on every run.
 
 import Foundation
 import JSON
@@ -76,21 +77,10 @@ package struct FileDigester {
         let mtime = (attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
         if let cached = cache[path], cached.stillValid(size: size, mtime: mtime) { return cached.hash }
         let checked = Date().timeIntervalSince1970
-        guard let handle = FileHandle(forReadingAtPath: path) else {
-            throw InputError(path: path, reason: "cannot open it")
-        }
-        defer { try? handle.close() }
-        var h = FNV1a64()
-        while true {
-            let chunk: Data?
-            do { chunk = try handle.read(upToCount: 1 << 20) } catch {
-                throw InputError(path: path, reason: "read failed: \(error.localizedDescription)")
-            }
-            guard let chunk, !chunk.isEmpty else { break }
-            chunk.withUnsafeBytes { h.update($0) }
-        }
-        cache[path] = FileDigest(size: size, mtime: mtime, hash: h.hex, checked: checked)
-        return h.hex
+        let hash: String
+        do { hash = try fileDigest(path) } catch { throw InputError(path: path, reason: error.problem) }
+        cache[path] = FileDigest(size: size, mtime: mtime, hash: hash, checked: checked)
+        return hash
     }
 }
 

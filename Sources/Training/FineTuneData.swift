@@ -93,17 +93,6 @@ package struct SFTRows {
     }
 }
 
-/// XXH64 over every tensor that shapes the model's logits (base parameters, then adapters),
-/// names included: the identity of a model in cache keys.
-package func weightsDigest(_ model: LlamaModel) -> String {
-    var h = XXH64()
-    for (name, t) in model.namedParameters() + model.adapterParameters() {
-        h.update(name)
-        h.update(UnsafeRawBufferPointer(start: t.data, count: t.count * MemoryLayout<Float>.size))
-    }
-    return hexDigits(h.finalize())
-}
-
 /// Refuses a teacher whose tokenizer differs from the student's: distillation compares the
 /// two distributions id by id, so the vocabularies (and the merges that pick the ids) must be
 /// the same. Cross-tokenizer distillation is out of scope.

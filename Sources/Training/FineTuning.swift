@@ -51,7 +51,7 @@ package final class FineTuning {
         tokenizerJSON = loaded.tokenizerJSON
         endOfText = loaded.endOfText
         model = loaded.model
-        startDigest = weightsDigest(model)
+        startDigest = modelChecksum(model, includingAdapters: true)
         continuesAdapter = loaded.adapter != nil && lora != nil
         // The stage's target_modules resolved once against this model's layers.
         do {

@@ -60,7 +60,7 @@ struct KDExecutor: StageExecutor {
     ) throws -> ([TopKLogProbs], String) {
         var key = XXH64()
         key.update("kd-topk-v1")
-        key.update(weightsDigest(teacher))
+        key.update(modelChecksum(teacher, includingAdapters: true))
         key.update(seqs.inputs.withUnsafeBytes { XXH64.hash($0) })
         key.update(seqs.segments.withUnsafeBytes { XXH64.hash($0) })
         key.update(UInt64(seqs.seqLen))
