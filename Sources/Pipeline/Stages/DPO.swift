@@ -3,8 +3,6 @@
 
 import Foundation
 import JSON
-import ModelIO
-import NN
 import Platform
 import Recipe
 import TextData
@@ -28,7 +26,9 @@ struct DPOExecutor: StageExecutor {
             var summary: [String: SummaryValue] = ["pairs": .int(pairs.count)]
             var reference: ReferenceLogProbs?
             if config.kind.needsReference {
-                let (ref, status) = try referenceLogProbs(pairs, stage: s, session: session, runDirectory: context.runDirectory, padID: padID, emit: emit)
+                let (ref, status) = try session.referenceLogProbs(
+                    pairs, dataFiles: s.data.train, template: s.template, seqLen: t.seqLen, batchSize: t.batchSize, padID: padID,
+                    cacheDirectory: URL(fileURLWithPath: context.runDirectory).appendingPathComponent("cache").path, emit: emit)
                 reference = ref
                 summary["reference"] = .string(status)
             }
@@ -51,66 +51,8 @@ struct DPOExecutor: StageExecutor {
         }
     }
 
-    /// The reference model's summed completion log-probs for every pair (file order), from the
-    /// cache in the run directory when its key matches, else computed (adapters disabled for
-    /// LoRA; the untouched starting model for full fine-tuning) and stored.
-    private func referenceLogProbs(
-        _ pairs: [PreferencePair], stage s: DPOStage, session: FineTuning, runDirectory: String, padID: Int32, emit: (StageEvent) -> Void
-    ) throws -> (ReferenceLogProbs, String) {
-        var key = XXH64()
-        key.update("dpo-reference-v1")
-        key.update(session.startDigest)
-        for path in s.data.train { key.update(try fileDigest(path)) }
-        key.update(s.template.rawValue)
-        key.update(UInt64(s.training.seqLen))
-        key.update(UInt64(s.training.batchSize))
-        let fingerprint = hexDigits(key.finalize())
-        let cache = URL(fileURLWithPath: runDirectory).appendingPathComponent("cache/reference-\(fingerprint).json")
-        if let data = FileManager.default.contents(atPath: cache.path),
-            let stored = try? JSONDecoder().decode(StoredReference.self, from: data),
-            stored.fingerprint == fingerprint, stored.logProbs.chosen.count == pairs.count
-        {
-            emit(.message("reference log-probs: cached (\(cache.lastPathComponent))"))
-            return (stored.logProbs, "cached")
-        }
-        emit(.message("reference log-probs: computing for \(pairs.count) pairs"))
-        // The reference is the stage's starting model: the base with fresh adapters disabled
-        // (exactly the base, no second copy), else the model as loaded while it is untrained,
-        // else a fresh load of it.
-        let model: LlamaModel
-        let disable = session.lora != nil && !session.continuesAdapter
-        if disable {
-            model = session.model
-            model.setAdapters(enabled: false)
-        } else if session.resumed == nil {
-            model = session.model
-        } else {
-            let loaded = try loadModel(from: session.modelPath)
-            if session.lora == nil && loaded.adapter != nil { loaded.model.mergeAdapters() }
-            model = loaded.model
-        }
-        defer { if disable { session.model.setAdapters(enabled: true) } }
-        var chosen: [Float] = [], rejected: [Float] = []
-        for start in stride(from: 0, to: pairs.count, by: s.training.batchSize) {
-            let chunk = Array(pairs[start..<min(start + s.training.batchSize, pairs.count)])
-            let r = PreferenceObjective.referenceLogProbs(model, PreferenceSequences(chunk, maxLength: s.training.seqLen, padID: padID))
-            chosen += r.chosen
-            rejected += r.rejected
-        }
-        let result = ReferenceLogProbs(chosen: chosen, rejected: rejected)
-        try createDirectory(cache.deletingLastPathComponent())
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        try writeAtomically(try encoder.encode(StoredReference(fingerprint: fingerprint, logProbs: result)), to: cache.path)
-        return (result, "computed")
-    }
 }
 
-/// The reference cache file: its key and the log-probs.
-private struct StoredReference: Codable {
-    var fingerprint: String
-    var logProbs: ReferenceLogProbs
-}
 
 extension PreferenceMetrics {
     /// TRL's metric names, in its logging order.

@@ -5,7 +5,6 @@ import Core
 import Foundation
 import JSON
 import ModelIO
-import NN
 import Platform
 import Recipe
 import TextData
@@ -32,7 +31,10 @@ struct KDExecutor: StageExecutor {
             var summary: [String: SummaryValue] = ["examples": .int(examples.count)]
             var topK: [TopKLogProbs]?
             if let k = s.topK {
-                let (table, status) = try teacherTopK(rows.sequences, k: min(k, teacher.model.config.vocabSize), stage: s, teacher: teacher.model, runDirectory: context.runDirectory, emit: emit)
+                let (table, status) = try teacherTopK(
+                    rows.sequences, k: min(k, teacher.model.config.vocabSize), temperature: s.temperature,
+                    batchSize: t.batchSize, teacher: teacher.model,
+                    cacheDirectory: URL(fileURLWithPath: context.runDirectory).appendingPathComponent("cache").path, emit: emit)
                 topK = table
                 summary["teacher_top_k"] = .string(status)
             }
@@ -53,78 +55,5 @@ struct KDExecutor: StageExecutor {
         }
     }
 
-    /// The teacher's top-k log-probs for every row (training and validation), from the run
-    /// directory's cache when its key (teacher weights, data, layout, k, temperature) matches.
-    private func teacherTopK(
-        _ seqs: SFTSequences, k: Int, stage s: KDStage, teacher: LlamaModel, runDirectory: String, emit: (StageEvent) -> Void
-    ) throws -> ([TopKLogProbs], String) {
-        var key = XXH64()
-        key.update("kd-topk-v1")
-        key.update(modelChecksum(teacher, includingAdapters: true))
-        key.update(seqs.inputs.withUnsafeBytes { XXH64.hash($0) })
-        key.update(seqs.segments.withUnsafeBytes { XXH64.hash($0) })
-        key.update(UInt64(seqs.seqLen))
-        key.update(UInt64(k))
-        key.update(s.temperature.bitPattern)
-        let fingerprint = hexDigits(key.finalize())
-        let cache = URL(fileURLWithPath: runDirectory).appendingPathComponent("cache/teacher-topk-\(fingerprint).bin")
-        let perRow = seqs.seqLen * k
-        if let data = FileManager.default.contents(atPath: cache.path), let table = TopKTable(data: data, rows: seqs.rows, perRow: perRow) {
-            emit(.message("teacher top-\(k): cached (\(cache.lastPathComponent))"))
-            return ((0..<seqs.rows).map { table.row($0, k: k) }, "cached")
-        }
-        emit(.message("teacher top-\(k): computing for \(seqs.rows) rows"))
-        var out: [TopKLogProbs] = []
-        for start in stride(from: 0, to: seqs.rows, by: max(1, s.training.batchSize)) {
-            let idx = Array(start..<min(start + s.training.batchSize, seqs.rows))
-            let logits = DistillationObjective.teacherLogits(teacher, seqs.batch(idx))  // [B, T, V]
-            let v = logits.shape[2]
-            for (i, _) in idx.enumerated() {
-                let row = Tensor(shape: [seqs.seqLen, v], values: Array(logits.values[(i * seqs.seqLen * v)..<((i + 1) * seqs.seqLen * v)]))
-                out.append(TopKLogProbs(logits: row, k: k, temperature: s.temperature))
-            }
-        }
-        try createDirectory(cache.deletingLastPathComponent())
-        try writeAtomically(TopKTable.encode(out, perRow: perRow), to: cache.path)
-        return (out, "computed")
-    }
 }
 
-/// The top-k cache file: "DSTLTOPK", rows and entries per row (UInt64 LE), then every row's
-/// ids (Int32 LE) and log-probs (Float32 LE).
-private struct TopKTable {
-    static let magic = Array("DSTLTOPK".utf8)
-    var ids: [Int32]
-    var logProbs: [Float]
-    var perRow: Int
-
-    init?(data: Data, rows: Int, perRow: Int) {
-        let header = 8 + 16, n = rows * perRow
-        guard data.count == header + n * 8, Array(data.prefix(8)) == Self.magic else { return nil }
-        func u64(_ at: Int) -> UInt64 { data.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: at, as: UInt64.self) }.littleEndian }
-        guard u64(8) == UInt64(rows), u64(16) == UInt64(perRow) else { return nil }
-        var ids = [Int32](repeating: 0, count: n)
-        var logProbs = [Float](repeating: 0, count: n)
-        data.withUnsafeBytes { raw in
-            ids.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[header..<(header + n * 4)])) }
-            logProbs.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: raw[(header + n * 4)...])) }
-        }
-        self.ids = ids
-        self.logProbs = logProbs
-        self.perRow = perRow
-    }
-
-    func row(_ r: Int, k: Int) -> TopKLogProbs {
-        let range = (r * perRow)..<((r + 1) * perRow)
-        return TopKLogProbs(k: k, ids: Array(ids[range]), logProbs: Array(logProbs[range]))
-    }
-
-    static func encode(_ rows: [TopKLogProbs], perRow: Int) -> Data {
-        var data = Data(magic)
-        withUnsafeBytes(of: UInt64(rows.count).littleEndian) { data.append(contentsOf: $0) }
-        withUnsafeBytes(of: UInt64(perRow).littleEndian) { data.append(contentsOf: $0) }
-        for r in rows { r.ids.withUnsafeBytes { data.append(contentsOf: $0) } }
-        for r in rows { r.logProbs.withUnsafeBytes { data.append(contentsOf: $0) } }
-        return data
-    }
-}
