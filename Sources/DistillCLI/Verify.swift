@@ -23,6 +23,8 @@ struct Verify: ParsableCommand {
     @Flag(help: "exact: compare case-sensitively.") var caseSensitive = false
     @Option(help: "regex: full or search.") var mode: String = "full"
     @Option(help: "regex: the pattern for tasks without their own.") var pattern: String?
+    @Option(help: "function-call: schema (check argument types against the task's tool schema) or lenient.")
+    var types: String = "schema"
     @Option(
         help: ArgumentHelp(
             "command: the checker's program and arguments, split at spaces (no shell); the task's check values follow.",
@@ -47,6 +49,7 @@ struct Verify: ParsableCommand {
         try check(extract, VerifierConfig.Extraction.self, "--extract")
         try check(mode, VerifierConfig.MatchMode.self, "--mode")
         try check(input, VerifierConfig.Input.self, "--input")
+        try check(types, VerifierConfig.TypeCheck.self, "--types")
         let config = try verifierConfig()
         let problems = config.problems()
         if !problems.isEmpty { throw ValidationError(problems.joined(separator: "; ")) }
@@ -66,6 +69,7 @@ struct Verify: ParsableCommand {
         config.caseSensitive = caseSensitive
         config.mode = VerifierConfig.MatchMode(rawValue: mode) ?? .full
         config.pattern = pattern
+        config.types = VerifierConfig.TypeCheck(rawValue: types) ?? .schema
         config.command = command.map { $0.split(whereSeparator: \.isWhitespace).map(String.init) }
         config.input = VerifierConfig.Input(rawValue: input) ?? .stdin
         config.timeoutSeconds = timeout

@@ -8,15 +8,19 @@ package struct ParsedCall: Sendable, Equatable {
     package var arguments: JSONValue.JSONObject
 }
 
-/// Finds function calls in model output.
+/// Finds function calls in model output: every call in it, or a failure naming what could not
+/// be read. Nothing call-shaped is silently dropped.
 ///
-/// Accepted forms, tried in this order:
+/// Accepted forms:
 /// - JSON: `{"name": "f", "arguments": {...}}` (also `"parameters"`, arguments given as a JSON
 ///   string as OpenAI's `tool_calls` do, `{"function": {...}}` wrappers, `{"tool_calls": [...]}`),
 ///   one object, an array of them, or several objects anywhere in the text (inside code fences
-///   or `<tool_call>` tags, say).
+///   or `<tool_call>` tags, say). A JSON value that is not call-shaped is data and is skipped
+///   whole; a call-shaped one whose arguments cannot be read fails the answer.
 /// - Python: `f(a=1, b="x")` or `[f(a=1), g(b=[1, 2])]` with keyword arguments whose values are
-///   Python literals (numbers, strings, True/False/None, lists, tuples, dicts).
+///   Python literals (numbers, strings with Python's escapes and prefixes, True/False/None,
+///   lists, tuples, dicts), anywhere outside the JSON values. An identifier directly followed by
+///   "(" is a call: if its arguments cannot be read, the answer is unreadable.
 package enum CallParser {
     package enum Outcome: Sendable, Equatable {
         case calls([ParsedCall])
@@ -25,42 +29,51 @@ package enum CallParser {
     }
 
     package static func parse(_ text: String) -> Outcome {
-        let bytes = Array(text.utf8)
-        var jsonCalls: [ParsedCall] = []
-        var jsonProblem: String?
-        // The whole text as one JSON document first, then every balanced {...} / [...] in it.
+        // The whole text as one JSON document first.
         let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
         if let whole = try? JSONValue.parse(Array(trimmed.utf8)) {
             switch calls(in: whole) {
             case .success(let c) where !c.isEmpty: return .calls(c)
-            case .failure(let p): jsonProblem = p
+            case .failure(let p): return .failure(p)
             default: break
             }
         }
-        if jsonProblem == nil {
-            var i = 0
-            while i < bytes.count {
-                guard bytes[i] == UInt8(ascii: "{") || bytes[i] == UInt8(ascii: "["),
-                    let end = balancedEnd(bytes, from: i),
-                    let value = try? JSONValue.parse(bytes[i..<end])
-                else {
-                    i += 1
-                    continue
-                }
-                switch calls(in: value) {
-                case .success(let c) where !c.isEmpty:
-                    jsonCalls += c
-                    i = end
-                case .failure(let p):
-                    jsonProblem = jsonProblem ?? p
-                    i = end
-                default: i = end  // JSON, but not a call: skip it whole (a nested {"name": ...} is data)
-                }
+        // Then every balanced {...} / [...] standing in the text, each read whole (a nested
+        // {"name": ...} is data) and blanked out so that the Python pass below cannot read into it.
+        var bytes = Array(text.utf8)
+        var found: [ParsedCall] = []
+        var i = 0
+        while i < bytes.count {
+            // A Python call's argument list is the call's, never a JSON call of its own: a
+            // dictionary argument with a "name" key is data (`f(info={"name": "Ann"})`).
+            if let end = pythonCallEnd(bytes, from: i) {
+                i = end
+                continue
             }
+            guard bytes[i] == UInt8(ascii: "{") || bytes[i] == UInt8(ascii: "["),
+                let end = balancedEnd(bytes, from: i),
+                let value = try? JSONValue.parse(bytes[i..<end])
+            else {
+                i += 1
+                continue
+            }
+            switch calls(in: value) {
+            case .success(let c): found += c
+            case .failure(let p): return .failure(p)
+            }
+            for k in i..<end { bytes[k] = UInt8(ascii: " ") }
+            i = end
         }
-        if let jsonProblem { return .failure(jsonProblem) }
-        if !jsonCalls.isEmpty { return .calls(jsonCalls) }
-        return PythonCalls.parse(text)
+        // Python-style calls in the rest: beside JSON calls they are calls too, and one that
+        // cannot be read makes the whole answer unreadable.
+        switch PythonCalls.parse(String(decoding: bytes, as: UTF8.self)) {
+        case .failure(let p): return .failure(p)
+        case .calls(let c): found += c
+        }
+        if found.isEmpty {
+            return .failure("no function call found (expected JSON {\"name\", \"arguments\"} or f(a=1, b=\"x\"))")
+        }
+        return .calls(found)
     }
 
     private enum Found { case success([ParsedCall]), failure(String) }
@@ -97,6 +110,39 @@ package enum CallParser {
         }
     }
 
+    /// When an identifier (dots allowed) starts at `start` and is directly followed by "(", the
+    /// index after the matching ")" (strings in either quote skipped; the end of the text when
+    /// it never closes); else nil.
+    private static func pythonCallEnd(_ b: [UInt8], from start: Int) -> Int? {
+        func ident(_ c: UInt8) -> Bool {
+            c == UInt8(ascii: "_") || c >= 0x80 || (c >= UInt8(ascii: "a") && c <= UInt8(ascii: "z"))
+                || (c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z")) || (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9"))
+        }
+        guard ident(b[start]), !(UInt8(ascii: "0")...UInt8(ascii: "9")).contains(b[start]),
+            start == 0 || !(ident(b[start - 1]) || b[start - 1] == UInt8(ascii: "."))
+        else { return nil }
+        var i = start
+        while i < b.count && (ident(b[i]) || b[i] == UInt8(ascii: ".")) { i += 1 }
+        guard i < b.count, b[i] == UInt8(ascii: "(") else { return nil }
+        var depth = 0
+        var quote: UInt8?
+        while i < b.count {
+            let c = b[i]
+            if let q = quote {
+                if c == UInt8(ascii: "\\") { i += 1 } else if c == q { quote = nil }
+            } else if c == UInt8(ascii: "\"") || c == UInt8(ascii: "'") {
+                quote = c
+            } else if c == UInt8(ascii: "(") {
+                depth += 1
+            } else if c == UInt8(ascii: ")") {
+                depth -= 1
+                if depth == 0 { return i + 1 }
+            }
+            i += 1
+        }
+        return b.count
+    }
+
     /// The index after the bracket closing the one at `start`, strings skipped, or nil.
     private static func balancedEnd(_ b: [UInt8], from start: Int) -> Int? {
         var depth = 0
@@ -120,12 +166,12 @@ package enum CallParser {
     }
 }
 
-/// Python-style calls: `name(kw=literal, ...)`, alone or in a list.
+/// Python-style calls: `name(kw=literal, ...)`, alone or in a list; none found is no calls, a
+/// call-shaped `name(` whose arguments cannot be read is a failure.
 enum PythonCalls {
     static func parse(_ text: String) -> CallParser.Outcome {
         let s = Array(text.unicodeScalars)
         var calls: [ParsedCall] = []
-        var firstProblem: String?
         var i = 0
         while i < s.count {
             // A call starts at an identifier (dots allowed) directly followed by "(".
@@ -146,15 +192,14 @@ enum PythonCalls {
                 calls.append(ParsedCall(name: name, arguments: args))
                 i = p.pos
             } catch let e as PyParser.Failure {
-                if firstProblem == nil { firstProblem = "\(name)(...) could not be read: \(e.reason)" }
-                i = j
+                // A call that cannot be read makes the answer unreadable: it never just vanishes
+                // beside the calls that could be read.
+                return .failure("\(name)(...) could not be read: \(e.reason)")
             } catch {
-                i = j
+                preconditionFailure("the Python literal reader throws only PyParser.Failure: \(error)")
             }
         }
-        if !calls.isEmpty { return .calls(calls) }
-        return .failure(
-            firstProblem ?? "no function call found (expected JSON {\"name\", \"arguments\"} or f(a=1, b=\"x\"))")
+        return .calls(calls)
     }
 
     static func isIdentStart(_ c: Unicode.Scalar) -> Bool { c == "_" || c.properties.isAlphabetic }
@@ -210,6 +255,13 @@ struct PyParser {
         }
     }
 
+    /// Whether a string prefix (`r`, `b`, `u`, `f`, `rb`, ...) and a quote start at `pos`.
+    func isStringPrefix() -> Bool {
+        var i = pos
+        while i < s.count, i - pos < 2, "rRuUbBfF".unicodeScalars.contains(s[i]) { i += 1 }
+        return i > pos && i < s.count && (s[i] == "\"" || s[i] == "'")
+    }
+
     func rest() -> String { String(String.UnicodeScalarView(s[pos..<min(s.count, pos + 20)])) }
 
     mutating func literal() throws -> JSONValue {
@@ -221,6 +273,8 @@ struct PyParser {
         let c = s[pos]
         switch c {
         case "\"", "'": return .string(try string())
+        case _ where isStringPrefix():
+            return .string(try string())
         case "[", "(":
             let close: Unicode.Scalar = c == "[" ? "]" : ")"
             pos += 1
@@ -270,29 +324,97 @@ struct PyParser {
         }
     }
 
+    /// A Python string literal at `pos`, with its prefix (`r`, `u`, `b` and their combinations;
+    /// f-strings are not literals), single, double or triple quoted. Escapes are decoded as
+    /// Python decodes them: `\\ \' \" \a \b \f \n \r \t \v`, octal `\ooo`, `\xhh`, `\uXXXX`,
+    /// `\UXXXXXXXX`, `\N{NAME}`, a backslash before a newline joins the lines, and any other
+    /// backslash is kept with the character after it. Raw strings decode nothing.
     mutating func string() throws -> String {
+        var raw = false
+        while pos < s.count, s[pos] != "\"", s[pos] != "'" {
+            switch s[pos] {
+            case "r", "R": raw = true
+            case "u", "U", "b", "B": break
+            case "f", "F": throw fail("f-strings are not literals")
+            default: throw fail("unexpected \"\(rest())\"")
+            }
+            pos += 1
+        }
+        guard pos < s.count else { throw fail("unterminated string") }
         let quote = s[pos]
-        pos += 1
+        let triple = pos + 2 < s.count && s[pos + 1] == quote && s[pos + 2] == quote
+        pos += triple ? 3 : 1
         var out = String.UnicodeScalarView()
         while pos < s.count {
             let c = s[pos]
+            if c == quote && (!triple || (pos + 2 < s.count && s[pos + 1] == quote && s[pos + 2] == quote)) {
+                pos += triple ? 3 : 1
+                return String(out)
+            }
             pos += 1
-            if c == quote { return String(out) }
-            if c == "\\" {
-                guard pos < s.count else { break }
-                let e = s[pos]
-                pos += 1
-                switch e {
-                case "n": out.append("\n")
-                case "t": out.append("\t")
-                case "r": out.append("\r")
-                default: out.append(e)
-                }
-            } else {
+            if !triple && (c == "\n" || c == "\r") { throw fail("newline in a string (unterminated string)") }
+            guard c == "\\", pos < s.count else {
                 out.append(c)
+                continue
+            }
+            if raw {
+                // A raw string keeps the backslash; it still escapes the quote.
+                out.append(c)
+                out.append(s[pos])
+                pos += 1
+                continue
+            }
+            let e = s[pos]
+            pos += 1
+            switch e {
+            case "\n": break  // line continuation
+            case "\\", "'", "\"": out.append(e)
+            case "a": out.append("\u{07}")
+            case "b": out.append("\u{08}")
+            case "f": out.append("\u{0C}")
+            case "n": out.append("\n")
+            case "r": out.append("\r")
+            case "t": out.append("\t")
+            case "v": out.append("\u{0B}")
+            case "0"..."7":
+                var value = Int(e.value - 48)
+                var digits = 1
+                while digits < 3, pos < s.count, ("0"..."7").contains(s[pos]) {
+                    value = value * 8 + Int(s[pos].value - 48)
+                    pos += 1
+                    digits += 1
+                }
+                out.append(try scalar(value))
+            case "x", "u", "U":
+                let count = e == "x" ? 2 : e == "u" ? 4 : 8
+                guard pos + count <= s.count,
+                    let value = Int(String(String.UnicodeScalarView(s[pos..<(pos + count)])), radix: 16)
+                else { throw fail("truncated \\\(e) escape: needs \(count) hex digits") }
+                pos += count
+                out.append(try scalar(value))
+            case "N":
+                guard pos < s.count, s[pos] == "{", let close = s[pos...].firstIndex(of: "}") else {
+                    throw fail("malformed \\N{...} escape")
+                }
+                let name = String(String.UnicodeScalarView(s[(pos + 1)..<close]))
+                guard let named = "\\N{\(name)}".applyingTransform(StringTransform("Name-Any"), reverse: false),
+                    named.unicodeScalars.count == 1
+                else { throw fail("unknown character name \\N{\(name)}") }
+                out.append(contentsOf: named.unicodeScalars)
+                pos = close + 1
+            default:
+                out.append("\\")
+                out.append(e)
             }
         }
         throw fail("unterminated string")
+    }
+
+    func scalar(_ value: Int) throws -> Unicode.Scalar {
+        guard let u = Unicode.Scalar(UInt32(clamping: value)) else {
+            throw fail("escape \(String(value, radix: 16)) is not a Unicode scalar")
+        }
+        return u
     }
 }
 
@@ -302,19 +424,40 @@ struct PyParser {
 /// value one of the acceptable ones. Strings compare case-insensitively ignoring whitespace and
 /// `,./-_*^` (the leaderboard's standardisation); integers and floats compare numerically;
 /// lists element by element; dictionaries key by key. Parallel calls match in any order.
+///
+/// With `types: .schema` and a task that gives tool schemas, every call is first checked
+/// against its tool's `parameters` (ToolSchema.swift). An argument given as `""` where the
+/// possible answer lists `""` (may be omitted) counts as omitted, as the leaderboard counts it,
+/// unless the schema requires it. The invariant: an answer is accepted only if every call in it
+/// was read and matched.
 package enum FunctionCallMatch {
-    package static func verify(_ completion: String, expected: [ExpectedCall], tools: [JSONValue]?) -> Verdict {
+    package static func verify(
+        _ completion: String, expected: [ExpectedCall], tools: [JSONValue]?, types: VerifierConfig.TypeCheck = .schema
+    ) -> Verdict {
         let found: [ParsedCall]
         switch CallParser.parse(completion) {
         case .failure(let reason): return .incorrect("malformed: \(reason)")
         case .calls(let c): found = c
         }
+        var schemas: [String: JSONValue] = [:]
         if let tools {
             let known = Set(tools.compactMap(toolName))
             if let unknown = found.first(where: { !known.contains($0.name) }) {
                 return .incorrect(
                     "unknown function \(unknown.name) (the task offers \(known.sorted().joined(separator: ", ")))")
             }
+            if types == .schema {
+                schemas = ToolSchema.parameters(tools)
+                for call in found {
+                    guard let schema = schemas[call.name] else { continue }
+                    if let problem = ToolSchema.problem(arguments: call.arguments, schema: schema, path: call.name) {
+                        return .incorrect(problem)
+                    }
+                }
+            }
+        }
+        func mismatch(_ call: ParsedCall, _ expected: ExpectedCall) -> String? {
+            Self.mismatch(call, expected, required: Set(schemas[call.name].map(ToolSchema.required) ?? []))
         }
         guard found.count == expected.count else {
             return .incorrect("expected \(expected.count) call\(expected.count == 1 ? "" : "s"), found \(found.count)")
@@ -351,15 +494,17 @@ package enum FunctionCallMatch {
         return o["name"]?.stringValue
     }
 
-    /// Why `call` does not satisfy `expected`, or nil when it does.
-    static func mismatch(_ call: ParsedCall, _ expected: ExpectedCall) -> String? {
+    /// Why `call` does not satisfy `expected`, or nil when it does. `required` are the arguments
+    /// the tool's schema requires (they may not be omitted, nor given as an omitting `""`).
+    static func mismatch(_ call: ParsedCall, _ expected: ExpectedCall, required: Set<String> = []) -> String? {
         guard call.name == expected.name else { return "called \(call.name), expected \(expected.name)" }
         for arg in call.arguments.entries where !expected.arguments.contains(where: { $0.name == arg.key }) {
             return "\(call.name): unexpected argument \(arg.key)"
         }
         for want in expected.arguments {
-            guard let got = call.arguments[want.name] else {
-                if want.acceptable.contains(.string("")) { continue }
+            let optional = want.acceptable.contains(.string("")) && !required.contains(want.name)
+            guard let got = call.arguments[want.name], !(optional && got == .string("")) else {
+                if optional { continue }
                 return "\(call.name): missing required argument \(want.name)"
             }
             if !want.acceptable.contains(where: { $0 != .string("") && matches(got, $0) }) {

@@ -49,6 +49,17 @@ package struct VerifierConfig: Sendable, Equatable, Codable {
         case full, search
     }
 
+    /// How `function-call` checks argument types.
+    package enum TypeCheck: String, Sendable, Codable, CaseIterable {
+        /// Against the task's tool schema when it has one (ToolSchema.swift): unknown
+        /// parameters, missing required ones, wrong types and values outside an enum are wrong.
+        case schema
+        /// The schema is read for function names only; values compare as the possible answers
+        /// say (integers and floats numerically). For task sets without schemas, or to reproduce
+        /// the leaderboard's looser checker.
+        case lenient
+    }
+
     /// How the `command` checker receives the completion.
     package enum Input: String, Sendable, Codable, CaseIterable {
         /// On its standard input.
@@ -64,6 +75,8 @@ package struct VerifierConfig: Sendable, Equatable, Codable {
     package var caseSensitive: Bool = false
     // regex
     package var mode: MatchMode = .full
+    // function-call
+    package var types: TypeCheck = .schema
     /// Used for tasks without their own `pattern`.
     package var pattern: String? = nil
     // command
@@ -77,7 +90,7 @@ package struct VerifierConfig: Sendable, Equatable, Codable {
     package init(type: Kind = .auto) { self.type = type }
 
     package enum CodingKeys: String, CodingKey, CaseIterable {
-        case type, extract, mode, pattern, command, input
+        case type, extract, mode, pattern, command, input, types
         case extractPattern = "extract_pattern"
         case caseSensitive = "case_sensitive"
         case timeoutSeconds = "timeout_seconds"
@@ -91,6 +104,7 @@ package struct VerifierConfig: Sendable, Equatable, Codable {
         extractPattern = try c.decodeIfPresent(String.self, forKey: .extractPattern)
         caseSensitive = try c.decodeIfPresent(Bool.self, forKey: .caseSensitive) ?? false
         mode = try c.decodeIfPresent(MatchMode.self, forKey: .mode) ?? .full
+        types = try c.decodeIfPresent(TypeCheck.self, forKey: .types) ?? .schema
         pattern = try c.decodeIfPresent(String.self, forKey: .pattern)
         command = try c.decodeIfPresent([String].self, forKey: .command)
         input = try c.decodeIfPresent(Input.self, forKey: .input) ?? .stdin
@@ -189,7 +203,7 @@ package struct Verifier: Sendable {
             return RegexMatch.verify(completion, pattern: pattern, mode: config.mode)
         case .functionCall:
             guard let calls = task.calls else { return .incorrect("task has no calls") }
-            return FunctionCallMatch.verify(completion, expected: calls, tools: task.tools)
+            return FunctionCallMatch.verify(completion, expected: calls, tools: task.tools, types: config.types)
         case .command:
             guard let command = config.command, !command.isEmpty else { return .incorrect("no checker command") }
             return CommandCheck.verify(

@@ -249,6 +249,7 @@ func readVerifier(_ v: JSONValue, path: String, log: IssueLog) -> VerifierConfig
     if let p = r.string(.extractPattern) { c.extractPattern = p }
     r.read(.caseSensitive, into: &c.caseSensitive)
     r.read(.mode, into: &c.mode)
+    r.read(.types, into: &c.types)
     if let p = r.string(.pattern) { c.pattern = p }
     if let argv = r.strings(.command) { c.command = argv }
     r.read(.input, into: &c.input)
