@@ -183,16 +183,10 @@ package struct OpenAITeacher: TeacherBackend {
                         })
                 ))
             if let tools = task.tools {
-                // Bare function definitions are wrapped in OpenAI's {"type":"function","function":...}.
-                entries.append(
-                    (
-                        "tools",
-                        .array(
-                            tools.map { t in
-                                if case .object(let o) = t, o["type"] != nil { return t }
-                                return .obj(["type": .string("function"), "function": t])
-                            })
-                    ))
+                // Bare function definitions are wrapped in OpenAI's {"type":"function","function":...},
+                // and names the API refuses (`math.factorial`) are sent encoded.
+                let names = ToolNames(tools)
+                entries.append(("tools", .array(tools.map { names.encodedTool($0) })))
             }
         case .completions:
             if case .text(let p) = task.prompt { entries.append(("prompt", .string(p))) }
@@ -233,7 +227,8 @@ package struct OpenAITeacher: TeacherBackend {
             result: .failure(TeacherCallError(kind: .connection, message: "not run", attempts: 0)), cached: false,
             requests: 0)
         if let hit = try cache.lookup(key),
-            case .success(let completion) = Self.parse(hit.response, endpoint: config.endpoint, latency: hit.latency)
+            case .success(let completion) = Self.parse(
+                hit.response, endpoint: config.endpoint, latency: hit.latency, toolNames: ToolNames(task.tools ?? []))
         {
             sample.result = .success(completion)
             sample.cached = true
@@ -253,7 +248,7 @@ package struct OpenAITeacher: TeacherBackend {
             switch outcome {
             case .failure(let f): failure = f
             case .success(let response):
-                switch Self.parse(response, endpoint: config.endpoint, latency: latency) {
+                switch Self.parse(response, endpoint: config.endpoint, latency: latency, toolNames: ToolNames(task.tools ?? [])) {
                 case .success(let completion):
                     try cache.store(key, teacher: config.identity, CachedCall(response: response, latency: latency))
                     sample.result = .success(completion)
@@ -374,7 +369,9 @@ package struct OpenAITeacher: TeacherBackend {
     }
 
     /// Reads a response body into a completion, or says why it is not a usable success.
-    package static func parse(_ body: String, endpoint: OpenAITeacherConfig.Endpoint, latency: Double) -> Result<
+    package static func parse(
+        _ body: String, endpoint: OpenAITeacherConfig.Endpoint, latency: Double, toolNames: ToolNames = ToolNames([])
+    ) -> Result<
         TeacherCompletion, ParseProblem
     > {
         guard let value = try? JSONValue.parse(Array(body.utf8)) else {
@@ -406,7 +403,7 @@ package struct OpenAITeacher: TeacherBackend {
                     }
                     var args = f["arguments"] ?? .object(.init())
                     if case .string(let s) = args, let parsed = try? JSONValue.parse(Array(s.utf8)) { args = parsed }
-                    return .obj(["name": name, "arguments": args])
+                    return .obj(["name": name.stringValue.map { .string(toolNames.original($0)) } ?? name, "arguments": args])
                 }
                 text += (text.isEmpty ? "" : "\n") + JSONValue.array(rendered).compact()
             } else if message["content"]?.stringValue == nil {

@@ -290,6 +290,51 @@ let arithmetic = [
         )
     }
 
+    /// Tool names the chat API refuses (dots) are sent encoded and the returned calls mapped back,
+    /// so the verifier sees the task's own names; a name that already fits is sent as it is.
+    @Test func dottedToolNamesAreEncodedAndMappedBack() async throws {
+        let tools: [JSONValue] = [
+            .obj(["name": .string("math.factorial"), "parameters": .obj(["type": .string("object")])]),
+            .obj(["type": .string("function"), "function": .obj(["name": .string("math_factorial")])]),
+            .obj(["name": .string("weather.get")]),
+        ]
+        let task = TeacherTask(
+            id: "f", prompt: .text("5!?"), tools: tools,
+            calls: [ExpectedCall(name: "math.factorial", arguments: [(name: "n", acceptable: [.int(5)])])])
+        let server = try ScriptedServer { _, request in
+            let sent = (request.json["tools"] as? [[String: Any]] ?? []).compactMap {
+                ($0["function"] as? [String: Any])?["name"] as? String
+            }
+            // The server refuses names outside ^[a-zA-Z0-9_-]{1,64}$, as OpenAI's does.
+            if sent.count != 3 || sent.contains(where: { $0.range(of: "^[a-zA-Z0-9_-]{1,64}$", options: .regularExpression) == nil }) {
+                return .respond(status: 400, headers: [:], body: #"{"error": {"message": "invalid tool name"}}"#)
+            }
+            let call = sent[0]  // what the server knows math.factorial as
+            let message: JSONValue = .obj([
+                "role": .string("assistant"), "content": .null,
+                "tool_calls": .array([
+                    .obj([
+                        "id": .string("c"), "type": .string("function"),
+                        "function": .obj(["name": .string(call), "arguments": .string(#"{"n": 5}"#)]),
+                    ])
+                ]),
+            ])
+            let body = JSONValue.obj(["choices": .array([.obj(["message": message, "finish_reason": .string("tool_calls")])])]).compact()
+            return .respond(status: 200, headers: [:], body: body)
+        }
+        defer { server.stop() }
+        let teacher = try makeTeacher(server, cache: try temporaryCache())
+        let samples = try await teacher.sample([task])
+        let sent = (server.requests[0].json["tools"] as? [[String: Any]] ?? []).compactMap {
+            ($0["function"] as? [String: Any])?["name"] as? String
+        }
+        #expect(sent == ["math_factorial_2", "math_factorial", "weather_get"])
+        let text = try samples[0].result.get().text
+        #expect(text == #"[{"name":"math.factorial","arguments":{"n":5}}]"#)
+        #expect(Verifier(VerifierConfig()).verify(text, for: task).correct)
+        #expect(ToolNames(tools).original("math_factorial") == "math_factorial")
+    }
+
     @Test func retryAfterReadsSecondsAndHTTPDates() {
         #expect(OpenAITeacher.retryAfter("3") == 3)
         #expect(OpenAITeacher.retryAfter(nil) == nil)
