@@ -337,10 +337,12 @@ package enum HFModelDirectory {
         let generationData = generationConfigJSON(config)
         let parent = directory.deletingLastPathComponent()
         let fresh = !FileManager.default.fileExists(atPath: directory.path)
-        // A new directory is assembled beside its destination and renamed into place.
+        // A new directory is assembled beside its destination and renamed into place; staging
+        // folders of exports killed earlier are removed first.
+        if fresh { _ = try? sweepOrphanedTemporaries(in: parent) }
         let staging =
             fresh
-            ? parent.appendingPathComponent(".\(directory.lastPathComponent).tmp-\(UUID().uuidString)") : directory
+            ? parent.appendingPathComponent(temporaryName(for: directory.lastPathComponent)) : directory
         do {
             try FileManager.default.createDirectory(at: staging, withIntermediateDirectories: true)
         } catch {
@@ -379,7 +381,11 @@ package enum HFModelDirectory {
     /// config.json as transformers writes it for LlamaForCausalLM: the architecture keys,
     /// then LlamaConfig's own keys, sorted, two-space indented.
     package static func configJSON(_ config: LlamaConfig) throws -> Data {
-        let encoded = try JSONEncoder().encode(config)
+        // Sorted at every level, so an export is byte-for-byte the same from run to run (the
+        // encoder's own key order of nested objects such as rope_parameters is not).
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let encoded = try encoder.encode(config)
         guard case .object(let own) = try JSONValue.parse(encoded) else {
             preconditionFailure("LlamaConfig encodes as a JSON object")
         }

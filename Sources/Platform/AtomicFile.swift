@@ -121,9 +121,9 @@ package func temporaryFileWriter(_ name: String) -> Int32? {
     return pid
 }
 
-/// Removes temporary files in `directory` whose writer is no longer running (killed
-/// mid-write) and returns them. Files of live processes, including this one, are left alone.
-/// Call it at start-up, after taking the run directory's lock.
+/// Removes temporary files and folders (a staged export) in `directory` whose writer is no
+/// longer running (killed mid-write) and returns them. Those of live processes, including this
+/// one, are left alone. Call it at start-up, after taking the run directory's lock.
 @discardableResult
 package func sweepOrphanedTemporaries(in directory: URL) throws(UserError) -> [URL] {
     let names: [String]
@@ -137,7 +137,12 @@ package func sweepOrphanedTemporaries(in directory: URL) throws(UserError) -> [U
         guard let pid = temporaryFileWriter(name), pid != getpid() else { continue }
         if kill(pid, 0) == 0 || errno == EPERM { continue }  // the writer is alive
         let path = directory.appendingPathComponent(name).path
-        if unlink(path) != 0 {
+        var info = stat()
+        if lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR {
+            do { try FileManager.default.removeItem(atPath: path) } catch {
+                throw UserError(path: path, problem: "cannot remove an orphaned temporary folder (\(error.localizedDescription))", kind: .io)
+            }
+        } else if unlink(path) != 0 {
             let code = errno
             if code == ENOENT { continue }
             throw systemError("unlink(2) of an orphaned temporary file", path: path, errno: code)

@@ -9,7 +9,7 @@ import Core
 /// positive and there are two or more items) held out, drawn with `seed`. Both lists sorted.
 package func holdOut(_ n: Int, fraction: Double, seed: UInt64) -> (train: [Int], validation: [Int]) {
     var held = fraction > 0 && n >= 2 ? max(1, Int((Double(n) * fraction).rounded())) : 0
-    held = min(held, n - 1)
+    held = min(held, max(0, n - 1))
     let order = permutation(n, seed: seed)
     return (order[held...].sorted(), order[..<held].sorted())
 }

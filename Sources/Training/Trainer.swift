@@ -102,13 +102,19 @@ public enum TrainingEvent {
 }
 
 public enum TrainingError: Error, CustomStringConvertible {
+    /// The loss or the gradient is not finite; the weights were not updated.
     case nonFinite(step: Int, what: String)
+    /// An update made a weight (or optimizer moment) non-finite; it was not checkpointed.
+    case nonFiniteWeights(step: Int, what: String)
 
     public var description: String {
+        let advice = " Lower the learning rate, raise warmup_steps, or enable grad_clip."
         switch self {
         case .nonFinite(let step, let what):
-            return "\(what) at step \(step); stopped before updating the weights. The last checkpoint is intact."
-                + " Lower the learning rate, raise warmup_steps, or enable grad_clip."
+            return "\(what) at step \(step); stopped before updating the weights. The last checkpoint is intact." + advice
+        case .nonFiniteWeights(let step, let what):
+            return "\(what) at step \(step); stopped without checkpointing it. The last checkpoint (if any) is intact."
+                + advice
         }
     }
 }

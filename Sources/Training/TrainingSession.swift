@@ -118,6 +118,14 @@ package final class TrainingSession {
         let metrics = try MetricsLog(url: metricsURL, keepThroughStep: resumed?.step ?? 0)
 
         func commit(step: Int) throws {
+            // Never commit poisoned state: an update can make weights non-finite with a finite
+            // gradient (a huge learning rate), which only the next loss would reveal. The last
+            // good checkpoint stays.
+            if let bad = (parameters + optimizer.slots.flatMap { [($0.name + " (AdamW m)", $0.m), ($0.name + " (AdamW v)", $0.v)] })
+                .first(where: { !isFinite($0.1) })
+            {
+                throw TrainingError.nonFiniteWeights(step: step, what: "\(bad.0) is not finite after the update")
+            }
             let state = OptimizerState(
                 kind: "adamw", step: optimizer.step,
                 moments: ["m": optimizer.slots.map { ($0.name, $0.m) }, "v": optimizer.slots.map { ($0.name, $0.v) }])
@@ -239,4 +247,11 @@ final class MetricsLog {
         line.append(0x0A)
         try handle.write(contentsOf: line)
     }
+}
+
+/// Whether every element of `t` is finite.
+private func isFinite(_ t: Tensor) -> Bool {
+    let p = t.data
+    for i in 0..<t.count where !p[i].isFinite { return false }
+    return true
 }

@@ -121,6 +121,19 @@ func lineCount(_ url: URL) -> Int {
         }
     }
 
+    /// An update that makes the weights non-finite (here a learning rate beyond Float's range)
+    /// is never committed: exit 65 and no poisoned checkpoint for a resume to fail on.
+    @Test func nonFiniteWeightsAreNeverCheckpointed() throws {
+        let root = try scratchDirectory("nonfinite-weights")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let url = root.appendingPathComponent("r.json")
+        try Data(tinyRecipe(runDir: root.appendingPathComponent("run").path, lr: 1e39, gradClip: 0, checkpointEvery: 1).utf8).write(to: url)
+        let r = try distill(["run", url.path])
+        #expect(r.status == 65)
+        #expect(r.err.contains("is not finite after the update at step 1; stopped without checkpointing it"), "\(r.err)")
+        #expect(!FileManager.default.fileExists(atPath: root.appendingPathComponent("run/base.h5").path))
+    }
+
     @Test func aNonFiniteLossStopsWithExitCode65AndKeepsTheLastCheckpoint() throws {
         let root = try scratchDirectory("nonfinite")
         defer { try? FileManager.default.removeItem(at: root) }

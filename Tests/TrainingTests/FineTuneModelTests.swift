@@ -4,6 +4,7 @@
 import Core
 import Foundation
 import NN
+import Platform
 import Testing
 import TextData
 
@@ -122,5 +123,17 @@ private func randomExample(_ n: Int, _ rng: inout RNG) -> RenderedExample {
         #expect(batches.map(\.batch) == [2, 1] && batches.allSatisfy { $0.length == 2 })
         #expect(batches[0].inputs == [1, 2, 1, 2] && batches[0].targets == [2, 3, 2, 3])
         #expect(batches[1].segments == [1, 1])
+    }
+}
+
+/// Empty or single-row data is refused with a message, never a crash: the hold-out split of 0
+/// or 1 items holds nothing out, and rows without a trained token are a data error (exit 65).
+@Test func emptyFineTuneDataIsADataErrorNotACrash() {
+    #expect(holdOut(0, fraction: 0.05, seed: 1) == ([], []))
+    #expect(holdOut(1, fraction: 0.5, seed: 1) == ([0], []))
+    #expect {
+        try SFTRows([], seqLen: 8, packing: false, fraction: 0.05, seed: 1, padID: 0, path: "empty.jsonl")
+    } throws: { error in
+        (error as? UserError)?.kind == .badData && "\(error)".contains("empty.jsonl: no training row has a trained token (0 examples)")
     }
 }
