@@ -4,6 +4,7 @@
 // and writes the same bytes.
 
 import Foundation
+import JSON
 import ModelIO
 import Testing
 import TextData
@@ -93,6 +94,38 @@ import TextData
                 #expect(message.contains("stages[0].teacher.samples: samples must be within 1...1000, got 0"))
             }
         }
+    }
+
+    /// Failed teacher calls fail the stage (exit 74, not done); the next run repeats only them.
+    @Test func failedCallsFailTheStageAndAreRetriedNextRun() throws {
+        let root = try scratchDirectory("sample-failures")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let tasks = root.appendingPathComponent("tasks.jsonl")
+        try #"{"id": "a", "prompt": "p", "answer": "4"}\#n{"id": "b", "prompt": "q", "answer": "4"}\#n"#
+            .write(to: tasks, atomically: true, encoding: .utf8)
+        let broken = root.appendingPathComponent("broken").path
+        let calls = root.appendingPathComponent("calls.log").path
+        try Data().write(to: URL(fileURLWithPath: broken))
+        // Seeds 2 and 3 fail while the flag file exists; every call is logged.
+        let script = "echo $DISTILL_SEED >> \(calls); if [ -e \(broken) ] && [ $DISTILL_SEED -ge 2 ]; then exit 3; fi; echo 4"
+        let recipe = root.appendingPathComponent("r.json")
+        try """
+        {"name": "r", "run_dir": "\(root.appendingPathComponent("run").path)", "stages": [
+          {"type": "sample", "tasks": "\(tasks.path)",
+           "teacher": {"type": "command", "command": ["sh", "-c", \(JSONValue.string(script).compact())], "samples": 4, "max_attempts": 1}}]}
+        """.write(to: recipe, atomically: true, encoding: .utf8)
+        let first = try distill(["run", recipe.path])
+        #expect(first.status == 74)
+        #expect(first.err.contains("4 of 8 teacher calls failed"), "\(first.err)")
+        let state = try String(contentsOf: root.appendingPathComponent("run/run.json"), encoding: .utf8)
+        #expect(state.contains("\"failed\""))
+        try FileManager.default.removeItem(atPath: broken)
+        let second = try distill(["run", recipe.path])
+        #expect(second.status == 0, "\(second.err)")
+        // 8 calls the first time, then only the 4 that failed.
+        #expect(try String(contentsOfFile: calls, encoding: .utf8).split(separator: "\n").count == 12)
+        let stats = try String(contentsOf: root.appendingPathComponent("run/sample/stats.json"), encoding: .utf8)
+        #expect(stats.contains("\"correct\" : 8") && stats.contains("\"failed_calls\" : 0"), "\(stats)")
     }
 
     @Test func aCommandTeacherWithACommandVerifierVerifiesConcurrently() throws {

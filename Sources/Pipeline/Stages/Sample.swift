@@ -139,6 +139,15 @@ struct SampleExecutor: StageExecutor {
             "failed_calls": .int(st.failedCalls), "seconds": .double(seconds),
         ]
         if let p1 = st.passAtK.first { summary["pass_at_1"] = .double(p1.value) }
+        // The outputs above are written for inspection, but a stage whose calls failed is not
+        // done: the next run retries exactly the failed ones (finished calls come from the cache).
+        if Double(st.failedCalls) > (s.maxFailedFraction ?? 0) * Double(total) {
+            throw UserError(
+                path: teacher.name,
+                problem: "\(st.failedCalls) of \(total) teacher calls failed after their retries (the reasons are in \(SampleStage.files[0]))",
+                fix: "check the teacher and run again: only the failed calls are repeated (or allow some with max_failed_fraction)",
+                kind: .io)
+        }
         return StageOutputs(
             files: [s.output] + SampleStage.files.map { dir.appendingPathComponent($0).path }, summary: summary)
     }

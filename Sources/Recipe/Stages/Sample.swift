@@ -23,6 +23,11 @@ package struct SampleStage: StageSettings {
     /// The call cache (SQLite). Default `teacher-cache.sqlite` in the run directory, shared by
     /// the run's sample stages; a relative path resolves against the run directory.
     package var cache = "teacher-cache.sqlite"
+    /// The share of teacher calls that may fail (after their retries) with the stage still done,
+    /// in [0, 1]. Default (nil) 0: any failed call fails the stage, and the next run retries
+    /// exactly the failed calls (the others come from the cache). Absent from the resolved
+    /// recipe unless set, so recipes written before it keep their fingerprints.
+    package var maxFailedFraction: Double?
     /// A folder in the run directory. Default `sample`.
     package var output = "sample"
 
@@ -30,6 +35,7 @@ package struct SampleStage: StageSettings {
 
     package enum CodingKeys: String, CodingKey, CaseIterable {
         case name, tasks, teacher, verifier, pairs, cache, output
+        case maxFailedFraction = "max_failed_fraction"
     }
 
     package var checkpointInputs: [CheckpointSource] {
@@ -84,6 +90,7 @@ extension SampleStage {
             s.pairs = pairs
         }
         r.read(.cache, into: &s.cache)
+        r.read(.maxFailedFraction, into: &s.maxFailedFraction, .closed(0, 1))
         return s
     }
 
