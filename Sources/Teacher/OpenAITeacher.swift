@@ -144,7 +144,9 @@ package struct OpenAITeacher: TeacherBackend {
         sessionConfig.timeoutIntervalForResource = backstop(config.timeoutSeconds)
         sessionConfig.httpMaximumConnectionsPerHost = config.concurrency
         sessionConfig.requestCachePolicy = .reloadIgnoringLocalCacheData
-        session = URLSession(configuration: sessionConfig)
+        // Redirects are never followed: a POST carrying the API key must not be re-sent to
+        // whatever address a Location header names.
+        session = URLSession(configuration: sessionConfig, delegate: RefuseRedirects(), delegateQueue: nil)
     }
 
     /// Problems that make tasks unusable with this teacher: messages or tools sent to a
@@ -316,6 +318,12 @@ package struct OpenAITeacher: TeacherBackend {
         let text = String(decoding: data, as: UTF8.self)
         switch status {
         case 200..<300: return .success(text)
+        case 300..<400:
+            let location = http.value(forHTTPHeaderField: "Location").map { " to \(redacted($0))" } ?? ""
+            return .failure(
+                FailureBox(
+                    .client, status,
+                    "redirect\(location) not followed: set base_url to the API's own address (the API key is never sent elsewhere)"))
         case 429:
             if text.contains("insufficient_quota") {
                 return .failure(FailureBox(.quota, status, "quota exhausted: \(redacted(clip(text, 200)))"))
@@ -464,5 +472,16 @@ extension OpenAITeacher {
             "endpoint": .string(config.endpoint.rawValue), "temperature": .double(config.temperature),
             "top_p": .double(config.topP), "max_tokens": .int(config.maxTokens), "logprobs": .bool(config.logprobs),
         ])
+    }
+}
+
+/// Answers every redirect with "do not follow": the redirect response itself is the result.
+private final class RefuseRedirects: NSObject, URLSessionTaskDelegate, @unchecked Sendable {
+    // @unchecked: no state.
+    func urlSession(
+        _ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,
+        newRequest request: URLRequest, completionHandler: @escaping (URLRequest?) -> Void
+    ) {
+        completionHandler(nil)
     }
 }

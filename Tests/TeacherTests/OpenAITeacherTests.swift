@@ -335,6 +335,22 @@ let arithmetic = [
         #expect(ToolNames(tools).original("math_factorial") == "math_factorial")
     }
 
+    /// A redirect is not followed: the API key never reaches the address a Location names.
+    @Test func redirectsAreNotFollowed() async throws {
+        let elsewhere = try ScriptedServer { _, _ in .respond(status: 200, headers: [:], body: chatResponse("#### 42")) }
+        defer { elsewhere.stop() }
+        let server = try ScriptedServer { _, _ in
+            .respond(status: 307, headers: ["Location": elsewhere.baseURL + "/chat/completions"], body: "")
+        }
+        defer { server.stop() }
+        let teacher = try makeTeacher(server, cache: try temporaryCache(), maxAttempts: 3)
+        let samples = try await teacher.sample([arithmetic[0]])
+        let failure = try #require(samples[0].result.failure)
+        #expect(failure.kind == .client && failure.status == 307 && failure.attempts == 1, "\(failure)")
+        #expect(failure.message.contains("not followed"), "\(failure.message)")
+        #expect(server.requests.count == 1 && elsewhere.requests.isEmpty)
+    }
+
     @Test func retryAfterReadsSecondsAndHTTPDates() {
         #expect(OpenAITeacher.retryAfter("3") == 3)
         #expect(OpenAITeacher.retryAfter(nil) == nil)
