@@ -78,7 +78,7 @@ let package = Package(
                 "Platform", "JSON", "Core", "NN", "TextData", "ModelIO", "Training", "Verify", "Teacher", "Recipe", "Sweep",
             ],
             swiftSettings: codegen),
-        .target(name: "CLISupport", dependencies: ["Platform", argumentParser], swiftSettings: codegen),
+        .target(name: "CLISupport", dependencies: ["Platform", "CHost", argumentParser], swiftSettings: codegen),
         .executableTarget(
             name: "DistillCLI",
             dependencies: [

@@ -36,3 +36,5 @@ __attribute__((constructor)) static void distill_check_cpu(void) {
         stderr);
     exit(70);
 }
+
+void distill_line_buffer_stdout(void) { setvbuf(stdout, NULL, _IOLBF, 0); }

@@ -4,12 +4,15 @@
 // usage errors exit with 2 instead of EX_USAGE (64), distill's code for usage mistakes.
 
 import ArgumentParser
+import CHost
 import Foundation
 import Platform
 
 extension ParsableCommand {
     /// Parses the command line, runs the command, and reports a failure as described above.
     package static func mainReportingErrors() -> Never {
+        // Line-buffered even into a pipe or file, so a killed run's log has every line printed.
+        distill_line_buffer_stdout()
         do {
             var command = try parseAsRoot()
             try command.run()

@@ -45,9 +45,20 @@ package func loadModel(from path: String, base: String? = nil, trainable: Bool =
     let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory)
     if exists && isDirectory.boolValue {
         let (config, tensors, tokenizerData) = try HFModelDirectory.read(at: URL(fileURLWithPath: path))
+        // A checkpoint's tensors carry checksums; a foreign file's NaN or Inf would only surface as a
+        // NaN loss much later, so it is refused here, naming the tensor.
+        for name in tensors.keys.sorted() {
+            let t = tensors[name]!
+            if let i = (0..<t.count).first(where: { !t.data[$0].isFinite }) {
+                throw UserError(
+                    path: path, problem: "tensor \(name) holds a non-finite value (\(t.data[i]) at element \(i))",
+                    fix: "the model's weights are damaged; re-download or re-export them", kind: .badData)
+            }
+        }
         let model = try LlamaModel(config: config, parameters: tensors)
         let text = tokenizerData.map { String(decoding: $0, as: UTF8.self) }
         let tokenizer = try tokenizerData.map { try ByteLevelBPETokenizer(jsonData: $0) }
+        try checkVocabulary(tokenizer, config, path: URL(fileURLWithPath: path).appendingPathComponent("tokenizer.json").path)
         if trainable { for (_, p) in model.namedParameters() { p.requiresGrad = true } }
         return LoadedModel(model: model, tokenizer: tokenizer, tokenizerJSON: text, checkpoint: nil, path: path)
     }
@@ -60,6 +71,7 @@ package func loadModel(from path: String, base: String? = nil, trainable: Bool =
     if contents.kind == .adapter { return try loadAdapter(contents, path: path, base: base, trainable: trainable) }
     let model = try LlamaModel(config: contents.config, parameters: Dictionary(uniqueKeysWithValues: contents.parameters))
     let tokenizer = try contents.tokenizer.map { try ByteLevelBPETokenizer(jsonData: Array($0.utf8)) }
+    try checkVocabulary(tokenizer, contents.config, path: path)
     if trainable { for (_, p) in model.namedParameters() { p.requiresGrad = true } }
     return LoadedModel(model: model, tokenizer: tokenizer, tokenizerJSON: contents.tokenizer, checkpoint: contents, path: path)
 }
@@ -91,7 +103,9 @@ private func loadAdapter(_ contents: CheckpointContents, path: String, base: Str
     }
     info.lora = try loaded.model.attachAdapter(contents.parameters, info: info, path: path, basePath: basePath, trainable: trainable)
     if let text = contents.tokenizer {
-        loaded.tokenizer = try ByteLevelBPETokenizer(jsonData: Array(text.utf8))
+        let tokenizer = try ByteLevelBPETokenizer(jsonData: Array(text.utf8))
+        try checkVocabulary(tokenizer, contents.config, path: path)
+        loaded.tokenizer = tokenizer
         loaded.tokenizerJSON = text
     }
     loaded.checkpoint = contents
@@ -117,4 +131,22 @@ package func exportHF(_ loaded: LoadedModel, to path: String) throws {
     try HFModelDirectory.write(
         config: loaded.model.config, tensors: tensors, tokenizerJSON: loaded.tokenizerJSON.map { Data($0.utf8) },
         to: URL(fileURLWithPath: path))
+}
+
+/// Refuses ids the model has no embedding row for: every id of the tokenizer (its vocabulary
+/// and added tokens) and the config's BOS and EOS ids must be below vocab_size. Reading past
+/// the table would give a wrong loss or a crash, never an error.
+func checkVocabulary(_ tokenizer: ByteLevelBPETokenizer?, _ config: LlamaConfig, path: String) throws {
+    let rows = config.vocabSize
+    var ids: [(String, Int)] = []
+    if let tokenizer, tokenizer.vocabSize > rows {
+        let top = Int32(tokenizer.vocabSize - 1)
+        ids.append(("token id \(top)\(tokenizer.token(for: top).map { " (\"\($0)\")" } ?? "")", Int(top)))
+    }
+    if let bos = config.bosTokenId, bos >= rows || bos < 0 { ids.append(("bos_token_id \(bos)", bos)) }
+    if let eos = config.eosTokenId, eos >= rows || eos < 0 { ids.append(("eos_token_id \(eos)", eos)) }
+    guard let (what, _) = ids.first else { return }
+    throw UserError(
+        path: path, problem: "\(what) is outside the model's vocabulary of \(rows) embeddings",
+        fix: "use the tokenizer and config the model was trained with", kind: .badData)
 }

@@ -153,6 +153,14 @@ extension Recipe {
             let kind: JSONIssue.Kind = exists ? .rule("cannot read the recipe file") : .fileNotFound(url.path)
             throw RecipeError(file: file, issues: [JSONIssue(path: "", kind: kind)])
         }
+        let bytes = Array(data)
+        if let bad = UTF8Text.firstInvalidOffset(bytes) {
+            // Decoding would silently turn the bytes into U+FFFD; the recipe says what it says.
+            let (line, column) = UTF8Text.position(of: bad, in: bytes)
+            throw RecipeError(
+                file: file,
+                issues: [JSONIssue(path: "", kind: .syntax("invalid UTF-8 at line \(line), column \(column); save the recipe as UTF-8"), origin: .file(line: line, column: column))])
+        }
         return try load(
             text: String(decoding: data, as: UTF8.self), file: file,
             baseDirectory: url.standardizedFileURL.deletingLastPathComponent().path, overrides: overrides,

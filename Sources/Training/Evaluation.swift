@@ -6,6 +6,7 @@ import Foundation
 import JSON
 import ModelIO
 import NN
+import Platform
 import TextData
 
 /// Mean next-token loss of `model` over `batches`, with perplexity and token count.
@@ -48,6 +49,7 @@ package func evaluateFile(
     let stream = try source.tokenStream(tokenizer: tokenizer, separator: jsonl ? loaded.endOfText : nil, cacheDirectory: nil)
     let tokens = stream.tokens
     let length = seqLen ?? loaded.model.config.maxPositionEmbeddings
+    try requireSeqLen(length, fits: loaded.model, path: checkpoint, setting: "--seq-len")
     guard tokens.count >= 2 else {
         throw DataError.insufficient(reason: "\(path) has \(tokens.count) token(s); scoring needs at least 2", hint: "use a longer text")
     }
@@ -85,4 +87,15 @@ package func evaluateFile(
         result.lastLogits = Array(logits.values[(logits.count - v)...])
     }
     return result
+}
+
+/// Refuses a window longer than the model's positions (`max_position_embeddings`), naming the
+/// setting that asked for it.
+package func requireSeqLen(_ seqLen: Int, fits model: LlamaModel, path: String, setting: String) throws {
+    let limit = model.config.maxPositionEmbeddings
+    guard seqLen <= limit else {
+        throw UserError(
+            path: path, problem: "\(setting) \(seqLen) exceeds the model's max_position_embeddings (\(limit))",
+            fix: "set \(setting) <= \(limit)", kind: .usage)
+    }
 }

@@ -109,12 +109,7 @@ package final class FineTuning {
 
     /// Refuses a seq_len the model cannot take.
     package func checkSeqLen(_ seqLen: Int) throws {
-        let limit = model.config.maxPositionEmbeddings
-        guard seqLen <= limit else {
-            throw UserError(
-                path: modelPath, problem: "training.seq_len \(seqLen) exceeds the model's max_position_embeddings (\(limit))",
-                fix: "set training.seq_len <= \(limit)", kind: .usage)
-        }
+        try requireSeqLen(seqLen, fits: model, path: modelPath, setting: "training.seq_len")
     }
 
     /// Trains with `objective` on micro-batches `batch(n)` (n counting from 0 over the run, the

@@ -51,6 +51,58 @@ struct FixtureReference: Decodable {
         #expect(samples.first?.ids == ref.greedy_ids)
     }
 
+    /// A tokenizer with an id beyond the embedding table is refused at load (exit 65 naming the
+    /// file and the id) instead of reading past the table.
+    @Test func tokenIdsBeyondTheVocabularyAreRefused() throws {
+        let dir = try scratchDirectory("vocab")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let model = dir.appendingPathComponent("model")
+        try FileManager.default.copyItem(at: Self.fixture, to: model)
+        let url = model.appendingPathComponent("tokenizer.json")
+        var tokenizer = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [String: Any]
+        var added = tokenizer["added_tokens"] as! [[String: Any]]
+        added.append(["id": 300, "content": "<extra>", "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true])
+        tokenizer["added_tokens"] = added
+        try JSONSerialization.data(withJSONObject: tokenizer).write(to: url)
+        let text = dir.appendingPathComponent("t.txt")
+        try Data("hello".utf8).write(to: text)
+        for args in [["import", "hf", model.path, "-o", dir.appendingPathComponent("m.h5").path], ["eval", "--checkpoint", model.path, "--text", text.path]] {
+            let r = try distill(args)
+            #expect(r.status == 65, "\(args[0]): \(r.err)")
+            #expect(r.err.contains(url.path) && r.err.contains("token id 300 (\"<extra>\") is outside the model's vocabulary of 300 embeddings"), "\(r.err)")
+        }
+    }
+
+    /// A NaN in a Hugging Face model's weights is refused at load, naming the tensor.
+    @Test func nonFiniteImportedWeightsAreRefused() throws {
+        let dir = try scratchDirectory("nan-weights")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let model = dir.appendingPathComponent("model")
+        try FileManager.default.copyItem(at: Self.fixture, to: model)
+        let url = model.appendingPathComponent("model.safetensors")
+        var bytes = [UInt8](try Data(contentsOf: url))
+        let headerLength = bytes[0..<8].enumerated().reduce(0) { $0 | Int($1.element) << (8 * $1.offset) }
+        let header = try JSONSerialization.jsonObject(with: Data(bytes[8..<(8 + headerLength)])) as! [String: Any]
+        let name = header.keys.filter { $0 != "__metadata__" }.sorted()[0]
+        let begin = ((header[name] as! [String: Any])["data_offsets"] as! [Int])[0]
+        for (k, b) in [0x00, 0x00, 0xC0, 0x7F].enumerated() { bytes[8 + headerLength + begin + k] = UInt8(b) }  // float32 NaN
+        try Data(bytes).write(to: url)
+        let r = try distill(["import", "hf", model.path, "-o", dir.appendingPathComponent("m.h5").path])
+        #expect(r.status == 65)
+        #expect(r.err.contains("tensor \(name) holds a non-finite value (nan at element 0)"), "\(r.err)")
+    }
+
+    /// A window longer than the model's positions is a usage error, not a silent run.
+    @Test func evalRefusesASeqLenBeyondThePositions() throws {
+        let dir = try scratchDirectory("seq-len")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let text = dir.appendingPathComponent("t.txt")
+        try Data("hello there".utf8).write(to: text)
+        let r = try distill(["eval", "--checkpoint", Self.fixture.path, "--text", text.path, "--seq-len", "100000"])
+        #expect(r.status == 2)
+        #expect(r.err.contains("--seq-len 100000 exceeds the model's max_position_embeddings"), "\(r.err)")
+    }
+
     @Test func importThenExportKeepsEveryTensor() throws {
         let dir = try scratchDirectory("roundtrip")
         defer { try? FileManager.default.removeItem(at: dir) }

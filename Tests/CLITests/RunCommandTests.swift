@@ -109,4 +109,16 @@ import Testing
         #expect(words.contains("stage types " + types.joined(separator: ", ") + "."), "\(r.out)")
         #expect(words.contains("docs/recipes.md"))
     }
+
+    /// Bytes that are not UTF-8 are refused with their position, never decoded to U+FFFD.
+    @Test func aRecipeThatIsNotUTF8IsRefusedWithItsPosition() throws {
+        let dir = try scratchDirectory("utf8")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent("r.json")
+        try Data(Array(#"{"name": "r",\#n "stages": [{"type": "eval", "checkpoint": "m"#.utf8) + [0xFF, 0xFE] + Array(#".h5"}]}"#.utf8)).write(to: url)
+        let r = try distill(["run", url.path, "--dry-run"])
+        #expect(r.status == 2)
+        #expect(r.err.contains("r.json:2:"), "\(r.err)")
+        #expect(r.err.contains("invalid UTF-8 at line 2"), "\(r.err)")
+    }
 }

@@ -9,4 +9,8 @@ int distill_native_codegen(void);
 /// 1 when this CPU runs the code this build contains (always 1 for a portable build).
 int distill_cpu_supports_build(void);
 
+/// Makes the C standard output line-buffered even into a pipe or file, so a killed process's
+/// log has every line it printed. Call before any output.
+void distill_line_buffer_stdout(void);
+
 #endif

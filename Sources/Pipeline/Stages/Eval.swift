@@ -19,6 +19,7 @@ struct EvalExecutor: StageExecutor {
         let stream = try data.corpusSource(runDirectory: context.runDirectory).tokenStream(
             tokenizer: tokenizer, separator: loaded.endOfText, cacheDirectory: URL(fileURLWithPath: context.runDirectory).appendingPathComponent("cache"))
         let seqLen = s.seqLen ?? trainedSeqLen(loaded) ?? min(128, loaded.model.config.maxPositionEmbeddings)
+        try requireSeqLen(seqLen, fits: loaded.model, path: loaded.path, setting: "seq_len")
         let batches = try evaluationBatches(stream.tokens, seqLen: seqLen, batches: s.batches, split: s.split, fraction: data.validationFraction, seed: UInt64(context.seed))
         let result = evaluate(loaded.model, batches: batches)
         let encoder = JSONEncoder()
