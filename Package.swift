@@ -24,8 +24,12 @@ let native: Bool = {
 let codegen: [SwiftSetting] = native ? [.unsafeFlags(["-target-cpu", "haswell"])] : []
 let hostCheck: [CSetting] = native ? [.define("DISTILL_NATIVE_HASWELL", to: "1")] : []
 
-// Numeric targets are built with unchecked arithmetic and exclusivity in release; debug
-// builds keep every check so the test suite catches out-of-bounds and overflow bugs.
+// Numeric targets (Core, NN, Training: the kernels and the loop) are built with unchecked
+// arithmetic and exclusivity in release; debug builds keep every check so the test suite
+// catches out-of-bounds and overflow bugs. Everything that parses or validates untrusted
+// input (JSON, TextData, Formats, ModelIO, ...) keeps its checks in release too: measured,
+// tokenizing 8.5 MB of text and reading a checkpoint take the same time either way
+// (0.65 s against 0.65 s, medians of 3 alternating runs).
 let numeric: [SwiftSetting] = codegen + [
     .unsafeFlags(["-Ounchecked", "-enforce-exclusivity=unchecked"], .when(configuration: .release))
 ]
@@ -52,12 +56,12 @@ let package = Package(
         .target(name: "Platform", swiftSettings: codegen),
         .target(name: "JSON", dependencies: ["Platform"], swiftSettings: codegen),
         .target(name: "Core", dependencies: ["CBLAS", "CHost"], swiftSettings: numeric),
-        .target(name: "TextData", dependencies: ["Platform", "JSON", "Core"], swiftSettings: numeric),
+        .target(name: "TextData", dependencies: ["Platform", "JSON", "Core"], swiftSettings: codegen),
         .target(name: "NN", dependencies: ["Platform", "Core"], swiftSettings: numeric),
-        .target(name: "Formats", dependencies: ["Platform", "JSON", "Core", "CHDF5"], swiftSettings: numeric),
+        .target(name: "Formats", dependencies: ["Platform", "JSON", "Core", "CHDF5"], swiftSettings: codegen),
         .target(
             name: "ModelIO", dependencies: ["Platform", "JSON", "Core", "NN", "TextData", "Formats"],
-            swiftSettings: numeric),
+            swiftSettings: codegen),
         .target(
             name: "Training", dependencies: ["Platform", "JSON", "Core", "NN", "TextData", "ModelIO"],
             swiftSettings: numeric),

@@ -78,6 +78,7 @@ package struct JSONLReader {
     package init(path: String, maxLineBytes: Int = 256 << 20) throws {
         self.path = path
         self.maxLineBytes = maxLineBytes
+        if let problem = notARegularFile(path) { throw DataError.io(path: path, reason: problem) }
         guard let h = FileHandle(forReadingAtPath: path) else {
             var isDir: ObjCBool = false
             let exists = FileManager.default.fileExists(atPath: path, isDirectory: &isDir)

@@ -3,6 +3,7 @@
 
 import Core
 import Foundation
+import JSON
 import NN
 import Platform
 import TextData

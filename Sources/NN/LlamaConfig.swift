@@ -126,6 +126,17 @@ public struct LlamaConfig: Codable, Sendable, Equatable, Hashable {
         ] where value < 1 {
             p.append("\(key) must be at least 1, got \(value)")
         }
+        // Bounds far above any model a CPU trains, checked before anything is sized by them: a
+        // config.json with a billion layers is refused here, not after gigabytes of allocation.
+        for (key, value, limit) in [
+            ("vocab_size", vocabSize, 1 << 24), ("hidden_size", hiddenSize, 1 << 16),
+            ("intermediate_size", intermediateSize, 1 << 18), ("num_hidden_layers", numHiddenLayers, 1 << 12),
+            ("num_attention_heads", numAttentionHeads, 1 << 10), ("num_key_value_heads", numKeyValueHeads, 1 << 10),
+            ("head_dim", headDim, 1 << 12), ("max_position_embeddings", maxPositionEmbeddings, 1 << 24),
+            ("layer_repeat", layerRepeat, 1 << 6),
+        ] where value > limit {
+            p.append("\(key) must be at most \(limit), got \(value)")
+        }
         if numKeyValueHeads >= 1 && numAttentionHeads % numKeyValueHeads != 0 {
             p.append("num_attention_heads (\(numAttentionHeads)) must be a multiple of num_key_value_heads (\(numKeyValueHeads))")
         }

@@ -35,6 +35,9 @@ package struct FileDigest: Codable, Sendable, Equatable {
 package struct InputError: Error, Sendable, Equatable, CustomStringConvertible {
     package var path: String
     package var reason: String
+    /// `.io` when the file could not be read; `.usage` when the recipe names something that is
+    /// not a file to read (a FIFO, a device).
+    package var kind: ErrorKind = .io
     package var description: String { "\(path): \(reason)" }
 }
 
@@ -78,7 +81,7 @@ package struct FileDigester {
         if let cached = cache[path], cached.stillValid(size: size, mtime: mtime) { return cached.hash }
         let checked = Date().timeIntervalSince1970
         let hash: String
-        do { hash = try fileDigest(path) } catch { throw InputError(path: path, reason: error.problem) }
+        do { hash = try fileDigest(path) } catch { throw InputError(path: path, reason: error.problem, kind: error.kind) }
         cache[path] = FileDigest(size: size, mtime: mtime, hash: hash, checked: checked)
         return hash
     }

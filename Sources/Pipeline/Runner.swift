@@ -106,7 +106,8 @@ package enum RunError: Error, Sendable, UserFacingError {
     package var errorKind: ErrorKind {
         switch self {
         case .executorsUnavailable: .usage
-        case .input, .state: .io
+        case .input(let e): e.kind
+        case .state: .io
         case .stageFailed(_, let error): (error as? any UserFacingError)?.errorKind ?? .internal
         }
     }

@@ -90,8 +90,27 @@ package func createDirectory(_ path: String) throws(UserError) {
     }
 }
 
+/// Why `path` is not a regular file to read (a FIFO, a device, a socket, a folder), or nil for
+/// a regular file or a missing path (whose open then says so). Checked before opening: opening
+/// a FIFO waits for a writer, possibly forever.
+package func notARegularFile(_ path: String) -> String? {
+    var info = stat()
+    guard stat(path, &info) == 0 else { return nil }
+    switch info.st_mode & S_IFMT {
+    case S_IFREG: return nil
+    case S_IFDIR: return "is a folder, not a file"
+    case S_IFIFO: return "is a FIFO (named pipe), not a regular file; reading it could wait forever"
+    case S_IFCHR, S_IFBLK: return "is a device, not a regular file"
+    case S_IFSOCK: return "is a socket, not a regular file"
+    default: return "is not a regular file"
+    }
+}
+
 /// The bytes of `path`.
 package func readFile(_ path: String) throws(UserError) -> Data {
+    if let problem = notARegularFile(path) {
+        throw UserError(path: path, problem: problem, fix: "give a regular file", kind: .usage)
+    }
     guard let data = FileManager.default.contents(atPath: path) else {
         let exists = FileManager.default.fileExists(atPath: path)
         throw UserError(

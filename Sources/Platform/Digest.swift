@@ -197,6 +197,9 @@ package func hexDigits<T: FixedWidthInteger & UnsignedInteger>(_ value: T) -> St
 
 /// XXH64 of a file's bytes, as 16 hex digits, read in 1 MiB chunks.
 package func fileDigest(_ path: String) throws(UserError) -> String {
+    if let problem = notARegularFile(path) {
+        throw UserError(path: path, problem: problem, fix: "give a regular file", kind: .usage)
+    }
     guard let handle = FileHandle(forReadingAtPath: path) else {
         throw UserError(path: path, problem: "cannot read the file", fix: "check that it exists and is readable", kind: .io)
     }

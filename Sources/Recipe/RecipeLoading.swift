@@ -148,6 +148,9 @@ extension Recipe {
         file: String, overrides: [String] = [], checkFiles: Bool = true
     ) throws(RecipeError) -> Recipe {
         let url = URL(fileURLWithPath: (file as NSString).expandingTildeInPath)
+        if let problem = notARegularFile(url.path) {
+            throw RecipeError(file: file, issues: [JSONIssue(path: "", kind: .rule("the recipe file \(problem)"))])
+        }
         guard let data = FileManager.default.contents(atPath: url.path) else {
             let exists = FileManager.default.fileExists(atPath: url.path)
             let kind: JSONIssue.Kind = exists ? .rule("cannot read the recipe file") : .fileNotFound(url.path)

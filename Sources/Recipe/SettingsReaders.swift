@@ -136,6 +136,13 @@ func readTraining(_ v: JSONValue, path: String, log: IssueLog, fineTuning: Bool 
     r.read(.evalBatches, into: &t.evalBatches, .atLeast(1))
     r.read(.checkpointEvery, into: &t.checkpointEvery, .atLeast(0))
     r.read(.logEvery, into: &t.logEvery, .atLeast(1))
+    // Upper bounds that keep an absurd value from sizing an allocation or a loop.
+    for (key, value, limit) in [
+        (TrainingSettings.CodingKeys.batchSize, t.batchSize, 1 << 16), (.gradAccum, t.gradAccum, 1 << 16),
+        (.seqLen, t.seqLen, 1 << 20), (.evalBatches, t.evalBatches, 1 << 16),
+    ] where value > limit {
+        log.add(.outOfRange(allowed: "<= \(limit)", got: String(value)), at: r.path(key))
+    }
     return t
 }
 

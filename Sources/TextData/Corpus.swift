@@ -118,6 +118,7 @@ package struct CorpusSource: Codable, Sendable, Equatable {
 
     /// A whole plain text file as one document: UTF-8 checked, BOM dropped, CRLF made LF.
     static func readText(_ path: String) throws -> String {
+        if let problem = notARegularFile(path) { throw DataError.io(path: path, reason: problem) }
         let data: Data
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
@@ -235,6 +236,7 @@ extension CorpusSource {
 
     /// XXH64 of a file's bytes, read in 4 MiB chunks.
     static func contentHash(_ path: String) throws -> UInt64 {
+        if let problem = notARegularFile(path) { throw DataError.io(path: path, reason: problem) }
         guard let handle = FileHandle(forReadingAtPath: path) else {
             throw DataError.io(path: path, reason: "cannot open for reading")
         }

@@ -22,6 +22,7 @@ private let familyHint = "distill reads byte-level BPE tokenizers (GPT-2 / Llama
 extension ByteLevelBPETokenizer {
     /// Loads a tokenizer.json file.
     package init(contentsOf url: URL) throws {
+        if let problem = notARegularFile(url.path) { throw TokenizerError.io(path: url.path, reason: problem) }
         let data: Data
         do {
             data = try Data(contentsOf: url)

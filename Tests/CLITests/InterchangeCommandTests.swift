@@ -5,6 +5,7 @@
 
 import Core
 import Foundation
+import JSON
 import ModelIO
 import Platform
 import Testing

@@ -2,6 +2,10 @@
 // build without stage executors says so.
 
 import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 import Platform
 import Recipe
 import Testing
@@ -120,5 +124,29 @@ import Testing
         #expect(r.status == 2)
         #expect(r.err.contains("r.json:2:"), "\(r.err)")
         #expect(r.err.contains("invalid UTF-8 at line 2"), "\(r.err)")
+    }
+
+    /// A FIFO named as data is refused at once (opening it would wait for a writer forever).
+    @Test func aFIFOAsDataIsRefusedNotWaitedOn() throws {
+        let dir = try scratchDirectory("fifo")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let fifo = dir.appendingPathComponent("data.txt").path
+        #expect(mkfifo(fifo, 0o600) == 0)
+        // If distill opened the FIFO it would block; this writer-less watchdog fails the test
+        // after 30 s instead of hanging the suite.
+        let watchdog = DispatchWorkItem {
+            let writer = open(fifo, O_WRONLY | O_NONBLOCK)
+            if writer >= 0 { close(writer) }
+        }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 30, execute: watchdog)
+        defer { watchdog.cancel() }
+        let url = dir.appendingPathComponent("r.json")
+        try Data(#"{"name": "r", "stages": [{"type": "pretrain", "data": {"train": ["data.txt"]}, "training": {"steps": 1}}]}"#.utf8)
+            .write(to: url)
+        let started = Date()
+        let r = try distill(["run", url.path])
+        #expect(Date().timeIntervalSince(started) < 25)
+        #expect(r.status == 2, "\(r.err)")
+        #expect(r.err.contains("is a FIFO (named pipe), not a regular file"), "\(r.err)")
     }
 }
