@@ -632,6 +632,27 @@ package final class HDF5File {
         }
     }
 
+    /// Removes the attribute `name` of the group or dataset at `path` (a missing one is not an
+    /// error).
+    package func deleteAttribute(_ name: String, at path: String = "/") throws {
+        try withLibrary {
+            try checkOpen()
+            let parts = try components(of: path, call: "deleteAttribute")
+            let object = parts.joined(separator: "/")
+            try checkAttributeName(name, object: object)
+            try checkWritable(call: "deleteAttribute", object: object)
+            let owner = try openObject(parts, call: "deleteAttribute", what: "object")
+            defer { _ = H5Oclose(owner) }
+            let exists = H5Aexists(owner, name)
+            if exists < 0 {
+                throw failure(.library, "H5Aexists", object: object, attribute: name, hint: "lookup failed")
+            }
+            if exists > 0, H5Adelete(owner, name) < 0 {
+                throw failure(.library, "H5Adelete", object: object, attribute: name, hint: "could not delete it")
+            }
+        }
+    }
+
     /// Reads the scalar attribute `name` of the group or dataset at `path`.
     package func attribute(_ name: String, at path: String = "/") throws -> HDF5AttributeValue {
         try withLibrary {

@@ -121,6 +121,11 @@ package enum CheckpointFormat {
     static let tokenizerPath = "state/tokenizer"
     static let metadataGroup = "metadata"
     static let checksumAttribute = "checksum"
+    /// CRC32 of every attribute of the root, optimizer and metadata groups (config, step,
+    /// kind, tokens seen, base checksum, fingerprint, ...): datasets carry their own
+    /// checksums, and a flipped bit in an attribute would otherwise change the model or a
+    /// resume silently. Absent in files written before it (then not checked).
+    static let attributesChecksumAttribute = "attributes_crc32"
 }
 
 // MARK: - Writing the file (no commit protocol; see CheckpointCommit.swift)
@@ -197,6 +202,25 @@ package func configJSON(_ config: LlamaConfig) throws -> String {
     return String(decoding: data, as: UTF8.self)
 }
 
+/// CRC32 over every attribute of the root, optimizer and metadata groups but the checksum
+/// itself, as `object/name=value` lines in sorted order (`attributesChecksumAttribute`).
+func attributesChecksum(_ file: HDF5File) throws -> UInt32 {
+    var lines: [String] = []
+    for object in ["/", CheckpointFormat.optimizerGroup, CheckpointFormat.metadataGroup] {
+        guard try object == "/" || file.objectKind(at: object) == .group else { continue }
+        for name in try file.attributeNames(at: object).sorted() where name != CheckpointFormat.attributesChecksumAttribute {
+            let value: String
+            switch try file.attribute(name, at: object) {
+            case .int(let i): value = "int:\(i)"
+            case .double(let d): value = "double:\(d.bitPattern)"
+            case .string(let s): value = "string:\(s.utf8.count):" + s
+            }
+            lines.append("\(object)/\(name)=\(value)")
+        }
+    }
+    return CRC32.checksum(Array(lines.joined(separator: "\n").utf8))
+}
+
 /// Writes `contents` into a new HDF5 file at `path` and closes it (no fsync: the
 /// commit protocol does that).
 func writeCheckpointFile(_ contents: CheckpointContents, path: String) throws {
@@ -255,6 +279,8 @@ func writeCheckpointFile(_ contents: CheckpointContents, path: String) throws {
         for (key, value) in contents.metadata.sorted(by: { $0.key < $1.key }) {
             try file.setAttribute(key, .string(value), at: CheckpointFormat.metadataGroup)
         }
+        try file.setAttribute(
+            CheckpointFormat.attributesChecksumAttribute, .int(Int64(try attributesChecksum(file))))
         try file.close()
     } catch let error as HDF5Error {
         throw CheckpointError.from(error, path: path, reading: false)
@@ -466,6 +492,11 @@ final class CheckpointReader {
         let problems = config.problems()
         guard problems.isEmpty else { throw malformed("invalid model config: " + problems.joined(separator: "; ")) }
         let base = try hdf5({ try file.hasAttribute("base_checksum") }) ? try stringAttribute("base_checksum") : nil
+        if try hdf5({ try file.hasAttribute(CheckpointFormat.attributesChecksumAttribute) }) {
+            let recorded = UInt32(truncatingIfNeeded: try intAttribute(CheckpointFormat.attributesChecksumAttribute))
+            let actual = try hdf5({ try attributesChecksum(file) })
+            if actual != recorded { throw checksumMismatch("attributes of /, optimizer and metadata", recorded: recorded, actual: actual) }
+        }
         let header = CheckpointHeader(
             formatVersion: version, kind: kind, distillVersion: try stringAttribute("distill_version"),
             created: try stringAttribute("created"), step: try intAttribute("step"),

@@ -276,6 +276,8 @@ private func directoryListing(_ directory: URL) throws -> [String] {
         try file.setAttribute("config", .string(try configJSON(other)))
         try file.write([1, 2] as [Float], shape: [2], to: "model/model.extra.weight")
         try file.setAttribute("checksum", .int(0), at: "model/model.extra.weight")
+        // A consistent writer's attributes checksum, so the shapes are what is wrong.
+        try file.setAttribute(CheckpointFormat.attributesChecksumAttribute, .int(Int64(try attributesChecksum(file))))
         try file.close()
 
         let error = expectCheckpointError(.shapeMismatch) { _ = try readCheckpoint(at: url) }
@@ -284,6 +286,33 @@ private func directoryListing(_ directory: URL) throws -> [String] {
         #expect(text.contains("unexpected: model.extra.weight"))
         #expect(text.contains("model.layers.0.mlp.gate_proj.weight is [12, 8], the config needs [16, 8]"))
         expectCheckpointError(.shapeMismatch) { _ = try readCheckpointSummary(at: url) }
+    }
+}
+
+/// Attributes are covered by a checksum too: a changed step, config or metadata value is a
+/// damaged file (exit 65), not a different model; files from before the checksum still read.
+@Test func aChangedAttributeIsDamage() throws {
+    try withTemporaryDirectory { directory in
+        let url = directory.appendingPathComponent("ckpt.h5")
+        var contents = sampleContents()
+        contents.metadata = ["fingerprint": "abc"]
+        for (name, value, object) in [
+            ("step", HDF5AttributeValue.int(8), "/"), ("fingerprint", .string("abd"), "metadata"),
+            ("config", .string(try configJSON(contents.config).replacingOccurrences(of: "\"rope_theta\" : 10000", with: "\"rope_theta\" : 10001")), "/"),
+        ] {
+            try writeCheckpoint(contents, to: url)
+            let file = try HDF5File.open(path: url.path, writable: true)
+            try file.setAttribute(name, value, at: object)
+            try file.close()
+            let error = expectCheckpointError(.checksumMismatch) { _ = try readCheckpoint(at: url) }
+            #expect(error?.description.contains("checksum mismatch in /attributes of /, optimizer and metadata") == true, "\(name)")
+        }
+        // A file written before the checksum (no attributes_crc32) reads as before.
+        try writeCheckpoint(contents, to: url)
+        let file = try HDF5File.open(path: url.path, writable: true)
+        try file.deleteAttribute(CheckpointFormat.attributesChecksumAttribute)
+        try file.close()
+        #expect(try readCheckpoint(at: url).step == contents.step)
     }
 }
 
