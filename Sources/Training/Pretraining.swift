@@ -112,6 +112,7 @@ package struct PretrainRun {
             var rng = RNG(seed: UInt64(seed))
             let config = (self.model ?? ModelSettings()).llamaConfig(
                 vocabSize: tokenizer.vocabSize, bosTokenId: eot.map(Int.init), eosTokenId: eot.map(Int.init))
+            try requireMemory(config, batch: t.batchSize, seqLen: t.seqLen, path: output)
             model = LlamaModel(config: config, rng: &rng)
         }
 
@@ -135,4 +136,29 @@ package struct PretrainRun {
 extension TokenBatch {
     /// The batch as the trainer takes it.
     package var training: TrainingBatch { TrainingBatch(inputs: inputs, targets: targets, batch: rows, length: seqLen) }
+}
+
+/// Bytes a training run of `config` needs at least: weights, gradients and two AdamW moments
+/// (16 bytes a parameter), plus the activations one micro-batch keeps for the backward (about
+/// 24 floats per position per layer and width, and the logits' chunk). A lower bound, not a
+/// prediction; it only has to catch a model that cannot possibly fit.
+package func trainingMemoryEstimate(_ config: LlamaConfig, batch: Int, seqLen: Int) -> Double {
+    let positions = Double(batch) * Double(seqLen)
+    let perLayer = Double(config.hiddenSize) * 24 + Double(config.intermediateSize) * 3
+    let activations = positions * perLayer * Double(config.numHiddenLayers) * 4
+    return Double(config.parameterCount) * 16 + activations
+}
+
+/// Refuses, before allocating anything, a model that cannot fit this machine's memory.
+package func requireMemory(_ config: LlamaConfig, batch: Int, seqLen: Int, path: String) throws {
+    let need = trainingMemoryEstimate(config, batch: batch, seqLen: seqLen)
+    let have = Double(ProcessInfo.processInfo.physicalMemory)
+    guard need <= have else {
+        func gib(_ b: Double) -> String { String(format: "%.1f GiB", b / Double(1 << 30)) }
+        throw UserError(
+            path: path,
+            problem: "training this model needs at least \(gib(need)) (\(config.parameterCount) parameters at 16 bytes each for weights, gradients and AdamW moments, plus activations), more than this machine's \(gib(have))",
+            fix: "make the model smaller (hidden_size, num_hidden_layers, intermediate_size, vocabulary) or the batch (batch_size, seq_len)",
+            kind: .usage)
+    }
 }

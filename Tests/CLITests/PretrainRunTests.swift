@@ -121,6 +121,22 @@ func lineCount(_ url: URL) -> Int {
         }
     }
 
+    /// A model that cannot fit in memory is refused with the estimate before any allocation.
+    @Test func aModelTooLargeForMemoryIsRefusedUpFront() throws {
+        let root = try scratchDirectory("too-large")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let url = root.appendingPathComponent("r.json")
+        let recipe = tinyRecipe(runDir: root.appendingPathComponent("run").path).replacingOccurrences(
+            of: #""hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2"#,
+            with: #""hidden_size": 16384, "intermediate_size": 65536, "num_hidden_layers": 512"#)
+        try Data(recipe.utf8).write(to: url)
+        let started = Date()
+        let r = try distill(["run", url.path])
+        #expect(r.status == 2, "\(r.err)")
+        #expect(r.err.contains("training this model needs at least") && r.err.contains("more than this machine's"), "\(r.err)")
+        #expect(Date().timeIntervalSince(started) < 60)
+    }
+
     /// An update that makes the weights non-finite (here a learning rate beyond Float's range)
     /// is never committed: exit 65 and no poisoned checkpoint for a resume to fail on.
     @Test func nonFiniteWeightsAreNeverCheckpointed() throws {
