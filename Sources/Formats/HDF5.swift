@@ -585,22 +585,8 @@ package final class HDF5File {
     /// Sets a scalar attribute on the group or dataset at `path` (default: the root),
     /// replacing an existing one of the same name.
     package func setAttribute(_ name: String, _ value: HDF5AttributeValue, at path: String = "/") throws {
-        try withLibrary {
-            try checkOpen()
-            let parts = try components(of: path, call: "setAttribute")
-            let object = parts.joined(separator: "/")
-            try checkAttributeName(name, object: object)
-            try checkWritable(call: "setAttribute", object: object)
-            let owner = try openObject(parts, call: "setAttribute", what: "object")
-            defer { _ = H5Oclose(owner) }
-
-            let exists = H5Aexists(owner, name)
-            if exists < 0 {
-                throw failure(.library, "H5Aexists", object: object, attribute: name, hint: "lookup failed")
-            }
-            if exists > 0, H5Adelete(owner, name) < 0 {
-                throw failure(.library, "H5Adelete", object: object, attribute: name, hint: "could not replace it")
-            }
+        try withAttributeOwner(name, at: path, call: "setAttribute", writing: true) { owner, object in
+            try deleteIfPresent(owner, name, object: object, hint: "could not replace it")
             let space = H5Screate(H5S_SCALAR)
             if space < 0 { throw failure(.library, "H5Screate", object: object, attribute: name, hint: "scalar space") }
             defer { _ = H5Sclose(space) }
@@ -635,34 +621,42 @@ package final class HDF5File {
     /// Removes the attribute `name` of the group or dataset at `path` (a missing one is not an
     /// error).
     package func deleteAttribute(_ name: String, at path: String = "/") throws {
-        try withLibrary {
-            try checkOpen()
-            let parts = try components(of: path, call: "deleteAttribute")
-            let object = parts.joined(separator: "/")
-            try checkAttributeName(name, object: object)
-            try checkWritable(call: "deleteAttribute", object: object)
-            let owner = try openObject(parts, call: "deleteAttribute", what: "object")
-            defer { _ = H5Oclose(owner) }
-            let exists = H5Aexists(owner, name)
-            if exists < 0 {
-                throw failure(.library, "H5Aexists", object: object, attribute: name, hint: "lookup failed")
-            }
-            if exists > 0, H5Adelete(owner, name) < 0 {
-                throw failure(.library, "H5Adelete", object: object, attribute: name, hint: "could not delete it")
-            }
+        try withAttributeOwner(name, at: path, call: "deleteAttribute", writing: true) { owner, object in
+            try deleteIfPresent(owner, name, object: object, hint: "could not delete it")
         }
     }
 
     /// Reads the scalar attribute `name` of the group or dataset at `path`.
     package func attribute(_ name: String, at path: String = "/") throws -> HDF5AttributeValue {
+        try withAttributeOwner(name, at: path, call: "attribute", writing: false) { owner, object in
+            try readAttribute(owner, name, object: object)
+        }
+    }
+
+    /// Runs `body` on the open object at `path` that holds (or will hold) attribute `name`,
+    /// after the checks every attribute call makes.
+    private func withAttributeOwner<T>(
+        _ name: String, at path: String, call: String, writing: Bool, _ body: (hid_t, String) throws -> T
+    ) throws -> T {
         try withLibrary {
             try checkOpen()
-            let parts = try components(of: path, call: "attribute")
+            let parts = try components(of: path, call: call)
             let object = parts.joined(separator: "/")
             try checkAttributeName(name, object: object)
-            let owner = try openObject(parts, call: "attribute", what: "object")
+            if writing { try checkWritable(call: call, object: object) }
+            let owner = try openObject(parts, call: call, what: "object")
             defer { _ = H5Oclose(owner) }
-            return try readAttribute(owner, name, object: object)
+            return try body(owner, object)
+        }
+    }
+
+    private func deleteIfPresent(_ owner: hid_t, _ name: String, object: String, hint: String) throws {
+        let exists = H5Aexists(owner, name)
+        if exists < 0 {
+            throw failure(.library, "H5Aexists", object: object, attribute: name, hint: "lookup failed")
+        }
+        if exists > 0, H5Adelete(owner, name) < 0 {
+            throw failure(.library, "H5Adelete", object: object, attribute: name, hint: hint)
         }
     }
 
