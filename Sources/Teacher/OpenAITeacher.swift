@@ -317,7 +317,12 @@ package struct OpenAITeacher: TeacherBackend {
         let status = http.statusCode
         let text = String(decoding: data, as: UTF8.self)
         switch status {
-        case 200..<300: return .success(text)
+        case 200..<300:
+            // Decoding would silently turn bad bytes into U+FFFD inside a completion.
+            if let bad = UTF8Text.firstInvalidOffset(Array(data)) {
+                return .failure(FailureBox(.invalidResponse, status, "response is not valid UTF-8 (byte \(bad) of \(data.count))"))
+            }
+            return .success(text)
         case 300..<400:
             let location = http.value(forHTTPHeaderField: "Location").map { " to \(redacted($0))" } ?? ""
             return .failure(

@@ -351,6 +351,21 @@ let arithmetic = [
         #expect(server.requests.count == 1 && elsewhere.requests.isEmpty)
     }
 
+    /// A response that is not UTF-8 is an invalid response (retried, never cached), not a
+    /// completion with U+FFFD in it.
+    @Test func aResponseThatIsNotUTF8IsInvalid() async throws {
+        let body = Array(#"{"choices":[{"message":{"role":"assistant","content":"caf"#.utf8) + [0xE9] + Array(#""}}]}"#.utf8)
+        let server = try ScriptedServer { _, _ in .respondBytes(body) }
+        defer { server.stop() }
+        let cache = try temporaryCache()
+        let teacher = try makeTeacher(server, cache: cache, maxAttempts: 2)
+        let samples = try await teacher.sample([arithmetic[0]])
+        let failure = try #require(samples[0].result.failure)
+        #expect(failure.kind == .invalidResponse && failure.attempts == 2, "\(failure)")
+        #expect(failure.message.contains("not valid UTF-8 (byte 57 of 63)"), "\(failure.message)")
+        #expect(try cache.count() == 0)
+    }
+
     @Test func retryAfterReadsSecondsAndHTTPDates() {
         #expect(OpenAITeacher.retryAfter("3") == 3)
         #expect(OpenAITeacher.retryAfter(nil) == nil)

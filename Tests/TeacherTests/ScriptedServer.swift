@@ -26,6 +26,8 @@ final class ScriptedServer: @unchecked Sendable {
         case hangUp
         /// Writes these bytes (not HTTP) and closes.
         case raw(String)
+        /// A 200 response whose body is these bytes, valid UTF-8 or not.
+        case respondBytes([UInt8])
         /// Sends a 200 head announcing `bytes` of body, then one byte every `interval` seconds.
         case trickle(bytes: Int, interval: Double)
     }
@@ -128,6 +130,9 @@ final class ScriptedServer: @unchecked Sendable {
             break
         case .raw(let bytes):
             write(fd, bytes)
+        case .respondBytes(let body):
+            write(fd, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n")
+            writeBytes(fd, body)
         case .trickle(let count, let interval):
             write(
                 fd,
@@ -141,8 +146,9 @@ final class ScriptedServer: @unchecked Sendable {
         shutdown(fd, Int32(SHUT_WR))
     }
 
-    private func write(_ fd: Int32, _ text: String) {
-        let bytes = Array(text.utf8)
+    private func write(_ fd: Int32, _ text: String) { writeBytes(fd, Array(text.utf8)) }
+
+    private func writeBytes(_ fd: Int32, _ bytes: [UInt8]) {
         var sent = 0
         while sent < bytes.count {
             let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
