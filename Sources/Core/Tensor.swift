@@ -195,3 +195,12 @@ extension Tensor {
         }
     }
 }
+
+extension Tensor {
+    /// The index of the first element that is NaN or infinite, or nil when all are finite.
+    public func firstNonFinite() -> Int? {
+        let p = data
+        for i in 0..<count where !p[i].isFinite { return i }
+        return nil
+    }
+}

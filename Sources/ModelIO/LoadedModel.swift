@@ -50,7 +50,7 @@ package func loadModel(from path: String, base: String? = nil, trainable: Bool =
         // NaN loss much later, so it is refused here, naming the tensor.
         for name in tensors.keys.sorted() {
             let t = tensors[name]!
-            if let i = (0..<t.count).first(where: { !t.data[$0].isFinite }) {
+            if let i = t.firstNonFinite() {
                 throw UserError(
                     path: path, problem: "tensor \(name) holds a non-finite value (\(t.data[i]) at element \(i))",
                     fix: "the model's weights are damaged; re-download or re-export them", kind: .badData)

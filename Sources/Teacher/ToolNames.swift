@@ -6,6 +6,7 @@
 // task's names before they are verified, so the task set keeps its own names throughout.
 
 import JSON
+import Verify
 
 package struct ToolNames: Sendable, Equatable {
     /// Original name -> the name sent.
@@ -15,7 +16,7 @@ package struct ToolNames: Sendable, Equatable {
 
     /// The names of `tools` (bare definitions or `{"type": "function", "function": ...}`).
     package init(_ tools: [JSONValue]) {
-        let names = tools.compactMap(Self.name)
+        let names = tools.compactMap(ToolSchema.name)
         var taken = Set(names.filter(Self.isAccepted))
         for name in names where encoded[name] == nil {
             var sent = name
@@ -48,12 +49,6 @@ package struct ToolNames: Sendable, Equatable {
             .object(.init(object.entries.map { (key: $0.key, value: $0.key == key ? value : $0.value) }))
         }
         return replacing(o, "function", with: replacing(f, "name", with: .string(sent)))
-    }
-
-    private static func name(_ tool: JSONValue) -> String? {
-        guard case .object(let o) = tool else { return nil }
-        if case .object(let f)? = o["function"] { return f["name"]?.stringValue }
-        return o["name"]?.stringValue
     }
 
     private static func isAllowed(_ c: Unicode.Scalar) -> Bool {

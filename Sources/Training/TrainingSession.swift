@@ -122,7 +122,7 @@ package final class TrainingSession {
             // gradient (a huge learning rate), which only the next loss would reveal. The last
             // good checkpoint stays.
             if let bad = (parameters + optimizer.slots.flatMap { [($0.name + " (AdamW m)", $0.m), ($0.name + " (AdamW v)", $0.v)] })
-                .first(where: { !isFinite($0.1) })
+                .first(where: { $0.1.firstNonFinite() != nil })
             {
                 throw TrainingError.nonFiniteWeights(step: step, what: "\(bad.0) is not finite after the update")
             }
@@ -247,11 +247,4 @@ final class MetricsLog {
         line.append(0x0A)
         try handle.write(contentsOf: line)
     }
-}
-
-/// Whether every element of `t` is finite.
-private func isFinite(_ t: Tensor) -> Bool {
-    let p = t.data
-    for i in 0..<t.count where !p[i].isFinite { return false }
-    return true
 }

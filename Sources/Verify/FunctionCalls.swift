@@ -441,7 +441,7 @@ package enum FunctionCallMatch {
         }
         var schemas: [String: JSONValue] = [:]
         if let tools {
-            let known = Set(tools.compactMap(toolName))
+            let known = Set(tools.compactMap(ToolSchema.name))
             if let unknown = found.first(where: { !known.contains($0.name) }) {
                 return .incorrect(
                     "unknown function \(unknown.name) (the task offers \(known.sorted().joined(separator: ", ")))")
@@ -486,12 +486,6 @@ package enum FunctionCallMatch {
             return .incorrect("no expected call matches \(call.name)")
         }
         return .incorrect("calls cannot be paired one-to-one with the expected calls (a duplicate?)")
-    }
-
-    static func toolName(_ tool: JSONValue) -> String? {
-        guard case .object(let o) = tool else { return nil }
-        if case .object(let f)? = o["function"] { return f["name"]?.stringValue }
-        return o["name"]?.stringValue
     }
 
     /// Why `call` does not satisfy `expected`, or nil when it does. `required` are the arguments

@@ -188,7 +188,7 @@ package enum TaskReader {
         if let c = record.value("calls") {
             let calls = try expectedCalls(c, record)
             if let tools = task.tools {
-                let offered = Set(tools.compactMap(FunctionCallMatch.toolName))
+                let offered = Set(tools.compactMap(ToolSchema.name))
                 for call in calls where !offered.contains(call.name) {
                     throw record.error(
                         "expected call \(call.name) is not among the task's tools (\(offered.sorted().joined(separator: ", ")))",

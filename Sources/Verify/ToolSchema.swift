@@ -21,13 +21,24 @@ import JSON
 import Platform
 
 package enum ToolSchema {
+    /// A tool's function definition: the object itself, or its `function` member in OpenAI's
+    /// `{"type": "function", "function": {...}}` form; nil for anything else.
+    package static func definition(_ tool: JSONValue) -> JSONValue.JSONObject? {
+        guard case .object(let o) = tool else { return nil }
+        if case .object(let f)? = o["function"] { return f }
+        return o
+    }
+
+    /// A tool's function name.
+    package static func name(_ tool: JSONValue) -> String? { definition(tool)?["name"]?.stringValue }
+
     /// The `parameters` schema of every tool that has one, by function name.
     package static func parameters(_ tools: [JSONValue]) -> [String: JSONValue] {
         var out: [String: JSONValue] = [:]
         for tool in tools {
-            guard case .object(var o) = tool else { continue }
-            if case .object(let f)? = o["function"] { o = f }
-            if let name = o["name"]?.stringValue, let p = o["parameters"], case .object = p { out[name] = p }
+            guard let f = definition(tool), let name = f["name"]?.stringValue, let p = f["parameters"], case .object = p
+            else { continue }
+            out[name] = p
         }
         return out
     }

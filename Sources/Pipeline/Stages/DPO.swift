@@ -10,7 +10,7 @@ import Training
 
 struct DPOExecutor: StageExecutor {
     func run(_ stage: Stage, context: RunContext, emit: (StageEvent) -> Void) throws -> StageOutputs {
-        guard case .dpo(let s) = stage else { preconditionFailure("dpo executor got a \(stage.type) stage") }
+        guard case .dpo(let s) = stage else { mismatch(stage, .dpo) }
         return try withoutActuallyEscaping(emit) { emit in
             let session = try s.fineTuning(context, emit: emit)
             let t = s.training

@@ -12,7 +12,7 @@ import Training
 
 struct KDExecutor: StageExecutor {
     func run(_ stage: Stage, context: RunContext, emit: (StageEvent) -> Void) throws -> StageOutputs {
-        guard case .kd(let s) = stage else { preconditionFailure("kd executor got a \(stage.type) stage") }
+        guard case .kd(let s) = stage else { mismatch(stage, .kd) }
         return try withoutActuallyEscaping(emit) { emit in
             let session = try s.fineTuning(context, emit: emit)
             let t = s.training

@@ -10,7 +10,7 @@ import Training
 
 struct SFTExecutor: StageExecutor {
     func run(_ stage: Stage, context: RunContext, emit: (StageEvent) -> Void) throws -> StageOutputs {
-        guard case .sft(let s) = stage else { preconditionFailure("sft executor got a \(stage.type) stage") }
+        guard case .sft(let s) = stage else { mismatch(stage, .sft) }
         return try withoutActuallyEscaping(emit) { emit in
             let session = try s.fineTuning(context, emit: emit)
             let t = s.training

@@ -10,7 +10,7 @@ struct SweepExecutor: StageExecutor {
     var shard: SweepShard? = nil
 
     func run(_ stage: Stage, context: RunContext, emit: (StageEvent) -> Void) throws -> StageOutputs {
-        guard case .sweep(let s) = stage else { preconditionFailure("executor for sweep got a \(stage.type) stage") }
+        guard case .sweep(let s) = stage else { mismatch(stage, .sweep) }
         let runner = SweepRunner(
             stage: s, recipe: context.recipe, seed: context.seed, threads: context.threads,
             shard: shard ?? SweepShard.fromEnvironment() ?? .all)
