@@ -20,7 +20,9 @@
 // checks (byte size = elements / block size x type size, rows a whole number of blocks);
 // the alignment; and offsets that are aligned, inside the file and non-overlapping. Values
 // are stored compactly (typed arrays), so memory stays within a small multiple of the
-// header's size. Tensor bytes are read with `pread` into the destination tensor.
+// header's size. Tensor bytes are read with `pread`: F32 straight into the destination
+// tensor, other types in chunks of whole blocks that GGUFQuants.swift decodes, so memory
+// stays bounded; a type without a decoder is refused before anything is allocated.
 //
 // Writing produces what gguf-py's GGUFWriter produces: metadata in the order given, tensor
 // infos, padding, each tensor padded to the alignment; F32 or F16 tensors. Files are written
@@ -149,8 +151,9 @@ package indirect enum GGUFArray: Sendable, Equatable {
 }
 
 /// Tensor element types (ggml `ggml_type`): id, block size in elements, bytes per block.
-/// distill converts F32, F16, BF16 and F64 to Float32; the others are recognised, so their
-/// sizes are validated, but refused when read as a tensor.
+/// distill converts F32, F16, BF16, F64 and the Q4_0 ... Q8_0 and Q2_K ... Q6_K block types to
+/// Float32 (`GGUFQuants.supportedTypes`); the others are recognised, so their sizes are
+/// validated, but refused when read as a tensor.
 package enum GGUFTensorType: UInt32, Sendable, CaseIterable {
     case f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3, q5_0 = 6, q5_1 = 7, q8_0 = 8, q8_1 = 9
     case q2_K = 10, q3_K = 11, q4_K = 12, q5_K = 13, q6_K = 14, q8_K = 15
@@ -196,7 +199,7 @@ package enum GGUFTensorType: UInt32, Sendable, CaseIterable {
     }
 
     /// Whether `GGUFFile.read` converts this type to Float32.
-    package var isReadable: Bool { [.f32, .f16, .bf16, .f64].contains(self) }
+    package var isReadable: Bool { GGUFQuants.supports(self) }
 
     package var name: String { String(describing: self).uppercased() }
 }
@@ -214,6 +217,12 @@ package struct GGUFTensorInfo: Sendable, Equatable {
     /// Row-major shape (the reverse of `dims`), as torch and distill's Tensor see it.
     package var shape: [Int] { dims.reversed() }
     package var elementCount: Int { dims.reduce(1, *) }
+    /// Values per row: ne[0], a whole number of the type's blocks.
+    package var rowLength: Int { dims[0] }
+    /// Rows: the product of the other dims (0 when rows are empty).
+    package var rowCount: Int { dims[0] == 0 ? 0 : elementCount / dims[0] }
+    /// Bytes per row as stored.
+    package var rowBytes: Int { dims[0] / type.blockLayout.elements * type.blockLayout.bytes }
 }
 
 /// A refused or unreadable GGUF file, naming the file, the field and a hint.
@@ -257,7 +266,8 @@ package struct GGUFError: Error, CustomStringConvertible, Sendable {
         /// Two tensors share bytes.
         case overlap
         case tensorNotFound
-        /// A valid type that distill does not convert to Float32 (quantized, integer).
+        /// A valid type that distill does not convert to Float32 (integer, IQ and other
+        /// quantized types without a decoder in GGUFQuants.swift).
         case unsupportedTensorType
         /// A model or tokenizer that llama.cpp cannot represent faithfully (export).
         case unsupportedModel
@@ -362,55 +372,72 @@ package final class GGUFFile {
         return bytes
     }
 
-    /// Reads one tensor as Float32 with its row-major shape (`info.shape`).
+    /// Reads one tensor as Float32 with its row-major shape (`info.shape`), converting or
+    /// dequantizing the types `GGUFQuants.supports` (GGUFQuants.swift); other types are
+    /// refused before anything is allocated.
     package func read(_ name: String) throws -> Tensor {
-        let info = try require(name)
-        guard info.type.isReadable else {
-            throw GGUFError(
-                .unsupportedTensorType, file: path, field: "tensor '\(name)'",
-                hint: "type \(info.type.name) is not converted to Float32 (distill reads F32, F16, BF16, F64)")
-        }
+        let info = try readable(name)
         let tensor = Tensor.empty(info.shape)
-        let count = info.elementCount
-        let start = dataOffset + info.offset
-        if info.type == .f32 {
-            try preadFully(
-                fd, into: UnsafeMutableRawBufferPointer(start: tensor.data, count: count * 4), at: start, path: path)
-            #if _endian(big)
-                for i in 0..<count { tensor.data[i] = Float(bitPattern: UInt32(littleEndian: tensor.data[i].bitPattern)) }
-            #endif
-        } else {
-            let size = info.type.blockLayout.bytes
-            let chunk = 1 << 16
-            var buffer = [UInt8](repeating: 0, count: min(count, chunk) * size)
-            var done = 0
-            while done < count {
-                let n = min(chunk, count - done)
-                try buffer.withUnsafeMutableBytes { raw in
-                    try preadFully(
-                        fd, into: UnsafeMutableRawBufferPointer(rebasing: raw[..<(n * size)]), at: start + done * size,
-                        path: path)
-                    let out = tensor.data + done
-                    for i in 0..<n {
-                        switch info.type {
-                        case .f16:
-                            out[i] = HalfPrecision.float(
-                                fromBits: UInt16(littleEndian: raw.load(fromByteOffset: 2 * i, as: UInt16.self)))
-                        case .bf16:
-                            out[i] = Float(
-                                bitPattern: UInt32(UInt16(littleEndian: raw.load(fromByteOffset: 2 * i, as: UInt16.self)))
-                                    << 16)
-                        default:
-                            out[i] = Float(
-                                Double(bitPattern: UInt64(littleEndian: raw.load(fromByteOffset: 8 * i, as: UInt64.self))))
-                        }
-                    }
-                }
-                done += n
-            }
-        }
+        try convert(info, rows: 0..<info.rowCount, into: tensor.data)
         tensor.name = name
         return tensor
+    }
+
+    /// Reads rows `rows` of a tensor as Float32, shape [rows.count, rowLength]. A row is
+    /// ne[0] values (the last row-major axis), a whole number of blocks; the rows of a
+    /// tensor with more than two dims are counted over all its other axes.
+    package func read(_ name: String, rows: Range<Int>) throws -> Tensor {
+        let info = try readable(name)
+        precondition(
+            rows.lowerBound >= 0 && rows.upperBound <= info.rowCount,
+            "rows \(rows) of tensor '\(name)', which has \(info.rowCount) rows of \(info.rowLength)")
+        let tensor = Tensor.empty([rows.count, info.rowLength])
+        try convert(info, rows: rows, into: tensor.data)
+        return tensor
+    }
+
+    /// Values per pread: a multiple of every supported block size (1, 32, 256), so each
+    /// chunk is whole blocks; the buffer is at most 512 KB (F64).
+    private static let chunkValues = 1 << 16
+
+    /// Streams rows of `info` through a chunk buffer into `out`. The header reader has
+    /// checked that the tensor's `byteCount` (= rowCount x rowBytes) bytes lie inside the
+    /// file and that a row is whole blocks, so every chunk is whole blocks inside the tensor.
+    private func convert(_ info: GGUFTensorInfo, rows: Range<Int>, into out: UnsafeMutablePointer<Float>) throws {
+        let count = rows.count * info.rowLength
+        let start = dataOffset + info.offset + rows.lowerBound * info.rowBytes
+        if info.type == .f32 {
+            try preadFully(fd, into: UnsafeMutableRawBufferPointer(start: out, count: count * 4), at: start, path: path)
+            #if _endian(big)
+                for i in 0..<count { out[i] = Float(bitPattern: UInt32(littleEndian: out[i].bitPattern)) }
+            #endif
+            return
+        }
+        let (elements, bytes) = info.type.blockLayout
+        precondition(Self.chunkValues % elements == 0, "a chunk must be whole \(info.type.name) blocks")
+        var buffer = [UInt8](repeating: 0, count: min(count, Self.chunkValues) / elements * bytes)
+        var done = 0
+        while done < count {
+            let n = min(Self.chunkValues, count - done)
+            try buffer.withUnsafeMutableBytes { raw in
+                let chunk = UnsafeMutableRawBufferPointer(rebasing: raw[..<(n / elements * bytes)])
+                try preadFully(fd, into: chunk, at: start + done / elements * bytes, path: path)
+                GGUFQuants.dequantize(info.type, blocks: UnsafeRawBufferPointer(chunk), into: out + done, count: n)
+            }
+            done += n
+        }
+    }
+
+    /// The tensor's info, or the error refusing its type.
+    private func readable(_ name: String) throws -> GGUFTensorInfo {
+        let info = try require(name)
+        guard GGUFQuants.supports(info.type) else {
+            let types = GGUFQuants.supportedTypes.map(\.name).joined(separator: ", ")
+            throw GGUFError(
+                .unsupportedTensorType, file: path, field: "tensor '\(name)'",
+                hint: "type \(info.type.name) is not converted to Float32 (distill reads \(types))")
+        }
+        return info
     }
 
     private func require(_ name: String) throws -> GGUFTensorInfo {
