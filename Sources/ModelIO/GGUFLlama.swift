@@ -9,7 +9,9 @@
 //   embedding's row count with "[PAD<i>]" (type UNUSED), token types (NORMAL 1, CONTROL 3
 //   for special added tokens, USER_DEFINED 4 for the other added tokens, UNUSED 5), merges
 //   as "left right", bos/eos ids, add_bos_token, and tokenizer.ggml.pre naming the
-//   pre-tokenizer llama.cpp must apply ("gpt-2", "llama-bpe" or "qwen2");
+//   pre-tokenizer llama.cpp must apply ("gpt-2", "llama-bpe", "qwen2" or "smollm": GPT-2's
+//   ByteLevel after a Digits(individual_digits) split, as SmolLM2's); GGUFTokenizer.swift
+//   reads these keys back;
 // - tensors under ggml names (token_embd, blk.N.attn_q, ..., output_norm, output when
 //   untied). 1-D norm weights stay F32 in an F16 export, as the converter keeps them.
 //
@@ -89,6 +91,11 @@ package enum LlamaGGUF {
     package static func preTokenizerName(_ tokenizer: ByteLevelBPETokenizer) -> String? {
         let steps = tokenizer.preTokenizer.steps
         if steps.count == 1, case .byteLevel(addPrefixSpace: false, useRegex: true) = steps[0] { return "gpt-2" }
+        if steps.count == 2, case .split(.digits(individual: true), .isolated, invert: false) = steps[0],
+            case .byteLevel(addPrefixSpace: false, useRegex: true) = steps[1]
+        {
+            return "smollm"
+        }
         guard steps.count == 2, case .byteLevel(addPrefixSpace: false, useRegex: false) = steps[1],
             case .split(let pattern, .isolated, invert: false) = steps[0]
         else { return nil }
@@ -113,7 +120,7 @@ package enum LlamaGGUF {
         }
         guard let pre = preTokenizerName(tokenizer) else {
             throw unsupported(
-                "its pre-tokenizer is not one llama.cpp implements (GPT-2 ByteLevel, or a Llama-3 / Qwen2 Split + ByteLevel); llama.cpp would split text differently"
+                "its pre-tokenizer is not one llama.cpp implements (GPT-2 ByteLevel, alone or after Digits(individual_digits), or a Llama-3 / Qwen2 Split + ByteLevel); llama.cpp would split text differently"
             )
         }
         guard tokenizer.vocabSize <= vocabSize else {
@@ -147,19 +154,19 @@ package enum LlamaGGUF {
             merges.append(left + " " + right)
         }
         var out: [(String, GGUFValue)] = [
-            ("tokenizer.ggml.model", .string("gpt2")),
-            ("tokenizer.ggml.pre", .string(pre)),
-            ("tokenizer.ggml.tokens", .array(.string(tokens))),
-            ("tokenizer.ggml.token_type", .array(.int32(types))),
-            ("tokenizer.ggml.merges", .array(.string(merges))),
+            (GGUFTokenizerKey.model, .string("gpt2")),
+            (GGUFTokenizerKey.pre, .string(pre)),
+            (GGUFTokenizerKey.tokens, .array(.string(tokens))),
+            (GGUFTokenizerKey.tokenType, .array(.int32(types))),
+            (GGUFTokenizerKey.merges, .array(.string(merges))),
         ]
         let prefix = tokenizer.templatePrefix
         let bos = config.bosTokenId ?? prefix.first.map(Int.init)
         let eos = config.eosTokenId ?? tokenizer.id(for: "<|endoftext|>").map(Int.init)
-        if let bos, bos >= 0, bos < vocabSize { out.append(("tokenizer.ggml.bos_token_id", .uint32(UInt32(bos)))) }
-        if let eos, eos >= 0, eos < vocabSize { out.append(("tokenizer.ggml.eos_token_id", .uint32(UInt32(eos)))) }
-        out.append(("tokenizer.ggml.add_bos_token", .bool(prefix.count == 1 && bos.map { Int32($0) } == prefix.first)))
-        out.append(("tokenizer.ggml.add_eos_token", .bool(false)))
+        if let bos, bos >= 0, bos < vocabSize { out.append((GGUFTokenizerKey.bosTokenID, .uint32(UInt32(bos)))) }
+        if let eos, eos >= 0, eos < vocabSize { out.append((GGUFTokenizerKey.eosTokenID, .uint32(UInt32(eos)))) }
+        out.append((GGUFTokenizerKey.addBOSToken, .bool(prefix.count == 1 && bos.map { Int32($0) } == prefix.first)))
+        out.append((GGUFTokenizerKey.addEOSToken, .bool(false)))
         return out
     }
 }
