@@ -12,7 +12,7 @@ struct Distill: ParsableCommand {
         abstract: "Train and distill small language models on a CPU.",
         version: DistillVersion.string,
         subcommands: [
-            Doctor.self, Run.self, Eval.self, Generate.self, Inspect.self, Import.self, Export.self, Merge.self, Bench.self,
+            Doctor.self, Run.self, Eval.self, Generate.self, Chat.self, Inspect.self, Import.self, Export.self, Merge.self, Bench.self,
             Verify.self, Sample.self, Sweep.self,
         ])
 

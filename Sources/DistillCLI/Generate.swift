@@ -2,6 +2,7 @@ import ArgumentParser
 import ModelIO
 import NN
 import Recipe
+import TextData
 
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Continue a prompt with a model.")
@@ -16,6 +17,10 @@ struct Generate: ParsableCommand {
     @Option(help: "Stop a completion before this text (repeatable).") var stop: [String] = []
     @Flag(help: "Keep generating past the end-of-text token (as transformers does with eos_token_id=None).")
     var ignoreEos = false
+    @Flag(help: "Render each prompt as a user message through the model's chat template (and stop at its end of turn).")
+    var chat = false
+    @Option(help: "With --chat: the chat template family (chatml, llama3) when the model records none.")
+    var template: ChatTemplate?
     @Flag(help: "Print JSON with token ids.") var json = false
     @OptionGroup var compute: ComputeOptions
 
@@ -29,9 +34,18 @@ struct Generate: ParsableCommand {
 
     func run() throws {
         compute.apply()
-        let sampling = SamplingConfig(maxTokens: maxTokens, temperature: temperature, topK: topK, topP: topP, seed: seed)
+        var sampling = SamplingConfig(maxTokens: maxTokens, temperature: temperature, topK: topK, topP: topP, seed: seed)
+        let loaded = try model.load()
+        var prompts = prompt
+        if chat {
+            let style = try loaded.requireChatStyle(template)
+            let tokenizer = try loaded.requireTokenizer()
+            try style.template.check(tokenizer)
+            prompts = prompt.map { style.prompt([ChatMessage(role: "user", content: $0)]) }
+            if let end = tokenizer.id(for: style.template.endOfTurn) { sampling.stopTokens.append(end) }
+        }
         let samples = try generateText(
-            try model.load(), prompts: prompt, sampling: sampling, stop: stop, ignoreEndOfText: ignoreEos)
+            loaded, prompts: prompts, sampling: sampling, stop: stop, ignoreEndOfText: ignoreEos, addSpecialTokens: !chat)
         if json {
             try printJSON(samples)
         } else {

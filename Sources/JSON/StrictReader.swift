@@ -202,6 +202,13 @@ package struct ObjectReader<K: CodingKey & CaseIterable & RawRepresentable<Strin
     }
 
     package func read<E: RawRepresentable<String> & CaseIterable>(_ key: K, into target: inout E) {
+        var value: E? = target
+        read(key, into: &value)
+        if let value { target = value }
+    }
+
+    /// An enum value that stays nil when the key is absent.
+    package func read<E: RawRepresentable<String> & CaseIterable>(_ key: K, into target: inout E?) {
         guard let s = string(key) else { return }
         guard let e = E(rawValue: s) else {
             let allowed = E.allCases.map(\.rawValue)

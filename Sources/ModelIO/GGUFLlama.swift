@@ -58,15 +58,17 @@ package enum LlamaGGUF {
         let parts = hfName.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count >= 5, parts[0] == "model", parts[1] == "layers", let layer = Int(parts[2]) else { return nil }
         let rest = parts[3...].joined(separator: ".")
-        let map = [
-            "input_layernorm.weight": "attn_norm.weight", "self_attn.q_proj.weight": "attn_q.weight",
-            "self_attn.k_proj.weight": "attn_k.weight", "self_attn.v_proj.weight": "attn_v.weight",
-            "self_attn.o_proj.weight": "attn_output.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
-            "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight",
-            "mlp.down_proj.weight": "ffn_down.weight",
-        ]
-        return map[rest].map { "blk.\(layer).\($0)" }
+        return layerTensors.first { $0.hf == rest }.map { "blk.\(layer).\($0.ggml)" }
     }
+
+    /// A layer's tensors: the name after `model.layers.N.` and after `blk.N.`.
+    static let layerTensors: [(hf: String, ggml: String)] = [
+        ("input_layernorm.weight", "attn_norm.weight"), ("self_attn.q_proj.weight", "attn_q.weight"),
+        ("self_attn.k_proj.weight", "attn_k.weight"), ("self_attn.v_proj.weight", "attn_v.weight"),
+        ("self_attn.o_proj.weight", "attn_output.weight"), ("post_attention_layernorm.weight", "ffn_norm.weight"),
+        ("mlp.gate_proj.weight", "ffn_gate.weight"), ("mlp.up_proj.weight", "ffn_up.weight"),
+        ("mlp.down_proj.weight", "ffn_down.weight"),
+    ]
 
     /// Reorders the rows of `w` ([heads * D, cols]) from the rotate-half layout to llama.cpp's
     /// neighbour-pair layout: within each head, new row 2i + j is old row j * D/2 + i.

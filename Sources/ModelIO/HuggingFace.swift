@@ -155,6 +155,31 @@ package enum HFModelDirectory {
         return (config, tensors, tokenizerJSON)
     }
 
+    /// The chat template a directory ships: chat_template.jinja, else tokenizer_config.json's
+    /// `chat_template` (a string, or a list of named templates of which "default" is taken).
+    package static func chatTemplate(in directory: URL) throws -> String? {
+        let jinja = directory.appendingPathComponent("chat_template.jinja").path
+        if FileManager.default.fileExists(atPath: jinja) {
+            return String(decoding: try readFile(jinja), as: UTF8.self)
+        }
+        let configPath = directory.appendingPathComponent("tokenizer_config.json").path
+        guard FileManager.default.fileExists(atPath: configPath) else { return nil }
+        let json: JSONValue
+        do { json = try JSONValue.parse(try readFile(configPath)) } catch let e as JSONSyntaxError {
+            throw HFModelError(.invalidConfig, file: configPath, hint: "line \(e.line), column \(e.column): \(e.reason)")
+        }
+        guard case .object(let root) = json else { return nil }
+        switch root["chat_template"] {
+        case .string(let text)?: return text
+        case .array(let named)?:
+            for case .object(let entry) in named {
+                if case .string("default")? = entry["name"], case .string(let text)? = entry["template"] { return text }
+            }
+            return nil
+        default: return nil
+        }
+    }
+
     /// Reads and checks config.json: every reason to refuse it is listed at once.
     package static func readConfig(at url: URL) throws -> LlamaConfig {
         let data: Data

@@ -20,6 +20,11 @@ package struct LoadedModel {
     /// loaded onto (the model then carries the adapter's LoRA layers).
     package var adapter: AdapterInfo?
     package var basePath: String?
+    /// The model's chat template family and default system message, when its source records
+    /// one (a checkpoint's metadata, a GGUF file's or a Hugging Face directory's recognised template).
+    package var chat: ChatStyle?
+    /// For a model read from a foreign file (GGUF): what a checkpoint of it records about its source.
+    package var sourceMetadata: [String: String] = [:]
 
     /// The tokenizer, or an error saying the source has none.
     package func requireTokenizer() throws -> ByteLevelBPETokenizer {
@@ -61,8 +66,12 @@ package func loadModel(from path: String, base: String? = nil, trainable: Bool =
         let tokenizer = try tokenizerData.map { try ByteLevelBPETokenizer(jsonData: $0) }
         try checkVocabulary(tokenizer, config, path: URL(fileURLWithPath: path).appendingPathComponent("tokenizer.json").path)
         if trainable { for (_, p) in model.namedParameters() { p.requiresGrad = true } }
-        return LoadedModel(model: model, tokenizer: tokenizer, tokenizerJSON: text, checkpoint: nil, path: path)
+        var loaded = LoadedModel(model: model, tokenizer: tokenizer, tokenizerJSON: text, checkpoint: nil, path: path)
+        loaded.chat = try HFModelDirectory.chatTemplate(in: URL(fileURLWithPath: path)).flatMap(ChatStyle.recognize)
+        loaded.sourceMetadata = ["imported_from": path].merging(loaded.chat?.metadata ?? [:]) { $1 }
+        return loaded
     }
+    if exists && path.lowercased().hasSuffix(".gguf") { return try loadGGUFModel(path: path, trainable: trainable) }
     guard exists || FileManager.default.fileExists(atPath: path + ".prev") else {
         throw UserError(
             path: path, problem: "no such checkpoint or model directory",
@@ -74,7 +83,9 @@ package func loadModel(from path: String, base: String? = nil, trainable: Bool =
     let tokenizer = try contents.tokenizer.map { try ByteLevelBPETokenizer(jsonData: Array($0.utf8)) }
     try checkVocabulary(tokenizer, contents.config, path: path)
     if trainable { for (_, p) in model.namedParameters() { p.requiresGrad = true } }
-    return LoadedModel(model: model, tokenizer: tokenizer, tokenizerJSON: contents.tokenizer, checkpoint: contents, path: path)
+    var loaded = LoadedModel(model: model, tokenizer: tokenizer, tokenizerJSON: contents.tokenizer, checkpoint: contents, path: path)
+    loaded.chat = ChatStyle(metadata: contents.metadata)
+    return loaded
 }
 
 private func loadAdapter(_ contents: CheckpointContents, path: String, base: String?, trainable: Bool) throws -> LoadedModel {
@@ -110,19 +121,32 @@ private func loadAdapter(_ contents: CheckpointContents, path: String, base: Str
         loaded.tokenizerJSON = text
     }
     loaded.checkpoint = contents
+    loaded.chat = ChatStyle(metadata: contents.metadata) ?? loaded.chat
     loaded.path = path
     loaded.adapter = info
     loaded.basePath = basePath
     return loaded
 }
 
-/// Imports a Hugging Face directory into a distill checkpoint (model, config, tokenizer).
-package func importHF(directory: String, to output: String) throws {
-    let loaded = try loadModel(from: directory)
+/// Imports a Hugging Face directory or a GGUF file into a distill checkpoint (model, config,
+/// tokenizer, chat style and where it came from). `template` names the chat template family
+/// when the source's is not recognised (or to override it); the source's default system
+/// message is kept when the family is the same.
+package func importModel(from source: String, to output: String, template: ChatTemplate? = nil) throws -> LoadedModel {
+    var loaded = try loadModel(from: source)
+    guard loaded.adapter == nil, loaded.checkpoint == nil else {
+        throw UserError(
+            path: source, problem: "is already a distill checkpoint", fix: "import a Hugging Face directory or a .gguf file", kind: .usage)
+    }
+    loaded.chat = loaded.chatStyle(template)
+    if let chat = loaded.chat, let tokenizer = loaded.tokenizer { try chat.template.check(tokenizer) }
+    var metadata = loaded.sourceMetadata.filter { $0.key != ChatStyle.templateKey && $0.key != ChatStyle.defaultSystemKey }
+    metadata.merge(loaded.chat?.metadata ?? [:]) { $1 }
     let contents = CheckpointContents(
         config: loaded.model.config, parameters: loaded.model.namedParameters().map { ($0.0, $0.1) },
-        tokenizer: loaded.tokenizerJSON, threads: Threads.count, metadata: ["imported_from": directory])
+        tokenizer: loaded.tokenizerJSON, threads: Threads.count, metadata: metadata)
     try writeCheckpoint(contents, to: URL(fileURLWithPath: output))
+    return loaded
 }
 
 /// Writes a Hugging Face directory (config.json, model.safetensors, tokenizer.json); an

@@ -1,7 +1,8 @@
 // Content hashing for cache keys, fingerprints and file checksums: XXH64 (Yann Collet's
 // xxHash, 64-bit variant, implemented from the published algorithm description) and 64-bit
 // FNV-1a (Fowler/Noll/Vo). Neither is cryptographic: they detect corruption and change, not
-// tampering.
+// tampering. SHA-256 (FIPS 180-4) names files people download (a model's published digest),
+// where a cryptographic hash is the common currency.
 
 import Foundation
 
@@ -197,6 +198,20 @@ package func hexDigits<T: FixedWidthInteger & UnsignedInteger>(_ value: T) -> St
 
 /// XXH64 of a file's bytes, as 16 hex digits, read in 1 MiB chunks.
 package func fileDigest(_ path: String) throws(UserError) -> String {
+    var h = XXH64()
+    try forEachChunk(of: path) { h.update($0) }
+    return hexDigits(h.finalize())
+}
+
+/// SHA-256 of a file's bytes, as 64 lowercase hex digits (what `sha256sum` prints).
+package func fileSHA256(_ path: String) throws(UserError) -> String {
+    var h = SHA256()
+    try forEachChunk(of: path) { h.update($0) }
+    return h.hex
+}
+
+/// Calls `body` with a file's bytes in 1 MiB chunks.
+private func forEachChunk(of path: String, _ body: (UnsafeRawBufferPointer) -> Void) throws(UserError) {
     if let problem = notARegularFile(path) {
         throw UserError(path: path, problem: problem, fix: "give a regular file", kind: .usage)
     }
@@ -204,14 +219,109 @@ package func fileDigest(_ path: String) throws(UserError) -> String {
         throw UserError(path: path, problem: "cannot read the file", fix: "check that it exists and is readable", kind: .io)
     }
     defer { try? handle.close() }
-    var h = XXH64()
     while true {
         let chunk: Data?
         do { chunk = try handle.read(upToCount: 1 << 20) } catch {
             throw UserError(path: path, problem: "read failed: \(error.localizedDescription)", kind: .io)
         }
         guard let chunk, !chunk.isEmpty else { break }
-        chunk.withUnsafeBytes { h.update($0) }
+        chunk.withUnsafeBytes { body($0) }
     }
-    return hexDigits(h.finalize())
+}
+
+/// Streaming SHA-256 (FIPS 180-4): 64-byte blocks, eight 32-bit words of state, the message
+/// padded with 0x80, zeros and its bit length as a big-endian u64.
+package struct SHA256: Sendable {
+    private static let k: [UInt32] = [
+        0x428a_2f98, 0x7137_4491, 0xb5c0_fbcf, 0xe9b5_dba5, 0x3956_c25b, 0x59f1_11f1, 0x923f_82a4, 0xab1c_5ed5,
+        0xd807_aa98, 0x1283_5b01, 0x2431_85be, 0x550c_7dc3, 0x72be_5d74, 0x80de_b1fe, 0x9bdc_06a7, 0xc19b_f174,
+        0xe49b_69c1, 0xefbe_4786, 0x0fc1_9dc6, 0x240c_a1cc, 0x2de9_2c6f, 0x4a74_84aa, 0x5cb0_a9dc, 0x76f9_88da,
+        0x983e_5152, 0xa831_c66d, 0xb003_27c8, 0xbf59_7fc7, 0xc6e0_0bf3, 0xd5a7_9147, 0x06ca_6351, 0x1429_2967,
+        0x27b7_0a85, 0x2e1b_2138, 0x4d2c_6dfc, 0x5338_0d13, 0x650a_7354, 0x766a_0abb, 0x81c2_c92e, 0x9272_2c85,
+        0xa2bf_e8a1, 0xa81a_664b, 0xc24b_8b70, 0xc76c_51a3, 0xd192_e819, 0xd699_0624, 0xf40e_3585, 0x106a_a070,
+        0x19a4_c116, 0x1e37_6c08, 0x2748_774c, 0x34b0_bcb5, 0x391c_0cb3, 0x4ed8_aa4a, 0x5b9c_ca4f, 0x682e_6ff3,
+        0x748f_82ee, 0x78a5_636f, 0x84c8_7814, 0x8cc7_0208, 0x90be_fffa, 0xa450_6ceb, 0xbef9_a3f7, 0xc671_78f2,
+    ]
+    private var state: [UInt32] = [
+        0x6a09_e667, 0xbb67_ae85, 0x3c6e_f372, 0xa54f_f53a, 0x510e_527f, 0x9b05_688c, 0x1f83_d9ab, 0x5be0_cd19,
+    ]
+    private var total: UInt64 = 0
+    /// Up to 63 bytes not yet compressed.
+    private var pending: [UInt8] = []
+
+    package init() { pending.reserveCapacity(64) }
+
+    package mutating func update(_ bytes: some Collection<UInt8>) {
+        Array(bytes).withUnsafeBytes { update($0) }
+    }
+
+    package mutating func update(_ bytes: UnsafeRawBufferPointer) {
+        total &+= UInt64(bytes.count)
+        var i = 0
+        if !pending.isEmpty {
+            let take = min(64 - pending.count, bytes.count)
+            pending.append(contentsOf: bytes[0..<take])
+            i = take
+            guard pending.count == 64 else { return }
+            pending.withUnsafeBytes { compress($0, at: 0) }
+            pending.removeAll(keepingCapacity: true)
+        }
+        while i + 64 <= bytes.count {
+            compress(bytes, at: i)
+            i += 64
+        }
+        pending.append(contentsOf: bytes[i...])
+    }
+
+    /// The digest of everything fed so far (the running state is not consumed).
+    package var digest: [UInt8] {
+        var copy = self
+        let bits = total &* 8
+        var tail: [UInt8] = [0x80]
+        tail += [UInt8](repeating: 0, count: (119 - pending.count) % 64)
+        for shift in stride(from: 56, through: 0, by: -8) { tail.append(UInt8(truncatingIfNeeded: bits >> UInt64(shift))) }
+        let length = copy.total
+        copy.update(tail)
+        copy.total = length
+        return copy.state.flatMap { word in (0..<4).map { UInt8(truncatingIfNeeded: word >> UInt32(24 - 8 * $0)) } }
+    }
+
+    package var hex: String { digest.map { hexDigits($0) }.joined() }
+
+    private mutating func compress(_ p: UnsafeRawBufferPointer, at offset: Int) {
+        @inline(__always) func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x >> n) | (x << (32 - n)) }
+        withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { w in
+            for t in 0..<16 {
+                let b = offset + 4 * t
+                w[t] = UInt32(p[b]) << 24 | UInt32(p[b + 1]) << 16 | UInt32(p[b + 2]) << 8 | UInt32(p[b + 3])
+            }
+            for t in 16..<64 {
+                let s0 = rotr(w[t - 15], 7) ^ rotr(w[t - 15], 18) ^ (w[t - 15] >> 3)
+                let s1 = rotr(w[t - 2], 17) ^ rotr(w[t - 2], 19) ^ (w[t - 2] >> 10)
+                w[t] = w[t - 16] &+ s0 &+ w[t - 7] &+ s1
+            }
+            var a = state[0], b = state[1], c = state[2], d = state[3]
+            var e = state[4], f = state[5], g = state[6], h = state[7]
+            for t in 0..<64 {
+                let t1 = h &+ (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) &+ ((e & f) ^ (~e & g)) &+ Self.k[t] &+ w[t]
+                let t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) &+ ((a & b) ^ (a & c) ^ (b & c))
+                h = g
+                g = f
+                f = e
+                e = d &+ t1
+                d = c
+                c = b
+                b = a
+                a = t1 &+ t2
+            }
+            state[0] &+= a
+            state[1] &+= b
+            state[2] &+= c
+            state[3] &+= d
+            state[4] &+= e
+            state[5] &+= f
+            state[6] &+= g
+            state[7] &+= h
+        }
+    }
 }

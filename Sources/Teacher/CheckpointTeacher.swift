@@ -27,8 +27,9 @@ package struct CheckpointTeacherConfig: Sendable, Equatable, Codable {
     package var logprobs: Bool = false
     /// Rows generated together, 1...1024.
     package var batchSize: Int = 16
-    /// The chat template for tasks with messages or tools.
-    package var template: ChatTemplate = .chatml
+    /// The chat template for tasks with messages or tools; nil: the model's own (ChatML when it
+    /// records none).
+    package var template: ChatTemplate?
 
     package init(checkpoint: String) { self.checkpoint = checkpoint }
 
@@ -56,22 +57,25 @@ package struct CheckpointTeacher: TeacherBackend {
     private let model: LlamaModel.Shared
     private let tokenizer: ByteLevelBPETokenizer
     private let stopTokens: [Int32]
+    /// How tasks with messages or tools are rendered: `config.template` resolved against the model's style.
+    package let chat: ChatStyle
     /// `xxh64:…` over the configuration, weights and tokenizer: the model's part of every cache key.
     package let checksum: String
 
     /// Throws `DataError.badConfig` for settings out of range.
     package init(
         config: CheckpointTeacherConfig, model: LlamaModel, tokenizer: ByteLevelBPETokenizer, tokenizerJSON: String,
-        endOfText: Int32?, cache: CallCache
+        endOfText: Int32?, modelChat: ChatStyle? = nil, cache: CallCache
     ) throws {
         try refuseProblems(config.problems())
         self.config = config
+        chat = ChatStyle.resolved(config.template, model: modelChat) ?? ChatStyle(template: .chatml)
         self.cache = cache
         self.model = LlamaModel.Shared(model)
         self.tokenizer = tokenizer
         var stops: [Int32] = []
         if let endOfText { stops.append(endOfText) }
-        for special in ["<|endoftext|>", config.template.endOfTurn] {
+        for special in ["<|endoftext|>", chat.template.endOfTurn] {
             if let id = tokenizer.id(for: special), tokenizer.isSpecial(id), !stops.contains(id) { stops.append(id) }
         }
         stopTokens = stops
@@ -111,15 +115,15 @@ package struct CheckpointTeacher: TeacherBackend {
 
     /// Tasks with messages or tools need the template's special tokens in the tokenizer.
     package func validate(_ tasks: [TeacherTask]) throws {
-        guard let task = tasks.first(where: { PromptRendering.render($0, template: config.template).chat }) else {
+        guard let task = tasks.first(where: { PromptRendering.render($0, chat: chat).chat }) else {
             return
         }
         do {
-            try config.template.check(tokenizer)
+            try chat.template.check(tokenizer)
         } catch let error as DataError {
             throw DataError.malformed(
                 file: task.file, line: task.line, column: 1,
-                reason: "task \"\(task.id)\" needs the \(config.template.rawValue) chat template, but \(error)",
+                reason: "task \"\(task.id)\" needs the \(chat.template.rawValue) chat template, but \(error)",
                 hint: "give the teacher a tokenizer with those special tokens, or use plain \"prompt\" tasks")
         }
     }
@@ -151,7 +155,7 @@ package struct CheckpointTeacher: TeacherBackend {
     package func sampleSync(_ tasks: [TeacherTask], onSample: (TeacherSample) -> Void = { _ in }) throws
         -> [TeacherSample]
     {
-        let rendered = tasks.map { PromptRendering.render($0, template: config.template) }
+        let rendered = tasks.map { PromptRendering.render($0, chat: chat) }
         var jobs: [Job] = []
         for t in tasks.indices {
             for s in 0..<config.samples {

@@ -84,7 +84,7 @@ package struct CommandTeacher: TeacherBackend {
 
     package func sampleOne(_ task: TeacherTask, taskIndex: Int, sampleIndex: Int) async throws -> TeacherSample {
         let seed = config.seed + sampleIndex
-        let prompt = PromptRendering.render(task, template: config.template).text
+        let prompt = PromptRendering.render(task, chat: ChatStyle(template: config.template)).text
         let key = cacheKey(prompt: prompt, seed: seed)
         var sample = TeacherSample(
             taskIndex: taskIndex, taskID: task.id, sampleIndex: sampleIndex, seed: seed,

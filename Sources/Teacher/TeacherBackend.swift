@@ -30,24 +30,13 @@ extension TaskPrompt {
     }
 }
 
-extension ChatTemplate {
-    /// The text that opens the assistant's turn (the generation prompt of the model family's template).
-    package var generationPrompt: String {
-        switch self {
-        case .chatml: return "<|im_start|>assistant\n"
-        case .llama3: return "<|start_header_id|>assistant<|end_header_id|>\n\n"
-        }
-    }
-}
-
 /// How a task becomes the text a local teacher (checkpoint or command) is given.
 package enum PromptRendering {
     /// A plain prompt without tools is used as it is; messages (or a prompt with tools) go
     /// through the chat template and end with its generation prompt.
-    package static func render(_ task: TeacherTask, template: ChatTemplate) -> (text: String, chat: Bool) {
+    package static func render(_ task: TeacherTask, chat: ChatStyle) -> (text: String, chat: Bool) {
         if case .text(let p) = task.prompt, task.tools == nil { return (p, false) }
-        let pieces = template.render(task.prompt.templateMessages, tools: task.tools)
-        return (pieces.map(\.text).joined() + template.generationPrompt, true)
+        return (chat.prompt(task.prompt.templateMessages, tools: task.tools), true)
     }
 }
 

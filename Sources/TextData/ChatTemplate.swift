@@ -26,6 +26,18 @@
 // appended to the system message, which is created (with empty content) when the conversation
 // has none. This is distill's convention, modelled on Qwen2.5's layout without its prose.
 //
+// Default system message (ChatStyle): some models' templates open every conversation that
+// has no system message with one of their own (SmolLM2: "You are a helpful AI assistant named
+// SmolLM, trained by Hugging Face"; Qwen2: "You are a helpful assistant"). `render` inserts
+// it, untrained, when given one.
+//
+// Recognising a model's Jinja template (ChatStyle.recognize): distill does not evaluate Jinja.
+// A template is recognised when, after normalisation (whitespace outside string literals
+// dropped, `{%-`/`-%}` trim markers and quote styles unified, the escape \n read as a newline),
+// it equals one of the templates below whose output distill renders exactly: ChatML with or
+// without a default system message (SmolLM2, Qwen2, HF's generic ChatML), and Meta Llama 3
+// Instruct. Anything else is reported as unrecognised, and a family can be named instead.
+//
 // Tokenisation: runs of text with the same trained flag are encoded separately and
 // concatenated, as TRL tokenises a prompt and its completion separately. The ids equal
 // tokenising the whole text at once whenever each boundary is a pre-tokenizer boundary
@@ -92,13 +104,27 @@ package enum ChatTemplate: String, Codable, Sendable, CaseIterable {
         }
     }
 
+    /// The text that opens the assistant's turn (the generation prompt of the family's template).
+    package var generationPrompt: String {
+        switch self {
+        case .chatml: return "<|im_start|>assistant\n"
+        case .llama3: return "<|start_header_id|>assistant<|end_header_id|>\n\n"
+        }
+    }
+
     /// The conversation as text pieces. `trainedMessages` selects which messages are trained
-    /// (default: every assistant message); `tools` go into the system message (see above).
-    package func render(_ messages: [ChatMessage], tools: [JSONValue]? = nil, trainedMessages: Set<Int>? = nil)
-        -> [ChatPiece]
-    {
+    /// (default: every assistant message); `tools` go into the system message (see above);
+    /// `defaultSystem` opens a conversation that has no system message.
+    package func render(
+        _ messages: [ChatMessage], tools: [JSONValue]? = nil, trainedMessages: Set<Int>? = nil,
+        defaultSystem: String? = nil
+    ) -> [ChatPiece] {
         var messages = messages
         var shift = 0  // caller's message i is messages[i + shift]
+        if let defaultSystem, messages.first?.role != "system" {
+            messages.insert(ChatMessage(role: "system", content: defaultSystem), at: 0)
+            shift = 1
+        }
         if let tools, !tools.isEmpty {
             let block =
                 "\n\n# Tools\n\n<tools>\n" + tools.map { $0.compactJSON() }.joined(separator: "\n") + "\n</tools>"
@@ -148,6 +174,128 @@ package enum ChatTemplate: String, Codable, Sendable, CaseIterable {
                     "choose a template whose tokens the tokenizer has (\(other)), or add them to the tokenizer's added_tokens"
             )
         }
+    }
+}
+
+/// How a model's conversations are written: the template family and the system message the
+/// model's own template inserts when a conversation has none.
+package struct ChatStyle: Sendable, Equatable, Hashable {
+    package var template: ChatTemplate
+    package var defaultSystem: String?
+
+    package init(template: ChatTemplate, defaultSystem: String? = nil) {
+        self.template = template
+        self.defaultSystem = defaultSystem
+    }
+
+    /// The style for a setting that may name a family: the named family (keeping `model`'s
+    /// default system message when it is the same family), else `model`'s own style.
+    package static func resolved(_ named: ChatTemplate?, model: ChatStyle?) -> ChatStyle? {
+        guard let named else { return model }
+        return ChatStyle(template: named, defaultSystem: model?.template == named ? model?.defaultSystem : nil)
+    }
+
+    /// As `ChatTemplate.render` with this style's default system message.
+    package func render(_ messages: [ChatMessage], tools: [JSONValue]? = nil, trainedMessages: Set<Int>? = nil)
+        -> [ChatPiece]
+    {
+        template.render(messages, tools: tools, trainedMessages: trainedMessages, defaultSystem: defaultSystem)
+    }
+
+    /// The text a model continues to answer `messages`: the rendered conversation and the
+    /// generation prompt.
+    package func prompt(_ messages: [ChatMessage], tools: [JSONValue]? = nil) -> String {
+        render(messages, tools: tools).map(\.text).joined() + template.generationPrompt
+    }
+
+    // MARK: Checkpoint metadata
+
+    package static let templateKey = "chat_template"
+    package static let defaultSystemKey = "chat_default_system"
+
+    /// The metadata entries that record this style in a checkpoint.
+    package var metadata: [String: String] {
+        var out = [Self.templateKey: template.rawValue]
+        if let defaultSystem { out[Self.defaultSystemKey] = defaultSystem }
+        return out
+    }
+
+    /// The style a checkpoint's metadata records, or nil when it records none.
+    package init?(metadata: [String: String]) {
+        guard let name = metadata[Self.templateKey], let template = ChatTemplate(rawValue: name) else { return nil }
+        self.init(template: template, defaultSystem: metadata[Self.defaultSystemKey])
+    }
+
+    // MARK: Recognising a Jinja template
+
+    /// The style whose output equals what `jinja` renders, or nil when distill does not render
+    /// that template exactly (see the file header).
+    package static func recognize(_ jinja: String) -> ChatStyle? {
+        let text = normalizedJinja(jinja)
+        for (template, pattern) in knownTemplates {
+            let parts = normalizedJinja(pattern).components(separatedBy: "{SYSTEM}")
+            if parts.count == 1, text == parts[0] { return ChatStyle(template: template) }
+            if parts.count == 2, text.count > parts[0].count + parts[1].count, text.hasPrefix(parts[0]), text.hasSuffix(parts[1]) {
+                let system = String(text.dropFirst(parts[0].count).dropLast(parts[1].count))
+                guard !system.contains("'") else { continue }
+                return ChatStyle(template: template, defaultSystem: system)
+            }
+        }
+        return nil
+    }
+
+    /// Templates distill renders exactly, as published; {SYSTEM} stands for a default system message.
+    static let knownTemplates: [(ChatTemplate, String)] = [
+        // ChatML with a default system message (SmolLM2, Qwen2).
+        (
+            .chatml,
+            "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\n{SYSTEM}<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+        ),
+        // ChatML (transformers' generic template).
+        (
+            .chatml,
+            "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+        ),
+        // Meta Llama 3 Instruct (its content trim is the one difference; see the file header).
+        (
+            .llama3,
+            "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+        ),
+    ]
+
+    /// Whitespace outside string literals dropped, trim markers removed, every literal quoted
+    /// with ' and the escape \n inside literals read as a newline.
+    static func normalizedJinja(_ text: String) -> String {
+        var out = ""
+        var quote: Character? = nil
+        var chars = Array(text)[...]
+        while let c = chars.popFirst() {
+            if let q = quote {
+                if c == "\\", let next = chars.first {
+                    chars.removeFirst()
+                    switch next {
+                    case "n": out.append("\n")
+                    case "t": out.append("\t")
+                    case "'", "\"", "\\": out.append(next)
+                    default: out += "\\\(next)"
+                    }
+                } else if c == q {
+                    out.append("'")
+                    quote = nil
+                } else {
+                    out.append(c)
+                }
+            } else if c == "'" || c == "\"" {
+                out.append("'")
+                quote = c
+            } else if !c.isWhitespace {
+                out.append(c)
+            }
+        }
+        for (marker, plain) in [("{%-", "{%"), ("-%}", "%}"), ("{{-", "{{"), ("-}}", "}}")] {
+            out = out.replacingOccurrences(of: marker, with: plain)
+        }
+        return out
     }
 }
 

@@ -18,13 +18,20 @@ import JSON
 package struct SFTFormat: Codable, Sendable, Equatable {
     /// The chat template for conversational rows (default ChatML).
     package var template: ChatTemplate = .chatml
+    /// The system message that opens a conversation without one (the model's own template's).
+    package var defaultSystem: String? = nil
     /// The token appended (trained) after a plain-text completion; nil: the template's
     /// end-of-turn token (<|im_end|> for chatml, <|eot_id|> for llama3).
     package var eosToken: String? = nil
 
-    package init(template: ChatTemplate = .chatml, eosToken: String? = nil) {
+    package init(template: ChatTemplate = .chatml, eosToken: String? = nil, defaultSystem: String? = nil) {
         self.template = template
         self.eosToken = eosToken
+        self.defaultSystem = defaultSystem
+    }
+
+    package init(_ style: ChatStyle) {
+        self.init(template: style.template, defaultSystem: style.defaultSystem)
     }
 }
 
@@ -104,7 +111,7 @@ package enum SFTData {
         tokenizer: ByteLevelBPETokenizer
     ) throws -> RenderedExample {
         try format.template.check(tokenizer)
-        let pieces = format.template.render(messages, tools: tools, trainedMessages: trained)
+        let pieces = format.template.render(messages, tools: tools, trainedMessages: trained, defaultSystem: format.defaultSystem)
         return ChatPiece.encode(pieces, tokenizer: tokenizer)
     }
 

@@ -16,14 +16,15 @@ extension FineTuning {
     /// computed (adapters disabled for LoRA; the untouched starting model for full
     /// fine-tuning) and stored.
     package func referenceLogProbs(
-        _ pairs: [PreferencePair], dataFiles: [String], template: ChatTemplate, seqLen: Int, batchSize: Int, padID: Int32,
+        _ pairs: [PreferencePair], dataFiles: [String], chat: ChatStyle, seqLen: Int, batchSize: Int, padID: Int32,
         cacheDirectory: String, emit: (ProgressEvent) -> Void
     ) throws -> (ReferenceLogProbs, String) {
         var key = XXH64()
         key.update("dpo-reference-v1")
         key.update(startDigest)
         for path in dataFiles { key.update(try fileDigest(path)) }
-        key.update(template.rawValue)
+        key.update(chat.template.rawValue)
+        if let system = chat.defaultSystem { key.update(system) }
         key.update(UInt64(seqLen))
         key.update(UInt64(batchSize))
         let fingerprint = hexDigits(key.finalize())

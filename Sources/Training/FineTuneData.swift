@@ -14,10 +14,10 @@ import TextData
 /// longer than `seqLen` positions is cut into consecutive windows of seqLen + 1 ids that
 /// overlap by one id, so every token is a target once and none is lost to truncation.
 package func readExamples(
-    _ paths: [String], template: ChatTemplate, tokenizer: ByteLevelBPETokenizer, endOfText: Int32?, seqLen: Int
+    _ paths: [String], chat: ChatStyle, tokenizer: ByteLevelBPETokenizer, endOfText: Int32?, seqLen: Int
 ) throws -> [RenderedExample] {
     precondition(seqLen >= 1, "seqLen must be >= 1, got \(seqLen)")
-    let format = SFTFormat(template: template)
+    let format = SFTFormat(chat)
     var out: [RenderedExample] = []
     for path in paths {
         try JSONLReader.forEach(path: path) { record in

@@ -23,6 +23,8 @@ package final class FineTuning {
     package let tokenizer: ByteLevelBPETokenizer
     package let tokenizerJSON: String?
     package let endOfText: Int32?
+    /// The model's chat style (carried into the checkpoints this stage writes).
+    package let chat: ChatStyle?
     /// Digest of the starting weights (base plus any adapters it came with), before training.
     package let startDigest: String
     /// The stage trains the adapter its model came with (rather than fresh adapters).
@@ -50,6 +52,7 @@ package final class FineTuning {
         tokenizer = try loaded.requireTokenizer()
         tokenizerJSON = loaded.tokenizerJSON
         endOfText = loaded.endOfText
+        chat = loaded.chat
         model = loaded.model
         startDigest = modelChecksum(model, includingAdapters: true)
         continuesAdapter = loaded.adapter != nil && lora != nil
@@ -108,6 +111,12 @@ package final class FineTuning {
     }
 
     /// Refuses a seq_len the model cannot take.
+    /// The chat style for the stage's `template` setting: the named family, else the model's
+    /// own, else ChatML.
+    package func chatStyle(_ template: ChatTemplate?) -> ChatStyle {
+        ChatStyle.resolved(template, model: chat) ?? ChatStyle(template: .chatml)
+    }
+
     package func checkSeqLen(_ seqLen: Int) throws {
         try requireSeqLen(seqLen, fits: model, path: modelPath, setting: "training.seq_len")
     }
@@ -134,6 +143,8 @@ package final class FineTuning {
                     }, validation: validation.isEmpty ? nil : { validation }, handle: handle)
             },
             contents: { [self] commit in
+                var commit = commit
+                commit.metadata.merge(chat?.metadata ?? [:]) { a, _ in a }
                 var rng: [String: RNG] = [:]
                 for (key, layer) in loraLayers() { rng[key] = layer.rng }
                 let cursor = "{\"micro_batches\":\(consumed)}"

@@ -18,10 +18,6 @@ import TextData
 
 @testable import Formats
 
-private func ggufFixture(_ name: String) throws -> URL {
-    try #require(Bundle.module.url(forResource: name, withExtension: nil, subdirectory: "Fixtures/gguf"))
-}
-
 private struct TinyChat: Decodable {
     struct Case: Decodable {
         var text: String
@@ -51,13 +47,6 @@ private struct TinyChat: Decodable {
     var config: Config
     var logits_ids: [Int32]
     var loss_ids: [Int32]
-}
-
-private func scratch<R>(_ body: (URL) throws -> R) throws -> R {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("distill-ggtok-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    defer { try? FileManager.default.removeItem(at: directory) }
-    return try body(directory)
 }
 
 /// A GGUF holding `metadata` only, opened for reading.

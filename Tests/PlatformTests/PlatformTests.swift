@@ -100,6 +100,39 @@ import Testing
         #expect(try fileDigest(path) == hexDigits(XXH64.hash(Array("abc".utf8))))
         #expect(throws: UserError.self) { try fileDigest(path + ".absent") }
     }
+
+    /// FIPS 180-4's examples, lengths on both sides of the padding boundaries (55, 56, 64
+    /// bytes), a message fed in uneven pieces, and a file, against Python's hashlib.
+    @Test func sha256KnownAnswers() throws {
+        func sha(_ s: String) -> String {
+            var h = SHA256()
+            h.update(Array(s.utf8))
+            return h.hex
+        }
+        #expect(sha("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(sha("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(
+            sha("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")
+                == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        #expect(sha(String(repeating: "a", count: 55)) == "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318")
+        #expect(sha(String(repeating: "a", count: 56)) == "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a")
+        #expect(sha(String(repeating: "a", count: 64)) == "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb")
+        let long = (0..<1000).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        var pieces = SHA256()
+        var i = 0
+        for size in [1, 63, 2, 64, 100, 7] + Array(repeating: 129, count: 10) where i < long.count {
+            pieces.update(long[i..<min(i + size, long.count)])
+            i += size
+        }
+        pieces.update(long[min(i, long.count)...])
+        var whole = SHA256()
+        whole.update(long)
+        #expect(pieces.hex == whole.hex)
+        #expect(whole.hex == "945acdf575d6a2430bf4d6163e1d03b4b0b896fcef107c8b24bf7ff07a621fa3")
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("sha-\(UUID().uuidString)").path
+        try Data("abc".utf8).write(to: URL(fileURLWithPath: path))
+        #expect(try fileSHA256(path) == sha("abc"))
+    }
 }
 
 @Suite struct RunDirectoryLockTests {

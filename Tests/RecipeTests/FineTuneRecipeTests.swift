@@ -28,7 +28,7 @@ import Training
             Issue.record("stage types")
             return
         }
-        #expect(sft.model == .stage("pretrain") && sft.template == .chatml && sft.packing)
+        #expect(sft.model == .stage("pretrain") && sft.template == nil && sft.packing)
         #expect(sft.lora?.r == 4 && sft.lora?.targetModules == LoRAConfig.moduleNames && sft.lora?.alpha == 16)
         #expect(sft.data.train == [dir.file("rows.jsonl")] && sft.output.hasSuffix("/sft.h5"))
         #expect(sft.training.steps == nil && sft.training.epochs == 1)
@@ -120,7 +120,7 @@ import Training
         let specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
         let tokenizer = try BPETrainer(.init(vocabSize: 300, specialTokens: specials)).train(
             "Hello there. It is 5. What is 1 + 1? Two. Be brief. Sum 2 and 3 user assistant system")
-        let examples = try readExamples([rows], template: .chatml, tokenizer: tokenizer, endOfText: 0, seqLen: 128)
+        let examples = try readExamples([rows], chat: ChatStyle(template: .chatml), tokenizer: tokenizer, endOfText: 0, seqLen: 128)
         let laid = try SFTRows(examples, seqLen: 128, packing: true, fraction: 0, seed: 1, padID: 0, path: rows)
         #expect(laid.sequences.rows == 1 && laid.train == [0] && laid.validation.isEmpty)
         let trained = laid.sequences.targets.filter { $0 != -100 }
@@ -158,7 +158,7 @@ import Training
         let tokenizer = try BPETrainer(.init(vocabSize: 280, specialTokens: ["<|endoftext|>"])).train(text)
         let ids = tokenizer.encode(text) + [0]
         for seqLen in [4, 7, ids.count - 1, ids.count + 3] {
-            let examples = try readExamples([rows], template: .chatml, tokenizer: tokenizer, endOfText: 0, seqLen: seqLen)
+            let examples = try readExamples([rows], chat: ChatStyle(template: .chatml), tokenizer: tokenizer, endOfText: 0, seqLen: seqLen)
             #expect(examples.allSatisfy { $0.ids.count <= seqLen + 1 && $0.trained.allSatisfy { $0 } })
             #expect(examples.flatMap { $0.ids.dropFirst() } == Array(ids.dropFirst()), "seq_len \(seqLen)")
             #expect(examples.count == (ids.count - 1 + seqLen - 1) / seqLen)

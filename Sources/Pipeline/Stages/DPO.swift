@@ -15,7 +15,7 @@ struct DPOExecutor: StageExecutor {
             let session = try s.fineTuning(context, emit: emit)
             let t = s.training
             try session.checkSeqLen(t.seqLen)
-            let format = SFTFormat(template: s.template)
+            let format = SFTFormat(session.chatStyle(s.template))
             var pairs: [PreferencePair] = []
             for path in s.data.train { pairs += try PreferenceData.read(path: path, format: format, tokenizer: session.tokenizer) }
             guard !pairs.isEmpty else {
@@ -27,7 +27,7 @@ struct DPOExecutor: StageExecutor {
             var reference: ReferenceLogProbs?
             if config.kind.needsReference {
                 let (ref, status) = try session.referenceLogProbs(
-                    pairs, dataFiles: s.data.train, template: s.template, seqLen: t.seqLen, batchSize: t.batchSize, padID: padID,
+                    pairs, dataFiles: s.data.train, chat: session.chatStyle(s.template), seqLen: t.seqLen, batchSize: t.batchSize, padID: padID,
                     cacheDirectory: URL(fileURLWithPath: context.runDirectory).appendingPathComponent("cache").path, emit: emit)
                 reference = ref
                 summary["reference"] = .string(status)

@@ -25,7 +25,7 @@ struct KDExecutor: StageExecutor {
             guard t.seqLen <= teacher.model.config.maxPositionEmbeddings else {
                 throw UserError(path: teacherPath, problem: "training.seq_len \(t.seqLen) exceeds the teacher's max_position_embeddings (\(teacher.model.config.maxPositionEmbeddings))", fix: "lower training.seq_len", kind: .usage)
             }
-            let examples = try readExamples(s.data.train, template: s.template, tokenizer: session.tokenizer, endOfText: session.endOfText, seqLen: t.seqLen)
+            let examples = try readExamples(s.data.train, chat: session.chatStyle(s.template), tokenizer: session.tokenizer, endOfText: session.endOfText, seqLen: t.seqLen)
             let rows = try SFTRows(examples, seqLen: t.seqLen, packing: s.packing, fraction: s.data.validationFraction, seed: UInt64(context.seed), padID: session.endOfText ?? 0, path: s.data.train.first ?? "")
             emit(.message("\(examples.count) examples in \(rows.train.count) training and \(rows.validation.count) validation rows of \(t.seqLen)"))
             var summary: [String: SummaryValue] = ["examples": .int(examples.count)]

@@ -35,7 +35,7 @@ struct SampleExecutor: StageExecutor {
             let tokenizer = try loaded.requireTokenizer()
             teacher = try CheckpointTeacher(
                 config: c, model: loaded.model, tokenizer: tokenizer, tokenizerJSON: loaded.tokenizerJSON ?? "",
-                endOfText: loaded.endOfText, cache: cache)
+                endOfText: loaded.endOfText, modelChat: loaded.chat, cache: cache)
         }
         try teacher.validate(tasks)
         let cached = try cache.count()

@@ -12,7 +12,7 @@ package struct DPOStage: FineTuneStageSettings {
     /// checkpoint-producing stage.
     package var model = CheckpointSource.stage("sft")
     package var data = FineTuneData()
-    package var template: ChatTemplate = .chatml
+    package var template: ChatTemplate?
     /// Default `sigmoid`.
     package var loss: PreferenceLossKind = .sigmoid
     /// > 0. Default 0.1.

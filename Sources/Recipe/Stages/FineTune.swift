@@ -81,8 +81,8 @@ package protocol FineTuneStageSettings: StageSettings {
     var data: FineTuneData { get set }
     var lora: LoRASettings? { get set }
     var training: TrainingSettings { get set }
-    /// The chat template for conversational rows.
-    var template: ChatTemplate { get set }
+    /// The chat template for conversational rows; nil: the model's own (ChatML when it records none).
+    var template: ChatTemplate? { get set }
 }
 
 extension FineTuneStageSettings {

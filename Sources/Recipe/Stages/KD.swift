@@ -13,7 +13,7 @@ package struct KDStage: FineTuneStageSettings {
     /// Required: `"@stage"`, a distill .h5 or a Hugging Face directory.
     package var teacher = CheckpointSource.file("")
     package var data = FineTuneData()
-    package var template: ChatTemplate = .chatml
+    package var template: ChatTemplate?
     /// Default true.
     package var packing = true
     /// Default `forward_kl`.

@@ -15,7 +15,7 @@ package struct SFTStage: FineTuneStageSettings {
     /// Required.
     package var data = FineTuneData()
     /// Default `chatml`.
-    package var template: ChatTemplate = .chatml
+    package var template: ChatTemplate?
     /// Pack short examples into full rows (attention kept inside each); false pads one example
     /// per row. Default true.
     package var packing = true

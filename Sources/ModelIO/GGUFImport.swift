@@ -1,0 +1,239 @@
+// Reading a llama.cpp GGUF model ("llama" architecture) into a distill model: the weights
+// dequantized to f32 in Hugging Face layout, the config from the llama.* metadata, the
+// tokenizer as an equivalent tokenizer.json (GGUFTokenizer.swift), the chat template
+// recognised as a family distill renders (TextData/ChatTemplate.swift), and where it came
+// from. The inverse of GGUFLlama.swift's export; docs/formats.md ("GGUF") lists the keys.
+//
+// Config (llama.cpp's key names; a key that is absent takes llama.cpp's default):
+//   llama.block_count, embedding_length, feed_forward_length, attention.head_count  required
+//   attention.head_count_kv (head_count), attention.key_length (embedding / heads; value_length
+//   must equal it), rope.dimension_count (must be the head size: partial rotary is another
+//   architecture), rope.freq_base (10000), attention.layer_norm_rms_epsilon (1e-5),
+//   context_length (2048), vocab_size (the token embedding's rows)
+//   rope.scaling.type other than "none" (linear, yarn) is refused, and so is the tensor
+//   rope_freqs.weight (Llama 3.1's frequency factors), which distill does not apply yet.
+// Tensors: ggml names map back to HF names; q and k rows go back from llama.cpp's
+// neighbour-pair rotary layout to the rotate-half layout (the inverse of
+// `LlamaGGUF.interleaveRotaryRows`); `output.weight` absent means tied embeddings. A tensor
+// the importer does not know is refused: it means an architecture variant it would misread.
+//
+// Untrusted input: everything is checked against the header before a tensor is read (the
+// GGUF reader's own checks, then shapes against the config and the f32 size against this
+// machine's memory), so a hostile file fails with its name and the key before any large
+// allocation.
+
+import Core
+import Foundation
+import Formats
+import JSON
+import NN
+import Platform
+import TextData
+
+/// A GGUF model read into memory, with what the checkpoint records about it.
+package struct GGUFModel {
+    package var config: LlamaConfig
+    package var parameters: [String: Tensor]
+    package var tokenizerJSON: String
+    /// The chat template family and default system message, when the file's template was recognised.
+    package var chat: ChatStyle?
+    /// The file's `tokenizer.chat_template` when it has one (recognised or not).
+    package var chatTemplateText: String?
+    /// imported_from, source_sha256, source_tensor_types, and the chat keys (ChatStyle.metadata).
+    package var metadata: [String: String]
+}
+
+extension LlamaGGUF {
+    /// The distill (Hugging Face) name of a ggml tensor name: the inverse of `tensorName`.
+    package static func hfName(_ ggmlName: String) -> String? {
+        switch ggmlName {
+        case "token_embd.weight": return "model.embed_tokens.weight"
+        case "output_norm.weight": return "model.norm.weight"
+        case "output.weight": return "lm_head.weight"
+        default: break
+        }
+        let parts = ggmlName.split(separator: ".", maxSplits: 2, omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0] == "blk", let layer = Int(parts[1]), layer >= 0 else { return nil }
+        return layerTensors.first { $0.ggml == parts[2] }.map { "model.layers.\(layer).\($0.hf)" }
+    }
+
+    /// Reorders the rows of `w` ([heads * D, cols]) from llama.cpp's neighbour-pair layout back to
+    /// the rotate-half layout: within each head, row 2i + j goes to row j * D/2 + i.
+    package static func deinterleaveRotaryRows(_ w: Tensor, heads: Int) -> Tensor {
+        precondition(w.rank == 2 && heads > 0 && w.shape[0] % (2 * heads) == 0, "rows \(w.shape) do not split into \(heads) heads of even size")
+        let rows = w.shape[0], cols = w.shape[1]
+        let d = rows / heads, half = d / 2
+        let out = Tensor.empty(w.shape)
+        for h in 0..<heads {
+            for i in 0..<half {
+                for j in 0..<2 {
+                    let from = w.data + (h * d + 2 * i + j) * cols
+                    (out.data + (h * d + j * half + i) * cols).update(from: from, count: cols)
+                }
+            }
+        }
+        return out
+    }
+}
+
+/// Reads a GGUF model file (see the file header for what is read and refused).
+package func readGGUFModel(path: String) throws -> GGUFModel {
+    let file = try GGUFFile(path: path)
+    func refuse(_ field: String, _ hint: String) -> GGUFError {
+        GGUFError(.unsupportedModel, file: path, field: field, hint: hint)
+    }
+    let architecture = file["general.architecture"]?.string
+    guard architecture == "llama" else {
+        throw refuse(
+            "key 'general.architecture'",
+            architecture.map { "is \"\($0)\"; distill imports the \"llama\" architecture (Llama, SmolLM, TinyLlama, Llama 3.x)" }
+                ?? "is missing; a GGUF model names its architecture there")
+    }
+    if let type = file["general.type"]?.string, type != "model" {
+        throw refuse(
+            "key 'general.type'",
+            type == "adapter"
+                ? "is \"adapter\": this file is a LoRA adapter, not a model; import its base model instead"
+                : "is \"\(type)\"; a model file says \"model\"")
+    }
+    let config = try ggufConfig(file, path: path)
+    let problems = config.problems()
+    if !problems.isEmpty {
+        throw refuse("llama.* keys", "describe a model distill cannot build: " + problems.joined(separator: "; "))
+    }
+
+    // Every tensor known and shaped as the config says, before any is read.
+    let expected = Dictionary(uniqueKeysWithValues: config.parameterShapes.map { ($0.0, $0.1) })
+    var names: [(ggml: String, hf: String)] = []
+    var ropeFactors: GGUFTensorInfo?
+    for info in file.tensors {
+        if info.name == "rope_freqs.weight" {
+            ropeFactors = info
+            continue
+        }
+        guard let hf = LlamaGGUF.hfName(info.name), let shape = expected[hf] else {
+            throw refuse("tensor '\(info.name)'", "is not part of a \(config.numHiddenLayers)-layer Llama model; the file may be another architecture variant")
+        }
+        guard info.shape == shape else {
+            throw refuse("tensor '\(info.name)'", "has shape \(info.shape) but the llama.* keys make it \(shape)")
+        }
+        names.append((info.name, hf))
+    }
+    let missing = Set(expected.keys).subtracting(names.map(\.hf))
+    guard missing.isEmpty else {
+        let ggml = missing.sorted().map { LlamaGGUF.tensorName($0) ?? $0 }
+        throw refuse("tensors", "the file lacks \(ggml.prefix(4).joined(separator: ", "))\(ggml.count > 4 ? " and \(ggml.count - 4) more" : "")")
+    }
+    if ropeFactors != nil {
+        throw refuse(
+            "tensor 'rope_freqs.weight'",
+            "holds rope frequency factors (Llama 3.1 and later scale rope this way), which distill does not apply yet")
+    }
+
+    // The f32 weights must fit, with room to compute.
+    let bytes = Double(file.tensors.reduce(0) { $0 + $1.elementCount }) * 4
+    let memory = Double(ProcessInfo.processInfo.physicalMemory)
+    guard bytes * 1.5 <= memory else {
+        throw UserError(
+            path: path,
+            problem: String(format: "holds %.1f GiB of weights in f32, more than this machine's %.1f GiB allows", bytes / 1_073_741_824, memory / 1_073_741_824),
+            fix: "use a smaller model", kind: .usage)
+    }
+    let tokenizer = try GGUFTokenizer.tokenizerJSON(from: file)
+    var parameters: [String: Tensor] = [:]
+    for (ggml, hf) in names {
+        var t = try file.read(ggml)
+        if let i = t.firstNonFinite() {
+            throw UserError(
+                path: path, problem: "tensor \(ggml) holds a non-finite value (\(t.data[i]) at element \(i))",
+                fix: "the model's weights are damaged; re-download them", kind: .badData)
+        }
+        if hf.hasSuffix("q_proj.weight") { t = LlamaGGUF.deinterleaveRotaryRows(t, heads: config.numAttentionHeads) }
+        if hf.hasSuffix("k_proj.weight") { t = LlamaGGUF.deinterleaveRotaryRows(t, heads: config.numKeyValueHeads) }
+        t.name = hf
+        parameters[hf] = t
+    }
+
+    var types: [String: Int] = [:]
+    for info in file.tensors { types[info.type.name, default: 0] += 1 }
+    var metadata = [
+        "imported_from": path,
+        "source_sha256": try fileSHA256(path),
+        "source_tensor_types": types.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }.joined(separator: ","),
+    ]
+    let templateText = file["tokenizer.chat_template"]?.string
+    let chat = templateText.flatMap(ChatStyle.recognize)
+    if let chat { metadata.merge(chat.metadata) { $1 } }
+    return GGUFModel(
+        config: config, parameters: parameters, tokenizerJSON: tokenizer.json, chat: chat, chatTemplateText: templateText,
+        metadata: metadata)
+}
+
+/// The config the llama.* keys describe.
+private func ggufConfig(_ file: GGUFFile, path: String) throws -> LlamaConfig {
+    func integer(_ key: String, default value: Int? = nil) throws -> Int {
+        guard let v = file["llama." + key] else {
+            guard let value else {
+                throw GGUFError(.unsupportedModel, file: path, field: "key 'llama.\(key)'", hint: "is missing; a llama model needs it")
+            }
+            return value
+        }
+        guard let i = v.int, i > 0 else {
+            throw GGUFError(
+                .unsupportedModel, file: path, field: "key 'llama.\(key)'",
+                hint: "must be a positive integer (a per-layer array is another architecture), got \(v)")
+        }
+        return i
+    }
+    func real(_ key: String, default value: Double) throws -> Double {
+        switch file["llama." + key] {
+        case nil: return value
+        case .float32(let f)?: return Double(f)
+        case .float64(let f)?: return f
+        case let v?:
+            throw GGUFError(.unsupportedModel, file: path, field: "key 'llama.\(key)'", hint: "must be a float, got \(v)")
+        }
+    }
+    if let scaling = file["llama.rope.scaling.type"]?.string, scaling != "none" {
+        throw GGUFError(
+            .unsupportedModel, file: path, field: "key 'llama.rope.scaling.type'",
+            hint: "is \"\(scaling)\"; distill implements unscaled rope and Llama 3's frequency factors")
+    }
+    let hidden = try integer("embedding_length")
+    let heads = try integer("attention.head_count")
+    let headDim = try integer("attention.key_length", default: hidden / heads)
+    let valueDim = try integer("attention.value_length", default: headDim)
+    guard valueDim == headDim else {
+        throw GGUFError(
+            .unsupportedModel, file: path, field: "key 'llama.attention.value_length'",
+            hint: "is \(valueDim) but key_length is \(headDim); distill's attention uses one head size")
+    }
+    let rotary = try integer("rope.dimension_count", default: headDim)
+    guard rotary == headDim else {
+        throw GGUFError(
+            .unsupportedModel, file: path, field: "key 'llama.rope.dimension_count'",
+            hint: "is \(rotary) but heads have \(headDim) dimensions; partial rotary embeddings are another architecture")
+    }
+    let embedding = file.tensor("token_embd.weight")
+    let vocab = try integer("vocab_size", default: embedding?.shape.first ?? 0)
+    return LlamaConfig(
+        vocabSize: vocab, hiddenSize: hidden, intermediateSize: try integer("feed_forward_length"),
+        numHiddenLayers: try integer("block_count"), numAttentionHeads: heads,
+        numKeyValueHeads: try integer("attention.head_count_kv", default: heads), headDim: headDim,
+        rmsNormEps: try real("attention.layer_norm_rms_epsilon", default: 1e-5), ropeTheta: try real("rope.freq_base", default: 10000),
+        tieWordEmbeddings: file.tensor("output.weight") == nil, maxPositionEmbeddings: try integer("context_length", default: 2048),
+        bosTokenId: file["tokenizer.ggml.bos_token_id"]?.int, eosTokenId: file["tokenizer.ggml.eos_token_id"]?.int)
+}
+
+/// Loads a GGUF model as a model with its tokenizer (not trainable unless asked).
+func loadGGUFModel(path: String, trainable: Bool) throws -> LoadedModel {
+    let imported = try readGGUFModel(path: path)
+    let model = try LlamaModel(config: imported.config, parameters: imported.parameters)
+    let tokenizer = try ByteLevelBPETokenizer(jsonData: Array(imported.tokenizerJSON.utf8))
+    try checkVocabulary(tokenizer, imported.config, path: path)
+    if trainable { for (_, p) in model.namedParameters() { p.requiresGrad = true } }
+    var loaded = LoadedModel(model: model, tokenizer: tokenizer, tokenizerJSON: imported.tokenizerJSON, checkpoint: nil, path: path)
+    loaded.chat = imported.chat
+    loaded.sourceMetadata = imported.metadata
+    return loaded
+}

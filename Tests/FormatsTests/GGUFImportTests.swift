@@ -1,0 +1,166 @@
+// Importing a GGUF model: tiny_chat.gguf (tools/make_gguf_chat_fixture.py: Q8_0, F16 and F32
+// tensors, a gpt2 tokenizer with the smollm pre-tokenizer, SmolLM2's ChatML template) read
+// by distill reproduces what transformers computes when it loads the same file itself
+// (tiny_chat.json): last-position logits and loss within 1e-4, the greedy tokens exactly, and
+// the chat prompt's text and ids. Hostile or foreign files are refused naming the key or
+// tensor, before the weights are read.
+
+import Core
+import Foundation
+import Formats
+import ModelIO
+import NN
+import Platform
+import Testing
+import TextData
+
+struct TinyChatReference: Decodable {
+    struct Chat: Decodable {
+        struct Message: Decodable {
+            var role: String
+            var content: String
+        }
+        var messages: [Message]
+        var text: String
+        var ids: [Int32]
+    }
+    var logits_ids: [Int32]
+    var last_logits: [Double]
+    var greedy_ids: [Int32]
+    var loss_ids: [Int32]
+    var loss: Double
+    var chat: Chat
+
+    static func load() throws -> TinyChatReference {
+        try JSONDecoder().decode(TinyChatReference.self, from: Data(contentsOf: try ggufFixture("tiny_chat.json")))
+    }
+}
+
+@Suite struct GGUFImportTests {
+    @Test func logitsLossAndGreedyTokensMatchTransformers() throws {
+        let ref = try TinyChatReference.load()
+        let loaded = try loadModel(from: try ggufFixture("tiny_chat.gguf").path)
+        let model = loaded.model
+        let t = ref.logits_ids.count
+        let logits = GradMode.withoutGrad { model.logits(ids: ref.logits_ids, batch: 1, length: t) }
+        let last = logits.slice(axis: 1, (t - 1)..<t).values
+        let worst = zip(last, ref.last_logits).map { abs(Double($0) - $1) }.max()!
+        #expect(last.count == ref.last_logits.count && worst < 1e-4, "last-position logits differ by up to \(worst)")
+        let n = ref.loss_ids.count
+        let loss = GradMode.withoutGrad {
+            model.loss(ids: ref.loss_ids, targets: Array(ref.loss_ids.dropFirst()) + [-100], batch: 1, length: n).item
+        }
+        #expect(abs(Double(loss) - ref.loss) < 1e-4, "loss \(loss) vs transformers \(ref.loss)")
+        let greedy = model.generate(
+            prompts: [ref.logits_ids], sampling: SamplingConfig(maxTokens: ref.greedy_ids.count, temperature: 0))[0]
+        #expect(greedy == ref.greedy_ids)
+    }
+
+    /// The file's template is recognised as ChatML with SmolLM2's default system message, and
+    /// the prompt distill renders is transformers' apply_chat_template, text and ids.
+    @Test func theChatTemplateRendersAsTransformersDoes() throws {
+        let ref = try TinyChatReference.load()
+        let loaded = try loadModel(from: try ggufFixture("tiny_chat.gguf").path)
+        let style = try #require(loaded.chat)
+        #expect(style == ChatStyle(template: .chatml, defaultSystem: "You are a helpful AI assistant named SmolLM, trained by Hugging Face"))
+        let text = style.prompt(ref.chat.messages.map { ChatMessage(role: $0.role, content: $0.content) })
+        #expect(text == ref.chat.text)
+        #expect(try loaded.requireTokenizer().encode(text, addSpecialTokens: false) == ref.chat.ids)
+    }
+
+    /// The checkpoint holds the same weights and records the source, its digest, its tensor
+    /// types and the chat style; loading it gives the same model.
+    @Test func importWritesACheckpointThatRecordsItsSource() throws {
+        try scratch { dir in
+            let source = try ggufFixture("tiny_chat.gguf").path
+            let output = dir.appendingPathComponent("tiny.h5").path
+            _ = try importModel(from: source, to: output)
+            let original = try loadModel(from: source)
+            let imported = try loadModel(from: output)
+            #expect(modelChecksum(imported.model, includingAdapters: true) == modelChecksum(original.model, includingAdapters: true))
+            let metadata = try #require(imported.checkpoint?.metadata)
+            #expect(metadata["source_sha256"] == (try fileSHA256(source)))
+            #expect(metadata["source_tensor_types"] == "F16:1,F32:5,Q8_0:14")
+            #expect(metadata["imported_from"] == source)
+            #expect(imported.chat == original.chat)
+            #expect(imported.tokenizerJSON == original.tokenizerJSON)
+            // A named template replaces an unrecognised one; the same family keeps the default system message.
+            _ = try importModel(from: source, to: output, template: .chatml)
+            #expect(try loadModel(from: output).chat == original.chat)
+        }
+    }
+
+    /// Rotary rows: deinterleaving undoes the export's interleaving exactly.
+    @Test func rotaryRowOrderRoundTrips() {
+        var rng = RNG(seed: 3)
+        let w = Tensor.randn([2 * 8, 5], std: 1, rng: &rng)
+        let back = LlamaGGUF.deinterleaveRotaryRows(LlamaGGUF.interleaveRotaryRows(w, heads: 2), heads: 2)
+        #expect(back.values == w.values)
+    }
+
+    // MARK: Refusals
+
+    /// tiny_chat.gguf rewritten (tensors as F32) after `edit` changes its metadata and tensors.
+    func rewritten(
+        in dir: URL, _ edit: (inout [(key: String, value: GGUFValue)], inout [(name: String, tensor: Tensor)]) -> Void
+    ) throws -> String {
+        let file = try GGUFFile(path: try ggufFixture("tiny_chat.gguf").path)
+        var metadata = file.metadata.filter { $0.key != GGUF.alignmentKey }
+        var tensors: [(name: String, tensor: Tensor)] = try file.tensors.map { ($0.name, try file.read($0.name)) }
+        edit(&metadata, &tensors)
+        var writer = GGUFWriter()
+        for (key, value) in metadata { writer.add(key, value) }
+        for (name, tensor) in tensors { writer.add(tensor: name, tensor) }
+        let path = dir.appendingPathComponent("edited-\(UUID().uuidString).gguf").path
+        try writer.write(to: path)
+        return path
+    }
+
+    func expectRefusal(_ words: [String], sourceLocation: SourceLocation = #_sourceLocation, _ edit: (inout [(key: String, value: GGUFValue)], inout [(name: String, tensor: Tensor)]) -> Void) throws {
+        try scratch { dir in
+            let path = try rewritten(in: dir, edit)
+            do {
+                _ = try readGGUFModel(path: path)
+                Issue.record("expected a refusal naming \(words)", sourceLocation: sourceLocation)
+            } catch {
+                let message = "\(error)"
+                for w in words {
+                    #expect(message.contains(w), "\(message) should name \(w)", sourceLocation: sourceLocation)
+                }
+                #expect(exitCode(for: error) == 65 || exitCode(for: error) == 2, "\(message)", sourceLocation: sourceLocation)
+            }
+        }
+    }
+
+    @Test func anUnchangedRewriteImports() throws {
+        try scratch { dir in
+            let path = try rewritten(in: dir) { _, _ in }
+            #expect(try readGGUFModel(path: path).config.numHiddenLayers == 2)
+        }
+    }
+
+    @Test func foreignArchitecturesAndAdaptersAreRefusedNamingTheKey() throws {
+        func set(_ key: String, _ value: GGUFValue) -> (inout [(key: String, value: GGUFValue)], inout [(name: String, tensor: Tensor)]) -> Void {
+            { m, _ in m = m.filter { $0.key != key } + [(key, value)] }
+        }
+        try expectRefusal(["general.architecture", "qwen2"], set("general.architecture", .string("qwen2")))
+        try expectRefusal(["general.type", "adapter"], set("general.type", .string("adapter")))
+        try expectRefusal(["llama.rope.scaling.type", "yarn"], set("llama.rope.scaling.type", .string("yarn")))
+        try expectRefusal(["llama.rope.dimension_count", "partial"], set("llama.rope.dimension_count", .uint32(8)))
+        try expectRefusal(["llama.attention.value_length"], set("llama.attention.value_length", .uint32(8)))
+        try expectRefusal(["llama.attention.head_count", "positive"], set("llama.attention.head_count", .array(.int32([4, 4]))))
+        try expectRefusal(["llama.block_count", "missing"]) { m, _ in m = m.filter { $0.key != "llama.block_count" } }
+    }
+
+    @Test func tensorsMustBeTheConfigsTensors() throws {
+        try expectRefusal(["rope_freqs.weight"]) { _, t in t.append(("rope_freqs.weight", Tensor.full([8], 1))) }
+        try expectRefusal(["blk.2.attn_q.weight", "2-layer"]) { _, t in t.append(("blk.2.attn_q.weight", Tensor.full([64, 64], 0))) }
+        try expectRefusal(["blk.1.ffn_up.weight", "shape"]) { _, t in
+            t = t.map { $0.name == "blk.1.ffn_up.weight" ? ($0.name, Tensor.full([64, 64], 0)) : $0 }
+        }
+        try expectRefusal(["lacks", "blk.0.attn_k.weight"]) { _, t in t = t.filter { $0.name != "blk.0.attn_k.weight" } }
+        try expectRefusal(["blk.0.attn_norm.weight", "non-finite"]) { _, t in
+            t = t.map { $0.name == "blk.0.attn_norm.weight" ? ($0.name, Tensor.full([64], .nan)) : $0 }
+        }
+    }
+}
