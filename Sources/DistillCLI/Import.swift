@@ -1,4 +1,6 @@
 import ArgumentParser
+import Foundation
+import Platform
 import ModelIO
 import TextData
 
@@ -13,7 +15,13 @@ struct Import: ParsableCommand {
         @Argument(help: "The Hugging Face model directory.") var directory: String
         @OptionGroup var target: ImportTarget
 
-        func run() throws { try target.importModel(from: directory) }
+        func run() throws {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw UserError(path: directory, problem: "is not a directory", fix: "give a Hugging Face model directory (import gguf reads .gguf files)", kind: .usage)
+            }
+            try target.importModel(from: directory)
+        }
     }
 
     struct GGUF: ParsableCommand {
@@ -23,7 +31,12 @@ struct Import: ParsableCommand {
         @Argument(help: "The .gguf file.") var file: String
         @OptionGroup var target: ImportTarget
 
-        func run() throws { try target.importModel(from: file) }
+        func run() throws {
+            guard file.lowercased().hasSuffix(".gguf") else {
+                throw UserError(path: file, problem: "is not a .gguf file", fix: "give a GGUF model file (import hf reads Hugging Face directories)", kind: .usage)
+            }
+            try target.importModel(from: file)
+        }
     }
 }
 

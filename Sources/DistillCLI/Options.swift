@@ -18,7 +18,7 @@ struct ComputeOptions: ParsableArguments {
 
 /// Where a model comes from: a distill checkpoint or a Hugging Face directory.
 struct ModelOption: ParsableArguments {
-    @Option(name: .long, help: "A distill checkpoint (.h5, a whole model or an adapter) or a Hugging Face model directory.")
+    @Option(name: .long, help: "A distill checkpoint (.h5, a whole model or an adapter), a Hugging Face model directory or a GGUF model (.gguf).")
     var checkpoint: String
     @OptionGroup var base: BaseOption
 

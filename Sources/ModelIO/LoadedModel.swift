@@ -1,5 +1,6 @@
-// Loading a model with its tokenizer from either kind of source distill reads: a distill
-// HDF5 checkpoint or a Hugging Face model directory. Shared by the stages and the CLI.
+// Loading a model with its tokenizer from any source distill reads: a distill HDF5
+// checkpoint, a Hugging Face model directory or a llama.cpp GGUF file (by its .gguf name;
+// GGUFImport.swift). Shared by the stages and the CLI.
 
 import Core
 import Foundation
@@ -75,7 +76,7 @@ package func loadModel(from path: String, base: String? = nil, trainable: Bool =
     guard exists || FileManager.default.fileExists(atPath: path + ".prev") else {
         throw UserError(
             path: path, problem: "no such checkpoint or model directory",
-            fix: "give a distill .h5 checkpoint or a Hugging Face model directory", kind: .io)
+            fix: "give a distill .h5 checkpoint, a Hugging Face model directory or a .gguf model file", kind: .io)
     }
     let (contents, _) = try readCommittedCheckpoint(at: URL(fileURLWithPath: path))
     if contents.kind == .adapter { return try loadAdapter(contents, path: path, base: base, trainable: trainable) }

@@ -21,9 +21,9 @@ func product(_ name: String) -> URL {
 /// What a launched executable did: its exit status and everything it printed.
 typealias ProcessResult = (status: Int32, out: String, err: String)
 
-/// Runs the distill executable built next to the test bundle.
-func distill(_ args: [String], environment: [String: String] = [:]) throws -> ProcessResult {
-    try launch("distill", args, environment: environment)
+/// Runs the distill executable built next to the test bundle; `input` is its standard input.
+func distill(_ args: [String], environment: [String: String] = [:], input: String? = nil) throws -> ProcessResult {
+    try launch("distill", args, environment: environment, input: input)
 }
 
 /// Runs the developer commands' executable (stress-checkpoint, stress-teacher).
@@ -31,7 +31,9 @@ func testHelper(_ args: [String]) throws -> ProcessResult {
     try launch("distill-test-helper", args)
 }
 
-private func launch(_ name: String, _ args: [String], environment: [String: String] = [:]) throws -> ProcessResult {
+private func launch(_ name: String, _ args: [String], environment: [String: String] = [:], input: String? = nil) throws
+    -> ProcessResult
+{
     let process = Process()
     process.executableURL = product(name)
     process.arguments = args
@@ -42,7 +44,13 @@ private func launch(_ name: String, _ args: [String], environment: [String: Stri
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err
+    let stdin = Pipe()
+    if input != nil { process.standardInput = stdin }
     try process.run()
+    if let input {
+        stdin.fileHandleForWriting.write(Data(input.utf8))
+        try stdin.fileHandleForWriting.close()
+    }
     let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
     return (process.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
