@@ -8,6 +8,7 @@
 import Core
 import Foundation
 import Formats
+import JSON
 import ModelIO
 import NN
 import Platform
@@ -161,6 +162,29 @@ struct TinyChatReference: Decodable {
         try expectRefusal(["lacks", "blk.0.attn_k.weight"]) { _, t in t = t.filter { $0.name != "blk.0.attn_k.weight" } }
         try expectRefusal(["blk.0.attn_norm.weight", "non-finite"]) { _, t in
             t = t.map { $0.name == "blk.0.attn_norm.weight" ? ($0.name, Tensor.full([64], .nan)) : $0 }
+        }
+    }
+}
+
+/// A Hugging Face directory's template: chat_template.jinja, else tokenizer_config.json's
+/// `chat_template` (a string, or the "default" of a named list).
+@Suite struct HFChatTemplateTests {
+    @Test func readFromTokenizerConfigOrJinjaFile() throws {
+        try scratch { dir in
+            let source = try #require(Bundle.module.url(forResource: "tiny_llama", withExtension: nil, subdirectory: "Fixtures"))
+            let model = dir.appendingPathComponent("m")
+            try FileManager.default.copyItem(at: source, to: model)
+            #expect(try loadModel(from: model.path).chat == nil)
+            let chatml = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+            let config = model.appendingPathComponent("tokenizer_config.json")
+            let named = JSONValue.obj(["chat_template": .array([.obj(["name": .string("tool_use"), "template": .string("x")]), .obj(["name": .string("default"), "template": .string(chatml)])])])
+            try Data(named.serialized().utf8).write(to: config)
+            #expect(try loadModel(from: model.path).chat == ChatStyle(template: .chatml))
+            try Data("{% for m in messages %}{{ m['content'] }}{% endfor %}".utf8).write(to: model.appendingPathComponent("chat_template.jinja"))
+            #expect(try loadModel(from: model.path).chat == nil)
+            try Data("{\"chat_template\": ".utf8).write(to: config)
+            try FileManager.default.removeItem(at: model.appendingPathComponent("chat_template.jinja"))
+            #expect(throws: HFModelError.self) { try loadModel(from: model.path) }
         }
     }
 }
