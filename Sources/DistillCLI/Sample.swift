@@ -39,6 +39,8 @@ struct Sample: ParsableCommand {
     @Option(help: "Without a recipe: the verifier object (default {\"type\": \"auto\"}).") var verifierJson: String?
     @Option(help: "Without a recipe: the pairing object, e.g. {\"strategy\": \"one\", \"seed\": 3}.") var pairsJson:
         String?
+    @Option(help: "Without a recipe: the teacher prompt object, e.g. {\"system\": \"...\", \"examples\": \"shots.jsonl\", \"tools_in\": \"user\"}.")
+    var teacherPromptJson: String?
     @Option(help: "Without a recipe: the output folder (also holds run.json and the call cache).") var out: String?
     @Option(help: "Without a recipe: the seed for pairing.") var seed: Int = 0
 
@@ -46,7 +48,7 @@ struct Sample: ParsableCommand {
 
     func validate() throws {
         if recipe != nil {
-            if tasks != nil || teacherJson != nil || out != nil || verifierJson != nil || pairsJson != nil {
+            if tasks != nil || teacherJson != nil || out != nil || verifierJson != nil || pairsJson != nil || teacherPromptJson != nil {
                 throw ValidationError("give either a recipe or --tasks/--teacher-json/--out, not both")
             }
         } else if tasks == nil || teacherJson == nil || out == nil {
@@ -79,6 +81,7 @@ struct Sample: ParsableCommand {
             "{\"type\": \"sample\", \"output\": \".\", \"tasks\": \(quoted(tasks!)), \"teacher\": \(teacherJson!)"
         if let verifierJson { stage += ", \"verifier\": \(verifierJson)" }
         if let pairsJson { stage += ", \"pairs\": \(pairsJson)" }
+        if let teacherPromptJson { stage += ", \"teacher_prompt\": \(teacherPromptJson)" }
         stage += "}"
         return "{\"name\": \"sample\", \"run_dir\": \(quoted(out!)), \"seed\": \(seed), \"stages\": [\(stage)]}"
     }

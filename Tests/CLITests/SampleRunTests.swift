@@ -171,3 +171,69 @@ import TextData
         if ProcessInfo.processInfo.activeProcessorCount >= 2 { #expect(most >= 2) }
     }
 }
+
+/// The teacher prompt: the teacher (a command that answers with the prompt it was given) sees
+/// the system message, the worked examples and the tools in the user turn; the rows keep the
+/// task's own form (its messages and tools, none of the examples).
+@Suite struct TeacherPromptRunTests {
+    @Test func theTeacherSeesExamplesAndTheRowsDoNot() throws {
+        let root = try scratchDirectory("teacher-prompt")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let tasks = root.appendingPathComponent("tasks.jsonl"), shots = root.appendingPathComponent("shots.jsonl")
+        try #"{"id": "t", "messages": [{"role": "user", "content": "Area of 5 by 3?"}], "tools": [{"name": "area", "parameters": {"type": "object", "properties": {"w": {"type": "number"}}}}], "pattern": "(?s).*"}"#
+            .appending("\n").write(to: tasks, atomically: true, encoding: .utf8)
+        try #"{"messages": [{"role": "user", "content": "Is 7 prime?"}, {"role": "assistant", "content": "[is_prime(n=7)]"}], "tools": [{"name": "is_prime"}]}"#
+            .appending("\n").write(to: shots, atomically: true, encoding: .utf8)
+        let r = try distill([
+            "sample", "--tasks", tasks.path, "--out", root.appendingPathComponent("out").path,
+            "--teacher-json", #"{"type": "command", "command": ["cat"], "samples": 1}"#,
+            "--verifier-json", #"{"type": "regex", "mode": "search"}"#,
+            "--teacher-prompt-json", #"{"system": "Call functions.", "examples": "\#(shots.path)", "tools_in": "user"}"#,
+        ])
+        #expect(r.status == 0, "\(r.err)")
+        let prompt = """
+            <|im_start|>system
+            Call functions.<|im_end|>
+            <|im_start|>user
+            <tools>
+            {"name": "is_prime"}
+            </tools>
+
+            Is 7 prime?<|im_end|>
+            <|im_start|>assistant
+            [is_prime(n=7)]<|im_end|>
+            <|im_start|>user
+            <tools>
+            {"name": "area", "parameters": {"type": "object", "properties": {"w": {"type": "number"}}}}
+            </tools>
+
+            Area of 5 by 3?<|im_end|>
+            <|im_start|>assistant
+
+            """
+        let sample = try String(contentsOf: root.appendingPathComponent("out/samples.jsonl"), encoding: .utf8)
+        // The command teacher's answer is its input, less the final newline.
+        #expect(sample.contains(JSONValue.string(String(prompt.dropLast())).compact()), "\(sample)")
+        let sft = try String(contentsOf: root.appendingPathComponent("out/sft.jsonl"), encoding: .utf8)
+        #expect(sft.hasPrefix(#"{"prompt":[{"role":"user","content":"Area of 5 by 3?"}],"completion":"#), "\(sft)")
+        let row = try JSONValue.parse(Array(sft.utf8))
+        guard case .object(let o) = row else { throw CocoaError(.fileReadCorruptFile) }
+        #expect(o["prompt"]?.compact() == #"[{"role":"user","content":"Area of 5 by 3?"}]"#)
+        #expect(o["tools"]?.compact() == #"[{"name":"area","parameters":{"type":"object","properties":{"w":{"type":"number"}}}}]"#)
+
+        // A bad examples file is refused naming its line.
+        try #"{"messages": [{"role": "user", "content": "no answer"}]}"#.appending("\n").write(to: shots, atomically: true, encoding: .utf8)
+        let bad = try distill([
+            "sample", "--tasks", tasks.path, "--out", root.appendingPathComponent("out2").path,
+            "--teacher-json", #"{"type": "command", "command": ["cat"], "samples": 1}"#,
+            "--teacher-prompt-json", #"{"examples": "\#(shots.path)", "tools_in": "usr"}"#,
+        ])
+        #expect(bad.status == 2 && bad.err.contains("tools_in") && bad.err.contains("user"), "\(bad.err)")
+        let worse = try distill([
+            "sample", "--tasks", tasks.path, "--out", root.appendingPathComponent("out3").path,
+            "--teacher-json", #"{"type": "command", "command": ["cat"], "samples": 1}"#,
+            "--teacher-prompt-json", #"{"examples": "\#(shots.path)"}"#,
+        ])
+        #expect(worse.status == 65 && worse.err.contains("shots.jsonl:1"), "\(worse.err)")
+    }
+}

@@ -37,7 +37,12 @@ struct SampleExecutor: StageExecutor {
                 config: c, model: loaded.model, tokenizer: tokenizer, tokenizerJSON: loaded.tokenizerJSON ?? "",
                 endOfText: loaded.endOfText, modelChat: loaded.chat, cache: cache)
         }
-        try teacher.validate(tasks)
+        // The teacher sees each task through the stage's teacher prompt; verdicts, rows and pairs
+        // use the task itself.
+        let prompt = s.teacherPrompt ?? TeacherPrompt()
+        let examples = try prompt.loadExamples()
+        let teacherTasks = tasks.map { prompt.apply($0, examples: examples) }
+        try teacher.validate(teacherTasks)
         let cached = try cache.count()
         emit(
             .message(
@@ -89,7 +94,7 @@ struct SampleExecutor: StageExecutor {
         var finished = false
         if let local = teacher as? CheckpointTeacher {
             // The engine runs on this thread; verdicts that are ready are recorded between batches.
-            _ = try local.sampleSync(tasks) { sample in
+            _ = try local.sampleSync(teacherTasks) { sample in
                 submit(sample)
                 while let item = queue.tryPop() { if case .verified(let v) = item { record(v) } }
             }
@@ -97,7 +102,7 @@ struct SampleExecutor: StageExecutor {
         } else {
             Task {
                 do {
-                    _ = try await teacher.sample(tasks) { queue.push(.sample($0)) }
+                    _ = try await teacher.sample(teacherTasks) { queue.push(.sample($0)) }
                     queue.push(.finished(nil))
                 } catch {
                     queue.push(.finished(error))

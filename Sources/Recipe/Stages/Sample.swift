@@ -28,6 +28,9 @@ package struct SampleStage: StageSettings {
     /// exactly the failed calls (the others come from the cache). Absent from the resolved
     /// recipe unless set, so recipes written before it keep their fingerprints.
     package var maxFailedFraction: Double?
+    /// What the teacher is shown beyond each task (system message, worked examples, where tools
+    /// go); the student's rows keep the task's own form. Absent from the resolved recipe unless set.
+    package var teacherPrompt: TeacherPrompt?
     /// A folder in the run directory. Default `sample`.
     package var output = "sample"
 
@@ -36,6 +39,7 @@ package struct SampleStage: StageSettings {
     package enum CodingKeys: String, CodingKey, CaseIterable {
         case name, tasks, teacher, verifier, pairs, cache, output
         case maxFailedFraction = "max_failed_fraction"
+        case teacherPrompt = "teacher_prompt"
     }
 
     package var checkpointInputs: [CheckpointSource] {
@@ -43,7 +47,7 @@ package struct SampleStage: StageSettings {
         return []
     }
 
-    package var inputFiles: [String] { [tasks] }
+    package var inputFiles: [String] { [tasks] + (teacherPrompt?.examples.map { [$0] } ?? []) }
 
     /// The files the stage writes inside `output`.
     package static let files = ["samples.jsonl", "sft.jsonl", "pairs.jsonl", "stats.json"]
@@ -58,7 +62,7 @@ extension SampleStage {
             v, path: path, log: log, alsoAllowed: ["type"],
             nested: [
                 ("teacher", teacherKeys.sorted()), ("verifier", keys(VerifierConfig.CodingKeys.self)),
-                ("pairs", keys(PairingConfig.CodingKeys.self)),
+                ("pairs", keys(PairingConfig.CodingKeys.self)), ("teacher_prompt", keys(TeacherPrompt.CodingKeys.self)),
             ])
         var s = SampleStage()
         s.name = name
@@ -91,6 +95,7 @@ extension SampleStage {
         }
         r.read(.cache, into: &s.cache)
         r.read(.maxFailedFraction, into: &s.maxFailedFraction, .closed(0, 1))
+        s.teacherPrompt = r.object(.teacherPrompt) { readTeacherPrompt($0, path: $1, log: log) }
         return s
     }
 
@@ -100,6 +105,7 @@ extension SampleStage {
     package mutating func link(_ l: StageLinker) {
         if !tasks.isEmpty { tasks = l.file(tasks, at: "tasks") }
         cache = l.inRunDirectory(cache)
+        if let examples = teacherPrompt?.examples { teacherPrompt?.examples = l.file(examples, at: "teacher_prompt.examples") }
         if case .checkpoint(var t) = teacher {
             if let resolved = l.source(CheckpointSource(t.checkpoint), given: !t.checkpoint.isEmpty, at: "teacher.checkpoint") {
                 t.checkpoint = resolved.description
@@ -263,4 +269,16 @@ func readVerifier(_ v: JSONValue, path: String, log: IssueLog) -> VerifierConfig
     r.read(.timeoutSeconds, into: &c.timeoutSeconds)
     logProblems(c.problems(), known: keys(VerifierConfig.CodingKeys.self), path: path, log: log)
     return c
+}
+
+/// A `teacher_prompt` object: {"system"?, "examples"?, "tools_in"?}.
+func readTeacherPrompt(_ v: JSONValue, path: String, log: IssueLog) -> TeacherPrompt {
+    let r = ObjectReader<TeacherPrompt.CodingKeys>(v, path: path, log: log)
+    var p = TeacherPrompt()
+    if let system = r.string(.system) { p.system = system }
+    if let examples = r.string(.examples) {
+        if examples.isEmpty { log.add(.rule("must not be empty"), at: r.path(.examples)) } else { p.examples = examples }
+    }
+    r.read(.toolsIn, into: &p.toolsIn)
+    return p
 }
