@@ -78,6 +78,9 @@ package enum CallParser {
 
     private enum Found { case success([ParsedCall]), failure(String) }
 
+    /// The keys a JSON call object may have.
+    private static let callObjectKeys: Set<String> = ["name", "arguments", "parameters", "id", "type"]
+
     /// Calls in a JSON value; empty when the value is not call-shaped at all.
     private static func calls(in value: JSONValue) -> Found {
         switch value {
@@ -94,6 +97,15 @@ package enum CallParser {
             if case .array? = o["tool_calls"] { return calls(in: o["tool_calls"]!) }
             if case .object(let f)? = o["function"], f["name"] != nil { return calls(in: .object(f)) }
             guard case .string(let name)? = o["name"] else { return .success([]) }
+            // A call object holds its name and arguments (and OpenAI's id and type); anything
+            // else in it (a schema's "required" copied into the call, say) is not a call the
+            // model can be credited with.
+            if let extra = o.entries.first(where: { !callObjectKeys.contains($0.key) }) {
+                return .failure("call \(name): unexpected key \"\(extra.key)\" in the call object")
+            }
+            if o["arguments"] != nil && o["parameters"] != nil {
+                return .failure("call \(name): both \"arguments\" and \"parameters\" given")
+            }
             let rawArgs = o["arguments"] ?? o["parameters"] ?? .object(.init())
             switch rawArgs {
             case .object(let args): return .success([ParsedCall(name: name, arguments: args)])

@@ -47,6 +47,22 @@ private let area = ExpectedCall(name: "area", arguments: [(name: "w", acceptable
     }
 }
 
+/// A JSON call object holds a name and arguments (OpenAI's id and type allowed): a call with
+/// anything else in it, seen from SmolLM2 copying the schema's "required" into its call, is
+/// not credited, and neither is one that gives both "arguments" and "parameters".
+@Suite struct CallObjectKeysTests {
+    @Test func extraKeysInACallObjectFailTheAnswer() {
+        let ok = verify(#"<tool_call>[{"name": "area", "arguments": {"w": 5, "h": 3}}]</tool_call>"#, [area])
+        #expect(ok.correct, "\(ok.reason)")
+        let openAI = verify(#"{"id": "call_1", "type": "function", "function": {"name": "area", "arguments": "{\"w\": 5, \"h\": 3}"}}"#, [area])
+        #expect(openAI.correct, "\(openAI.reason)")
+        let junk = verify(#"<tool_call>[{"name": "area", "arguments": {"w": 5, "h": 3}, "required": ["w", "h"]}]</tool_call>"#, [area])
+        #expect(!junk.correct && junk.reason.contains("unexpected key \"required\""), "\(junk.reason)")
+        let both = verify(#"{"name": "area", "arguments": {"w": 5, "h": 3}, "parameters": {"w": 1}}"#, [area])
+        #expect(!both.correct && both.reason.contains("both"), "\(both.reason)")
+    }
+}
+
 @Suite struct PythonStringTests {
     private func string(_ literal: String) throws -> String? {
         guard case .calls(let calls) = CallParser.parse("f(s=\(literal))") else { return nil }
