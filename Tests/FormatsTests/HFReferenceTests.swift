@@ -15,6 +15,7 @@ struct HFReference: Decodable {
     var ids: [Int32]
     var loss: Double
     var last_logits: [Double]
+    var prompt: String
     var prompt_ids: [Int32]
     var greedy_ids: [Int32]
     /// tiny_llama3 only: transformers' rotary_emb.inv_freq as float32 bit patterns.
