@@ -52,7 +52,8 @@ public struct RopeScaling: Sendable, Hashable {
             p.append("rope low_freq_factor must be positive, got \(lowFreqFactor)")
         }
         if !(highFreqFactor.isFinite && highFreqFactor > lowFreqFactor) {
-            p.append("rope high_freq_factor (\(highFreqFactor)) must be greater than low_freq_factor (\(lowFreqFactor))")
+            p.append(
+                "rope high_freq_factor (\(highFreqFactor)) must be greater than low_freq_factor (\(lowFreqFactor))")
         }
         if originalMaxPositionEmbeddings < 1 {
             p.append("rope original_max_position_embeddings must be at least 1, got \(originalMaxPositionEmbeddings)")
@@ -109,7 +110,8 @@ public struct RopeTable: Sendable {
     }
 
     public init(positions: [Int32], headDim: Int, theta: Float, scaling: RopeScaling? = nil) {
-        self.init(positions: positions, inverseFrequencies: Self.inverseFrequencies(headDim: headDim, theta: theta, scaling: scaling))
+        let inverseFrequencies = Self.inverseFrequencies(headDim: headDim, theta: theta, scaling: scaling)
+        self.init(positions: positions, inverseFrequencies: inverseFrequencies)
     }
 
     /// Tables for the D/2 inverse frequencies `inverseFrequencies` (D = twice their count).

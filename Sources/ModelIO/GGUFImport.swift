@@ -170,7 +170,8 @@ package func readGGUFModel(path: String) throws -> GGUFModel {
         let field = "tensor '\(ropeFactors.name)'"
         let half = config.headDim / 2
         guard ropeFactors.shape == [half] else {
-            throw refuse(field, "has shape \(ropeFactors.shape); rope frequency factors hold one value per rotary pair, [\(half)]")
+            throw refuse(
+                field, "has shape \(ropeFactors.shape); rope frequency factors hold one per rotary pair, [\(half)]")
         }
         let factors = try file.read(ropeFactors.name).values
         guard factors.allSatisfy({ $0.isFinite && $0 > 0 }) else {
@@ -182,7 +183,9 @@ package func readGGUFModel(path: String) throws -> GGUFModel {
         guard let found else {
             throw refuse(
                 field,
-                "holds rope frequency factors that are not Llama 3's scaling (rope_type llama3) with factor \(factors.max()!) and any low_freq_factor, high_freq_factor and original context distill tries; distill computes no other scaling")
+                "holds rope frequency factors that are not Llama 3's scaling (rope_type llama3) with factor "
+                    + "\(factors.max()!) and any low_freq_factor, high_freq_factor and original context distill tries; "
+                    + "distill computes no other scaling")
         }
         config.ropeScaling = found
     }

@@ -53,7 +53,8 @@ public struct LlamaConfig: Codable, Sendable, Equatable, Hashable {
     public init(
         vocabSize: Int, hiddenSize: Int, intermediateSize: Int, numHiddenLayers: Int, numAttentionHeads: Int,
         numKeyValueHeads: Int? = nil, headDim: Int? = nil, rmsNormEps: Double = 1e-5, ropeTheta: Double = 10000,
-        ropeScaling: RopeScaling? = nil, tieWordEmbeddings: Bool = true, maxPositionEmbeddings: Int = 2048, initializerRange: Double = 0.02,
+        ropeScaling: RopeScaling? = nil,
+        tieWordEmbeddings: Bool = true, maxPositionEmbeddings: Int = 2048, initializerRange: Double = 0.02,
         bosTokenId: Int? = nil, eosTokenId: Int? = nil, layerRepeat: Int = 1
     ) {
         self.vocabSize = vocabSize

@@ -97,7 +97,8 @@ package struct CheckpointTeacher: TeacherBackend {
                     .utf8))
         // Only when set, so the checksums of unscaled models stay what they were.
         if let s = c.ropeScaling {
-            add(Array("llama3 \(s.factor) \(s.lowFreqFactor) \(s.highFreqFactor) \(s.originalMaxPositionEmbeddings)\n".utf8))
+            let text = "llama3 \(s.factor) \(s.lowFreqFactor) \(s.highFreqFactor) \(s.originalMaxPositionEmbeddings)\n"
+            add(Array(text.utf8))
         }
         for (name, tensor) in model.namedParameters().sorted(by: { $0.0 < $1.0 }) {
             add(Array("\(name) \(tensor.shape)\n".utf8))

@@ -52,11 +52,16 @@ import Testing
     }
 
     @Test func meaninglessParametersAreNamed() {
-        #expect(RopeScaling(factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192).problems().isEmpty)
-        let p = RopeScaling(factor: 0.5, lowFreqFactor: 0, highFreqFactor: 0, originalMaxPositionEmbeddings: 0).problems()
+        #expect(
+            RopeScaling(factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192).problems()
+                .isEmpty)
+        let p = RopeScaling(factor: 0.5, lowFreqFactor: 0, highFreqFactor: 0, originalMaxPositionEmbeddings: 0)
+            .problems()
         for key in ["factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"] {
             #expect(p.contains { $0.contains(key) }, "\(p)")
         }
-        #expect(RopeScaling(factor: 8, lowFreqFactor: 4, highFreqFactor: 1, originalMaxPositionEmbeddings: 8192).problems().count == 1)
+        #expect(
+            RopeScaling(factor: 8, lowFreqFactor: 4, highFreqFactor: 1, originalMaxPositionEmbeddings: 8192).problems()
+                .count == 1)
     }
 }
