@@ -8,7 +8,8 @@ from PyPI, in the reference venv):
     /tmp/distill-ref/bin/python tools/check_gguf.py /tmp/distill-gguf [--distill .build/debug/distill]
 
 For every model directory the Swift side wrote (tiny_llama: tied, grouped-query attention;
-tiny_llama_untied), and for every run in its reference.json:
+tiny_llama_untied; tiny_llama3: Llama 3's rope scaling as rope_freqs.weight, its own prompt of
+83 tokens past the original context of 64), and for every run in its reference.json:
   base          base.gguf (F32) and base_f16.gguf, no adapter
   lora_*        base.gguf + lora_*.gguf (lora_path), and base_f16.gguf + the adapter
 it checks:

@@ -11,6 +11,10 @@ Writes into Tests/FormatsTests/Fixtures/gguf/:
                      convert_hf_to_gguf.py converts a LlamaForCausalLM with --outtype f16:
                      llama.* hyperparameters, the gpt2 tokenizer keys, Q/K rows permuted
                      by the converter's reshape/swapaxes formula, 2-D weights F16, norms F32
+  tiny_llama3_f16.gguf  the same for Tests/FormatsTests/Fixtures/tiny_llama3 (Llama 3's rope
+                     scaling), with the converter's rope_freqs.weight first: one F32 divisor per
+                     rotary pair, 1 / factor / 1 / ((1 - s) / factor + s) by band, computed with
+                     torch in float32 as the converter computes it
   tiny_lora.safetensors / tiny_lora.gguf   a rank-2 rsLoRA adapter (alpha 8) on q, k, v,
                      o of both layers with random A and B in PEFT's names and layout, and
                      the GGUF adapter convert_lora_to_gguf.py would write for it (B rows of
@@ -125,14 +129,41 @@ def ggml_name(hf):
     return f"blk.{parts[2]}.{GGML_NAMES[module]}.{parts[-1]}"
 
 
-def tiny_llama_fixture():
-    config = json.load(open(os.path.join(TINY, "config.json")))
-    tok = json.load(open(os.path.join(TINY, "tokenizer.json")))
-    weights = load_file(os.path.join(TINY, "model.safetensors"))
+def llama3_rope_freqs(config):
+    """The divisors llama.cpp's converter stores for rope_type llama3 (its LlamaModel's extra
+    tensor), restated: per rotary pair, from the float32 frequencies theta^(-2i/D), in torch
+    float32 arithmetic on 0-dim tensors as the converter does. The converter reads
+    original_max_position_embeddings from the top level of config.json (8192 when absent);
+    here it comes from rope_parameters, where transformers 5 keeps it, so the fixture's
+    file describes the fixture's model."""
+    import torch
+    rope = config["rope_parameters"]
+    dim = config["head_dim"]
+    context = rope["original_max_position_embeddings"]
+    factor, low, high = rope["factor"], rope["low_freq_factor"], rope["high_freq_factor"]
+    long_edge, short_edge = context / low, context / high
+    divisors = []
+    for f in 1.0 / (rope["rope_theta"] ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim)):
+        wavelength = 2 * math.pi / f
+        if wavelength < short_edge:
+            divisors.append(1)
+        elif wavelength > long_edge:
+            divisors.append(factor)
+        else:
+            s = (context / wavelength - low) / (high - low)
+            divisors.append(1 / ((1 - s) / factor + s))
+    return torch.tensor(divisors, dtype=torch.float32).numpy()
+
+
+def tiny_llama_fixture(name="tiny_llama"):
+    source = os.path.join(FIXTURES, name)
+    config = json.load(open(os.path.join(source, "config.json")))
+    tok = json.load(open(os.path.join(source, "tokenizer.json")))
+    weights = load_file(os.path.join(source, "model.safetensors"))
     n_head, n_kv = config["num_attention_heads"], config["num_key_value_heads"]
-    w = gguf.GGUFWriter(os.path.join(OUT, "tiny_llama_f16.gguf"), arch="llama")
+    w = gguf.GGUFWriter(os.path.join(OUT, f"{name}_f16.gguf"), arch="llama")
     w.add_type("model")
-    w.add_name("tiny_llama")
+    w.add_name(name)
     w.add_block_count(config["num_hidden_layers"])
     w.add_context_length(config["max_position_embeddings"])
     w.add_embedding_length(config["hidden_size"])
@@ -177,6 +208,8 @@ def tiny_llama_fixture():
         order += [f"model.layers.{layer}.{m}.weight" for m in GGML_NAMES]
     order += ["model.norm.weight"] + (["lm_head.weight"] if "lm_head.weight" in weights else [])
     assert sorted(order) == sorted(weights)
+    if config["rope_parameters"].get("rope_type") == "llama3":
+        w.add_tensor("rope_freqs.weight", llama3_rope_freqs(config))
     for name in order:
         t = weights[name]
         if name.endswith("q_proj.weight"):
@@ -230,6 +263,7 @@ def main():
     values_fixture(rng)
     tiny_llama_fixture()
     lora_fixture(rng)
+    tiny_llama_fixture("tiny_llama3")
     for name in sorted(os.listdir(OUT)):
         print(name, os.path.getsize(os.path.join(OUT, name)))
 

@@ -6,6 +6,12 @@ Writes into Tests/FormatsTests/Fixtures/:
                        reference.json computed by transformers in float32, eager attention
   tiny_llama_untied/   tie_word_embeddings false (lm_head.weight saved), one layer instead
                        of two (the fixtures stay small), its own weights and reference.json
+  tiny_llama3/         Llama 3's rope scaling (rope_parameters with rope_type "llama3": factor
+                       8, low_freq_factor 1, high_freq_factor 4, original_max_position_embeddings
+                       64, max_position_embeddings 256) on head_dim 16, so of the 8 frequencies
+                       one is unchanged, two are in the smoothed band and five are divided by 8;
+                       its text and prompt run past position 64. reference.json also holds
+                       transformers' inverse frequencies (rotary_emb.inv_freq) as float32 bits
   dtypes.safetensors   F32, F16 and BF16 tensors written by safetensors.torch, plus
   dtypes.json          their values as float32 bit patterns (as torch converts them), and
                        float32 inputs with the F16 bits torch rounds them to
@@ -15,7 +21,7 @@ reference.json holds: the text and its ids, the mean causal-LM loss over the ids
 a prompt with its ids and 32 greedy tokens (argmax at every step, no EOS stop), the
 first 4 values of every tensor in model.safetensors, and the parameter count.
 
-    /tmp/distill-ref/bin/python tools/make_hf_fixture.py
+    /tmp/distill-ref/bin/python tools/make_hf_fixture.py [--only tiny_llama3]
 
 Deterministic (fixed seeds). Manual check that transformers loads a directory distill
 exported and computes the same logits as the original:
@@ -56,6 +62,12 @@ def count(items):
 """
 TEXT = "The keeper wrote in her log: wind from the west, two boats in the harbour."
 PROMPT = "In the spring the fog"
+# Longer ones for tiny_llama3: past original_max_position_embeddings (64 tokens).
+LONG_TEXT = " ".join(CORPUS.split("\n")[:3])
+LONG_PROMPT = ("In the spring the fog came early and stayed late. Ships called to each other with long "
+               "low horns, and the keeper answered with the bell.")
+LLAMA3_ROPE = {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0, "low_freq_factor": 1.0,
+               "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
 
 
 def train_tokenizer(vocab):
@@ -69,15 +81,17 @@ def train_tokenizer(vocab):
     return tok
 
 
-def make_model(out, tok, tied, seed, layers):
+def make_model(out, tok, tied, seed, layers, rope=None, text=TEXT, prompt=PROMPT):
     os.makedirs(out, exist_ok=True)
     tok.save(os.path.join(out, "tokenizer.json"))
     eos = tok.token_to_id("<|endoftext|>")
+    shape = {"max_position_embeddings": 128, "rope_theta": 10000.0}
+    if rope is not None:
+        shape = {"max_position_embeddings": 256, "head_dim": 16, "rope_parameters": rope}
     cfg = LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, intermediate_size=64,
                       num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                      max_position_embeddings=128, rope_theta=10000.0, rms_norm_eps=1e-5,
-                      tie_word_embeddings=tied, bos_token_id=eos, eos_token_id=eos,
-                      hidden_act="silu", attention_bias=False, mlp_bias=False)
+                      rms_norm_eps=1e-5, tie_word_embeddings=tied, bos_token_id=eos, eos_token_id=eos,
+                      hidden_act="silu", attention_bias=False, mlp_bias=False, **shape)
     cfg._attn_implementation = "eager"
     torch.manual_seed(seed)
     model = LlamaForCausalLM(cfg).float().eval()
@@ -94,8 +108,8 @@ def make_model(out, tok, tied, seed, layers):
         if os.path.exists(path):
             os.remove(path)
 
-    ids = tok.encode(TEXT).ids
-    prompt_ids = tok.encode(PROMPT).ids
+    ids = tok.encode(text).ids
+    prompt_ids = tok.encode(prompt).ids
     with torch.no_grad():
         x = torch.tensor([ids])
         result = model(input_ids=x, labels=x)
@@ -126,16 +140,30 @@ def make_model(out, tok, tied, seed, layers):
         for name in f.keys():
             first4[name] = f.get_tensor(name).flatten()[:4].tolist()
     ref = {
-        "text": TEXT, "ids": ids, "loss": result.loss.item(),
+        "text": text, "ids": ids, "loss": result.loss.item(),
         "last_logits": result.logits[0, -1].tolist(),
-        "prompt": PROMPT, "prompt_ids": prompt_ids, "greedy_ids": greedy, "greedy_min_margin": margin,
+        "prompt": prompt, "prompt_ids": prompt_ids, "greedy_ids": greedy, "greedy_min_margin": margin,
         "first4": first4,
         "parameters": sum(p.numel() for p in model.parameters()),
     }
+    if rope is not None:
+        inv_freq = model.model.rotary_emb.inv_freq
+        assert inv_freq.dtype == torch.float32
+        ref["inv_freq_bits"] = bits32(inv_freq)
+        # The scaling must matter here: the same weights with unscaled rope move the logits.
+        plain = copy.deepcopy(model)
+        default = 1.0 / (10000.0 ** (torch.arange(0, 16, 2, dtype=torch.float) / 16))
+        plain.model.rotary_emb.inv_freq.copy_(default)
+        with torch.no_grad():
+            moved = (plain(input_ids=torch.tensor([ids])).logits[0, -1] - result.logits[0, -1]).abs().max().item()
+        assert moved > 0.05, f"unscaled rope moves the last logits by only {moved}"
+        ref["unscaled_last_logits_max_change"] = moved
     with open(os.path.join(out, "reference.json"), "w") as f:
         json.dump(ref, f)
     print(json.dumps({"out": os.path.relpath(out), "params": ref["parameters"], "loss": ref["loss"],
-                      "margin": margin, "distinct": len(set(greedy)), "greedy": greedy[:10]}))
+                      "tokens": len(ids), "prompt_tokens": len(prompt_ids),
+                      "margin": margin, "distinct": len(set(greedy)), "greedy": greedy[:10],
+                      "unscaled_change": ref.get("unscaled_last_logits_max_change")}))
 
 
 def bits32(t):
@@ -196,17 +224,24 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--check-export", metavar="DIR")
     ap.add_argument("--against", default=os.path.join(OUT, "tiny_llama"))
+    ap.add_argument("--only", choices=["tiny_llama", "tiny_llama_untied", "tiny_llama3", "dtypes"])
     a = ap.parse_args()
     torch.set_num_threads(1)
     if a.check_export:
         check_export(a.check_export, a.against)
         return
     tok = train_tokenizer(300)
-    for name in ("tiny_llama", "tiny_llama_untied"):
-        shutil.rmtree(os.path.join(OUT, name), ignore_errors=True)
-    make_model(os.path.join(OUT, "tiny_llama"), tok, tied=True, seed=7, layers=2)
-    make_model(os.path.join(OUT, "tiny_llama_untied"), tok, tied=False, seed=5, layers=1)
-    make_dtypes(OUT)
+    models = {
+        "tiny_llama": dict(tied=True, seed=7, layers=2),
+        "tiny_llama_untied": dict(tied=False, seed=5, layers=1),
+        "tiny_llama3": dict(tied=True, seed=11, layers=2, rope=LLAMA3_ROPE, text=LONG_TEXT, prompt=LONG_PROMPT),
+    }
+    for name, settings in models.items():
+        if a.only in (None, name):
+            shutil.rmtree(os.path.join(OUT, name), ignore_errors=True)
+            make_model(os.path.join(OUT, name), tok, **settings)
+    if a.only in (None, "dtypes"):
+        make_dtypes(OUT)
 
 
 if __name__ == "__main__":

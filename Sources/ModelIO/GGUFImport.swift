@@ -10,8 +10,18 @@
 //   must equal it), rope.dimension_count (must be the head size: partial rotary is another
 //   architecture), rope.freq_base (10000), attention.layer_norm_rms_epsilon (1e-5),
 //   context_length (2048), vocab_size (the token embedding's rows)
-//   rope.scaling.type other than "none" (linear, yarn) is refused, and so is the tensor
-//   rope_freqs.weight (Llama 3.1's frequency factors), which distill does not apply yet.
+//   rope.scaling.type other than "none" (linear, yarn) is refused.
+// Llama 3's rope scaling: llama.cpp's converter stores it as the tensor rope_freqs.weight, one
+// divisor per rotary pair (D/2 values, Sources/Core/Rope.swift), not as keys. distill keeps
+// the scaling as its parameters (LlamaConfig.ropeScaling), so they are recovered from the
+// divisors: factor is the largest divisor, and low_freq_factor, high_freq_factor and
+// original_max_position_embeddings are searched, released models' values first (1, 4, 8192;
+// Llama 3.1 and 3.2), then low in {1, 2, 0.5, 4}, high in {2, 4, 8, 16, 32} above it and the
+// context in context_length and every power of two from 16 to 2^20. The first whose divisors
+// all equal the file's within 1e-6 relative is taken; none is a refusal naming the tensor.
+// Divisors that are all 1 are no scaling. The three parameters act only through the band edges
+// O / L and O / H, so a match may be another spelling of the same scaling (O, L, H and 2O, 2L,
+// 2H compute the same model).
 // Tensors: ggml names map back to HF names; q and k rows go back from llama.cpp's
 // neighbour-pair rotary layout to the rotate-half layout (the inverse of
 // `LlamaGGUF.interleaveRotaryRows`); `output.weight` absent means tied embeddings. A tensor
@@ -76,6 +86,38 @@ extension LlamaGGUF {
     }
 }
 
+extension LlamaGGUF {
+    /// Llama 3's scaling whose llama.cpp divisors (`RopeScaling.frequencyFactors`) equal
+    /// `factors` within 1e-6 relative: `.some(nil)` when they are all 1 (no scaling), nil when
+    /// no parameters tried match (the search is in the file header).
+    package static func llama3Scaling(matching factors: [Float], headDim: Int, theta: Float, contextLength: Int)
+        -> RopeScaling??
+    {
+        func same(_ a: [Float], _ b: [Float]) -> Bool {
+            a.count == b.count && zip(a, b).allSatisfy { abs(Double($0) - Double($1)) <= 1e-6 * abs(Double($1)) }
+        }
+        guard headDim > 0, factors.count == headDim / 2 else { return nil }
+        if same(factors, [Float](repeating: 1, count: factors.count)) { return .some(nil) }
+        guard let largest = factors.max(), largest >= 1 else { return nil }
+        let plain = RopeTable.inverseFrequencies(headDim: headDim, theta: theta)
+        var bands: [(low: Double, high: Double)] = [(1, 4)]
+        for low in [1.0, 2, 0.5, 4] {
+            for high in [2.0, 4, 8, 16, 32] where high > low && !(low == 1 && high == 4) { bands.append((low, high)) }
+        }
+        var contexts = [8192, contextLength]
+        for k in 4...20 where !contexts.contains(1 << k) { contexts.append(1 << k) }
+        for band in bands {
+            for context in contexts where context >= 1 {
+                let scaling = RopeScaling(
+                    factor: Double(largest), lowFreqFactor: band.low, highFreqFactor: band.high,
+                    originalMaxPositionEmbeddings: context)
+                if same(scaling.frequencyFactors(plain), factors) { return .some(scaling) }
+            }
+        }
+        return nil
+    }
+}
+
 /// Reads a GGUF model file (see the file header for what is read and refused).
 package func readGGUFModel(path: String) throws -> GGUFModel {
     let file = try GGUFFile(path: path)
@@ -96,7 +138,7 @@ package func readGGUFModel(path: String) throws -> GGUFModel {
                 ? "is \"adapter\": this file is a LoRA adapter, not a model; import its base model instead"
                 : "is \"\(type)\"; a model file says \"model\"")
     }
-    let config = try ggufConfig(file, path: path)
+    var config = try ggufConfig(file, path: path)
     let problems = config.problems()
     if !problems.isEmpty {
         throw refuse("llama.* keys", "describe a model distill cannot build: " + problems.joined(separator: "; "))
@@ -124,10 +166,28 @@ package func readGGUFModel(path: String) throws -> GGUFModel {
         let ggml = missing.sorted().map { LlamaGGUF.tensorName($0) ?? $0 }
         throw refuse("tensors", "the file lacks \(ggml.prefix(4).joined(separator: ", "))\(ggml.count > 4 ? " and \(ggml.count - 4) more" : "")")
     }
-    if ropeFactors != nil {
-        throw refuse(
-            "tensor 'rope_freqs.weight'",
-            "holds rope frequency factors (Llama 3.1 and later scale rope this way), which distill does not apply yet")
+    if let ropeFactors {
+        let field = "tensor '\(ropeFactors.name)'"
+        let half = config.headDim / 2
+        guard ropeFactors.shape == [half] else {
+            throw refuse(
+                field, "has shape \(ropeFactors.shape); rope frequency factors hold one per rotary pair, [\(half)]")
+        }
+        let factors = try file.read(ropeFactors.name).values
+        guard factors.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+            throw refuse(field, "holds a factor that is not a positive number: \(factors)")
+        }
+        let found = LlamaGGUF.llama3Scaling(
+            matching: factors, headDim: config.headDim, theta: Float(config.ropeTheta),
+            contextLength: config.maxPositionEmbeddings)
+        guard let found else {
+            throw refuse(
+                field,
+                "holds rope frequency factors that are not Llama 3's scaling (rope_type llama3) with factor "
+                    + "\(factors.max()!) and any low_freq_factor, high_freq_factor and original context distill tries; "
+                    + "distill computes no other scaling")
+        }
+        config.ropeScaling = found
     }
 
     // The f32 weights must fit, with room to compute.

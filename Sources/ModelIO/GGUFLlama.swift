@@ -13,7 +13,11 @@
 //   ByteLevel after a Digits(individual_digits) split, as SmolLM2's); GGUFTokenizer.swift
 //   reads these keys back;
 // - tensors under ggml names (token_embd, blk.N.attn_q, ..., output_norm, output when
-//   untied). 1-D norm weights stay F32 in an F16 export, as the converter keeps them.
+//   untied). 1-D norm weights stay F32 in an F16 export, as the converter keeps them;
+// - for Llama 3's rope scaling, rope_freqs.weight first (the converter yields it before the
+//   model's tensors): F32, one divisor per rotary pair, computed as the converter computes it
+//   (`RopeScaling.frequencyFactors`, Sources/Core/Rope.swift). llama.cpp divides each pair's
+//   frequency by it, which is transformers' llama3 scaling; no metadata key says so.
 //
 // RoPE layout. distill (like transformers) rotates dimension j of a head with j + D/2;
 // llama.cpp's "llama" architecture rotates neighbours 2i and 2i+1. The converter reorders
@@ -86,6 +90,14 @@ package enum LlamaGGUF {
             }
         }
         return out
+    }
+
+    /// llama.cpp's rope_freqs.weight for a model with Llama 3's rope scaling ([D/2] divisors of
+    /// the unscaled frequencies), nil for unscaled rope.
+    package static func ropeFrequencyFactors(_ c: LlamaConfig) -> Tensor? {
+        guard let scaling = c.ropeScaling else { return nil }
+        let plain = RopeTable.inverseFrequencies(headDim: c.headDim, theta: Float(c.ropeTheta))
+        return Tensor(shape: [plain.count], values: scaling.frequencyFactors(plain))
     }
 
     /// The pre-tokenizer name llama.cpp needs to split text as `tokenizer` does, or nil when
@@ -190,6 +202,9 @@ package func writeGGUF(
     writer.add("general.quantization_version", .uint32(2))
     for (key, value) in try LlamaGGUF.tokenizerMetadata(tokenizer, vocabSize: c.vocabSize, config: c, path: path) {
         writer.add(key, value)
+    }
+    if let factors = LlamaGGUF.ropeFrequencyFactors(c) {
+        writer.add(tensor: "rope_freqs.weight", factors, type: .f32)
     }
     for (hfName, tensor) in model.mergedParameters() {
         guard let ggml = LlamaGGUF.tensorName(hfName) else {

@@ -3,7 +3,8 @@
 // `LlamaForCausalLM.save_pretrained` writes them and `from_pretrained` reads them.
 //
 // Reading accepts exactly the models distill computes like transformers does
-// (docs/formats.md, "Hugging Face model directories"): model_type "llama", SiLU, no biases, no RoPE scaling. Any
+// (docs/formats.md, "Hugging Face model directories"): model_type "llama", SiLU, no biases, RoPE unscaled
+// or scaled as Llama 3 ("llama3"; LlamaConfig.swift reads both spellings). Any
 // other config is refused with every problem listed at once. Tensor names and shapes must
 // match `LlamaConfig.parameterShapes`; missing, unexpected and mis-shaped tensors are
 // reported together, from the safetensors headers alone, before any tensor is read.
@@ -45,7 +46,7 @@ package struct HFModelError: Error, CustomStringConvertible, Sendable {
         /// config.json is not valid JSON or lacks required keys.
         case invalidConfig
         /// A valid config for a model distill does not compute (architecture, activation,
-        /// biases, RoPE scaling) or that fails `LlamaConfig.problems()`.
+        /// biases, a rope type other than default and llama3) or that fails `LlamaConfig.problems()`.
         case unsupportedConfig
         /// model.safetensors.index.json is malformed or points outside the directory.
         case invalidIndex
@@ -211,10 +212,6 @@ package enum HFModelDirectory {
         }
 
         var problems: [String] = []
-        func isNull(_ value: JSONValue?) -> Bool {
-            if case .null? = value { return true }
-            return value == nil
-        }
         switch root["model_type"] {
         case .string("llama")?: break
         case .string(let other)?:
@@ -231,24 +228,18 @@ package enum HFModelDirectory {
             case let other?: problems.append("\(key) is \(compact(other)); distill's Llama has no biases")
             }
         }
-        if !isNull(root["rope_scaling"]) {
-            problems.append("rope_scaling is set; distill implements only unscaled (\"default\") RoPE")
-        }
-        if case .object(let rope)? = root["rope_parameters"] {
-            switch rope["rope_type"] {
-            case nil, .null?, .string("default")?: break
-            case let other?:
-                problems.append(
-                    "rope_parameters.rope_type is \(compact(other)); distill implements only \"default\" RoPE")
-            }
-        }
         if case .int(let tp)? = root["pretraining_tp"], tp != 1 {
             problems.append("pretraining_tp is \(tp); only 1 is supported")
         }
 
+        // Rope types other than "default" and "llama3" are refused by the decoder, naming the key.
         let config: LlamaConfig
         do {
             config = try JSONDecoder().decode(LlamaConfig.self, from: data)
+        } catch let error as RopeConfigError {
+            throw HFModelError(
+                .unsupportedConfig, file: url.path, hint: "distill cannot load this model",
+                problems: problems + [error.description])
         } catch {
             throw HFModelError(.invalidConfig, file: url.path, hint: "cannot decode as a Llama config: \(error)")
         }
@@ -433,7 +424,10 @@ package enum HFModelDirectory {
     }
 
     /// Keys Python reads as floats; JSONEncoder writes 10000.0 as 10000.
-    private static let floatKeys: Set<String> = ["rms_norm_eps", "rope_theta", "initializer_range", "rope_parameters"]
+    private static let floatKeys: Set<String> = [
+        "rms_norm_eps", "rope_theta", "initializer_range", "rope_parameters", "factor", "low_freq_factor",
+        "high_freq_factor",
+    ]
 
     private static func asDouble(_ value: JSONValue) -> JSONValue {
         switch value {

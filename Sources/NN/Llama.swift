@@ -194,7 +194,8 @@ public final class LlamaModel {
         precondition(ids.count == batch * length, "\(ids.count) ids for batch \(batch) x length \(length)")
         let start = cache?.length ?? 0
         let pos = positions ?? (0..<length).map { Int32(start + $0) }
-        let rope = RopeTable(positions: pos, headDim: config.headDim, theta: Float(config.ropeTheta))
+        let rope = RopeTable(
+            positions: pos, headDim: config.headDim, theta: Float(config.ropeTheta), scaling: config.ropeScaling)
         var x = Tensor.embedding(embedTokens, ids: ids, shape: [batch, length])  // [B, T, C]
         // With layer_repeat r, layer i runs r times in a row (passes i*r ..< (i+1)*r), each
         // pass with its own cache slot; the shared weights' gradients add up over the passes.

@@ -1,6 +1,18 @@
 // The Llama-family model configuration. Field names map 1:1 onto Hugging Face
 // config.json keys (LlamaConfig), so a config.json decodes into this type and back.
+//
+// Rotary embeddings are read as transformers 5 reads them (PreTrainedConfig's rope
+// standardisation in modeling_rope_utils.py): the rope settings are the `rope_scaling` object
+// when it is set (older configs) and `rope_parameters` otherwise; the type is its "rope_type"
+// (or the older "type"), "default" when absent; rope_theta comes from that object, else the
+// top-level key, else 10000. Type "llama3" reads factor, low_freq_factor and high_freq_factor
+// (all required) and original_max_position_embeddings (the top-level key first, as transformers
+// does, then the object's, then max_position_embeddings). Any other type (linear, dynamic,
+// yarn, longrope, ...) is refused while decoding: computing it as unscaled rope would be a
+// different model. Encoding writes transformers 5's form: rope_theta, and rope_parameters with
+// rope_type "default", or "llama3" with its four parameters.
 
+import Core
 import Foundation
 
 public struct LlamaConfig: Codable, Sendable, Equatable, Hashable {
@@ -22,6 +34,9 @@ public struct LlamaConfig: Codable, Sendable, Equatable, Hashable {
     public var rmsNormEps: Double
     /// rope_theta (transformers 5 writes it inside rope_parameters; both are read)
     public var ropeTheta: Double
+    /// Llama 3's rope scaling (rope_type "llama3" in rope_parameters or rope_scaling); nil is
+    /// unscaled ("default") rope.
+    public var ropeScaling: RopeScaling?
     /// tie_word_embeddings: lm_head shares model.embed_tokens.weight
     public var tieWordEmbeddings: Bool
     /// max_position_embeddings
@@ -38,6 +53,7 @@ public struct LlamaConfig: Codable, Sendable, Equatable, Hashable {
     public init(
         vocabSize: Int, hiddenSize: Int, intermediateSize: Int, numHiddenLayers: Int, numAttentionHeads: Int,
         numKeyValueHeads: Int? = nil, headDim: Int? = nil, rmsNormEps: Double = 1e-5, ropeTheta: Double = 10000,
+        ropeScaling: RopeScaling? = nil,
         tieWordEmbeddings: Bool = true, maxPositionEmbeddings: Int = 2048, initializerRange: Double = 0.02,
         bosTokenId: Int? = nil, eosTokenId: Int? = nil, layerRepeat: Int = 1
     ) {
@@ -50,6 +66,7 @@ public struct LlamaConfig: Codable, Sendable, Equatable, Hashable {
         self.headDim = headDim ?? hiddenSize / max(numAttentionHeads, 1)
         self.rmsNormEps = rmsNormEps
         self.ropeTheta = ropeTheta
+        self.ropeScaling = ropeScaling
         self.tieWordEmbeddings = tieWordEmbeddings
         self.maxPositionEmbeddings = maxPositionEmbeddings
         self.initializerRange = initializerRange
@@ -65,19 +82,68 @@ public struct LlamaConfig: Codable, Sendable, Equatable, Hashable {
         case ropeTheta = "rope_theta", ropeParameters = "rope_parameters", tieWordEmbeddings = "tie_word_embeddings"
         case maxPositionEmbeddings = "max_position_embeddings", initializerRange = "initializer_range"
         case bosTokenId = "bos_token_id", eosTokenId = "eos_token_id", layerRepeat = "layer_repeat"
+        case ropeScaling = "rope_scaling", originalMaxPositionEmbeddings = "original_max_position_embeddings"
     }
 
+    /// Any key of an object, to see whether it has any.
+    struct AnyKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    /// A rope_parameters or rope_scaling object: the keys distill reads (others are ignored).
     struct RopeParameters: Codable {
-        var ropeTheta: Double?
         var ropeType: String?
-        enum CodingKeys: String, CodingKey { case ropeTheta = "rope_theta", ropeType = "rope_type" }
+        var type: String?
+        var ropeTheta: Double?
+        var factor: Double?
+        var lowFreqFactor: Double?
+        var highFreqFactor: Double?
+        var originalMaxPositionEmbeddings: Int?
+        enum CodingKeys: String, CodingKey {
+            case ropeType = "rope_type", type, ropeTheta = "rope_theta", factor, lowFreqFactor = "low_freq_factor"
+            case highFreqFactor = "high_freq_factor", originalMaxPositionEmbeddings = "original_max_position_embeddings"
+        }
     }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let heads = try c.decode(Int.self, forKey: .numAttentionHeads)
         let hidden = try c.decode(Int.self, forKey: .hiddenSize)
-        let rope = try c.decodeIfPresent(RopeParameters.self, forKey: .ropeParameters)
+        let maxPositions = try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? 2048
+        // transformers takes rope_scaling when it is a non-empty object, else rope_parameters.
+        var key = "rope_parameters"
+        var rope = try c.decodeIfPresent(RopeParameters.self, forKey: .ropeParameters)
+        if c.contains(.ropeScaling), try !c.decodeNil(forKey: .ropeScaling),
+            try !c.nestedContainer(keyedBy: AnyKey.self, forKey: .ropeScaling).allKeys.isEmpty
+        {
+            key = "rope_scaling"
+            rope = try c.decode(RopeParameters.self, forKey: .ropeScaling)
+        }
+        let type = rope?.ropeType ?? rope?.type ?? "default"
+        var scaling: RopeScaling?
+        switch type {
+        case "default": break
+        case "llama3":
+            func required(_ value: Double?, _ name: String) throws -> Double {
+                guard let value else {
+                    throw RopeConfigError(key: "\(key).\(name)", problem: "is missing; rope_type \"llama3\" needs it")
+                }
+                return value
+            }
+            scaling = RopeScaling(
+                factor: try required(rope?.factor, "factor"),
+                lowFreqFactor: try required(rope?.lowFreqFactor, "low_freq_factor"),
+                highFreqFactor: try required(rope?.highFreqFactor, "high_freq_factor"),
+                originalMaxPositionEmbeddings: try c.decodeIfPresent(Int.self, forKey: .originalMaxPositionEmbeddings)
+                    ?? rope?.originalMaxPositionEmbeddings ?? maxPositions)
+        default:
+            throw RopeConfigError(
+                key: "\(key).\(rope?.ropeType != nil ? "rope_type" : "type")",
+                problem: "is \"\(type)\"; distill computes only \"default\" and \"llama3\" rotary embeddings")
+        }
         self.init(
             vocabSize: try c.decode(Int.self, forKey: .vocabSize), hiddenSize: hidden,
             intermediateSize: try c.decode(Int.self, forKey: .intermediateSize),
@@ -85,9 +151,10 @@ public struct LlamaConfig: Codable, Sendable, Equatable, Hashable {
             numKeyValueHeads: try c.decodeIfPresent(Int.self, forKey: .numKeyValueHeads),
             headDim: try c.decodeIfPresent(Int.self, forKey: .headDim),
             rmsNormEps: try c.decodeIfPresent(Double.self, forKey: .rmsNormEps) ?? 1e-6,
-            ropeTheta: try c.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? rope?.ropeTheta ?? 10000,
+            ropeTheta: try rope?.ropeTheta ?? c.decodeIfPresent(Double.self, forKey: .ropeTheta) ?? 10000,
+            ropeScaling: scaling,
             tieWordEmbeddings: try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? false,
-            maxPositionEmbeddings: try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? 2048,
+            maxPositionEmbeddings: maxPositions,
             initializerRange: try c.decodeIfPresent(Double.self, forKey: .initializerRange) ?? 0.02,
             bosTokenId: try? c.decodeIfPresent(Int.self, forKey: .bosTokenId),
             eosTokenId: try? c.decodeIfPresent(Int.self, forKey: .eosTokenId),
@@ -105,7 +172,15 @@ public struct LlamaConfig: Codable, Sendable, Equatable, Hashable {
         try c.encode(headDim, forKey: .headDim)
         try c.encode(rmsNormEps, forKey: .rmsNormEps)
         try c.encode(ropeTheta, forKey: .ropeTheta)
-        try c.encode(RopeParameters(ropeTheta: ropeTheta, ropeType: "default"), forKey: .ropeParameters)
+        var rope = RopeParameters(ropeType: "default", ropeTheta: ropeTheta)
+        if let s = ropeScaling {
+            rope.ropeType = "llama3"
+            rope.factor = s.factor
+            rope.lowFreqFactor = s.lowFreqFactor
+            rope.highFreqFactor = s.highFreqFactor
+            rope.originalMaxPositionEmbeddings = s.originalMaxPositionEmbeddings
+        }
+        try c.encode(rope, forKey: .ropeParameters)
         try c.encode(tieWordEmbeddings, forKey: .tieWordEmbeddings)
         try c.encode(maxPositionEmbeddings, forKey: .maxPositionEmbeddings)
         try c.encode(initializerRange, forKey: .initializerRange)
@@ -143,6 +218,7 @@ public struct LlamaConfig: Codable, Sendable, Equatable, Hashable {
         if headDim % 2 != 0 { p.append("head_dim must be even for rotary embeddings, got \(headDim)") }
         if !(rmsNormEps > 0) { p.append("rms_norm_eps must be positive, got \(rmsNormEps)") }
         if !(ropeTheta > 0) { p.append("rope_theta must be positive, got \(ropeTheta)") }
+        if let ropeScaling { p += ropeScaling.problems() }
         return p
     }
 
@@ -239,4 +315,13 @@ extension LlamaConfig {
         }
         return (problems, tiedHead)
     }
+}
+
+/// A config whose rotary embedding settings distill does not compute, naming the key.
+public struct RopeConfigError: Error, CustomStringConvertible, Sendable {
+    /// The JSON path, such as `rope_parameters.rope_type`.
+    public var key: String
+    public var problem: String
+
+    public var description: String { "\(key) \(problem)" }
 }

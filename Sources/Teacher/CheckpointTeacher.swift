@@ -95,6 +95,11 @@ package struct CheckpointTeacher: TeacherBackend {
             Array(
                 "\(c.vocabSize) \(c.hiddenSize) \(c.intermediateSize) \(c.numHiddenLayers) \(c.numAttentionHeads) \(c.numKeyValueHeads) \(c.headDim) \(c.rmsNormEps) \(c.ropeTheta) \(c.tieWordEmbeddings)\n"
                     .utf8))
+        // Only when set, so the checksums of unscaled models stay what they were.
+        if let s = c.ropeScaling {
+            let text = "llama3 \(s.factor) \(s.lowFreqFactor) \(s.highFreqFactor) \(s.originalMaxPositionEmbeddings)\n"
+            add(Array(text.utf8))
+        }
         for (name, tensor) in model.namedParameters().sorted(by: { $0.0 < $1.0 }) {
             add(Array("\(name) \(tensor.shape)\n".utf8))
             add(Array(UnsafeRawBufferPointer(start: tensor.data, count: tensor.count * MemoryLayout<Float>.size)))

@@ -153,8 +153,86 @@ struct TinyChatReference: Decodable {
         try expectRefusal(["llama.block_count", "missing"]) { m, _ in m = m.filter { $0.key != "llama.block_count" } }
     }
 
+    // MARK: Llama 3's rope scaling (rope_freqs.weight)
+
+    /// tiny_chat (head_dim 16, theta 100000, context 256) given llama.cpp's divisors for a
+    /// scaling reads back as that scaling: Llama 3.2's released parameters, and a small original
+    /// context that puts pair 3 in the smoothed band. Low 2, high 16, context 4096 has the band
+    /// edges (4096 / 2, 4096 / 16) and s of low 1, high 8, context 2048, which is found first:
+    /// another spelling of the same frequencies. Divisors all 1 are no scaling.
+    @Test(arguments: [
+        RopeScaling(factor: 32, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192),
+        RopeScaling(factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 512),
+        RopeScaling(factor: 16, lowFreqFactor: 2, highFreqFactor: 16, originalMaxPositionEmbeddings: 1 << 12),
+    ])
+    func llama3ScalingIsRecoveredFromTheFactors(_ scaling: RopeScaling) throws {
+        let factors = scaling.frequencyFactors(RopeTable.inverseFrequencies(headDim: 16, theta: 100_000))
+        try scratch { dir in
+            let path = try rewritten(in: dir) { _, t in t.insert(("rope_freqs.weight", Tensor(shape: [8], values: factors)), at: 0) }
+            let config = try readGGUFModel(path: path).config
+            let found = try #require(config.ropeScaling)
+            if scaling.lowFreqFactor == 2 {
+                #expect(found == RopeScaling(factor: 16, lowFreqFactor: 1, highFreqFactor: 8, originalMaxPositionEmbeddings: 2048))
+                let plain = RopeTable.inverseFrequencies(headDim: 16, theta: 100_000)
+                #expect(found.scale(plain) == scaling.scale(plain))
+            } else {
+                #expect(found == scaling)
+            }
+            let ones = try rewritten(in: dir) { _, t in t.append(("rope_freqs.weight", Tensor.full([8], 1))) }
+            #expect(try readGGUFModel(path: ones).config.ropeScaling == nil)
+        }
+    }
+
+    /// Factors that are no Llama 3 scaling are refused naming the tensor, as are a wrong length
+    /// and a factor that is not positive.
+    @Test func otherFactorsAreRefused() throws {
+        var rng = RNG(seed: 12)
+        let random = Tensor.randn([8], std: 1, rng: &rng).values.map { 1 + abs($0) * 4 }
+        try expectRefusal(["rope_freqs.weight", "not Llama 3's scaling"]) { _, t in
+            t.append(("rope_freqs.weight", Tensor(shape: [8], values: random)))
+        }
+        // Llama 3's divisors for other pairs than the file's (theta 10000, not 100000).
+        let shifted = RopeScaling(factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 512)
+            .frequencyFactors(RopeTable.inverseFrequencies(headDim: 16, theta: 10_000))
+        try expectRefusal(["rope_freqs.weight", "not Llama 3's scaling"]) { _, t in
+            t.append(("rope_freqs.weight", Tensor(shape: [8], values: shifted)))
+        }
+        try expectRefusal(["rope_freqs.weight", "shape", "[8]"]) { _, t in t.append(("rope_freqs.weight", Tensor.full([16], 1))) }
+        try expectRefusal(["rope_freqs.weight", "positive"]) { _, t in
+            t.append(("rope_freqs.weight", Tensor(shape: [8], values: [1, 1, 1, 0, 8, 8, 8, 8])))
+        }
+    }
+
+    /// tiny_llama3 exported by distill (F32) and imported again: the same config, scaling
+    /// included, and the same logits bit for bit, so transformers' within 1e-4. The F16 file
+    /// gguf-py wrote as llama.cpp's converter does reads as the same config.
+    @Test func llama3ExportImportRoundTrip() throws {
+        let (model, ref) = try HFReferenceTests.load("tiny_llama3")
+        let dir = try #require(Bundle.module.url(forResource: "tiny_llama3", withExtension: nil, subdirectory: "Fixtures"))
+        let tokenizer = try ByteLevelBPETokenizer(jsonData: try #require(try HFModelDirectory.read(at: dir).tokenizerJSON))
+        try scratch { out in
+            let path = out.appendingPathComponent("llama3.gguf").path
+            try writeGGUF(model: model, tokenizer: tokenizer, to: path)
+            let imported = try readGGUFModel(path: path)
+            // GGUF stores rms_norm_eps as float32.
+            var expected = model.config
+            expected.rmsNormEps = Double(Float(expected.rmsNormEps))
+            #expect(imported.config == expected)
+            let back = try LlamaModel(config: imported.config, parameters: imported.parameters)
+            let t = ref.ids.count
+            let ours = GradMode.withoutGrad { back.logits(ids: ref.ids, batch: 1, length: t).values }
+            let original = GradMode.withoutGrad { model.logits(ids: ref.ids, batch: 1, length: t).values }
+            #expect(ours == original)
+            let last = Array(ours.suffix(model.config.vocabSize))
+            let worst = zip(last, ref.last_logits).map { abs(Double($0) - $1) }.max()!
+            #expect(worst < 1e-4, "last-position logits differ from transformers' by up to \(worst)")
+        }
+        var expected = model.config
+        expected.rmsNormEps = Double(Float(expected.rmsNormEps))
+        #expect(try readGGUFModel(path: ggufFixture("tiny_llama3_f16.gguf").path).config == expected)
+    }
+
     @Test func tensorsMustBeTheConfigsTensors() throws {
-        try expectRefusal(["rope_freqs.weight"]) { _, t in t.append(("rope_freqs.weight", Tensor.full([8], 1))) }
         try expectRefusal(["blk.2.attn_q.weight", "2-layer"]) { _, t in t.append(("blk.2.attn_q.weight", Tensor.full([64, 64], 0))) }
         try expectRefusal(["blk.1.ffn_up.weight", "shape"]) { _, t in
             t = t.map { $0.name == "blk.1.ffn_up.weight" ? ($0.name, Tensor.full([64, 64], 0)) : $0 }

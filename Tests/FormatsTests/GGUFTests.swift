@@ -144,24 +144,30 @@ private func deinterleave(_ w: Tensor, heads: Int) -> [Float] {
 
     /// distill's export of tiny_llama at F16 is byte-identical to the file gguf-py writes
     /// following convert_hf_to_gguf.py (same keys, types and order, same permuted F16 bits,
-    /// norms F32, same padding).
-    @Test func tinyLlamaExportMatchesConverterBytes() throws {
-        let (model, tokenizer) = try loadTiny()
+    /// norms F32, same padding); for tiny_llama3 also the same rope_freqs.weight, first.
+    @Test(arguments: ["tiny_llama", "tiny_llama3"])
+    func tinyLlamaExportMatchesConverterBytes(name: String) throws {
+        let (model, tokenizer) = try loadTiny(name)
         try scratch { dir in
             let path = dir.appendingPathComponent("tiny.gguf").path
-            try writeGGUF(model: model, tokenizer: tokenizer, dtype: .f16, name: "tiny_llama", to: path)
+            try writeGGUF(model: model, tokenizer: tokenizer, dtype: .f16, name: name, to: path)
             let ours = try Data(contentsOf: URL(fileURLWithPath: path))
-            let theirs = try Data(contentsOf: ggufFixture("tiny_llama_f16.gguf"))
+            let theirs = try Data(contentsOf: ggufFixture("\(name)_f16.gguf"))
             #expect(ours.count == theirs.count)
             if ours != theirs {
                 let first = zip(ours, theirs).enumerated().first { $0.element.0 != $0.element.1 }?.offset
                 Issue.record("files differ first at byte \(first.map(String.init) ?? "end")")
             }
             // And parsed: the Python file reads as distill expects.
-            let file = try GGUFFile(path: ggufFixture("tiny_llama_f16.gguf").path)
+            let file = try GGUFFile(path: ggufFixture("\(name)_f16.gguf").path)
             #expect(file.tensor("blk.0.attn_norm.weight")?.type == .f32)
             #expect(file.tensor("blk.0.attn_q.weight")?.type == .f16)
             #expect(file.tensor("output.weight") == nil, "tied: no output.weight")
+            let ropeFreqs = file.tensor("rope_freqs.weight")
+            #expect((ropeFreqs != nil) == (model.config.ropeScaling != nil))
+            if let ropeFreqs {
+                #expect(ropeFreqs.type == .f32 && ropeFreqs.shape == [8] && file.tensors.first?.name == ropeFreqs.name)
+            }
         }
     }
 
@@ -622,7 +628,8 @@ private let hostileCases: [GGUFHostileCase] = {
 /// Opt-in export for the manual llama.cpp check (not in CI; needs llama-cpp-python):
 ///   DISTILL_GGUF_EXPORT=/tmp/distill-gguf swift test --filter GGUFExportCheck
 ///   /tmp/distill-ref/bin/python tools/check_gguf.py /tmp/distill-gguf
-/// For tiny_llama (tied, GQA) and tiny_llama_untied, writes DIR/<name>/: base.gguf (F32),
+/// For tiny_llama (tied, GQA), tiny_llama_untied and tiny_llama3 (Llama 3's rope scaling, so
+/// base.gguf carries rope_freqs.weight), writes DIR/<name>/: base.gguf (F32),
 /// base_f16.gguf, two adapters with random non-zero B (lora_qv.gguf: rank 4, alpha 8 on q and
 /// v; lora_rs_all.gguf: rank 4, alpha 8, rsLoRA, all seven modules; for tiny_llama also
 /// lora_peft.gguf, the PEFT fixture tiny_llama_peft made by peft), each adapter's merged
@@ -643,12 +650,13 @@ private let hostileCases: [GGUFHostileCase] = {
 
     @Test func exportForLlamaCpp() throws {
         guard let root = ProcessInfo.processInfo.environment["DISTILL_GGUF_EXPORT"] else { return }
-        for name in ["tiny_llama", "tiny_llama_untied"] {
+        for name in ["tiny_llama", "tiny_llama_untied", "tiny_llama3"] {
             let dir = URL(fileURLWithPath: root).appendingPathComponent(name)
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             let (config, tensors, tokenizerData) = try HFModelDirectory.read(at: fixture(name))
             let tokenizer = try ByteLevelBPETokenizer(jsonData: try #require(tokenizerData))
-            let prompt = "In the spring the fog"
+            // tiny_llama3's own prompt runs past its original context (64 positions).
+            let prompt = name == "tiny_llama3" ? try HFReferenceTests.load(name).1.prompt : "In the spring the fog"
             let promptIDs = tokenizer.encode(prompt)
             var reference = Reference(prompt: prompt, prompt_ids: promptIDs, runs: [:])
             func run(_ model: LlamaModel) -> Reference.Run {

@@ -198,15 +198,28 @@ private let hfConfigCases: [HFConfigCase] = [
         mentions: ["attention_bias"]),
     HFConfigCase(label: "mlp bias", edits: ["mlp_bias": "true"], kind: .unsupportedConfig, mentions: ["mlp_bias"]),
     HFConfigCase(
-        label: "rope scaling", edits: ["rope_scaling": #"{"type": "linear", "factor": 2.0}"#],
-        kind: .unsupportedConfig, mentions: ["rope_scaling"]),
+        label: "linear rope scaling", edits: ["rope_scaling": #"{"type": "linear", "factor": 2.0}"#],
+        kind: .unsupportedConfig, mentions: ["rope_scaling.type is \"linear\""]),
     HFConfigCase(
-        label: "llama3 rope type", edits: ["rope_parameters": #"{"rope_theta": 500000.0, "rope_type": "llama3"}"#],
-        kind: .unsupportedConfig, mentions: ["rope_type"]),
+        label: "yarn rope type", edits: ["rope_parameters": #"{"rope_theta": 10000.0, "rope_type": "yarn", "factor": 4.0}"#],
+        kind: .unsupportedConfig, mentions: ["rope_parameters.rope_type is \"yarn\""]),
+    HFConfigCase(
+        label: "llama3 without its factors", edits: ["rope_parameters": #"{"rope_theta": 500000.0, "rope_type": "llama3"}"#],
+        kind: .unsupportedConfig, mentions: ["rope_parameters.factor is missing"]),
+    HFConfigCase(
+        label: "llama3 with low_freq_factor above high_freq_factor",
+        edits: [
+            "rope_parameters":
+                #"{"rope_theta": 500000.0, "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 4.0, "high_freq_factor": 1.0}"#
+        ],
+        kind: .unsupportedConfig, mentions: ["high_freq_factor"]),
     HFConfigCase(
         label: "everything at once",
-        edits: ["model_type": "\"mistral\"", "hidden_act": "\"relu\"", "mlp_bias": "true", "num_key_value_heads": "3"],
-        kind: .unsupportedConfig, mentions: ["mistral", "hidden_act", "mlp_bias", "num_key_value_heads"]),
+        edits: [
+            "model_type": "\"mistral\"", "hidden_act": "\"relu\"", "mlp_bias": "true", "num_key_value_heads": "3",
+            "rope_scaling": #"{"rope_type": "dynamic", "factor": 2.0}"#,
+        ],
+        kind: .unsupportedConfig, mentions: ["mistral", "hidden_act", "mlp_bias", "rope_scaling.rope_type"]),
     HFConfigCase(
         label: "missing keys", edits: ["vocab_size": nil, "hidden_size": nil], kind: .invalidConfig,
         mentions: ["vocab_size", "hidden_size"]),
@@ -238,6 +251,26 @@ private let hfConfigCases: [HFConfigCase] = [
             let directory = try copyFixture("tiny_llama", into: scratch)
             try Data("{\"vocab_size\": ".utf8).write(to: directory.appendingPathComponent("config.json"))
             expectHFError(.invalidConfig) { _ = try HFModelDirectory.read(at: directory) }
+        }
+    }
+
+    /// Llama 3's scaling in the older spelling (rope_scaling beside a top-level rope_theta, as
+    /// Llama 3.1's own config.json has it) reads as the rope_parameters transformers 5 wrote.
+    @Test func llama3ScalingInTheOlderSpelling() throws {
+        try withScratchDirectory { scratch in
+            let directory = try copyFixture("tiny_llama3", into: scratch)
+            let original = try HFModelDirectory.read(at: directory).config
+            #expect(original.ropeScaling?.originalMaxPositionEmbeddings == 64)
+            try editConfig(
+                directory,
+                set: [
+                    "rope_theta": 10000.0,
+                    "rope_scaling": [
+                        "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                        "original_max_position_embeddings": 64,
+                    ],
+                ], remove: ["rope_parameters"])
+            #expect(try HFModelDirectory.read(at: directory).config == original)
         }
     }
 
@@ -392,7 +425,7 @@ private let hfConfigCases: [HFConfigCase] = [
 // MARK: - Export
 
 @Suite struct HuggingFaceWrite {
-    @Test(arguments: ["tiny_llama", "tiny_llama_untied"])
+    @Test(arguments: ["tiny_llama", "tiny_llama_untied", "tiny_llama3"])
     func exportThenImportIsIdentical(name: String) throws {
         try withScratchDirectory { scratch in
             let original = try HFModelDirectory.read(at: fixtureURL(name))
@@ -444,6 +477,21 @@ private let hfConfigCases: [HFConfigCase] = [
         #expect(text.contains("\"rms_norm_eps\": 1e-05"))
     }
 
+    /// A llama3-scaled model's rope_parameters are the object transformers 5 wrote for it:
+    /// same keys, floats as floats, original_max_position_embeddings an integer.
+    @Test func llama3RopeParametersAreTransformers() throws {
+        let directory = try fixtureURL("tiny_llama3")
+        let config = try HFModelDirectory.read(at: directory).config
+        let ours = try #require(JSONSerialization.jsonObject(with: HFModelDirectory.configJSON(config)) as? [String: Any])
+        let theirs = try #require(
+            JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("config.json")))
+                as? [String: Any])
+        let rope = try #require(ours["rope_parameters"] as? NSDictionary)
+        #expect(rope == theirs["rope_parameters"] as? NSDictionary, "\(rope)")
+        let text = String(decoding: try HFModelDirectory.configJSON(config), as: UTF8.self)
+        #expect(text.contains("\"factor\": 8.0") && text.contains("\"original_max_position_embeddings\": 64"))
+    }
+
     @Test func refusesTensorsThatDoNotMatch() throws {
         try withScratchDirectory { scratch in
             let original = try HFModelDirectory.read(at: fixtureURL("tiny_llama"))
@@ -474,12 +522,13 @@ private let hfConfigCases: [HFConfigCase] = [
 /// Opt-in export for the manual transformers check (not in CI):
 ///   DISTILL_HF_EXPORT=/tmp/distill-hf-export swift test --filter HuggingFaceExportCheck
 ///   /tmp/distill-ref/bin/python tools/make_hf_fixture.py --check-export /tmp/distill-hf-export/tiny_llama
-/// Writes DIR/tiny_llama and DIR/tiny_llama_untied, each read from the fixture and exported,
+/// (`--against .../tiny_llama3` for DIR/tiny_llama3)
+/// Writes DIR/tiny_llama, DIR/tiny_llama_untied and DIR/tiny_llama3, each read from the fixture and exported,
 /// and DIR/tiny_llama_f16.safetensors (the tied weights as F16).
 @Suite struct HuggingFaceExportCheck {
     @Test func exportFixtures() throws {
         guard let dir = ProcessInfo.processInfo.environment["DISTILL_HF_EXPORT"] else { return }
-        for name in ["tiny_llama", "tiny_llama_untied"] {
+        for name in ["tiny_llama", "tiny_llama_untied", "tiny_llama3"] {
             let model = try HFModelDirectory.read(at: fixtureURL(name))
             try HFModelDirectory.write(
                 config: model.config, tensors: model.tensors, tokenizerJSON: model.tokenizerJSON,
