@@ -33,18 +33,22 @@ struct Eval: ParsableCommand {
     @Flag(help: "Include the logits at the last scored position in the JSON.") var lastLogits = false
 
     @Option(help: "A task set (JSONL, docs/teacher.md): evaluate greedy accuracy, pass@k and maj@k.") var tasks: String?
-    @Option(help: "With --tasks: samples per task besides the greedy completion, 0...1000; 0 for greedy only (default 8).")
+    @Option(
+        help: "With --tasks: samples per task besides the greedy completion, 0...1000; 0 for greedy only (default 8).")
     var samples: Int?
     @Option(help: "With --tasks: the samples' temperature, > 0 (default 0.7).") var temperature: Double?
     @Option(help: "With --tasks: nucleus sampling mass, (0, 1] (default 1: off).") var topP: Double?
     @Option(help: "With --tasks: tokens per completion at most (default 256).") var maxTokens: Int?
     @Option(help: "With --tasks: stop a completion before this text (repeatable).") var stop: [String] = []
-    @Option(help: "With --tasks: sample i of a task uses seed + i; also seeds the bootstrap (default 0).") var seed: Int?
+    @Option(help: "With --tasks: sample i of a task uses seed + i; also seeds the bootstrap (default 0).")
+    var seed: Int?
     @Option(help: "With --tasks: rows generated together, 1...1024 (default 16).") var batchSize: Int?
-    @Option(help: "With --tasks: the chat template (chatml, llama3) for tasks with messages or tools (default: the model's).")
+    @Option(
+        help:
+            "With --tasks: the chat template (chatml, llama3) for tasks with messages or tools (default: the model's).")
     var template: ChatTemplate?
-    @Option(help: "With --tasks: the verifier as JSON, as in a recipe (default {\"type\": \"auto\"}).") var verifierJson:
-        String?
+    @Option(help: "With --tasks: the verifier as JSON, as in a recipe (default {\"type\": \"auto\"}).")
+    var verifierJson: String?
     @Option(
         help:
             "With --tasks: a folder for eval.json, eval.md, eval.svg, eval.tasks.jsonl and the call cache (an interrupted evaluation resumes from it); default: a temporary cache, nothing written."
@@ -63,7 +67,9 @@ struct Eval: ParsableCommand {
         }
         if tasks != nil {
             let loss = [("--seq-len", seqLen != nil), ("--batches", batches != nil), ("--last-logits", lastLogits)]
-            if let (flag, _) = loss.first(where: { $0.1 }) { throw ValidationError("\(flag) is for --text or --data, not --tasks") }
+            if let (flag, _) = loss.first(where: { $0.1 }) {
+                throw ValidationError("\(flag) is for --text or --data, not --tasks")
+            }
             let problems = sampling().problems().map { "--" + $0.replacingOccurrences(of: "_", with: "-") }
             if !problems.isEmpty { throw ValidationError(problems.joined(separator: "; ")) }
             _ = try verifierConfig()
@@ -116,7 +122,10 @@ struct Eval: ParsableCommand {
         if json {
             try printJSON(result)
         } else {
-            print(String(format: "loss %.6f  perplexity %.4f  (%d tokens, %d batches)", result.loss, result.perplexity, result.tokens, result.batches))
+            print(
+                String(
+                    format: "loss %.6f  perplexity %.4f  (%d tokens, %d batches)", result.loss, result.perplexity,
+                    result.tokens, result.batches))
         }
     }
 
@@ -128,7 +137,8 @@ struct Eval: ParsableCommand {
             name: name, label: adapter.map { "\(model.checkpoint) + \($0)" } ?? path, path: path,
             base: adapter != nil ? model.checkpoint : model.base.base, template: template)
         // The cache lives in --out (so an interrupted evaluation resumes), else in a temporary folder.
-        let folder = out ?? (NSTemporaryDirectory() as NSString).appendingPathComponent("distill-eval-\(UUID().uuidString)")
+        let folder =
+            out ?? (NSTemporaryDirectory() as NSString).appendingPathComponent("distill-eval-\(UUID().uuidString)")
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         defer { if out == nil { try? FileManager.default.removeItem(atPath: folder) } }
         let cache = try CallCache(path: (folder as NSString).appendingPathComponent("eval-cache.sqlite"))
@@ -148,7 +158,9 @@ struct Eval: ParsableCommand {
                 }
             }
         }
-        if let out { _ = try writeTaskEvaluation(outcome, output: (out as NSString).appendingPathComponent("eval.json")) }
+        if let out {
+            _ = try writeTaskEvaluation(outcome, output: (out as NSString).appendingPathComponent("eval.json"))
+        }
         if json {
             print(outcome.report.json(), terminator: "")
         } else {

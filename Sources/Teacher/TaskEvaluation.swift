@@ -181,7 +181,8 @@ package enum TaskEvaluation {
             // The checkpoint teacher's results are always successes (it throws only for the cache).
             let completion = try! all[i].result.get()
             return EvalSample(
-                seed: all[i].seed, text: completion.text, verdict: verdicts[i]!, tokens: completion.completionTokens ?? 0,
+                seed: all[i].seed, text: completion.text, verdict: verdicts[i]!,
+                tokens: completion.completionTokens ?? 0,
                 finishReason: completion.finishReason)
         }
         let k = config.samples
@@ -273,12 +274,14 @@ package struct EvalReport: Sendable, Equatable, Codable {
                 settings.temperature, settings.topP, settings.seed, settings.seed + k - 1)
         }
         out += ". In brackets: \(Int((bootstrap.level * 100).rounded()))% percentile-bootstrap intervals over tasks "
-        out += "(\(bootstrap.resamples) resamples, seed \(bootstrap.seed)); docs/evaluation.md defines every column.\n\n"
+        out +=
+            "(\(bootstrap.resamples) resamples, seed \(bootstrap.seed)); docs/evaluation.md defines every column.\n\n"
         var header = ["arm", "greedy"]
         if k > 0 {
-            header += ["pass@1"] + (k > 1 ? ["pass@\(k)"] : []) + [
-                "maj@\(k)", "valid answers", "unique valid / sample", "unique texts / sample", "tokens / sample",
-            ]
+            header +=
+                ["pass@1"] + (k > 1 ? ["pass@\(k)"] : []) + [
+                    "maj@\(k)", "valid answers", "unique valid / sample", "unique texts / sample", "tokens / sample",
+                ]
         } else {
             header += ["tokens / task"]
         }

@@ -454,15 +454,16 @@ package enum FunctionCallMatch {
             switch v {
             case .string(let s): return .string(standardize(s))
             case .array(let items): return .array(items.map(normalized))
-            case .object(let o): return .object(JSONValue.JSONObject(o.entries.map { (key: $0.key, value: normalized($0.value)) }))
+            case .object(let o):
+                return .object(JSONValue.JSONObject(o.entries.map { (key: $0.key, value: normalized($0.value)) }))
             default: return v
             }
         }
         let rendered = calls.map { call in
             (name: call.name, arguments: normalized(.object(call.arguments)).canonical)
         }.sorted { ($0.name, $0.arguments) < ($1.name, $1.arguments) }
-        return "[" + rendered.map { "{\"arguments\":\($0.arguments),\"name\":\(JSONValue.string($0.name).canonical)}" }
-            .joined(separator: ",") + "]"
+        let items = rendered.map { "{\"arguments\":\($0.arguments),\"name\":\(JSONValue.string($0.name).canonical)}" }
+        return "[" + items.joined(separator: ",") + "]"
     }
 
     /// The verdict on calls that were read.

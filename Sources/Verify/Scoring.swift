@@ -235,7 +235,9 @@ package enum TaskStatistics {
     package static func majorityVote(_ samples: [JudgedAnswer]) -> MajorityVote {
         var counts: [String?: Int] = [:]
         for s in samples { counts[s.canonical, default: 0] += 1 }
-        guard let top = counts.values.max() else { return MajorityVote(answer: nil, votes: 0, tie: false, correct: false) }
+        guard let top = counts.values.max() else {
+            return MajorityVote(answer: nil, votes: 0, tie: false, correct: false)
+        }
         let leaders = counts.filter { $0.value == top }.map(\.key)
         guard leaders.count == 1, let answer = leaders[0] else {
             return MajorityVote(answer: nil, votes: top, tie: leaders.count > 1, correct: false)
@@ -251,7 +253,9 @@ package enum TaskStatistics {
     /// interpolation between order statistics, R's type 7). All columns share the resamples, so
     /// intervals of different metrics and of arms on the same tasks are paired. Empty columns
     /// give (0, 0).
-    package static func bootstrapIntervals(_ columns: [[Double]], _ config: BootstrapConfig) -> [(low: Double, high: Double)] {
+    package static func bootstrapIntervals(
+        _ columns: [[Double]], _ config: BootstrapConfig
+    ) -> [(low: Double, high: Double)] {
         guard let n = columns.first?.count, n > 0, config.resamples > 0 else {
             return columns.map { _ in (0, 0) }
         }

@@ -22,7 +22,9 @@ private let tinyChat = URL(fileURLWithPath: #filePath).deletingLastPathComponent
 /// Six tasks a random model gets right now and then: a vowel anywhere in the completion.
 private func vowelTasks(_ dir: URL) throws -> URL {
     let url = dir.appendingPathComponent("tasks.jsonl")
-    var lines = (0..<5).map { #"{"id": "p\#($0)", "prompt": "Say a word with a vowel, number \#($0):", "pattern": "[aeiou]"}"# }
+    var lines = (0..<5).map {
+        #"{"id": "p\#($0)", "prompt": "Say a word with a vowel, number \#($0):", "pattern": "[aeiou]"}"#
+    }
     lines.append(#"{"id": "m0", "messages": [{"role": "user", "content": "A vowel, please."}], "pattern": "[aeiou]"}"#)
     try lines.joined(separator: "\n").write(to: url, atomically: true, encoding: .utf8)
     return url
@@ -54,12 +56,16 @@ private func checkArm(_ arm: [String: Any], rows: [[String: Any]], k: Int, seed:
         // The vote, recomputed: the most common canonical answer (null ones form a group) wins
         // alone and is right when all its samples are; a tie or a null winner is wrong.
         var groups: [String: [Bool]] = [:]
-        for s in samples { groups[(s["canonical"] as? String) ?? "\u{0}null", default: []].append(s["correct"] as! Bool) }
+        for s in samples {
+            groups[(s["canonical"] as? String) ?? "\u{0}null", default: []].append(s["correct"] as! Bool)
+        }
         let top = groups.values.map(\.count).max()!
         let leaders = groups.filter { $0.value.count == top }
         let right = leaders.count == 1 && leaders.first!.key != "\u{0}null" && leaders.first!.value.allSatisfy { $0 }
         let vote = try #require(row["vote"] as? [String: Any])
-        #expect(vote["correct"] as? Bool == right && vote["votes"] as? Int == top && vote["tie"] as? Bool == (leaders.count > 1))
+        #expect(
+            vote["correct"] as? Bool == right && vote["votes"] as? Int == top
+                && vote["tie"] as? Bool == (leaders.count > 1))
         if right { majRight += 1 }
     }
     let passAtK = try #require(metrics["pass_at_k"] as? [[String: Any]])
@@ -89,7 +95,9 @@ private func checkArm(_ arm: [String: Any], rows: [[String: Any]], k: Int, seed:
         let report = try object(first.out)
         #expect(report["task_count"] as? Int == 6 && report["tasks"] as? String == tasks.path)
         let settings = try #require(report["settings"] as? [String: Any])
-        #expect(settings["samples"] as? Int == 4 && settings["temperature"] as? Double == 1 && settings["max_tokens"] as? Int == 6)
+        #expect(
+            settings["samples"] as? Int == 4 && settings["temperature"] as? Double == 1
+                && settings["max_tokens"] as? Int == 6)
         let bootstrap = try #require(report["bootstrap"] as? [String: Any])
         #expect(bootstrap["resamples"] as? Int == 2000 && bootstrap["level"] as? Double == 0.95)
         let arms = try #require(report["arms"] as? [[String: Any]])
@@ -109,7 +117,9 @@ private func checkArm(_ arm: [String: Any], rows: [[String: Any]], k: Int, seed:
         #expect(markdown.contains("| arm | greedy | pass@1 | pass@4 | maj@4 |") && markdown.contains("| tiny_chat | "))
         #expect(markdown.contains("![Accuracy by arm](eval.svg)"))
         let svg = try String(contentsOf: out.appendingPathComponent("eval.svg"), encoding: .utf8)
-        #expect(svg.hasPrefix("<svg") && svg.contains(">maj@4</text>") && svg.components(separatedBy: "<rect").count >= 1 + 1 + 3 + 3)
+        #expect(
+            svg.hasPrefix("<svg") && svg.contains(">maj@4</text>")
+                && svg.components(separatedBy: "<rect").count >= 1 + 1 + 3 + 3)
 
         // Again: every completion from the cache, the same bytes.
         let rowsBefore = try String(contentsOf: out.appendingPathComponent("eval.tasks.jsonl"), encoding: .utf8)
@@ -118,7 +128,9 @@ private func checkArm(_ arm: [String: Any], rows: [[String: Any]], k: Int, seed:
         #expect(try String(contentsOf: out.appendingPathComponent("eval.tasks.jsonl"), encoding: .utf8) == rowsBefore)
 
         // Greedy only, printed as the table.
-        let greedy = try distill(["eval", "--checkpoint", tinyChat, "--tasks", tasks.path, "--samples", "0", "--max-tokens", "4"])
+        let greedy = try distill([
+            "eval", "--checkpoint", tinyChat, "--tasks", tasks.path, "--samples", "0", "--max-tokens", "4",
+        ])
         #expect(greedy.status == 0, "\(greedy.err)")
         #expect(greedy.out.contains("| arm | greedy | tokens / task |") && greedy.out.contains("tiny_chat: greedy "))
     }
@@ -143,7 +155,9 @@ private func checkArm(_ arm: [String: Any], rows: [[String: Any]], k: Int, seed:
         // A task the verifier cannot check is named before anything is generated (exit 65).
         let bad = root.appendingPathComponent("bad.jsonl")
         try #"{"id": "x", "prompt": "p", "pattern": "a"}"#.write(to: bad, atomically: true, encoding: .utf8)
-        let r = try distill(["eval", "--checkpoint", tinyChat, "--tasks", bad.path, "--verifier-json", #"{"type": "exact"}"#])
+        let r = try distill([
+            "eval", "--checkpoint", tinyChat, "--tasks", bad.path, "--verifier-json", #"{"type": "exact"}"#,
+        ])
         #expect(r.status == 65 && r.err.contains("task \"x\" has no \"answer\""), "\(r.err)")
     }
 
@@ -154,7 +168,9 @@ private func checkArm(_ arm: [String: Any], rows: [[String: Any]], k: Int, seed:
         defer { try? FileManager.default.removeItem(at: root) }
         _ = try vowelTasks(root)
         var sft = ""
-        for i in 0..<16 { sft += #"{"prompt": "Say a word with a vowel, number \#(i):", "completion": " apple"}"# + "\n" }
+        for i in 0..<16 {
+            sft += #"{"prompt": "Say a word with a vowel, number \#(i):", "completion": " apple"}"# + "\n"
+        }
         try sft.write(to: root.appendingPathComponent("sft.jsonl"), atomically: true, encoding: .utf8)
         let text = String(data: try JSONEncoder().encode(tinyCorpus()), encoding: .utf8)!
         let recipe = root.appendingPathComponent("r.json")
@@ -177,7 +193,9 @@ private func checkArm(_ arm: [String: Any], rows: [[String: Any]], k: Int, seed:
         let run = root.appendingPathComponent("run")
         let report = try object(try String(contentsOf: run.appendingPathComponent("eval.json"), encoding: .utf8))
         let arms = try #require(report["arms"] as? [[String: Any]])
-        #expect(arms.map { $0["name"] as! String } == ["base", "sft"] && arms.map { $0["model"] as! String } == ["@pretrain", "@sft"])
+        #expect(
+            arms.map { $0["name"] as! String } == ["base", "sft"]
+                && arms.map { $0["model"] as! String } == ["@pretrain", "@sft"])
         #expect(arms[0]["checksum"] as? String != arms[1]["checksum"] as? String, "the adapter changes the model")
         let all = try rows(run.appendingPathComponent("eval.tasks.jsonl"))
         #expect(all.count == 12)

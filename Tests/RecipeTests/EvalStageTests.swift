@@ -54,7 +54,9 @@ import Verify
             ])
         #expect(cmp.checkpointInputs == [.file(model), .stage("pretrain")] && cmp.allInputFiles == [model, tasks])
         #expect(c.sampling.samples == 0 && c.sampling.temperature == 0.5 && c.sampling.topP == 0.9)
-        #expect(c.sampling.maxTokens == 32 && c.sampling.stop == ["\n"] && c.sampling.seed == 2 && c.sampling.batchSize == 4)
+        #expect(
+            c.sampling.maxTokens == 32 && c.sampling.stop == ["\n"] && c.sampling.seed == 2 && c.sampling.batchSize == 4
+        )
         #expect(c.verifier.type == .exact && c.verifier.extract == .gsm8k && c.cache == "/tmp/eval-cache.sqlite")
         #expect(cmp.output == runDir + "/cmp/eval.json")
         // The resolved recipe (run.json, checkpoints) reads back equal, and holds only task keys.
@@ -73,7 +75,10 @@ import Verify
             Issue.record("resolved JSON")
             return
         }
-        #expect(eval.entries.map(\.key).sorted() == ["batches", "checkpoint", "data", "name", "output", "seq_len", "split", "type"])
+        #expect(
+            eval.entries.map(\.key).sorted() == [
+                "batches", "checkpoint", "data", "name", "output", "seq_len", "split", "type",
+            ])
         #expect(try Recipe.decodeResolved(recipe.resolvedJSON) == recipe)
     }
 
@@ -117,6 +122,8 @@ import Verify
         #expect(byPath["stages[4].arms[1].template"]?.first?.contains("did you mean \"chatml\"?") == true)
         #expect(
             byPath["stages[4].arms[1].name"]
-                == ["duplicate arm name \"pretrain\" (named after its model), also arms[0]; give each arm a unique \"name\""])
+                == [
+                    "duplicate arm name \"pretrain\" (named after its model), also arms[0]; give each arm a unique \"name\""
+                ])
     }
 }

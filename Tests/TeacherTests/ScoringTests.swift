@@ -49,7 +49,9 @@ private func judged(_ canonical: String?, _ correct: Bool, text: String? = nil, 
 
     @Test func tiesNeverWin() {
         // 2 x "42" (correct) and 2 x "41": no majority, so wrong even though a correct answer tied.
-        let v = TaskStatistics.majorityVote([judged("42", true), judged("41", false), judged("41", false), judged("42", true)])
+        let v = TaskStatistics.majorityVote([
+            judged("42", true), judged("41", false), judged("41", false), judged("42", true),
+        ])
         #expect(v == MajorityVote(answer: nil, votes: 2, tie: true, correct: false))
         // A tie between a readable answer and the unreadable group is a tie too.
         let withNil = TaskStatistics.majorityVote([judged("42", true), judged(nil, false)])
@@ -117,12 +119,18 @@ private func judged(_ canonical: String?, _ correct: Bool, text: String? = nil, 
         //   t2: greedy right; samples nil nil nil x (x correct): unreadable most common, wrong
         let greedy = [judged("42", true, tokens: 3), judged("a", false, tokens: 5), judged("x", true, tokens: 1)]
         let samples = [
-            [judged("42", true, tokens: 2), judged("42", true, tokens: 2), judged("41", false, tokens: 2),
-             judged(nil, false, text: "junk", tokens: 2)],
-            [judged("a", false, tokens: 1), judged("a", false, text: "a ", tokens: 1), judged("b", true, tokens: 1),
-             judged("b", true, tokens: 1)],
-            [judged(nil, false, text: "p", tokens: 4), judged(nil, false, text: "p", tokens: 4),
-             judged(nil, false, text: "q", tokens: 4), judged("x", true, tokens: 4)],
+            [
+                judged("42", true, tokens: 2), judged("42", true, tokens: 2), judged("41", false, tokens: 2),
+                judged(nil, false, text: "junk", tokens: 2),
+            ],
+            [
+                judged("a", false, tokens: 1), judged("a", false, text: "a ", tokens: 1), judged("b", true, tokens: 1),
+                judged("b", true, tokens: 1),
+            ],
+            [
+                judged(nil, false, text: "p", tokens: 4), judged(nil, false, text: "p", tokens: 4),
+                judged(nil, false, text: "q", tokens: 4), judged("x", true, tokens: 4),
+            ],
         ]
         let m = ArmMetrics.compute(greedy: greedy, samples: samples, bootstrap: BootstrapConfig(seed: 1))
         #expect(m.tasks == 3 && m.samplesPerTask == 4)
@@ -171,13 +179,16 @@ private func judged(_ canonical: String?, _ correct: Bool, text: String? = nil, 
             #"[{"name": "g", "arguments": {"n": 3.0}}, {"name": "f", "arguments": {"unit": "C", "city": "New York"}}]"#,
             expected: expected, tools: nil)
         let b = FunctionCallMatch.verify(#"f(city="new-york", unit="c") g(n=3)"#, expected: expected, tools: nil)
-        #expect(a.canonical == #"[{"arguments":{"city":"newyork","unit":"c"},"name":"f"},{"arguments":{"n":3},"name":"g"}]"#)
+        #expect(
+            a.canonical == #"[{"arguments":{"city":"newyork","unit":"c"},"name":"f"},{"arguments":{"n":3},"name":"g"}]"#
+        )
         #expect(a.canonical == b.canonical)
         #expect(!a.correct)  // two calls for one expected: wrong, but readable
         let unreadable = FunctionCallMatch.verify("area(5, 3)", expected: expected, tools: nil)
         #expect(!unreadable.correct && unreadable.canonical == nil)
-        #expect(FunctionCallMatch.verify(#"f(city="oslo")"#, expected: expected, tools: nil).canonical
-            == #"[{"arguments":{"city":"oslo"},"name":"f"}]"#)
+        #expect(
+            FunctionCallMatch.verify(#"f(city="oslo")"#, expected: expected, tools: nil).canonical
+                == #"[{"arguments":{"city":"oslo"},"name":"f"}]"#)
     }
 
     @Test func regexAndCommandAnswers() {

@@ -179,7 +179,8 @@ package func runTaskEvaluation(
                     metrics: ["samples_per_s": Double(step) / max(now.timeIntervalSince(started), 1e-9)]))
         }
         let metrics = evaluation.metrics(bootstrap)
-        arms.append(EvalReport.Arm(name: model.name, model: model.label, checksum: evaluation.checksum, metrics: metrics))
+        arms.append(
+            EvalReport.Arm(name: model.name, model: model.label, checksum: evaluation.checksum, metrics: metrics))
         outcome.rows += evaluation.taskRows(arm: model.name, tasks: tasks)
         outcome.generated += evaluation.generated
         outcome.cacheHits += evaluation.cacheHits
@@ -217,11 +218,13 @@ package func writeTaskEvaluation(_ outcome: TaskEvalOutcome, output: String) thr
 /// The arms' greedy accuracy, pass@k and maj@k as grouped bars with their intervals.
 package func evalChart(_ report: EvalReport) -> SVGBarChart {
     let k = report.settings.samples
+    let level = Int((report.bootstrap.level * 100).rounded())
     var chart = SVGBarChart(
-        title: "Accuracy by arm (\(report.taskCount) tasks, \(Int((report.bootstrap.level * 100).rounded()))% intervals)",
-        yLabel: "accuracy", categories: report.arms.map(\.name), yMax: 1)
+        title: "Accuracy by arm (\(report.taskCount) tasks, \(level)% intervals)", yLabel: "accuracy",
+        categories: report.arms.map(\.name), yMax: 1)
     func bar(_ e: Estimate?) -> SVGBarChart.Bar? { e.map { .init(value: $0.value, low: $0.ciLow, high: $0.ciHigh) } }
-    chart.series.append(.init(name: "greedy", color: SVGPlot.palette[0], bars: report.arms.map { bar($0.metrics.greedyAccuracy) }))
+    chart.series.append(
+        .init(name: "greedy", color: SVGPlot.palette[0], bars: report.arms.map { bar($0.metrics.greedyAccuracy) }))
     if k > 0 {
         chart.series.append(
             .init(
@@ -229,7 +232,8 @@ package func evalChart(_ report: EvalReport) -> SVGBarChart {
                 bars: report.arms.map { arm in
                     bar(arm.metrics.passAtK.last.map { Estimate(value: $0.value, ciLow: $0.ciLow, ciHigh: $0.ciHigh) })
                 }))
-        chart.series.append(.init(name: "maj@\(k)", color: SVGPlot.palette[1], bars: report.arms.map { bar($0.metrics.majAtK) }))
+        chart.series.append(
+            .init(name: "maj@\(k)", color: SVGPlot.palette[1], bars: report.arms.map { bar($0.metrics.majAtK) }))
     }
     return chart
 }

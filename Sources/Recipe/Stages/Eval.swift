@@ -40,17 +40,23 @@ package struct EvalStage: StageSettings {
 
     package init() {}
 
-    package enum CodingKeys: String, CodingKey, CaseIterable {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case name, checkpoint, data, split, batches, seqLen = "seq_len", output
         // Task evaluation.
         case tasks, model, arms, verifier, template, cache
         case samples, temperature, topP = "top_p", maxTokens = "max_tokens", stop, seed, batchSize = "batch_size"
     }
 
-    static let lossKeys: [CodingKeys] = [.checkpoint, .data, .split, .batches, .seqLen]
-    static let taskKeys: [CodingKeys] = [
-        .model, .arms, .verifier, .template, .cache, .samples, .temperature, .topP, .maxTokens, .stop, .seed, .batchSize,
-    ]
+    /// The keys of a loss evaluation, and of a task evaluation: each mode reads its own and
+    /// refuses the other's with a reason (`CodingKeys` is their union, for the resolved recipe).
+    enum LossKeys: String, CodingKey, CaseIterable {
+        case name, checkpoint, data, split, batches, seqLen = "seq_len", output
+    }
+
+    enum TaskKeys: String, CodingKey, CaseIterable {
+        case name, output, tasks, model, arms, verifier, template, cache
+        case samples, temperature, topP = "top_p", maxTokens = "max_tokens", stop, seed, batchSize = "batch_size"
+    }
 
     package var checkpointInputs: [CheckpointSource] {
         guard let taskEval else { return [checkpoint] }
@@ -155,30 +161,31 @@ extension EvalStage {
 
 extension EvalStage {
     package static func read(_ v: JSONValue, path: String, name: String, seed: Int, log: IssueLog) -> EvalStage {
-        let r = ObjectReader<EvalStage.CodingKeys>(
-            v, path: path, log: log, alsoAllowed: ["type"],
-            nested: [
-                ("data", keys(DataSettings.CodingKeys.self)), ("verifier", keys(VerifierConfig.CodingKeys.self)),
-            ])
         var s = EvalStage()
         s.name = name
-        readCommon(r, name: .name, output: .output, into: &s)
-        if r.has(.tasks) {
-            for key in lossKeys where r.has(key) {
-                let reason =
+        if case .object(let o) = v, let tasks = o["tasks"], tasks != .null {
+            var refused: [String: String] = [:]
+            for key in LossKeys.allCases where TaskKeys(rawValue: key.rawValue) == nil {
+                refused[key.rawValue] =
                     key == .checkpoint
                     ? "with \"tasks\", the model is \"model\" (or a list of \"arms\"); rename the key"
                     : "a setting of loss evaluation, not used with \"tasks\"; remove it"
-                log.add(.notAllowed(reason: reason), at: r.path(key), atKey: true)
             }
+            let r = ObjectReader<TaskKeys>(
+                v, path: path, log: log, alsoAllowed: ["type"], notAllowed: refused,
+                nested: [("verifier", keys(VerifierConfig.CodingKeys.self))])
+            readCommon(r, name: .name, output: .output, into: &s)
             s.taskEval = readTaskEval(r, seed: seed, log: log)
             return s
         }
-        for key in taskKeys where r.has(key) {
-            log.add(
-                .notAllowed(reason: "a setting of task evaluation: give \"tasks\" (a task set) with it, or remove it"),
-                at: r.path(key), atKey: true)
+        var refused: [String: String] = [:]
+        for key in TaskKeys.allCases where LossKeys(rawValue: key.rawValue) == nil {
+            refused[key.rawValue] = "a setting of task evaluation: give \"tasks\" (a task set) with it, or remove it"
         }
+        let r = ObjectReader<LossKeys>(
+            v, path: path, log: log, alsoAllowed: ["type"], notAllowed: refused,
+            nested: [("data", keys(DataSettings.CodingKeys.self))])
+        readCommon(r, name: .name, output: .output, into: &s)
         if let c = r.string(.checkpoint) { s.checkpoint = CheckpointSource(c) }
         if let d = r.object(.data, { readData($0, path: $1, requireSource: true, log: log) }) { s.data = d }
         r.read(.split, into: &s.split)
@@ -226,7 +233,7 @@ extension EvalStage {
 extension EvalStage {
     /// Task evaluation's keys: `tasks`, the model (`model`, or `arms`), `verifier`, `template`,
     /// `cache` and the sampling settings.
-    static func readTaskEval(_ r: ObjectReader<CodingKeys>, seed: Int, log: IssueLog) -> TaskEvalSettings {
+    static func readTaskEval(_ r: ObjectReader<TaskKeys>, seed: Int, log: IssueLog) -> TaskEvalSettings {
         var t = TaskEvalSettings()
         t.sampling.seed = seed
         if let tasks = r.string(.tasks) {
@@ -252,7 +259,8 @@ extension EvalStage {
                 if let m = ar.string(.model) {
                     if m.isEmpty { log.add(.rule("must not be empty"), at: ar.path(.model)) } else { arm.model = m }
                 } else {
-                    ar.missing(.model, hint: "\"@stage\", or a checkpoint, adapter, Hugging Face directory or .gguf file")
+                    ar.missing(
+                        .model, hint: "\"@stage\", or a checkpoint, adapter, Hugging Face directory or .gguf file")
                 }
                 ar.read(.template, into: &arm.template)
                 t.arms.append(arm)
@@ -298,7 +306,9 @@ extension EvalStage {
                     case .stage(let n): arm.name = n
                     case .file(let p):
                         let file = (p as NSString).lastPathComponent
-                        arm.name = file.hasSuffix(".h5") || file.hasSuffix(".gguf") ? (file as NSString).deletingPathExtension : file
+                        arm.name =
+                            file.hasSuffix(".h5") || file.hasSuffix(".gguf")
+                            ? (file as NSString).deletingPathExtension : file
                     }
                 }
             }
@@ -306,7 +316,9 @@ extension EvalStage {
                 if let first = seen[arm.name] {
                     let hint = listed && t.arms[i].name.isEmpty ? " (named after its model)" : ""
                     l.log.add(
-                        .rule("duplicate arm name \"\(arm.name)\"\(hint), also arms[\(first)]; give each arm a unique \"name\""),
+                        .rule(
+                            "duplicate arm name \"\(arm.name)\"\(hint), also arms[\(first)]; give each arm a unique \"name\""
+                        ),
                         at: JSONPath.child(l.path, at + "name"))
                 } else {
                     seen[arm.name] = i
