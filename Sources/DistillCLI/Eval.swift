@@ -20,8 +20,9 @@ struct Eval: ParsableCommand {
 
             Examples:
               distill eval --checkpoint base.h5 --text valid.txt
-              distill eval --checkpoint sft.h5 --tasks tasks.jsonl --samples 8 --temperature 0.7 --json
-              distill eval --checkpoint model.gguf --adapter sft.h5 --tasks fc.jsonl --max-tokens 128 --out eval-sft
+              distill eval --checkpoint sft.h5 --tasks tasks.jsonl --samples 8 --json
+              distill eval --checkpoint model.gguf --adapter sft.h5 --tasks fc.jsonl \\
+                --max-tokens 128 --out eval-sft
             """)
 
     @OptionGroup var model: ModelOption
