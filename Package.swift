@@ -65,7 +65,7 @@ let package = Package(
         .target(
             name: "Training", dependencies: ["Platform", "JSON", "Core", "NN", "TextData", "ModelIO"],
             swiftSettings: numeric),
-        .target(name: "Verify", dependencies: ["Platform", "JSON", "TextData"], swiftSettings: codegen),
+        .target(name: "Verify", dependencies: ["Platform", "JSON", "Core", "TextData"], swiftSettings: codegen),
         .target(
             name: "Teacher", dependencies: ["Platform", "JSON", "Core", "NN", "TextData", "Verify", "CSQLite"],
             swiftSettings: codegen),

@@ -3,11 +3,27 @@ import JSON
 import Pipeline
 
 /// Training progress for people: on a terminal one line rewritten in place (step, metrics,
-/// tokens/s, ETA); otherwise plain lines as events arrive, for logs.
+/// tokens/s, ETA); otherwise plain lines as events arrive, for logs. On stdout, or on stderr
+/// for a command whose stdout is JSON.
 final class ProgressDisplay {
-    private let live = isatty(STDOUT_FILENO) != 0
+    private let toStandardError: Bool
+    private let live: Bool
     private var lineOpen = false
     private var started: (stage: String, step: Int, time: Double)?
+
+    init(toStandardError: Bool = false) {
+        self.toStandardError = toStandardError
+        live = isatty(toStandardError ? STDERR_FILENO : STDOUT_FILENO) != 0
+    }
+
+    private func write(_ text: String, newline: Bool = true) {
+        if toStandardError {
+            FileHandle.standardError.write(Data((text + (newline ? "\n" : "")).utf8))
+        } else {
+            Swift.print(text, terminator: newline ? "\n" : "")
+            if !newline { fflush(nil) }  // all streams: stdout is a C global Swift 6 will not touch
+        }
+    }
 
     private func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }
 
@@ -20,6 +36,7 @@ final class ProgressDisplay {
             case "tokens_per_s": parts.append(String(format: "%.0f tok/s", v))
             case "calls_per_s": parts.append(String(format: "%.2f calls/s", v))
             case "pass_rate": parts.append(String(format: "pass rate %.1f%%", 100 * v))
+            case "samples_per_s": parts.append(String(format: "%.2f samples/s", v))
             default: parts.append("\(key) \(String(format: "%.4g", v))")
             }
         }
@@ -29,23 +46,22 @@ final class ProgressDisplay {
         }
         let line = "  " + parts.joined(separator: "  ")
         if live {
-            Swift.print("\r\u{1B}[K" + line, terminator: "")
-            fflush(nil)  // all streams: stdout is a C global Swift 6 will not touch
+            write("\r\u{1B}[K" + line, newline: false)
             lineOpen = true
         } else {
-            Swift.print(line)
+            write(line)
         }
     }
 
     func print(_ line: String) {
         finish()
-        Swift.print(line)
+        write(line)
     }
 
     /// Ends a line left open by a live update.
     func finish() {
         if lineOpen {
-            Swift.print("")
+            write("")
             lineOpen = false
         }
     }

@@ -161,6 +161,104 @@ package struct SVGPlot {
     }
 }
 
+/// A grouped bar chart with interval whiskers: one group per category (an evaluation's arms),
+/// one bar per series (its metrics), the value printed above each bar. Plain SVG 1.1 like
+/// `SVGPlot`.
+package struct SVGBarChart {
+    package struct Bar {
+        package var value: Double
+        /// The interval drawn as a whisker, when there is one.
+        package var low: Double?
+        package var high: Double?
+
+        package init(value: Double, low: Double? = nil, high: Double? = nil) {
+            self.value = value
+            self.low = low
+            self.high = high
+        }
+    }
+
+    package struct Series {
+        package var name: String
+        package var color: String
+        /// One per category; nil leaves the category's slot empty.
+        package var bars: [Bar?]
+
+        package init(name: String, color: String, bars: [Bar?]) {
+            self.name = name
+            self.color = color
+            self.bars = bars
+        }
+    }
+
+    package var title: String
+    package var yLabel: String
+    package var categories: [String]
+    package var series: [Series] = []
+    /// The top of the value axis (1 for accuracies); nil: the data's largest value or interval end.
+    package var yMax: Double?
+    package var width = 720.0
+    package var height = 420.0
+
+    package init(title: String, yLabel: String, categories: [String], yMax: Double? = nil) {
+        self.title = title
+        self.yLabel = yLabel
+        self.categories = categories
+        self.yMax = yMax
+    }
+
+    package func render() -> String {
+        let margin = (left: 70.0, right: 170.0, top: 36.0, bottom: 60.0)
+        let plotW = width - margin.left - margin.right, plotH = height - margin.top - margin.bottom
+        var out = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(fmt(width))\" height=\"\(fmt(height))\" viewBox=\"0 0 \(fmt(width)) \(fmt(height))\" font-family=\"sans-serif\" font-size=\"11\">\n"
+        out += "<rect x=\"0\" y=\"0\" width=\"\(fmt(width))\" height=\"\(fmt(height))\" fill=\"white\"/>\n"
+        out += "<text x=\"\(fmt(margin.left))\" y=\"20\" font-size=\"14\" font-weight=\"bold\">\(escapeXML(title))</text>\n"
+        let ends = series.flatMap { $0.bars.compactMap { $0.map { max($0.value, $0.high ?? $0.value) } } }.filter(\.isFinite)
+        guard !categories.isEmpty, !ends.isEmpty else {
+            out += "<text x=\"\(fmt(width / 2))\" y=\"\(fmt(height / 2))\" text-anchor=\"middle\">no data</text>\n</svg>\n"
+            return out
+        }
+        let top = yMax ?? max(ends.max()! * 1.05, 1e-9)
+        func py(_ y: Double) -> Double { margin.top + (1 - min(max(y, 0), top) / top) * plotH }
+        out += "<rect x=\"\(fmt(margin.left))\" y=\"\(fmt(margin.top))\" width=\"\(fmt(plotW))\" height=\"\(fmt(plotH))\" fill=\"none\" stroke=\"#444\"/>\n"
+        for t in SVGPlot.Axis.linearTicks(0, top) where t >= 0 && t <= top * (1 + 1e-9) {
+            let y = py(t)
+            out += "<line x1=\"\(fmt(margin.left))\" y1=\"\(fmt(y))\" x2=\"\(fmt(margin.left + plotW))\" y2=\"\(fmt(y))\" stroke=\"#e4e4e4\"/>\n"
+            out += "<line x1=\"\(fmt(margin.left - 5))\" y1=\"\(fmt(y))\" x2=\"\(fmt(margin.left))\" y2=\"\(fmt(y))\" stroke=\"#444\"/>\n"
+            out += "<text x=\"\(fmt(margin.left - 8))\" y=\"\(fmt(y + 4))\" text-anchor=\"end\">\(escapeXML(tickLabel(t)))</text>\n"
+        }
+        out += "<text transform=\"translate(16 \(fmt(margin.top + plotH / 2))) rotate(-90)\" text-anchor=\"middle\">\(escapeXML(yLabel))</text>\n"
+        let groupW = plotW / Double(categories.count)
+        let barW = groupW * 0.8 / Double(max(series.count, 1))
+        for (c, category) in categories.enumerated() {
+            let left = margin.left + Double(c) * groupW + groupW * 0.1
+            out += "<text x=\"\(fmt(left + groupW * 0.4))\" y=\"\(fmt(margin.top + plotH + 18))\" text-anchor=\"middle\">\(escapeXML(category))</text>\n"
+            for (s, series) in series.enumerated() {
+                guard c < series.bars.count, let bar = series.bars[c], bar.value.isFinite else { continue }
+                let x = left + Double(s) * barW, mid = x + barW / 2
+                out += "<rect x=\"\(fmt(x + 1))\" y=\"\(fmt(py(bar.value)))\" width=\"\(fmt(max(barW - 2, 1)))\" height=\"\(fmt(py(0) - py(bar.value)))\" fill=\"\(series.color)\" fill-opacity=\"0.85\"/>\n"
+                if let low = bar.low, let high = bar.high, low.isFinite, high.isFinite {
+                    let cap = min(barW / 4, 6)
+                    out += "<line x1=\"\(fmt(mid))\" y1=\"\(fmt(py(low)))\" x2=\"\(fmt(mid))\" y2=\"\(fmt(py(high)))\" stroke=\"#222\"/>\n"
+                    for end in [low, high] {
+                        out += "<line x1=\"\(fmt(mid - cap))\" y1=\"\(fmt(py(end)))\" x2=\"\(fmt(mid + cap))\" y2=\"\(fmt(py(end)))\" stroke=\"#222\"/>\n"
+                    }
+                }
+                let labelY = py(max(bar.value, bar.high ?? bar.value)) - 4
+                out += "<text x=\"\(fmt(mid))\" y=\"\(fmt(labelY))\" text-anchor=\"middle\" font-size=\"9\" fill=\"#333\">\(escapeXML(tickLabel(bar.value)))</text>\n"
+            }
+        }
+        for (i, s) in series.enumerated() {
+            let y = margin.top + 8 + Double(i) * 16
+            let x = margin.left + plotW + 12
+            out += "<rect x=\"\(fmt(x))\" y=\"\(fmt(y - 5))\" width=\"12\" height=\"10\" fill=\"\(s.color)\" fill-opacity=\"0.85\"/>\n"
+            out += "<text x=\"\(fmt(x + 18))\" y=\"\(fmt(y + 4))\">\(escapeXML(s.name))</text>\n"
+        }
+        out += "</svg>\n"
+        return out
+    }
+}
+
 /// 1.2M, 350k, 0.25, 3.5: short tick and table labels.
 package func tickLabel(_ v: Double) -> String {
     let a = abs(v)

@@ -62,10 +62,11 @@ package struct CheckpointTeacher: TeacherBackend {
     /// `xxh64:…` over the configuration, weights and tokenizer: the model's part of every cache key.
     package let checksum: String
 
-    /// Throws `DataError.badConfig` for settings out of range.
+    /// Throws `DataError.badConfig` for settings out of range. `checksum`, when given, is the
+    /// model's as `checksum(_:tokenizerJSON:)` computed it for another teacher of the same model.
     package init(
         config: CheckpointTeacherConfig, model: LlamaModel, tokenizer: ByteLevelBPETokenizer, tokenizerJSON: String,
-        endOfText: Int32?, modelChat: ChatStyle? = nil, cache: CallCache
+        endOfText: Int32?, modelChat: ChatStyle? = nil, cache: CallCache, checksum: String? = nil
     ) throws {
         try refuseProblems(config.problems())
         self.config = config
@@ -79,11 +80,14 @@ package struct CheckpointTeacher: TeacherBackend {
             if let id = tokenizer.id(for: special), tokenizer.isSpecial(id), !stops.contains(id) { stops.append(id) }
         }
         stopTokens = stops
-        checksum = Self.checksum(model, tokenizerJSON: tokenizerJSON)
+        self.checksum = checksum ?? Self.checksum(model, tokenizerJSON: tokenizerJSON)
     }
 
     /// XXH64 (two seeds, 128 bits) over the config, every parameter's name, shape and values in
-    /// name order, and the tokenizer: equal for the same weights whatever file they came from.
+    /// name order, the enabled LoRA adapters (scale, names, shapes, values; nothing for a model
+    /// without, so its checksum is what it was before adapters counted) and the tokenizer: equal
+    /// for the same weights whatever file they came from, and different for a base with and
+    /// without its adapter.
     package static func checksum(_ model: LlamaModel, tokenizerJSON: String) -> String {
         var a = XXH64(seed: 0), b = XXH64(seed: 0x5EED)
         func add(_ bytes: [UInt8]) {
@@ -103,6 +107,15 @@ package struct CheckpointTeacher: TeacherBackend {
         for (name, tensor) in model.namedParameters().sorted(by: { $0.0 < $1.0 }) {
             add(Array("\(name) \(tensor.shape)\n".utf8))
             add(Array(UnsafeRawBufferPointer(start: tensor.data, count: tensor.count * MemoryLayout<Float>.size)))
+        }
+        for (i, layer) in model.layers.enumerated() {
+            for (name, module) in layer.modules {
+                guard let lora = module as? LoRALinear, lora.enabled else { continue }
+                for (part, tensor) in [("lora_A", lora.a), ("lora_B", lora.b)] {
+                    add(Array("model.layers.\(i).\(name).\(part) \(tensor.shape) scale \(lora.scale)\n".utf8))
+                    add(Array(UnsafeRawBufferPointer(start: tensor.data, count: tensor.count * MemoryLayout<Float>.size)))
+                }
+            }
         }
         add(Array(tokenizerJSON.utf8))
         return "xxh64:" + hexDigits(a.finalize()) + hexDigits(b.finalize())

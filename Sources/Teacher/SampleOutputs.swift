@@ -77,7 +77,7 @@ package struct SampleOutputs: Sendable {
         stats.samples = samples.count
         var uniqueOutputs = 0, uniqueCorrect = 0
         var passAt: [Int: (sum: Double, tasks: Int)] = [:]
-        let ks = SampleStats.passAtKs(k)
+        let ks = TaskStatistics.passAtKs(k)
 
         for (t, task) in tasks.enumerated() {
             var correct: [String] = [], incorrect: [String] = []
@@ -109,7 +109,7 @@ package struct SampleOutputs: Sendable {
             if c > 0 { stats.tasksSolved += 1 }
             if c > 0 && c < n { stats.mixedPrompts += 1 }
             for kk in ks where n >= kk {
-                passAt[kk, default: (0, 0)].sum += SampleStats.passAtK(n: n, c: c, k: kk)
+                passAt[kk, default: (0, 0)].sum += TaskStatistics.passAtK(n: n, c: c, k: kk)
                 passAt[kk, default: (0, 0)].tasks += 1
             }
             for text in correct {
@@ -267,28 +267,6 @@ package struct SampleStats: Sendable, Equatable, Encodable {
         case promptTokens = "prompt_tokens"
         case completionTokens = "completion_tokens"
         case failedCalls = "failed_calls"
-    }
-
-    /// The k reported: 1, 2, 4, ... below `samples`, and `samples` itself.
-    package static func passAtKs(_ samples: Int) -> [Int] {
-        var out: [Int] = []
-        var k = 1
-        while k < samples {
-            out.append(k)
-            k *= 2
-        }
-        return out + [max(1, samples)]
-    }
-
-    /// The unbiased pass@k estimator of Chen et al. 2021 (Codex paper), for n samples of which
-    /// c are correct: 1 - C(n-c, k) / C(n, k), computed as 1 - prod_{i=n-c+1}^{n} (1 - k/i).
-    package static func passAtK(n: Int, c: Int, k: Int) -> Double {
-        precondition(
-            k >= 1 && k <= n && c >= 0 && c <= n, "pass@k needs 1 <= k <= n, 0 <= c <= n (n \(n), c \(c), k \(k))")
-        if n - c < k { return 1 }
-        var fail = 1.0
-        for i in (n - c + 1)..<(n + 1) { fail *= 1 - Double(k) / Double(i) }
-        return 1 - fail
     }
 
     /// stats.json's text: sorted keys, two-space indents, a final newline.

@@ -22,13 +22,22 @@ package enum ExactMatch {
         if number(want) != nil, number(got) == nil, let first = firstNumber(got) { got = first }
         if let a = number(got), let b = number(want) {
             let equal = a == b || abs(a - b) <= 1e-9 * max(1, abs(a), abs(b))
+            let canonical = canonicalNumber(a)
             return equal
-                ? .correct("\(extracted.how) \(clip(extracted.text)) equals \(answer) numerically")
-                : .incorrect("\(extracted.how) \(clip(extracted.text)), expected \(answer)")
+                ? .correct("\(extracted.how) \(clip(extracted.text)) equals \(answer) numerically", canonical: canonical)
+                : .incorrect("\(extracted.how) \(clip(extracted.text)), expected \(answer)", canonical: canonical)
         }
         return got == want
-            ? .correct("\(extracted.how) \"\(clip(extracted.text))\" matches")
-            : .incorrect("\(extracted.how) \"\(clip(extracted.text))\", expected \"\(answer)\"")
+            ? .correct("\(extracted.how) \"\(clip(extracted.text))\" matches", canonical: got)
+            : .incorrect("\(extracted.how) \"\(clip(extracted.text))\", expected \"\(answer)\"", canonical: got)
+    }
+
+    /// A number as votes compare it: integral values as integers (`42`, `1234`), others in
+    /// Swift's shortest round-trip form (`0.5`). Values the comparison's 1e-9 tolerance equates
+    /// but whose doubles differ (`0.30000000000000004` and `0.3`) stay distinct answers here.
+    static func canonicalNumber(_ v: Double) -> String {
+        if v == v.rounded(), abs(v) < 1e15 { return String(Int(v)) }
+        return "\(v)"
     }
 
     /// The final answer and how it was found, or nil when the completion has none.

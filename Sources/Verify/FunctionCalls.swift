@@ -451,6 +451,37 @@ package enum FunctionCallMatch {
         case .failure(let reason): return .incorrect("malformed: \(reason)")
         case .calls(let c): found = c
         }
+        var verdict = judge(found, expected: expected, tools: tools, types: types)
+        verdict.canonical = canonical(found)
+        return verdict
+    }
+
+    /// Parsed calls as votes compare them: canonical JSON of the calls sorted by name, then by
+    /// their arguments, each `{"arguments": {...}, "name": ...}` with keys sorted at every level,
+    /// strings standardised as the matcher compares them (lowercase, without whitespace and
+    /// `,./-_*^`) and numbers as numbers (`3` and `3.0` alike). Arguments are kept as given: an
+    /// omitting `""` is a value here, so `f(a=1)` and `f(a=1, unit="")` are different answers.
+    package static func canonical(_ calls: [ParsedCall]) -> String {
+        func normalized(_ v: JSONValue) -> JSONValue {
+            switch v {
+            case .string(let s): return .string(standardize(s))
+            case .array(let items): return .array(items.map(normalized))
+            case .object(let o):
+                return .object(JSONValue.JSONObject(o.entries.map { (key: $0.key, value: normalized($0.value)) }))
+            default: return v
+            }
+        }
+        let rendered = calls.map { call in
+            (name: call.name, arguments: normalized(.object(call.arguments)).canonical)
+        }.sorted { ($0.name, $0.arguments) < ($1.name, $1.arguments) }
+        let items = rendered.map { "{\"arguments\":\($0.arguments),\"name\":\(JSONValue.string($0.name).canonical)}" }
+        return "[" + items.joined(separator: ",") + "]"
+    }
+
+    /// The verdict on calls that were read.
+    private static func judge(
+        _ found: [ParsedCall], expected: [ExpectedCall], tools: [JSONValue]?, types: VerifierConfig.TypeCheck
+    ) -> Verdict {
         var schemas: [String: JSONValue] = [:]
         if let tools {
             let known = Set(tools.compactMap(ToolSchema.name))

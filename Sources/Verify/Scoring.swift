@@ -1,8 +1,9 @@
+import Core
 import Foundation
 import JSON
 
 /// `distill verify`: scores completions already on disk with the same verifiers the sampling
-/// stage uses (and eval will use).
+/// stage uses.
 ///
 /// Outputs are JSONL rows naming their task by `id` (or `task_id`, as samples.jsonl writes it)
 /// and carrying the completion as `completion` (or `text`). Several rows may name one task
@@ -122,5 +123,271 @@ final class Slots<Value: Sendable>: @unchecked Sendable {
     subscript(i: Int) -> Value? {
         get { lock.withLock { values[i] } }
         set { lock.withLock { values[i] = newValue } }
+    }
+}
+
+// MARK: - Statistics of k samples per task: pass@k, majority votes, bootstrap intervals
+//
+// Used by the sample stage's stats.json and by task evaluation (docs/evaluation.md). Pure
+// functions of verdicts, so a re-run from the cache reports the same numbers.
+
+/// One judged completion as the statistics need it.
+package struct JudgedAnswer: Sendable, Equatable {
+    package var correct: Bool
+    /// The verifier's canonical answer (`Verdict.canonical`); nil when none could be read.
+    package var canonical: String?
+    package var text: String
+    /// Tokens generated.
+    package var tokens: Int
+
+    package init(correct: Bool, canonical: String?, text: String = "", tokens: Int = 0) {
+        self.correct = correct
+        self.canonical = canonical
+        self.text = text
+        self.tokens = tokens
+    }
+}
+
+/// The outcome of a majority vote over one task's samples (maj@k).
+package struct MajorityVote: Sendable, Equatable, Codable {
+    /// The winning canonical answer; nil when nothing wins (a tie, unreadable answers most
+    /// common, or no samples).
+    package var answer: String?
+    /// Samples in the largest group (unreadable ones count as one group).
+    package var votes: Int
+    /// Whether two or more groups share the largest count.
+    package var tie: Bool
+    /// Whether the vote is right: a single winning answer whose samples were all judged correct.
+    package var correct: Bool
+
+    package init(answer: String?, votes: Int, tie: Bool, correct: Bool) {
+        self.answer = answer
+        self.votes = votes
+        self.tie = tie
+        self.correct = correct
+    }
+}
+
+/// A mean over tasks with its bootstrap confidence interval.
+package struct Estimate: Sendable, Equatable, Codable {
+    package var value: Double
+    package var ciLow: Double
+    package var ciHigh: Double
+
+    package init(value: Double, ciLow: Double, ciHigh: Double) {
+        self.value = value
+        self.ciLow = ciLow
+        self.ciHigh = ciHigh
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case value
+        case ciLow = "ci_low"
+        case ciHigh = "ci_high"
+    }
+}
+
+/// How confidence intervals are drawn: a percentile bootstrap over tasks.
+package struct BootstrapConfig: Sendable, Equatable, Codable {
+    /// Resamples of the task set, each n tasks drawn with replacement.
+    package var resamples: Int = 2000
+    /// Two-sided coverage: the interval runs from the (1-level)/2 to the (1+level)/2 quantile.
+    package var level: Double = 0.95
+    /// Seeds the draws (xoshiro256**); one seed gives the same resamples for every metric and arm.
+    package var seed: Int = 0
+
+    package init(resamples: Int = 2000, level: Double = 0.95, seed: Int = 0) {
+        self.resamples = resamples
+        self.level = level
+        self.seed = seed
+    }
+}
+
+package enum TaskStatistics {
+    /// The k reported for `samples` per task: 1, 2, 4, ... below `samples`, and `samples` itself.
+    package static func passAtKs(_ samples: Int) -> [Int] {
+        var out: [Int] = []
+        var k = 1
+        while k < samples {
+            out.append(k)
+            k *= 2
+        }
+        return out + [max(1, samples)]
+    }
+
+    /// The unbiased pass@k estimator of Chen et al. 2021 (Codex paper), for n samples of which
+    /// c are correct: 1 - C(n-c, k) / C(n, k), computed as 1 - prod_{i=n-c+1}^{n} (1 - k/i).
+    package static func passAtK(n: Int, c: Int, k: Int) -> Double {
+        precondition(
+            k >= 1 && k <= n && c >= 0 && c <= n, "pass@k needs 1 <= k <= n, 0 <= c <= n (n \(n), c \(c), k \(k))")
+        if n - c < k { return 1 }
+        var fail = 1.0
+        for i in (n - c + 1)..<(n + 1) { fail *= 1 - Double(k) / Double(i) }
+        return 1 - fail
+    }
+
+    /// maj@k for one task: samples are grouped by canonical answer (all unreadable ones form one
+    /// group); the largest group wins. When two groups share the largest count, or the largest
+    /// is the unreadable one, nothing wins and the vote is wrong: ties and unreadable answers
+    /// never win. A winning answer is right when every sample in its group was judged correct
+    /// (equal canonical answers are judged alike unless a verifier looks past the answer, as a
+    /// command checker may).
+    package static func majorityVote(_ samples: [JudgedAnswer]) -> MajorityVote {
+        var counts: [String?: Int] = [:]
+        for s in samples { counts[s.canonical, default: 0] += 1 }
+        guard let top = counts.values.max() else {
+            return MajorityVote(answer: nil, votes: 0, tie: false, correct: false)
+        }
+        let leaders = counts.filter { $0.value == top }.map(\.key)
+        guard leaders.count == 1, let answer = leaders[0] else {
+            return MajorityVote(answer: nil, votes: top, tie: leaders.count > 1, correct: false)
+        }
+        let correct = samples.allSatisfy { $0.canonical != answer || $0.correct }
+        return MajorityVote(answer: answer, votes: top, tie: false, correct: correct)
+    }
+
+    /// Percentile-bootstrap intervals of the means of `columns` (one value per task each, all of
+    /// one length n): `config.resamples` times, n task indices are drawn with replacement from a
+    /// generator seeded with `config.seed`, and every column's mean over them is recorded; the
+    /// interval is the pair of quantiles (1-level)/2 and (1+level)/2 of those means (linear
+    /// interpolation between order statistics, R's type 7). All columns share the resamples, so
+    /// intervals of different metrics and of arms on the same tasks are paired. Empty columns
+    /// give (0, 0).
+    package static func bootstrapIntervals(
+        _ columns: [[Double]], _ config: BootstrapConfig
+    ) -> [(low: Double, high: Double)] {
+        guard let n = columns.first?.count, n > 0, config.resamples > 0 else {
+            return columns.map { _ in (0, 0) }
+        }
+        precondition(columns.allSatisfy { $0.count == n }, "bootstrap columns of unequal length")
+        var rng = RNG(seed: UInt64(config.seed))
+        var means = [[Double]](repeating: [Double](repeating: 0, count: config.resamples), count: columns.count)
+        var sums = [Double](repeating: 0, count: columns.count)
+        for b in 0..<config.resamples {
+            for c in sums.indices { sums[c] = 0 }
+            for _ in 0..<n {
+                let i = min(n - 1, Int(rng.uniform() * Double(n)))
+                for c in columns.indices { sums[c] += columns[c][i] }
+            }
+            for c in columns.indices { means[c][b] = sums[c] / Double(n) }
+        }
+        let tail = (1 - config.level) / 2
+        return means.map { column in
+            let sorted = column.sorted()
+            return (quantile(sorted, tail), quantile(sorted, 1 - tail))
+        }
+    }
+
+    /// The p-quantile of sorted values, interpolating linearly between order statistics.
+    static func quantile(_ sorted: [Double], _ p: Double) -> Double {
+        let h = Double(sorted.count - 1) * p
+        let lo = Int(h.rounded(.down)), hi = min(sorted.count - 1, lo + 1)
+        return sorted[lo] + (h - Double(lo)) * (sorted[hi] - sorted[lo])
+    }
+}
+
+/// What task evaluation reports for one model (an arm) over a task set, each mean over tasks
+/// with its bootstrap interval (docs/evaluation.md has the definitions).
+package struct ArmMetrics: Sendable, Equatable, Codable {
+    package struct PassAtK: Sendable, Equatable, Codable {
+        package var k: Int
+        package var value: Double
+        package var ciLow: Double
+        package var ciHigh: Double
+
+        enum CodingKeys: String, CodingKey {
+            case k, value
+            case ciLow = "ci_low"
+            case ciHigh = "ci_high"
+        }
+    }
+
+    package var tasks = 0
+    /// k.
+    package var samplesPerTask = 0
+    /// Tasks whose greedy completion is correct, / tasks.
+    package var greedyAccuracy = Estimate(value: 0, ciLow: 0, ciHigh: 0)
+    /// pass@k for k = 1, 2, 4, ..., samples (pass@1 is the mean share of correct samples).
+    package var passAtK: [PassAtK] = []
+    /// maj@k, k = samples; nil without samples.
+    package var majAtK: Estimate?
+    /// Tasks whose vote tied, and tasks where unreadable answers were the most common.
+    package var majTies = 0
+    package var majUnreadable = 0
+    /// Samples with a readable (canonical) answer, / samples.
+    package var validAnswerRate = 0.0
+    /// Distinct readable canonical answers per task, summed, / samples.
+    package var uniqueValidAnswersPerSample = 0.0
+    /// Distinct completion texts per task, summed, / samples.
+    package var uniqueOutputsPerSample = 0.0
+    /// Mean tokens generated by a greedy completion, and by a sample.
+    package var greedyTokensPerTask = 0.0
+    package var tokensPerSample = 0.0
+    /// Every token generated, greedy and samples.
+    package var tokensGenerated = 0
+
+    package init() {}
+
+    enum CodingKeys: String, CodingKey {
+        case tasks
+        case samplesPerTask = "samples_per_task"
+        case greedyAccuracy = "greedy_accuracy"
+        case passAtK = "pass_at_k"
+        case majAtK = "maj_at_k"
+        case majTies = "maj_ties"
+        case majUnreadable = "maj_unreadable"
+        case validAnswerRate = "valid_answer_rate"
+        case uniqueValidAnswersPerSample = "unique_valid_answers_per_sample"
+        case uniqueOutputsPerSample = "unique_outputs_per_sample"
+        case greedyTokensPerTask = "greedy_tokens_per_task"
+        case tokensPerSample = "tokens_per_sample"
+        case tokensGenerated = "tokens_generated"
+    }
+
+    /// The metrics of one arm from its tasks' greedy answers and k samples each (every task with
+    /// the same k).
+    package static func compute(greedy: [JudgedAnswer], samples: [[JudgedAnswer]], bootstrap: BootstrapConfig)
+        -> ArmMetrics
+    {
+        precondition(greedy.count == samples.count, "one greedy answer per task")
+        let n = greedy.count
+        let k = samples.first?.count ?? 0
+        precondition(samples.allSatisfy { $0.count == k }, "every task has k samples")
+        var m = ArmMetrics()
+        m.tasks = n
+        m.samplesPerTask = k
+        let ks = k > 0 ? TaskStatistics.passAtKs(k) : []
+        var columns: [[Double]] = [greedy.map { $0.correct ? 1 : 0 }]
+        for kk in ks {
+            columns.append(samples.map { s in TaskStatistics.passAtK(n: k, c: s.filter(\.correct).count, k: kk) })
+        }
+        let votes = samples.map(TaskStatistics.majorityVote)
+        if k > 0 { columns.append(votes.map { $0.correct ? 1 : 0 }) }
+        let intervals = TaskStatistics.bootstrapIntervals(columns, bootstrap)
+        func estimate(_ c: Int) -> Estimate {
+            Estimate(
+                value: n > 0 ? columns[c].reduce(0, +) / Double(n) : 0, ciLow: intervals[c].low,
+                ciHigh: intervals[c].high)
+        }
+        m.greedyAccuracy = estimate(0)
+        m.passAtK = ks.enumerated().map { i, kk in
+            let e = estimate(1 + i)
+            return PassAtK(k: kk, value: e.value, ciLow: e.ciLow, ciHigh: e.ciHigh)
+        }
+        if k > 0 { m.majAtK = estimate(columns.count - 1) }
+        m.majTies = votes.filter(\.tie).count
+        m.majUnreadable = votes.filter { !$0.tie && $0.answer == nil && $0.votes > 0 }.count
+        let all = samples.flatMap { $0 }
+        if !all.isEmpty {
+            let count = Double(all.count)
+            m.validAnswerRate = Double(all.filter { $0.canonical != nil }.count) / count
+            m.uniqueValidAnswersPerSample =
+                Double(samples.map { Set($0.compactMap(\.canonical)).count }.reduce(0, +)) / count
+            m.uniqueOutputsPerSample = Double(samples.map { Set($0.map(\.text)).count }.reduce(0, +)) / count
+            m.tokensPerSample = Double(all.map(\.tokens).reduce(0, +)) / count
+        }
+        if n > 0 { m.greedyTokensPerTask = Double(greedy.map(\.tokens).reduce(0, +)) / Double(n) }
+        m.tokensGenerated = greedy.map(\.tokens).reduce(0, +) + all.map(\.tokens).reduce(0, +)
+        return m
     }
 }

@@ -10,9 +10,25 @@ package struct Verdict: Sendable, Equatable, Codable {
     package var correct: Bool
     /// Why: what was extracted and compared, which argument differed, the checker's exit status.
     package var reason: String
+    /// The answer in the form the verifier compares it, so that equal answers read equal: what
+    /// majority votes group by. nil when no answer could be read (docs/evaluation.md, *Canonical
+    /// answers*): exact, the normalised extracted answer (numbers as numbers); function-call, the
+    /// parsed calls sorted, values normalised as the matcher compares them; regex, the trimmed
+    /// completion (`full`) or the first match (`search`); command, the trimmed completion.
+    package var canonical: String?
 
-    package static func correct(_ reason: String) -> Verdict { Verdict(correct: true, reason: reason) }
-    package static func incorrect(_ reason: String) -> Verdict { Verdict(correct: false, reason: reason) }
+    package init(correct: Bool, reason: String, canonical: String? = nil) {
+        self.correct = correct
+        self.reason = reason
+        self.canonical = canonical
+    }
+
+    package static func correct(_ reason: String, canonical: String? = nil) -> Verdict {
+        Verdict(correct: true, reason: reason, canonical: canonical)
+    }
+    package static func incorrect(_ reason: String, canonical: String? = nil) -> Verdict {
+        Verdict(correct: false, reason: reason, canonical: canonical)
+    }
 }
 
 /// Which verifier checks a task set, with its settings. The recipe's `verifier` object and the
@@ -206,9 +222,12 @@ package struct Verifier: Sendable {
             return FunctionCallMatch.verify(completion, expected: calls, tools: task.tools, types: config.types)
         case .command:
             guard let command = config.command, !command.isEmpty else { return .incorrect("no checker command") }
-            return CommandCheck.verify(
+            var verdict = CommandCheck.verify(
                 completion, command: command + (task.check ?? []), taskID: task.id, input: config.input,
                 timeout: config.timeoutSeconds)
+            // A program's answer is its text: votes group identical (trimmed) completions.
+            verdict.canonical = completion.trimmingCharacters(in: .whitespacesAndNewlines)
+            return verdict
         }
     }
 }
@@ -222,11 +241,12 @@ package enum RegexMatch {
         case .full:
             let text = completion.trimmingCharacters(in: .whitespacesAndNewlines)
             return (try? regex.wholeMatch(in: text)) != nil
-                ? .correct("the completion matches /\(pattern)/ in full")
-                : .incorrect("the completion does not match /\(pattern)/ in full")
+                ? .correct("the completion matches /\(pattern)/ in full", canonical: text)
+                : .incorrect("the completion does not match /\(pattern)/ in full", canonical: text)
         case .search:
             if let m = try? regex.firstMatch(in: completion) {
-                return .correct("found \"\(clip(String(completion[m.range])))\" matching /\(pattern)/")
+                let found = String(completion[m.range])
+                return .correct("found \"\(clip(found))\" matching /\(pattern)/", canonical: found)
             }
             return .incorrect("no match for /\(pattern)/")
         }

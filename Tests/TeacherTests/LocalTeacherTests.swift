@@ -174,6 +174,15 @@ func task(_ id: String, _ prompt: String, answer: String = "1") -> TeacherTask {
         b.namedParameters()[0].1.data[0] += 1e-3
         #expect(
             CheckpointTeacher.checksum(a, tokenizerJSON: json) != CheckpointTeacher.checksum(b, tokenizerJSON: json))
+        // An adapter is part of the model (its cached samples are not the base's); disabled, it is not.
+        let (d, _, _) = try tinyModel(seed: 3)
+        var rng = RNG(seed: 1)
+        let adapters = d.addLoRA(LoRAConfig(rank: 2, alpha: 4), rng: &rng)
+        adapters[1].1.data[0] = 0.5  // B starts at zero; a trained adapter's is not
+        let base = CheckpointTeacher.checksum(a, tokenizerJSON: json)
+        #expect(CheckpointTeacher.checksum(d, tokenizerJSON: json) != base)
+        d.setAdapters(enabled: false)
+        #expect(CheckpointTeacher.checksum(d, tokenizerJSON: json) == base)
 
         let dir = try scratch("ckpt-template")
         defer { try? FileManager.default.removeItem(at: dir) }

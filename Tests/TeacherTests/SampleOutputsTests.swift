@@ -1,4 +1,4 @@
-// The sample stage's outputs: pass@k against counting subsets, the pairing strategies, and
+// The sample stage's outputs: stats.json's pass@k, the pairing strategies, and
 // sft.jsonl / pairs.jsonl read back by TextData's SFT and preference readers.
 
 import Foundation
@@ -29,30 +29,6 @@ extension JSONValue {
 }
 
 @Suite struct SampleOutputsTests {
-    /// pass@k by definition: the share of the C(n, k) subsets of k samples holding a correct one.
-    func countedPassAtK(n: Int, c: Int, k: Int) -> Double {
-        var hit = 0, all = 0
-        for mask in 0..<(1 << n) where mask.nonzeroBitCount == k {
-            all += 1
-            if mask & ((1 << c) - 1) != 0 { hit += 1 }  // samples 0..<c are the correct ones
-        }
-        return Double(hit) / Double(all)
-    }
-
-    @Test func passAtKIsTheUnbiasedEstimator() {
-        for n in 1...8 {
-            for c in 0...n {
-                for k in 1...n {
-                    #expect(abs(SampleStats.passAtK(n: n, c: c, k: k) - countedPassAtK(n: n, c: c, k: k)) < 1e-12)
-                }
-            }
-        }
-        // By hand: n = 4, c = 1, k = 2: 1 - C(3,2)/C(4,2) = 1 - 3/6.
-        #expect(SampleStats.passAtK(n: 4, c: 1, k: 2) == 0.5)
-        #expect(SampleStats.passAtKs(8) == [1, 2, 4, 8] && SampleStats.passAtKs(6) == [1, 2, 4, 6])
-        #expect(SampleStats.passAtKs(1) == [1])
-    }
-
     let tasks = [
         TeacherTask(id: "p", prompt: .text("2+2?"), answer: "4", file: "t.jsonl", line: 1),
         TeacherTask(
@@ -95,7 +71,7 @@ extension JSONValue {
         // pass@1 over all three tasks: (3/6 + 1/2 + 0) / 3; pass@4 only for tasks with >= 4 answers.
         #expect(st.passAtK.map(\.k) == [1, 2, 4, 6])
         #expect(abs(st.passAtK[0].value - (0.5 + 0.5 + 0) / 3) < 1e-12 && st.passAtK[0].tasks == 3)
-        #expect(st.passAtK[2].tasks == 1 && abs(st.passAtK[2].value - SampleStats.passAtK(n: 6, c: 3, k: 4)) < 1e-12)
+        #expect(st.passAtK[2].tasks == 1 && abs(st.passAtK[2].value - TaskStatistics.passAtK(n: 6, c: 3, k: 4)) < 1e-12)
         #expect(st.passAtK[3].tasks == 1 && st.passAtK[3].value == 1)
         #expect(st.sftRows == 4)
     }

@@ -60,7 +60,7 @@ import Verify
         #expect(RegexMatch.verify("  42\n", pattern: "\\d+", mode: .full).correct)
         #expect(!RegexMatch.verify("it is 42", pattern: "\\d+", mode: .full).correct)
         let found = RegexMatch.verify("it is 42", pattern: "\\d+", mode: .search)
-        #expect(found == .correct("found \"42\" matching /\\d+/"))
+        #expect(found == .correct("found \"42\" matching /\\d+/", canonical: "42"))
         #expect(!RegexMatch.verify("none", pattern: "\\d+", mode: .search).correct)
     }
 }
@@ -128,7 +128,12 @@ let time = ExpectedCall(name: "get_time", arguments: [(name: "zone", acceptable:
         #expect(FunctionCallMatch.verify(output, expected: [weather, time], tools: nil).correct)
         let wrong = FunctionCallMatch.verify(
             #"[get_time(zone="UTC"), get_weather(city="Oslo", days=3)]"#, expected: [weather, time], tools: nil)
-        #expect(wrong == .incorrect(#"no expected call matches: get_time: zone = "UTC" is not one of ["CET"]"#))
+        #expect(
+            wrong
+                == .incorrect(
+                    #"no expected call matches: get_time: zone = "UTC" is not one of ["CET"]"#,
+                    canonical: #"[{"arguments":{"zone":"utc"},"name":"get_time"},{"arguments":{"city":"oslo","days":3},"name":"get_weather"}]"#
+                ))
     }
 
     @Test func unknownFunctionsAreRejectedWhenToolsAreGiven() {
@@ -137,7 +142,11 @@ let time = ExpectedCall(name: "get_time", arguments: [(name: "zone", acceptable:
             .obj(["type": .string("function"), "function": .obj(["name": .string("get_time")])]),
         ]
         let v = FunctionCallMatch.verify(#"delete_all(confirm=True)"#, expected: [weather], tools: tools)
-        #expect(v == .incorrect("unknown function delete_all (the task offers get_time, get_weather)"))
+        #expect(
+            v
+                == .incorrect(
+                    "unknown function delete_all (the task offers get_time, get_weather)",
+                    canonical: #"[{"arguments":{"confirm":true},"name":"delete_all"}]"#))
     }
 
     @Test func pythonLiterals() throws {
@@ -156,15 +165,20 @@ let time = ExpectedCall(name: "get_time", arguments: [(name: "zone", acceptable:
         var config = VerifierConfig(type: .command)
         config.command = ["sh", "-c", "grep -q 42"]
         let task = TeacherTask(id: "t", prompt: .text("p"), check: [])
-        #expect(Verifier(config).verify("the answer is 42", for: task) == .correct("checker exited 0"))
-        #expect(Verifier(config).verify("the answer is 41", for: task) == .incorrect("checker exited 1"))
+        #expect(
+            Verifier(config).verify("the answer is 42", for: task)
+                == .correct("checker exited 0", canonical: "the answer is 42"))
+        #expect(
+            Verifier(config).verify("the answer is 41", for: task)
+                == .incorrect("checker exited 1", canonical: "the answer is 41"))
 
         // File mode: the task's check arguments, then the completion file's path.
         config.command = ["sh", "-c", "echo checking $1 for $DISTILL_TASK_ID; grep -q \"$1\" \"$2\"", "sh"]
         config.input = .file
         let withArgs = TeacherTask(id: "t7", prompt: .text("p"), check: ["$(rm -rf nothing) 42"])
         let v = Verifier(config).verify("x $(rm -rf nothing) 42 y", for: withArgs)
-        #expect(v == .correct("checker exited 0: checking $(rm -rf nothing) 42 for t7"))
+        #expect(v.reason == "checker exited 0: checking $(rm -rf nothing) 42 for t7")
+        #expect(v.correct && v.canonical == "x $(rm -rf nothing) 42 y")
     }
 
     @Test func aSlowCheckerIsKilledAtTheTimeout() {
@@ -173,7 +187,7 @@ let time = ExpectedCall(name: "get_time", arguments: [(name: "zone", acceptable:
         config.timeoutSeconds = 1
         let started = Date()
         let v = Verifier(config).verify("x", for: TeacherTask(id: "t", prompt: .text("p")))
-        #expect(v == .incorrect("checker timed out after 1 s"))
+        #expect(v == .incorrect("checker timed out after 1 s", canonical: "x"))
         #expect(Date().timeIntervalSince(started) < 5)
     }
 

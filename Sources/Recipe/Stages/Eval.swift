@@ -1,8 +1,12 @@
-// The `eval` stage: loss and perplexity of a checkpoint on text.
+// The `eval` stage: loss and perplexity of a checkpoint on text, or, with `tasks`, task
+// evaluation of one or more models (greedy accuracy, pass@k, maj@k, bootstrap intervals;
+// docs/evaluation.md). Settings, reader and linking; the executor is in Sources/Pipeline/Stages.
 
 import Foundation
 import JSON
+import Teacher
 import TextData
+import Verify
 
 /// Which part of the data an evaluation reads.
 package enum EvalSplit: String, Codable, Sendable, CaseIterable {
@@ -14,7 +18,7 @@ package enum EvalSplit: String, Codable, Sendable, CaseIterable {
     case all
 }
 
-/// Loss and perplexity of a checkpoint on text.
+/// Loss and perplexity of a checkpoint on text; with `tasks`, task evaluation of its arms.
 package struct EvalStage: StageSettings {
     package static let type = StageType.eval
     package var name = "eval"
@@ -28,25 +32,159 @@ package struct EvalStage: StageSettings {
     package var batches: Int = 16
     /// Default nil: the checkpoint's training seq_len.
     package var seqLen: Int?
-    /// Default `eval.json`.
+    /// Default `eval.json`. Task evaluation writes its siblings beside it (`taskFiles`).
     package var output = "eval.json"
+    /// Task evaluation when the recipe gives `tasks`; nil: loss and perplexity (the fields above
+    /// but `name` and `output` are then unused and not written to the resolved recipe).
+    package var taskEval: TaskEvalSettings?
 
     package init() {}
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, checkpoint, data, split, batches, seqLen = "seq_len", output
+        // Task evaluation.
+        case tasks, model, arms, verifier, template, cache
+        case samples, temperature, topP = "top_p", maxTokens = "max_tokens", stop, seed, batchSize = "batch_size"
     }
 
-    package var checkpointInputs: [CheckpointSource] { [checkpoint] }
-    package var inputFiles: [String] { data.train }
+    /// The keys of a loss evaluation, and of a task evaluation: each mode reads its own and
+    /// refuses the other's with a reason (`CodingKeys` is their union, for the resolved recipe).
+    enum LossKeys: String, CodingKey, CaseIterable {
+        case name, checkpoint, data, split, batches, seqLen = "seq_len", output
+    }
+
+    enum TaskKeys: String, CodingKey, CaseIterable {
+        case name, output, tasks, model, arms, verifier, template, cache
+        case samples, temperature, topP = "top_p", maxTokens = "max_tokens", stop, seed, batchSize = "batch_size"
+    }
+
+    package var checkpointInputs: [CheckpointSource] {
+        guard let taskEval else { return [checkpoint] }
+        return taskEval.arms.filter { !$0.model.isEmpty }.map { CheckpointSource($0.model) }
+    }
+
+    package var inputFiles: [String] { taskEval.map { [$0.tasks] } ?? data.train }
+
+    /// The files task evaluation writes for `output` (`eval.json`): the report, the Markdown
+    /// table, the chart and the per-task rows (`eval.json`, `eval.md`, `eval.svg`,
+    /// `eval.tasks.jsonl`).
+    package static func taskFiles(output: String) -> (json: String, markdown: String, chart: String, rows: String) {
+        let stem = output.hasSuffix(".json") ? String(output.dropLast(5)) : output
+        return (output, stem + ".md", stem + ".svg", stem + ".tasks.jsonl")
+    }
+}
+
+/// One model of a task evaluation.
+package struct EvalArm: Codable, Sendable, Equatable {
+    /// Unique in the stage; its row in the table. Default: the stage the model names, or the
+    /// model file's name without its extension.
+    package var name: String
+    /// `"@stage"` or a checkpoint, adapter checkpoint, Hugging Face directory or GGUF file;
+    /// absolute after loading. Default (single `model` form): the latest earlier stage that
+    /// produces a checkpoint.
+    package var model: String
+    /// The chat template for tasks with messages or tools; nil: the model's own (ChatML when it
+    /// records none).
+    package var template: ChatTemplate?
+
+    package init(name: String, model: String, template: ChatTemplate? = nil) {
+        self.name = name
+        self.model = model
+        self.template = template
+    }
+
+    package enum CodingKeys: String, CodingKey, CaseIterable {
+        case name, model, template
+    }
+}
+
+/// What task evaluation reads and how it generates (docs/evaluation.md).
+package struct TaskEvalSettings: Codable, Sendable, Equatable {
+    /// The task set (JSONL); absolute after loading.
+    package var tasks = ""
+    /// The models compared, in table order; at least one.
+    package var arms: [EvalArm] = []
+    /// Default `auto`.
+    package var verifier = VerifierConfig()
+    /// Greedy pass plus `samples` samples; `seed` defaults to the recipe's.
+    package var sampling = TaskEvalConfig()
+    /// The call cache (SQLite), relative to the run directory; default `teacher-cache.sqlite`,
+    /// shared with the run's sample stages.
+    package var cache = "teacher-cache.sqlite"
+
+    package init() {}
+}
+
+extension EvalStage {
+    package init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        output = try c.decode(String.self, forKey: .output)
+        if c.contains(.tasks) {
+            var t = TaskEvalSettings()
+            t.tasks = try c.decode(String.self, forKey: .tasks)
+            t.arms = try c.decode([EvalArm].self, forKey: .arms)
+            t.verifier = try c.decode(VerifierConfig.self, forKey: .verifier)
+            t.cache = try c.decode(String.self, forKey: .cache)
+            t.sampling = try TaskEvalConfig(from: decoder)
+            taskEval = t
+        } else {
+            checkpoint = try c.decode(CheckpointSource.self, forKey: .checkpoint)
+            data = try c.decode(DataSettings.self, forKey: .data)
+            split = try c.decode(EvalSplit.self, forKey: .split)
+            batches = try c.decode(Int.self, forKey: .batches)
+            seqLen = try c.decodeIfPresent(Int.self, forKey: .seqLen)
+        }
+    }
+
+    /// A loss evaluation encodes exactly the keys it always had (so its fingerprint is
+    /// unchanged); a task evaluation only its own.
+    package func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(output, forKey: .output)
+        if let t = taskEval {
+            try c.encode(t.tasks, forKey: .tasks)
+            try c.encode(t.arms, forKey: .arms)
+            try c.encode(t.verifier, forKey: .verifier)
+            try c.encode(t.cache, forKey: .cache)
+            try t.sampling.encode(to: encoder)
+        } else {
+            try c.encode(checkpoint, forKey: .checkpoint)
+            try c.encode(data, forKey: .data)
+            try c.encode(split, forKey: .split)
+            try c.encode(batches, forKey: .batches)
+            try c.encodeIfPresent(seqLen, forKey: .seqLen)
+        }
+    }
 }
 
 extension EvalStage {
     package static func read(_ v: JSONValue, path: String, name: String, seed: Int, log: IssueLog) -> EvalStage {
-        let r = ObjectReader<EvalStage.CodingKeys>(
-            v, path: path, log: log, alsoAllowed: ["type"], nested: [("data", keys(DataSettings.CodingKeys.self))])
         var s = EvalStage()
         s.name = name
+        if case .object(let o) = v, let tasks = o["tasks"], tasks != .null {
+            var refused: [String: String] = [:]
+            for key in LossKeys.allCases where TaskKeys(rawValue: key.rawValue) == nil {
+                refused[key.rawValue] =
+                    key == .checkpoint
+                    ? "with \"tasks\", the model is \"model\" (or a list of \"arms\"); rename the key"
+                    : "a setting of loss evaluation, not used with \"tasks\"; remove it"
+            }
+            let r = ObjectReader<TaskKeys>(
+                v, path: path, log: log, alsoAllowed: ["type"], notAllowed: refused,
+                nested: [("verifier", keys(VerifierConfig.CodingKeys.self))])
+            readCommon(r, name: .name, output: .output, into: &s)
+            s.taskEval = readTaskEval(r, seed: seed, log: log)
+            return s
+        }
+        var refused: [String: String] = [:]
+        for key in TaskKeys.allCases where LossKeys(rawValue: key.rawValue) == nil {
+            refused[key.rawValue] = "a setting of task evaluation: give \"tasks\" (a task set) with it, or remove it"
+        }
+        let r = ObjectReader<LossKeys>(
+            v, path: path, log: log, alsoAllowed: ["type"], notAllowed: refused,
+            nested: [("data", keys(DataSettings.CodingKeys.self))])
         readCommon(r, name: .name, output: .output, into: &s)
         if let c = r.string(.checkpoint) { s.checkpoint = CheckpointSource(c) }
         if let d = r.object(.data, { readData($0, path: $1, requireSource: true, log: log) }) { s.data = d }
@@ -62,6 +200,11 @@ extension EvalStage {
     /// The checkpoint (default: the latest earlier one); the data, by default the data of the
     /// pretrain stage that made the checkpoint.
     package mutating func link(_ l: StageLinker) {
+        if var t = taskEval {
+            Self.link(&t, l)
+            taskEval = t
+            return
+        }
         let resolved = l.source(checkpoint, given: l.given.contains("checkpoint"), at: "checkpoint")
         checkpoint = resolved ?? checkpoint
         var pretrain: PretrainStage?
@@ -83,6 +226,105 @@ extension EvalStage {
                     allowed: "<= max_position_embeddings of \"\(pretrain!.name)\" (\(model.maxPositionEmbeddings))",
                     got: String(seqLen)),
                 at: JSONPath.child(l.path, "seq_len"))
+        }
+    }
+}
+
+extension EvalStage {
+    /// Task evaluation's keys: `tasks`, the model (`model`, or `arms`), `verifier`, `template`,
+    /// `cache` and the sampling settings.
+    static func readTaskEval(_ r: ObjectReader<TaskKeys>, seed: Int, log: IssueLog) -> TaskEvalSettings {
+        var t = TaskEvalSettings()
+        t.sampling.seed = seed
+        if let tasks = r.string(.tasks) {
+            if tasks.isEmpty { log.add(.rule("must not be empty"), at: r.path(.tasks)) } else { t.tasks = tasks }
+        }
+        var template: ChatTemplate?
+        r.read(.template, into: &template)
+        if r.has(.model) && r.has(.arms) {
+            log.add(.rule("give either \"model\" (one model) or \"arms\" (several), not both"), at: r.path)
+        }
+        if let arms = r.value(.arms) {
+            guard case .array(let items) = arms else {
+                r.wrongType(.arms, "an array of {\"name\", \"model\", \"template\"} objects", arms)
+                return t
+            }
+            if items.isEmpty { log.add(.rule("must list at least one arm"), at: r.path(.arms)) }
+            for (i, item) in items.enumerated() {
+                let ar = ObjectReader<EvalArm.CodingKeys>(item, path: JSONPath.index(r.path(.arms), i), log: log)
+                var arm = EvalArm(name: "", model: "", template: template)
+                if let n = ar.string(.name) {
+                    if n.isEmpty { log.add(.rule("must not be empty"), at: ar.path(.name)) } else { arm.name = n }
+                }
+                if let m = ar.string(.model) {
+                    if m.isEmpty { log.add(.rule("must not be empty"), at: ar.path(.model)) } else { arm.model = m }
+                } else {
+                    ar.missing(
+                        .model, hint: "\"@stage\", or a checkpoint, adapter, Hugging Face directory or .gguf file")
+                }
+                ar.read(.template, into: &arm.template)
+                t.arms.append(arm)
+            }
+        } else {
+            var arm = EvalArm(name: "", model: "", template: template)
+            if let m = r.string(.model) {
+                if m.isEmpty { log.add(.rule("must not be empty"), at: r.path(.model)) } else { arm.model = m }
+            }
+            t.arms = [arm]
+        }
+        if let verifier = r.object(.verifier, { readVerifier($0, path: $1, log: log) }) { t.verifier = verifier }
+        r.read(.cache, into: &t.cache)
+        var c = t.sampling
+        r.read(.samples, into: &c.samples)
+        r.read(.temperature, into: &c.temperature)
+        r.read(.topP, into: &c.topP)
+        r.read(.maxTokens, into: &c.maxTokens)
+        if let stop = r.strings(.stop, acceptSingle: true) { c.stop = stop }
+        r.read(.seed, into: &c.seed)
+        r.read(.batchSize, into: &c.batchSize)
+        logProblems(c.problems(), known: keys(TaskEvalConfig.CodingKeys.self), path: r.path, log: log)
+        t.sampling = c
+        return t
+    }
+
+    /// The task file made absolute, each arm's model resolved (the latest earlier checkpoint
+    /// for a single `model` left out) and named, arm names unique, the cache in the run directory.
+    static func link(_ t: inout TaskEvalSettings, _ l: StageLinker) {
+        if !t.tasks.isEmpty { t.tasks = l.file(t.tasks, at: "tasks") }
+        t.cache = l.inRunDirectory(t.cache)
+        let listed = l.given.contains("arms")
+        var seen: [String: Int] = [:]
+        for i in t.arms.indices {
+            let at = listed ? "arms[\(i)]." : ""
+            var arm = t.arms[i]
+            let given = !arm.model.isEmpty
+            if listed && !given { continue }  // reported as missing when read
+            if let resolved = l.source(CheckpointSource(arm.model), given: given, at: at + "model") {
+                arm.model = resolved.description
+                if arm.name.isEmpty {
+                    switch resolved {
+                    case .stage(let n): arm.name = n
+                    case .file(let p):
+                        let file = (p as NSString).lastPathComponent
+                        arm.name =
+                            file.hasSuffix(".h5") || file.hasSuffix(".gguf")
+                            ? (file as NSString).deletingPathExtension : file
+                    }
+                }
+            }
+            if !arm.name.isEmpty {
+                if let first = seen[arm.name] {
+                    let hint = listed && t.arms[i].name.isEmpty ? " (named after its model)" : ""
+                    l.log.add(
+                        .rule(
+                            "duplicate arm name \"\(arm.name)\"\(hint), also arms[\(first)]; give each arm a unique \"name\""
+                        ),
+                        at: JSONPath.child(l.path, at + "name"))
+                } else {
+                    seen[arm.name] = i
+                }
+            }
+            t.arms[i] = arm
         }
     }
 }
