@@ -18,6 +18,20 @@
 // better than one described to them; putting each example's tools next to its request keeps
 // the examples in exactly the task's form.
 //
+// `tools_format: "python"` writes the tools in a user turn as Python signatures instead of
+// JSON lines, each parameter typed from its JSON schema (integer int, number float, string
+// str, boolean bool, array list[item], object dict, enum Literal[...]), optional ones with
+// their default (or None) after the required ones, and the descriptions in a docstring:
+//     Functions:
+//     def paint_needed(width_m: float, height_m: float, coats: int = 2):
+//         """Litres of paint needed to cover a wall.
+//         width_m: Wall width in metres.
+//         ..."""
+//
+//     Request: {content}
+// A 135M model shown JSON schemas copies schema fragments into its calls; shown signatures it
+// answers with calls (docs/teacher.md has the figures).
+//
 // Examples are SFT rows in TRL's conversational form: {"messages": [...], "tools"?: [...]}
 // (a user message, the assistant's answer; more turns allowed).
 
@@ -29,6 +43,14 @@ import Verify
 
 /// A message of a task (Verify's type; TextData has a namesake).
 package typealias TaskMessage = Verify.ChatMessage
+
+/// How tools written into a user turn look.
+package enum ToolFormat: String, Codable, Sendable, CaseIterable {
+    /// One JSON definition per line in a `<tools>` block.
+    case json
+    /// Python signatures with docstrings after "Functions:", the request after "Request: ".
+    case python
+}
 
 /// Where the tools of a turn are shown to the teacher.
 package enum ToolPlacement: String, Codable, Sendable, CaseIterable {
@@ -44,16 +66,27 @@ package struct TeacherPrompt: Codable, Sendable, Equatable {
     /// Worked examples (JSONL of conversational SFT rows); absolute after loading.
     package var examples: String?
     package var toolsIn: ToolPlacement = .system
+    /// How tools in a user turn are written (with `tools_in: "user"`).
+    package var toolsFormat: ToolFormat = .json
 
-    package init(system: String? = nil, examples: String? = nil, toolsIn: ToolPlacement = .system) {
+    package init(
+        system: String? = nil, examples: String? = nil, toolsIn: ToolPlacement = .system, toolsFormat: ToolFormat = .json
+    ) {
         self.system = system
         self.examples = examples
         self.toolsIn = toolsIn
+        self.toolsFormat = toolsFormat
     }
 
     package enum CodingKeys: String, CodingKey, CaseIterable {
         case system, examples
         case toolsIn = "tools_in"
+        case toolsFormat = "tools_format"
+    }
+
+    /// Whether the prompt's settings fit together.
+    package func problems() -> [String] {
+        toolsFormat == .python && toolsIn != .user ? ["tools_format \"python\" needs tools_in \"user\""] : []
     }
 
     /// One worked example: its messages and tools.
@@ -106,9 +139,9 @@ package struct TeacherPrompt: Codable, Sendable, Equatable {
         let systemText = ([system].compactMap { $0 } + systems).joined(separator: "\n\n")
         if !systemText.isEmpty { messages.append(TaskMessage(role: "system", content: systemText)) }
         for example in examples {
-            messages += toolsIn == .user ? Self.withTools(example.messages, example.tools) : example.messages
+            messages += toolsIn == .user ? withTools(example.messages, example.tools) : example.messages
         }
-        messages += toolsIn == .user ? Self.withTools(own, task.tools) : own
+        messages += toolsIn == .user ? withTools(own, task.tools) : own
         var out = task
         out.prompt = .messages(messages)
         if toolsIn == .user { out.tools = nil }
@@ -116,10 +149,70 @@ package struct TeacherPrompt: Codable, Sendable, Equatable {
     }
 
     /// `messages` with `tools` written at the head of the first user message.
-    static func withTools(_ messages: [TaskMessage], _ tools: [JSONValue]?) -> [TaskMessage] {
+    func withTools(_ messages: [TaskMessage], _ tools: [JSONValue]?) -> [TaskMessage] {
         guard let tools, !tools.isEmpty, let i = messages.firstIndex(where: { $0.role == "user" }) else { return messages }
         var out = messages
-        out[i].content = "<tools>\n" + tools.map { $0.compactJSON() }.joined(separator: "\n") + "\n</tools>\n\n" + out[i].content
+        switch toolsFormat {
+        case .json:
+            out[i].content = "<tools>\n" + tools.map { $0.compactJSON() }.joined(separator: "\n") + "\n</tools>\n\n" + out[i].content
+        case .python:
+            out[i].content = "Functions:\n" + tools.map(Self.pythonSignature).joined(separator: "\n\n") + "\n\nRequest: " + out[i].content
+        }
         return out
+    }
+
+    /// A tool as a Python `def` with typed parameters and its descriptions in a docstring.
+    static func pythonSignature(_ tool: JSONValue) -> String {
+        guard case .object(var o) = tool else { return tool.compactJSON() }
+        if case .object(let f)? = o["function"] { o = f }  // {"type": "function", "function": {...}}
+        guard case .string(let name)? = o["name"] else { return tool.compactJSON() }
+        var properties: [(key: String, value: JSONValue)] = []
+        var required: Set<String> = []
+        if case .object(let p)? = o["parameters"] {
+            if case .object(let props)? = p["properties"] { properties = props.entries }
+            if case .array(let r)? = p["required"] { for case .string(let s) in r { required.insert(s) } }
+        }
+        // Required parameters first, as Python requires of a signature.
+        let ordered = properties.filter { required.contains($0.key) } + properties.filter { !required.contains($0.key) }
+        let arguments = ordered.map { key, schema -> String in
+            var a = "\(key): \(pythonType(schema))"
+            if !required.contains(key) {
+                if case .object(let s) = schema, let d = s["default"] { a += " = " + pythonLiteral(d) } else { a += " = None" }
+            }
+            return a
+        }
+        var lines = ["def \(name)(\(arguments.joined(separator: ", "))):"]
+        var doc: [String] = []
+        if case .string(let d)? = o["description"] { doc.append(d) }
+        for (key, schema) in properties {
+            if case .object(let s) = schema, case .string(let d)? = s["description"] { doc.append("\(key): \(d)") }
+        }
+        lines.append("    \"\"\"" + doc.joined(separator: "\n    ") + "\"\"\"")
+        return lines.joined(separator: "\n")
+    }
+
+    static func pythonType(_ schema: JSONValue) -> String {
+        guard case .object(let s) = schema else { return "Any" }
+        if case .array(let values)? = s["enum"] { return "Literal[" + values.map(pythonLiteral).joined(separator: ", ") + "]" }
+        switch s["type"] {
+        case .string("integer")?: return "int"
+        case .string("number")?, .string("float")?: return "float"
+        case .string("string")?: return "str"
+        case .string("boolean")?: return "bool"
+        case .string("array")?: return s["items"].map { "list[\(pythonType($0))]" } ?? "list"
+        case .string("object")?, .string("dict")?: return "dict"
+        default: return "Any"
+        }
+    }
+
+    /// A JSON value as the Python literal of the same value.
+    static func pythonLiteral(_ value: JSONValue) -> String {
+        switch value {
+        case .null: return "None"
+        case .bool(let b): return b ? "True" : "False"
+        case .array(let items): return "[" + items.map(pythonLiteral).joined(separator: ", ") + "]"
+        case .object(let o): return "{" + o.entries.map { JSONValue.string($0.key).compactJSON() + ": " + pythonLiteral($0.value) }.joined(separator: ", ") + "}"
+        default: return value.compactJSON()
+        }
     }
 }

@@ -280,5 +280,7 @@ func readTeacherPrompt(_ v: JSONValue, path: String, log: IssueLog) -> TeacherPr
         if examples.isEmpty { log.add(.rule("must not be empty"), at: r.path(.examples)) } else { p.examples = examples }
     }
     r.read(.toolsIn, into: &p.toolsIn)
+    r.read(.toolsFormat, into: &p.toolsFormat)
+    for problem in p.problems() { log.add(.rule(problem), at: path) }
     return p
 }

@@ -1,0 +1,51 @@
+// The teacher prompt's rewriting of a task: system message first, examples as earlier turns,
+// tools in the user turn as JSON lines or Python signatures.
+
+import Foundation
+import JSON
+import Testing
+
+@testable import Teacher
+@testable import Verify
+
+@Suite struct TeacherPromptTests {
+    static let paint: JSONValue = try! JSONValue.parse(Array(#"""
+        {"name": "paint_needed", "description": "Litres of paint for a wall.", "parameters": {"type": "object",
+         "properties": {"width_m": {"type": "number", "description": "Width in metres."},
+                        "coats": {"type": "integer", "default": 2},
+                        "finish": {"type": "string", "enum": ["matt", "gloss"]},
+                        "rooms": {"type": "array", "items": {"type": "string"}},
+                        "dry": {"type": "boolean", "default": false}},
+         "required": ["width_m", "finish"]}}
+        """#.utf8))
+
+    @Test func pythonSignatures() {
+        #expect(
+            TeacherPrompt.pythonSignature(Self.paint) == """
+                def paint_needed(width_m: float, finish: Literal["matt", "gloss"], coats: int = 2, rooms: list[str] = None, dry: bool = False):
+                    \"\"\"Litres of paint for a wall.
+                    width_m: Width in metres.\"\"\"
+                """)
+        #expect(TeacherPrompt.pythonSignature(.obj(["type": .string("function"), "function": .obj(["name": .string("f")])])) == "def f():\n    \"\"\"\"\"\"")
+    }
+
+    @Test func theTaskIsRewrittenForTheTeacherOnly() {
+        let task = TeacherTask(
+            id: "t", prompt: .messages([ChatMessage(role: "system", content: "Be exact."), ChatMessage(role: "user", content: "Paint 4 m?")]),
+            tools: [Self.paint])
+        let example = TeacherPrompt.Example(
+            messages: [ChatMessage(role: "user", content: "Q"), ChatMessage(role: "assistant", content: "[f(a=1)]")],
+            tools: [.obj(["name": .string("f")])])
+        let prompt = TeacherPrompt(system: "Call functions.", toolsIn: .user, toolsFormat: .python)
+        let seen = prompt.apply(task, examples: [example])
+        #expect(seen.tools == nil && seen.id == task.id)
+        let messages = seen.prompt.chatMessages
+        #expect(messages.map(\.role) == ["system", "user", "assistant", "user"])
+        #expect(messages[0].content == "Call functions.\n\nBe exact.")
+        #expect(messages[1].content == "Functions:\ndef f():\n    \"\"\"\"\"\"\n\nRequest: Q")
+        #expect(messages[3].content.hasPrefix("Functions:\ndef paint_needed(") && messages[3].content.hasSuffix("\n\nRequest: Paint 4 m?"))
+        // Nothing to add: the task as it is.
+        #expect(TeacherPrompt().apply(task, examples: []) == task)
+        #expect(TeacherPrompt(toolsFormat: .python).problems() == ["tools_format \"python\" needs tools_in \"user\""])
+    }
+}
