@@ -44,6 +44,8 @@ struct Eval: ParsableCommand {
     @Option(help: "With --tasks: sample i of a task uses seed + i; also seeds the bootstrap (default 0).")
     var seed: Int?
     @Option(help: "With --tasks: rows generated together, 1...1024 (default 16).") var batchSize: Int?
+    @Option(help: "With --tasks: evaluate at most this many tasks (a subset chosen by task id and --seed).")
+    var maxTasks: Int?
     @Option(
         help:
             "With --tasks: the chat template (chatml, llama3) for tasks with messages or tools (default: the model's).")
@@ -71,6 +73,7 @@ struct Eval: ParsableCommand {
             if let (flag, _) = loss.first(where: { $0.1 }) {
                 throw ValidationError("\(flag) is for --text or --data, not --tasks")
             }
+            if let maxTasks, maxTasks < 1 { throw ValidationError("--max-tasks must be at least 1") }
             let problems = sampling().problems().map { "--" + $0.replacingOccurrences(of: "_", with: "-") }
             if !problems.isEmpty { throw ValidationError(problems.joined(separator: "; ")) }
             _ = try verifierConfig()
@@ -78,7 +81,7 @@ struct Eval: ParsableCommand {
             let taskOptions: [(String, Bool)] = [
                 ("--samples", samples != nil), ("--temperature", temperature != nil), ("--top-p", topP != nil),
                 ("--max-tokens", maxTokens != nil), ("--stop", !stop.isEmpty), ("--seed", seed != nil),
-                ("--batch-size", batchSize != nil), ("--template", template != nil),
+                ("--batch-size", batchSize != nil), ("--template", template != nil), ("--max-tasks", maxTasks != nil),
                 ("--verifier-json", verifierJson != nil), ("--out", out != nil),
             ]
             if let (flag, _) = taskOptions.first(where: { $0.1 }) { throw ValidationError("\(flag) is for --tasks") }
@@ -149,7 +152,8 @@ struct Eval: ParsableCommand {
         do {
             defer { progress.finish() }
             outcome = try runTaskEvaluation(
-                tasks: tasks, models: [evaluated], verifier: try verifierConfig(), config: sampling(), cache: cache
+                tasks: tasks, models: [evaluated], verifier: try verifierConfig(), config: sampling(), cache: cache,
+                maxTasks: maxTasks
             ) { event in
                 switch event {
                 case .progress(let step, let total, let metrics):

@@ -142,15 +142,18 @@ package enum TaskEvaluation {
     package static func evaluate(
         tasks: [TeacherTask], verifier: Verifier, config: TaskEvalConfig, template: ChatTemplate?, model: LlamaModel,
         tokenizer: ByteLevelBPETokenizer, tokenizerJSON: String, endOfText: Int32?, modelChat: ChatStyle?,
-        cache: CallCache, progress: (Int) -> Void = { _ in }
+        cache: CallCache, prompt: TeacherPrompt = TeacherPrompt(), progress: (Int) -> Void = { _ in }
     ) throws -> ArmEvaluation {
         try refuseProblems(config.problems())
+        // The model is shown each task through `prompt` (a few-shot teacher arm); verdicts use the task.
+        let examples = try prompt.loadExamples()
+        let shown = tasks.map { prompt.apply($0, examples: examples) }
         let greedyTeacher = try CheckpointTeacher(
             config: config.teacherConfig(greedy: true, template: template), model: model, tokenizer: tokenizer,
             tokenizerJSON: tokenizerJSON, endOfText: endOfText, modelChat: modelChat, cache: cache)
-        try greedyTeacher.validate(tasks)
+        try greedyTeacher.validate(shown)
         var done = 0
-        let greedy = try greedyTeacher.sampleSync(tasks) { _ in
+        let greedy = try greedyTeacher.sampleSync(shown) { _ in
             done += 1
             progress(done)
         }
@@ -162,7 +165,7 @@ package enum TaskEvaluation {
                 config: config.teacherConfig(greedy: false, template: template), model: model, tokenizer: tokenizer,
                 tokenizerJSON: tokenizerJSON, endOfText: endOfText, modelChat: modelChat, cache: cache,
                 checksum: greedyTeacher.checksum)
-            sampled = try teacher.sampleSync(tasks) { _ in
+            sampled = try teacher.sampleSync(shown) { _ in
                 done += 1
                 progress(done)
             }

@@ -1,5 +1,6 @@
 import Foundation
 import JSON
+import Platform
 import TextData
 
 // The task set a teacher is sampled on: JSONL, one task per line.
@@ -102,6 +103,21 @@ package enum TaskReader {
     package static let knownKeys: Set<String> = [
         "id", "prompt", "messages", "tools", "answer", "pattern", "calls", "check",
     ]
+
+    /// At most `count` of `tasks`, in file order: those whose XXH64(seed, id) are smallest, so a
+    /// task's membership depends on its id and the seed alone (adding tasks to the file never
+    /// swaps one already chosen for another unless it ranks lower). nil or a count at least the
+    /// file's size: all of them.
+    package static func subset(_ tasks: [TeacherTask], count: Int?, seed: Int) -> [TeacherTask] {
+        guard let count, count < tasks.count else { return tasks }
+        let rank = tasks.indices.map { i -> (UInt64, Int) in
+            var h = XXH64(seed: UInt64(bitPattern: Int64(seed)))
+            h.update(Array(tasks[i].id.utf8))
+            return (h.finalize(), i)
+        }
+        let chosen = Set(rank.sorted { $0 < $1 }.prefix(max(count, 0)).map(\.1))
+        return tasks.indices.filter(chosen.contains).map { tasks[$0] }
+    }
 
     /// Every task in `path`, in file order. Throws `DataError` naming file:line:column.
     package static func read(path: String) throws -> [TeacherTask] {

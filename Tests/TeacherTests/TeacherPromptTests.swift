@@ -49,3 +49,22 @@ import Testing
         #expect(TeacherPrompt(toolsFormat: .python).problems() == ["tools_format \"python\" needs tools_in \"user\""])
     }
 }
+
+@Suite struct TaskSubsetTests {
+    static func tasks(_ n: Int) -> [TeacherTask] { (0..<n).map { TeacherTask(id: "t\($0)", prompt: .text("p\($0)")) } }
+
+    /// A subset keeps file order, depends on the seed, and adding tasks keeps the chosen ones
+    /// unless a new one ranks before them.
+    @Test func subsetsAreStableAndOrdered() {
+        let all = Self.tasks(100)
+        let a = TaskReader.subset(all, count: 10, seed: 1)
+        #expect(a.count == 10 && a.map(\.id) == all.filter { a.contains($0) }.map(\.id))
+        #expect(TaskReader.subset(all, count: 10, seed: 1) == a)
+        #expect(TaskReader.subset(all, count: 10, seed: 2) != a)
+        let more = TaskReader.subset(Self.tasks(200), count: 10, seed: 1)
+        // A task chosen among 200 that is also among the first 100 ranks in their top 10 too.
+        let first = Set(all.map(\.id))
+        #expect(Set(more.map(\.id)).intersection(first).isSubset(of: Set(a.map(\.id))))
+        #expect(TaskReader.subset(all, count: nil, seed: 1) == all && TaskReader.subset(all, count: 500, seed: 1) == all)
+    }
+}

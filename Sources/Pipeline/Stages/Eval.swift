@@ -47,10 +47,11 @@ struct EvalExecutor: StageExecutor {
         let models = t.arms.map { arm in
             TaskEvalModel(
                 name: arm.name, label: arm.model, path: context.path(of: CheckpointSource(arm.model)),
-                template: arm.template)
+                template: arm.template, prompt: arm.teacherPrompt ?? TeacherPrompt())
         }
         let outcome = try runTaskEvaluation(
-            tasks: t.tasks, models: models, verifier: t.verifier, config: t.sampling, cache: cache, emit: emit)
+            tasks: t.tasks, models: models, verifier: t.verifier, config: t.sampling, cache: cache, maxTasks: t.maxTasks,
+            emit: emit)
         let files = try writeTaskEvaluation(outcome, output: s.output)
         var summary: [String: SummaryValue] = [
             "tasks": .int(outcome.report.taskCount), "generated": .int(outcome.generated),
@@ -118,8 +119,14 @@ package struct TaskEvalModel: Sendable {
     package var base: String?
     /// nil: the model's own chat template.
     package var template: ChatTemplate?
+    /// What the model is shown beyond each task (a few-shot arm).
+    package var prompt: TeacherPrompt
 
-    package init(name: String, label: String, path: String, base: String? = nil, template: ChatTemplate? = nil) {
+    package init(
+        name: String, label: String, path: String, base: String? = nil, template: ChatTemplate? = nil,
+        prompt: TeacherPrompt = TeacherPrompt()
+    ) {
+        self.prompt = prompt
         self.name = name
         self.label = label
         self.path = path
@@ -145,9 +152,9 @@ package struct TaskEvalOutcome: Sendable {
 /// (completions done of models x tasks x (1 + k)) and a message per model.
 package func runTaskEvaluation(
     tasks path: String, models: [TaskEvalModel], verifier config: VerifierConfig, config sampling: TaskEvalConfig,
-    cache: CallCache, emit: (StageEvent) -> Void
+    cache: CallCache, maxTasks: Int? = nil, emit: (StageEvent) -> Void
 ) throws -> TaskEvalOutcome {
-    let tasks = try TaskReader.read(path: path)
+    let tasks = TaskReader.subset(try TaskReader.read(path: path), count: maxTasks, seed: sampling.seed)
     let verifier = Verifier(config)
     try verifier.validate(tasks)
     let bootstrap = BootstrapConfig(seed: sampling.seed)
@@ -167,7 +174,7 @@ package func runTaskEvaluation(
         let evaluation = try TaskEvaluation.evaluate(
             tasks: tasks, verifier: verifier, config: sampling, template: model.template, model: loaded.model,
             tokenizer: tokenizer, tokenizerJSON: loaded.tokenizerJSON ?? "", endOfText: loaded.endOfText,
-            modelChat: loaded.chat, cache: cache
+            modelChat: loaded.chat, cache: cache, prompt: model.prompt
         ) { done in
             let now = Date()
             let step = m * perModel + done

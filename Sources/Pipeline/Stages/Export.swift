@@ -16,6 +16,8 @@ struct ExportExecutor: StageExecutor {
             try exportPEFT(loaded, to: s.output)
         case .gguf:
             try exportGGUF(loaded, dtype: .f32, to: s.output)
+        case .ggufAdapter:
+            try exportGGUFAdapter(loaded, dtype: .f32, to: s.output)
         }
         emit(.message("wrote \(s.format.rawValue) export to \(s.output)"))
         return StageOutputs(files: [s.output], summary: ["format": .string(s.format.rawValue)])

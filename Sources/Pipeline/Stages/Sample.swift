@@ -17,7 +17,7 @@ struct SampleExecutor: StageExecutor {
     func run(_ stage: Stage, context: RunContext, emit: (StageEvent) -> Void) throws -> StageOutputs {
         guard case .sample(let s) = stage else { preconditionFailure("executor for sample got a \(stage.type) stage") }
         if let threads = context.threads { Threads.set(threads) }
-        let tasks = try TaskReader.read(path: s.tasks)
+        let tasks = TaskReader.subset(try TaskReader.read(path: s.tasks), count: s.maxTasks, seed: s.pairs.seed)
         let verifier = Verifier(s.verifier)
         try verifier.validate(tasks)
         let fm = FileManager.default

@@ -45,6 +45,7 @@ package struct EvalStage: StageSettings {
         // Task evaluation.
         case tasks, model, arms, verifier, template, cache
         case samples, temperature, topP = "top_p", maxTokens = "max_tokens", stop, seed, batchSize = "batch_size"
+        case maxTasks = "max_tasks"
     }
 
     /// The keys of a loss evaluation, and of a task evaluation: each mode reads its own and
@@ -56,6 +57,7 @@ package struct EvalStage: StageSettings {
     enum TaskKeys: String, CodingKey, CaseIterable {
         case name, output, tasks, model, arms, verifier, template, cache
         case samples, temperature, topP = "top_p", maxTokens = "max_tokens", stop, seed, batchSize = "batch_size"
+        case maxTasks = "max_tasks"
     }
 
     package var checkpointInputs: [CheckpointSource] {
@@ -63,7 +65,10 @@ package struct EvalStage: StageSettings {
         return taskEval.arms.filter { !$0.model.isEmpty }.map { CheckpointSource($0.model) }
     }
 
-    package var inputFiles: [String] { taskEval.map { [$0.tasks] } ?? data.train }
+    package var inputFiles: [String] {
+        guard let t = taskEval else { return data.train }
+        return [t.tasks] + t.arms.compactMap { $0.teacherPrompt?.examples }
+    }
 
     /// The files task evaluation writes for `output` (`eval.json`): the report, the Markdown
     /// table, the chart and the per-task rows (`eval.json`, `eval.md`, `eval.svg`,
@@ -86,15 +91,19 @@ package struct EvalArm: Codable, Sendable, Equatable {
     /// The chat template for tasks with messages or tools; nil: the model's own (ChatML when it
     /// records none).
     package var template: ChatTemplate?
+    /// What the model is shown beyond each task (a few-shot teacher arm; docs/teacher.md).
+    package var teacherPrompt: TeacherPrompt?
 
-    package init(name: String, model: String, template: ChatTemplate? = nil) {
+    package init(name: String, model: String, template: ChatTemplate? = nil, teacherPrompt: TeacherPrompt? = nil) {
         self.name = name
         self.model = model
         self.template = template
+        self.teacherPrompt = teacherPrompt
     }
 
     package enum CodingKeys: String, CodingKey, CaseIterable {
         case name, model, template
+        case teacherPrompt = "teacher_prompt"
     }
 }
 
@@ -111,6 +120,8 @@ package struct TaskEvalSettings: Codable, Sendable, Equatable {
     /// The call cache (SQLite), relative to the run directory; default `teacher-cache.sqlite`,
     /// shared with the run's sample stages.
     package var cache = "teacher-cache.sqlite"
+    /// Evaluate at most this many tasks, chosen by `TaskReader.subset` with the sampling seed.
+    package var maxTasks: Int?
 
     package init() {}
 }
@@ -126,6 +137,7 @@ extension EvalStage {
             t.arms = try c.decode([EvalArm].self, forKey: .arms)
             t.verifier = try c.decode(VerifierConfig.self, forKey: .verifier)
             t.cache = try c.decode(String.self, forKey: .cache)
+            t.maxTasks = try c.decodeIfPresent(Int.self, forKey: .maxTasks)
             t.sampling = try TaskEvalConfig(from: decoder)
             taskEval = t
         } else {
@@ -148,6 +160,7 @@ extension EvalStage {
             try c.encode(t.arms, forKey: .arms)
             try c.encode(t.verifier, forKey: .verifier)
             try c.encode(t.cache, forKey: .cache)
+            try c.encodeIfPresent(t.maxTasks, forKey: .maxTasks)
             try t.sampling.encode(to: encoder)
         } else {
             try c.encode(checkpoint, forKey: .checkpoint)
@@ -251,7 +264,9 @@ extension EvalStage {
             }
             if items.isEmpty { log.add(.rule("must list at least one arm"), at: r.path(.arms)) }
             for (i, item) in items.enumerated() {
-                let ar = ObjectReader<EvalArm.CodingKeys>(item, path: JSONPath.index(r.path(.arms), i), log: log)
+                let ar = ObjectReader<EvalArm.CodingKeys>(
+                    item, path: JSONPath.index(r.path(.arms), i), log: log,
+                    nested: [("teacher_prompt", keys(TeacherPrompt.CodingKeys.self))])
                 var arm = EvalArm(name: "", model: "", template: template)
                 if let n = ar.string(.name) {
                     if n.isEmpty { log.add(.rule("must not be empty"), at: ar.path(.name)) } else { arm.name = n }
@@ -263,6 +278,7 @@ extension EvalStage {
                         .model, hint: "\"@stage\", or a checkpoint, adapter, Hugging Face directory or .gguf file")
                 }
                 ar.read(.template, into: &arm.template)
+                arm.teacherPrompt = ar.object(.teacherPrompt) { readTeacherPrompt($0, path: $1, log: log) }
                 t.arms.append(arm)
             }
         } else {
@@ -274,6 +290,7 @@ extension EvalStage {
         }
         if let verifier = r.object(.verifier, { readVerifier($0, path: $1, log: log) }) { t.verifier = verifier }
         r.read(.cache, into: &t.cache)
+        r.read(.maxTasks, into: &t.maxTasks, .atLeast(1))
         var c = t.sampling
         r.read(.samples, into: &c.samples)
         r.read(.temperature, into: &c.temperature)
@@ -323,6 +340,9 @@ extension EvalStage {
                 } else {
                     seen[arm.name] = i
                 }
+            }
+            if let examples = arm.teacherPrompt?.examples {
+                arm.teacherPrompt?.examples = l.file(examples, at: at + "teacher_prompt.examples")
             }
             t.arms[i] = arm
         }

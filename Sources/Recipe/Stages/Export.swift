@@ -11,6 +11,9 @@ package enum ExportFormat: String, Codable, Sendable, CaseIterable {
     case peft
     /// A llama.cpp GGUF file (F32): the base model with its tokenizer (an adapter is merged).
     case gguf
+    /// A llama.cpp GGUF LoRA adapter (F32) of an adapter checkpoint, for its base (the original
+    /// .gguf file when the adapter was trained on one).
+    case ggufAdapter = "gguf-adapter"
 
     /// Formats documented for later releases.
     package static let planned: [String] = []

@@ -31,6 +31,9 @@ package struct SampleStage: StageSettings {
     /// What the teacher is shown beyond each task (system message, worked examples, where tools
     /// go); the student's rows keep the task's own form. Absent from the resolved recipe unless set.
     package var teacherPrompt: TeacherPrompt?
+    /// Sample at most this many tasks, chosen by `TaskReader.subset` with `pairs.seed` (the
+    /// recipe seed unless set). Absent from the resolved recipe unless set.
+    package var maxTasks: Int?
     /// A folder in the run directory. Default `sample`.
     package var output = "sample"
 
@@ -40,6 +43,7 @@ package struct SampleStage: StageSettings {
         case name, tasks, teacher, verifier, pairs, cache, output
         case maxFailedFraction = "max_failed_fraction"
         case teacherPrompt = "teacher_prompt"
+        case maxTasks = "max_tasks"
     }
 
     package var checkpointInputs: [CheckpointSource] {
@@ -96,6 +100,7 @@ extension SampleStage {
         r.read(.cache, into: &s.cache)
         r.read(.maxFailedFraction, into: &s.maxFailedFraction, .closed(0, 1))
         s.teacherPrompt = r.object(.teacherPrompt) { readTeacherPrompt($0, path: $1, log: log) }
+        r.read(.maxTasks, into: &s.maxTasks, .atLeast(1))
         return s
     }
 
