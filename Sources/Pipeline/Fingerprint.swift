@@ -105,11 +105,23 @@ package struct StageFingerprint: Codable, Sendable, Equatable {
     }
 
     /// Computes the fingerprint of `stage` given the fingerprints of the stages it references.
+    /// An input file inside an earlier stage's output (`@sample/sft.jsonl`; `produced` maps
+    /// outputs to their stages) counts by that stage's fingerprint, not its bytes: it may not
+    /// exist yet, and when it does the stage that writes it decides its content.
     package static func compute(
-        _ stage: Stage, seed: Int, upstream: [String: StageFingerprint], digester: inout FileDigester
+        _ stage: Stage, seed: Int, upstream: [String: StageFingerprint], produced: [String: String] = [:],
+        digester: inout FileDigester
     ) throws(InputError) -> StageFingerprint {
         var parts = ["settings": FNV1a64.hex(stage.resolvedJSON), "seed": String(seed)]
-        for path in stage.settings.allInputFiles { parts["file:" + path] = try digester.digest(path) }
+        for path in stage.settings.allInputFiles {
+            if let (output, name) = produced.first(where: { path == $0.key || path.hasPrefix($0.key + "/") }),
+                let fp = upstream[name]
+            {
+                parts["file:" + path] = "written by \(name) (\(output)) at \(fp.value)"
+            } else {
+                parts["file:" + path] = try digester.digest(path)
+            }
+        }
         for name in stage.settings.stageReferences {
             guard let fp = upstream[name] else {
                 preconditionFailure("stage \(name) is fingerprinted before \(stage.name)")

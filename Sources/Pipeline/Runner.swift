@@ -166,15 +166,18 @@ package final class Runner {
     private func plan(_ state: inout RunState) throws(RunError) -> RunPlan {
         var digester = FileDigester(cache: state.files)
         var fingerprints: [String: StageFingerprint] = [:]
+        var produced: [String: String] = [:]
         var planned: [PlannedStage] = []
         for stage in recipe.stages {
             let fp: StageFingerprint
             do {
-                fp = try StageFingerprint.compute(stage, seed: recipe.seed, upstream: fingerprints, digester: &digester)
+                fp = try StageFingerprint.compute(
+                    stage, seed: recipe.seed, upstream: fingerprints, produced: produced, digester: &digester)
             } catch {
                 throw .input(error)
             }
             fingerprints[stage.name] = fp
+            produced[stage.output] = stage.name
             let (action, reason, resume) = decide(stage, fp, state.stages[stage.name])
             planned.append(
                 PlannedStage(

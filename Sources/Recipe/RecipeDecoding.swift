@@ -208,7 +208,21 @@ private func link(
     var firstByName: [String: Int] = [:]
     var writerOfOutput: [String: String] = [:]
 
+    /// An input file made absolute and checked; `@stage/file` names a file inside an earlier
+    /// stage's output folder (sample's `sft.jsonl`, say), which exists only once that stage has run.
     func checkFile(_ path: String, at jsonPath: String) -> String {
+        if path.hasPrefix("@") {
+            let parts = path.dropFirst().split(separator: "/", maxSplits: 1)
+            let name = parts.first.map(String.init) ?? ""
+            guard parts.count == 2, let earlier = out.first(where: { $0.name == name }) else {
+                let hint = suggestion(for: name, among: out.map(\.name)).map { "; did you mean \"@\($0)/...\"?" } ?? ""
+                log.add(
+                    .rule("\"\(path)\" must be \"@stage/file\", a file in the output folder of an earlier stage\(hint)"),
+                    at: jsonPath)
+                return path
+            }
+            return (earlier.output as NSString).appendingPathComponent(String(parts[1]))
+        }
         let abs = absolute(path, base: base)
         if checkFiles && !FileManager.default.fileExists(atPath: abs) { log.add(.fileNotFound(abs), at: jsonPath) }
         return abs

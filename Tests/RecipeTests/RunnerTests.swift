@@ -276,3 +276,45 @@ func skipped(_ events: [RunEvent]) -> [String] {
         #expect(exitCode(for: RunError.stageFailed(name: "s", error: error)) == code, "\(kind)")
     }
 }
+
+/// `@stage/file` names a file an earlier stage writes into its output folder: the recipe loads
+/// before the file exists, and the reading stage's fingerprint follows the writer's.
+@Suite struct StageFileReferenceTests {
+    static let recipe = """
+        {"name": "r", "stages": [
+          {"type": "sample", "tasks": "tasks.jsonl", "teacher": {"type": "command", "command": ["./t"]}},
+          {"type": "sft", "model": "m.h5", "data": {"train": ["@sample/sft.jsonl"]}, "training": {"epochs": 1}},
+          {"type": "dpo", "model": "@sft", "data": {"train": ["@sample/pairs.jsonl"]}, "training": {"epochs": 1}}
+        ]}
+        """
+
+    @Test func aLaterStageReadsAnEarlierStagesFile() throws {
+        let dir = Scratch()
+        dir.write("tasks.jsonl", "{\"id\": \"1\", \"prompt\": \"1+1?\", \"answer\": \"2\"}\n")
+        dir.write("m.h5", "")
+        let recipe = try dir.load(Self.recipe)
+        guard case .sft(let sft) = recipe.stages[1] else { Issue.record("not sft"); return }
+        #expect(sft.data.train == [dir.file("Checkpoints/r/sample/sft.jsonl")])
+        let plan = try Runner(recipe: recipe, registry: ExecutorRegistry()).plan()
+        let part = plan.stages[1].fingerprint.parts["file:" + dir.file("Checkpoints/r/sample/sft.jsonl")]
+        #expect(part == "written by sample (\(dir.file("Checkpoints/r/sample"))) at \(plan.stages[0].fingerprint.value)")
+        // A changed sample stage changes what reads its files.
+        let changed = try dir.load(Self.recipe.replacingOccurrences(of: "[\"./t\"]", with: "[\"./u\"]"))
+        let replanned = try Runner(recipe: changed, registry: ExecutorRegistry()).plan()
+        #expect(replanned.stages[1].fingerprint != plan.stages[1].fingerprint)
+    }
+
+    @Test func aReferenceMustNameAnEarlierStageAndAFile() throws {
+        let dir = Scratch()
+        dir.write("tasks.jsonl", "{\"id\": \"1\", \"prompt\": \"1+1?\", \"answer\": \"2\"}\n")
+        dir.write("m.h5", "")
+        for (bad, words) in [("@smple/sft.jsonl", "did you mean \"@sample/...\""), ("@sample", "must be \"@stage/file\""), ("@dpo/x.jsonl", "earlier stage")] {
+            do {
+                _ = try dir.load(Self.recipe.replacingOccurrences(of: "@sample/sft.jsonl", with: bad))
+                Issue.record("\(bad) was accepted")
+            } catch {
+                #expect("\(error)".contains(words) && "\(error)".contains("stages[1].data.train[0]"), "\(error)")
+            }
+        }
+    }
+}
