@@ -66,24 +66,6 @@ extension LlamaGGUF {
         guard parts.count == 3, parts[0] == "blk", let layer = Int(parts[1]), layer >= 0 else { return nil }
         return layerTensors.first { $0.ggml == parts[2] }.map { "model.layers.\(layer).\($0.hf)" }
     }
-
-    /// Reorders the rows of `w` ([heads * D, cols]) from llama.cpp's neighbour-pair layout back to
-    /// the rotate-half layout: within each head, row 2i + j goes to row j * D/2 + i.
-    package static func deinterleaveRotaryRows(_ w: Tensor, heads: Int) -> Tensor {
-        precondition(w.rank == 2 && heads > 0 && w.shape[0] % (2 * heads) == 0, "rows \(w.shape) do not split into \(heads) heads of even size")
-        let rows = w.shape[0], cols = w.shape[1]
-        let d = rows / heads, half = d / 2
-        let out = Tensor.empty(w.shape)
-        for h in 0..<heads {
-            for i in 0..<half {
-                for j in 0..<2 {
-                    let from = w.data + (h * d + 2 * i + j) * cols
-                    (out.data + (h * d + j * half + i) * cols).update(from: from, count: cols)
-                }
-            }
-        }
-        return out
-    }
 }
 
 extension LlamaGGUF {

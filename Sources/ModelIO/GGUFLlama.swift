@@ -77,6 +77,16 @@ package enum LlamaGGUF {
     /// Reorders the rows of `w` ([heads * D, cols]) from the rotate-half layout to llama.cpp's
     /// neighbour-pair layout: within each head, new row 2i + j is old row j * D/2 + i.
     package static func interleaveRotaryRows(_ w: Tensor, heads: Int) -> Tensor {
+        permuteRotaryRows(w, heads: heads, toNeighbourPairs: true)
+    }
+
+    /// Reorders the rows of `w` ([heads * D, cols]) from llama.cpp's neighbour-pair layout back to
+    /// the rotate-half layout: within each head, row 2i + j goes to row j * D/2 + i.
+    package static func deinterleaveRotaryRows(_ w: Tensor, heads: Int) -> Tensor {
+        permuteRotaryRows(w, heads: heads, toNeighbourPairs: false)
+    }
+
+    private static func permuteRotaryRows(_ w: Tensor, heads: Int, toNeighbourPairs: Bool) -> Tensor {
         precondition(w.rank == 2 && heads > 0 && w.shape[0] % (2 * heads) == 0, "rows \(w.shape) do not split into \(heads) heads of even size")
         let rows = w.shape[0], cols = w.shape[1]
         let d = rows / heads, half = d / 2
@@ -84,8 +94,9 @@ package enum LlamaGGUF {
         for h in 0..<heads {
             for i in 0..<half {
                 for j in 0..<2 {
-                    let from = w.data + (h * d + j * half + i) * cols
-                    (out.data + (h * d + 2 * i + j) * cols).update(from: from, count: cols)
+                    let halves = h * d + j * half + i, pairs = h * d + 2 * i + j
+                    let (from, to) = toNeighbourPairs ? (halves, pairs) : (pairs, halves)
+                    (out.data + to * cols).update(from: w.data + from * cols, count: cols)
                 }
             }
         }

@@ -174,7 +174,7 @@ package enum TaskEvaluation {
         }
         // Verified on all cores (a command verifier runs a program per completion), kept in order.
         let all = greedy + sampled
-        let verdicts = VerdictSlots(count: all.count)
+        let verdicts = Slots<Verdict>(count: all.count)
         DispatchQueue.concurrentPerform(iterations: all.count) { i in
             if case .success(let completion) = all[i].result {
                 verdicts[i] = verifier.verify(completion.text, for: tasks[all[i].taskIndex])
@@ -193,20 +193,6 @@ package enum TaskEvaluation {
             checksum: greedyTeacher.checksum, greedy: tasks.indices.map(evalSample),
             samples: tasks.indices.map { t in (0..<k).map { evalSample(tasks.count + t * k + $0) } },
             generated: counters.0, cacheHits: counters.1)
-    }
-}
-
-/// Verdicts filled from several threads.
-private final class VerdictSlots: @unchecked Sendable {
-    // @unchecked: every access holds `lock`.
-    private let lock = NSLock()
-    private var values: [Verdict?]
-
-    init(count: Int) { values = Array(repeating: nil, count: count) }
-
-    subscript(i: Int) -> Verdict? {
-        get { lock.withLock { values[i] } }
-        set { lock.withLock { values[i] = newValue } }
     }
 }
 

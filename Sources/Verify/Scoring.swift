@@ -113,14 +113,14 @@ package struct VerifyReport: Sendable, Codable, Equatable {
 }
 
 /// A fixed number of slots filled from several threads.
-final class Slots<Value: Sendable>: @unchecked Sendable {
+package final class Slots<Value: Sendable>: @unchecked Sendable {
     // @unchecked: every access holds `lock`.
     private let lock = NSLock()
     private var values: [Value?]
 
-    init(count: Int) { values = Array(repeating: nil, count: count) }
+    package init(count: Int) { values = Array(repeating: nil, count: count) }
 
-    subscript(i: Int) -> Value? {
+    package subscript(i: Int) -> Value? {
         get { lock.withLock { values[i] } }
         set { lock.withLock { values[i] = newValue } }
     }
