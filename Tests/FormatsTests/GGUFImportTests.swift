@@ -69,6 +69,30 @@ struct TinyChatReference: Decodable {
         #expect(try loaded.requireTokenizer().encode(text, addSpecialTokens: false) == ref.chat.ids)
     }
 
+    /// Chat prompts with the default system message in common, 3 seeded samples each: the
+    /// shared prefill (the common prefix once, each prompt once) gives the unshared path's
+    /// tokens, and log-probabilities within 1e-5.
+    @Test func sharedPrefillGivesTheUnsharedSamples() throws {
+        let loaded = try loadModel(from: try ggufFixture("tiny_chat.gguf").path)
+        let style = try #require(loaded.chat)
+        let tokenizer = try loaded.requireTokenizer()
+        let questions = ["What is 2 plus 2?", "Name a colour.", "Write a haiku about the sea, please."]
+        let distinct = questions.map {
+            tokenizer.encode(style.prompt([ChatMessage(role: "user", content: $0)]), addSpecialTokens: false)
+        }
+        #expect(PrefillPlan(prompts: distinct, sharing: .commonPrefix).shared > 10)
+        let prompts = distinct.flatMap { Array(repeating: $0, count: 3) }
+        let seeds = prompts.indices.map { UInt64(7 * $0) }
+        let s = SamplingConfig(maxTokens: 12, temperature: 0.8, stopTokens: loaded.endOfText.map { [$0] } ?? [])
+        let model = loaded.model
+        let base = model.generateWithLogProbs(
+            prompts: prompts, sampling: s, rowSeeds: seeds, logProbs: true, sharing: .none)
+        let shared = model.generateWithLogProbs(prompts: prompts, sampling: s, rowSeeds: seeds, logProbs: true)
+        #expect(shared.ids == base.ids)
+        let worst = zip(shared.logProbs.joined(), base.logProbs.joined()).map { abs($0 - $1) }.max() ?? 0
+        #expect(worst < 1e-5)
+    }
+
     /// The checkpoint holds the same weights and records the source, its digest, its tensor
     /// types and the chat style; loading it gives the same model.
     @Test func importWritesACheckpointThatRecordsItsSource() throws {
