@@ -2,13 +2,14 @@ import ArgumentParser
 import Core
 import Foundation
 import JSON
+import ModelIO
 import NN
 import Training
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (ratios against a peer measured in the same run).",
-        subcommands: [Kernels.self, Train.self])
+        subcommands: [Kernels.self, Train.self, Prefill.self])
 
     struct Kernels: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -129,6 +130,62 @@ extension Bench {
                         format: "%@%@: %.0f tokens/s, %.1f ms/step, MFU %.1f%% of %.0f GFLOP/s sgemm, peak memory %.0f MiB",
                         result.config, adapters.map { " LoRA r\(loraRank) on \($0.adaptedModules?.count ?? 0) modules (\($0.targetDescription))" } ?? "", result.tokensPerSecond, result.stepMs, result.mfu * 100, result.sgemmPeakGflops,
                         result.peakMemoryMB))
+            }
+        }
+    }
+}
+
+extension Bench {
+    struct Prefill: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Generation with the prefill shared and not: P prompts x k samples over a common block.",
+            discussion: """
+                One batch of --prompts x --samples rows (random ids: --common-tokens shared by every prompt, the \
+                rest of --prompt-tokens its own) is generated with each prefill sharing in turn (none, identical \
+                prompts, identical prompts and the common prefix), alternating for --repeats rounds; the medians \
+                are reported. --max-tokens 1 times the prefill alone.
+                """)
+
+        @OptionGroup var model: ModelOption
+        @Option(help: "Distinct prompts.") var prompts = 4
+        @Option(help: "Rows (samples) per prompt.") var samples = 4
+        @Option(help: "Tokens per prompt.") var promptTokens = 1000
+        @Option(help: "Leading tokens every prompt shares.") var commonTokens = 500
+        @Option(help: "Tokens generated per row (1: the prefill and the first token).") var maxTokens = 1
+        @Option(help: "Rounds, each running every mode once.") var repeats = 3
+        @Flag(help: "Print the result as JSON.") var json = false
+        @OptionGroup var compute: ComputeOptions
+
+        var settings: PrefillBenchSettings {
+            var s = PrefillBenchSettings()
+            (s.prompts, s.samples, s.promptTokens, s.commonTokens) = (prompts, samples, promptTokens, commonTokens)
+            (s.maxTokens, s.repeats) = (maxTokens, repeats)
+            return s
+        }
+
+        func validate() throws {
+            let problems = settings.problems()
+            if !problems.isEmpty { throw ValidationError(problems.joined(separator: "; ")) }
+        }
+
+        func run() throws {
+            compute.apply()
+            let loaded = try model.load()
+            let c = loaded.model.config
+            let problems = settings.problems(maxPositions: c.maxPositionEmbeddings)
+            guard problems.isEmpty else { throw usageError(problems.joined(separator: "; ")) }
+            if !json {
+                print(
+                    "\(model.checkpoint): \(prompts) prompts x \(samples) samples of \(promptTokens) tokens "
+                        + "(\(commonTokens) common), \(maxTokens) generated, \(Threads.count) threads")
+            }
+            let result = PrefillBench.run(model: loaded.model, settings: settings) { line in if !json { print(line) } }
+            if json { return try printJSON(result) }
+            for m in result.modes {
+                print(
+                    String(
+                        format: "%@: %d prefill tokens, %.2f s, %.2f samples/s, %.2fx%@", m.sharing, m.prefillTokens,
+                        m.seconds, m.samplesPerSecond, m.speedup, m.sameTokens ? "" : " (tokens differ from none)"))
             }
         }
     }

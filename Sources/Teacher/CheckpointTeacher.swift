@@ -50,6 +50,11 @@ package struct CheckpointTeacherConfig: Sendable, Equatable, Codable {
 /// Jobs (task-major, then sample) are cut into fixed batches of `batch_size`; a batch with
 /// any uncached sample is generated whole, so a resumed run computes every sample in the same
 /// batch as an uninterrupted run would. Results are committed to the cache before use.
+///
+/// The job order keeps a task's samples together, so the engine, which prefills each distinct
+/// prompt of a batch once (and their common prefix once), prefills a task once per batch it
+/// falls in: once when `batch_size` is a multiple of `samples`. Shared prefill gives the tokens
+/// of the unshared path, so a sample still depends on nothing else.
 package struct CheckpointTeacher: TeacherBackend {
     package let config: CheckpointTeacherConfig
     package let cache: CallCache

@@ -74,7 +74,8 @@ struct DoctorJSON: Decodable {
 
 @Suite struct CLITests {
     @Test(
-        "--help works on every subcommand", arguments: [[], ["doctor"], ["bench"], ["bench", "kernels"], ["inspect"]])
+        "--help works on every subcommand",
+        arguments: [[], ["doctor"], ["bench"], ["bench", "kernels"], ["bench", "prefill"], ["inspect"]])
     func helpEverywhere(_ command: [String]) throws {
         let r = try distill(command + ["--help"])
         #expect(r.status == 0)
@@ -109,6 +110,34 @@ struct DoctorJSON: Decodable {
         let ok = try distill(["bench", "train", "--config", file.path, "--seconds", "0", "--json"])
         #expect(ok.status == 0, "\(ok.err)")
         #expect(ok.out.contains("\"tokensPerSecond\""))
+    }
+
+    /// `bench prefill` on tiny_chat.gguf: 3 prompts x 2 samples of 20 tokens, 12 in common.
+    /// Prefill tokens: unshared 6 x 20 = 120, identical prompts 3 x 20 = 60, with the common
+    /// prefix 12 + 3 x 8 = 36; every mode generates the unshared tokens. A common block as long
+    /// as the prompt is a usage error.
+    @Test func benchPrefillTimesEverySharing() throws {
+        let gguf = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("FormatsTests/Fixtures/gguf/tiny_chat.gguf").path
+        let args = ["bench", "prefill", "--checkpoint", gguf, "--prompts", "3", "--samples", "2", "--max-tokens", "4"]
+        let r = try distill(args + ["--prompt-tokens", "20", "--common-tokens", "12", "--repeats", "1", "--json"])
+        #expect(r.status == 0, "\(r.err)")
+        struct Result: Decodable {
+            struct Mode: Decodable {
+                var sharing: String
+                var prefillTokens: Int
+                var sameTokens: Bool
+            }
+            var rows: Int
+            var modes: [Mode]
+        }
+        let result = try JSONDecoder().decode(Result.self, from: Data(r.out.utf8))
+        #expect(result.rows == 6)
+        #expect(result.modes.map { $0.sharing } == ["none", "identical_prompts", "common_prefix"])
+        #expect(result.modes.map { $0.prefillTokens } == [120, 60, 36])
+        #expect(result.modes.allSatisfy { $0.sameTokens })
+        let bad = try distill(args + ["--prompt-tokens", "20", "--common-tokens", "20"])
+        #expect(bad.status == 2 && bad.err.contains("common-tokens must be within 0..<prompt-tokens"), "\(bad.err)")
     }
 
     @Test func doctorReportsAnOptimisedKernel() throws {

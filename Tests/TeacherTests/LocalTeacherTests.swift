@@ -54,6 +54,8 @@ func task(_ id: String, _ prompt: String, answer: String = "1") -> TeacherTask {
             config: config, model: model, tokenizer: tokenizer, tokenizerJSON: json, endOfText: 0, cache: cache)
     }
 
+    /// Batches of 1 prefill every sample alone; batches of 5 and 12 share the prefill of a
+    /// task's samples: the texts are the same.
     @Test func samplesDependOnPromptAndSeedNotOnTheBatch() throws {
         let dir = try scratch("ckpt-teacher")
         defer { try? FileManager.default.removeItem(at: dir) }
