@@ -190,8 +190,7 @@ package func readGGUFModel(path: String) throws -> GGUFModel {
                 path: path, problem: "tensor \(ggml) holds a non-finite value (\(t.data[i]) at element \(i))",
                 fix: "the model's weights are damaged; re-download them", kind: .badData)
         }
-        if hf.hasSuffix("q_proj.weight") { t = LlamaGGUF.deinterleaveRotaryRows(t, heads: config.numAttentionHeads) }
-        if hf.hasSuffix("k_proj.weight") { t = LlamaGGUF.deinterleaveRotaryRows(t, heads: config.numKeyValueHeads) }
+        if let heads = LlamaGGUF.rotaryHeads(hf, config) { t = LlamaGGUF.deinterleaveRotaryRows(t, heads: heads) }
         t.name = hf
         parameters[hf] = t
     }

@@ -74,6 +74,15 @@ package enum LlamaGGUF {
         ("mlp.down_proj.weight", "ffn_down.weight"),
     ]
 
+    /// The heads whose rows the rotary permutation reorders in the weight (or LoRA B) of `name`
+    /// (`...q_proj[.weight]`, `...k_proj[.weight]`), or nil for a tensor it leaves alone.
+    package static func rotaryHeads(_ name: String, _ c: LlamaConfig) -> Int? {
+        let module = name.hasSuffix(".weight") ? String(name.dropLast(7)) : name
+        if module.hasSuffix("q_proj") { return c.numAttentionHeads }
+        if module.hasSuffix("k_proj") { return c.numKeyValueHeads }
+        return nil
+    }
+
     /// Reorders the rows of `w` ([heads * D, cols]) from the rotate-half layout to llama.cpp's
     /// neighbour-pair layout: within each head, new row 2i + j is old row j * D/2 + i.
     package static func interleaveRotaryRows(_ w: Tensor, heads: Int) -> Tensor {
@@ -221,12 +230,7 @@ package func writeGGUF(
         guard let ggml = LlamaGGUF.tensorName(hfName) else {
             preconditionFailure("LlamaModel parameter \(hfName) has no ggml name")
         }
-        var data = tensor
-        if hfName.hasSuffix("q_proj.weight") {
-            data = LlamaGGUF.interleaveRotaryRows(tensor, heads: c.numAttentionHeads)
-        } else if hfName.hasSuffix("k_proj.weight") {
-            data = LlamaGGUF.interleaveRotaryRows(tensor, heads: c.numKeyValueHeads)
-        }
+        let data = LlamaGGUF.rotaryHeads(hfName, c).map { LlamaGGUF.interleaveRotaryRows(tensor, heads: $0) } ?? tensor
         writer.add(tensor: ggml, data, type: tensor.rank == 1 ? .f32 : dtype.tensorType)
     }
     try writer.write(to: path)
@@ -268,8 +272,7 @@ package func writeGGUFAdapter(
                 preconditionFailure("LlamaLayer module \(module) has no ggml name")
             }
             var b = adapter.b
-            if module.hasSuffix("q_proj") { b = LlamaGGUF.interleaveRotaryRows(b, heads: c.numAttentionHeads) }
-            if module.hasSuffix("k_proj") { b = LlamaGGUF.interleaveRotaryRows(b, heads: c.numKeyValueHeads) }
+            if let heads = LlamaGGUF.rotaryHeads(module, c) { b = LlamaGGUF.interleaveRotaryRows(b, heads: heads) }
             writer.add(tensor: base + ".lora_a", adapter.a, type: dtype.tensorType)
             writer.add(tensor: base + ".lora_b", b, type: dtype.tensorType)
             count += 1
