@@ -53,9 +53,11 @@ let package = Package(
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .target(name: "CHost", cSettings: hostCheck),
+        // The decode kernels: portable C with AVX2 and AVX-512 VNNI versions chosen at run time.
+        .target(name: "CKernels"),
         .target(name: "Platform", swiftSettings: codegen),
         .target(name: "JSON", dependencies: ["Platform"], swiftSettings: codegen),
-        .target(name: "Core", dependencies: ["CBLAS", "CHost"], swiftSettings: numeric),
+        .target(name: "Core", dependencies: ["CBLAS", "CHost", "CKernels"], swiftSettings: numeric),
         .target(name: "TextData", dependencies: ["Platform", "JSON", "Core"], swiftSettings: codegen),
         .target(name: "NN", dependencies: ["Platform", "Core"], swiftSettings: numeric),
         .target(name: "Formats", dependencies: ["Platform", "JSON", "Core", "CHDF5"], swiftSettings: codegen),

@@ -18,14 +18,7 @@ extension Tensor {
         let rstd = Tensor.empty([n])
         let px = x.data, pw = weight.data, po = out.data, pr = rstd.data
         parallelChunks(n, grain: 8) { rows in
-            for r in rows {
-                let xr = px + r * c, yr = po + r * c
-                var ss: Float = 0
-                for j in 0..<c { ss += xr[j] * xr[j] }
-                let inv = 1 / (ss / Float(c) + eps).squareRoot()
-                pr[r] = inv
-                for j in 0..<c { yr[j] = pw[j] * (xr[j] * inv) }
-            }
+            for r in rows { pr[r] = rmsNormRow(px + r * c, pw, po + r * c, c, eps: eps) }
         }
         record(out, [x, weight]) { g in
             let pr = rstd.data  // the closure owns rstd: its buffer must not return to the pool
@@ -70,19 +63,7 @@ extension Tensor {
         let count = out.count
         let pg = gate.data, pu = up.data, po = out.data
         parallelChunks(count, grain: 1 << 13) { r in
-            var i = r.lowerBound
-            while i + 8 <= r.upperBound {
-                let x = UnsafeRawPointer(pg + i).loadUnaligned(as: SIMD8<Float>.self)
-                let u = UnsafeRawPointer(pu + i).loadUnaligned(as: SIMD8<Float>.self)
-                let y = x / (1 + expPoly(-x)) * u
-                UnsafeMutableRawPointer(po + i).storeBytes(of: y, as: SIMD8<Float>.self)
-                i += 8
-            }
-            while i < r.upperBound {
-                let x = pg[i]
-                po[i] = x / (1 + fastExp(-x)) * pu[i]
-                i += 1
-            }
+            swigluRow(pg + r.lowerBound, pu + r.lowerBound, po + r.lowerBound, r.count)
         }
         record(out, [gate, up]) { g in
             let gg = gate.requiresGrad ? gate.gradBuffer() : nil
@@ -125,20 +106,7 @@ extension Tensor {
         let out = Tensor.empty(Array(gateUp.shape.dropLast()) + [f])
         let px = gateUp.data, po = out.data
         parallelChunks(n, grain: 4) { rows in
-            for r in rows {
-                let g = px + r * f2, u = g + f, o = po + r * f
-                var i = 0
-                while i + 8 <= f {
-                    let x = UnsafeRawPointer(g + i).loadUnaligned(as: SIMD8<Float>.self)
-                    let y = x / (1 + expPoly(-x)) * UnsafeRawPointer(u + i).loadUnaligned(as: SIMD8<Float>.self)
-                    UnsafeMutableRawPointer(o + i).storeBytes(of: y, as: SIMD8<Float>.self)
-                    i += 8
-                }
-                while i < f {
-                    o[i] = g[i] / (1 + fastExp(-g[i])) * u[i]
-                    i += 1
-                }
-            }
+            for r in rows { swigluRow(px + r * f2, px + r * f2 + f, po + r * f, f) }
         }
         record(out, [gateUp]) { dy in
             let dx = gateUp.gradBuffer()

@@ -1,0 +1,60 @@
+// The decode engine's inner loops: block-quantized weight formats (ggml's Q8_0, Q4_0 and Q4_1
+// layouts, byte for byte), products of such weights with int8-quantized activations, an f32
+// matrix-vector product and one token's attention over its cached keys. Each entry point has a
+// scalar version and, on x86-64, AVX2 and AVX-512 VNNI versions chosen once at run time from
+// the CPU (or DISTILL_KERNELS=scalar|avx2|avx512vnni). Sources/Core/PackedMatrix.swift is the
+// Swift side.
+#ifndef DISTILL_KERNELS_H
+#define DISTILL_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/// Weight formats. Quantized rows are blocks of 32 values: Q8_0 an f16 scale d and 32 int8
+/// (x = d q); Q4_0 d and 16 bytes of nibbles (x = d (q - 8)); Q4_1 d, an f16 minimum m and
+/// 16 bytes (x = d q + m). Value j of a block is the low nibble of byte j (j < 16) or the high
+/// nibble of byte j - 16.
+typedef enum { DK_F32 = 0, DK_Q8_0 = 1, DK_Q4_0 = 2, DK_Q4_1 = 3 } dk_format;
+
+/// Which implementation runs: 0 scalar, 1 AVX2, 2 AVX-512 VNNI.
+int dk_level(void);
+/// Forces an implementation no higher than the CPU supports (for tests); returns the level set.
+int dk_set_level(int level);
+/// The best level this CPU supports.
+int dk_max_level(void);
+
+/// Bytes of one row of k values (k a multiple of 32 for the quantized formats).
+size_t dk_row_bytes(dk_format format, int k);
+
+/// Quantizes `rows` rows of k floats as ggml's reference quantizers do (round half away from
+/// zero; scales rounded to f16 after use).
+void dk_quantize(dk_format format, const float *x, int rows, int k, void *out);
+/// Decodes `rows` rows back to floats.
+void dk_dequantize(dk_format format, const void *w, int rows, int k, float *out);
+
+/// Activations for the quantized products: each row of k floats as blocks of 32 int8 q with an
+/// f32 scale d (amax / 127, round half away from zero) and d times the block's sum of q (which
+/// carries Q4_0's offset and Q4_1's minimum).
+void dk_quantize_activations(const float *x, int rows, int k, int8_t *q, float *scale, float *sum);
+
+/// x replaced by its int8 activations decoded (q * scale), in place: sgemm on these and on the
+/// decoded weights gives the quantized product up to float summation order.
+void dk_round_activations(float *x, int rows, int k);
+
+/// y[j * ldy + r] = (row r of w) . (activation row j), for rows r in [r0, r1) of a quantized
+/// w [*, k] and n activation rows.
+void dk_matmul_quantized(
+    dk_format format, const void *w, int k, int r0, int r1, const int8_t *xq, const float *xscale,
+    const float *xsum, int n, float *y, int ldy);
+
+/// The same for f32 weights and f32 activations x [n, k].
+void dk_matmul_f32(const float *w, int k, int r0, int r1, const float *x, int n, float *y, int ldy);
+
+/// One query token's attention: for each of h heads (head i reads kv head i / (h / g)),
+/// softmax(scale q.k_j) over the `keys` cached positions j, times v. q [h, d]; k and v hold
+/// `keys` positions of [g, d] each, `stride` floats apart; out [h, d]; scratch >= keys floats.
+void dk_attend(
+    const float *q, int h, int g, int d, const float *k, const float *v, int keys, int stride, float scale,
+    float *out, float *scratch);
+
+#endif

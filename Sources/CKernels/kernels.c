@@ -1,0 +1,476 @@
+// Decode kernels: see include/kernels.h for the contracts.
+//
+// The quantized products follow llama.cpp's approach for a CPU: the activations are quantized
+// to int8 blocks of 32 once per product, each weight block's dot product with them is exact
+// integer arithmetic (maddubs/madd on AVX2, vpdpbusd on AVX-512 VNNI), and only the per-block
+// scales are floating point. Q4_0 and Q4_1 carry unsigned nibbles, whose offset (-8, or the
+// minimum m) is applied through the activation block's integer sum.
+
+#include "kernels.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define DK_X86 1
+#endif
+
+// MARK: f16 scales
+
+static inline float half_to_float(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+    float f;
+    if (exp == 0) f = ldexpf((float)man, -24);  // zero or subnormal
+    else if (exp == 31) f = man ? NAN : INFINITY;
+    else f = ldexpf((float)(man | 0x400), (int)exp - 25);
+    return (h & 0x8000) ? -f : f;
+}
+
+static inline void float_to_half(float f, uint8_t *p) {
+    _Float16 h = (_Float16)f;  // round to nearest even, as F16C and numpy do
+    memcpy(p, &h, 2);
+}
+
+// roundf (half away from zero) without the library call, so the activation loops vectorize:
+// v - trunc(v) is exact, and a half or more moves one step away from zero.
+static inline float round_half_away(float v) {
+    float t = truncf(v), rest = v - t;
+    return t + (float)(rest >= 0.5f) - (float)(rest <= -0.5f);
+}
+
+// MARK: levels
+
+static int max_level(void) {
+#if DK_X86
+    __builtin_cpu_init();
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    int vnni = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+        && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+    return vnni ? 2 : avx2 ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
+static int current_level = -1;
+
+int dk_max_level(void) { return max_level(); }
+
+int dk_set_level(int level) {
+    int top = max_level();
+    current_level = level < 0 ? 0 : level > top ? top : level;
+    return current_level;
+}
+
+int dk_level(void) {
+    if (current_level < 0) {
+        int level = max_level();
+        const char *env = getenv("DISTILL_KERNELS");
+        if (env && strcmp(env, "scalar") == 0) level = 0;
+        else if (env && strcmp(env, "avx2") == 0 && level > 1) level = 1;
+        current_level = level;
+    }
+    return current_level;
+}
+
+// MARK: formats
+
+static int block_bytes(dk_format f) {
+    switch (f) {
+    case DK_Q8_0: return 34;
+    case DK_Q4_0: return 18;
+    case DK_Q4_1: return 20;
+    default: return 0;
+    }
+}
+
+size_t dk_row_bytes(dk_format format, int k) {
+    return format == DK_F32 ? (size_t)k * 4 : (size_t)(k / 32) * (size_t)block_bytes(format);
+}
+
+void dk_quantize(dk_format format, const float *x, int rows, int k, void *out) {
+    if (format == DK_F32) {
+        memcpy(out, x, (size_t)rows * (size_t)k * 4);
+        return;
+    }
+    int nb = k / 32, bb = block_bytes(format);
+    for (int r = 0; r < rows; r++) {
+        for (int b = 0; b < nb; b++) {
+            const float *v = x + (size_t)r * k + b * 32;
+            uint8_t *blk = (uint8_t *)out + ((size_t)r * nb + b) * bb;
+            if (format == DK_Q8_0) {
+                float amax = 0;
+                for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(v[j]));
+                float d = amax / 127, id = d != 0 ? 1 / d : 0;
+                float_to_half(d, blk);
+                for (int j = 0; j < 32; j++) ((int8_t *)blk)[2 + j] = (int8_t)roundf(v[j] * id);
+            } else if (format == DK_Q4_0) {
+                float amax = 0, max = 0;  // the value of largest magnitude, with its sign
+                for (int j = 0; j < 32; j++)
+                    if (fabsf(v[j]) > amax) amax = fabsf(v[j]), max = v[j];
+                float d = max / -8, id = d != 0 ? 1 / d : 0;
+                float_to_half(d, blk);
+                for (int j = 0; j < 16; j++) {
+                    int lo = (int)(int8_t)(v[j] * id + 8.5f), hi = (int)(int8_t)(v[j + 16] * id + 8.5f);
+                    lo = lo > 15 ? 15 : lo;
+                    hi = hi > 15 ? 15 : hi;
+                    blk[2 + j] = (uint8_t)(lo | (hi << 4));
+                }
+            } else {
+                float min = v[0], max = v[0];
+                for (int j = 1; j < 32; j++) min = fminf(min, v[j]), max = fmaxf(max, v[j]);
+                float d = (max - min) / 15, id = d != 0 ? 1 / d : 0;
+                float_to_half(d, blk);
+                float_to_half(min, blk + 2);
+                for (int j = 0; j < 16; j++) {
+                    int lo = (int)(int8_t)((v[j] - min) * id + 0.5f), hi = (int)(int8_t)((v[j + 16] - min) * id + 0.5f);
+                    lo = lo > 15 ? 15 : lo;
+                    hi = hi > 15 ? 15 : hi;
+                    blk[4 + j] = (uint8_t)(lo | (hi << 4));
+                }
+            }
+        }
+    }
+}
+
+void dk_dequantize(dk_format format, const void *w, int rows, int k, float *out) {
+    if (format == DK_F32) {
+        memcpy(out, w, (size_t)rows * (size_t)k * 4);
+        return;
+    }
+    int nb = k / 32, bb = block_bytes(format);
+    for (size_t b = 0; b < (size_t)rows * nb; b++) {
+        const uint8_t *blk = (const uint8_t *)w + b * bb;
+        float *o = out + b * 32, d = half_to_float(blk);
+        if (format == DK_Q8_0) {
+            for (int j = 0; j < 32; j++) o[j] = d * ((const int8_t *)blk)[2 + j];
+        } else if (format == DK_Q4_0) {
+            for (int j = 0; j < 16; j++) {
+                o[j] = d * ((blk[2 + j] & 15) - 8);
+                o[j + 16] = d * ((blk[2 + j] >> 4) - 8);
+            }
+        } else {
+            float m = half_to_float(blk + 2);
+            for (int j = 0; j < 16; j++) {
+                o[j] = d * (blk[4 + j] & 15) + m;
+                o[j + 16] = d * (blk[4 + j] >> 4) + m;
+            }
+        }
+    }
+}
+
+void dk_quantize_activations(const float *x, int rows, int k, int8_t *q, float *scale, float *sum) {
+    int nb = k / 32;
+    for (size_t b = 0; b < (size_t)rows * nb; b++) {
+        const float *v = x + b * 32;
+        float amax = 0;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(v[j]));
+        float d = amax / 127, id = d != 0 ? 1 / d : 0;
+        int32_t s = 0;
+        for (int j = 0; j < 32; j++) {
+            int8_t qj = (int8_t)round_half_away(v[j] * id);
+            q[b * 32 + j] = qj;
+            s += qj;
+        }
+        scale[b] = d;
+        sum[b] = d * (float)s;
+    }
+}
+
+void dk_round_activations(float *x, int rows, int k) {
+    for (size_t b = 0; b < (size_t)rows * (k / 32); b++) {
+        float *v = x + b * 32, amax = 0;
+        for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(v[j]));
+        float d = amax / 127, id = d != 0 ? 1 / d : 0;
+        for (int j = 0; j < 32; j++) v[j] = round_half_away(v[j] * id) * d;
+    }
+}
+
+// MARK: quantized products, scalar
+
+// The integer dot product of weight block `blk` with 32 activations, and the block's scales.
+static inline int32_t block_dot_scalar(dk_format f, const uint8_t *blk, const int8_t *x) {
+    int32_t s = 0;
+    if (f == DK_Q8_0) {
+        for (int j = 0; j < 32; j++) s += ((const int8_t *)blk)[2 + j] * x[j];
+    } else {
+        const uint8_t *qs = blk + (f == DK_Q4_0 ? 2 : 4);
+        for (int j = 0; j < 16; j++) s += (qs[j] & 15) * x[j] + (qs[j] >> 4) * x[j + 16];
+    }
+    return s;
+}
+
+static void matmul_quantized_scalar(
+    dk_format f, const void *w, int k, int r0, int r1, const int8_t *xq, const float *xscale, const float *xsum,
+    int n, float *y, int ldy) {
+    int nb = k / 32, bb = block_bytes(f);
+    for (int r = r0; r < r1; r++) {
+        const uint8_t *row = (const uint8_t *)w + (size_t)r * nb * bb;
+        for (int j = 0; j < n; j++) {
+            float acc = 0;
+            for (int b = 0; b < nb; b++) {
+                const uint8_t *blk = row + b * bb;
+                float dw = half_to_float(blk), dx = xscale[(size_t)j * nb + b];
+                int32_t dot = block_dot_scalar(f, blk, xq + ((size_t)j * nb + b) * 32);
+                float xs = xsum[(size_t)j * nb + b];  // dx times the block's integer sum
+                if (f == DK_Q8_0) acc += dw * dx * (float)dot;
+                else if (f == DK_Q4_0) acc += dw * dx * (float)dot - 8 * dw * xs;
+                else acc += dw * dx * (float)dot + half_to_float(blk + 2) * xs;
+            }
+            y[(size_t)j * ldy + r] = acc;
+        }
+    }
+}
+
+static void matmul_f32_scalar(const float *w, int k, int r0, int r1, const float *x, int n, float *y, int ldy) {
+    for (int r = r0; r < r1; r++) {
+        const float *row = w + (size_t)r * k;
+        for (int j = 0; j < n; j++) {
+            const float *xj = x + (size_t)j * k;
+            float acc = 0;
+            for (int i = 0; i < k; i++) acc += row[i] * xj[i];
+            y[(size_t)j * ldy + r] = acc;
+        }
+    }
+}
+
+static void attend_scalar(
+    const float *q, int h, int g, int d, const float *k, const float *v, int keys, int stride, float scale, float *out,
+    float *p) {
+    int group = h / g;
+    for (int head = 0; head < h; head++) {
+        const float *qh = q + head * d;
+        int kv = head / group;
+        float top = -INFINITY;
+        for (int j = 0; j < keys; j++) {
+            const float *kj = k + (size_t)j * stride + kv * d;
+            float s = 0;
+            for (int i = 0; i < d; i++) s += qh[i] * kj[i];
+            p[j] = s * scale;
+            top = fmaxf(top, p[j]);
+        }
+        float total = 0;
+        for (int j = 0; j < keys; j++) total += (p[j] = expf(p[j] - top));
+        float *o = out + head * d;
+        for (int i = 0; i < d; i++) o[i] = 0;
+        for (int j = 0; j < keys; j++) {
+            const float *vj = v + (size_t)j * stride + kv * d;
+            float pj = p[j] / total;
+            for (int i = 0; i < d; i++) o[i] += pj * vj[i];
+        }
+    }
+}
+
+#if DK_X86
+
+// MARK: AVX2 and AVX-512 VNNI
+
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+#define VNNI __attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")))
+
+AVX2 static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+AVX2 static inline float half_f16c(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+// A weight block's 32 values as bytes: signed for Q8_0, the unsigned nibbles for Q4_*.
+AVX2 static inline __m256i load_weights(dk_format f, const uint8_t *blk) {
+    if (f == DK_Q8_0) return _mm256_loadu_si256((const __m256i *)(blk + 2));
+    __m128i raw = _mm_loadu_si128((const __m128i *)(blk + (f == DK_Q4_0 ? 2 : 4)));
+    __m256i both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
+    return _mm256_and_si256(both, _mm256_set1_epi8(15));
+}
+
+// Eight int32 partial sums of w . x: maddubs takes unsigned x signed, so a signed Q8_0 weight
+// gives its magnitude and moves its sign onto x (no overflow: |w| <= 127).
+AVX2 static inline __m256i dot_avx2(dk_format f, __m256i wv, __m256i xv) {
+    __m256i p16 = f == DK_Q8_0 ? _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv))
+                               : _mm256_maddubs_epi16(wv, xv);
+    return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+}
+
+VNNI static inline __m256i dot_vnni(dk_format f, __m256i wv, __m256i xv) {
+    if (f == DK_Q8_0) return _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), wv, xv);
+}
+
+// One weight row against up to four activation rows, so each weight block is unpacked once
+// for all of them; two blocks per iteration into two accumulators, so consecutive blocks'
+// multiply-adds do not wait on each other. Instantiated once per instruction set.
+#define QUANTIZED_ROWS(NAME, ATTR, DOT)                                                                               \
+    ATTR static inline __attribute__((always_inline)) void NAME##_block(                                                                             \
+        dk_format f, const uint8_t *blk, size_t b, int nb, const int8_t *xq, const float *xscale, const float *xsum,  \
+        int nj, __m256 *acc, float *offset) {                                                                         \
+        __m256i wv = load_weights(f, blk);                                                                            \
+        float dw = half_f16c(blk), mw = f == DK_Q4_1 ? half_f16c(blk + 2) : -8 * dw;                                  \
+        for (int j = 0; j < nj; j++) {                                                                                \
+            size_t xb = (size_t)j * nb + b;                                                                           \
+            __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + xb * 32));                                        \
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xscale[xb]), _mm256_cvtepi32_ps(DOT(f, wv, xv)), acc[j]);    \
+            if (f != DK_Q8_0) offset[j] += mw * xsum[xb];                                                             \
+        }                                                                                                             \
+    }                                                                                                                 \
+    ATTR static inline __attribute__((always_inline)) void NAME(                                                      \
+        dk_format f, const uint8_t *row, int nb, const int8_t *xq, const float *xscale, const float *xsum, int nj,   \
+        float *y, int ldy) {                                                                                          \
+        __m256 acc[2][4];                                                                                             \
+        float offset[4] = {0, 0, 0, 0};                                                                               \
+        for (int j = 0; j < 4; j++) acc[0][j] = acc[1][j] = _mm256_setzero_ps();                                      \
+        int bb = block_bytes(f), b = 0;                                                                               \
+        for (; b + 2 <= nb; b += 2) {                                                                                 \
+            NAME##_block(f, row + b * bb, b, nb, xq, xscale, xsum, nj, acc[0], offset);                               \
+            NAME##_block(f, row + (b + 1) * bb, b + 1, nb, xq, xscale, xsum, nj, acc[1], offset);                     \
+        }                                                                                                             \
+        if (b < nb) NAME##_block(f, row + b * bb, b, nb, xq, xscale, xsum, nj, acc[0], offset);                       \
+        for (int j = 0; j < nj; j++) y[(size_t)j * ldy] = hsum8(_mm256_add_ps(acc[0][j], acc[1][j])) + offset[j];     \
+    }
+
+QUANTIZED_ROWS(quantized_rows_avx2, AVX2, dot_avx2)
+QUANTIZED_ROWS(quantized_rows_vnni, VNNI, dot_vnni)
+
+// The row loop, with the format and the number of activation rows (1 to 4) as constants in
+// each of its twelve instances, so the accumulators stay in registers and no branch on the
+// format is left inside the block loop.
+#define QUANTIZED_LOOP(NAME, ATTR, ROWS, F, NJ)                                                                       \
+    ATTR static void NAME##_##F##_##NJ(                                                                               \
+        const void *w, int nb, int r0, int r1, const int8_t *xq, const float *xscale, const float *xsum, float *y,   \
+        int ldy) {                                                                                                    \
+        size_t rb = (size_t)nb * block_bytes(F);                                                                      \
+        for (int r = r0; r < r1; r++) ROWS(F, (const uint8_t *)w + r * rb, nb, xq, xscale, xsum, NJ, y + r, ldy);     \
+    }
+#define QUANTIZED_LOOPS(NAME, ATTR, ROWS, F)                                                                          \
+    QUANTIZED_LOOP(NAME, ATTR, ROWS, F, 1)                                                                            \
+    QUANTIZED_LOOP(NAME, ATTR, ROWS, F, 2)                                                                            \
+    QUANTIZED_LOOP(NAME, ATTR, ROWS, F, 3)                                                                            \
+    QUANTIZED_LOOP(NAME, ATTR, ROWS, F, 4)
+#define QUANTIZED_MATMUL(NAME, ATTR, ROWS)                                                                            \
+    QUANTIZED_LOOPS(NAME, ATTR, ROWS, DK_Q8_0)                                                                        \
+    QUANTIZED_LOOPS(NAME, ATTR, ROWS, DK_Q4_0)                                                                        \
+    QUANTIZED_LOOPS(NAME, ATTR, ROWS, DK_Q4_1)                                                                        \
+    static void NAME(                                                                                                 \
+        dk_format f, const void *w, int k, int r0, int r1, const int8_t *xq, const float *xscale, const float *xsum,  \
+        int n, float *y, int ldy) {                                                                                   \
+        typedef void (*loop)(const void *, int, int, int, const int8_t *, const float *, const float *, float *, int); \
+        static const loop loops[3][4] = {                                                                             \
+            {NAME##_DK_Q8_0_1, NAME##_DK_Q8_0_2, NAME##_DK_Q8_0_3, NAME##_DK_Q8_0_4},                                 \
+            {NAME##_DK_Q4_0_1, NAME##_DK_Q4_0_2, NAME##_DK_Q4_0_3, NAME##_DK_Q4_0_4},                                 \
+            {NAME##_DK_Q4_1_1, NAME##_DK_Q4_1_2, NAME##_DK_Q4_1_3, NAME##_DK_Q4_1_4}};                                \
+        int nb = k / 32;                                                                                              \
+        for (int j0 = 0; j0 < n; j0 += 4) {                                                                           \
+            int nj = n - j0 < 4 ? n - j0 : 4;                                                                         \
+            size_t at = (size_t)j0 * nb;                                                                              \
+            loops[f - 1][nj - 1](w, nb, r0, r1, xq + at * 32, xscale + at, xsum + at, y + (size_t)j0 * ldy, ldy);     \
+        }                                                                                                             \
+    }
+
+QUANTIZED_MATMUL(matmul_quantized_avx2, AVX2, quantized_rows_avx2)
+QUANTIZED_MATMUL(matmul_quantized_vnni, VNNI, quantized_rows_vnni)
+
+// f32: four activation rows per pass over a weight row, 8 lanes, two accumulators each.
+AVX2 static void matmul_f32_avx2(const float *w, int k, int r0, int r1, const float *x, int n, float *y, int ldy) {
+    int k16 = k & ~15;
+    for (int j0 = 0; j0 < n; j0 += 4) {
+        int nj = n - j0 < 4 ? n - j0 : 4;
+        for (int r = r0; r < r1; r++) {
+            const float *row = w + (size_t)r * k;
+            __m256 a[4][2];
+            for (int j = 0; j < 4; j++) a[j][0] = a[j][1] = _mm256_setzero_ps();
+            for (int i = 0; i < k16; i += 16) {
+                __m256 w0 = _mm256_loadu_ps(row + i), w1 = _mm256_loadu_ps(row + i + 8);
+                for (int j = 0; j < nj; j++) {
+                    const float *xj = x + (size_t)(j0 + j) * k + i;
+                    a[j][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xj), a[j][0]);
+                    a[j][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xj + 8), a[j][1]);
+                }
+            }
+            for (int j = 0; j < nj; j++) {
+                const float *xj = x + (size_t)(j0 + j) * k;
+                float s = hsum8(_mm256_add_ps(a[j][0], a[j][1]));
+                for (int i = k16; i < k; i++) s += row[i] * xj[i];
+                y[(size_t)(j0 + j) * ldy + r] = s;
+            }
+        }
+    }
+}
+
+AVX2 static inline float dot_f32_avx2(const float *a, const float *b, int d) {
+    __m256 acc = _mm256_setzero_ps();
+    int i = 0;
+    for (; i + 8 <= d; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+    float s = hsum8(acc);
+    for (; i < d; i++) s += a[i] * b[i];
+    return s;
+}
+
+AVX2 static void attend_avx2(
+    const float *q, int h, int g, int d, const float *k, const float *v, int keys, int stride, float scale, float *out,
+    float *p) {
+    int group = h / g;
+    for (int head = 0; head < h; head++) {
+        const float *qh = q + head * d;
+        int kv = head / group;
+        float top = -INFINITY;
+        for (int j = 0; j < keys; j++) {
+            p[j] = dot_f32_avx2(qh, k + (size_t)j * stride + kv * d, d) * scale;
+            top = fmaxf(top, p[j]);
+        }
+        float total = 0;
+        for (int j = 0; j < keys; j++) total += (p[j] = expf(p[j] - top));
+        float *o = out + head * d;
+        int i = 0;
+        for (; i + 8 <= d; i += 8) {
+            __m256 acc = _mm256_setzero_ps();
+            for (int j = 0; j < keys; j++)
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v + (size_t)j * stride + kv * d + i), acc);
+            _mm256_storeu_ps(o + i, _mm256_mul_ps(acc, _mm256_set1_ps(1 / total)));
+        }
+        for (; i < d; i++) {
+            float acc = 0;
+            for (int j = 0; j < keys; j++) acc += p[j] * v[(size_t)j * stride + kv * d + i];
+            o[i] = acc / total;
+        }
+    }
+}
+
+#endif
+
+// MARK: dispatch
+
+void dk_matmul_quantized(
+    dk_format format, const void *w, int k, int r0, int r1, const int8_t *xq, const float *xscale,
+    const float *xsum, int n, float *y, int ldy) {
+#if DK_X86
+    int level = dk_level();
+    if (level == 2) return matmul_quantized_vnni(format, w, k, r0, r1, xq, xscale, xsum, n, y, ldy);
+    if (level == 1) return matmul_quantized_avx2(format, w, k, r0, r1, xq, xscale, xsum, n, y, ldy);
+#endif
+    matmul_quantized_scalar(format, w, k, r0, r1, xq, xscale, xsum, n, y, ldy);
+}
+
+void dk_matmul_f32(const float *w, int k, int r0, int r1, const float *x, int n, float *y, int ldy) {
+#if DK_X86
+    if (dk_level() >= 1) return matmul_f32_avx2(w, k, r0, r1, x, n, y, ldy);
+#endif
+    matmul_f32_scalar(w, k, r0, r1, x, n, y, ldy);
+}
+
+void dk_attend(
+    const float *q, int h, int g, int d, const float *k, const float *v, int keys, int stride, float scale,
+    float *out, float *scratch) {
+#if DK_X86
+    if (dk_level() >= 1) return attend_avx2(q, h, g, d, k, v, keys, stride, scale, out, scratch);
+#endif
+    attend_scalar(q, h, g, d, k, v, keys, stride, scale, out, scratch);
+}
