@@ -9,7 +9,7 @@ import Training
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (ratios against a peer measured in the same run).",
-        subcommands: [Kernels.self, Train.self, Prefill.self])
+        subcommands: [Kernels.self, Train.self, Prefill.self, Decode.self])
 
     struct Kernels: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -186,6 +186,72 @@ extension Bench {
                     String(
                         format: "%@: %d prefill tokens, %.2f s, %.2f samples/s, %.2fx%@", m.sharing, m.prefillTokens,
                         m.seconds, m.samplesPerSecond, m.speedup, m.sameTokens ? "" : " (tokens differ from none)"))
+            }
+        }
+    }
+
+    struct Decode: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Prefill and decode speed of the decode engine on one or more weight formats.",
+            discussion: """
+                --batch rows of random prompts of --prompt-tokens are prefilled together, then each row decodes \
+                --decode-tokens tokens (greedy, or sampled with --temperature and --top-k). The formats of \
+                --weights (comma-separated: f32, q8_0, q4_0, q4_1 quantized at load, file for a quantized GGUF's \
+                own blocks) alternate within each of --repeats rounds; medians are reported, with the share of \
+                the decode time spent choosing tokens. tools/bench_decode.py runs llama.cpp beside it.
+                """)
+
+        @OptionGroup var model: ModelOption
+        @Option(help: "Weight formats, comma-separated (\(InferenceWeights.names)).") var weights = "f32"
+        @Option(help: "Rows decoded together.") var batch = 1
+        @Option(help: "Tokens per prompt.") var promptTokens = 128
+        @Option(help: "Tokens decoded per row.") var decodeTokens = 128
+        @Option(help: "0 for greedy; otherwise sampled at this temperature.") var temperature = 0.0
+        @Option(help: "Keep the k most likely tokens when sampling (0: all).") var topK = 40
+        @Option(help: "Rounds, each running every format once.") var repeats = 3
+        @Flag(help: "Print the result as JSON.") var json = false
+        @OptionGroup var compute: ComputeOptions
+
+        var settings: DecodeBenchSettings {
+            var s = DecodeBenchSettings()
+            (s.batch, s.promptTokens, s.decodeTokens) = (batch, promptTokens, decodeTokens)
+            (s.temperature, s.topK, s.repeats) = (temperature, topK, repeats)
+            return s
+        }
+
+        var formats: [InferenceWeights] { weights.split(separator: ",").compactMap { InferenceWeights(rawValue: String($0)) } }
+
+        func validate() throws {
+            var problems = settings.problems()
+            let names = weights.split(separator: ",").map(String.init)
+            for name in names where InferenceWeights(rawValue: name) == nil {
+                problems.append("--weights: unknown format '\(name)'; use \(InferenceWeights.names)")
+            }
+            if names.isEmpty { problems.append("--weights: name at least one format (\(InferenceWeights.names))") }
+            if !problems.isEmpty { throw ValidationError(problems.joined(separator: "; ")) }
+        }
+
+        func run() throws {
+            compute.apply()
+            let loaded = try model.load()
+            let c = loaded.model.config
+            let problems = settings.problems(maxPositions: c.maxPositionEmbeddings)
+            guard problems.isEmpty else { throw usageError(problems.joined(separator: "; ")) }
+            let engines = try formats.map { ($0.rawValue, try loaded.decodeEngine($0)) }
+            if !json {
+                print(
+                    "\(model.checkpoint): batch \(batch), \(promptTokens) prompt tokens, \(decodeTokens) decoded, "
+                        + "\(temperature == 0 ? "greedy" : "temperature \(temperature) top-k \(topK)"), "
+                        + "\(Threads.count) threads, \(KernelLevel.current) kernels")
+            }
+            let result = DecodeBench.run(engines: engines, settings: settings) { line in if !json { print(line) } }
+            if json { return try printJSON(result) }
+            for r in result.results {
+                print(
+                    String(
+                        format: "%@: %.0f MB of weights, prefill %.1f tok/s, decode %.1f tok/s, sampling %.1f%% of decode",
+                        r.weights, Double(r.weightBytes) / 1e6, r.prefillTokensPerSecond, r.decodeTokensPerSecond,
+                        100 * r.samplingShare))
             }
         }
     }

@@ -27,6 +27,7 @@ struct Chat: ParsableCommand {
     @Option(help: "Sample among the most likely tokens whose probability reaches p.") var topP = 1.0
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Flag(help: "With --message: print the replies as JSON (text, token ids, finish reason).") var json = false
+    @OptionGroup var weights: WeightsOption
     @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
@@ -41,6 +42,7 @@ struct Chat: ParsableCommand {
         compute.apply()
         let loaded = try model.load()
         let style = try loaded.requireChatStyle(template)
+        let engine = try loaded.decodeEngine(weights.weights)
         let opening = system.map { [ChatMessage(role: "system", content: $0)] } ?? []
         var history = opening
         var turn = 0
@@ -50,7 +52,7 @@ struct Chat: ParsableCommand {
                 maxTokens: maxTokens, temperature: temperature, topK: topK, topP: topP, seed: seed &+ UInt64(turn))
             turn += 1
             let reply = try chatReply(
-                loaded, style: style, messages: history, sampling: sampling,
+                loaded, style: style, messages: history, sampling: sampling, engine: engine,
                 onText: stream ? { print($0, terminator: ""); fflush(nil) } : nil)
             history.append(ChatMessage(role: "assistant", content: reply.text))
             return reply

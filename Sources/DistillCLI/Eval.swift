@@ -59,6 +59,7 @@ struct Eval: ParsableCommand {
     var out: String?
 
     @Flag(help: "Print the result as JSON.") var json = false
+    @OptionGroup var weights: WeightsOption
     @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
@@ -122,7 +123,8 @@ struct Eval: ParsableCommand {
         // An adapter given with --adapter is loaded onto --checkpoint.
         let result = try evaluateFile(
             checkpoint: adapter ?? model.checkpoint, base: adapter != nil ? model.checkpoint : model.base.base,
-            path: text ?? data!, jsonl: data != nil, seqLen: seqLen, batches: batches ?? 16, lastLogits: lastLogits)
+            path: text ?? data!, jsonl: data != nil, seqLen: seqLen, batches: batches ?? 16, lastLogits: lastLogits,
+            weights: weights.weights)
         if json {
             try printJSON(result)
         } else {
@@ -139,7 +141,8 @@ struct Eval: ParsableCommand {
         if name.hasSuffix(".h5") || name.hasSuffix(".gguf") { name = (name as NSString).deletingPathExtension }
         let evaluated = TaskEvalModel(
             name: name, label: adapter.map { "\(model.checkpoint) + \($0)" } ?? path, path: path,
-            base: adapter != nil ? model.checkpoint : model.base.base, template: template)
+            base: adapter != nil ? model.checkpoint : model.base.base, template: template,
+            weights: weights.weights == .f32 ? nil : weights.weights)
         // The cache lives in --out (so an interrupted evaluation resumes), else in a temporary folder.
         let folder =
             out ?? (NSTemporaryDirectory() as NSString).appendingPathComponent("distill-eval-\(UUID().uuidString)")

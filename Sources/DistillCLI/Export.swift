@@ -42,7 +42,7 @@ extension Export {
         }
     }
 
-    /// `distill export gguf CKPT -o FILE.gguf [--dtype f32|f16]` and
+    /// `distill export gguf CKPT -o FILE.gguf [--dtype f32|f16|q8_0|q4_0|q4_1]` and
     /// `distill export gguf BASE --adapter ADAPTER -o FILE.gguf`.
     struct GGUF: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -50,8 +50,9 @@ extension Export {
             abstract: "A GGUF file that llama.cpp loads: the model, or with --adapter a LoRA adapter for it.",
             discussion: """
                 Architecture llama with the byte-level BPE tokenizer; Q and K rows are reordered to \
-                llama.cpp's rotary layout. With --dtype f16 the weight matrices are F16 and the norm \
-                weights stay F32. An adapter checkpoint given as CHECKPOINT is folded into its base. \
+                llama.cpp's rotary layout. With --dtype f16 the weight matrices are F16, with q8_0, q4_0 \
+                or q4_1 they are quantized (what `distill quantize` would be; load the file with --weights \
+                file to run those blocks); the norm weights stay F32. An adapter checkpoint given as CHECKPOINT is folded into its base. \
                 With --adapter, CHECKPOINT is the adapter's base and the file written is the adapter \
                 alone (export the base without --adapter, then load both: llama.cpp --lora, \
                 llama-cpp-python lora_path). See docs/formats.md (GGUF).
@@ -62,11 +63,17 @@ extension Export {
         var adapter: String?
         @OptionGroup var base: BaseOption
         @Option(name: .shortAndLong, help: "The file to write (.gguf).") var output: String
-        @Option(help: "Tensor type of the weight matrices: f32 or f16.") var dtype: GGUFExportType = .f32
+        @Option(
+            help:
+                "Tensor type of the weight matrices: f32, f16, or quantized q8_0, q4_0, q4_1 (the model only; ggml's block formats, byte for byte as llama.cpp's quantizer makes them).")
+        var dtype: GGUFExportType = .f32
 
         func validate() throws {
             if adapter != nil && base.base != nil {
                 throw ValidationError("with --adapter, CHECKPOINT is the base; leave out --base")
+            }
+            if adapter != nil && dtype != .f32 && dtype != .f16 {
+                throw ValidationError("--dtype \(dtype.rawValue): a LoRA adapter is written as f32 or f16; quantize the base model instead")
             }
         }
 

@@ -22,6 +22,7 @@ struct Generate: ParsableCommand {
     @Option(help: "With --chat: the chat template family (chatml, llama3) when the model records none.")
     var template: ChatTemplate?
     @Flag(help: "Print JSON with token ids.") var json = false
+    @OptionGroup var weights: WeightsOption
     @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
@@ -45,7 +46,8 @@ struct Generate: ParsableCommand {
             if let end = tokenizer.id(for: style.template.endOfTurn) { sampling.stopTokens.append(end) }
         }
         let samples = try generateText(
-            loaded, prompts: prompts, sampling: sampling, stop: stop, ignoreEndOfText: ignoreEos, addSpecialTokens: !chat)
+            loaded, prompts: prompts, sampling: sampling, stop: stop, ignoreEndOfText: ignoreEos, addSpecialTokens: !chat,
+            engine: try loaded.decodeEngine(weights.weights))
         if json {
             try printJSON(samples)
         } else {

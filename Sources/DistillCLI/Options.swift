@@ -1,6 +1,7 @@
 import ArgumentParser
 import Core
 import ModelIO
+import NN
 
 /// Options every compute command shares.
 struct ComputeOptions: ParsableArguments {
@@ -30,3 +31,15 @@ struct BaseOption: ParsableArguments {
     @Option(help: "For an adapter checkpoint: its base model (default: the path the adapter records).")
     var base: String?
 }
+
+/// Which weights generation runs on.
+struct WeightsOption: ParsableArguments {
+    @Option(
+        help: """
+            The weights generation runs on: f32; q8_0, q4_0 or q4_1 (quantized at load, kept quantized); file (a \
+            quantized GGUF file's own Q8_0/Q4_0/Q4_1 tensors, as llama.cpp runs them).
+            """)
+    var weights: InferenceWeights = .f32
+}
+
+extension InferenceWeights: ExpressibleByArgument {}

@@ -204,6 +204,28 @@ package enum GGUFTensorType: UInt32, Sendable, CaseIterable {
     package var name: String { String(describing: self).uppercased() }
 }
 
+extension WeightFormat {
+    /// The engine format a GGUF tensor type is stored in byte for byte, if any.
+    package init?(ggml type: GGUFTensorType) {
+        switch type {
+        case .q8_0: self = .q8_0
+        case .q4_0: self = .q4_0
+        case .q4_1: self = .q4_1
+        default: return nil
+        }
+    }
+
+    /// The GGUF tensor type of this format (F32 for f32).
+    package var ggml: GGUFTensorType {
+        switch self {
+        case .f32: .f32
+        case .q8_0: .q8_0
+        case .q4_0: .q4_0
+        case .q4_1: .q4_1
+        }
+    }
+}
+
 /// One tensor described by a GGUF header.
 package struct GGUFTensorInfo: Sendable, Equatable {
     package var name: String
@@ -750,6 +772,12 @@ package struct GGUFWriter {
         package var name: String
         package var tensor: Tensor
         package var type: GGUFTensorType
+
+        /// Bytes of the tensor's data in its type.
+        var byteCount: Int {
+            let (elements, bytes) = type.blockLayout
+            return tensor.count / elements * bytes
+        }
     }
 
     package private(set) var metadata: [(key: String, value: GGUFValue)] = []
@@ -763,7 +791,8 @@ package struct GGUFWriter {
 
     package mutating func add(_ key: String, _ value: GGUFValue) { metadata.append((key, value)) }
 
-    /// Adds a tensor stored as `type` (`.f32` or `.f16`).
+    /// Adds a tensor stored as `type`: `.f32`, `.f16`, or quantized by distill's quantizers
+    /// (`.q8_0`, `.q4_0`, `.q4_1`; rows of whole blocks of 32, byte for byte as gguf-py's).
     package mutating func add(tensor name: String, _ tensor: Tensor, type: GGUFTensorType = .f32) {
         entries.append(Entry(name: name, tensor: tensor, type: type))
     }
@@ -810,10 +839,14 @@ package struct GGUFWriter {
             guard names.insert(entry.name).inserted else {
                 throw GGUFError(.duplicateName, file: path, field: field, hint: "the name is given twice")
             }
-            guard entry.type == .f32 || entry.type == .f16 else {
-                throw invalid(field, "distill writes F32 or F16 tensors, not \(entry.type.name)")
-            }
             let shape = entry.tensor.shape
+            if let format = WeightFormat(ggml: entry.type) {
+                guard shape.count == 2, format.fits(columns: shape[1]) else {
+                    throw invalid(field, "\(entry.type.name) stores matrices whose rows are whole blocks of 32 values, not shape \(shape)")
+                }
+            } else if entry.type != .f32 && entry.type != .f16 {
+                throw invalid(field, "distill writes F32, F16, Q8_0, Q4_0 or Q4_1 tensors, not \(entry.type.name)")
+            }
             guard (1...GGUF.maxDims).contains(shape.count) else {
                 throw invalid(field, "tensors need 1 to \(GGUF.maxDims) dimensions, shape is \(shape)")
             }
@@ -823,7 +856,7 @@ package struct GGUFWriter {
             header.append(entry.type.rawValue)
             header.append(UInt64(offset))
             offsets.append(offset)
-            offset += padded(entry.tensor.count * entry.type.blockLayout.bytes)
+            offset += padded(entry.byteCount)
         }
         header.pad(to: alignment)
         let padding = [UInt8](repeating: 0, count: alignment)
@@ -833,8 +866,11 @@ package struct GGUFWriter {
             var scratch = [UInt8]()
             for entry in entries {
                 let tensor = entry.tensor
-                let bytes = tensor.count * entry.type.blockLayout.bytes
+                let bytes = entry.byteCount
                 switch entry.type {
+                case .q8_0, .q4_0, .q4_1:
+                    let packed = PackedMatrix(tensor, format: WeightFormat(ggml: entry.type)!)
+                    try withExtendedLifetime(packed) { try sink(packed.blockBytes!) }
                 case .f32:
                     #if _endian(big)
                         scratch = (0..<tensor.count).flatMap { i in

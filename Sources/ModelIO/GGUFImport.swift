@@ -51,6 +51,9 @@ package struct GGUFModel {
     package var chatTemplateText: String?
     /// imported_from, source_sha256, source_tensor_types, and the chat keys (ChatStyle.metadata).
     package var metadata: [String: String]
+    /// The tensors stored in a format the decode engine runs as is (Q8_0, Q4_0, Q4_1), as the
+    /// file's blocks (rotary rows back in the rotate-half order), by distill name.
+    package var blocks: [String: PackedMatrix] = [:]
 }
 
 extension LlamaGGUF {
@@ -183,6 +186,7 @@ package func readGGUFModel(path: String) throws -> GGUFModel {
     }
     let tokenizer = try GGUFTokenizer.tokenizerJSON(from: file)
     var parameters: [String: Tensor] = [:]
+    var blocks: [String: PackedMatrix] = [:]
     for (ggml, hf) in names {
         var t = try file.read(ggml)
         if let i = t.firstNonFinite() {
@@ -190,9 +194,16 @@ package func readGGUFModel(path: String) throws -> GGUFModel {
                 path: path, problem: "tensor \(ggml) holds a non-finite value (\(t.data[i]) at element \(i))",
                 fix: "the model's weights are damaged; re-download them", kind: .badData)
         }
-        if let heads = LlamaGGUF.rotaryHeads(hf, config) { t = LlamaGGUF.deinterleaveRotaryRows(t, heads: heads) }
+        let heads = LlamaGGUF.rotaryHeads(hf, config)
+        if let heads { t = LlamaGGUF.deinterleaveRotaryRows(t, heads: heads) }
         t.name = hf
         parameters[hf] = t
+        if let info = file.tensor(ggml), let format = WeightFormat(ggml: info.type), info.shape.count == 2 {
+            let (rows, columns) = (info.shape[0], info.shape[1])
+            var raw = try file.rawBytes(ggml)
+            if let heads { raw = LlamaGGUF.deinterleaveRotaryRows(raw, rows: rows, heads: heads) }
+            blocks[hf] = raw.withUnsafeBytes { PackedMatrix(format: format, rows: rows, columns: columns, bytes: $0) }
+        }
     }
 
     var types: [String: Int] = [:]
@@ -207,7 +218,7 @@ package func readGGUFModel(path: String) throws -> GGUFModel {
     if let chat { metadata.merge(chat.metadata) { $1 } }
     return GGUFModel(
         config: config, parameters: parameters, tokenizerJSON: tokenizer.json, chat: chat, chatTemplateText: templateText,
-        metadata: metadata)
+        metadata: metadata, blocks: blocks)
 }
 
 /// The config the llama.* keys describe.
@@ -276,5 +287,6 @@ func loadGGUFModel(path: String, trainable: Bool) throws -> LoadedModel {
     var loaded = LoadedModel(model: model, tokenizer: tokenizer, tokenizerJSON: imported.tokenizerJSON, checkpoint: nil, path: path)
     loaded.chat = imported.chat
     loaded.sourceMetadata = imported.metadata
+    loaded.fileBlocks = imported.blocks
     return loaded
 }

@@ -38,11 +38,29 @@ import TextData
 
 /// Element type of the weight matrices in an export.
 package enum GGUFExportType: String, Sendable, CaseIterable {
-    case f32, f16
+    case f32, f16, q8_0, q4_0, q4_1
 
-    var tensorType: GGUFTensorType { self == .f32 ? .f32 : .f16 }
-    /// general.file_type (llama_ftype): ALL_F32 = 0, MOSTLY_F16 = 1.
-    var fileType: UInt32 { self == .f32 ? 0 : 1 }
+    var tensorType: GGUFTensorType {
+        switch self {
+        case .f32: .f32
+        case .f16: .f16
+        case .q8_0: .q8_0
+        case .q4_0: .q4_0
+        case .q4_1: .q4_1
+        }
+    }
+
+    /// general.file_type (llama_ftype): ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2, MOSTLY_Q4_1 3,
+    /// MOSTLY_Q8_0 7.
+    var fileType: UInt32 {
+        switch self {
+        case .f32: 0
+        case .f16: 1
+        case .q4_0: 2
+        case .q4_1: 3
+        case .q8_0: 7
+        }
+    }
 }
 
 /// llama.cpp token types (llama_token_type).
@@ -95,21 +113,41 @@ package enum LlamaGGUF {
         permuteRotaryRows(w, heads: heads, toNeighbourPairs: false)
     }
 
+    /// The same reordering on rows of stored blocks ([rows, row bytes], a quantized tensor's
+    /// data: blocks never cross a row).
+    package static func deinterleaveRotaryRows(_ bytes: [UInt8], rows: Int, heads: Int) -> [UInt8] {
+        let width = bytes.count / rows
+        var out = [UInt8](repeating: 0, count: bytes.count)
+        for (to, from) in rotaryRowSources(rows: rows, heads: heads, toNeighbourPairs: false).enumerated() {
+            out[(to * width)..<((to + 1) * width)] = bytes[(from * width)..<((from + 1) * width)]
+        }
+        return out
+    }
+
     private static func permuteRotaryRows(_ w: Tensor, heads: Int, toNeighbourPairs: Bool) -> Tensor {
-        precondition(w.rank == 2 && heads > 0 && w.shape[0] % (2 * heads) == 0, "rows \(w.shape) do not split into \(heads) heads of even size")
-        let rows = w.shape[0], cols = w.shape[1]
-        let d = rows / heads, half = d / 2
+        precondition(w.rank == 2, "rotary rows of a matrix, got \(w.shape)")
+        let cols = w.shape[1]
         let out = Tensor.empty(w.shape)
+        for (to, from) in rotaryRowSources(rows: w.shape[0], heads: heads, toNeighbourPairs: toNeighbourPairs).enumerated() {
+            (out.data + to * cols).update(from: w.data + from * cols, count: cols)
+        }
+        return out
+    }
+
+    /// Row i of the reordered matrix is row `sources[i]` of the original.
+    private static func rotaryRowSources(rows: Int, heads: Int, toNeighbourPairs: Bool) -> [Int] {
+        precondition(heads > 0 && rows % (2 * heads) == 0, "\(rows) rows do not split into \(heads) heads of even size")
+        let d = rows / heads, half = d / 2
+        var sources = [Int](repeating: 0, count: rows)
         for h in 0..<heads {
             for i in 0..<half {
                 for j in 0..<2 {
                     let halves = h * d + j * half + i, pairs = h * d + 2 * i + j
-                    let (from, to) = toNeighbourPairs ? (halves, pairs) : (pairs, halves)
-                    (out.data + to * cols).update(from: w.data + from * cols, count: cols)
+                    if toNeighbourPairs { sources[pairs] = halves } else { sources[halves] = pairs }
                 }
             }
         }
-        return out
+        return sources
     }
 
     /// llama.cpp's rope_freqs.weight for a model with Llama 3's rope scaling ([D/2] divisors of
@@ -231,7 +269,13 @@ package func writeGGUF(
             preconditionFailure("LlamaModel parameter \(hfName) has no ggml name")
         }
         let data = LlamaGGUF.rotaryHeads(hfName, c).map { LlamaGGUF.interleaveRotaryRows(tensor, heads: $0) } ?? tensor
-        writer.add(tensor: ggml, data, type: tensor.rank == 1 ? .f32 : dtype.tensorType)
+        // Vectors stay f32; a matrix whose rows are not whole quantization blocks stays f16; the
+        // token embedding and output matrix keep Q8_0 under a 4-bit type, as llama.cpp's quantizer does.
+        var type = tensor.rank == 1 ? .f32 : dtype.tensorType
+        if let format = WeightFormat(ggml: type) {
+            type = format.fits(columns: tensor.shape[1]) ? WeightFormat.forMatrix(hfName, format).ggml : .f16
+        }
+        writer.add(tensor: ggml, data, type: type)
     }
     try writer.write(to: path)
 }

@@ -26,6 +26,9 @@ package struct LoadedModel {
     package var chat: ChatStyle?
     /// For a model read from a foreign file (GGUF): what a checkpoint of it records about its source.
     package var sourceMetadata: [String: String] = [:]
+    /// For a quantized GGUF file: its Q8_0, Q4_0 and Q4_1 tensors as stored, by distill name
+    /// (`--weights file`).
+    package var fileBlocks: [String: PackedMatrix] = [:]
 
     /// The tokenizer, or an error saying the source has none.
     package func requireTokenizer() throws -> ByteLevelBPETokenizer {

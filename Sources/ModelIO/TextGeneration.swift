@@ -19,9 +19,10 @@ package struct Sample: Codable, Sendable {
 /// end-of-text token (and any of `sampling.stopTokens`) ends a row (unless `ignoreEndOfText`),
 /// the stop token left out of the text. `addSpecialTokens: false` encodes prompts without the
 /// tokenizer's template prefix (for text a chat template rendered, which carries its own).
+/// `engine` (default: the model's f32 weights) runs the generation.
 package func generateText(
     _ loaded: LoadedModel, prompts: [String], sampling: SamplingConfig, stop: [String], ignoreEndOfText: Bool = false,
-    addSpecialTokens: Bool = true
+    addSpecialTokens: Bool = true, engine: DecodeEngine? = nil
 ) throws -> [Sample] {
     let tokenizer = try loaded.requireTokenizer()
     var sampling = sampling
@@ -30,11 +31,12 @@ package func generateText(
         let ids = tokenizer.encode(p, addSpecialTokens: addSpecialTokens)
         return ids.isEmpty ? [loaded.endOfText ?? 0] : ids
     }
-    let outputs = loaded.model.generate(prompts: encoded, sampling: sampling) { _, generated in
+    let outputs = (engine ?? DecodeEngine(model: loaded.model)).generate(prompts: encoded, sampling: sampling) {
+        _, generated in
         guard !stop.isEmpty else { return false }
         let text = tokenizer.decode(generated)
         return stop.contains { text.contains($0) }
-    }
+    }.ids
     return zip(zip(prompts, encoded), outputs).map { pair, ids in
         var text = tokenizer.decode(ignoreEndOfText ? ids : ids.filter { !sampling.stopTokens.contains($0) })
         for s in stop { if let r = text.range(of: s) { text = String(text[..<r.lowerBound]) } }
@@ -71,10 +73,10 @@ extension LoadedModel {
 
 /// The assistant's reply to `messages`, rendered with `style` and ended at its end-of-turn
 /// token (or the end-of-text token). `onText` receives the reply's text as it grows (whole
-/// characters only), for streaming.
+/// characters only), for streaming. `engine` (default: the model's f32 weights) runs it.
 package func chatReply(
     _ loaded: LoadedModel, style: ChatStyle, messages: [ChatMessage], sampling: SamplingConfig,
-    onText: ((String) -> Void)? = nil
+    engine: DecodeEngine? = nil, onText: ((String) -> Void)? = nil
 ) throws -> ChatReply {
     let tokenizer = try loaded.requireTokenizer()
     try style.template.check(tokenizer)
@@ -84,7 +86,8 @@ package func chatReply(
     }
     let prompt = tokenizer.encode(style.prompt(messages), addSpecialTokens: false)
     var shown = 0
-    let ids = loaded.model.generate(prompts: [prompt], sampling: sampling) { _, generated in
+    let ids = (engine ?? DecodeEngine(model: loaded.model)).generate(prompts: [prompt], sampling: sampling) {
+        _, generated in
         guard let onText else { return false }
         let text = tokenizer.decode(generated.filter { !sampling.stopTokens.contains($0) })
         // A multi-byte character split across tokens decodes to U+FFFD until it is whole.
@@ -93,7 +96,7 @@ package func chatReply(
             shown = text.count
         }
         return false
-    }[0]
+    }.ids[0]
     let stopped = ids.last.map { sampling.stopTokens.contains($0) } ?? false
     let reply = tokenizer.decode(stopped ? Array(ids.dropLast()) : ids)
     if let onText, reply.count > shown { onText(String(reply.dropFirst(shown))) }

@@ -1,14 +1,12 @@
-// Inference: a KV cache (prefill, then one token per step), and batched sampling with
-// greedy, temperature, top-k, top-p and a seed.
+// Inference: generation on the decode engine (DecodeEngine.swift) with greedy, temperature,
+// top-k, top-p and a seed; and the autograd model's KV cache (`LlamaModel.hidden(cache:)`),
+// the reference the engine is tested against.
 
 import Core
 import Foundation
 
 /// Keys and values of every layer for up to `capacity` positions of `batch` rows, laid
 /// out [S, B, G, D] so the filled prefix is contiguous as it grows.
-///
-/// The storage holds `reservedRows` rows (at least `batch`), so `branch` can turn a few
-/// prefilled rows into the batch that decodes from them without a second allocation.
 public final class KVCache {
     public final class Layer {
         let k: Storage, v: Storage
@@ -39,58 +37,19 @@ public final class KVCache {
         }
     }
 
-    /// Rows cached now.
-    public private(set) var batch: Int
-    /// Rows the storage has room for: the most `branch` can grow the batch to.
-    public let reservedRows: Int
+    public let batch: Int
     public let capacity: Int
     public private(set) var length = 0
     public private(set) var layers: [Layer] = []
-    /// Floats of one position of one row: G x D.
-    private let rowWidth: Int
-
-    /// `reservingRows` (default and minimum `batch`) sizes the storage for a later `branch`.
-    public init(config: LlamaConfig, batch: Int, capacity: Int, reservingRows: Int? = nil) {
-        let reserved = reservingRows ?? batch
-        precondition(batch >= 1 && reserved >= batch, "KV cache of \(batch) rows cannot reserve \(reserved)")
+    public init(config: LlamaConfig, batch: Int, capacity: Int) {
+        precondition(batch >= 1, "a KV cache needs at least one row, got \(batch)")
         self.batch = batch
-        self.reservedRows = reserved
         self.capacity = capacity
-        rowWidth = config.numKeyValueHeads * config.headDim
-        let count = capacity * reserved * rowWidth
+        let count = capacity * batch * config.numKeyValueHeads * config.headDim
         layers = (0..<config.effectiveLayers).map { _ in Layer(self, count: count) }
     }
 
     func advance(by n: Int) { length += n }
-
-    /// Row r of the new batch continues row `source[r]` of the current one: it gets a copy of
-    /// that row's cached keys and values, so one prefilled prompt can start several rows.
-    /// In place, within the reserved rows; the batch may grow or stay, not shrink.
-    ///
-    /// Going down from the last position, position s of the old layout [S, B, G, D] lies below
-    /// every position already rewritten (s B_old < (s + 1) B_new), so copying its B_old rows
-    /// aside before scattering them is all the safety the in-place move needs.
-    public func branch(_ source: [Int]) {
-        let (old, new, w) = (batch, source.count, rowWidth)
-        precondition(
-            new >= old && new <= reservedRows, "KV cache branch from \(old) to \(new) rows (reserved \(reservedRows))")
-        precondition(
-            source.allSatisfy { (0..<old).contains($0) }, "KV cache branch source \(source) outside 0..<\(old)")
-        if source == Array(0..<old) { return }
-        let aside = UnsafeMutablePointer<Float>.allocate(capacity: old * w)  // one position's old rows
-        defer { aside.deallocate() }
-        for layer in layers {
-            for storage in [layer.k, layer.v] {
-                for s in stride(from: length - 1, through: 0, by: -1) {
-                    aside.update(from: storage.pointer + s * old * w, count: old * w)
-                    for (r, j) in source.enumerated() {
-                        (storage.pointer + (s * new + r) * w).update(from: aside + j * w, count: w)
-                    }
-                }
-            }
-        }
-        batch = new
-    }
 
     /// Bytes held for keys and values.
     public var bytes: Int { layers.count * 2 * (layers.first?.k.count ?? 0) * MemoryLayout<Float>.size }
@@ -126,7 +85,7 @@ public struct SamplingConfig: Codable, Sendable, Equatable {
 /// How the rows of a generation batch share their prefill. Each way gives every row the
 /// tokens it gets with `none`; the logits may differ in their last bits (see
 /// `generateWithLogProbs`).
-package enum PrefillSharing: Sendable, CaseIterable {
+public enum PrefillSharing: Sendable, CaseIterable {
     /// Every row prefills its own prompt: the reference the tests compare against.
     case none
     /// Rows with identical prompts (k samples of one task) share one prefill.
@@ -177,12 +136,9 @@ package struct PrefillPlan: Equatable {
 extension LlamaModel {
     /// Continues each prompt (token ids, at least one each) and returns the generated ids.
     ///
-    /// Prompts of different lengths are left-padded in one batch: padding sits in its own
-    /// attention segment and the positions of each row start at 0 at its first real
-    /// token, so every row gets the logits it would get alone (to within float rounding;
-    /// identical prompts and a common prefix are prefilled once, see `generateWithLogProbs`).
-    /// Row r samples from its own generator seeded with (seed, r), so results do not depend
-    /// on the batch.
+    /// Runs on a `DecodeEngine` over this model's f32 weights (see `DecodeEngine.generate`):
+    /// every row gets the logits it would get alone, to within float rounding. Row r samples
+    /// from its own generator seeded with (seed, r), so results do not depend on the batch.
     /// `shouldStop(row, generated)` lets the caller stop a row early (stop strings).
     public func generate(
         prompts: [[Int32]], sampling: SamplingConfig, shouldStop: (Int, [Int32]) -> Bool = { _, _ in false }
@@ -190,32 +146,45 @@ extension LlamaModel {
         generateWithLogProbs(prompts: prompts, sampling: sampling, logProbs: false, shouldStop: shouldStop).ids
     }
 
-    /// `generate`, with two additions for teachers: `rowSeeds` gives each row its own seed
-    /// (row r samples from a generator seeded with `rowSeeds[r]` alone, so a sample depends on
-    /// its prompt and seed, not on its row or the batch), and with `logProbs` the
-    /// log-probability of every generated token under the model's distribution (log-softmax
-    /// of the logits at temperature 1, before top-k/top-p) is returned next to it.
-    ///
-    /// The prefill is shared (`PrefillSharing.commonPrefix`): rows with identical prompts
-    /// prefill it once and branch the KV cache, and the prefix common to all the batch's
-    /// prompts is prefilled once before the rest. A row's logits are those of its prompt
-    /// alone up to float rounding (padding moves the lanes of the softmax sums, and matrix
-    /// products of other heights may block differently), as they were for a left-padded batch
-    /// before: the tests check greedy and seeded tokens identical and log-probabilities
-    /// within 1e-5 of the unshared path.
+    /// `generate` with per-row seeds and log-probabilities: `DecodeEngine.generate` on this
+    /// model's f32 weights (and its enabled adapters).
     public func generateWithLogProbs(
         prompts: [[Int32]], sampling: SamplingConfig, rowSeeds: [UInt64]? = nil, logProbs: Bool,
         shouldStop: (Int, [Int32]) -> Bool = { _, _ in false }
     ) -> (ids: [[Int32]], logProbs: [[Double]]) {
-        generateWithLogProbs(
-            prompts: prompts, sampling: sampling, rowSeeds: rowSeeds, logProbs: logProbs, sharing: .commonPrefix,
-            shouldStop: shouldStop)
+        DecodeEngine(model: self).generate(
+            prompts: prompts, sampling: sampling, rowSeeds: rowSeeds, logProbs: logProbs, shouldStop: shouldStop)
     }
 
     /// `generateWithLogProbs` with the prefill shared as `sharing` says.
     package func generateWithLogProbs(
         prompts: [[Int32]], sampling: SamplingConfig, rowSeeds: [UInt64]? = nil, logProbs: Bool,
         sharing: PrefillSharing, shouldStop: (Int, [Int32]) -> Bool = { _, _ in false }
+    ) -> (ids: [[Int32]], logProbs: [[Double]]) {
+        DecodeEngine(model: self).generate(
+            prompts: prompts, sampling: sampling, rowSeeds: rowSeeds, logProbs: logProbs, sharing: sharing,
+            shouldStop: shouldStop)
+    }
+}
+
+extension DecodeEngine {
+    /// Continues each prompt (token ids, at least one each); returns the generated ids and,
+    /// with `logProbs`, the log-probability of every generated token under the model's
+    /// distribution (log-softmax of the logits at temperature 1, before top-k/top-p).
+    ///
+    /// Row r samples from a generator seeded with `rowSeeds[r]`, or (seed, r) without them, so
+    /// a sample depends on its prompt and seed, not on its row or the batch. Each row has its
+    /// own KV-cache slot and positions from 0, so no padding is ever attended to. The prefill
+    /// is shared as `sharing` says (default `commonPrefix`): rows with identical prompts
+    /// prefill it once and copy the slot, and the prefix common to all the batch's prompts is
+    /// prefilled once before the rest. A row's logits are those of its prompt alone up to float
+    /// rounding (products of other heights may block differently): the tests check greedy and
+    /// seeded tokens identical and log-probabilities within 1e-5 of the unshared path.
+    /// A row that finishes (a stop token, `maxTokens`, or `shouldStop(row, generated)`) leaves
+    /// the batch: later steps decode only the rows still running.
+    public func generate(
+        prompts: [[Int32]], sampling: SamplingConfig, rowSeeds: [UInt64]? = nil, logProbs: Bool = false,
+        sharing: PrefillSharing = .commonPrefix, shouldStop: (Int, [Int32]) -> Bool = { _, _ in false }
     ) -> (ids: [[Int32]], logProbs: [[Double]]) {
         precondition(prompts.allSatisfy { !$0.isEmpty }, "every prompt needs at least one token")
         precondition(
@@ -228,91 +197,57 @@ extension LlamaModel {
         var outputs = [[Int32]](repeating: [], count: b)
         var logProbOutputs = [[Double]](repeating: [], count: b)
         guard b > 0, sampling.maxTokens > 0 else { return (outputs, logProbOutputs) }
-        var done = [Bool](repeating: false, count: b)
         let plan = PrefillPlan(prompts: prompts, sharing: sharing)
         let longest = prompts.map(\.count).max()!
-        return GradMode.withoutGrad {
-            // Room for every row from the start: branching fills it in place, so the cache never
-            // takes more than an unshared batch's.
-            let cache = KVCache(
-                config: config, batch: plan.shared > 0 ? 1 : plan.distinct.count,
-                capacity: longest + sampling.maxTokens,
-                reservingRows: b)
-            let prefilled = prefill(plan, cache: cache)
-            var last = prefilled.logits  // [U, 1, V]
-            cache.branch(plan.source)
-            var keySegments = plan.source.map { prefilled.segments[$0] }
-            var logitRow = plan.source  // row r samples from row logitRow[r] of `last`
-            var step = 0
-            while true {
-                var ids = [Int32](), positions = [Int32]()
-                for r in 0..<b {
-                    let next: Int32
-                    if done[r] {
-                        next = 0
-                    } else {
-                        let row = last.data + logitRow[r] * config.vocabSize
-                        next = sample(row, config.vocabSize, sampling, &rngs[r])
-                        outputs[r].append(next)
-                        if logProbs { logProbOutputs[r].append(logProbability(row, config.vocabSize, next)) }
-                        if sampling.stopTokens.contains(next) || outputs[r].count >= sampling.maxTokens
-                            || shouldStop(r, outputs[r])
-                        {
-                            done[r] = true
-                        }
-                    }
-                    ids.append(next)
-                    positions.append(Int32(prompts[r].count + step))
-                    keySegments[r].append(0)
-                }
-                if done.allSatisfy({ $0 }) { break }
-                let h = hidden(
-                    ids: ids, batch: b, length: 1, positions: positions, segments: keySegments.flatMap { $0 },
-                    cache: cache)
-                last = lmHead(h)  // [B, 1, V]
-                logitRow = Array(0..<b)
-                step += 1
-            }
-            return (outputs, logProbOutputs)
-        }
-    }
-
-    /// Prefills `plan` into `cache`: the shared prefix at batch 1, branched to the distinct
-    /// prompts, then the rest of each, left-padded to the longest rest (padding in its own
-    /// attention segment between the prefix and the rest, positions continuing the prefix).
-    /// Leaves the cache at one row per distinct prompt; returns their last-position logits
-    /// [U, 1, V] and each one's key segments so far.
-    private func prefill(_ plan: PrefillPlan, cache: KVCache) -> (logits: Tensor, segments: [[Int32]]) {
+        let state = DecodeState(engine: self, slots: b, capacity: longest + sampling.maxTokens)
+        // Distinct prompt u is prefilled in the slot of its first row, then copied to the others.
+        var home = [Int](repeating: -1, count: plan.distinct.count)
+        for (r, u) in plan.source.enumerated() where home[u] < 0 { home[u] = r }
         let c = plan.shared
         if c > 0 {
-            _ = hidden(ids: Array(plan.distinct[0][..<c]), batch: 1, length: c, cache: cache)  // only the cache is kept
-            cache.branch(Array(repeating: 0, count: plan.distinct.count))
+            state.step(ids: Array(plan.distinct[0][..<c]), slots: Array(repeating: home[0], count: c), outputs: [])
+            for u in 1..<plan.distinct.count { state.copy(slot: home[0], to: home[u]) }
         }
-        let rests = plan.distinct.map { $0[c...] }
-        let t = rests.map(\.count).max()!
-        var ids = [Int32](), positions = [Int32](), segments: [[Int32]] = []
-        for rest in rests {
-            let pad = t - rest.count
-            ids += Array(repeating: rest.first!, count: pad) + rest
-            positions += Array(repeating: Int32(c), count: pad) + (c..<(c + rest.count)).map { Int32($0) }
-            segments.append(
-                Array(repeating: 0, count: c) + Array(repeating: -1, count: pad)
-                    + Array(repeating: 0, count: rest.count))
+        var ids: [Int32] = [], slots: [Int] = [], lastTokens: [Int] = []
+        for (u, prompt) in plan.distinct.enumerated() {
+            ids += prompt[c...]
+            slots += Array(repeating: home[u], count: prompt.count - c)
+            lastTokens.append(ids.count - 1)
         }
-        let h = hidden(
-            ids: ids, batch: rests.count, length: t, positions: positions, segments: segments.flatMap { $0 },
-            cache: cache)
-        return (lmHead(h.slice(axis: 1, (t - 1)..<t)), segments)  // [U, 1, V]
+        var logits = state.step(ids: ids, slots: slots, outputs: lastTokens)  // [U, V]
+        for (r, u) in plan.source.enumerated() where r != home[u] { state.copy(slot: home[u], to: r) }
+        var logitRow = plan.source  // row r samples from row logitRow[r] of `logits`
+        var running = Array(0..<b)
+        let v = config.vocabSize
+        while true {
+            var next: [Int32] = [], still: [Int] = []
+            for r in running {
+                let row = logits + logitRow[r] * v
+                let token = sample(row, v, sampling, &rngs[r])
+                outputs[r].append(token)
+                if logProbs { logProbOutputs[r].append(logProbability(row, v, token)) }
+                if sampling.stopTokens.contains(token) || outputs[r].count >= sampling.maxTokens
+                    || shouldStop(r, outputs[r])
+                {
+                    continue
+                }
+                next.append(token)
+                still.append(r)
+            }
+            running = still
+            if running.isEmpty { break }
+            logits = state.step(ids: next, slots: running, outputs: Array(running.indices))  // [A, V]
+            for (i, r) in running.enumerated() { logitRow[r] = i }
+        }
+        return (outputs, logProbOutputs)
     }
 }
 
-/// log softmax(logits)[token], in Double.
+/// log softmax(logits)[token]: the max-shifted sum of exponentials in SIMD (relative error
+/// near 1e-7), the rest in Double.
 func logProbability(_ logits: UnsafePointer<Float>, _ v: Int, _ token: Int32) -> Double {
-    var top = logits[0]
-    for j in 1..<v where logits[j] > top { top = logits[j] }
-    var sum = 0.0
-    for j in 0..<v { sum += Foundation.exp(Double(logits[j] - top)) }
-    return Double(logits[Int(token)] - top) - Foundation.log(sum)
+    let top = maxOf(logits, v)
+    return Double(logits[Int(token)] - top) - Foundation.log(Double(expShiftedSumOnly(logits, v, shift: top)))
 }
 
 /// Picks a token from one row of logits.

@@ -97,11 +97,6 @@ package enum PrefillBench {
                         Double(prompts.count) / seconds))
             }
         }
-        func median(_ xs: [Double]) -> Double {
-            let sorted = xs.sorted()
-            return sorted.count % 2 == 1
-                ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
-        }
         let unshared = median(times[0])
         let result = modes.enumerated().map { i, mode -> PrefillBenchResult.Mode in
             let plan = PrefillPlan(prompts: prompts, sharing: mode.0)

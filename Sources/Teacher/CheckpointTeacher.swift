@@ -1,3 +1,4 @@
+import Core
 import Foundation
 import JSON
 import NN
@@ -30,11 +31,14 @@ package struct CheckpointTeacherConfig: Sendable, Equatable, Codable {
     /// The chat template for tasks with messages or tools; nil: the model's own (ChatML when it
     /// records none).
     package var template: ChatTemplate?
+    /// The weights the engine runs on: f32 (nil), quantized at load (q8_0, q4_0, q4_1), or a
+    /// quantized GGUF file's own blocks (file).
+    package var weights: InferenceWeights?
 
     package init(checkpoint: String) { self.checkpoint = checkpoint }
 
     package enum CodingKeys: String, CodingKey, CaseIterable {
-        case checkpoint, samples, seed, temperature, stop, logprobs, template
+        case checkpoint, samples, seed, temperature, stop, logprobs, template, weights
         case topP = "top_p"
         case topK = "top_k"
         case maxTokens = "max_tokens"
@@ -42,8 +46,8 @@ package struct CheckpointTeacherConfig: Sendable, Equatable, Codable {
     }
 }
 
-/// The `checkpoint` teacher: samples a distill model with the built-in engine, batched over
-/// prompts x samples (left padded, KV cache), each sample from its own seeded generator.
+/// The `checkpoint` teacher: samples a distill model with the decode engine (on the weights
+/// `weights` names), batched over prompts x samples, each sample from its own seeded generator.
 ///
 /// A sample depends only on the model, the rendered prompt, the settings and its seed: row
 /// generators are seeded with XXH64(prompt, seed), not with the row's place in the batch.
@@ -59,25 +63,36 @@ package struct CheckpointTeacher: TeacherBackend {
     package let config: CheckpointTeacherConfig
     package let cache: CallCache
     package let counters = CallCounters()
-    private let model: LlamaModel.Shared
     private let tokenizer: ByteLevelBPETokenizer
     private let stopTokens: [Int32]
     /// How tasks with messages or tools are rendered: `config.template` resolved against the model's style.
     package let chat: ChatStyle
-    /// `xxh64:…` over the configuration, weights and tokenizer: the model's part of every cache key.
+    /// `xxh64:…` over the configuration, weights and tokenizer (and the weight format when not
+    /// f32): the model's part of every cache key.
     package let checksum: String
+    /// The decode engine over the model's weights as `config.weights` says.
+    package let engine: DecodeEngine
 
-    /// Throws `DataError.badConfig` for settings out of range. `checksum`, when given, is the
-    /// model's as `checksum(_:tokenizerJSON:)` computed it for another teacher of the same model.
+    /// Throws `DataError.badConfig` for settings out of range, or `weights: file` without
+    /// `blocks` (a quantized GGUF file's own tensors). `checksum` and `engine`, when given, are
+    /// another teacher's of the same model and weights, reused rather than computed again.
     package init(
         config: CheckpointTeacherConfig, model: LlamaModel, tokenizer: ByteLevelBPETokenizer, tokenizerJSON: String,
-        endOfText: Int32?, modelChat: ChatStyle? = nil, cache: CallCache, checksum: String? = nil
+        endOfText: Int32?, modelChat: ChatStyle? = nil, blocks: [String: PackedMatrix] = [:], cache: CallCache,
+        checksum: String? = nil, engine: DecodeEngine? = nil
     ) throws {
-        try refuseProblems(config.problems())
+        var problems = config.problems()
+        let weights = config.weights ?? .f32
+        if weights == .file && blocks.isEmpty && engine == nil {
+            problems.append(
+                "weights \"file\" runs a quantized GGUF file's own Q8_0, Q4_0 or Q4_1 tensors, and this model has none; "
+                    + "use \"q8_0\", \"q4_0\" or \"q4_1\" to quantize it at load")
+        }
+        try refuseProblems(problems)
         self.config = config
+        self.engine = engine ?? DecodeEngine(model: model, weights: weights, blocks: blocks)
         chat = ChatStyle.resolved(config.template, model: modelChat) ?? ChatStyle(template: .chatml)
         self.cache = cache
-        self.model = LlamaModel.Shared(model)
         self.tokenizer = tokenizer
         var stops: [Int32] = []
         if let endOfText { stops.append(endOfText) }
@@ -85,7 +100,8 @@ package struct CheckpointTeacher: TeacherBackend {
             if let id = tokenizer.id(for: special), tokenizer.isSpecial(id), !stops.contains(id) { stops.append(id) }
         }
         stopTokens = stops
-        self.checksum = checksum ?? Self.checksum(model, tokenizerJSON: tokenizerJSON)
+        self.checksum =
+            checksum ?? Self.checksum(model, tokenizerJSON: tokenizerJSON) + (weights == .f32 ? "" : "+\(weights.rawValue)")
     }
 
     /// XXH64 (two seeds, 128 bits) over the config, every parameter's name, shape and values in
@@ -233,7 +249,7 @@ package struct CheckpointTeacher: TeacherBackend {
             stopTokens: stopTokens)
         let seeds = batch.map { XXH64.hash(Array($0.prompt.utf8), seed: UInt64($0.seed)) }
         let stop = config.stop
-        let (ids, logprobs) = model.model.generateWithLogProbs(
+        let (ids, logprobs) = engine.generate(
             prompts: prompts, sampling: sampling, rowSeeds: seeds, logProbs: config.logprobs
         ) { _, generated in
             guard !stop.isEmpty else { return false }
@@ -296,11 +312,3 @@ extension CheckpointTeacherConfig {
     }
 }
 
-extension LlamaModel {
-    /// A model shared read-only by a teacher (generation only reads the weights).
-    final class Shared: @unchecked Sendable {
-        // @unchecked: the teacher runs one batch at a time and never writes the weights.
-        let model: LlamaModel
-        init(_ model: LlamaModel) { self.model = model }
-    }
-}

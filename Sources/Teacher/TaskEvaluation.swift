@@ -4,6 +4,7 @@
 // the rows of eval.tasks.jsonl. The eval stage and `distill eval --tasks` run it for every arm
 // (docs/evaluation.md).
 
+import Core
 import Foundation
 import JSON
 import NN
@@ -55,8 +56,11 @@ package struct TaskEvalConfig: Sendable, Equatable, Codable {
 
     /// The checkpoint teacher's settings for the greedy pass (one sample at temperature 0) or
     /// the sampled pass.
-    package func teacherConfig(greedy: Bool, template: ChatTemplate?) -> CheckpointTeacherConfig {
+    package func teacherConfig(greedy: Bool, template: ChatTemplate?, weights: InferenceWeights? = nil)
+        -> CheckpointTeacherConfig
+    {
         var c = CheckpointTeacherConfig(checkpoint: "(eval)")
+        c.weights = weights
         c.samples = greedy ? 1 : samples
         c.temperature = greedy ? 0 : temperature
         c.topP = greedy ? 1 : topP
@@ -142,15 +146,17 @@ package enum TaskEvaluation {
     package static func evaluate(
         tasks: [TeacherTask], verifier: Verifier, config: TaskEvalConfig, template: ChatTemplate?, model: LlamaModel,
         tokenizer: ByteLevelBPETokenizer, tokenizerJSON: String, endOfText: Int32?, modelChat: ChatStyle?,
-        cache: CallCache, prompt: TeacherPrompt = TeacherPrompt(), progress: (Int) -> Void = { _ in }
+        weights: InferenceWeights? = nil, blocks: [String: PackedMatrix] = [:], cache: CallCache,
+        prompt: TeacherPrompt = TeacherPrompt(), progress: (Int) -> Void = { _ in }
     ) throws -> ArmEvaluation {
         try refuseProblems(config.problems())
         // The model is shown each task through `prompt` (a few-shot teacher arm); verdicts use the task.
         let examples = try prompt.loadExamples()
         let shown = tasks.map { prompt.apply($0, examples: examples) }
         let greedyTeacher = try CheckpointTeacher(
-            config: config.teacherConfig(greedy: true, template: template), model: model, tokenizer: tokenizer,
-            tokenizerJSON: tokenizerJSON, endOfText: endOfText, modelChat: modelChat, cache: cache)
+            config: config.teacherConfig(greedy: true, template: template, weights: weights), model: model,
+            tokenizer: tokenizer, tokenizerJSON: tokenizerJSON, endOfText: endOfText, modelChat: modelChat,
+            blocks: blocks, cache: cache)
         try greedyTeacher.validate(shown)
         var done = 0
         let greedy = try greedyTeacher.sampleSync(shown) { _ in
@@ -160,11 +166,11 @@ package enum TaskEvaluation {
         var sampled: [TeacherSample] = []
         var counters = (greedyTeacher.counters.requests, greedyTeacher.counters.cacheHits)
         if config.samples > 0 {
-            // The same weights: the greedy teacher's checksum is reused rather than hashed again.
+            // The same weights: the greedy teacher's checksum and engine are reused, not made again.
             let teacher = try CheckpointTeacher(
-                config: config.teacherConfig(greedy: false, template: template), model: model, tokenizer: tokenizer,
-                tokenizerJSON: tokenizerJSON, endOfText: endOfText, modelChat: modelChat, cache: cache,
-                checksum: greedyTeacher.checksum)
+                config: config.teacherConfig(greedy: false, template: template, weights: weights), model: model,
+                tokenizer: tokenizer, tokenizerJSON: tokenizerJSON, endOfText: endOfText, modelChat: modelChat,
+                cache: cache, checksum: greedyTeacher.checksum, engine: greedyTeacher.engine)
             sampled = try teacher.sampleSync(shown) { _ in
                 done += 1
                 progress(done)

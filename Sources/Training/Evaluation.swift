@@ -21,13 +21,17 @@ package struct EvalResult: Codable, Sendable {
     enum CodingKeys: String, CodingKey { case loss, perplexity, tokens, batches, lastLogits = "last_logits" }
 }
 
-package func evaluate(_ model: LlamaModel, batches: [TokenBatch]) -> EvalResult {
+package func evaluate(_ model: LlamaModel, batches: [TokenBatch], engine: DecodeEngine? = nil) -> EvalResult {
     var total = 0.0
     var tokens = 0
     GradMode.withoutGrad {
         for b in batches {
-            let loss = model.loss(ids: b.inputs, targets: b.targets, batch: b.rows, length: b.seqLen)
-            total += Double(loss.item) * Double(b.rows * b.seqLen)
+            if let engine {
+                total += engine.totalLoss(ids: b.inputs, targets: b.targets, rows: b.rows, length: b.seqLen)
+            } else {
+                let loss = model.loss(ids: b.inputs, targets: b.targets, batch: b.rows, length: b.seqLen)
+                total += Double(loss.item) * Double(b.rows * b.seqLen)
+            }
             tokens += b.rows * b.seqLen
         }
     }
@@ -39,11 +43,14 @@ package func evaluate(_ model: LlamaModel, batches: [TokenBatch]) -> EvalResult 
 /// `seqLen`+1 (the last one may be shorter), full windows 8 to a batch, at most `batches`
 /// batches. A text file is scored as it is (no end-of-text appended), so a short text is
 /// one window whose loss equals transformers' `labels=ids` loss. With `lastLogits`, the
-/// logits at the final position scored are returned too.
+/// logits at the final position scored are returned too. `weights` other than f32 score
+/// through the decode engine on those weights (the f32 path is the autograd model's loss).
 package func evaluateFile(
-    checkpoint: String, base: String? = nil, path: String, jsonl: Bool, seqLen: Int?, batches: Int, lastLogits: Bool = false
+    checkpoint: String, base: String? = nil, path: String, jsonl: Bool, seqLen: Int?, batches: Int, lastLogits: Bool = false,
+    weights: InferenceWeights = .f32
 ) throws -> EvalResult {
     let loaded = try loadModel(from: checkpoint, base: base)
+    let engine = weights == .f32 ? nil : try loaded.decodeEngine(weights)
     let tokenizer = try loaded.requireTokenizer()
     let source = CorpusSource(paths: [path], format: jsonl ? .jsonl : .text)
     let stream = try source.tokenStream(tokenizer: tokenizer, separator: jsonl ? loaded.endOfText : nil, cacheDirectory: nil)
@@ -77,7 +84,7 @@ package func evaluateFile(
     if full.rows > 0 && windows.count < batches {
         windows.append(TokenBatch(rows: full.rows, seqLen: length, inputs: full.inputs, targets: full.targets))
     }
-    var result = evaluate(loaded.model, batches: windows)
+    var result = evaluate(loaded.model, batches: windows, engine: engine)
     if lastLogits, let last = windows.last {
         // The last row of the last window followed by its final target: the logits after
         // the whole scored text, which is what transformers reports as logits[0, -1].

@@ -1,4 +1,4 @@
-// Shared prefill: rows with identical prompts prefill once and branch the KV cache, and the
+// Shared prefill: rows with identical prompts prefill once and copy the KV-cache slot, and the
 // prefix common to a batch's prompts is prefilled once. Every row must get what the unshared
 // path gives it: the same greedy and seeded tokens, log-probabilities within 1e-5.
 
@@ -29,37 +29,6 @@ func promptsWithACommonBlock() -> [[Int32]] {
         // One distinct prompt, or none in common: nothing to split off.
         #expect(PrefillPlan(prompts: [[1, 2, 3], [1, 2, 3]], sharing: .commonPrefix).shared == 0)
         #expect(PrefillPlan(prompts: [[1, 2], [2, 2]], sharing: .commonPrefix).shared == 0)
-    }
-
-    /// `branch` copies each row's cached positions in place: a step decoded after branching two
-    /// prefilled rows into five gives each row the logits of its source row's own next step,
-    /// and the cache holds no more than a five-row cache allocated whole.
-    @Test func branchingTheCacheCopiesEachSourceRow() {
-        var rng = RNG(seed: 22)
-        let c = tinyConfig()
-        let m = LlamaModel(config: c, rng: &rng)
-        let t = 30
-        let ids = (0..<(2 * t)).map { _ in Int32(rng.next() % 97) }
-        let next: [Int32] = [11, 12]
-        let source = [1, 0, 1, 1, 0]
-        let reference = KVCache(config: c, batch: 2, capacity: t + 1)
-        let branched = KVCache(config: c, batch: 2, capacity: t + 1, reservingRows: source.count)
-        #expect(branched.bytes == KVCache(config: c, batch: source.count, capacity: t + 1).bytes)
-        let (want, got) = GradMode.withoutGrad {
-            _ = m.logits(ids: ids, batch: 2, length: t, cache: reference)
-            _ = m.logits(ids: ids, batch: 2, length: t, cache: branched)
-            branched.branch(source)
-            let want = m.logits(ids: next, batch: 2, length: 1, cache: reference)  // [2, 1, V]
-            let again = source.map { next[$0] }
-            let got = m.logits(ids: again, batch: source.count, length: 1, cache: branched)  // [5, 1, V]
-            return (want, got)
-        }
-        #expect(branched.batch == 5 && branched.length == t + 1)
-        let v = c.vocabSize
-        for (r, j) in source.enumerated() {
-            let row = Array(got.values[(r * v)..<((r + 1) * v)]), ref = Array(want.values[(j * v)..<((j + 1) * v)])
-            #expect(maxDifference(row, ref) < 1e-5, "row \(r) from \(j)")
-        }
     }
 
     /// k samples of each prompt, rows interleaved (not prompt-major), each with its own seed:

@@ -9,6 +9,7 @@ import Core
 import Foundation
 import JSON
 import ModelIO
+import NN
 import Platform
 import Recipe
 import Sweep
@@ -47,7 +48,7 @@ struct EvalExecutor: StageExecutor {
         let models = t.arms.map { arm in
             TaskEvalModel(
                 name: arm.name, label: arm.model, path: context.path(of: CheckpointSource(arm.model)),
-                template: arm.template, prompt: arm.teacherPrompt ?? TeacherPrompt())
+                template: arm.template, prompt: arm.teacherPrompt ?? TeacherPrompt(), weights: arm.weights)
         }
         let outcome = try runTaskEvaluation(
             tasks: t.tasks, models: models, verifier: t.verifier, config: t.sampling, cache: cache, maxTasks: t.maxTasks,
@@ -121,12 +122,15 @@ package struct TaskEvalModel: Sendable {
     package var template: ChatTemplate?
     /// What the model is shown beyond each task (a few-shot arm).
     package var prompt: TeacherPrompt
+    /// The weights generation runs on (nil: f32).
+    package var weights: InferenceWeights?
 
     package init(
         name: String, label: String, path: String, base: String? = nil, template: ChatTemplate? = nil,
-        prompt: TeacherPrompt = TeacherPrompt()
+        prompt: TeacherPrompt = TeacherPrompt(), weights: InferenceWeights? = nil
     ) {
         self.prompt = prompt
+        self.weights = weights
         self.name = name
         self.label = label
         self.path = path
@@ -174,7 +178,7 @@ package func runTaskEvaluation(
         let evaluation = try TaskEvaluation.evaluate(
             tasks: tasks, verifier: verifier, config: sampling, template: model.template, model: loaded.model,
             tokenizer: tokenizer, tokenizerJSON: loaded.tokenizerJSON ?? "", endOfText: loaded.endOfText,
-            modelChat: loaded.chat, cache: cache, prompt: model.prompt
+            modelChat: loaded.chat, weights: model.weights, blocks: loaded.fileBlocks, cache: cache, prompt: model.prompt
         ) { done in
             let now = Date()
             let step = m * perModel + done

@@ -35,7 +35,7 @@ struct SampleExecutor: StageExecutor {
             let tokenizer = try loaded.requireTokenizer()
             teacher = try CheckpointTeacher(
                 config: c, model: loaded.model, tokenizer: tokenizer, tokenizerJSON: loaded.tokenizerJSON ?? "",
-                endOfText: loaded.endOfText, modelChat: loaded.chat, cache: cache)
+                endOfText: loaded.endOfText, modelChat: loaded.chat, blocks: loaded.fileBlocks, cache: cache)
         }
         // The teacher sees each task through the stage's teacher prompt; verdicts, rows and pairs
         // use the task itself.

@@ -4,6 +4,7 @@
 
 import Foundation
 import JSON
+import NN
 import Teacher
 import TextData
 import Verify
@@ -43,7 +44,7 @@ package struct EvalStage: StageSettings {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, checkpoint, data, split, batches, seqLen = "seq_len", output
         // Task evaluation.
-        case tasks, model, arms, verifier, template, cache
+        case tasks, model, arms, verifier, template, weights, cache
         case samples, temperature, topP = "top_p", maxTokens = "max_tokens", stop, seed, batchSize = "batch_size"
         case maxTasks = "max_tasks"
     }
@@ -55,7 +56,7 @@ package struct EvalStage: StageSettings {
     }
 
     enum TaskKeys: String, CodingKey, CaseIterable {
-        case name, output, tasks, model, arms, verifier, template, cache
+        case name, output, tasks, model, arms, verifier, template, weights, cache
         case samples, temperature, topP = "top_p", maxTokens = "max_tokens", stop, seed, batchSize = "batch_size"
         case maxTasks = "max_tasks"
     }
@@ -93,16 +94,23 @@ package struct EvalArm: Codable, Sendable, Equatable {
     package var template: ChatTemplate?
     /// What the model is shown beyond each task (a few-shot teacher arm; docs/teacher.md).
     package var teacherPrompt: TeacherPrompt?
+    /// The weights generation runs on (nil: f32; q8_0, q4_0, q4_1 quantized at load; file: a
+    /// quantized GGUF's own blocks). Default: the stage's `weights`.
+    package var weights: InferenceWeights?
 
-    package init(name: String, model: String, template: ChatTemplate? = nil, teacherPrompt: TeacherPrompt? = nil) {
+    package init(
+        name: String, model: String, template: ChatTemplate? = nil, teacherPrompt: TeacherPrompt? = nil,
+        weights: InferenceWeights? = nil
+    ) {
         self.name = name
         self.model = model
         self.template = template
         self.teacherPrompt = teacherPrompt
+        self.weights = weights
     }
 
     package enum CodingKeys: String, CodingKey, CaseIterable {
-        case name, model, template
+        case name, model, template, weights
         case teacherPrompt = "teacher_prompt"
     }
 }
@@ -254,6 +262,8 @@ extension EvalStage {
         }
         var template: ChatTemplate?
         r.read(.template, into: &template)
+        var weights: InferenceWeights?
+        r.read(.weights, into: &weights)
         if r.has(.model) && r.has(.arms) {
             log.add(.rule("give either \"model\" (one model) or \"arms\" (several), not both"), at: r.path)
         }
@@ -267,7 +277,7 @@ extension EvalStage {
                 let ar = ObjectReader<EvalArm.CodingKeys>(
                     item, path: JSONPath.index(r.path(.arms), i), log: log,
                     nested: [("teacher_prompt", keys(TeacherPrompt.CodingKeys.self))])
-                var arm = EvalArm(name: "", model: "", template: template)
+                var arm = EvalArm(name: "", model: "", template: template, weights: weights)
                 if let n = ar.string(.name) {
                     if n.isEmpty { log.add(.rule("must not be empty"), at: ar.path(.name)) } else { arm.name = n }
                 }
@@ -278,11 +288,12 @@ extension EvalStage {
                         .model, hint: "\"@stage\", or a checkpoint, adapter, Hugging Face directory or .gguf file")
                 }
                 ar.read(.template, into: &arm.template)
+                ar.read(.weights, into: &arm.weights)
                 arm.teacherPrompt = ar.object(.teacherPrompt) { readTeacherPrompt($0, path: $1, log: log) }
                 t.arms.append(arm)
             }
         } else {
-            var arm = EvalArm(name: "", model: "", template: template)
+            var arm = EvalArm(name: "", model: "", template: template, weights: weights)
             if let m = r.string(.model) {
                 if m.isEmpty { log.add(.rule("must not be empty"), at: r.path(.model)) } else { arm.model = m }
             }

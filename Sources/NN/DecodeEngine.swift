@@ -1,0 +1,405 @@
+// The decode engine: a Llama model's forward for inference alone, with its weights packed
+// once (f32 in place, or quantized: Q8_0, Q4_0, Q4_1) and a KV cache of independent slots.
+// A step runs any tokens of any slots together, each at its own position (a prefill is many
+// tokens of a few slots, a decode step one token of each), with no tape and no allocation:
+// per layer one product for q, k and v, one for o, one for gate and up, one for down, each
+// split over the threads as one piece of work; attention reads each token's own slot.
+//
+// Same model as `LlamaModel.logits` (HF semantics): the tests hold the two within float
+// rounding for f32 weights, and report the quantized formats' cost in perplexity.
+//
+// Shapes: N tokens in a step, C hidden, H query heads, G kv heads, D head dim, F MLP width,
+// V vocabulary, W = (H + 2G) D the fused q/k/v width.
+
+import Core
+import Foundation
+
+public final class DecodeEngine: @unchecked Sendable {
+    public let config: LlamaConfig
+    /// The format asked for; a matrix whose rows are not whole blocks stays f32.
+    public let format: WeightFormat
+
+    /// A LoRA adapter kept beside its (packed) base: y += scale (x Aᵀ) Bᵀ.
+    package struct Adapter {
+        let a: Tensor  // [r, in]
+        let b: Tensor  // [out, r]
+        let scale: Float
+    }
+
+    struct Projection {
+        let matrix: PackedMatrix
+        let adapter: Adapter?
+    }
+
+    struct Layer {
+        let inputNorm, postNorm: Tensor  // [C]
+        let q, k, v, o, gate, up, down: Projection
+    }
+
+    let embedding: PackedMatrix  // [V, C]
+    let head: PackedMatrix  // [V, C]: the embedding when tied
+    let norm: Tensor  // [C]
+    let layers: [Layer]
+    let inverseFrequencies: [Float]
+
+    /// `model` on `weights`: `file` uses `blocks` where given and f32 elsewhere; the formats
+    /// quantize every matrix (and ignore `blocks`).
+    public convenience init(model: LlamaModel, weights: InferenceWeights = .f32, blocks: [String: PackedMatrix] = [:]) {
+        switch weights {
+        case .f32: self.init(model: model, format: .f32)
+        case .q8_0: self.init(model: model, format: .q8_0)
+        case .q4_0: self.init(model: model, format: .q4_0)
+        case .q4_1: self.init(model: model, format: .q4_1)
+        case .file: self.init(model: model, format: .f32, blocks: blocks)
+        }
+    }
+
+    /// `model`'s weights in `format` (`WeightFormat.forMatrix`: the embedding and output keep
+    /// Q8_0 under the 4-bit formats). f32 reads the model's tensors in place (no copy); the
+    /// quantized formats copy them into blocks. A matrix named in `blocks` (a quantized file's
+    /// own blocks, the same values as the model's tensor) is used as it is instead. Enabled
+    /// LoRA adapters are applied beside their base (which is quantized with the rest); disabled
+    /// ones are left out.
+    package convenience init(model: LlamaModel, format: WeightFormat, blocks: [String: PackedMatrix] = [:]) {
+        let layers = model.layers
+        let named = Dictionary(uniqueKeysWithValues: model.namedParameters())
+        func projection(_ linear: Linear) -> (Tensor, Adapter?) {
+            if let lora = linear as? LoRALinear, lora.enabled {
+                return (lora.weight, Adapter(a: lora.a, b: lora.b, scale: lora.scale))
+            }
+            return (linear.weight, nil)
+        }
+        self.init(
+            config: model.config, format: format,
+            matrix: { name in
+                if let stored = blocks[name] {
+                    let parts = name.split(separator: ".")
+                    let module = parts.count == 6 ? layers[Int(parts[2])!].modules.first { $0.0 == "\(parts[3]).\(parts[4])" }?.1 : nil
+                    return (stored, module.flatMap(projection)?.1)
+                }
+                if name == "model.embed_tokens.weight" || name == "lm_head.weight" {
+                    let w = name == "lm_head.weight" ? model.lmHead.weight : model.embedTokens
+                    return (PackedMatrix(w, format: WeightFormat.forMatrix(name, format).for(w)), nil)
+                }
+                let parts = name.split(separator: ".")  // model.layers.i.self_attn.q_proj.weight
+                let module = layers[Int(parts[2])!].modules.first { $0.0 == "\(parts[3]).\(parts[4])" }!.1
+                let (w, adapter) = projection(module)
+                return (PackedMatrix(w, format: format.for(w)), adapter)
+            },
+            tensor: { named[$0]! })
+    }
+
+    /// An engine over matrices by their Hugging Face names (`matrix` returns the packed
+    /// weight and any adapter of a projection; for the embedding and lm_head the adapter is
+    /// ignored) and the norm weights (`tensor`).
+    package init(
+        config: LlamaConfig, format: WeightFormat, matrix: (String) -> (PackedMatrix, Adapter?),
+        tensor: (String) -> Tensor
+    ) {
+        self.config = config
+        self.format = format
+        embedding = matrix("model.embed_tokens.weight").0
+        head = config.tieWordEmbeddings ? embedding : matrix("lm_head.weight").0
+        norm = tensor("model.norm.weight")
+        layers = (0..<config.numHiddenLayers).map { i in
+            let p = "model.layers.\(i)."
+            func proj(_ name: String) -> Projection {
+                let (m, a) = matrix(p + name + ".weight")
+                return Projection(matrix: m, adapter: a)
+            }
+            return Layer(
+                inputNorm: tensor(p + "input_layernorm.weight"), postNorm: tensor(p + "post_attention_layernorm.weight"),
+                q: proj("self_attn.q_proj"), k: proj("self_attn.k_proj"), v: proj("self_attn.v_proj"),
+                o: proj("self_attn.o_proj"), gate: proj("mlp.gate_proj"), up: proj("mlp.up_proj"),
+                down: proj("mlp.down_proj"))
+        }
+        inverseFrequencies = RopeTable.inverseFrequencies(
+            headDim: config.headDim, theta: Float(config.ropeTheta), scaling: config.ropeScaling)
+    }
+
+    /// Bytes of the packed weights (an f32 matrix counted once even when the model shares it).
+    public var weightBytes: Int {
+        var seen = Set<ObjectIdentifier>()
+        var total = 0
+        func add(_ m: PackedMatrix) { if seen.insert(ObjectIdentifier(m)).inserted { total += m.bytes } }
+        add(embedding)
+        add(head)
+        for l in layers { for p in [l.q, l.k, l.v, l.o, l.gate, l.up, l.down] { add(p.matrix) } }
+        return total
+    }
+}
+
+extension WeightFormat {
+    /// This format for a [R, K] weight when its rows are whole blocks, else f32.
+    func `for`(_ w: Tensor) -> WeightFormat { fits(columns: w.shape[1]) ? self : .f32 }
+}
+
+/// A KV cache of `slots` independent sequences of up to `capacity` positions each, and the
+/// engine's working buffers. One state serves one caller at a time.
+public final class DecodeState {
+    public let engine: DecodeEngine
+    public let slots: Int
+    public let capacity: Int
+    /// Positions cached per slot.
+    public private(set) var lengths: [Int]
+
+    /// Tokens one pass of the layers takes at most; longer steps run in chunks.
+    package static let chunk = 256
+
+    /// Per effective layer, [slots, capacity, G, D] keys and values.
+    private let keys: [UnsafeMutablePointer<Float>]
+    private let values: [UnsafeMutablePointer<Float>]
+    private let kvWidth: Int  // G * D
+
+    // Working buffers for `chunk` tokens.
+    private let x, h, qkv, attn, out, gateUp, act: UnsafeMutablePointer<Float>
+    private let low: UnsafeMutablePointer<Float>  // [chunk, r] an adapter's x Aᵀ
+    private var logits: UnsafeMutablePointer<Float>
+    private var logitRows = 0
+    private let products = ProductScratch()
+
+    public init(engine: DecodeEngine, slots: Int, capacity: Int) {
+        let c = engine.config
+        precondition(slots >= 1 && capacity >= 1, "a decode state needs slots and capacity, got \(slots) x \(capacity)")
+        (self.engine, self.slots, self.capacity) = (engine, slots, capacity)
+        lengths = Array(repeating: 0, count: slots)
+        kvWidth = c.numKeyValueHeads * c.headDim
+        let cacheCount = slots * capacity * kvWidth
+        keys = (0..<c.effectiveLayers).map { _ in .allocate(capacity: cacheCount) }
+        values = (0..<c.effectiveLayers).map { _ in .allocate(capacity: cacheCount) }
+        let n = Self.chunk
+        let w = (c.numAttentionHeads + 2 * c.numKeyValueHeads) * c.headDim
+        x = .allocate(capacity: n * c.hiddenSize)
+        h = .allocate(capacity: n * c.hiddenSize)
+        out = .allocate(capacity: n * c.hiddenSize)
+        qkv = .allocate(capacity: n * w)
+        attn = .allocate(capacity: n * c.numAttentionHeads * c.headDim)
+        gateUp = .allocate(capacity: n * 2 * c.intermediateSize)
+        act = .allocate(capacity: n * c.intermediateSize)
+        let rank = engine.layers.flatMap { [$0.q, $0.k, $0.v, $0.o, $0.gate, $0.up, $0.down] }
+            .compactMap { $0.adapter?.a.shape[0] }.max() ?? 1
+        low = .allocate(capacity: n * rank)
+        logits = .allocate(capacity: 1)
+    }
+
+    deinit {
+        for p in keys + values + [x, h, out, qkv, attn, gateUp, act, low, logits] { p.deallocate() }
+    }
+
+    /// Bytes of the KV cache.
+    public var cacheBytes: Int { 2 * keys.count * slots * capacity * kvWidth * MemoryLayout<Float>.size }
+
+    /// Forgets what slot `slot` holds.
+    public func reset(slot: Int) { lengths[slot] = 0 }
+
+    /// Makes slot `to` a copy of slot `from`: its cached positions, keys and values.
+    public func copy(slot from: Int, to: Int) {
+        guard from != to else { return }
+        let n = lengths[from] * kvWidth
+        for cache in keys + values {
+            (cache + to * capacity * kvWidth).update(from: cache + from * capacity * kvWidth, count: n)
+        }
+        lengths[to] = lengths[from]
+    }
+
+    /// Runs tokens `ids` through the model, token i appended to slot `slots[i]` at that slot's
+    /// next position (a slot's tokens in order), and returns the next-token logits after the
+    /// tokens at indices `outputs`: [outputs.count, V], valid until the next call.
+    @discardableResult
+    public func step(ids: [Int32], slots tokenSlots: [Int], outputs: [Int]) -> UnsafeMutablePointer<Float> {
+        let c = engine.config
+        precondition(ids.count == tokenSlots.count, "\(ids.count) tokens for \(tokenSlots.count) slots")
+        for id in ids { precondition(id >= 0 && Int(id) < c.vocabSize, "token id \(id) out of range for vocabulary \(c.vocabSize)") }
+        var positions = [Int](repeating: 0, count: ids.count)
+        for (i, s) in tokenSlots.enumerated() {
+            precondition(s >= 0 && s < slots, "slot \(s) of \(slots)")
+            positions[i] = lengths[s]
+            lengths[s] += 1
+            precondition(lengths[s] <= capacity, "slot \(s) is full: \(capacity) positions")
+        }
+        if outputs.count > logitRows {
+            logits.deallocate()
+            logits = .allocate(capacity: outputs.count * c.vocabSize)
+            logitRows = outputs.count
+        }
+        var start = 0
+        while start < ids.count {
+            let end = min(ids.count, start + Self.chunk)
+            let wanted = outputs.enumerated().filter { (start..<end).contains($0.element) }
+            run(
+                ids: Array(ids[start..<end]), slots: Array(tokenSlots[start..<end]),
+                positions: Array(positions[start..<end]),
+                outputs: wanted.map { ($0.element - start, $0.offset) })
+            start = end
+        }
+        return logits
+    }
+
+    /// One pass of every layer over up to `chunk` tokens; logits of token `outputs[i].0` go
+    /// to row `outputs[i].1`.
+    private func run(ids: [Int32], slots tokenSlots: [Int], positions: [Int], outputs: [(Int, Int)]) {
+        let e = engine, c = e.config
+        let n = ids.count
+        let (cw, hd, d, g, f) = (
+            c.hiddenSize, c.numAttentionHeads * c.headDim, c.headDim, c.numKeyValueHeads, c.intermediateSize
+        )
+        let w = hd + 2 * g * d
+        let eps = Float(c.rmsNormEps)
+        let (x, h, qkv, attn, out, gateUp, act) = (x, h, qkv, attn, out, gateUp, act)
+        let (keys, values, kvWidth, capacity) = (keys, values, kvWidth, capacity)
+        let table = RopeTable(positions: positions.map { Int32($0) }, inverseFrequencies: e.inverseFrequencies)
+        parallelChunks(n, grain: 16) { r in
+            for t in r { e.embedding.decode(rows: Int(ids[t])..<(Int(ids[t]) + 1), into: x + t * cw) }
+        }
+        for layer in 0..<c.effectiveLayers {
+            let l = e.layers[layer / c.layerRepeat]
+            normRows(x, l.inputNorm, into: h, n: n, c: cw, eps: eps)
+            project(h, n: n, [(l.q, qkv, w), (l.k, qkv + hd, w), (l.v, qkv + hd + g * d, w)])
+            let (kc, vc) = (keys[layer], values[layer])
+            table.cos.withUnsafeBufferPointer { cos in
+                table.sin.withUnsafeBufferPointer { sin in
+                    for t in 0..<n {
+                        let row = qkv + t * w
+                        let cs = cos.baseAddress! + t * d / 2, sn = sin.baseAddress! + t * d / 2
+                        rotateHeads(row, heads: c.numAttentionHeads + g, d: d, cos: cs, sin: sn)  // q and k
+                        let at = (tokenSlots[t] * capacity + positions[t]) * kvWidth
+                        (kc + at).update(from: row + hd, count: kvWidth)
+                        (vc + at).update(from: row + hd + kvWidth, count: kvWidth)
+                    }
+                }
+            }
+            // Attention. A slot's run of many tokens (a prefill) goes through the tiled attention
+            // of the autograd model on copies of its queries and cached keys; the other tokens are
+            // work items of one (token, query head) each, over their slot's keys so far.
+            let heads = c.numAttentionHeads, group = heads / g
+            var single: [Int] = []
+            for run in slotRuns(tokenSlots) {
+                guard run.count >= Self.tiledAttentionFrom else {
+                    single += Array(run)
+                    continue
+                }
+                let (t, keysSoFar) = (run.count, positions[run.upperBound - 1] + 1)
+                let base = tokenSlots[run.lowerBound] * capacity * kvWidth
+                let q = Tensor.empty([1, t, heads, d]), k = Tensor.empty([1, keysSoFar, g, d])
+                let v = Tensor.empty([1, keysSoFar, g, d])
+                for (i, token) in run.enumerated() { (q.data + i * hd).update(from: qkv + token * w, count: hd) }
+                k.data.update(from: kc + base, count: keysSoFar * kvWidth)
+                v.data.update(from: vc + base, count: keysSoFar * kvWidth)
+                let o = Tensor.attention(q: q, k: k, v: v)  // [1, T, H, D], queries the last T of the keys
+                (attn + run.lowerBound * hd).update(from: o.data, count: t * hd)
+            }
+            parallelChunks(single.count * heads) { items in
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: capacity) { scratch in
+                    for item in items {
+                        let (t, head) = (single[item / heads], item % heads)
+                        let base = tokenSlots[t] * capacity * kvWidth + (head / group) * d
+                        attendToken(
+                            q: qkv + t * w + head * d, heads: 1, kvHeads: 1, headDim: d, keys: kc + base,
+                            values: vc + base, count: positions[t] + 1, stride: kvWidth, out: attn + t * hd + head * d,
+                            scratch: scratch.baseAddress!)
+                    }
+                }
+            }
+            project(attn, n: n, [(l.o, out, cw)])
+            addRows(out, into: x, count: n * cw)
+            normRows(x, l.postNorm, into: h, n: n, c: cw, eps: eps)
+            project(h, n: n, [(l.gate, gateUp, 2 * f), (l.up, gateUp + f, 2 * f)])
+            parallelChunks(n, grain: 8) { r in
+                for t in r { swigluRow(gateUp + t * 2 * f, gateUp + t * 2 * f + f, act + t * f, f) }
+            }
+            project(act, n: n, [(l.down, out, cw)])
+            addRows(out, into: x, count: n * cw)
+        }
+        guard !outputs.isEmpty else { return }
+        for (i, (t, _)) in outputs.enumerated() {
+            _ = rmsNormRow(x + t * cw, e.norm.data, h + i * cw, cw, eps: eps)
+        }
+        let m = outputs.count, v = c.vocabSize
+        // Logit rows are contiguous per call only when outputs are in order; run them as one
+        // product into scratch rows, then place each.
+        if outputs.enumerated().allSatisfy({ $0.offset == $0.element.1 - outputs[0].1 }) {
+            PackedMatrix.multiply(h, n: m, [PackedProduct(e.head, into: logits + outputs[0].1 * v, ldy: v)], scratch: products)
+        } else {
+            for (i, (_, row)) in outputs.enumerated() {
+                PackedMatrix.multiply(h + i * cw, n: 1, [PackedProduct(e.head, into: logits + row * v, ldy: v)], scratch: products)
+            }
+        }
+    }
+
+    /// Tokens of one slot in a row from which attention runs tiled (Tensor.attention).
+    static let tiledAttentionFrom = 16
+
+    /// Index ranges of consecutive tokens of the same slot.
+    private func slotRuns(_ slots: [Int]) -> [Range<Int>] {
+        guard !slots.isEmpty else { return [] }
+        var runs: [Range<Int>] = []
+        var start = 0
+        for i in 1...slots.count where i == slots.count || slots[i] != slots[start] {
+            runs.append(start..<i)
+            start = i
+        }
+        return runs
+    }
+
+    /// Runs the products of one input, then each projection's adapter.
+    private func project(_ input: UnsafeMutablePointer<Float>, n: Int, _ targets: [(DecodeEngine.Projection, UnsafeMutablePointer<Float>, Int)]) {
+        PackedMatrix.multiply(input, n: n, targets.map { PackedProduct($0.0.matrix, into: $0.1, ldy: $0.2) }, scratch: products)
+        for (p, y, ldy) in targets {
+            guard let a = p.adapter else { continue }
+            let (r, k, o) = (a.a.shape[0], a.a.shape[1], a.b.shape[0])
+            BLAS.sgemm(transA: false, transB: true, m: n, n: r, k: k, a: input, lda: k, b: a.a.data, ldb: k, c: low, ldc: r)  // [N, r]
+            BLAS.sgemm(
+                transA: false, transB: true, m: n, n: o, k: r, alpha: a.scale, a: low, lda: r, b: a.b.data, ldb: r,
+                beta: 1, c: y, ldc: ldy)  // [N, out] +=
+        }
+    }
+
+    private func normRows(_ x: UnsafeMutablePointer<Float>, _ weight: Tensor, into y: UnsafeMutablePointer<Float>, n: Int, c: Int, eps: Float) {
+        let w = weight.data
+        parallelChunks(n, grain: 32) { r in
+            for t in r { _ = rmsNormRow(x + t * c, w, y + t * c, c, eps: eps) }
+        }
+    }
+
+    private func addRows(_ y: UnsafeMutablePointer<Float>, into x: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { x[i] += y[i] }
+    }
+}
+
+extension DecodeEngine {
+    /// The summed cross-entropy (nats) of `targets` after `ids`: `rows` sequences of `length`
+    /// tokens, each scored from position 0 (for perplexity on the engine's weights).
+    public func totalLoss(ids: [Int32], targets: [Int32], rows: Int, length: Int) -> Double {
+        precondition(ids.count == rows * length && targets.count == ids.count, "\(ids.count) ids, \(targets.count) targets for \(rows) x \(length)")
+        let state = DecodeState(engine: self, slots: 1, capacity: length)
+        let v = config.vocabSize
+        var total = 0.0
+        for r in 0..<rows {
+            state.reset(slot: 0)
+            let span = (r * length)..<((r + 1) * length)
+            let logits = state.step(
+                ids: Array(ids[span]), slots: Array(repeating: 0, count: length), outputs: Array(0..<length))
+            let rowTargets = Array(targets[span])
+            let parts = UnsafeMutablePointer<Double>.allocate(capacity: length)
+            defer { parts.deallocate() }
+            parallelChunks(length, grain: 16) { rows in
+                for t in rows { parts[t] = -logProbability(logits + t * v, v, rowTargets[t]) }
+            }
+            for t in 0..<length { total += parts[t] }
+        }
+        return total
+    }
+}
+
+/// Which weights generation runs on: the model's f32 tensors, a quantized copy made at load, or
+/// a quantized file's own blocks (what llama.cpp runs on the same GGUF file).
+public enum InferenceWeights: String, CaseIterable, Sendable, Codable {
+    case f32, q8_0, q4_0, q4_1
+    /// The file's quantized tensors as stored (a GGUF model with Q8_0, Q4_0 or Q4_1 tensors:
+    /// `DecodeEngine`'s `blocks`); tensors of other types run in f32.
+    case file
+
+    /// "f32, q8_0, q4_0, q4_1, file", for help and errors.
+    public static var names: String { allCases.map(\.rawValue).joined(separator: ", ") }
+}
+

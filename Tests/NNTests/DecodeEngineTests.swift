@@ -1,0 +1,133 @@
+// The decode engine against the autograd model it serves: with f32 weights every logit it
+// gives (prefill and decode, any mix of slots, LoRA adapters, repeated layers) equals the
+// full-sequence `LlamaModel.logits` of that slot's tokens to within float rounding; quantized
+// weights stay close and keep the greedy tokens.
+
+import Core
+import NN
+import Testing
+
+/// A model with non-trivial adapters on every projection (B is random, not zero).
+func adaptedModel(_ c: LlamaConfig, seed: UInt64) -> LlamaModel {
+    var rng = RNG(seed: seed)
+    let m = LlamaModel(config: c, rng: &rng)
+    for (_, p) in m.addLoRA(LoRAConfig(rank: 4, alpha: 8, targetModules: ["all-linear"]), rng: &rng)
+    where p.shape[1] == 4 {  // B [out, r]
+        for i in 0..<p.count { p.data[i] = Float(rng.normal()) * 0.1 }
+    }
+    return m
+}
+
+/// Logits of the last position of `ids` alone, by the autograd model without a cache.
+func referenceLogits(_ m: LlamaModel, _ ids: [Int32]) -> [Float] {
+    let v = m.config.vocabSize
+    let all = GradMode.withoutGrad { m.logits(ids: ids, batch: 1, length: ids.count).values }
+    return Array(all[((ids.count - 1) * v)...])
+}
+
+func relativeDifference(_ a: [Float], _ b: [Float]) -> Float {
+    maxDifference(a, b) / max(b.map(abs).max() ?? 1, 1e-6)
+}
+
+@Suite struct DecodeEngineTests {
+    static let configs: [LlamaConfig] = {
+        var repeated = tinyConfig(tied: false)
+        repeated.layerRepeat = 2
+        return [tinyConfig(), repeated]
+    }()
+
+    /// Three slots prefilled in one step with prompts of 7, 1 and 12 tokens, logits asked at
+    /// every token; then four decode steps of the three slots together. Each logit row equals
+    /// the full-sequence logits of its slot's tokens so far.
+    @Test("f32 engine equals the model", arguments: [0, 1], [false, true])
+    func f32EngineEqualsTheModel(config: Int, adapters: Bool) {
+        let c = Self.configs[config]
+        var rng = RNG(seed: 31)
+        let m = adapters ? adaptedModel(c, seed: 32) : LlamaModel(config: c, rng: &rng)
+        let engine = DecodeEngine(model: m)
+        let state = DecodeState(engine: engine, slots: 3, capacity: 20)
+        var prompts: [[Int32]] = [7, 1, 12].map { n in (0..<n).map { _ in Int32(rng.next() % 97) } }
+        let ids = prompts.flatMap { $0 }
+        let slots = prompts.enumerated().flatMap { s, p in Array(repeating: s, count: p.count) }
+        let v = c.vocabSize
+        let logits = state.step(ids: ids, slots: slots, outputs: Array(ids.indices))
+        var at = 0
+        for (s, p) in prompts.enumerated() {
+            for i in 0..<p.count {
+                let got = Array(UnsafeBufferPointer(start: logits + at * v, count: v))
+                #expect(relativeDifference(got, referenceLogits(m, Array(p[...i]))) < 1e-5, "slot \(s) token \(i)")
+                at += 1
+            }
+        }
+        for step in 0..<4 {
+            let next = (0..<3).map { _ in Int32(rng.next() % 97) }
+            let out = state.step(ids: next, slots: [0, 1, 2], outputs: [0, 1, 2])
+            for s in 0..<3 {
+                prompts[s].append(next[s])
+                let got = Array(UnsafeBufferPointer(start: out + s * v, count: v))
+                #expect(relativeDifference(got, referenceLogits(m, prompts[s])) < 1e-5, "slot \(s) step \(step)")
+            }
+        }
+        #expect(state.lengths == prompts.map(\.count))
+    }
+
+    /// A copied slot continues as its source would: the same next-step logits, bit for bit.
+    @Test func aCopiedSlotContinuesItsSource() {
+        var rng = RNG(seed: 33)
+        let c = tinyConfig()
+        let m = LlamaModel(config: c, rng: &rng)
+        let state = DecodeState(engine: DecodeEngine(model: m), slots: 3, capacity: 40)
+        let prompt = (0..<30).map { _ in Int32(rng.next() % 97) }
+        state.step(ids: prompt, slots: Array(repeating: 1, count: 30), outputs: [])
+        state.copy(slot: 1, to: 0)
+        state.copy(slot: 1, to: 2)
+        #expect(state.lengths == [30, 30, 30])
+        let v = c.vocabSize
+        let out = state.step(ids: [5, 5, 5], slots: [0, 1, 2], outputs: [0, 1, 2])
+        let rows = (0..<3).map { Array(UnsafeBufferPointer(start: out + $0 * v, count: v)) }
+        #expect(rows[0] == rows[1] && rows[2] == rows[1])
+        #expect(relativeDifference(rows[1], referenceLogits(m, prompt + [5])) < 1e-5)
+    }
+
+    /// Steps longer than one chunk of the working buffers run in pieces and give the same logits.
+    @Test func aLongPrefillRunsInChunks() {
+        var rng = RNG(seed: 34)
+        let c = tinyConfig()
+        let m = LlamaModel(config: c, rng: &rng)
+        let prompt = (0..<(DecodeState.chunk + 37)).map { _ in Int32(rng.next() % 97) }
+        let state = DecodeState(engine: DecodeEngine(model: m), slots: 1, capacity: prompt.count)
+        let out = state.step(ids: prompt, slots: Array(repeating: 0, count: prompt.count), outputs: [prompt.count - 1])
+        let got = Array(UnsafeBufferPointer(start: out, count: c.vocabSize))
+        #expect(relativeDifference(got, referenceLogits(m, prompt)) < 1e-5)
+    }
+
+    /// Quantized weights: the engine's logits against the model whose weights are the decoded
+    /// quantized values, so the difference left is the int8 activations' rounding alone (about
+    /// 1.5 to 4% of the largest logit on this random model, whose logits are near-uniform); and
+    /// the weights take the bytes their formats say.
+    @Test("quantized weights differ by the activations' rounding", arguments: WeightFormat.allCases.filter(\.isQuantized))
+    func quantizedWeights(format: WeightFormat) throws {
+        var rng = RNG(seed: 35)
+        var c = tinyConfig()
+        c.hiddenSize = 64
+        c.intermediateSize = 96
+        let m = LlamaModel(config: c, rng: &rng)
+        let quantized = DecodeEngine(model: m, format: format)
+        // Every matrix in `format`, but the tied embedding and output matrix, which keep Q8_0
+        // under the 4-bit formats.
+        let matrices = m.namedParameters().filter { $0.1.rank == 2 }
+        let bytes = matrices.map { name, p in Double(p.count) * WeightFormat.forMatrix(name, format).bitsPerWeight / 8 }
+        #expect(Double(quantized.weightBytes) == bytes.reduce(0, +))
+        let decoded = try LlamaModel(
+            config: c,
+            parameters: Dictionary(uniqueKeysWithValues: m.namedParameters().map { name, p in
+                (name, p.rank == 2 ? PackedMatrix(p, format: WeightFormat.forMatrix(name, format)).decoded() : p)
+            }))
+        let prompt = (0..<16).map { _ in Int32(rng.next() % 97) }
+        let state = DecodeState(engine: quantized, slots: 1, capacity: 16)
+        let out = state.step(ids: prompt, slots: Array(repeating: 0, count: 16), outputs: [15])
+        let got = Array(UnsafeBufferPointer(start: out, count: c.vocabSize))
+        let difference = relativeDifference(got, referenceLogits(decoded, prompt))
+        #expect(difference < 0.05)
+    }
+}
