@@ -59,7 +59,16 @@ package enum HDF5Library {
 }
 
 /// Serialises every call into the (not thread-safe) serial HDF5 library.
-private let libraryLock = NSLock()
+private let libraryLock: NSLock = {
+    // No atexit handler: HDF5's (H5close) closes what is still open at exit, and after a
+    // failed write (a full disk) it dereferences the half-closed file's freed state and
+    // crashes (SIGSEGV) after the error has been reported. Files are closed explicitly
+    // (`close()`, `deinit`); a file left open at exit is never one a commit renames.
+    // H5dont_atexit must come before any other HDF5 call, so it runs where the lock every
+    // call takes is created.
+    _ = H5dont_atexit()
+    return NSLock()
+}()
 
 /// Process-wide HDF5 settings, applied once before the first file is created or
 /// opened. nil when they took effect.
@@ -827,6 +836,14 @@ extension HDF5File {
                 kind: .externalLink, call: call, file: path, object: object, attribute: attribute,
                 hint: "the path runs through an external link (a link into another file); external links are refused",
                 library: stack)
+        }
+        // A write the operating system refused for lack of room: say so up front, as HDF5's
+        // own lines (where errno is) may be cut short in the message.
+        var hint = hint
+        if stack.contains(where: { $0.contains("errno = 28,") }) {
+            hint += ": no space left on the device; free some space and retry"
+        } else if stack.contains(where: { $0.contains("errno = 27,") }) {
+            hint += ": file too large for the file size limit (ulimit -f) or the file system; raise it and retry"
         }
         return HDF5Error(
             kind: kind, call: call, file: path, object: object, attribute: attribute, hint: hint, library: stack)

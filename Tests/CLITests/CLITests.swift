@@ -304,6 +304,36 @@ struct InspectJSON: Decodable {
         }
     }
 
+    /// A disk filling up during a commit (RLIMIT_FSIZE with SIGXFSZ ignored makes write(2)
+    /// fail with EFBIG, as ENOSPC would) is an I/O error, exit 74, not a crash in HDF5's exit
+    /// handler; the temporary file is removed and the committed checkpoint survives.
+    @Test func aFullDiskDuringACommitExits74() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("distill-full-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let checkpoint = directory.appendingPathComponent("ckpt.h5")
+        let first = try testHelper(["stress-checkpoint", checkpoint.path, "--count", "1", "--hidden", "16"])
+        #expect(first.status == 0, "\(first.err)")
+        let helper = product("distill-test-helper").path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        // ulimit -f counts 1024-byte blocks: 64 KiB, less than one checkpoint of width 128.
+        process.arguments = [
+            "-c", "ulimit -f 64; trap '' XFSZ; exec \"$0\" stress-checkpoint \"$1\" --count 2 --hidden 128",
+            helper, checkpoint.path,
+        ]
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationReason == .exit && process.terminationStatus == 74, "\(text)")
+        #expect(text.contains("file too large for the file size limit") && text.contains(directory.path), "\(text)")
+        let left = try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted()
+        #expect(left == [".distill.lock", "ckpt.h5"])
+        #expect(try readCheckpoint(at: checkpoint).step == 1)
+    }
+
     /// The offset of a byte inside model.embed_tokens.weight's data.
     func findFloatData(in bytes: Data, checkpoint: URL) throws -> Int? {
         let contents = try readCheckpoint(at: checkpoint)
