@@ -289,8 +289,8 @@ struct InspectJSON: Decodable {
             #expect(missing.status == 74)
             #expect(missing.err.contains("no such file"))
 
-            // Damage one byte in the middle of the embedding table: inspect reads only
-            // metadata, so it still reports; a full read names the tensor.
+            // Damage one byte in the middle of the embedding table: the file's seal no longer
+            // matches, so even inspect, which reads only metadata, refuses it.
             let bytes = try Data(contentsOf: checkpoint)
             let summary = try readCheckpointSummary(at: checkpoint)
             #expect(summary.step == 3)
@@ -299,8 +299,30 @@ struct InspectJSON: Decodable {
             let embedding = try #require(offset)
             damaged[embedding] ^= 0x01
             try damaged.write(to: checkpoint)
-            #expect(try distill(["inspect", checkpoint.path]).status == 0)
+            let refused = try distill(["inspect", checkpoint.path])
+            #expect(refused.status == 65 && refused.err.contains(checkpoint.path), "\(refused.err)")
             #expect(throws: CheckpointError.self) { try verifyCheckpoint(at: checkpoint) }
+        }
+    }
+
+    /// Bit flips in HDF5's own metadata (superblock, object headers, B-trees, heaps: the
+    /// first KiBs after the seal and the end of the file) crashed or hung the HDF5 library;
+    /// the seal refuses them first, with exit 65 and the file's name.
+    @Test func flippedMetadataBitsExit65NeverASignal() throws {
+        try withCheckpoint { checkpoint in
+            let bytes = try Data(contentsOf: checkpoint)
+            let copy = checkpoint.deletingLastPathComponent().appendingPathComponent("copy.h5")
+            let offsets = [3, 30, 512, 520, 530, 560, 600, 700, 800, 1000, 1200, 1500, 2000, 3000, bytes.count - 1]
+                + stride(from: bytes.count - 4000, to: bytes.count, by: 397).map { $0 }
+            for (i, offset) in offsets.enumerated() {
+                var damaged = bytes
+                damaged[offset] ^= UInt8(1) << UInt8(i % 8)
+                try damaged.write(to: copy)
+                let command = i % 2 == 0 ? ["inspect", copy.path] : ["generate", "--checkpoint", copy.path, "--prompt", "a"]
+                let r = try distill(command)
+                #expect(r.status == 65, "byte \(offset): \(r.status) \(r.err)")
+                #expect(r.err.contains(copy.path) && r.err.contains("damaged"), "byte \(offset): \(r.err)")
+            }
         }
     }
 
