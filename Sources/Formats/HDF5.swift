@@ -308,7 +308,7 @@ package final class HDF5File {
     package let path: String
     package let isWritable: Bool
     /// Reads of datasets declaring more bytes than this are refused before allocating.
-    /// Defaults to the machine's physical memory.
+    /// Defaults to the memory budget (`MemoryBudget.limit`: physical memory, or less).
     package var maxReadBytes: Int
 
     /// -1 once closed.
@@ -324,7 +324,7 @@ package final class HDF5File {
         self.isWritable = isWritable
         self.linkAccess = linkAccess
         self.linkCreate = linkCreate
-        self.maxReadBytes = Int(clamping: ProcessInfo.processInfo.physicalMemory)
+        self.maxReadBytes = Int(MemoryBudget.limit.bytes)
     }
 
     deinit {

@@ -679,12 +679,17 @@ final class CheckpointReader {
         for info in tensors {
             let (bytes, overflow) = info.elementCount.multipliedReportingOverflow(by: MemoryLayout<Float>.stride)
             let (sum, overflowSum) = (all ? total : 0).addingReportingOverflow(bytes)
-            guard !overflow, !overflowSum, sum <= file.maxReadBytes else {
+            guard !overflow, !overflowSum else {
                 throw CheckpointError(
-                    .malformed, path: path,
-                    problem: "the tensors declare more than \(file.maxReadBytes) bytes (this machine's memory); "
-                        + "refusing to allocate them",
-                    fix: "the file is damaged, or the model is too large for this machine")
+                    .malformed, path: path, problem: "the tensors' declared sizes overflow; refusing to allocate them",
+                    fix: "the file is damaged")
+            }
+            guard sum <= file.maxReadBytes else {
+                throw UserError(
+                    path: path,
+                    problem: "loading its tensors needs at least \(MemoryBudget.format(Double(sum))), more than "
+                        + "\(MemoryBudget.limit.source) (\(MemoryBudget.format(Double(file.maxReadBytes))))",
+                    fix: "use a smaller model, or a machine with more memory", kind: .usage)
             }
             total = sum
         }
