@@ -47,9 +47,13 @@ import Testing
             for extra in [["--dry-run"], []] {
                 let r = try distill(["run", url.path] + huge + extra)
                 #expect(r.status == 2, "\(r.err)")
-                #expect(r.err.contains("pretrain.h5: training this model") && r.err.contains("needs at least"), "\(r.err)")
+                #expect(r.err.contains("stages[0].model and .training") && r.err.contains("needs at least"), "\(r.err)")
                 #expect(r.err.contains("GiB, more than"), "\(r.err)")
             }
+            // Sizes beyond the config's bounds are recipe errors with their JSON path, before any estimate.
+            let layers = try distill(["run", url.path, "--dry-run", "--set", "pretrain.model.num_hidden_layers=1000000000"])
+            #expect(layers.status == 2, "\(layers.err)")
+            #expect(layers.err.contains("stages[0].model.num_hidden_layers: num_hidden_layers must be at most 4096"), "\(layers.err)")
             // Nothing ran: the refusal comes before the first stage.
             #expect(!FileManager.default.fileExists(atPath: root.appendingPathComponent("run/pretrain.h5").path))
         }
