@@ -77,38 +77,45 @@ class Probe:
         if outcome != "clean":
             self.notes.append(f"[{category}] {name}: {outcome} {detail}".rstrip())
 
-    def refuse(self, category, name, args, codes=DOCUMENTED, mentions=None, env=None, timeout=None):
-        """A case that must be refused: a documented exit with an error naming `mentions`."""
-        code, _, err = self.run(args, env=env, timeout=timeout)
-        last = err.strip().splitlines()[-1][:300] if err.strip() else ""
-        if code is None:
-            self.record(category, name, "hung")
-        elif code < 0:
-            self.record(category, name, "crashed", f"signal {-code}: {last}")
-        elif code == 0:
-            self.record(category, name, "silently wrong", "exit 0")
-        elif code not in codes or "error:" not in err.lower():
-            self.record(category, name, "crashed", f"exit {code}: {last}")
-        elif mentions and mentions not in err:
-            self.record(category, name, "silently wrong", f"exit {code} without naming {mentions}: {last}")
-        else:
-            self.record(category, name, "clean")
-        return code, err
-
-    def succeed(self, category, name, args, check=None, env=None, timeout=None):
-        """A case that must succeed (and pass `check(stdout)`), or be refused cleanly."""
+    def classify(self, category, name, args, refused, env=None, timeout=None):
+        """Runs a case; `refused(code, out, err)` judges a normal exit: an outcome and a detail.
+        Timeouts, signals and undocumented exit codes are judged here."""
         code, out, err = self.run(args, env=env, timeout=timeout)
         last = err.strip().splitlines()[-1][:300] if err.strip() else ""
         if code is None:
             self.record(category, name, "hung")
         elif code < 0:
             self.record(category, name, "crashed", f"signal {-code}: {last}")
-        elif code == 0 and check and not check(out):
-            self.record(category, name, "silently wrong", out.strip()[:200])
         elif code != 0 and (code not in DOCUMENTED or "error:" not in err.lower()):
             self.record(category, name, "crashed", f"exit {code}: {last}")
         else:
-            self.record(category, name, "clean")
+            self.record(category, name, *refused(code, out, err, last))
+        return code, out, err
+
+    def refuse(self, category, name, args, codes=DOCUMENTED, mentions=None, env=None, timeout=None):
+        """A case that must be refused: an exit in `codes` with an error naming `mentions`."""
+
+        def judge(code, out, err, last):
+            if code == 0:
+                return "silently wrong", "exit 0"
+            if code not in codes:
+                return "crashed", f"exit {code}, expected one of {sorted(codes)}: {last}"
+            if mentions and mentions not in err:
+                return "silently wrong", f"exit {code} without naming {mentions}: {last}"
+            return "clean", ""
+
+        code, _, err = self.classify(category, name, args, judge, env=env, timeout=timeout)
+        return code, err
+
+    def succeed(self, category, name, args, check=None, env=None, timeout=None):
+        """A case that must succeed (and pass `check(stdout)`), or be refused cleanly."""
+
+        def judge(code, out, err, last):
+            if code == 0 and check and not check(out):
+                return "silently wrong", out.strip()[:200]
+            return "clean", ""
+
+        code, out, _ = self.classify(category, name, args, judge, env=env, timeout=timeout)
         return code, out
 
     def write(self, name, data):

@@ -492,12 +492,7 @@ private struct Parser {
                     flags = local
                     return nil
                 }
-                flags = local
-                let body = try parseAlternation()
-                guard isChar(")") else { throw error("a group without its )") }
-                i += 1
-                flags = saved
-                return .group(body, capture: nil)
+                flags = local  // (?i:...): for the group's body, parsed below
             }
         } else {
             captures += 1
@@ -561,30 +556,20 @@ private struct Parser {
     mutating func parseEscape() throws(LinearRegexError) -> Node {
         i += 1
         guard let c = peek() else { throw error("a trailing backslash") }
-        switch c {
-        case 0x41:  // \A
+        // \A \z \Z \b \B
+        let anchors: [UInt32: Anchor] = [
+            0x41: .textStart, 0x7A: .textEnd, 0x5A: .textEndOrFinalNewline, 0x62: .wordBoundary, 0x42: .notWordBoundary,
+        ]
+        if let anchor = anchors[c] {
             i += 1
-            return .assert(.textStart)
-        case 0x7A:  // \z
-            i += 1
-            return .assert(.textEnd)
-        case 0x5A:  // \Z
-            i += 1
-            return .assert(.textEndOrFinalNewline)
-        case 0x62:  // \b
-            i += 1
-            return .assert(.wordBoundary)
-        case 0x42:  // \B
-            i += 1
-            return .assert(.notWordBoundary)
-        default:
-            switch try escapeItem() {
-            case .scalar(let v): return .char(flags.ignoreCase ? fold(v) : v, fold: flags.ignoreCase)
-            case .kind(let kind, let negated):
-                var set = CharSet()
-                set.kinds = [(kind, negated)]
-                return .set(set)
-            }
+            return .assert(anchor)
+        }
+        switch try escapeItem() {
+        case .scalar(let v): return .char(flags.ignoreCase ? fold(v) : v, fold: flags.ignoreCase)
+        case .kind(let kind, let negated):
+            var set = CharSet()
+            set.kinds = [(kind, negated)]
+            return .set(set)
         }
     }
 
