@@ -15,9 +15,11 @@
 // into another file) fails, both through HDF5 (a link-access callback that refuses)
 // and through distill's own path lookup, which names the link. A dataset's declared
 // element count is checked for overflow, against the destination buffer and against
-// `maxReadBytes` before anything is allocated. What this cannot defend against is a
-// bug inside libhdf5's parser: do not open hostile files in a process that holds
-// secrets.
+// `maxReadBytes` before anything is allocated. A sealed file (HDF5Seal.swift: the files
+// distill writes) is checked byte for byte before the library opens it, because the
+// library crashes or hangs on damaged metadata. What this cannot defend against is a bug
+// inside libhdf5's parser reading an unsealed file: do not open hostile files in a process
+// that holds secrets.
 //
 // Threads. A serial HDF5 build has process-global state and is not thread-safe (Debian's
 // "serial" package happens to be built thread-safe; Homebrew's and most others are
@@ -59,7 +61,16 @@ package enum HDF5Library {
 }
 
 /// Serialises every call into the (not thread-safe) serial HDF5 library.
-private let libraryLock = NSLock()
+private let libraryLock: NSLock = {
+    // No atexit handler: HDF5's (H5close) closes what is still open at exit, and after a
+    // failed write (a full disk) it dereferences the half-closed file's freed state and
+    // crashes (SIGSEGV) after the error has been reported. Files are closed explicitly
+    // (`close()`, `deinit`); a file left open at exit is never one a commit renames.
+    // H5dont_atexit must come before any other HDF5 call, so it runs where the lock every
+    // call takes is created.
+    _ = H5dont_atexit()
+    return NSLock()
+}()
 
 /// Process-wide HDF5 settings, applied once before the first file is created or
 /// opened. nil when they took effect.
@@ -107,6 +118,8 @@ package struct HDF5Error: Error, CustomStringConvertible, Sendable {
         case notHDF5File
         /// An HDF5 file that is truncated or whose metadata cannot be read.
         case damaged
+        /// A sealed file whose bytes do not match the CRC-32 of its seal (`HDF5Seal`).
+        case checksumMismatch
         /// No dataset, group or attribute at that path.
         case notFound
         case alreadyExists
@@ -295,7 +308,7 @@ package final class HDF5File {
     package let path: String
     package let isWritable: Bool
     /// Reads of datasets declaring more bytes than this are refused before allocating.
-    /// Defaults to the machine's physical memory.
+    /// Defaults to the memory budget (`MemoryBudget.limit`: physical memory, or less).
     package var maxReadBytes: Int
 
     /// -1 once closed.
@@ -311,7 +324,7 @@ package final class HDF5File {
         self.isWritable = isWritable
         self.linkAccess = linkAccess
         self.linkCreate = linkCreate
-        self.maxReadBytes = Int(clamping: ProcessInfo.processInfo.physicalMemory)
+        self.maxReadBytes = Int(MemoryBudget.limit.bytes)
     }
 
     deinit {
@@ -323,11 +336,29 @@ package final class HDF5File {
         _ = H5Pclose(linkCreate)
     }
 
-    /// Creates (or truncates) the file at `path`, open for writing.
-    package static func create(path: String) throws -> HDF5File {
-        try withLibrary {
+    /// Creates (or truncates) the file at `path`, open for writing. `userBlock` bytes
+    /// (0, or a power of two >= 512) are left free at the start of the file for
+    /// `HDF5Seal.seal` once it is closed.
+    package static func create(path: String, userBlock: Int = 0) throws -> HDF5File {
+        precondition(
+            userBlock == 0 || (userBlock >= 512 && userBlock & (userBlock - 1) == 0),
+            "HDF5 user block must be 0 or a power of two >= 512, got \(userBlock)")
+        return try withLibrary {
             let lists = try makePropertyLists(path: path)
-            let fileID = H5Fcreate(path, distill_h5f_acc_trunc(), distill_h5_p_default(), lists.fileAccess)
+            var fileCreate = distill_h5_p_default()
+            if userBlock > 0 {
+                fileCreate = H5Pcreate(distill_h5p_file_create())
+                if fileCreate < 0 || H5Pset_userblock(fileCreate, hsize_t(userBlock)) < 0 {
+                    let error = HDF5Error(
+                        kind: .library, call: "H5Pset_userblock", file: path,
+                        hint: "could not reserve a \(userBlock)-byte user block", library: takeErrorStack())
+                    if fileCreate >= 0 { _ = H5Pclose(fileCreate) }
+                    lists.closeAll()
+                    throw error
+                }
+            }
+            let fileID = H5Fcreate(path, distill_h5f_acc_trunc(), fileCreate, lists.fileAccess)
+            if userBlock > 0 { _ = H5Pclose(fileCreate) }
             if fileID < 0 {
                 let error = openFailure(call: "H5Fcreate", path: path, creating: true)
                 lists.closeAll()
@@ -340,9 +371,12 @@ package final class HDF5File {
         }
     }
 
-    /// Opens an existing file, read-only unless `writable`.
+    /// Opens an existing file, read-only unless `writable`. A sealed file (`HDF5Seal`) is
+    /// verified byte for byte before the library sees it; a damaged one is refused as
+    /// `.damaged`.
     package static func open(path: String, writable: Bool = false) throws -> HDF5File {
-        try withLibrary {
+        if FileManager.default.fileExists(atPath: path) { try HDF5Seal.verify(path: path) }
+        return try withLibrary {
             let files = FileManager.default
             var isDirectory: ObjCBool = false
             guard files.fileExists(atPath: path, isDirectory: &isDirectory) else {
@@ -827,6 +861,14 @@ extension HDF5File {
                 kind: .externalLink, call: call, file: path, object: object, attribute: attribute,
                 hint: "the path runs through an external link (a link into another file); external links are refused",
                 library: stack)
+        }
+        // A write the operating system refused for lack of room: say so up front, as HDF5's
+        // own lines (where errno is) may be cut short in the message.
+        var hint = hint
+        if stack.contains(where: { $0.contains("errno = 28,") }) {
+            hint += ": no space left on the device; free some space and retry"
+        } else if stack.contains(where: { $0.contains("errno = 27,") }) {
+            hint += ": file too large for the file size limit (ulimit -f) or the file system; raise it and retry"
         }
         return HDF5Error(
             kind: kind, call: call, file: path, object: object, attribute: attribute, hint: hint, library: stack)

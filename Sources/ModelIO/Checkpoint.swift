@@ -225,7 +225,7 @@ func attributesChecksum(_ file: HDF5File) throws -> UInt32 {
 /// commit protocol does that).
 func writeCheckpointFile(_ contents: CheckpointContents, path: String) throws {
     do {
-        let file = try HDF5File.create(path: path)
+        let file = try HDF5File.create(path: path, userBlock: HDF5Seal.blockSize)
         let created = ISO8601DateFormatter().string(from: Date())
         try file.setAttribute("format", .string(CheckpointFormat.name))
         try file.setAttribute("format_version", .int(Int64(CheckpointFormat.version)))
@@ -282,6 +282,7 @@ func writeCheckpointFile(_ contents: CheckpointContents, path: String) throws {
         try file.setAttribute(
             CheckpointFormat.attributesChecksumAttribute, .int(Int64(try attributesChecksum(file))))
         try file.close()
+        try HDF5Seal.seal(path: path)
     } catch let error as HDF5Error {
         throw CheckpointError.from(error, path: path, reading: false)
     }
@@ -430,7 +431,7 @@ final class CheckpointReader {
     private func malformed(_ problem: String) -> CheckpointError {
         CheckpointError(
             .malformed, path: path, problem: problem,
-            fix: "the file is damaged or was not written by distill; use the previous checkpoint")
+            fix: "the file is damaged or was not written by distill; restore it from a copy, or remove it and rerun the stage that wrote it")
     }
 
     private func intAttribute(_ name: String, at object: String = "/", minimum: Int = 0) throws -> Int {
@@ -614,7 +615,7 @@ final class CheckpointReader {
         CheckpointError(
             .checksumMismatch, path: path,
             problem: "checksum mismatch in /\(object): recorded crc32 \(hex(recorded)), data has \(hex(actual))",
-            fix: "the file is damaged; use the previous checkpoint")
+            fix: "the file is damaged; restore it from a copy, or remove it and rerun the stage that wrote it")
     }
 
     /// Reads a float32 dataset into a new tensor, checking its checksum.
@@ -678,12 +679,17 @@ final class CheckpointReader {
         for info in tensors {
             let (bytes, overflow) = info.elementCount.multipliedReportingOverflow(by: MemoryLayout<Float>.stride)
             let (sum, overflowSum) = (all ? total : 0).addingReportingOverflow(bytes)
-            guard !overflow, !overflowSum, sum <= file.maxReadBytes else {
+            guard !overflow, !overflowSum else {
                 throw CheckpointError(
-                    .malformed, path: path,
-                    problem: "the tensors declare more than \(file.maxReadBytes) bytes (this machine's memory); "
-                        + "refusing to allocate them",
-                    fix: "the file is damaged, or the model is too large for this machine")
+                    .malformed, path: path, problem: "the tensors' declared sizes overflow; refusing to allocate them",
+                    fix: "the file is damaged")
+            }
+            guard sum <= file.maxReadBytes else {
+                throw UserError(
+                    path: path,
+                    problem: "loading its tensors needs at least \(MemoryBudget.format(Double(sum))), more than "
+                        + "\(MemoryBudget.limit.source) (\(MemoryBudget.format(Double(file.maxReadBytes))))",
+                    fix: "use a smaller model, or a machine with more memory", kind: .usage)
             }
             total = sum
         }

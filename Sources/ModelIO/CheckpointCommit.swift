@@ -128,8 +128,9 @@ package func writeCheckpoint(
 }
 
 /// Reads the checkpoint at `url`, or its `.prev` when `url` is missing or damaged
-/// (left by a commit interrupted between steps 3 and 6). Returns the file actually
-/// read. Throws the error of `url` when neither reads.
+/// (left by a commit interrupted between steps 3 and 6, the only time a `.prev` exists).
+/// Returns the file actually read. Throws the error of `url` when neither reads, saying
+/// so when a `.prev` exists.
 package func readCommittedCheckpoint(at url: URL, verify: Bool = true) throws -> (
     contents: CheckpointContents, url: URL
 ) {
@@ -137,9 +138,14 @@ package func readCommittedCheckpoint(at url: URL, verify: Bool = true) throws ->
     do {
         return (try readCheckpoint(at: url, verify: verify), url)
     } catch {
-        guard fileExists(previous.path), let contents = try? readCheckpoint(at: previous, verify: verify) else {
-            throw error
+        guard fileExists(previous.path) else { throw error }
+        do {
+            return (try readCheckpoint(at: previous, verify: verify), previous)
+        } catch let fallback {
+            guard var primary = error as? CheckpointError else { throw error }
+            primary.fix = "the previous checkpoint \(previous.path) does not read either (\(fallback)); "
+                + "remove both and rerun the stage that wrote them"
+            throw primary
         }
-        return (contents, previous)
     }
 }

@@ -92,12 +92,16 @@ package struct CheckpointError: Error, CustomStringConvertible, Sendable {
             return CheckpointError(
                 .notCheckpoint, path: path, problem: "not a distill checkpoint: \(error.hint)",
                 fix: "pass a .h5 checkpoint written by distill")
+        case .checksumMismatch:
+            return CheckpointError(
+                reading ? .checksumMismatch : .io, path: path, problem: problem,
+                fix: "restore it from a copy, or remove it and rerun the stage that wrote it")
         case .library, .alreadyExists, .invalidArgument:
             return CheckpointError(reading ? .malformed : .io, path: path, problem: problem)
         case .damaged, .notFound, .externalLink, .typeMismatch, .shapeMismatch, .tooLarge:
             return CheckpointError(
                 reading ? .malformed : .io, path: path, problem: problem,
-                fix: reading ? "the file is damaged or was not written by distill; use the previous checkpoint" : nil)
+                fix: reading ? "the file is damaged or was not written by distill; restore it from a copy, or remove it and rerun the stage that wrote it" : nil)
         }
     }
 

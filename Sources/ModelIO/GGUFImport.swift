@@ -177,13 +177,9 @@ package func readGGUFModel(path: String) throws -> GGUFModel {
 
     // The f32 weights must fit, with room to compute.
     let bytes = Double(file.tensors.reduce(0) { $0 + $1.elementCount }) * 4
-    let memory = Double(ProcessInfo.processInfo.physicalMemory)
-    guard bytes * 1.5 <= memory else {
-        throw UserError(
-            path: path,
-            problem: String(format: "holds %.1f GiB of weights in f32, more than this machine's %.1f GiB allows", bytes / 1_073_741_824, memory / 1_073_741_824),
-            fix: "use a smaller model", kind: .usage)
-    }
+    try MemoryBudget.require(
+        bytes * 1.5, for: "loading its weights in f32 (\(MemoryBudget.format(bytes)), with half again to compute)",
+        path: path, fix: "use a smaller model")
     let tokenizer = try GGUFTokenizer.tokenizerJSON(from: file)
     var parameters: [String: Tensor] = [:]
     var blocks: [String: PackedMatrix] = [:]

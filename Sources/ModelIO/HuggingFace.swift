@@ -127,6 +127,11 @@ package enum HFModelDirectory {
                 problems: problems)
         }
 
+        // The f32 weights (and a tied head's copy, read to compare) must fit before any is read.
+        try MemoryBudget.require(
+            weightBytes(config) + (hasTiedHead ? Double(config.vocabSize * config.hiddenSize) * 4 : 0),
+            for: "loading its weights in f32 (\(config.parameterCount) parameters)", path: directory.path,
+            fix: "use a smaller model")
         var tensors: [String: Tensor] = [:]
         for (name, _) in config.parameterShapes {
             let found = location[name]!

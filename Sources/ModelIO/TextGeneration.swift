@@ -31,6 +31,10 @@ package func generateText(
         let ids = tokenizer.encode(p, addSpecialTokens: addSpecialTokens)
         return ids.isEmpty ? [loaded.endOfText ?? 0] : ids
     }
+    let longest = encoded.map(\.count).max() ?? 0
+    try requireInferenceMemory(
+        loaded.model.config, rows: encoded.count, positions: longest + sampling.maxTokens, allLogits: false,
+        what: "generating", path: loaded.path, fix: "generate fewer prompts at once, or fewer max_tokens")
     let outputs = (engine ?? DecodeEngine(model: loaded.model)).generate(prompts: encoded, sampling: sampling) {
         _, generated in
         guard !stop.isEmpty else { return false }
@@ -85,6 +89,9 @@ package func chatReply(
         if let stop, !sampling.stopTokens.contains(stop) { sampling.stopTokens.append(stop) }
     }
     let prompt = tokenizer.encode(style.prompt(messages), addSpecialTokens: false)
+    try requireInferenceMemory(
+        loaded.model.config, rows: 1, positions: prompt.count + sampling.maxTokens, allLogits: false,
+        what: "generating", path: loaded.path, fix: "shorten the conversation or lower max_tokens")
     var shown = 0
     let ids = (engine ?? DecodeEngine(model: loaded.model)).generate(prompts: [prompt], sampling: sampling) {
         _, generated in

@@ -12,6 +12,7 @@
 
 import Foundation
 import JSON
+import NN
 import Platform
 import Recipe
 import TextData
@@ -168,7 +169,7 @@ package final class Runner {
         var fingerprints: [String: StageFingerprint] = [:]
         var produced: [String: String] = [:]
         var planned: [PlannedStage] = []
-        for stage in recipe.stages {
+        for (index, stage) in recipe.stages.enumerated() {
             let fp: StageFingerprint
             do {
                 fp = try StageFingerprint.compute(
@@ -179,6 +180,9 @@ package final class Runner {
             fingerprints[stage.name] = fp
             produced[stage.output] = stage.name
             let (action, reason, resume) = decide(stage, fp, state.stages[stage.name])
+            if action != .skip, let problem = preflight(stage, path: "stages[\(index)]") {
+                throw .stageFailed(name: stage.name, error: problem)
+            }
             planned.append(
                 PlannedStage(
                     name: stage.name, type: stage.type, action: action, reason: reason, resume: resume, fingerprint: fp,
@@ -186,6 +190,25 @@ package final class Runner {
         }
         state.files = digester.cache
         return RunPlan(runDirectory: recipe.runDir, stages: planned, recipe: recipe)
+    }
+
+    /// What makes a stage impossible to run, found from the recipe alone before any stage
+    /// runs (and by `--dry-run`): a pretraining model that cannot fit the memory budget. The
+    /// vocabulary of a tokenizer file is not known yet and counts as its 256 bytes.
+    private func preflight(_ stage: Stage, path: String) -> UserError? {
+        guard case .pretrain(let s) = stage, s.initFrom == nil else { return nil }
+        let vocab = s.tokenizer?.path == nil ? (s.tokenizer?.train ?? TokenizerTraining()).vocabSize : 256
+        let config = (s.model ?? ModelSettings()).llamaConfig(vocabSize: vocab, bosTokenId: nil, eosTokenId: nil)
+        // The recipe reader bounds every size; a config it let through is estimated safely.
+        guard config.problems().isEmpty else { return nil }
+        do {
+            try requireMemory(
+                config, batch: s.training.batchSize, seqLen: s.training.seqLen,
+                path: "\(path).model and .training of the recipe (\(s.output))")
+        } catch {
+            return error as? UserError
+        }
+        return nil
     }
 
     private func decide(_ stage: Stage, _ fp: StageFingerprint, _ record: StageRecord?) -> (

@@ -91,6 +91,12 @@ func readModel(_ v: JSONValue, path: String, log: IssueLog) -> ModelSettings {
     r.read(.maxPositionEmbeddings, into: &m.maxPositionEmbeddings, .atLeast(1))
     r.read(.initializerRange, into: &m.initializerRange, .positive)
     r.read(.layerRepeat, into: &m.layerRepeat, .atLeast(1))
+    // The config's own bounds (a billion layers, 10^18 positions), checked here so a dry run
+    // refuses them too and nothing is sized by them; the lower bounds were read above.
+    for problem in m.llamaConfig(vocabSize: 256).problems() where problem.contains("must be at most") {
+        let key = String(problem.prefix { $0 != " " })
+        log.add(.rule(problem), at: ModelSettings.CodingKeys(stringValue: key).map { r.path($0) } ?? path)
+    }
     return m
 }
 

@@ -214,7 +214,7 @@ package struct CheckpointTeacher: TeacherBackend {
             }
             var fresh = [Bool](repeating: false, count: batch.count)
             if results.contains(where: { $0 == nil }) {
-                let generated = generate(batch)
+                let generated = try generate(batch)
                 for i in batch.indices where results[i] == nil {
                     try cache.store(
                         batch[i].key, teacher: name,
@@ -236,7 +236,7 @@ package struct CheckpointTeacher: TeacherBackend {
     }
 
     /// One batch through the engine.
-    private func generate(_ batch: [Job]) -> [TeacherCompletion] {
+    private func generate(_ batch: [Job]) throws -> [TeacherCompletion] {
         let started = Date()
         let prompts = batch.map { job -> [Int32] in
             // A plain prompt gets the tokenizer's template prefix (BOS), as SFT rows do; a rendered
@@ -244,6 +244,16 @@ package struct CheckpointTeacher: TeacherBackend {
             let ids = tokenizer.encode(job.prompt, addSpecialTokens: !job.chat)
             return ids.isEmpty ? [stopTokens.first ?? 0] : ids
         }
+        // The KV cache of the batch's longest prompt plus max_tokens must fit before it is allocated.
+        let c = engine.config
+        try MemoryBudget.require(
+            MemoryBudget.inferenceBytes(
+                parameters: c.parameterCount, layers: c.numHiddenLayers * max(1, c.layerRepeat),
+                kvWidth: c.numKeyValueHeads * c.headDim, hidden: c.hiddenSize, intermediate: c.intermediateSize,
+                vocabulary: c.vocabSize, rows: prompts.count,
+                positions: (prompts.map(\.count).max() ?? 0) + config.maxTokens, allLogits: false),
+            for: "generating \(prompts.count) samples at once (weights, KV cache, activations and logits)",
+            path: config.checkpoint, fix: "lower the teacher's batch_size or max_tokens")
         let sampling = SamplingConfig(
             maxTokens: config.maxTokens, temperature: config.temperature, topK: config.topK, topP: config.topP,
             stopTokens: stopTokens)

@@ -8,8 +8,9 @@ import JSON
 // over Unicode scalars that follow the regex's alternation order and backtracking exactly
 // (including the `\s+(?!\S)` lookahead and the case-insensitive contractions, where Unicode case
 // folding makes `ſ` match `s`). They are checked against the regex in the tests. Any other
-// pattern falls back to NSRegularExpression (ICU), whose `\s` differs from Oniguruma's on a few
-// rare scalars (U+000B, U+0085).
+// pattern runs on LinearRegex (LinearRegex.swift), whose time is linear in the text whatever the
+// pattern (a backtracking engine hangs on `(a+)+$`); the tests check it against Oniguruma's
+// pieces for the three patterns too.
 
 /// Known pattern strings, as they appear in tokenizer.json (after JSON unescaping).
 package enum SplitPatterns {
@@ -106,17 +107,6 @@ package struct ScalarBuffer {
 
 // MARK: - Split patterns
 
-/// A wrapper that makes the (immutable, thread-safe) ICU regex storable in Sendable values.
-package final class RegexBox: @unchecked Sendable {
-    let regex: NSRegularExpression
-    let pattern: String
-
-    init(_ pattern: String) throws {
-        self.pattern = pattern
-        self.regex = try NSRegularExpression(pattern: pattern, options: [])
-    }
-}
-
 /// What a `Split` pre-tokenizer searches for.
 package enum SplitPattern: Sendable {
     case gpt2
@@ -124,8 +114,8 @@ package enum SplitPattern: Sendable {
     case llama3(maxDigits: Int)
     /// A literal string (`{"String": " "}` in tokenizer.json).
     case literal([UInt8])
-    /// Any other regex, run with NSRegularExpression.
-    case regex(RegexBox)
+    /// Any other regex, run by `LinearRegex` (linear time: no pattern can hang it).
+    case regex(LinearRegex)
     /// `Digits` pre-tokenizer: runs of `\p{N}` (or single digits).
     case digits(individual: Bool)
 
@@ -135,7 +125,7 @@ package enum SplitPattern: Sendable {
         case SplitPatterns.gpt2: return .gpt2
         case SplitPatterns.llama3: return .llama3(maxDigits: 3)
         case SplitPatterns.qwen2: return .llama3(maxDigits: 1)
-        default: return .regex(try RegexBox(pattern))
+        default: return .regex(try LinearRegex(pattern))
         }
     }
 
@@ -173,23 +163,10 @@ package enum SplitPattern: Sendable {
                     i += 1
                 }
             }
-        case .regex(let box):
-            let text = String(decoding: bytes, as: UTF8.self)
-            // UTF-16 offset -> byte offset table for converting NSRange results.
-            var utf16ToByte: [Int] = []
-            utf16ToByte.reserveCapacity(bytes.count + 1)
-            var byteOffset = bytes.startIndex
-            for scalar in text.unicodeScalars {
-                let units = scalar.utf16.count
-                for _ in 0..<units { utf16ToByte.append(byteOffset) }
-                byteOffset += scalar.utf8.count
-            }
-            utf16ToByte.append(byteOffset)
-            let ns = text as NSString
-            for m in box.regex.matches(in: text, options: [], range: NSRange(location: 0, length: ns.length)) {
-                let r = m.range
-                guard r.location != NSNotFound, r.length > 0 else { continue }
-                out.append(utf16ToByte[r.location]..<utf16ToByte[r.location + r.length])
+        case .regex(let regex):
+            buffer.load(bytes)
+            for r in regex.matches(in: buffer.values) where !r.isEmpty {
+                out.append(buffer.offsets[r.lowerBound]..<buffer.offsets[r.upperBound])
             }
         }
     }

@@ -84,6 +84,7 @@ package func evaluateFile(
     if full.rows > 0 && windows.count < batches {
         windows.append(TokenBatch(rows: full.rows, seqLen: length, inputs: full.inputs, targets: full.targets))
     }
+    try requireEvaluationMemory(loaded.model.config, windows, path: checkpoint, setting: "--seq-len")
     var result = evaluate(loaded.model, batches: windows, engine: engine)
     if lastLogits, let last = windows.last {
         // The last row of the last window followed by its final target: the logits after
@@ -98,6 +99,14 @@ package func evaluateFile(
 
 /// Refuses a window longer than the model's positions (`max_position_embeddings`), naming the
 /// setting that asked for it.
+/// Refuses (exit 2) evaluating `batches` when the largest cannot fit the memory budget.
+package func requireEvaluationMemory(_ config: LlamaConfig, _ batches: [TokenBatch], path: String, setting: String) throws {
+    guard let largest = batches.max(by: { $0.rows * $0.seqLen < $1.rows * $1.seqLen }) else { return }
+    try requireInferenceMemory(
+        config, rows: largest.rows, positions: largest.seqLen, allLogits: true, what: "evaluating", path: path,
+        fix: "lower \(setting), or use a machine with more memory")
+}
+
 package func requireSeqLen(_ seqLen: Int, fits model: LlamaModel, path: String, setting: String) throws {
     let limit = model.config.maxPositionEmbeddings
     guard seqLen <= limit else {

@@ -121,6 +121,16 @@ package final class FineTuning {
         try requireSeqLen(seqLen, fits: model, path: modelPath, setting: "training.seq_len")
     }
 
+    /// Refuses (exit 2, with the estimate and the limit) training that cannot fit the memory
+    /// budget, before the gradients, moments and activations are allocated: `sequencesPerRow`
+    /// is 2 for preference pairs; `extra` adds what else the stage holds (a KD teacher).
+    package func checkMemory(sequencesPerRow: Int = 1, extra: Double = 0) throws {
+        let trainable = trainedParameters.reduce(0) { $0 + $1.1.count }
+        try requireMemory(
+            model.config, batch: settings.batchSize * sequencesPerRow, seqLen: settings.seqLen, trainable: trainable,
+            extra: extra, path: modelPath, suggestLoRA: lora == nil)
+    }
+
     /// Trains with `objective` on micro-batches `batch(n)` (n counting from 0 over the run, the
     /// data cursor) for the steps of `batchesPerEpoch` micro-batches per epoch, and commits.
     /// Returns the session's summary with `trained_parameters` and `extra` added.

@@ -138,27 +138,34 @@ extension TokenBatch {
     package var training: TrainingBatch { TrainingBatch(inputs: inputs, targets: targets, batch: rows, length: seqLen) }
 }
 
-/// Bytes a training run of `config` needs at least: weights, gradients and two AdamW moments
-/// (16 bytes a parameter), plus the activations one micro-batch keeps for the backward (about
-/// 24 floats per position per layer and width, and the logits' chunk). A lower bound, not a
-/// prediction; it only has to catch a model that cannot possibly fit.
-package func trainingMemoryEstimate(_ config: LlamaConfig, batch: Int, seqLen: Int) -> Double {
+/// Bytes a training run of `config` needs at least: weights (4 bytes a parameter), and for
+/// each of the `trainable` parameters (all when nil) a gradient and two AdamW moments (12
+/// more bytes), plus the activations one micro-batch of `batch` sequences keeps for the
+/// backward (about 24 floats per position per layer and width, and the logits' chunk). A
+/// lower bound, not a prediction; it only has to catch a model that cannot possibly fit.
+package func trainingMemoryEstimate(_ config: LlamaConfig, batch: Int, seqLen: Int, trainable: Int? = nil) -> Double {
     let positions = Double(batch) * Double(seqLen)
     let perLayer = Double(config.hiddenSize) * 24 + Double(config.intermediateSize) * 3
     let activations = positions * perLayer * Double(config.numHiddenLayers) * 4
-    return Double(config.parameterCount) * 16 + activations
+    return Double(config.parameterCount) * 4 + Double(trainable ?? config.parameterCount) * 12 + activations
 }
 
-/// Refuses, before allocating anything, a model that cannot fit this machine's memory.
-package func requireMemory(_ config: LlamaConfig, batch: Int, seqLen: Int, path: String) throws {
-    let need = trainingMemoryEstimate(config, batch: batch, seqLen: seqLen)
-    let have = Double(ProcessInfo.processInfo.physicalMemory)
-    guard need <= have else {
-        func gib(_ b: Double) -> String { String(format: "%.1f GiB", b / Double(1 << 30)) }
-        throw UserError(
-            path: path,
-            problem: "training this model needs at least \(gib(need)) (\(config.parameterCount) parameters at 16 bytes each for weights, gradients and AdamW moments, plus activations), more than this machine's \(gib(have))",
-            fix: "make the model smaller (hidden_size, num_hidden_layers, intermediate_size, vocabulary) or the batch (batch_size, seq_len)",
-            kind: .usage)
-    }
+/// Refuses (exit 2), before allocating anything, a training run that cannot fit the memory
+/// budget (`MemoryBudget`), with the estimate and the limit.
+package func requireMemory(
+    _ config: LlamaConfig, batch: Int, seqLen: Int, trainable: Int? = nil, extra: Double = 0, path: String,
+    suggestLoRA: Bool = false
+) throws {
+    let need = trainingMemoryEstimate(config, batch: batch, seqLen: seqLen, trainable: trainable) + extra
+    let trained = trainable.map { "\($0) of them trained" } ?? "all trained"
+    try MemoryBudget.require(
+        need,
+        for: "training this model (\(config.parameterCount) parameters, \(trained): 4 bytes each for the weights "
+            + "and 12 for each trained one's gradient and AdamW moments, plus activations of \(batch) x \(seqLen) tokens)",
+        path: path,
+        fix: suggestLoRA
+            ? "train it through LoRA (a lora block), or lower training.batch_size or training.seq_len (grad_accum "
+                + "keeps the tokens per step)"
+            : "make the model smaller (hidden_size, num_hidden_layers, intermediate_size, vocabulary), or lower "
+                + "training.batch_size or training.seq_len (grad_accum keeps the tokens per step)")
 }

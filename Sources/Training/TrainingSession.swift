@@ -67,7 +67,10 @@ package final class TrainingSession {
         self.emit = emit
         var resumed: CheckpointContents?
         if resume, fileExists(output) || fileExists(output + ".prev") {
-            let (contents, _) = try readCommittedCheckpoint(at: self.output)
+            let (contents, source) = try readCommittedCheckpoint(at: self.output)
+            if source != self.output {
+                emit(.message("\(output) is missing or does not read; continuing from \(source.path), the checkpoint committed before it"))
+            }
             if contents.metadata["fingerprint"] == fingerprint, contents.optimizer != nil {
                 resumed = contents
                 if contents.threads != Threads.count {

@@ -1,5 +1,6 @@
 import Foundation
 import Platform
+import TextData
 
 /// The `exact` verifier: extract a final answer, normalise it and the reference, compare.
 ///
@@ -50,11 +51,11 @@ package enum ExactMatch {
         case .boxed: return boxed(text).map { ($0, "boxed answer") }
         case .lastNumber: return lastNumber(text).map { ($0, "last number") }
         case .regex:
-            guard let pattern, let regex = try? Regex(pattern), let m = try? regex.firstMatch(in: text) else {
+            // LinearRegex: linear time whatever the pattern (docs/teacher.md, *Verifiers*).
+            guard let pattern, let regex = try? LinearRegex(pattern), let m = regex.firstMatch(in: text) else {
                 return nil
             }
-            let range = m.output.count > 1 ? (m.output[1].range ?? m.range) : m.range
-            return (String(text[range]), "extracted answer")
+            return (String(text[m.group1 ?? m.whole]), "extracted answer")
         case .auto:
             if let g = gsm8k(text) { return (g, "#### answer") }
             if let b = boxed(text) { return (b, "boxed answer") }

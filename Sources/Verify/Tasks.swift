@@ -194,10 +194,11 @@ package enum TaskReader {
                     "field \"pattern\" is \(p.typeName), not a string", at: "pattern",
                     hint: "write the regular expression as a JSON string (backslashes doubled)")
             }
-            do { _ = try Regex(s) } catch {
+            do { _ = try LinearRegex(s) } catch {
                 throw record.error(
                     "field \"pattern\" is not a valid regular expression (\(error))", at: "pattern",
-                    hint: "fix the expression; JSON needs backslashes doubled, as in \"\\\\d+\"")
+                    hint: "fix the expression (distill matches in linear time: no backreferences, atomic groups "
+                        + "or variable-length lookaround); JSON needs backslashes doubled, as in \"\\\\d+\"")
             }
             task.pattern = s
         }

@@ -1,6 +1,7 @@
 import Foundation
 import JSON
 import Platform
+import TextData
 
 // Verifiers: the external soundness signal that decides whether a completion is correct.
 // Each returns a `Verdict` with a reason a person can read next to the sample.
@@ -132,12 +133,16 @@ package struct VerifierConfig: Sendable, Equatable, Codable {
         var out: [String] = []
         if extract == .regex {
             if let p = extractPattern {
-                if (try? Regex(p)) == nil { out.append("extract_pattern \"\(p)\" is not a valid regular expression") }
+                do { _ = try LinearRegex(p) } catch {
+                    out.append("extract_pattern \"\(p)\" is not a valid regular expression: \(error)")
+                }
             } else {
                 out.append("extract \"regex\" needs extract_pattern, e.g. \"answer is (\\\\S+)\"")
             }
         }
-        if let p = pattern, (try? Regex(p)) == nil { out.append("pattern \"\(p)\" is not a valid regular expression") }
+        if let p = pattern {
+            do { _ = try LinearRegex(p) } catch { out.append("pattern \"\(p)\" is not a valid regular expression: \(error)") }
+        }
         if type == .command, command?.isEmpty ?? true {
             out.append("the command verifier needs \"command\": the checker's argv, e.g. [\"python3\", \"check.py\"]")
         }
@@ -235,17 +240,18 @@ package struct Verifier: Sendable {
 /// The `regex` verifier.
 package enum RegexMatch {
     package static func verify(_ completion: String, pattern: String, mode: VerifierConfig.MatchMode) -> Verdict {
-        let regex: Regex<AnyRegexOutput>
-        do { regex = try Regex(pattern) } catch { return .incorrect("invalid pattern \(pattern): \(error)") }
+        // LinearRegex: linear time whatever the pattern, so a task's pattern cannot hang a run.
+        let regex: LinearRegex
+        do { regex = try LinearRegex(pattern) } catch { return .incorrect("invalid pattern \(pattern): \(error)") }
         switch mode {
         case .full:
             let text = completion.trimmingCharacters(in: .whitespacesAndNewlines)
-            return (try? regex.wholeMatch(in: text)) != nil
+            return regex.wholeMatches(text)
                 ? .correct("the completion matches /\(pattern)/ in full", canonical: text)
                 : .incorrect("the completion does not match /\(pattern)/ in full", canonical: text)
         case .search:
-            if let m = try? regex.firstMatch(in: completion) {
-                let found = String(completion[m.range])
+            if let m = regex.firstMatch(in: completion) {
+                let found = String(completion[m.whole])
                 return .correct("found \"\(clip(found))\" matching /\(pattern)/", canonical: found)
             }
             return .incorrect("no match for /\(pattern)/")

@@ -289,8 +289,8 @@ struct InspectJSON: Decodable {
             #expect(missing.status == 74)
             #expect(missing.err.contains("no such file"))
 
-            // Damage one byte in the middle of the embedding table: inspect reads only
-            // metadata, so it still reports; a full read names the tensor.
+            // Damage one byte in the middle of the embedding table: the file's seal no longer
+            // matches, so even inspect, which reads only metadata, refuses it.
             let bytes = try Data(contentsOf: checkpoint)
             let summary = try readCheckpointSummary(at: checkpoint)
             #expect(summary.step == 3)
@@ -299,9 +299,61 @@ struct InspectJSON: Decodable {
             let embedding = try #require(offset)
             damaged[embedding] ^= 0x01
             try damaged.write(to: checkpoint)
-            #expect(try distill(["inspect", checkpoint.path]).status == 0)
+            let refused = try distill(["inspect", checkpoint.path])
+            #expect(refused.status == 65 && refused.err.contains(checkpoint.path), "\(refused.err)")
             #expect(throws: CheckpointError.self) { try verifyCheckpoint(at: checkpoint) }
         }
+    }
+
+    /// Bit flips in HDF5's own metadata (superblock, object headers, B-trees, heaps: the
+    /// first KiBs after the seal and the end of the file) crashed or hung the HDF5 library;
+    /// the seal refuses them first, with exit 65 and the file's name.
+    @Test func flippedMetadataBitsExit65NeverASignal() throws {
+        try withCheckpoint { checkpoint in
+            let bytes = try Data(contentsOf: checkpoint)
+            let copy = checkpoint.deletingLastPathComponent().appendingPathComponent("copy.h5")
+            let offsets = [3, 30, 512, 520, 530, 560, 600, 700, 800, 1000, 1200, 1500, 2000, 3000, bytes.count - 1]
+                + stride(from: bytes.count - 4000, to: bytes.count, by: 397).map { $0 }
+            for (i, offset) in offsets.enumerated() {
+                var damaged = bytes
+                damaged[offset] ^= UInt8(1) << UInt8(i % 8)
+                try damaged.write(to: copy)
+                let command = i % 2 == 0 ? ["inspect", copy.path] : ["generate", "--checkpoint", copy.path, "--prompt", "a"]
+                let r = try distill(command)
+                #expect(r.status == 65, "byte \(offset): \(r.status) \(r.err)")
+                #expect(r.err.contains(copy.path) && r.err.contains("damaged"), "byte \(offset): \(r.err)")
+            }
+        }
+    }
+
+    /// A disk filling up during a commit (RLIMIT_FSIZE with SIGXFSZ ignored makes write(2)
+    /// fail with EFBIG, as ENOSPC would) is an I/O error, exit 74, not a crash in HDF5's exit
+    /// handler; the temporary file is removed and the committed checkpoint survives.
+    @Test func aFullDiskDuringACommitExits74() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("distill-full-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let checkpoint = directory.appendingPathComponent("ckpt.h5")
+        let first = try testHelper(["stress-checkpoint", checkpoint.path, "--count", "1", "--hidden", "16"])
+        #expect(first.status == 0, "\(first.err)")
+        let helper = product("distill-test-helper").path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        // ulimit -f counts 1024-byte blocks: 64 KiB, less than one checkpoint of width 128.
+        process.arguments = [
+            "-c", "ulimit -f 64; trap '' XFSZ; exec \"$0\" stress-checkpoint \"$1\" --count 2 --hidden 128",
+            helper, checkpoint.path,
+        ]
+        let err = Pipe()
+        process.standardError = err
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationReason == .exit && process.terminationStatus == 74, "\(text)")
+        #expect(text.contains("file too large for the file size limit") && text.contains(directory.path), "\(text)")
+        let left = try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted()
+        #expect(left == [".distill.lock", "ckpt.h5"])
+        #expect(try readCheckpoint(at: checkpoint).step == 1)
     }
 
     /// The offset of a byte inside model.embed_tokens.weight's data.

@@ -97,6 +97,17 @@ private func corrupt(_ tensor: Tensor, inFileAt url: URL) throws {
     try handle.write(contentsOf: [bytes[range.lowerBound + 1] ^ 0x40])
 }
 
+/// Removes a checkpoint's seal (both copies of its magic), leaving what a distill from
+/// before seals wrote, so the checks behind the seal can be exercised.
+private func unseal(_ url: URL) throws {
+    let handle = try FileHandle(forUpdating: url)
+    defer { try? handle.close() }
+    for offset in [0, HDF5Seal.blockSize - 8] {
+        try handle.seek(toOffset: UInt64(offset))
+        try handle.write(contentsOf: [UInt8](repeating: 0, count: 8))
+    }
+}
+
 private func directoryListing(_ directory: URL) throws -> [String] {
     try FileManager.default.contentsOfDirectory(atPath: directory.path).sorted()
 }
@@ -241,6 +252,7 @@ private func directoryListing(_ directory: URL) throws -> [String] {
         let url = directory.appendingPathComponent("ckpt.h5")
         let contents = sampleContents()
         try writeCheckpoint(contents, to: url)
+        try unseal(url)  // the per-dataset checksums are what is tested
         let victim = contents.parameters.first { $0.name == "model.layers.1.mlp.down_proj.weight" }!
         try corrupt(victim.tensor, inFileAt: url)
 
@@ -253,11 +265,68 @@ private func directoryListing(_ directory: URL) throws -> [String] {
     }
 }
 
+/// The seal (Sources/Formats/HDF5Seal.swift): a flipped bit anywhere in the file, HDF5's
+/// own metadata included (superblock, object headers, B-trees, heaps), is refused before
+/// the HDF5 library reads the file; a truncated file too.
+@Test func theSealCatchesEveryFlippedBitBeforeHDF5ReadsTheFile() throws {
+    try withTemporaryDirectory { directory in
+        let url = directory.appendingPathComponent("ckpt.h5")
+        try writeCheckpoint(sampleContents(), to: url)
+        let bytes = try Data(contentsOf: url)
+        // The seal is what Python checks with zlib.crc32 (docs/checkpoints.md).
+        #expect(bytes.prefix(8) == Data("DSTLSEAL".utf8) && bytes[504..<512] == Data("DSTLSEAL".utf8))
+        let recorded = bytes[24..<28].enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (8 * $1.offset) }
+        #expect(CRC32.checksum(Array(bytes[512...])) == recorded)
+        #expect(try HDF5Seal.verify(path: url.path) == .intact)
+
+        let damaged = directory.appendingPathComponent("damaged.h5")
+        // Every byte of the seal, then every 7th byte of the rest (the first 4 KiB, where
+        // HDF5 keeps the superblock and root group, byte by byte).
+        let offsets = Array(0..<4096) + Array(stride(from: 4096, to: bytes.count, by: 7))
+        var refused = 0
+        for offset in offsets {
+            var copy = bytes
+            copy[offset] ^= UInt8(1) << UInt8(offset % 8)
+            try copy.write(to: damaged)
+            do {
+                _ = try readCheckpoint(at: damaged)
+                Issue.record("a flipped bit at byte \(offset) was not noticed")
+            } catch let error as CheckpointError {
+                #expect(error.category == .data && error.description.hasPrefix(damaged.path), "\(error)")
+                refused += 1
+            }
+        }
+        #expect(refused == offsets.count)
+
+        try bytes.prefix(bytes.count - 100).write(to: damaged)
+        let truncated = expectCheckpointError(.malformed) { _ = try readCheckpointSummary(at: damaged) }
+        #expect(truncated?.description.contains("(truncated)") == true)
+
+        // The message does not promise a previous checkpoint; readCommittedCheckpoint uses
+        // one only when a .prev exists.
+        let error = expectCheckpointError(.malformed) { _ = try readCommittedCheckpoint(at: damaged) }
+        #expect(error?.description.contains("previous") == false)
+    }
+}
+
+/// Without a seal (files from before it), a checkpoint reads as before.
+@Test func anUnsealedCheckpointStillReads() throws {
+    try withTemporaryDirectory { directory in
+        let url = directory.appendingPathComponent("ckpt.h5")
+        let contents = sampleContents()
+        try writeCheckpoint(contents, to: url)
+        try unseal(url)
+        #expect(try HDF5Seal.verify(path: url.path) == .unsealed)
+        expectSameTensors(try readCheckpoint(at: url).parameters, contents.parameters)
+    }
+}
+
 @Test func aDamagedMomentIsNamed() throws {
     try withTemporaryDirectory { directory in
         let url = directory.appendingPathComponent("ckpt.h5")
         let contents = sampleContents()
         try writeCheckpoint(contents, to: url)
+        try unseal(url)
         try corrupt(contents.optimizer!.moments["v"]![3].tensor, inFileAt: url)
         let error = expectCheckpointError(.checksumMismatch) { try verifyCheckpoint(at: url) }
         #expect(error?.description.contains("/optimizer/v/\(contents.parameters[3].name)") == true)
@@ -279,6 +348,7 @@ private func directoryListing(_ directory: URL) throws -> [String] {
         // A consistent writer's attributes checksum, so the shapes are what is wrong.
         try file.setAttribute(CheckpointFormat.attributesChecksumAttribute, .int(Int64(try attributesChecksum(file))))
         try file.close()
+        try HDF5Seal.seal(path: url.path)
 
         let error = expectCheckpointError(.shapeMismatch) { _ = try readCheckpoint(at: url) }
         let text = error?.description ?? ""
@@ -301,6 +371,7 @@ private func directoryListing(_ directory: URL) throws -> [String] {
             ("config", .string(try configJSON(contents.config).replacingOccurrences(of: "\"rope_theta\" : 10000", with: "\"rope_theta\" : 10001")), "/"),
         ] {
             try writeCheckpoint(contents, to: url)
+            try unseal(url)  // the attributes' checksum is what is tested
             let file = try HDF5File.open(path: url.path, writable: true)
             try file.setAttribute(name, value, at: object)
             try file.close()
@@ -309,6 +380,7 @@ private func directoryListing(_ directory: URL) throws -> [String] {
         }
         // A file written before the checksum (no attributes_crc32) reads as before.
         try writeCheckpoint(contents, to: url)
+        try unseal(url)
         let file = try HDF5File.open(path: url.path, writable: true)
         try file.deleteAttribute(CheckpointFormat.attributesChecksumAttribute)
         try file.close()
@@ -323,6 +395,7 @@ private func directoryListing(_ directory: URL) throws -> [String] {
         let file = try HDF5File.open(path: url.path, writable: true)
         try file.setAttribute("format_version", .int(Int64(CheckpointFormat.version + 1)))
         try file.close()
+        try HDF5Seal.seal(path: url.path)
         let error = expectCheckpointError(.newerVersion) { _ = try readCheckpointSummary(at: url) }
         #expect(error?.description.contains("written by a newer distill") == true)
         #expect(error?.fix == "upgrade distill")
@@ -335,9 +408,15 @@ private func directoryListing(_ directory: URL) throws -> [String] {
         try writeCheckpoint(sampleContents(), to: url)
         let reader = try CheckpointReader(path: url.path)
         reader.file.maxReadBytes = 300  // stands in for a machine too small for the model
-        let error = expectCheckpointError(.malformed) { _ = try reader.contents(verify: true) }
-        #expect(error?.description.contains("refusing to allocate") == true)
-        expectCheckpointError(.malformed) { try reader.verifyAll() }
+        // A model too large for the machine is a usage error (exit 2) with the need and the limit.
+        for body in [{ _ = try reader.contents(verify: true) }, { try reader.verifyAll() }] {
+            #expect {
+                try body()
+            } throws: { error in
+                guard let error = error as? UserError else { return false }
+                return error.kind == .usage && error.problem.contains("needs at least") && error.problem.contains("300 bytes")
+            }
+        }
         #expect(throws: Never.self) { _ = try reader.summary() }  // inspect still works
     }
 }
@@ -464,6 +543,12 @@ func aFailedVerificationKeepsThePreviousCheckpoint(withoutHardLinks: Bool) throw
         try FileManager.default.copyItem(at: url, to: previous)
         try corrupt(sampleContents(step: 3).parameters[2].tensor, inFileAt: url)
         #expect(try readCommittedCheckpoint(at: url).url == previous)
+
+        // Both damaged: the error is the destination's and says the previous one is bad too.
+        try corrupt(sampleContents(step: 3).parameters[2].tensor, inFileAt: previous)
+        let both = expectCheckpointError(.checksumMismatch) { _ = try readCommittedCheckpoint(at: url) }
+        #expect(both?.description.hasPrefix(url.path) == true)
+        #expect(both?.fix?.contains("previous checkpoint \(previous.path) does not read either") == true)
     }
 }
 

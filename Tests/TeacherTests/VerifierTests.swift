@@ -3,6 +3,7 @@
 
 import Foundation
 import JSON
+import Platform
 import Testing
 import TextData
 import Verify
@@ -62,6 +63,35 @@ import Verify
         let found = RegexMatch.verify("it is 42", pattern: "\\d+", mode: .search)
         #expect(found == .correct("found \"42\" matching /\\d+/", canonical: "42"))
         #expect(!RegexMatch.verify("none", pattern: "\\d+", mode: .search).correct)
+    }
+
+    /// A task's pattern that backtracks catastrophically (`(a+)+$` against "aaa...b" takes 2^n
+    /// steps in a backtracking engine) gives its verdict at once: distill matches in linear time.
+    @Test func catastrophicPatternsGiveTheirVerdict() {
+        let text = String(repeating: "a", count: 3000)
+        for mode in [VerifierConfig.MatchMode.full, .search] {
+            #expect(!RegexMatch.verify(text + "b", pattern: "(a+)+$", mode: mode).correct)
+            #expect(!RegexMatch.verify(text, pattern: "(a|aa)+b", mode: mode).correct)
+            #expect(RegexMatch.verify(text, pattern: "(a+)+$", mode: mode).correct)
+        }
+        #expect(ExactMatch.extract(text + "!", .regex, pattern: "((a|aa)+)!$")?.text == text)
+    }
+
+    /// Constructs that need backtracking are refused where the pattern is read: a tasks file
+    /// names the line and the construct (exit 65); a verifier's settings list the problem.
+    @Test func backtrackingOnlyConstructsAreRefusedAtLoad() throws {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("tasks-\(UUID().uuidString).jsonl")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try Data(#"{"id": "t1", "prompt": "p", "pattern": "(a)\\1"}"#.utf8 + [10]).write(to: url)
+        #expect {
+            _ = try TaskReader.read(path: url.path)
+        } throws: { error in
+            let text = "\(error)"
+            return text.contains(url.path) && text.contains("backreference") && (error as? any UserFacingError)?.exitCode == 65
+        }
+        var config = VerifierConfig(type: .regex)
+        config.pattern = "(?>a+)b"
+        #expect(config.problems().contains { $0.contains("atomic group") })
     }
 }
 

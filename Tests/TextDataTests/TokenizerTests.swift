@@ -125,18 +125,17 @@ let tokenizerFiles = ["gpt2_bpe.json", "llama3_bpe.json", "qwen2_bpe.json"]
         }
     }
 
-    /// The scanners against the NSRegularExpression fallback (ICU). ICU's `\s` differs from
-    /// Oniguruma's on U+000B and U+0085, so strings holding them are skipped.
+    /// The three patterns run by LinearRegex (the path of any other Split pattern) against
+    /// Oniguruma's pieces: the engine follows the backtracking engines' priorities exactly,
+    /// lookahead and case-insensitive groups included.
     @Test(arguments: ["gpt2", "llama3", "qwen2"])
-    func scannerMatchesICU(name: String) throws {
+    func linearRegexMatchesOniguruma(name: String) throws {
         let source = [
             "gpt2": SplitPatterns.gpt2, "llama3": SplitPatterns.llama3, "qwen2": SplitPatterns.qwen2,
         ][name]!
-        let fast = PreTokenizer(steps: [.split(try #require(Self.patterns[name]), .isolated, invert: false)])
-        let slow = PreTokenizer(steps: [.split(.regex(try RegexBox(source)), .isolated, invert: false)])
-        for c in try #require(Fixtures.cases.pretokenizers[name])
-        where !c.text.unicodeScalars.contains(where: { $0 == "\u{0B}" || $0 == "\u{85}" || $0 == "\u{17F}" }) {
-            #expect(fast.split(c.text) == slow.split(c.text), "text \(c.text.debugDescription)")
+        let linear = PreTokenizer(steps: [.split(.regex(try LinearRegex(source)), .isolated, invert: false)])
+        for c in try #require(Fixtures.cases.pretokenizers[name]) {
+            #expect(linear.split(c.text) == c.pieces, "text \(c.text.debugDescription)")
         }
     }
 
@@ -285,6 +284,29 @@ let tokenizerFiles = ["gpt2_bpe.json", "llama3_bpe.json", "qwen2_bpe.json"]
             msg
                 == #"pre_tokenizer.pretokenizers[1].type: "Metaspace" is not supported; distill reads byte-level BPE tokenizers (GPT-2 / Llama-3 / Qwen2 family)"#
         )
+    }
+
+    /// A Split regex that needs a backtracking engine is refused where it is read, naming its
+    /// JSON path and the construct; a catastrophic one is accepted and runs in linear time.
+    @Test func splitRegexesAreLinearOrRefused() throws {
+        func split(_ pattern: String) -> JSONValue {
+            .obj([
+                "type": .string("Sequence"),
+                "pretokenizers": .array([
+                    .obj([
+                        "type": .string("Split"), "pattern": .obj(["Regex": .string(pattern)]),
+                        "behavior": .string("Isolated"), "invert": .bool(false),
+                    ]),
+                    .obj(["type": .string("ByteLevel"), "add_prefix_space": .bool(false), "use_regex": .bool(false)]),
+                ]),
+            ])
+        }
+        let msg = Self.message(Self.replacing(try Self.base(), ["pre_tokenizer"], with: split(#"(\w)\1"#)))
+        #expect(msg.hasPrefix("pre_tokenizer.pretokenizers[0].pattern.Regex: invalid regex: a backreference"), "\(msg)")
+        let json = Self.replacing(try Self.base(), ["pre_tokenizer"], with: split(#"(a+)+$|\s+"#))
+        let tokenizer = try ByteLevelBPETokenizer(jsonData: Array(json.compact().utf8))
+        let text = String(repeating: "a", count: 20000) + "b c"
+        #expect(tokenizer.decode(tokenizer.encode(text, addSpecialTokens: false)) == text)
     }
 
     @Test func unsupportedComponentsNamePaths() throws {

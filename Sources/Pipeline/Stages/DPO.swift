@@ -15,6 +15,7 @@ struct DPOExecutor: StageExecutor {
             let session = try s.fineTuning(context, emit: emit)
             let t = s.training
             try session.checkSeqLen(t.seqLen)
+            try session.checkMemory(sequencesPerRow: 2)
             let format = SFTFormat(session.chatStyle(s.template))
             var pairs: [PreferencePair] = []
             for path in s.data.train { pairs += try PreferenceData.read(path: path, format: format, tokenizer: session.tokenizer) }

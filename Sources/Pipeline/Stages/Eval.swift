@@ -31,6 +31,7 @@ struct EvalExecutor: StageExecutor {
         let seqLen = s.seqLen ?? trainedSeqLen(loaded) ?? min(128, loaded.model.config.maxPositionEmbeddings)
         try requireSeqLen(seqLen, fits: loaded.model, path: loaded.path, setting: "seq_len")
         let batches = try evaluationBatches(stream.tokens, seqLen: seqLen, batches: s.batches, split: s.split, fraction: data.validationFraction, seed: UInt64(context.seed))
+        try requireEvaluationMemory(loaded.model.config, batches, path: loaded.path, setting: "seq_len")
         let result = evaluate(loaded.model, batches: batches)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -22,6 +22,8 @@ struct KDExecutor: StageExecutor {
                 student: session.tokenizer, studentPath: session.modelPath, teacher: try teacher.requireTokenizer(),
                 teacherPath: teacherPath, studentVocab: session.model.config.vocabSize, teacherVocab: teacher.model.config.vocabSize)
             try session.checkSeqLen(t.seqLen)
+            try session.checkMemory(
+                extra: inferenceMemoryEstimate(teacher.model.config, rows: t.batchSize, positions: t.seqLen, allLogits: true))
             guard t.seqLen <= teacher.model.config.maxPositionEmbeddings else {
                 throw UserError(path: teacherPath, problem: "training.seq_len \(t.seqLen) exceeds the teacher's max_position_embeddings (\(teacher.model.config.maxPositionEmbeddings))", fix: "lower training.seq_len", kind: .usage)
             }

@@ -15,6 +15,7 @@ struct SFTExecutor: StageExecutor {
             let session = try s.fineTuning(context, emit: emit)
             let t = s.training
             try session.checkSeqLen(t.seqLen)
+            try session.checkMemory()
             let examples = try readExamples(s.data.train, chat: session.chatStyle(s.template), tokenizer: session.tokenizer, endOfText: session.endOfText, seqLen: t.seqLen)
             let rows = try SFTRows(examples, seqLen: t.seqLen, packing: s.packing, fraction: s.data.validationFraction, seed: UInt64(context.seed), padID: session.endOfText ?? 0, path: s.data.train.first ?? "")
             emit(.message("\(examples.count) examples in \(rows.train.count) training and \(rows.validation.count) validation rows of \(t.seqLen) (\(rows.sequences.truncated) truncated)"))
