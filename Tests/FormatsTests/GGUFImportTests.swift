@@ -230,6 +230,58 @@ struct TinyChatReference: Decodable {
     /// tiny_llama3 exported by distill (F32) and imported again: the same config, scaling
     /// included, and the same logits bit for bit, so transformers' within 1e-4. The F16 file
     /// gguf-py wrote as llama.cpp's converter does reads as the same config.
+    /// A quantized export read back keeps its blocks as the file stores them: the same bytes as
+    /// quantizing the model's own matrices (so q and k rows come back in the rotate-half order
+    /// as whole blocks), and the engine on them (`--weights file`) equals the engine quantizing
+    /// at load, logit for logit. tiny_chat.gguf's own Q8_0 tensors run the same way, within the
+    /// int8 activations' rounding of its f32 logits.
+    @Test("a quantized export keeps its blocks", arguments: [GGUFExportType.q8_0, .q4_0, .q4_1])
+    func quantizedExportKeepsItsBlocks(dtype: GGUFExportType) throws {
+        let loaded = try loadModel(from: try ggufFixture("tiny_chat.gguf").path)
+        #expect(loaded.fileBlocks.count == 1 + 7 * loaded.model.config.numHiddenLayers - 1)  // its Q8_0 tensors (one is F16)
+        let format = try #require(WeightFormat(rawValue: dtype.rawValue))
+        try scratch { out in
+            let path = out.appendingPathComponent("q.gguf").path
+            try exportGGUF(loaded, dtype: dtype, to: path)
+            let back = try loadModel(from: path)
+            let parameters = Dictionary(uniqueKeysWithValues: loaded.model.namedParameters())
+            for (name, blocks) in back.fileBlocks {
+                let original = PackedMatrix(parameters[name]!, format: WeightFormat.forMatrix(name, format))
+                #expect(blocks.format == original.format, "\(name)")
+                withExtendedLifetime((blocks, original)) {
+                    #expect(Array(blocks.blockBytes!) == Array(original.blockBytes!), "\(name)")
+                }
+            }
+            #expect(back.fileBlocks.count == 1 + 7 * loaded.model.config.numHiddenLayers)  // every matrix
+            let ids = try TinyChatReference.load().logits_ids
+            func logits(_ engine: DecodeEngine) -> [Float] {
+                let state = DecodeState(engine: engine, slots: 1, capacity: ids.count)
+                let out = state.step(ids: ids, slots: Array(repeating: 0, count: ids.count), outputs: [ids.count - 1])
+                return Array(UnsafeBufferPointer(start: out, count: engine.config.vocabSize))
+            }
+            let weights = try #require(InferenceWeights(rawValue: dtype.rawValue))
+            #expect(logits(try back.decodeEngine(.file)) == logits(try loaded.decodeEngine(weights)))
+        }
+        let f32 = logits(ofFile: loaded, .f32), file = logits(ofFile: loaded, .file)
+        let scale = f32.map(abs).max()!
+        #expect(zip(f32, file).map { abs($0 - $1) }.max()! < 0.05 * scale)
+    }
+
+    private func logits(ofFile loaded: LoadedModel, _ weights: InferenceWeights) -> [Float] {
+        let ids: [Int32] = [1, 5, 9, 3, 7, 2]
+        let state = DecodeState(engine: try! loaded.decodeEngine(weights), slots: 1, capacity: ids.count)
+        let out = state.step(ids: ids, slots: Array(repeating: 0, count: ids.count), outputs: [ids.count - 1])
+        return Array(UnsafeBufferPointer(start: out, count: loaded.model.config.vocabSize))
+    }
+
+    /// `--weights file` needs a file with quantized tensors: a checkpoint is refused with the fix.
+    @Test func fileWeightsNeedAQuantizedFile() throws {
+        let loaded = try loadModel(from: try ggufFixture("tiny_chat.gguf").path)
+        var plain = loaded
+        plain.fileBlocks = [:]
+        #expect(throws: UserError.self) { try plain.decodeEngine(.file) }
+    }
+
     @Test func llama3ExportImportRoundTrip() throws {
         let (model, ref) = try HFReferenceTests.load("tiny_llama3")
         let dir = try #require(Bundle.module.url(forResource: "tiny_llama3", withExtension: nil, subdirectory: "Fixtures"))
