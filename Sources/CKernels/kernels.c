@@ -414,31 +414,87 @@ AVX2 static inline float dot_f32_avx2(const float *a, const float *b, int d) {
     return s;
 }
 
+// Lane t of the result is the sum of the lanes of a[t].
+AVX2 static inline __m256 hsum8x8(const __m256 *a) {
+    __m256 u0 = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+    __m256 u1 = _mm256_hadd_ps(_mm256_hadd_ps(a[4], a[5]), _mm256_hadd_ps(a[6], a[7]));
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
+// exp(x) for x <= 0 (scores minus their maximum): 2^n e^r with |r| <= ln2/2, e^r by a degree-6
+// polynomial (relative error below 2e-7); x below -87 gives 0.
+AVX2 static inline __m256 exp_nonpositive(__m256 x) {
+    __m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_LT_OQ);
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 720);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_andnot_ps(tiny, _mm256_mul_ps(p, _mm256_castsi256_ps(bits)));
+}
+
+// Scores eight keys at a time (one dot product per key, reduced together), the softmax's
+// exponentials eight at a time, and the weighted values 64 dimensions at a time with the keys
+// outermost, so each value row is read once per head.
 AVX2 static void attend_avx2(
     const float *q, int h, int g, int d, const float *k, const float *v, int keys, int stride, float scale, float *out,
     float *p) {
     int group = h / g;
     for (int head = 0; head < h; head++) {
         const float *qh = q + head * d;
-        int kv = head / group;
-        float top = -INFINITY;
-        for (int j = 0; j < keys; j++) {
-            p[j] = dot_f32_avx2(qh, k + (size_t)j * stride + kv * d, d) * scale;
-            top = fmaxf(top, p[j]);
+        const float *kh = k + (head / group) * d, *vh = v + (head / group) * d;
+        int j = 0;
+        if (d % 8 == 0) {
+            for (; j + 8 <= keys; j += 8) {
+                __m256 acc[8];
+                for (int t = 0; t < 8; t++) acc[t] = _mm256_setzero_ps();
+                for (int i = 0; i < d; i += 8) {
+                    __m256 qv = _mm256_loadu_ps(qh + i);
+                    for (int t = 0; t < 8; t++)
+                        acc[t] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kh + (size_t)(j + t) * stride + i), acc[t]);
+                }
+                _mm256_storeu_ps(p + j, _mm256_mul_ps(hsum8x8(acc), _mm256_set1_ps(scale)));
+            }
         }
-        float total = 0;
-        for (int j = 0; j < keys; j++) total += (p[j] = expf(p[j] - top));
+        for (; j < keys; j++) p[j] = dot_f32_avx2(qh, kh + (size_t)j * stride, d) * scale;
+        float top = -INFINITY;
+        for (j = 0; j < keys; j++) top = fmaxf(top, p[j]);
+        __m256 sum = _mm256_setzero_ps();
+        for (j = 0; j + 8 <= keys; j += 8) {
+            __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(p + j), _mm256_set1_ps(top)));
+            _mm256_storeu_ps(p + j, e);
+            sum = _mm256_add_ps(sum, e);
+        }
+        float total = hsum8(sum);
+        for (; j < keys; j++) total += (p[j] = expf(p[j] - top));
         float *o = out + head * d;
         int i = 0;
+        for (; i + 64 <= d; i += 64) {
+            __m256 acc[8];
+            for (int t = 0; t < 8; t++) acc[t] = _mm256_setzero_ps();
+            for (j = 0; j < keys; j++) {
+                __m256 pj = _mm256_set1_ps(p[j]);
+                const float *vj = vh + (size_t)j * stride + i;
+                for (int t = 0; t < 8; t++) acc[t] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 8 * t), acc[t]);
+            }
+            for (int t = 0; t < 8; t++) _mm256_storeu_ps(o + i + 8 * t, _mm256_mul_ps(acc[t], _mm256_set1_ps(1 / total)));
+        }
         for (; i + 8 <= d; i += 8) {
             __m256 acc = _mm256_setzero_ps();
-            for (int j = 0; j < keys; j++)
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v + (size_t)j * stride + kv * d + i), acc);
+            for (j = 0; j < keys; j++)
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(vh + (size_t)j * stride + i), acc);
             _mm256_storeu_ps(o + i, _mm256_mul_ps(acc, _mm256_set1_ps(1 / total)));
         }
         for (; i < d; i++) {
             float acc = 0;
-            for (int j = 0; j < keys; j++) acc += p[j] * v[(size_t)j * stride + kv * d + i];
+            for (j = 0; j < keys; j++) acc += p[j] * vh[(size_t)j * stride + i];
             o[i] = acc / total;
         }
     }

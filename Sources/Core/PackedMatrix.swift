@@ -227,7 +227,7 @@ extension PackedMatrix {
     /// Inputs from which products go to sgemm rather than the matrix-vector kernels: f32 weights
     /// as they are; quantized weights decoded a block of rows at a time, against the input's
     /// int8 activations decoded, which is the quantized product up to float summation order.
-    static let sgemmFrom = 16
+    public static let sgemmFrom = 16
 
     /// Rows of a quantized matrix one sgemm worker decodes at a time.
     static let decodeRows = 128

@@ -81,23 +81,26 @@ func expNonPositive(_ x: SIMD8<Float>) -> SIMD8<Float> {
 @inline(__always)
 public func fastExp(_ x: Float) -> Float { expPoly(SIMD8(repeating: x))[0] }
 
-/// y[i] = exp(x[i] - shift) for i in 0..<n, returning Σ y (accumulated in Float, in a
-/// fixed order: the result depends only on the inputs). x and y may alias.
+/// y[i] = exp((x[i] - shift) * scale) for i in 0..<n (shift at least the largest x, scale
+/// > 0), returning Σ y (accumulated in Float, in a fixed order: the result depends only on
+/// the inputs). x and y may alias.
 @inline(__always)
-public func expShiftedSum(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int, shift: Float) -> Float {
+public func expShiftedSum(
+    _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int, shift: Float, scale: Float = 1
+) -> Float {
     var acc = SIMD8<Float>(repeating: 0)
     var i = 0
-    let s = SIMD8<Float>(repeating: shift)
+    let s = SIMD8<Float>(repeating: shift), k = SIMD8<Float>(repeating: scale)
     while i + 8 <= n {
         let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
-        let e = expNonPositive(v - s)
+        let e = expNonPositive((v - s) * k)
         UnsafeMutableRawPointer(y + i).storeBytes(of: e, as: SIMD8<Float>.self)
         acc += e
         i += 8
     }
     var total = acc.sum()
     while i < n {
-        let e = fastExp(x[i] - shift)
+        let e = fastExp((x[i] - shift) * scale)
         y[i] = e
         total += e
         i += 1

@@ -71,6 +71,7 @@ package enum DecodeBench {
         let v = config.vocabSize
         let prompts = (0..<s.batch).map { _ in (0..<s.promptTokens).map { _ in Int32(rng.next() % UInt64(v)) } }
         let sampling = SamplingConfig(maxTokens: s.decodeTokens, temperature: s.temperature, topK: s.topK)
+        let sampler = TokenSampler(vocabulary: v)
         var prefill = [[Double]](repeating: [], count: engines.count)
         var decode = prefill, choosing = prefill
         for round in 0..<s.repeats {
@@ -85,7 +86,7 @@ package enum DecodeBench {
                 var sampleNanos: UInt64 = 0
                 for step in 0..<s.decodeTokens {
                     let c0 = DispatchTime.now().uptimeNanoseconds
-                    let next = (0..<s.batch).map { r in sample(logits + r * v, v, sampling, &rngs[r]) }
+                    let next = (0..<s.batch).map { r in sampler.pick(logits + r * v, sampling, &rngs[r]) }
                     sampleNanos += DispatchTime.now().uptimeNanoseconds - c0
                     if step + 1 < s.decodeTokens {
                         logits = state.step(ids: next, slots: Array(0..<s.batch), outputs: Array(0..<s.batch))

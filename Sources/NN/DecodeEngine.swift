@@ -223,15 +223,21 @@ public final class DecodeState {
             logitRows = outputs.count
         }
         var start = 0
-        while start < ids.count {
-            let end = min(ids.count, start + Self.chunk)
-            let wanted = outputs.enumerated().filter { (start..<end).contains($0.element) }
-            run(
-                ids: Array(ids[start..<end]), slots: Array(tokenSlots[start..<end]),
-                positions: Array(positions[start..<end]),
-                outputs: wanted.map { ($0.element - start, $0.offset) })
-            start = end
+        func runChunks() {
+            while start < ids.count {
+                let end = min(ids.count, start + Self.chunk)
+                let wanted = outputs.enumerated().filter { (start..<end).contains($0.element) }
+                run(
+                    ids: Array(ids[start..<end]), slots: Array(tokenSlots[start..<end]),
+                    positions: Array(positions[start..<end]),
+                    outputs: wanted.map { ($0.element - start, $0.offset) })
+                start = end
+            }
         }
+        // A decode step is hundreds of short parallel pieces: the workers wait for them
+        // spinning. A prefill's pieces are long enough for sleeping workers (which leave the
+        // cores to OpenBLAS's threads).
+        if ids.count < PackedMatrix.sgemmFrom { Spinning.run(runChunks) } else { runChunks() }
         return logits
     }
 

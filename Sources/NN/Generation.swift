@@ -219,11 +219,12 @@ extension DecodeEngine {
         var logitRow = plan.source  // row r samples from row logitRow[r] of `logits`
         var running = Array(0..<b)
         let v = config.vocabSize
+        let sampler = TokenSampler(vocabulary: v)
         while true {
             var next: [Int32] = [], still: [Int] = []
             for r in running {
                 let row = logits + logitRow[r] * v
-                let token = sample(row, v, sampling, &rngs[r])
+                let token = sampler.pick(row, sampling, &rngs[r])
                 outputs[r].append(token)
                 if logProbs { logProbOutputs[r].append(logProbability(row, v, token)) }
                 if sampling.stopTokens.contains(token) || outputs[r].count >= sampling.maxTokens
@@ -250,41 +251,128 @@ func logProbability(_ logits: UnsafePointer<Float>, _ v: Int, _ token: Int32) ->
     return Double(logits[Int(token)] - top) - Foundation.log(Double(expShiftedSumOnly(logits, v, shift: top)))
 }
 
-/// Picks a token from one row of logits.
-func sample(_ logits: UnsafePointer<Float>, _ v: Int, _ s: SamplingConfig, _ rng: inout RNG) -> Int32 {
-    if s.temperature <= 0 {
-        var best = 0
-        for j in 1..<v where logits[j] > logits[best] { best = j }
-        return Int32(best)
+/// Picks next tokens from rows of logits: greedy, temperature, top-k and top-p. It keeps its
+/// buffers, so choosing a token allocates nothing, and it never sorts the vocabulary: top-k is
+/// a partial selection (a heap of k), top-p a selection of the most likely tokens grown until
+/// they hold the mass p, and plain temperature sampling draws in id order.
+package final class TokenSampler {
+    let vocabulary: Int
+    /// exp((logit - max) / temperature) of every token.
+    private let terms: UnsafeMutablePointer<Float>
+    /// The candidates: logits and ids, a min-heap while selecting, then best first.
+    private var candidateLogits: [Float] = []
+    private var candidateIDs: [Int32] = []
+
+    package init(vocabulary: Int) {
+        self.vocabulary = vocabulary
+        terms = .allocate(capacity: max(1, vocabulary))
     }
-    // Candidates by descending logit (ties by id), cut by top-k, softmax at temperature,
-    // cut by top-p, then one uniform draw.
-    var order = Array(0..<v)
-    order.sort { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }
-    if s.topK > 0 && s.topK < v { order.removeLast(v - s.topK) }
-    let inv = 1 / s.temperature
-    let top = Double(logits[order[0]])
-    var probs = order.map { Foundation.exp((Double(logits[$0]) - top) * inv) }
-    let total = probs.reduce(0, +)
-    for i in probs.indices { probs[i] /= total }
-    if s.topP < 1 {
-        var acc = 0.0
-        var keep = probs.count
-        for (i, p) in probs.enumerated() {
-            acc += p
-            if acc >= s.topP {
-                keep = i + 1
-                break
+
+    deinit { terms.deallocate() }
+
+    /// One token from `logits` (V values) as `s` says, drawing from `rng` unless greedy.
+    ///
+    /// Greedy takes the first largest logit. Otherwise the distribution is softmax(logits /
+    /// temperature); top-k keeps the k largest logits (ties to the smaller id) and renormalises;
+    /// top-p then keeps the fewest most likely tokens whose probability reaches p; one uniform
+    /// draw walks the kept tokens (most likely first), or every token in id order when neither
+    /// cut applies.
+    package func pick(_ logits: UnsafePointer<Float>, _ s: SamplingConfig, _ rng: inout RNG) -> Int32 {
+        let v = vocabulary
+        if s.temperature <= 0 {
+            var best = 0
+            for j in 1..<v where logits[j] > logits[best] { best = j }
+            return Int32(best)
+        }
+        let top = maxOf(logits, v)
+        let scale = Float(1 / s.temperature)
+        let topK = s.topK > 0 && s.topK < v ? s.topK : v
+        if topK == v && s.topP >= 1 {
+            let total = expShiftedSum(logits, terms, v, shift: top, scale: scale)
+            var u = Float(rng.uniform()) * total
+            var last = 0
+            for j in 0..<v where terms[j] > 0 {
+                u -= terms[j]
+                last = j
+                if u < 0 { return Int32(j) }
+            }
+            return Int32(last)
+        }
+        // The mass the kept tokens are measured against: all tokens without top-k, else the k kept.
+        var total = topK == v ? expShiftedSum(logits, terms, v, shift: top, scale: scale) : 0
+        var m = topK == v ? min(64, v) : topK
+        while true {
+            select(m, logits)
+            let kept = candidateLogits.map { Foundation.exp(($0 - top) * scale) }
+            if topK < v { total = kept.reduce(0, +) }
+            var keep = kept.count
+            if s.topP < 1 {
+                var acc: Float = 0
+                keep = 0
+                while keep < kept.count && acc < Float(s.topP) * total {
+                    acc += kept[keep]
+                    keep += 1
+                }
+                // The nucleus reaches past the candidates: select more and measure again.
+                if acc < Float(s.topP) * total && m < topK {
+                    m = min(topK, m * 4)
+                    continue
+                }
+            }
+            var u = Float(rng.uniform()) * kept[..<keep].reduce(0, +)
+            for i in 0..<keep {
+                u -= kept[i]
+                if u < 0 { return candidateIDs[i] }
+            }
+            return candidateIDs[keep - 1]
+        }
+    }
+
+    /// The m largest logits with their ids, best first (ties to the smaller id).
+    private func select(_ m: Int, _ logits: UnsafePointer<Float>) {
+        candidateLogits.removeAll(keepingCapacity: true)
+        candidateIDs.removeAll(keepingCapacity: true)
+        // A min-heap on (logit, -id): the root is the worst candidate kept so far. Ids arrive in
+        // increasing order, so a later token displaces the root only with a strictly larger logit.
+        func worse(_ a: Int, _ b: Int) -> Bool {
+            candidateLogits[a] < candidateLogits[b]
+                || (candidateLogits[a] == candidateLogits[b] && candidateIDs[a] > candidateIDs[b])
+        }
+        func siftDown(_ start: Int) {
+            var i = start
+            while true {
+                let l = 2 * i + 1, r = l + 1
+                var w = i
+                if l < candidateLogits.count && worse(l, w) { w = l }
+                if r < candidateLogits.count && worse(r, w) { w = r }
+                if w == i { return }
+                candidateLogits.swapAt(i, w)
+                candidateIDs.swapAt(i, w)
+                i = w
             }
         }
-        probs.removeLast(probs.count - keep)
-        let kept = probs.reduce(0, +)
-        for i in probs.indices { probs[i] /= kept }
+        for j in 0..<vocabulary {
+            let x = logits[j]
+            if candidateLogits.count < m {
+                candidateLogits.append(x)
+                candidateIDs.append(Int32(j))
+                var i = candidateLogits.count - 1
+                while i > 0 && worse(i, (i - 1) / 2) {
+                    candidateLogits.swapAt(i, (i - 1) / 2)
+                    candidateIDs.swapAt(i, (i - 1) / 2)
+                    i = (i - 1) / 2
+                }
+            } else if x > candidateLogits[0] {
+                candidateLogits[0] = x
+                candidateIDs[0] = Int32(j)
+                siftDown(0)
+            }
+        }
+        let order = candidateLogits.indices.sorted { a, b in
+            candidateLogits[a] > candidateLogits[b]
+                || (candidateLogits[a] == candidateLogits[b] && candidateIDs[a] < candidateIDs[b])
+        }
+        candidateLogits = order.map { candidateLogits[$0] }
+        candidateIDs = order.map { candidateIDs[$0] }
     }
-    var u = rng.uniform()
-    for (i, p) in probs.enumerated() {
-        u -= p
-        if u < 0 { return Int32(order[i]) }
-    }
-    return Int32(order[probs.count - 1])
 }

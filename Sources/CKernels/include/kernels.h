@@ -57,4 +57,11 @@ void dk_attend(
     const float *q, int h, int g, int d, const float *k, const float *v, int keys, int stride, float scale,
     float *out, float *scratch);
 
+/// A spin-wait hint (x86 `pause`), for threads waiting on a flag.
+static inline void dk_pause(void) {
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#endif
+}
+
 #endif
