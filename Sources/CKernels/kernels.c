@@ -307,8 +307,10 @@ VNNI static inline __m256i dot_vnni(dk_format f, __m256i wv, __m256i xv) {
 }
 
 // One weight row against up to four activation rows, so each weight block is unpacked once
-// for all of them; two blocks per iteration into two accumulators, so consecutive blocks'
-// multiply-adds do not wait on each other. Instantiated once per instruction set.
+// for all of them; two blocks per iteration into two sets of accumulators (vector sums and the
+// 4-bit formats' scalar offsets), so consecutive blocks' multiply-adds do not wait on each
+// other: one chain through every block bounded the loop at its 4-cycle latency per block.
+// Instantiated once per instruction set.
 #define QUANTIZED_ROWS(NAME, ATTR, DOT)                                                                               \
     ATTR static inline __attribute__((always_inline)) void NAME##_block(                                                                             \
         dk_format f, const uint8_t *blk, size_t b, int nb, const int8_t *xq, const float *xscale, const float *xsum,  \
@@ -326,15 +328,16 @@ VNNI static inline __m256i dot_vnni(dk_format f, __m256i wv, __m256i xv) {
         dk_format f, const uint8_t *row, int nb, const int8_t *xq, const float *xscale, const float *xsum, int nj,   \
         float *y, int ldy) {                                                                                          \
         __m256 acc[2][4];                                                                                             \
-        float offset[4] = {0, 0, 0, 0};                                                                               \
+        float offset[2][4] = {{0, 0, 0, 0}, {0, 0, 0, 0}};                                                            \
         for (int j = 0; j < 4; j++) acc[0][j] = acc[1][j] = _mm256_setzero_ps();                                      \
         int bb = block_bytes(f), b = 0;                                                                               \
         for (; b + 2 <= nb; b += 2) {                                                                                 \
-            NAME##_block(f, row + b * bb, b, nb, xq, xscale, xsum, nj, acc[0], offset);                               \
-            NAME##_block(f, row + (b + 1) * bb, b + 1, nb, xq, xscale, xsum, nj, acc[1], offset);                     \
+            NAME##_block(f, row + b * bb, b, nb, xq, xscale, xsum, nj, acc[0], offset[0]);                            \
+            NAME##_block(f, row + (b + 1) * bb, b + 1, nb, xq, xscale, xsum, nj, acc[1], offset[1]);                  \
         }                                                                                                             \
-        if (b < nb) NAME##_block(f, row + b * bb, b, nb, xq, xscale, xsum, nj, acc[0], offset);                       \
-        for (int j = 0; j < nj; j++) y[(size_t)j * ldy] = hsum8(_mm256_add_ps(acc[0][j], acc[1][j])) + offset[j];     \
+        if (b < nb) NAME##_block(f, row + b * bb, b, nb, xq, xscale, xsum, nj, acc[0], offset[0]);                    \
+        for (int j = 0; j < nj; j++)                                                                                  \
+            y[(size_t)j * ldy] = hsum8(_mm256_add_ps(acc[0][j], acc[1][j])) + (offset[0][j] + offset[1][j]);          \
     }
 
 QUANTIZED_ROWS(quantized_rows_avx2, AVX2, dot_avx2)
@@ -501,6 +504,138 @@ AVX2 static void attend_avx2(
 }
 
 #endif
+
+// MARK: interleaved 4-bit rows
+
+// Bytes of one group-block: 8 scales (and 8 minima), 128 bytes of nibbles.
+static int group_block_bytes(dk_format f) { return 8 * block_bytes(f); }
+static int scale_bytes(dk_format f) { return f == DK_Q4_1 ? 32 : 16; }
+
+void dk_interleave(dk_format f, const void *w, int rows, int k, void *out) {
+    int nb = k / 32, bb = block_bytes(f), gb = group_block_bytes(f), sb = scale_bytes(f), qs = f == DK_Q4_1 ? 4 : 2;
+    for (int g = 0; g < rows / 8; g++) {
+        for (int b = 0; b < nb; b++) {
+            uint8_t *o = (uint8_t *)out + ((size_t)g * nb + b) * gb;
+            for (int lane = 0; lane < 8; lane++) {
+                const uint8_t *blk = (const uint8_t *)w + ((size_t)(g * 8 + lane) * nb + b) * bb;
+                memcpy(o + 2 * lane, blk, 2);
+                if (f == DK_Q4_1) memcpy(o + 16 + 2 * lane, blk + 2, 2);
+                for (int c = 0; c < 4; c++) memcpy(o + sb + 32 * c + 4 * lane, blk + qs + 4 * c, 4);
+            }
+        }
+    }
+}
+
+// Row r's block b back in the row layout.
+static void deinterleave_block(dk_format f, const uint8_t *w, int nb, int r, int b, uint8_t *blk) {
+    int gb = group_block_bytes(f), sb = scale_bytes(f), qs = f == DK_Q4_1 ? 4 : 2, lane = r % 8;
+    const uint8_t *g = w + ((size_t)(r / 8) * nb + b) * gb;
+    memcpy(blk, g + 2 * lane, 2);
+    if (f == DK_Q4_1) memcpy(blk + 2, g + 16 + 2 * lane, 2);
+    for (int c = 0; c < 4; c++) memcpy(blk + qs + 4 * c, g + sb + 32 * c + 4 * lane, 4);
+}
+
+void dk_dequantize_interleaved(dk_format f, const void *w, int k, int r0, int r1, float *out) {
+    int nb = k / 32;
+    uint8_t blk[20];
+    for (int r = r0; r < r1; r++)
+        for (int b = 0; b < nb; b++) {
+            deinterleave_block(f, (const uint8_t *)w, nb, r, b, blk);
+            dk_dequantize(f, blk, 1, 32, out + (size_t)(r - r0) * k + b * 32);
+        }
+}
+
+static void matmul_interleaved_scalar(
+    dk_format f, const void *w, int k, int r0, int r1, const int8_t *xq, const float *xscale, const float *xsum,
+    int n, float *y, int ldy) {
+    int nb = k / 32;
+    uint8_t blk[20];
+    for (int r = r0; r < r1; r++)
+        for (int j = 0; j < n; j++) {
+            float acc = 0;
+            for (int b = 0; b < nb; b++) {
+                deinterleave_block(f, (const uint8_t *)w, nb, r, b, blk);
+                size_t xb = (size_t)j * nb + b;
+                float dw = half_to_float(blk), dx = xscale[xb];
+                float dot = (float)block_dot_scalar(f, blk, xq + xb * 32);
+                acc += f == DK_Q4_0 ? dw * dx * dot - 8 * dw * xsum[xb] : dw * dx * dot + half_to_float(blk + 2) * xsum[xb];
+            }
+            y[(size_t)j * ldy + r] = acc;
+        }
+}
+
+#if DK_X86
+// One group of 8 rows against one activation row: lane r of every register is row r, so the
+// block's dot products accumulate in place (x's 4-byte pieces broadcast) and the 8 scales
+// load as one vector; no horizontal sums.
+#define INTERLEAVED_GROUP(NAME, ATTR, DOT)                                                                            \
+    ATTR static inline __attribute__((always_inline)) __m256 NAME(                                                   \
+        dk_format f, const uint8_t *g, int nb, const int8_t *xq, const float *xscale, const float *xsum) {          \
+        int gb = group_block_bytes(f), sb = scale_bytes(f);                                                           \
+        __m256 acc = _mm256_setzero_ps(), offset = _mm256_setzero_ps();                                               \
+        __m256i m4 = _mm256_set1_epi8(15);                                                                            \
+        for (int b = 0; b < nb; b++, g += gb) {                                                                       \
+            const int8_t *x = xq + (size_t)b * 32;                                                                    \
+            const int32_t *x4 = (const int32_t *)x;                                                                   \
+            __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();                                         \
+            for (int c = 0; c < 4; c += 2) {                                                                          \
+                __m256i q0 = _mm256_loadu_si256((const __m256i *)(g + sb + 32 * c));                                 \
+                __m256i q1 = _mm256_loadu_si256((const __m256i *)(g + sb + 32 * (c + 1)));                           \
+                s0 = DOT(s0, _mm256_and_si256(q0, m4), _mm256_set1_epi32(x4[c]));                                     \
+                s1 = DOT(s1, _mm256_and_si256(q1, m4), _mm256_set1_epi32(x4[c + 1]));                                 \
+                s0 = DOT(s0, _mm256_and_si256(_mm256_srli_epi16(q0, 4), m4), _mm256_set1_epi32(x4[4 + c]));           \
+                s1 = DOT(s1, _mm256_and_si256(_mm256_srli_epi16(q1, 4), m4), _mm256_set1_epi32(x4[4 + c + 1]));       \
+            }                                                                                                         \
+            __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));                                         \
+            __m256 dot = _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1));                                                \
+            acc = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(xscale[b])), dot, acc);                             \
+            __m256 mins = f == DK_Q4_1 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16)))                  \
+                                       : _mm256_mul_ps(d, _mm256_set1_ps(-8.0f));                                     \
+            offset = _mm256_fmadd_ps(mins, _mm256_set1_ps(xsum[b]), offset);                                          \
+        }                                                                                                             \
+        return _mm256_add_ps(acc, offset);                                                                            \
+    }
+
+AVX2 static inline __m256i dot4_avx2(__m256i acc, __m256i w, __m256i x) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1)));
+}
+VNNI static inline __m256i dot4_vnni(__m256i acc, __m256i w, __m256i x) { return _mm256_dpbusd_epi32(acc, w, x); }
+
+INTERLEAVED_GROUP(interleaved_group_avx2, AVX2, dot4_avx2)
+INTERLEAVED_GROUP(interleaved_group_vnni, VNNI, dot4_vnni)
+
+#define INTERLEAVED_MATMUL(NAME, ATTR, GROUP)                                                                         \
+    ATTR static void NAME(                                                                                            \
+        dk_format f, const void *w, int k, int r0, int r1, const int8_t *xq, const float *xscale, const float *xsum, \
+        int n, float *y, int ldy) {                                                                                   \
+        int nb = k / 32;                                                                                              \
+        size_t stride = (size_t)nb * group_block_bytes(f);                                                            \
+        for (int j = 0; j < n; j++) {                                                                                 \
+            size_t at = (size_t)j * nb;                                                                               \
+            for (int g0 = r0 / 8 * 8; g0 < r1; g0 += 8) {                                                             \
+                __m256 v = GROUP(f == DK_Q4_0 ? DK_Q4_0 : DK_Q4_1, (const uint8_t *)w + (size_t)(g0 / 8) * stride, nb, \
+                    xq + at * 32, xscale + at, xsum + at);                                                            \
+                float lanes[8];                                                                                       \
+                _mm256_storeu_ps(lanes, v);                                                                           \
+                for (int r = g0 < r0 ? r0 : g0; r < g0 + 8 && r < r1; r++) y[(size_t)j * ldy + r] = lanes[r - g0];     \
+            }                                                                                                         \
+        }                                                                                                             \
+    }
+
+INTERLEAVED_MATMUL(matmul_interleaved_avx2, AVX2, interleaved_group_avx2)
+INTERLEAVED_MATMUL(matmul_interleaved_vnni, VNNI, interleaved_group_vnni)
+#endif
+
+void dk_matmul_interleaved(
+    dk_format format, const void *w, int k, int r0, int r1, const int8_t *xq, const float *xscale,
+    const float *xsum, int n, float *y, int ldy) {
+#if DK_X86
+    int level = dk_level();
+    if (level == 2) return matmul_interleaved_vnni(format, w, k, r0, r1, xq, xscale, xsum, n, y, ldy);
+    if (level == 1) return matmul_interleaved_avx2(format, w, k, r0, r1, xq, xscale, xsum, n, y, ldy);
+#endif
+    matmul_interleaved_scalar(format, w, k, r0, r1, xq, xscale, xsum, n, y, ldy);
+}
 
 // MARK: dispatch
 

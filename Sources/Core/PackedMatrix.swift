@@ -19,7 +19,7 @@ public enum WeightFormat: String, CaseIterable, Sendable, Codable {
     /// 32 4-bit values, an f16 scale and an f16 minimum per block (x = d q + m): 5 bits.
     case q4_1
 
-    var kernel: dk_format {
+    package var kernel: dk_format {
         switch self {
         case .f32: DK_F32
         case .q8_0: DK_Q8_0
@@ -74,15 +74,20 @@ public final class PackedMatrix: @unchecked Sendable {
     public let columns: Int
     /// f32: the tensor whose storage is read in place.
     private let tensor: Tensor?
-    /// Quantized: the blocks, row after row, owned.
+    /// Quantized: the blocks, row after row (or interleaved by groups of 8 rows), owned.
     private let blocks: UnsafeMutableRawPointer?
+    /// The 4-bit blocks interleaved by groups of 8 rows (`dk_interleave`), for matrix-vector
+    /// products without horizontal sums; false: ggml's row layout.
+    public let interleaved: Bool
 
     /// `weight` [R, K] in `format`: quantized (as ggml's reference quantizers do), or for f32
-    /// the tensor itself, shared.
-    public init(_ weight: Tensor, format: WeightFormat) {
+    /// the tensor itself, shared. `interleave` stores Q4_0 and Q4_1 interleaved when the rows
+    /// come in groups of 8 (the decode engine's layout; `blockBytes` is then unavailable).
+    public init(_ weight: Tensor, format: WeightFormat, interleave: Bool = false) {
         precondition(weight.rank == 2, "a packed matrix is [rows, columns], got \(weight.shape)")
         (rows, columns, self.format) = (weight.shape[0], weight.shape[1], format)
         precondition(format.fits(columns: columns), "\(format.rawValue) rows are blocks of 32, got \(columns) columns")
+        interleaved = interleave && Self.canInterleave(format, rows: weight.shape[0])
         if format == .f32 {
             (tensor, blocks) = (weight, nil)
             return
@@ -94,19 +99,42 @@ public final class PackedMatrix: @unchecked Sendable {
         parallelChunks(rows, grain: 64) { r in
             dk_quantize(format.kernel, data + r.lowerBound * k, Int32(r.count), Int32(k), raw + r.lowerBound * rowBytes)
         }
-        blocks = raw
+        blocks = interleaved ? Self.interleave(raw, format: format, rows: rows, columns: k) : raw
     }
 
-    /// A matrix over blocks already in `format`'s layout (a GGUF file's tensor data), copied.
-    public init(format: WeightFormat, rows: Int, columns: Int, bytes: UnsafeRawBufferPointer) {
+    /// Whether `interleave` applies: the 4-bit formats, rows in groups of 8.
+    static func canInterleave(_ format: WeightFormat, rows: Int) -> Bool {
+        (format == .q4_0 || format == .q4_1) && rows % 8 == 0 && rows > 0
+    }
+
+    /// The row-layout blocks `raw` interleaved into a new buffer; `raw` is deallocated.
+    private static func interleave(
+        _ raw: UnsafeMutableRawPointer, format: WeightFormat, rows: Int, columns: Int
+    ) -> UnsafeMutableRawPointer {
+        let out = UnsafeMutableRawPointer.allocate(byteCount: rows * format.rowBytes(columns: columns), alignment: 64)
+        dk_interleave(format.kernel, raw, Int32(rows), Int32(columns), out)
+        raw.deallocate()
+        return out
+    }
+
+    /// This matrix with its 4-bit blocks interleaved (itself when that does not apply).
+    public func interleavedCopy() -> PackedMatrix {
+        guard !interleaved, Self.canInterleave(format, rows: rows), let blockBytes else { return self }
+        return PackedMatrix(format: format, rows: rows, columns: columns, bytes: blockBytes, interleave: true)
+    }
+
+    /// A matrix over blocks already in `format`'s row layout (a GGUF file's tensor data),
+    /// copied (and interleaved when `interleave` applies).
+    public init(format: WeightFormat, rows: Int, columns: Int, bytes: UnsafeRawBufferPointer, interleave: Bool = false) {
         precondition(format.isQuantized, "f32 matrices wrap a tensor")
         precondition(format.fits(columns: columns), "\(format.rawValue) rows are blocks of 32, got \(columns) columns")
         let size = rows * format.rowBytes(columns: columns)
         precondition(bytes.count == size, "\(rows) x \(columns) \(format.rawValue) takes \(size) bytes, got \(bytes.count)")
         (self.format, self.rows, self.columns, tensor) = (format, rows, columns, nil)
+        interleaved = interleave && Self.canInterleave(format, rows: rows)
         let raw = UnsafeMutableRawPointer.allocate(byteCount: max(1, size), alignment: 64)
         raw.copyMemory(from: bytes.baseAddress!, byteCount: size)
-        blocks = raw
+        blocks = interleaved ? Self.interleave(raw, format: format, rows: rows, columns: columns) : raw
     }
 
     deinit { blocks?.deallocate() }
@@ -116,13 +144,21 @@ public final class PackedMatrix: @unchecked Sendable {
 
     /// Row-major bytes of the blocks (quantized formats), valid while this matrix lives (keep it
     /// alive across their use: `withExtendedLifetime`).
-    public var blockBytes: UnsafeRawBufferPointer? { blocks.map { UnsafeRawBufferPointer(start: $0, count: bytes) } }
+    public var blockBytes: UnsafeRawBufferPointer? {
+        interleaved ? nil : blocks.map { UnsafeRawBufferPointer(start: $0, count: bytes) }
+    }
+
+    /// The quantized blocks in their layout (row or interleaved), for kernel tests.
+    package var blockStorage: UnsafeRawPointer? { blocks.map { UnsafeRawPointer($0) } }
 
     /// Rows `range` decoded to floats into `out` ([range.count, columns]).
     public func decode(rows range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
         precondition(range.lowerBound >= 0 && range.upperBound <= rows, "rows \(range) of a \(rows)-row matrix")
         if let tensor {
             out.update(from: tensor.data + range.lowerBound * columns, count: range.count * columns)
+        } else if interleaved {
+            dk_dequantize_interleaved(
+                format.kernel, blocks!, Int32(columns), Int32(range.lowerBound), Int32(range.upperBound), out)
         } else {
             let rowBytes = format.rowBytes(columns: columns)
             dk_dequantize(format.kernel, blocks! + range.lowerBound * rowBytes, Int32(range.count), Int32(columns), out)
@@ -143,6 +179,10 @@ public final class PackedMatrix: @unchecked Sendable {
         let (r0, r1) = (Int32(range.lowerBound), Int32(range.upperBound))
         if let tensor {
             dk_matmul_f32(tensor.data, Int32(columns), r0, r1, input.x, Int32(input.n), y, Int32(ldy))
+        } else if interleaved {
+            dk_matmul_interleaved(
+                format.kernel, blocks!, Int32(columns), r0, r1, input.q, input.scale, input.sum, Int32(input.n), y,
+                Int32(ldy))
         } else {
             dk_matmul_quantized(
                 format.kernel, blocks!, Int32(columns), r0, r1, input.q, input.scale, input.sum, Int32(input.n), y,

@@ -72,19 +72,19 @@ public final class DecodeEngine: @unchecked Sendable {
         self.init(
             config: model.config, format: format,
             matrix: { name in
-                if let stored = blocks[name] {
+                if let stored = blocks[name]?.interleavedCopy() {
                     let parts = name.split(separator: ".")
                     let module = parts.count == 6 ? layers[Int(parts[2])!].modules.first { $0.0 == "\(parts[3]).\(parts[4])" }?.1 : nil
                     return (stored, module.flatMap(projection)?.1)
                 }
                 if name == "model.embed_tokens.weight" || name == "lm_head.weight" {
                     let w = name == "lm_head.weight" ? model.lmHead.weight : model.embedTokens
-                    return (PackedMatrix(w, format: WeightFormat.forMatrix(name, format).for(w)), nil)
+                    return (PackedMatrix(w, format: WeightFormat.forMatrix(name, format).for(w), interleave: true), nil)
                 }
                 let parts = name.split(separator: ".")  // model.layers.i.self_attn.q_proj.weight
                 let module = layers[Int(parts[2])!].modules.first { $0.0 == "\(parts[3]).\(parts[4])" }!.1
                 let (w, adapter) = projection(module)
-                return (PackedMatrix(w, format: format.for(w)), adapter)
+                return (PackedMatrix(w, format: format.for(w), interleave: true), adapter)
             },
             tensor: { named[$0]! })
     }

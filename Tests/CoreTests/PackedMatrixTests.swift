@@ -56,14 +56,29 @@ private struct QuantizeFixture: Decodable {
         #expect(stored.decoded().values.map(\.bitPattern) == packed.decoded().values.map(\.bitPattern))
     }
 
-    @Test("quantized products equal the decoded sums", arguments: levels, WeightFormat.allCases.filter(\.isQuantized))
-    func quantizedProducts(level: KernelLevel, format: WeightFormat) {
-        let (r, k) = (37, 96)
+    /// Row layout (37 rows) and, for the 4-bit formats, the interleaved layout (40 rows, five
+    /// groups of 8; products of row ranges that cut groups too).
+    @Test(
+        "quantized products equal the decoded sums", arguments: levels,
+        WeightFormat.allCases.filter(\.isQuantized).flatMap { [($0, false), ($0, true)] }.filter { $0.0 != .q8_0 || !$0.1 })
+    func quantizedProducts(level: KernelLevel, layout: (WeightFormat, Bool)) {
+        let (format, interleave) = layout
+        let (r, k) = (interleave ? 40 : 37, 96)
         let w = randomMatrix(r, k, seed: 1)
         w.data[5] = 40  // one block with an outlier
-        let packed = PackedMatrix(w, format: format)
+        let packed = PackedMatrix(w, format: format, interleave: interleave)
+        #expect(packed.interleaved == interleave)
         #expect(packed.bytes == r * k / 32 * [.q8_0: 34, .q4_0: 18, .q4_1: 20][format]!)
         let wd = packed.decoded().values
+        if interleave {
+            // The same blocks as the row layout: decoding gives the same values, bit for bit.
+            let rowsLayout = PackedMatrix(w, format: format)
+            #expect(wd.map(\.bitPattern) == rowsLayout.decoded().values.map(\.bitPattern))
+            #expect(rowsLayout.interleavedCopy().decoded().values.map(\.bitPattern) == wd.map(\.bitPattern))
+            var part = [Float](repeating: .nan, count: 11 * k)  // rows 13..<24 cross a group boundary
+            part.withUnsafeMutableBufferPointer { packed.decode(rows: 13..<24, into: $0.baseAddress!) }
+            #expect(part.map(\.bitPattern) == wd[(13 * k)..<(24 * k)].map(\.bitPattern))
+        }
         for n in [1, 3, 4, 9] {  // the kernels take activation rows four at a time
             let x = randomMatrix(n, k, seed: UInt64(n))
             let xd = decodedActivations(x)
@@ -81,6 +96,25 @@ private struct QuantizeFixture: Decodable {
                         magnitude += abs(Double(wd[i * k + t]) * Double(xd[j * k + t]))
                     }
                     #expect(abs(Double(y[j * r + i]) - exact) <= 1e-5 * magnitude + 1e-6, "\(format) n \(n) row \(j) col \(i)")
+                }
+            }
+            if interleave {
+                // Rows 13..<27 alone (cutting two groups) write exactly those rows, the same values.
+                var q = [Int8](repeating: 0, count: n * k)
+                var scale = [Float](repeating: 0, count: n * k / 32), sum = scale
+                dk_quantize_activations(x.data, Int32(n), Int32(k), &q, &scale, &sum)
+                var part = [Float](repeating: -7, count: n * r)
+                KernelLevel.with(level) {
+                    withExtendedLifetime(packed) {
+                        let blocks = packed.blockStorage!
+                        dk_matmul_interleaved(format.kernel, blocks, Int32(k), 13, 27, q, scale, sum, Int32(n), &part, Int32(r))
+                    }
+                }
+                for j in 0..<n {
+                    for i in 0..<r {
+                        let want = (13..<27).contains(i) ? y[j * r + i] : -7
+                        #expect(part[j * r + i] == want, "\(format) n \(n) partial row \(j) col \(i)")
+                    }
                 }
             }
         }
