@@ -22,12 +22,16 @@
 static inline float half_to_float(const uint8_t *p) {
     uint16_t h;
     memcpy(&h, p, 2);
-    uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+    uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff, sign = (uint32_t)(h & 0x8000) << 16, bits;
+    if (exp != 0 && exp != 31) {
+        bits = sign | ((exp + 112) << 23) | (man << 13);  // normal: rebias 15 -> 127
+    } else {
+        float f = exp == 0 ? ldexpf((float)man, -24) : man ? NAN : INFINITY;  // zero, subnormal, inf, NaN
+        return sign ? -f : f;
+    }
     float f;
-    if (exp == 0) f = ldexpf((float)man, -24);  // zero or subnormal
-    else if (exp == 31) f = man ? NAN : INFINITY;
-    else f = ldexpf((float)(man | 0x400), (int)exp - 25);
-    return (h & 0x8000) ? -f : f;
+    memcpy(&f, &bits, 4);
+    return f;
 }
 
 static inline void float_to_half(float f, uint8_t *p) {
@@ -37,7 +41,7 @@ static inline void float_to_half(float f, uint8_t *p) {
 
 // roundf (half away from zero) without the library call, so the activation loops vectorize:
 // v - trunc(v) is exact, and a half or more moves one step away from zero.
-static inline float round_half_away(float v) {
+static inline __attribute__((always_inline)) float round_half_away(float v) {
     float t = truncf(v), rest = v - t;
     return t + (float)(rest >= 0.5f) - (float)(rest <= -0.5f);
 }
@@ -163,7 +167,8 @@ void dk_dequantize(dk_format format, const void *w, int rows, int k, float *out)
     }
 }
 
-void dk_quantize_activations(const float *x, int rows, int k, int8_t *q, float *scale, float *sum) {
+static inline __attribute__((always_inline)) void quantize_activations(
+    const float *x, int rows, int k, int8_t *q, float *scale, float *sum) {
     int nb = k / 32;
     for (size_t b = 0; b < (size_t)rows * nb; b++) {
         const float *v = x + b * 32;
@@ -181,13 +186,38 @@ void dk_quantize_activations(const float *x, int rows, int k, int8_t *q, float *
     }
 }
 
-void dk_round_activations(float *x, int rows, int k) {
+static inline __attribute__((always_inline)) void round_activations(float *x, int rows, int k) {
     for (size_t b = 0; b < (size_t)rows * (k / 32); b++) {
         float *v = x + b * 32, amax = 0;
         for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(v[j]));
         float d = amax / 127, id = d != 0 ? 1 / d : 0;
         for (int j = 0; j < 32; j++) v[j] = round_half_away(v[j] * id) * d;
     }
+}
+
+#if DK_X86
+// The same loops compiled for AVX2, where truncation is an instruction rather than a call.
+__attribute__((target("avx2,fma,f16c"))) static void quantize_activations_avx2(
+    const float *x, int rows, int k, int8_t *q, float *scale, float *sum) {
+    quantize_activations(x, rows, k, q, scale, sum);
+}
+__attribute__((target("avx2,fma,f16c"))) static void round_activations_avx2(float *x, int rows, int k) {
+    round_activations(x, rows, k);
+}
+#endif
+
+void dk_quantize_activations(const float *x, int rows, int k, int8_t *q, float *scale, float *sum) {
+#if DK_X86
+    if (dk_level() >= 1) return quantize_activations_avx2(x, rows, k, q, scale, sum);
+#endif
+    quantize_activations(x, rows, k, q, scale, sum);
+}
+
+void dk_round_activations(float *x, int rows, int k) {
+#if DK_X86
+    if (dk_level() >= 1) return round_activations_avx2(x, rows, k);
+#endif
+    round_activations(x, rows, k);
 }
 
 // MARK: quantized products, scalar
@@ -536,13 +566,28 @@ static void deinterleave_block(dk_format f, const uint8_t *w, int nb, int r, int
 }
 
 void dk_dequantize_interleaved(dk_format f, const void *w, int k, int r0, int r1, float *out) {
-    int nb = k / 32;
-    uint8_t blk[20];
-    for (int r = r0; r < r1; r++)
-        for (int b = 0; b < nb; b++) {
-            deinterleave_block(f, (const uint8_t *)w, nb, r, b, blk);
-            dk_dequantize(f, blk, 1, 32, out + (size_t)(r - r0) * k + b * 32);
+    int nb = k / 32, gb = group_block_bytes(f), sb = scale_bytes(f);
+    for (int r = r0; r < r1; r++) {
+        int lane = r % 8;
+        const uint8_t *g = (const uint8_t *)w + (size_t)(r / 8) * nb * gb;
+        float *o = out + (size_t)(r - r0) * k;
+        for (int b = 0; b < nb; b++, g += gb, o += 32) {
+            // The same arithmetic as dk_dequantize, so both layouts decode to the same bits.
+            float d = half_to_float(g + 2 * lane), m = f == DK_Q4_1 ? half_to_float(g + 16 + 2 * lane) : 0;
+            const uint8_t *q = g + sb + 4 * lane;
+            for (int c = 0; c < 4; c++)
+                for (int t = 0; t < 4; t++) {
+                    int byte = q[32 * c + t], lo = byte & 15, hi = byte >> 4;
+                    if (f == DK_Q4_0) {
+                        o[4 * c + t] = d * (lo - 8);
+                        o[16 + 4 * c + t] = d * (hi - 8);
+                    } else {
+                        o[4 * c + t] = d * lo + m;
+                        o[16 + 4 * c + t] = d * hi + m;
+                    }
+                }
         }
+    }
 }
 
 static void matmul_interleaved_scalar(
