@@ -610,35 +610,40 @@ static void matmul_interleaved_scalar(
 }
 
 #if DK_X86
-// One group of 8 rows against one activation row: lane r of every register is row r, so the
-// block's dot products accumulate in place (x's 4-byte pieces broadcast) and the 8 scales
-// load as one vector; no horizontal sums.
+// One group of 8 rows against NJ (1 or 2) activation rows: lane r of every register is row r,
+// so a block's dot products accumulate in place (x's 4-byte pieces broadcast) and the 8
+// scales load as one vector: no horizontal sums. Each chunk of nibbles is unpacked once for
+// both activation rows; two integer accumulators per row keep the multiply-adds independent.
 #define INTERLEAVED_GROUP(NAME, ATTR, DOT)                                                                            \
-    ATTR static inline __attribute__((always_inline)) __m256 NAME(                                                   \
-        dk_format f, const uint8_t *g, int nb, const int8_t *xq, const float *xscale, const float *xsum) {          \
+    ATTR static inline __attribute__((always_inline)) void NAME(                                                     \
+        dk_format f, const uint8_t *g, int nb, const int8_t *xq, const float *xscale, const float *xsum, int nj,     \
+        __m256 *out) {                                                                                                \
         int gb = group_block_bytes(f), sb = scale_bytes(f);                                                           \
-        __m256 acc = _mm256_setzero_ps(), offset = _mm256_setzero_ps();                                               \
+        __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()}, offset[2] = {acc[0], acc[0]};                     \
         __m256i m4 = _mm256_set1_epi8(15);                                                                            \
         for (int b = 0; b < nb; b++, g += gb) {                                                                       \
-            const int8_t *x = xq + (size_t)b * 32;                                                                    \
-            const int32_t *x4 = (const int32_t *)x;                                                                   \
-            __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();                                         \
-            for (int c = 0; c < 4; c += 2) {                                                                          \
-                __m256i q0 = _mm256_loadu_si256((const __m256i *)(g + sb + 32 * c));                                 \
-                __m256i q1 = _mm256_loadu_si256((const __m256i *)(g + sb + 32 * (c + 1)));                           \
-                s0 = DOT(s0, _mm256_and_si256(q0, m4), _mm256_set1_epi32(x4[c]));                                     \
-                s1 = DOT(s1, _mm256_and_si256(q1, m4), _mm256_set1_epi32(x4[c + 1]));                                 \
-                s0 = DOT(s0, _mm256_and_si256(_mm256_srli_epi16(q0, 4), m4), _mm256_set1_epi32(x4[4 + c]));           \
-                s1 = DOT(s1, _mm256_and_si256(_mm256_srli_epi16(q1, 4), m4), _mm256_set1_epi32(x4[4 + c + 1]));       \
+            __m256i s[2][2];                                                                                          \
+            for (int j = 0; j < nj; j++) s[j][0] = s[j][1] = _mm256_setzero_si256();                                  \
+            for (int c = 0; c < 4; c++) {                                                                             \
+                __m256i q = _mm256_loadu_si256((const __m256i *)(g + sb + 32 * c));                                  \
+                __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);             \
+                for (int j = 0; j < nj; j++) {                                                                        \
+                    const int32_t *x4 = (const int32_t *)(xq + ((size_t)j * nb + b) * 32);                            \
+                    s[j][c & 1] = DOT(s[j][c & 1], lo, _mm256_set1_epi32(x4[c]));                                     \
+                    s[j][c & 1] = DOT(s[j][c & 1], hi, _mm256_set1_epi32(x4[4 + c]));                                 \
+                }                                                                                                     \
             }                                                                                                         \
             __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));                                         \
-            __m256 dot = _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1));                                                \
-            acc = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(xscale[b])), dot, acc);                             \
             __m256 mins = f == DK_Q4_1 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16)))                  \
                                        : _mm256_mul_ps(d, _mm256_set1_ps(-8.0f));                                     \
-            offset = _mm256_fmadd_ps(mins, _mm256_set1_ps(xsum[b]), offset);                                          \
+            for (int j = 0; j < nj; j++) {                                                                            \
+                size_t xb = (size_t)j * nb + b;                                                                       \
+                __m256 dot = _mm256_cvtepi32_ps(_mm256_add_epi32(s[j][0], s[j][1]));                                  \
+                acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(xscale[xb])), dot, acc[j]);                  \
+                offset[j] = _mm256_fmadd_ps(mins, _mm256_set1_ps(xsum[xb]), offset[j]);                               \
+            }                                                                                                         \
         }                                                                                                             \
-        return _mm256_add_ps(acc, offset);                                                                            \
+        for (int j = 0; j < nj; j++) out[j] = _mm256_add_ps(acc[j], offset[j]);                                       \
     }
 
 AVX2 static inline __m256i dot4_avx2(__m256i acc, __m256i w, __m256i x) {
@@ -649,20 +654,30 @@ VNNI static inline __m256i dot4_vnni(__m256i acc, __m256i w, __m256i x) { return
 INTERLEAVED_GROUP(interleaved_group_avx2, AVX2, dot4_avx2)
 INTERLEAVED_GROUP(interleaved_group_vnni, VNNI, dot4_vnni)
 
+// Activation rows two at a time; the format and the row count are constants in each call of
+// the group function, so its loops unroll and its accumulators stay in registers.
 #define INTERLEAVED_MATMUL(NAME, ATTR, GROUP)                                                                         \
     ATTR static void NAME(                                                                                            \
         dk_format f, const void *w, int k, int r0, int r1, const int8_t *xq, const float *xscale, const float *xsum, \
         int n, float *y, int ldy) {                                                                                   \
         int nb = k / 32;                                                                                              \
         size_t stride = (size_t)nb * group_block_bytes(f);                                                            \
-        for (int j = 0; j < n; j++) {                                                                                 \
-            size_t at = (size_t)j * nb;                                                                               \
+        for (int j0 = 0; j0 < n; j0 += 2) {                                                                           \
+            int nj = n - j0 < 2 ? n - j0 : 2;                                                                         \
+            size_t at = (size_t)j0 * nb;                                                                              \
             for (int g0 = r0 / 8 * 8; g0 < r1; g0 += 8) {                                                             \
-                __m256 v = GROUP(f == DK_Q4_0 ? DK_Q4_0 : DK_Q4_1, (const uint8_t *)w + (size_t)(g0 / 8) * stride, nb, \
-                    xq + at * 32, xscale + at, xsum + at);                                                            \
-                float lanes[8];                                                                                       \
-                _mm256_storeu_ps(lanes, v);                                                                           \
-                for (int r = g0 < r0 ? r0 : g0; r < g0 + 8 && r < r1; r++) y[(size_t)j * ldy + r] = lanes[r - g0];     \
+                const uint8_t *g = (const uint8_t *)w + (size_t)(g0 / 8) * stride;                                    \
+                __m256 v[2];                                                                                          \
+                if (f == DK_Q4_0 && nj == 1) GROUP(DK_Q4_0, g, nb, xq + at * 32, xscale + at, xsum + at, 1, v);       \
+                else if (f == DK_Q4_0) GROUP(DK_Q4_0, g, nb, xq + at * 32, xscale + at, xsum + at, 2, v);             \
+                else if (nj == 1) GROUP(DK_Q4_1, g, nb, xq + at * 32, xscale + at, xsum + at, 1, v);                  \
+                else GROUP(DK_Q4_1, g, nb, xq + at * 32, xscale + at, xsum + at, 2, v);                               \
+                for (int j = 0; j < nj; j++) {                                                                        \
+                    float lanes[8];                                                                                   \
+                    _mm256_storeu_ps(lanes, v[j]);                                                                    \
+                    for (int r = g0 < r0 ? r0 : g0; r < g0 + 8 && r < r1; r++)                                        \
+                        y[(size_t)(j0 + j) * ldy + r] = lanes[r - g0];                                                \
+                }                                                                                                     \
             }                                                                                                         \
         }                                                                                                             \
     }
