@@ -51,8 +51,8 @@ extension Export {
             discussion: """
                 Architecture llama with the byte-level BPE tokenizer; Q and K rows are reordered to \
                 llama.cpp's rotary layout. With --dtype f16 the weight matrices are F16, with q8_0, q4_0 \
-                or q4_1 they are quantized (what `distill quantize` would be; load the file with --weights \
-                file to run those blocks); the norm weights stay F32. An adapter checkpoint given as CHECKPOINT is folded into its base. \
+                or q4_1 they are quantized (as `distill quantize` does; load the file with --weights file to \
+                run those blocks); the norm weights stay F32. An adapter checkpoint given as CHECKPOINT is folded into its base. \
                 With --adapter, CHECKPOINT is the adapter's base and the file written is the adapter \
                 alone (export the base without --adapter, then load both: llama.cpp --lora, \
                 llama-cpp-python lora_path). See docs/formats.md (GGUF).

@@ -112,3 +112,39 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: out))
     }
 }
+
+extension GGUFCommandTests {
+    /// `distill quantize` writes a Q4_0 GGUF (embedding kept Q8_0, norms F32) that generation and
+    /// text evaluation run as stored with --weights file, greedy tokens as with --weights q4_0
+    /// quantizing at load; --weights file on a model without quantized tensors exits 2 with the fix.
+    @Test func quantizeThenRunTheFilesBlocks() throws {
+        let dir = try scratchDirectory("quantize")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let source = Self.fixtures.appendingPathComponent("gguf/tiny_chat.gguf").path
+        let out = dir.appendingPathComponent("q4.gguf").path
+        let q = try distill(["quantize", source, "--type", "q4_0", "-o", out])
+        #expect(q.status == 0, "\(q.err)")
+        #expect(q.out.contains("wrote"))
+        let file = try GGUFFile(path: out)
+        #expect(file["general.file_type"] == .uint32(2))
+        #expect(file.tensor("blk.0.ffn_up.weight")?.type == .q4_0)
+        #expect(file.tensor("token_embd.weight")?.type == .q8_0)
+        #expect(file.tensor("blk.0.attn_norm.weight")?.type == .f32)
+        func greedy(_ model: String, _ weights: String) throws -> String {
+            let r = try distill([
+                "generate", "--checkpoint", model, "--prompt", "hello", "--max-tokens", "6", "--temperature", "0",
+                "--weights", weights, "--json",
+            ])
+            #expect(r.status == 0, "\(r.err)")
+            return r.out
+        }
+        #expect(try greedy(out, "file") == greedy(source, "q4_0"))
+        let text = dir.appendingPathComponent("t.txt")
+        try "the quick brown fox jumps over the lazy dog".write(to: text, atomically: true, encoding: .utf8)
+        let e = try distill(["eval", "--checkpoint", out, "--text", text.path, "--weights", "file"])
+        #expect(e.status == 0 && e.out.contains("perplexity"), "\(e.err)")
+        let refused = try distill(["generate", "--checkpoint", Self.tiny.path, "--prompt", "hi", "--weights", "file"])
+        #expect(refused.status == 2)
+        #expect(refused.err.contains("--weights file") && refused.err.contains("q8_0"))
+    }
+}
