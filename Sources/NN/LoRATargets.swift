@@ -10,6 +10,7 @@
 // compared from that list, so layers may carry different sets of adapters, or none.
 
 import Foundation
+import Platform
 
 /// A `target_modules` spec that selects nothing distill can adapt, or cannot be read.
 public enum LoRATargetError: Error, Equatable, CustomStringConvertible {
@@ -86,10 +87,11 @@ extension LoRAConfig {
         path == entry || path.hasSuffix("." + entry)
     }
 
-    /// Compiles a target regex; the whole path must match it.
-    static func compile(_ pattern: String) throws(LoRATargetError) -> Regex<AnyRegexOutput> {
+    /// Compiles a target regex; the whole path must match it. Matched by `LinearRegex`, in time
+    /// linear in the path, so no pattern can hang the recipe's validation.
+    static func compile(_ pattern: String) throws(LoRATargetError) -> LinearRegex {
         do {
-            return try Regex(pattern)
+            return try LinearRegex(pattern)
         } catch {
             throw .invalidPattern(pattern: pattern, message: "\(error)")
         }
@@ -107,7 +109,7 @@ extension LoRAConfig {
         let examples = [paths.first, paths.first { $0.hasSuffix("mlp.down_proj") }, paths.last].compactMap { $0 }
         if let pattern {
             let regex = try compile(pattern)
-            func matches(_ path: String) -> Bool { (try? regex.wholeMatch(in: path)) != nil }
+            func matches(_ path: String) -> Bool { regex.wholeMatches(path) }
             if let other = others.first(where: matches) { throw .notAdaptable(pattern: pattern, module: other) }
             let selected = paths.filter(matches)
             guard !selected.isEmpty else { throw .matchesNothing(pattern: pattern, layers: layers, examples: examples) }

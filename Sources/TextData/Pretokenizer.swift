@@ -1,5 +1,6 @@
 import Foundation
 import JSON
+import Platform
 
 // Pre-tokenization: splitting text into the pieces that BPE encodes independently.
 //

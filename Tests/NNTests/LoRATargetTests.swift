@@ -43,13 +43,21 @@ import Testing
         #expect(try paths(pattern: #"model\.layers\.(?P<i>3)\.mlp\.gate_proj"#) == ["model.layers.3.mlp.gate_proj"])
     }
 
+    /// A pattern that makes backtracking engines take exponential time on a module path (nested
+    /// stars that can split "model.layers.0.self_attn.q_proj" in 2^30 ways before failing on
+    /// the missing X) is matched in linear time: it matches nothing, reported as such.
+    @Test func aCatastrophicPatternMatchesNothingAtOnce() throws {
+        #expect(throws: LoRATargetError.self) { try paths(pattern: "(.*.*)*X", layers: 32) }
+        #expect(try paths(pattern: "(.*.*)*q_proj", layers: 2) == ["model.layers.0.self_attn.q_proj", "model.layers.1.self_attn.q_proj"])
+    }
+
     @Test func badSpecsSayWhatIsWrong() throws {
         // An invalid regex: the parser's message.
         #expect {
             try paths(pattern: "(q|v_proj")
         } throws: { error in
             guard case .invalidPattern(let p, let message)? = error as? LoRATargetError else { return false }
-            return p == "(q|v_proj" && message.contains("expected ')'") && "\(error)".contains("does not compile")
+            return p == "(q|v_proj" && message.contains("without its )") && "\(error)".contains("does not compile")
         }
         #expect(LoRAConfig(targetPattern: "a[").problems().first?.contains("does not compile") == true)
         // Matching nothing names the pattern and shows what paths look like.

@@ -5,7 +5,7 @@
 import Foundation
 import Testing
 
-@testable import TextData
+@testable import Platform
 
 @Suite struct LinearRegexTests {
     /// Patterns and texts where ICU is quick; the first match and its first group must agree.
