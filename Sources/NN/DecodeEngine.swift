@@ -321,8 +321,7 @@ public final class DecodeState {
             _ = rmsNormRow(x + t * cw, e.norm.data, h + i * cw, cw, eps: eps)
         }
         let m = outputs.count, v = c.vocabSize
-        // Logit rows are contiguous per call only when outputs are in order; run them as one
-        // product into scratch rows, then place each.
+        // Logit rows asked for in consecutive order take one product; others one product each.
         if outputs.enumerated().allSatisfy({ $0.offset == $0.element.1 - outputs[0].1 }) {
             PackedMatrix.multiply(h, n: m, [PackedProduct(e.head, into: logits + outputs[0].1 * v, ldy: v)], scratch: products)
         } else {

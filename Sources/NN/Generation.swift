@@ -319,6 +319,7 @@ package final class TokenSampler {
                     continue
                 }
             }
+            keep = max(keep, 1)  // the most likely token at least, even when the mass is not a number
             var u = Float(rng.uniform()) * kept[..<keep].reduce(0, +)
             for i in 0..<keep {
                 u -= kept[i]
