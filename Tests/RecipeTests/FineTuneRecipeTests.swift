@@ -66,7 +66,7 @@ import Training
             return Dictionary(grouping: error.issues, by: \.path).mapValues { $0.map(\.message) }
         }
         let path = "stages[1].lora.target_modules"
-        #expect(try problems(#""(q|v_proj""#)[path]?.first?.contains("regex \"(q|v_proj\" does not compile: expected ')'") == true)
+        #expect(try problems(#""(q|v_proj""#)[path]?.first?.contains("regex \"(q|v_proj\" does not compile: a group without its )") == true)
         let bare = try problems(#""q_proj""#)[path]?.first ?? ""
         #expect(bare.contains("\"q_proj\" matches no module") && bare.contains(#"write ["q_proj"]"#), "fullmatch, not search")
         #expect(try problems(#"".*""#)[path]?.first?.contains("which is not a linear projection") == true)
