@@ -72,17 +72,28 @@ package struct UncheckedSendable<T>: @unchecked Sendable {
 /// distill already runs independent work on each core (data-parallel replicas), where
 /// splitting each op again would only add synchronisation.
 public enum Serial {
-    private static let key: pthread_key_t = {
-        var k = pthread_key_t()
-        precondition(pthread_key_create(&k, nil) == 0, "pthread_key_create failed")
-        return k
-    }()
+    private static let flag = ThreadFlag()
 
     /// Whether the calling thread runs kernels serially.
-    public static var isActive: Bool { pthread_getspecific(key) != nil }
+    public static var isActive: Bool { flag.isSet }
 
     /// Runs `body` with this thread's kernels serial.
-    public static func run<R>(_ body: () throws -> R) rethrows -> R {
+    public static func run<R>(_ body: () throws -> R) rethrows -> R { try flag.with(body) }
+}
+
+/// A flag set for the calling thread while a body runs (and restored after, so uses nest).
+final class ThreadFlag: Sendable {
+    private let key: pthread_key_t
+
+    init() {
+        var k = pthread_key_t()
+        precondition(pthread_key_create(&k, nil) == 0, "pthread_key_create failed")
+        key = k
+    }
+
+    var isSet: Bool { pthread_getspecific(key) != nil }
+
+    func with<R>(_ body: () throws -> R) rethrows -> R {
         let previous = pthread_getspecific(key)
         pthread_setspecific(key, UnsafeRawPointer(bitPattern: 1))
         defer { pthread_setspecific(key, previous) }
@@ -105,21 +116,12 @@ public func runConcurrently(_ tasks: Int, _ body: (Int) -> Void) {
 /// for each (as `DispatchQueue.concurrentPerform` does) took a sixth of a step in the kernel's
 /// scheduler. Chunks are the same as without it, so results are too.
 public enum Spinning {
-    private static let key: pthread_key_t = {
-        var k = pthread_key_t()
-        precondition(pthread_key_create(&k, nil) == 0, "pthread_key_create failed")
-        return k
-    }()
+    private static let flag = ThreadFlag()
 
-    public static var isActive: Bool { pthread_getspecific(key) != nil }
+    public static var isActive: Bool { flag.isSet }
 
     /// Runs `body` with this thread's parallel work on the spinning workers.
-    public static func run<R>(_ body: () throws -> R) rethrows -> R {
-        let previous = pthread_getspecific(key)
-        pthread_setspecific(key, UnsafeRawPointer(bitPattern: 1))
-        defer { pthread_setspecific(key, previous) }
-        return try body()
-    }
+    public static func run<R>(_ body: () throws -> R) rethrows -> R { try flag.with(body) }
 }
 
 /// Worker threads that run chunk 1, 2, ... of one job at a time while the caller runs chunk 0.
