@@ -61,16 +61,21 @@ static int max_level(void) {
 }
 
 static int current_level = -1;
+// A thread's own choice (tests comparing levels run side by side); -1 when it has none.
+static _Thread_local int thread_level = -1;
 
 int dk_max_level(void) { return max_level(); }
 
-int dk_set_level(int level) {
+int dk_set_thread_level(int level) {
     int top = max_level();
-    current_level = level < 0 ? 0 : level > top ? top : level;
-    return current_level;
+    thread_level = level < 0 ? -1 : level > top ? top : level;
+    return thread_level;
 }
 
+int dk_thread_level(void) { return thread_level; }
+
 int dk_level(void) {
+    if (thread_level >= 0) return thread_level;
     if (current_level < 0) {
         int level = max_level();
         const char *env = getenv("DISTILL_KERNELS");

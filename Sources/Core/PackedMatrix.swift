@@ -57,10 +57,12 @@ public enum KernelLevel: Int, CaseIterable, Sendable, Comparable {
     public static var best: KernelLevel { KernelLevel(rawValue: Int(dk_max_level()))! }
 
     /// Runs `body` with the kernels of `level` (or the best below it), for tests comparing them.
+    /// The choice belongs to this thread and the workers it hands parallel work to, so tests
+    /// running side by side on other threads keep their own.
     package static func with<R>(_ level: KernelLevel, _ body: () throws -> R) rethrows -> R {
-        let previous = dk_level()
-        dk_set_level(Int32(level.rawValue))
-        defer { dk_set_level(previous) }
+        let previous = dk_thread_level()
+        dk_set_thread_level(Int32(level.rawValue))
+        defer { dk_set_thread_level(previous) }
         return try body()
     }
 

@@ -41,6 +41,22 @@ package func parallelChunks(_ count: Int, grain: Int = 1, _ body: (Range<Int>) -
         return
     }
     let per = (count + workers - 1) / workers
+    let level = dk_thread_level()
+    if level >= 0 {
+        // A thread's own kernel level (`KernelLevel.with`) holds on the workers it hands chunks to.
+        let inner = body
+        return parallelChunks(count, workers: workers, per: per) { chunk in
+            let previous = dk_thread_level()
+            dk_set_thread_level(level)
+            inner(chunk)
+            dk_set_thread_level(previous)
+        }
+    }
+    parallelChunks(count, workers: workers, per: per, body)
+}
+
+@inline(__always)
+private func parallelChunks(_ count: Int, workers: Int, per: Int, _ body: (Range<Int>) -> Void) {
     if Spinning.isActive {
         SpinPool.shared.run(workers) { w in
             let lo = w * per

@@ -34,6 +34,31 @@ private struct QuantizeFixture: Decodable {
 @Suite struct PackedMatrixTests {
     static let levels = KernelLevel.allCases.filter { $0 <= KernelLevel.best }
 
+    /// A level chosen for a test holds on its thread and on the workers that thread hands
+    /// chunks to, and nowhere else: tests of other levels run side by side.
+    @Test func aChosenLevelBelongsToItsThread() {
+        final class Seen: @unchecked Sendable {
+            let lock = NSLock()
+            var levels: [KernelLevel] = []
+            func add(_ level: KernelLevel) { lock.withLock { levels.append(level) } }
+        }
+        let process = KernelLevel.current
+        KernelLevel.with(.scalar) {
+            #expect(KernelLevel.current == .scalar)
+            let workers = Seen()
+            parallelChunks(64, grain: 1) { _ in workers.add(KernelLevel.current) }
+            #expect(!workers.levels.isEmpty && workers.levels.allSatisfy { $0 == .scalar })
+            let other = Seen(), done = DispatchSemaphore(value: 0)
+            Thread {
+                other.add(KernelLevel.current)
+                done.signal()
+            }.start()
+            done.wait()
+            #expect(other.levels == [process])
+        }
+        #expect(KernelLevel.current == process)
+    }
+
     /// Random rows at four scales and edge blocks (zeros, a constant, exact halves, a negative
     /// largest magnitude, a lone value, tied extremes, f16's largest scales): the bytes equal
     /// gguf-py's quantizers', and a matrix over those bytes decodes to the same values.
@@ -102,9 +127,9 @@ private struct QuantizeFixture: Decodable {
                 // Rows 13..<27 alone (cutting two groups) write exactly those rows, the same values.
                 var q = [Int8](repeating: 0, count: n * k)
                 var scale = [Float](repeating: 0, count: n * k / 32), sum = scale
-                dk_quantize_activations(x.data, Int32(n), Int32(k), &q, &scale, &sum)
                 var part = [Float](repeating: -7, count: n * r)
                 KernelLevel.with(level) {
+                    dk_quantize_activations(x.data, Int32(n), Int32(k), &q, &scale, &sum)
                     withExtendedLifetime(packed) {
                         let blocks = packed.blockStorage!
                         dk_matmul_interleaved(format.kernel, blocks, Int32(k), 13, 27, q, scale, sum, Int32(n), &part, Int32(r))

@@ -18,8 +18,11 @@ typedef enum { DK_F32 = 0, DK_Q8_0 = 1, DK_Q4_0 = 2, DK_Q4_1 = 3 } dk_format;
 
 /// Which implementation runs: 0 scalar, 1 AVX2, 2 AVX-512 VNNI.
 int dk_level(void);
-/// Forces an implementation no higher than the CPU supports (for tests); returns the level set.
-int dk_set_level(int level);
+/// Makes the calling thread use `level` (no higher than the CPU supports; -1 drops the
+/// thread's choice); returns the level set. `parallelChunks` carries it to its workers.
+int dk_set_thread_level(int level);
+/// The calling thread's own level, or -1 when it follows the process's.
+int dk_thread_level(void);
 /// The best level this CPU supports.
 int dk_max_level(void);
 
