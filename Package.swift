@@ -45,7 +45,8 @@ let package = Package(
         .library(name: "DistillCore", targets: ["Core"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // Layers, bottom to top; a module imports only modules above it here (docs/architecture.md).
@@ -84,12 +85,21 @@ let package = Package(
                 "Platform", "JSON", "Core", "NN", "TextData", "ModelIO", "Training", "Verify", "Teacher", "Recipe", "Sweep",
             ],
             swiftSettings: codegen),
+        // `distill serve`: the OpenAI-compatible HTTP server and its continuous-batching scheduler.
+        .target(
+            name: "Serve",
+            dependencies: [
+                "Platform", "JSON", "Core", "NN", "TextData", "ModelIO", "Verify",
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: codegen),
         .target(name: "CLISupport", dependencies: ["Platform", "CHost", argumentParser], swiftSettings: codegen),
         .executableTarget(
             name: "DistillCLI",
             dependencies: [
                 "Platform", "JSON", "Core", "NN", "Formats", "ModelIO", "Training", "Verify", "Teacher", "Recipe", "Sweep",
-                "Pipeline", "CLISupport", argumentParser,
+                "Pipeline", "Serve", "CLISupport", argumentParser,
             ],
             swiftSettings: codegen),
         // Commands the crash tests launch and kill; kept out of the distill executable.
@@ -118,6 +128,7 @@ let package = Package(
                 "Platform", "JSON", "Core", "NN", "TextData", "Formats", "ModelIO", "Training", "Verify", "Teacher", "Recipe",
                 "Sweep", "Pipeline",
             ]),
+        .testTarget(name: "ServeTests", dependencies: ["Platform", "Core", "JSON", "NN", "TextData", "ModelIO", "Serve"]),
         .testTarget(
             name: "CLITests",
             dependencies: [

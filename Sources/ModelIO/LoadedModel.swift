@@ -132,6 +132,33 @@ private func loadAdapter(_ contents: CheckpointContents, path: String, base: Str
     return loaded
 }
 
+/// Attaches the adapter checkpoint at `path` to `loaded` (a whole model, which must be the
+/// adapter's base: same config and checksum) and returns what the adapter records. The model
+/// then computes base plus adapter until `model.removeAdapters()`; the base's weights are
+/// shared, so one loaded base serves several adapters in turn.
+package func attachAdapterFile(_ path: String, to loaded: LoadedModel) throws -> AdapterInfo {
+    guard FileManager.default.fileExists(atPath: path) || FileManager.default.fileExists(atPath: path + ".prev") else {
+        throw UserError(path: path, problem: "no such adapter checkpoint", fix: "give an adapter .h5 written by distill", kind: .io)
+    }
+    let (contents, _) = try readCommittedCheckpoint(at: URL(fileURLWithPath: path))
+    guard contents.kind == .adapter else {
+        throw UserError(
+            path: path, problem: "is a whole model, not an adapter",
+            fix: "serve it as a model of its own (--model NAME=PATH)", kind: .usage)
+    }
+    guard loaded.adapter == nil else {
+        throw UserError(path: loaded.path, problem: "is itself an adapter", fix: "give a whole model as the base", kind: .usage)
+    }
+    guard loaded.model.config == contents.config else {
+        throw CheckpointError(
+            .wrongBase, path: path, problem: "was trained on a model with another config than \(loaded.path)",
+            fix: "attach it to the base it was trained on")
+    }
+    var info = try AdapterInfo(contents, path: path)
+    info.lora = try loaded.model.attachAdapter(contents.parameters, info: info, path: path, basePath: loaded.path)
+    return info
+}
+
 /// Imports a Hugging Face directory or a GGUF file into a distill checkpoint (model, config,
 /// tokenizer, chat style and where it came from). `template` names the chat template family
 /// when the source's is not recognised (or to override it); the source's default system

@@ -89,6 +89,35 @@ public final class DecodeEngine: @unchecked Sendable {
             tensor: { named[$0]! })
     }
 
+    /// `base`'s packed weights (shared, not copied) with the enabled adapters `model` carries
+    /// beside them: `model` is the base's model with one adapter attached. Several adapters
+    /// over one base cost their own tensors only.
+    package convenience init(sharing base: DecodeEngine, adaptersOf model: LlamaModel) {
+        precondition(model.config == base.config, "the adapted model's config differs from the base engine's")
+        func adapter(_ linear: Linear) -> Adapter? {
+            guard let lora = linear as? LoRALinear, lora.enabled else { return nil }
+            return Adapter(a: lora.a, b: lora.b, scale: lora.scale)
+        }
+        let named = ["self_attn.q_proj": \Layer.q, "self_attn.k_proj": \Layer.k, "self_attn.v_proj": \Layer.v,
+            "self_attn.o_proj": \Layer.o, "mlp.gate_proj": \Layer.gate, "mlp.up_proj": \Layer.up, "mlp.down_proj": \Layer.down]
+        self.init(
+            config: base.config, format: base.format,
+            matrix: { name in
+                if name == "model.embed_tokens.weight" { return (base.embedding, nil) }
+                if name == "lm_head.weight" { return (base.head, nil) }
+                let parts = name.split(separator: ".")  // model.layers.i.self_attn.q_proj.weight
+                let (i, module) = (Int(parts[2])!, "\(parts[3]).\(parts[4])")
+                let linear = model.layers[i].modules.first { $0.0 == module }!.1
+                return (base.layers[i][keyPath: named[module]!].matrix, adapter(linear))
+            },
+            tensor: { name in
+                if name == "model.norm.weight" { return base.norm }
+                let parts = name.split(separator: ".")  // model.layers.i.input_layernorm.weight
+                let layer = base.layers[Int(parts[2])!]
+                return parts[3] == "input_layernorm" ? layer.inputNorm : layer.postNorm
+            })
+    }
+
     /// An engine over matrices by their Hugging Face names (`matrix` returns the packed
     /// weight and any adapter of a projection; for the embedding and lm_head the adapter is
     /// ignored) and the norm weights (`tensor`).

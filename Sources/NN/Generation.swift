@@ -246,9 +246,28 @@ extension DecodeEngine {
 
 /// log softmax(logits)[token]: the max-shifted sum of exponentials in SIMD (relative error
 /// near 1e-7), the rest in Double.
-func logProbability(_ logits: UnsafePointer<Float>, _ v: Int, _ token: Int32) -> Double {
+package func logProbability(_ logits: UnsafePointer<Float>, _ v: Int, _ token: Int32) -> Double {
     let top = maxOf(logits, v)
     return Double(logits[Int(token)] - top) - Foundation.log(Double(expShiftedSumOnly(logits, v, shift: top)))
+}
+
+/// The `count` most likely tokens of `logits` (V values) with their log-probabilities, most
+/// likely first (ties to the smaller id), in one pass without sorting the vocabulary.
+package func topLogProbabilities(_ logits: UnsafePointer<Float>, _ v: Int, count: Int) -> [(id: Int32, logProb: Double)] {
+    guard count > 0 else { return [] }
+    let top = maxOf(logits, v)
+    let logTotal = Foundation.log(Double(expShiftedSumOnly(logits, v, shift: top)))
+    var best: [(id: Int32, logit: Float)] = []  // kept in order, best first; a handful at most
+    best.reserveCapacity(count + 1)
+    for j in 0..<v {
+        let x = logits[j]
+        if best.count == count, x <= best[count - 1].logit { continue }
+        var at = best.count
+        while at > 0 && best[at - 1].logit < x { at -= 1 }
+        best.insert((Int32(j), x), at: at)
+        if best.count > count { best.removeLast() }
+    }
+    return best.map { ($0.id, Double($0.logit - top) - logTotal) }
 }
 
 /// Picks next tokens from rows of logits: greedy, temperature, top-k and top-p. It keeps its

@@ -171,6 +171,16 @@ extension LlamaModel {
         }
     }
 
+    /// Takes every adapter off, leaving the base's own linear layers (the same weight tensors):
+    /// the model is the base again and can take another adapter.
+    public func removeAdapters() {
+        for layer in layers {
+            for (name, m) in layer.modules where m is LoRALinear {
+                layer.replace(String(name.split(separator: ".").last!)) { Linear(weight: $0.weight) }
+            }
+        }
+    }
+
     /// Turns every adapter on or off (off: the model is exactly the base).
     public func setAdapters(enabled: Bool) {
         for layer in layers { for (_, m) in layer.modules { (m as? LoRALinear)?.enabled = enabled } }

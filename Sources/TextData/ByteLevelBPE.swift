@@ -253,6 +253,18 @@ package struct ByteLevelBPETokenizer: Sendable {
 
     // MARK: Decoding
 
+    /// The bytes token `id` stands for (a byte-level token may hold part of a character);
+    /// empty for an unknown id.
+    package func bytes(of id: Int32) -> [UInt8] {
+        switch decoderKind {
+        case .byteLevel:
+            guard id >= 0, Int(id) < decodeTable.count, let spelled = decodeTable[Int(id)] else { return [] }
+            return Array(spelled)
+        case .none:
+            return Array((token(for: id) ?? "").utf8)
+        }
+    }
+
     /// Text of `ids`, identical to HF `Tokenizer.decode(ids, skip_special_tokens=...)`.
     ///
     /// Unknown ids are skipped; byte sequences that are not valid UTF-8 decode to U+FFFD.

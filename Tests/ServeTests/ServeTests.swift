@@ -1,0 +1,372 @@
+// `distill serve` started inside each test on 127.0.0.1 (a free port), over tiny_chat.gguf (a
+// tiny SmolLM2-shaped model with its ChatML template) and a LoRA adapter on it, talked to with
+// a plain HTTP/1.1 client on a socket. Replies are checked against the generation path the
+// CLI uses (`chatReply` on the same weights), not against the server's own output.
+
+import Core
+import Foundation
+import JSON
+import ModelIO
+import NN
+import Platform
+import Serve
+import Testing
+import TextData
+
+let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("FormatsTests/Fixtures/gguf")
+let tinyChat = fixtures.appendingPathComponent("tiny_chat.gguf").path
+
+/// A running server and the task that runs it.
+final class RunningServer: @unchecked Sendable {
+    let port: Int
+    let server: HTTPServer
+    let state: ServeState
+    let task: Task<Void, any Error>
+
+    /// Starts a server on a free loopback port and waits until its models are loaded.
+    static func start(_ settings: ServeSettings) async throws -> RunningServer {
+        var settings = settings
+        settings.port = 0
+        let state = ServeState(settings: settings)
+        let bound = Locked<(Int, HTTPServer)?>(nil)
+        let task = Task { try await runServer(state, log: { _ in }, onListening: { port, server in bound.value = (port, server) }) }
+        while bound.value == nil { try await Task.sleep(for: .milliseconds(5)) }
+        while state.catalog == nil {
+            try await Task.sleep(for: .milliseconds(10))
+            if task.isCancelled { break }
+        }
+        let (port, server) = bound.value!
+        return RunningServer(port: port, server: server, state: state, task: task)
+    }
+
+    private init(port: Int, server: HTTPServer, state: ServeState, task: Task<Void, any Error>) {
+        (self.port, self.server, self.state, self.task) = (port, server, state, task)
+    }
+
+    func stop() async throws {
+        server.stop()
+        try await task.value
+    }
+}
+
+/// One HTTP/1.1 exchange on a new connection (`Connection: close`), chunked bodies decoded.
+struct Exchange {
+    var status: Int
+    var headers: [String: String]
+    var body: String
+
+    var json: JSONValue { (try? JSONValue.parse(Array(body.utf8))) ?? .null }
+
+    /// The `data:` payloads of a server-sent-events body.
+    var events: [String] {
+        body.components(separatedBy: "\n\n").compactMap { $0.hasPrefix("data: ") ? String($0.dropFirst(6)) : nil }
+    }
+}
+
+/// `exchange` on a thread of its own: a blocking client must not hold one of the few threads
+/// the server's own tasks run on.
+func http(
+    _ port: Int, _ method: String, _ path: String, body: String? = nil, headers: [String: String] = [:], readLimit: Int? = nil
+) async throws -> Exchange {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread {
+            continuation.resume(with: Result { try exchange(port, method, path, body: body, headers: headers, readLimit: readLimit) })
+        }.start()
+    }
+}
+
+func exchange(
+    _ port: Int, _ method: String, _ path: String, body: String?, headers: [String: String], readLimit: Int?
+) throws -> Exchange {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    precondition(fd >= 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
+    var request = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+    for (k, v) in headers { request += "\(k): \(v)\r\n" }
+    if let body { request += "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n" }
+    request += "\r\n" + (body ?? "")
+    let bytes = Array(request.utf8)
+    var sent = 0
+    while sent < bytes.count {
+        let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        if n <= 0 { break }  // the server may answer (413) before reading everything
+        sent += n
+    }
+    var received: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = recv(fd, &buffer, buffer.count, 0)
+        if n <= 0 { break }
+        received += buffer[..<n]
+        if let readLimit, received.count >= readLimit { break }
+    }
+    let text = String(decoding: received, as: UTF8.self)
+    guard let split = text.range(of: "\r\n\r\n") else { return Exchange(status: 0, headers: [:], body: text) }
+    let lines = text[..<split.lowerBound].components(separatedBy: "\r\n")
+    let status = Int(lines[0].split(separator: " ")[1])!
+    var fields: [String: String] = [:]
+    for line in lines.dropFirst() {
+        let parts = line.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+        if parts.count == 2 { fields[parts[0].lowercased()] = parts[1] }
+    }
+    var body = Array(received[(Array(text[..<split.upperBound].utf8).count)...])
+    if fields["transfer-encoding"] == "chunked" {
+        var decoded: [UInt8] = [], at = 0
+        while let lineEnd = (at..<max(at, body.count - 1)).first(where: { body[$0] == 13 && body[$0 + 1] == 10 }),
+            let size = Int(String(decoding: body[at..<lineEnd], as: UTF8.self), radix: 16), size > 0,
+            lineEnd + 2 + size <= body.count
+        {
+            decoded += body[(lineEnd + 2)..<(lineEnd + 2 + size)]
+            at = lineEnd + 2 + size + 2
+        }
+        body = decoded
+    }
+    return Exchange(status: status, headers: fields, body: String(decoding: body, as: UTF8.self))
+}
+
+func chatBody(_ fields: String, content: String = "Hello there") -> String {
+    #"{"model":"tiny","messages":[{"role":"user","content":"\#(content)"}],\#(fields)}"#
+}
+
+extension JSONValue {
+    subscript(_ key: String) -> JSONValue? { if case .object(let o) = self { o[key] } else { nil } }
+    subscript(_ i: Int) -> JSONValue? { if case .array(let a) = self, i < a.count { a[i] } else { nil } }
+    var int: Int? { if case .int(let i) = self { i } else { nil } }
+}
+
+/// The reply the CLI's chat path gives on the same model and weights.
+func referenceReply(_ path: String, adapter: String? = nil, message: String, sampling: SamplingConfig) throws -> String {
+    let loaded = try loadModel(from: adapter ?? path, base: adapter == nil ? nil : path)
+    return try chatReply(loaded, style: loaded.chatStyle()!, messages: [ChatMessage(role: "user", content: message)], sampling: sampling).text
+}
+
+@Suite(.serialized) struct ServeTests {
+    static func settings(batch: Int = 4, queue: Int = 8) -> ServeSettings {
+        var s = ServeSettings(models: [ServedPath(name: "tiny", path: tinyChat)])
+        (s.maxBatch, s.queueLimit, s.context) = (batch, queue, 128)
+        return s
+    }
+
+    @Test func chatRepliesAreTheCLIsRepliesWholeOrStreamed() async throws {
+        let server = try await RunningServer.start(Self.settings())
+        let port = server.port
+        #expect(try await http(port, "GET", "/health").json["status"] == .string("ok"))
+        let models = try await http(port, "GET", "/v1/models").json
+        #expect(models["data"]?[0]?["id"] == .string("tiny"))
+
+        // Greedy: the CLI's reply, its usage, its finish reason.
+        let greedy = try await http(port, "POST", "/v1/chat/completions", body: chatBody(#""temperature":0,"max_tokens":12"#))
+        #expect(greedy.status == 200, "\(greedy.body)")
+        let expected = try referenceReply(tinyChat, message: "Hello there", sampling: SamplingConfig(maxTokens: 12, temperature: 0))
+        #expect(greedy.json["choices"]?[0]?["message"]?["content"] == .string(expected))
+        #expect(greedy.json["object"] == .string("chat.completion") && greedy.json["model"] == .string("tiny"))
+        let usage = try #require(greedy.json["usage"])
+        #expect(usage["completion_tokens"]?.int.map { $0 >= 1 && $0 <= 12 } == true)
+        #expect(usage["total_tokens"]?.int == usage["prompt_tokens"]!.int! + usage["completion_tokens"]!.int!)
+
+        // n = 3 seeded: repeatable, choice 0 is the n = 1 reply with the same seed, choices differ.
+        let three = try await http(port, "POST", "/v1/chat/completions", body: chatBody(#""seed":7,"n":3,"max_tokens":10,"temperature":1.0"#))
+        let again = try await http(port, "POST", "/v1/chat/completions", body: chatBody(#""seed":7,"n":3,"max_tokens":10,"temperature":1.0"#))
+        let one = try await http(port, "POST", "/v1/chat/completions", body: chatBody(#""seed":7,"max_tokens":10,"temperature":1.0"#))
+        let texts = (0..<3).map { three.json["choices"]?[$0]?["message"]?["content"] }
+        #expect(texts == (0..<3).map { again.json["choices"]?[$0]?["message"]?["content"] })
+        #expect(texts[0] == one.json["choices"]?[0]?["message"]?["content"])
+        #expect(Set(texts.map { "\($0 as Any)" }).count > 1)
+
+        // Streamed: the deltas add up to the whole reply; role first, finish, usage, [DONE].
+        let streamed = try await http(
+            port, "POST", "/v1/chat/completions",
+            body: chatBody(#""seed":7,"max_tokens":10,"temperature":1.0,"stream":true,"stream_options":{"include_usage":true}"#))
+        #expect(streamed.headers["content-type"] == "text/event-stream")
+        let events = streamed.events
+        #expect(events.last == "[DONE]")
+        let chunks = events.dropLast().map { (try? JSONValue.parse(Array($0.utf8))) ?? .null }
+        #expect(chunks.first?["choices"]?[0]?["delta"]?["role"] == .string("assistant"))
+        let joined = chunks.compactMap { $0["choices"]?[0]?["delta"]?["content"]?.stringValue }.joined()
+        #expect(.string(joined) == one.json["choices"]?[0]?["message"]?["content"])
+        #expect(chunks.contains { $0["choices"]?[0]?["finish_reason"]?.stringValue != nil })
+        #expect(chunks.last?["usage"]?["completion_tokens"] == one.json["usage"]?["completion_tokens"])
+
+        // Log-probabilities: one entry per completion token, the chosen token among the top ones.
+        let lp = try await http(
+            port, "POST", "/v1/chat/completions", body: chatBody(#""temperature":0,"max_tokens":5,"logprobs":true,"top_logprobs":3"#))
+        guard case .array(let content)? = lp.json["choices"]?[0]?["logprobs"]?["content"] else {
+            Issue.record("no logprobs: \(lp.body)")
+            return
+        }
+        #expect(content.count == lp.json["usage"]?["completion_tokens"]?.int)
+        for entry in content {
+            guard case .array(let top)? = entry["top_logprobs"], let chosen = entry["logprob"]?.numberValue else { continue }
+            #expect(top.count == 3 && chosen <= 0)
+            #expect(top[0]["logprob"]?.numberValue == chosen)  // greedy picks the most likely
+        }
+        try await server.stop()
+    }
+
+    @Test func textCompletionsStopAtStopStrings() async throws {
+        let server = try await RunningServer.start(Self.settings())
+        let plain = try await http(server.port, "POST", "/v1/completions", body: #"{"model":"tiny","prompt":"Once upon","max_tokens":16,"temperature":0}"#)
+        #expect(plain.json["object"] == .string("text_completion"), "\(plain.body)")
+        let text = try #require(plain.json["choices"]?[0]?["text"]?.stringValue)
+        // A stop string taken from the middle of the greedy text cuts the reply just before it.
+        let middle = text.dropFirst(text.count / 2)
+        if let stop = middle.first.map(String.init), !stop.trimmingCharacters(in: .whitespaces).isEmpty {
+            let cut = try await http(
+                server.port, "POST", "/v1/completions",
+                body: #"{"model":"tiny","prompt":"Once upon","max_tokens":16,"temperature":0,"stop":"\#(stop)"}"#)
+            let want = String(text[..<text.range(of: stop)!.lowerBound])
+            #expect(cut.json["choices"]?[0]?["text"] == .string(want))
+            #expect(cut.json["choices"]?[0]?["finish_reason"] == .string("stop"))
+        }
+        try await server.stop()
+    }
+
+    @Test func badRequestsGetOpenAIErrors() async throws {
+        var settings = Self.settings()
+        settings.maxBodyBytes = 2048
+        let server = try await RunningServer.start(settings)
+        let port = server.port
+        func error(_ r: Exchange) -> (Int, String?, String?) {
+            (r.status, r.json["error"]?["param"]?.stringValue, r.json["error"]?["code"]?.stringValue)
+        }
+        #expect(error(try await http(port, "POST", "/v1/chat/completions", body: "{not json")).0 == 400)
+        let unknown = try await http(port, "POST", "/v1/chat/completions", body: #"{"model":"big","messages":[{"role":"user","content":"x"}]}"#)
+        #expect(error(unknown) == (400, "model", "model_not_found"))
+        #expect(unknown.json["error"]?["message"]?.stringValue?.contains("tiny") == true)
+        #expect(error(try await http(port, "POST", "/v1/chat/completions", body: chatBody(#""temperature":3"#))) == (400, "temperature", nil))
+        #expect(error(try await http(port, "POST", "/v1/chat/completions", body: chatBody(#""n":5"#))) == (400, "n", nil))
+        #expect(error(try await http(port, "POST", "/v1/chat/completions", body: chatBody(#""max_tokens":500"#))).2 == "context_length_exceeded")
+        #expect(error(try await http(port, "POST", "/v1/chat/completions", body: chatBody(#""frequency_penalty":0.5"#))).1 == "frequency_penalty")
+        #expect(error(try await http(port, "POST", "/v1/chat/completions", body: chatBody(#""top_logprobs":2"#))).1 == "top_logprobs")
+        #expect(error(try await http(port, "POST", "/v1/chat/completions", body: chatBody("\"stop\":7"))).1 == "stop")
+        let roles = try await http(port, "POST", "/v1/chat/completions", body: #"{"model":"tiny","messages":[{"role":"robot","content":"x"}]}"#)
+        #expect(error(roles).1 == "messages[0].role")
+        #expect(error(try await http(port, "GET", "/v1/nothing")).0 == 404)
+        #expect(error(try await http(port, "GET", "/v1/chat/completions")).0 == 405)
+        let large = try await http(port, "POST", "/v1/chat/completions", body: chatBody("\"user\":\"\(String(repeating: "x", count: 4000))\""))
+        #expect(error(large) == (413, nil, "body_too_large"))
+        // The server is still serving after all of them.
+        #expect(try await http(port, "POST", "/v1/chat/completions", body: chatBody(#""max_tokens":2"#)).status == 200)
+        try await server.stop()
+    }
+
+    @Test func anAPIKeyGuardsTheAPIButNotHealth() async throws {
+        var settings = Self.settings()
+        settings.apiKey = "sekret"
+        let server = try await RunningServer.start(settings)
+        let missing = try await http(server.port, "GET", "/v1/models")
+        #expect(missing.status == 401 && missing.json["error"]?["code"] == .string("invalid_api_key"))
+        #expect(try await http(server.port, "GET", "/v1/models", headers: ["Authorization": "Bearer wrong"]).status == 401)
+        #expect(try await http(server.port, "GET", "/v1/models", headers: ["Authorization": "Bearer sekret"]).status == 200)
+        #expect(try await http(server.port, "GET", "/health").status == 200)
+        try await server.stop()
+    }
+
+    @Test func anAdapterIsServedByNameOverItsBase() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("serve-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let base = dir.appendingPathComponent("tiny.h5").path, adapter = dir.appendingPathComponent("lora.h5").path
+        let loaded = try importModel(from: tinyChat, to: base)
+        var rng = RNG(seed: 5)
+        let lora = LoRAConfig(rank: 4, alpha: 8, targetModules: ["q_proj", "v_proj", "down_proj"])
+        for (_, t) in loaded.model.addLoRA(lora, rng: &rng) { for i in 0..<t.count { t.data[i] = Float.random(in: -0.5...0.5, using: &rng) } }
+        try writeCheckpoint(
+            adapterContents(loaded.model, lora: lora, basePath: base, adapterPath: adapter, threads: 1), to: URL(fileURLWithPath: adapter))
+
+        var settings = ServeSettings(models: [ServedPath(name: "tiny", path: base)])
+        settings.adapters = [ServedPath(name: "tuned", path: adapter)]
+        settings.context = 128
+        let server = try await RunningServer.start(settings)
+        let models = try await http(server.port, "GET", "/v1/models").json
+        #expect(models["data"]?[1]?["id"] == .string("tuned") && models["data"]?[1]?["parent"] == .string("tiny"))
+        let sampling = SamplingConfig(maxTokens: 12, temperature: 0)
+        for (name, path) in [("tiny", nil), ("tuned", adapter)] {
+            let r = try await http(server.port, "POST", "/v1/chat/completions", body: chatBody(#""temperature":0,"max_tokens":12"#).replacingOccurrences(of: "\"tiny\"", with: "\"\(name)\""))
+            let want = try referenceReply(base, adapter: path, message: "Hello there", sampling: sampling)
+            #expect(r.json["choices"]?[0]?["message"]?["content"] == .string(want), "\(name)")
+            #expect(r.json["model"] == .string(name))
+        }
+        try await server.stop()
+    }
+
+    @Test func concurrentRequestsShareStepsAndAFullQueueAnswers503() async throws {
+        let server = try await RunningServer.start(Self.settings(batch: 2, queue: 1))
+        let port = server.port
+        let solo = try await http(port, "POST", "/v1/chat/completions", body: chatBody(#""seed":3,"max_tokens":24,"temperature":1.0"#))
+        // Three clients at once on two sequences and a queue of one: all are answered, each as alone.
+        let replies = try await withThrowingTaskGroup(of: Exchange.self) { group in
+            for _ in 0..<3 {
+                group.addTask { try await http(port, "POST", "/v1/chat/completions", body: chatBody(#""seed":3,"max_tokens":24,"temperature":1.0"#)) }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        for r in replies {
+            #expect(r.status == 200)
+            #expect(r.json["choices"]?[0]?["message"] == solo.json["choices"]?[0]?["message"])
+        }
+        // Paused, the scheduler starts nothing: two sequences plus one waiting take three
+        // requests, the fourth is refused with Retry-After, and after the pause all three finish.
+        let scheduler = server.state.catalog!.scheduler
+        scheduler.paused = true
+        let held = (0..<3).map { _ in
+            Task { try await http(port, "POST", "/v1/chat/completions", body: chatBody(#""max_tokens":8"#)) }
+        }
+        while scheduler.load.waiting < 3 { try await Task.sleep(for: .milliseconds(2)) }
+        let refused = try await http(port, "POST", "/v1/chat/completions", body: chatBody(#""max_tokens":8"#))
+        #expect(refused.status == 503 && refused.headers["retry-after"] == "1")
+        #expect(refused.json["error"]?["code"] == .string("queue_full"))
+        scheduler.paused = false
+        for request in held { #expect(try await request.value.status == 200) }
+        try await server.stop()
+    }
+
+    @Test func aStopLetsTheRequestInFlightFinishAndAClientThatLeavesFreesItsSequence() async throws {
+        let server = try await RunningServer.start(Self.settings(batch: 1, queue: 0))
+        let port = server.port
+        // A client that reads a little of a stream and hangs up: its sequence is freed.
+        _ = try await http(port, "POST", "/v1/chat/completions", body: chatBody(#""max_tokens":100,"stream":true"#), readLimit: 200)
+        var load = server.state.catalog!.scheduler.load
+        for _ in 0..<200 where load.running + load.waiting > 0 {
+            try await Task.sleep(for: .milliseconds(10))
+            load = server.state.catalog!.scheduler.load
+        }
+        #expect(load.running == 0 && load.waiting == 0)
+        // A stop during a request: the request completes, then the server is gone.
+        let inFlight = Task { try await http(port, "POST", "/v1/chat/completions", body: chatBody(#""max_tokens":60,"stream":true"#)) }
+        while server.state.catalog!.scheduler.load.running == 0 { try await Task.sleep(for: .milliseconds(2)) }
+        try await server.stop()
+        let finished = try await inFlight.value
+        #expect(finished.status == 200 && finished.events.last == "[DONE]")
+        await #expect(throws: (any Error).self) { try await http(port, "GET", "/health") }
+    }
+
+    @Test func toolCallsAreReadByTheVerifiersParser() {
+        let calls = openAIToolCalls(in: #"<tool_call>[{"name": "area", "arguments": {"w": 5, "h": 3}}]</tool_call>"#, id: "x")
+        #expect(calls?[0]?["function"]?["name"] == .string("area"))
+        #expect(calls?[0]?["function"]?["arguments"] == .string(#"{"w":5,"h":3}"#))
+        #expect(calls?[0]?["type"] == .string("function"))
+        let python = openAIToolCalls(in: "[area(w=5, h=3), weather(city='Paris')]", id: "x")
+        #expect(python?[1]?["function"]?["name"] == .string("weather"))
+        #expect(openAIToolCalls(in: "The area is 15.", id: "x") == nil)
+        #expect(openAIToolCalls(in: "area(w=5, h=width)", id: "x") == nil)  // unreadable: plain content
+    }
+
+    @Test func requestsWhileLoadingAnswer503() async throws {
+        let state = ServeState(settings: Self.settings())
+        let handler = serveRoutes(state)
+        let health = await handler(HTTPRequest(method: "GET", path: "/health", headers: [], body: []))
+        #expect(health.status == 503 && health.headers.contains { $0.0 == "Retry-After" })
+        let chat = await handler(HTTPRequest(method: "POST", path: "/v1/chat/completions", headers: [], body: Array(chatBody("\"n\":1").utf8)))
+        #expect(chat.status == 503)
+    }
+}
