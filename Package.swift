@@ -89,7 +89,7 @@ let package = Package(
         .target(
             name: "Serve",
             dependencies: [
-                "Platform", "JSON", "Core", "NN", "TextData", "ModelIO", "Verify",
+                "Platform", "JSON", "Core", "NN", "TextData", "ModelIO", "Verify", "Teacher",
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],

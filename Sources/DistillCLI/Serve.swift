@@ -31,6 +31,9 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Request bodies larger than this many bytes are refused (413).") var maxBodyBytes = 4 << 20
     @Option(help: "An environment variable holding the API key clients must send (Authorization: Bearer KEY).")
     var apiKeyEnv: String?
+    @Option(help: "The teacher cascade:m=M,tau=T models escalate to: an openai teacher's JSON, inline or a file (docs/serving.md).")
+    var teacherJson: String?
+    @Option(help: "A JSONL file every routing decision is appended to.") var decisionLog: String?
     @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
@@ -58,6 +61,8 @@ struct ServeCommand: ParsableCommand {
             }
             settings.apiKey = key
         }
+        settings.teacher = try teacherJson.map { try TeacherEndpoint(json: $0) }
+        settings.decisionLog = decisionLog
         let state = ServeState(settings: settings)
         let outcome = Locked<(any Error)?>(nil)
         let done = DispatchSemaphore(value: 0)

@@ -28,6 +28,10 @@ package struct ServeSettings: Sendable {
     package var maxTokensLimit = 4096
     /// Requests to /v1 must carry `Authorization: Bearer` this key.
     package var apiKey: String?
+    /// Where `cascade:` models escalate to.
+    package var teacher: TeacherEndpoint?
+    /// The JSONL file every routing decision is appended to.
+    package var decisionLog: String?
 
     package init(models: [ServedPath]) { self.models = models }
 }
@@ -38,7 +42,16 @@ package final class ServeState: @unchecked Sendable {
     private let lock = NSLock()
     private var loaded: Catalog?
 
+    /// Where routing decisions go (opened by `runServer`).
+    package private(set) var decisions: DecisionLog?
+    package var teacher: TeacherEndpoint? { settings.teacher }
+
     package init(settings: ServeSettings) { self.settings = settings }
+
+    /// Opens the decision log, if there is one.
+    package func openLog() throws {
+        if let path = settings.decisionLog { decisions = try DecisionLog(path: path) }
+    }
 
     package var catalog: Catalog? { lock.withLock { loaded } }
 
@@ -99,11 +112,25 @@ private func route(_ request: HTTPRequest, _ state: ServeState) async throws -> 
                 "max_model_len": .int(e.capacity),
             ])
         }
-        return .json(JSONValue.obj(["object": .string("list"), "data": .array(data)]).compact())
+        // With a teacher, the cascades over the first model (m and tau are the client's to choose).
+        let routed: [JSONValue] = state.teacher.map { teacher in
+            [.obj([
+                "id": .string("cascade:m=4,tau=0.75"), "object": .string("model"), "created": .int(catalog.entries[catalog.names[0]]!.created),
+                "owned_by": .string("distill"), "root": .string(catalog.names[0]), "parent": .string(catalog.names[0]),
+                "teacher": .string(teacher.config.model),
+            ])]
+        } ?? []
+        return .json(JSONValue.obj(["object": .string("list"), "data": .array(data + routed)]).compact())
     case "/v1/chat/completions":
         let catalog = try ready(state)
         let chat = try ChatRequest(body: request.body, maxChoices: settings.maxBatch)
-        let entry = try catalog.entry(chat.parameters.model)
+        let requested = chat.parameters.model
+        var cascade: CascadeSpec?
+        if requested.hasPrefix(CascadeSpec.prefix) {
+            cascade = try CascadeSpec(name: requested, maxSamples: settings.maxBatch)
+            if chat.parameters.n != 1 { throw APIError.invalid("a cascade gives one answer: n must be 1", param: "n") }
+        }
+        let entry = try catalog.entry(cascade.map { $0.student ?? catalog.names[0] } ?? requested)
         guard let style = entry.style else {
             throw APIError.invalid(
                 "model \(entry.name) records no chat template; use /v1/completions with a prompt", param: "model",
@@ -111,7 +138,12 @@ private func route(_ request: HTTPRequest, _ state: ServeState) async throws -> 
         }
         let prompt = entry.tokenizer.encode(style.prompt(chat.messages, tools: chat.tools), addSpecialTokens: false)
         let ends = Set([entry.endOfTurn, entry.endOfText].compactMap { $0 })
-        let call = try Call(settings, entry, chat.parameters, prompt: prompt, ends: ends)
+        let call = try Call(settings, entry, chat.parameters, prompt: prompt, ends: ends, choices: cascade?.samples)
+        if let cascade {
+            return try await call.cascade(
+                cascade, requested: requested, body: try RequestReader(body: request.body).object, tools: chat.tools != nil,
+                catalog: catalog, state: state)
+        }
         return try await call.respond(catalog, chat: true, tools: chat.tools != nil)
     default:
         let catalog = try ready(state)
@@ -145,14 +177,18 @@ extension Catalog {
 }
 
 /// One request on its way through the scheduler.
-private struct Call: Sendable {
+struct Call: Sendable {
     let entry: CatalogEntry
     let parameters: GenerationParameters
     let job: GenerationJob
     let id: String
     let created = Int(Date().timeIntervalSince1970)
 
-    init(_ settings: ServeSettings, _ entry: CatalogEntry, _ p: GenerationParameters, prompt: [Int32], ends: Set<Int32>) throws {
+    /// `choices`: the number of continuations to run (default: the request's n).
+    init(
+        _ settings: ServeSettings, _ entry: CatalogEntry, _ p: GenerationParameters, prompt: [Int32], ends: Set<Int32>,
+        choices: Int? = nil
+    ) throws {
         let room = entry.capacity - prompt.count
         guard room >= 1 else {
             throw APIError.invalid(
@@ -170,7 +206,7 @@ private struct Call: Sendable {
         let maxTokens = min(p.maxTokens ?? room, room, settings.maxTokensLimit)
         let base = p.seed ?? UInt64.random(in: 0...UInt64.max)
         // Choice i's seed is derived from the request's, so n choices differ and each repeats.
-        let seeds = (0..<p.n).map { base &+ 0x9E37_79B9_7F4A_7C15 &* UInt64($0) }
+        let seeds = (0..<(choices ?? p.n)).map { base &+ 0x9E37_79B9_7F4A_7C15 &* UInt64($0) }
         (self.entry, self.parameters) = (entry, p)
         job = GenerationJob(
             prompt: prompt, maxTokens: maxTokens, temperature: p.temperature, topP: p.topP, seeds: seeds, endTokens: ends,
@@ -178,10 +214,10 @@ private struct Call: Sendable {
         id = UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
     }
 
-    func respond(_ catalog: Catalog, chat: Bool, tools: Bool) async throws -> HTTPReply {
-        let events: AsyncStream<GenerationEvent>
+    /// Queues the job: its events, or a 503 when the queue is full or the server stopping.
+    func submit(_ catalog: Catalog) throws -> AsyncStream<GenerationEvent> {
         do {
-            events = try catalog.scheduler.submit(job, lane: entry.name)
+            return try catalog.scheduler.submit(job, lane: entry.name)
         } catch SchedulerError.queueFull(let limit) {
             throw APIError(
                 status: 503, message: "the server is busy: \(limit) requests are waiting; retry shortly", type: "server_error",
@@ -189,6 +225,10 @@ private struct Call: Sendable {
         } catch {
             throw APIError(status: 503, message: "the server is shutting down", type: "server_error", code: "shutting_down")
         }
+    }
+
+    func respond(_ catalog: Catalog, chat: Bool, tools: Bool) async throws -> HTTPReply {
+        let events = try submit(catalog)
         guard parameters.stream else { return .json(await collect(events, chat: chat, tools: tools)) }
         let call = self
         return HTTPReply(
@@ -207,7 +247,12 @@ private struct Call: Sendable {
     }
 
     func collect(_ events: AsyncStream<GenerationEvent>, chat: Bool, tools: Bool) async -> String {
-        var outcomes = [Outcome](repeating: Outcome(), count: parameters.n)
+        completion(await gather(events), chat: chat, tools: tools).compact()
+    }
+
+    /// Every choice whole.
+    func gather(_ events: AsyncStream<GenerationEvent>) async -> [Outcome] {
+        var outcomes = [Outcome](repeating: Outcome(), count: job.seeds.count)
         for await event in events {
             switch event {
             case .text(let i, let delta, let tokens):
@@ -217,6 +262,11 @@ private struct Call: Sendable {
                 (outcomes[i].reason, outcomes[i].completionTokens) = (reason, count)
             }
         }
+        return outcomes
+    }
+
+    /// The reply object for `outcomes` (usage counts every outcome's tokens).
+    func completion(_ outcomes: [Outcome], chat: Bool, tools: Bool, usageOf counted: [Outcome]? = nil) -> JSONValue {
         let choices = outcomes.enumerated().map { i, o -> JSONValue in
             let finish = JSONValue.string(o.reason?.rawValue ?? "stop")
             if !chat {
@@ -236,11 +286,11 @@ private struct Call: Sendable {
                 "index": .int(i), "message": .object(.init(message)), "logprobs": chatLogProbs(o.tokens), "finish_reason": reason,
             ])
         }
-        let completion = outcomes.map(\.completionTokens).reduce(0, +)
+        let completion = (counted ?? outcomes).map(\.completionTokens).reduce(0, +)
         return JSONValue.obj([
             "id": .string((chat ? "chatcmpl-" : "cmpl-") + id), "object": .string(chat ? "chat.completion" : "text_completion"),
             "created": .int(created), "model": .string(entry.name), "choices": .array(choices), "usage": usage(completion),
-        ]).compact()
+        ])
     }
 
     func stream(
@@ -262,12 +312,12 @@ private struct Call: Sendable {
                 : .obj(["text": .string(text), "index": .int(i), "logprobs": logprobs, "finish_reason": finish])
         }
         if chat {
-            for i in 0..<parameters.n {
+            for i in 0..<job.seeds.count {
                 try await send(chunk([choice(i, delta: [("role", .string("assistant")), ("content", .string(""))], text: "", logprobs: .null, finish: .null)]))
             }
         }
         // With tools a reply is only known to be a call once it is whole: it is held back to its end.
-        var held = [Outcome](repeating: Outcome(), count: parameters.n)
+        var held = [Outcome](repeating: Outcome(), count: job.seeds.count)
         var completion = 0
         for await event in events {
             switch event {
@@ -371,6 +421,7 @@ package func runServer(
     _ state: ServeState, log: @escaping @Sendable (String) -> Void, onListening: @Sendable (Int, HTTPServer) -> Void = { _, _ in }
 ) async throws {
     let settings = state.settings
+    try state.openLog()
     let server: HTTPServer
     do {
         server = try await HTTPServer(

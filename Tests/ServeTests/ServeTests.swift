@@ -350,6 +350,86 @@ func referenceReply(_ path: String, adapter: String? = nil, message: String, sam
         await #expect(throws: (any Error).self) { try await http(port, "GET", "/health") }
     }
 
+    /// A teacher that answers every chat request with `answer`, counting them; a `failing`
+    /// one answers 500.
+    static func scriptedTeacher(answer: String, failing: Bool = false) async throws -> (HTTPServer, Task<Void, any Error>, Locked<Int>) {
+        let calls = Locked(0)
+        let server = try await HTTPServer(host: "127.0.0.1", port: 0, maxBodyBytes: 1 << 20) { request in
+            calls.withLock { $0 += 1 }
+            if failing { return .json(#"{"error":{"message":"boom"}}"#, status: 500) }
+            let body = (try? JSONValue.parse(request.body)) ?? .null
+            let model = body["model"]?.stringValue ?? "?"
+            return .json(
+                #"{"id":"t1","object":"chat.completion","created":1,"model":"\#(model)","choices":[{"index":0,"message":{"role":"assistant","content":"\#(answer)"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":2,"total_tokens":7}}"#)
+        }
+        return (server, Task { try await server.run() }, calls)
+    }
+
+    @Test func aCascadeAnswersWithTheStudentWhenItsSamplesAgreeAndElseAsksTheTeacher() async throws {
+        let (teacher, teacherTask, calls) = try await Self.scriptedTeacher(answer: "Paris")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cascade-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var settings = Self.settings()
+        settings.teacher = try TeacherEndpoint(json: #"{"type": "openai", "base_url": "http://127.0.0.1:\#(teacher.port)/v1", "model": "big"}"#)
+        settings.decisionLog = dir.appendingPathComponent("decisions.jsonl").path
+        let server = try await RunningServer.start(settings)
+        let port = server.port
+        func ask(_ model: String, _ fields: String) async throws -> Exchange {
+            try await http(port, "POST", "/v1/chat/completions", body: chatBody(fields).replacingOccurrences(of: "\"tiny\"", with: "\"\(model)\""))
+        }
+        // Greedy samples always agree: the student answers, and its reply is its greedy reply.
+        let agreed = try await ask("cascade:m=3,tau=0.9", #""temperature":0,"max_tokens":8"#)
+        #expect(agreed.status == 200, "\(agreed.body)")
+        #expect(agreed.json["model"] == .string("tiny") && agreed.json["distill"]?["decision"] == .string("student"))
+        #expect(agreed.json["distill"]?["agreement"]?.numberValue == 1)
+        let greedy = try await http(port, "POST", "/v1/chat/completions", body: chatBody(#""temperature":0,"max_tokens":8"#))
+        #expect(agreed.json["choices"]?[0]?["message"] == greedy.json["choices"]?[0]?["message"])
+        #expect(calls.value == 0)
+        // Hot samples of a tiny random model disagree: below tau the teacher answers.
+        let hot = try await ask("cascade:m=4,tau=1", #""temperature":2,"max_tokens":8,"seed":1"#)
+        #expect(hot.json["model"] == .string("big") && hot.json["distill"]?["escalated"] == .bool(true), "\(hot.body)")
+        #expect(hot.json["choices"]?[0]?["message"]?["content"] == .string("Paris"))
+        #expect(calls.value == 1)
+        // Streamed, the same decision arrives as chunks.
+        let streamed = try await ask("cascade:m=4,tau=1", #""temperature":2,"max_tokens":8,"seed":1,"stream":true"#)
+        #expect(streamed.events.last == "[DONE]")
+        #expect(streamed.events.contains { $0.contains("\"content\":\"Paris\"") })
+        // Bad cascades are 400s; every decision was logged.
+        #expect(try await ask("cascade:m=99,tau=0.5", "\"max_tokens\":2").status == 400)
+        #expect(try await ask("cascade:m=2,tau=0.5", "\"n\":2").status == 400)
+        let log = try String(contentsOfFile: settings.decisionLog!, encoding: .utf8).split(separator: "\n")
+        #expect(log.count == 3)
+        #expect(log.first?.contains("\"decision\":\"student\"") == true)
+        try await server.stop()
+        teacher.stop()
+        try await teacherTask.value
+    }
+
+    @Test func aFailingTeacherIsA502AndTheServerGoesOn() async throws {
+        let (teacher, teacherTask, _) = try await Self.scriptedTeacher(answer: "", failing: true)
+        var settings = Self.settings()
+        settings.teacher = try TeacherEndpoint(json: #"{"type": "openai", "base_url": "http://127.0.0.1:\#(teacher.port)/v1", "model": "big"}"#)
+        let server = try await RunningServer.start(settings)
+        let body = chatBody(#""temperature":2,"max_tokens":8,"seed":1"#).replacingOccurrences(of: "\"tiny\"", with: "\"cascade:m=4,tau=1\"")
+        let failed = try await http(server.port, "POST", "/v1/chat/completions", body: body)
+        #expect(failed.status == 502 && failed.json["error"]?["code"] == .string("teacher_failed"), "\(failed.body)")
+        #expect(try await http(server.port, "POST", "/v1/chat/completions", body: chatBody(#""max_tokens":2"#)).status == 200)
+        try await server.stop()
+        teacher.stop()
+        try await teacherTask.value
+    }
+
+    @Test func votesCompareCanonicalAnswers() {
+        #expect(canonicalAnswer("  Paris\n", tools: false) == "Paris")
+        #expect(canonicalAnswer("", tools: false) == nil)
+        #expect(canonicalAnswer(#"{"name": "f", "arguments": {"a": 1}}"#, tools: true) == canonicalAnswer("f(a=1.0)", tools: true))
+        #expect(canonicalAnswer("no call here", tools: true) == nil)
+        let vote = majority(["b", nil, "a", "a", "b"])
+        #expect(vote?.answer == "b" && vote?.share == 0.4 && vote?.first == 0)  // a tie goes to the answer given first
+        #expect(majority([nil, nil]) == nil)
+    }
+
     @Test func toolCallsAreReadByTheVerifiersParser() {
         let calls = openAIToolCalls(in: #"<tool_call>[{"name": "area", "arguments": {"w": 5, "h": 3}}]</tool_call>"#, id: "x")
         #expect(calls?[0]?["function"]?["name"] == .string("area"))
