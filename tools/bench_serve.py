@@ -9,11 +9,12 @@ noisy: compare ratios within a round, not absolute figures).
 
 Each client sends its requests one after another, streamed, each a different short chat
 prompt at temperature 0.7 with a seed; time to first token is the time to the first content
-chunk. Throughput is completion tokens (the servers' own usage counts) over the wall time of
-the level. Memory is the server's peak resident set (VmHWM) after the run.
+chunk. Throughput is completion tokens over the wall time of the level: distill's usage
+count, and for llama-cpp-python (which sends no usage chunk) its content chunks, one per token. Memory is the server's peak resident set (VmHWM) after the run.
 
-llama-cpp-python's server runs one request at a time (requests queue behind a lock), and it
-refuses n > 1; distill batches concurrent requests token by token. Both use --threads cores.
+llama-cpp-python's server runs one request at a time (requests queue behind a lock; it is
+started with --interrupt_requests False, since by default a new request cuts off the one
+streaming), and it refuses n > 1; distill batches concurrent requests token by token. Both use --threads cores.
 
 Needs llama-cpp-python with its server extras and openai (pip), and a release build of
 distill (`swift build -c release`).
@@ -65,7 +66,9 @@ def start(kind, model, threads, port):
                "--max-batch", "16", "--context", "2048"]
     else:
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", model, "--model_alias", "m", "--port", str(port),
-               "--n_threads", str(threads), "--n_threads_batch", str(threads), "--n_ctx", "2048"]
+               "--n_threads", str(threads), "--n_threads_batch", str(threads), "--n_ctx", "2048",
+               # By default a new request interrupts the one streaming: each must run to its end.
+               "--interrupt_requests", "False"]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -124,15 +127,19 @@ def one_level(client, clients, per_client, max_tokens):
             prompt = PROMPTS[(w * per_client + i) % len(PROMPTS)]
             t0 = time.perf_counter()
             first = None
-            used = 0
+            used, pieces = 0, 0
             stream = client.chat.completions.create(
                 model="m", messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens, temperature=0.7,
                 seed=w * 100 + i, stream=True, stream_options={"include_usage": True})
             for chunk in stream:
-                if first is None and chunk.choices and chunk.choices[0].delta.content:
-                    first = time.perf_counter() - t0
+                if chunk.choices and chunk.choices[0].delta.content:
+                    pieces += 1
+                    if first is None:
+                        first = time.perf_counter() - t0
                 if chunk.usage:
                     used = chunk.usage.completion_tokens
+            # llama-cpp-python sends no usage chunk, but one chunk per token.
+            used = used or pieces
             with lock:
                 latencies.append(time.perf_counter() - t0)
                 ttfts.append(first if first is not None else latencies[-1])
@@ -172,6 +179,8 @@ def main():
         wait_ready(client, proc)
         servers[kind] = (proc, client)
     report = {"model": args.model, "features": features(servers["distill"][1]), "rounds": []}
+    for _, client in servers.values():  # warm both up alike
+        one_level(client, 2, 1, args.max_tokens)
     print(json.dumps(report["features"], indent=1))
     for r in range(args.rounds):
         for clients in levels:

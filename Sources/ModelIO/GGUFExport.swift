@@ -5,10 +5,13 @@ import Foundation
 
 /// Writes `loaded` as a llama.cpp GGUF model file with its tokenizer; an adapter checkpoint
 /// is folded into its base first (as the Hugging Face export does). general.name is the
-/// checkpoint's file name without extension.
+/// checkpoint's file name without extension; the model's chat style, when it has one, is
+/// written as tokenizer.chat_template (the published template it was recognised from).
 package func exportGGUF(_ loaded: LoadedModel, dtype: GGUFExportType, to path: String) throws {
     let tokenizer = try loaded.requireTokenizer()
-    try writeGGUF(model: loaded.model, tokenizer: tokenizer, dtype: dtype, name: ggufName(loaded.path), to: path)
+    try writeGGUF(
+        model: loaded.model, tokenizer: tokenizer, dtype: dtype, name: ggufName(loaded.path), chatTemplate: loaded.chat?.jinja,
+        to: path)
 }
 
 /// Writes the adapter of `loaded` (an adapter checkpoint loaded onto its base) as a llama.cpp

@@ -245,10 +245,11 @@ package enum LlamaGGUF {
 
 /// Writes the weights `model` computes with (enabled LoRA adapters folded into their base
 /// weights, as `mergedParameters()`; disable them to write the base alone) and `tokenizer`
-/// as a llama.cpp GGUF file. `name` becomes general.name.
+/// as a llama.cpp GGUF file. `name` becomes general.name; `chatTemplate` (Jinja) becomes
+/// tokenizer.chat_template.
 package func writeGGUF(
     model: LlamaModel, tokenizer: ByteLevelBPETokenizer, dtype: GGUFExportType = .f32, name: String = "distill",
-    to path: String
+    chatTemplate: String? = nil, to path: String
 ) throws {
     let c = model.config
     var writer = GGUFWriter()
@@ -261,6 +262,7 @@ package func writeGGUF(
     for (key, value) in try LlamaGGUF.tokenizerMetadata(tokenizer, vocabSize: c.vocabSize, config: c, path: path) {
         writer.add(key, value)
     }
+    if let chatTemplate { writer.add(GGUFTokenizerKey.chatTemplate, .string(chatTemplate)) }
     if let factors = LlamaGGUF.ropeFrequencyFactors(c) {
         writer.add(tensor: "rope_freqs.weight", factors, type: .f32)
     }

@@ -93,6 +93,7 @@ package final class Catalog: @unchecked Sendable {
         let now = Int(Date().timeIntervalSince1970)
         var entries: [String: CatalogEntry] = [:]
         var lanes: [Scheduler.Lane] = []
+        var planned = 0.0
         for spec in models {
             let started = Date()
             let loaded = try loadModel(from: spec.path)
@@ -101,6 +102,15 @@ package final class Catalog: @unchecked Sendable {
             if let style { try style.template.check(tokenizer) }
             let engine = try loaded.decodeEngine(weights)
             let capacity = min(context, loaded.model.config.maxPositionEmbeddings)
+            // Every lane's KV cache is allocated at its first request: plan for all of them now.
+            let c = loaded.model.config
+            let cache = 2 * c.effectiveLayers * slots * capacity * c.numKeyValueHeads * c.headDim * MemoryLayout<Float>.size
+            let lanesOfModel = 1 + adapters.filter { ($0.parent ?? spec.name) == spec.name }.count
+            planned += Double(engine.weightBytes + lanesOfModel * cache)
+            try MemoryBudget.require(
+                planned,
+                for: "serving with --max-batch \(slots) and --context \(capacity) (a \(MemoryBudget.format(Double(cache))) KV cache per model and adapter)",
+                path: spec.path, fix: "lower --max-batch or --context, or serve quantized weights (--weights q8_0)")
             let entry = CatalogEntry(
                 name: spec.name, parent: nil, tokenizer: tokenizer, style: style, endOfText: loaded.endOfText,
                 endOfTurn: style.flatMap { tokenizer.id(for: $0.template.endOfTurn) }, capacity: capacity, created: now)

@@ -86,11 +86,6 @@ package final class Scheduler: @unchecked Sendable {
             free = Array((0..<slots).reversed())
         }
 
-        /// Bytes of the KV cache this lane holds once it has served a request.
-        package var cacheBytes: Int {
-            let c = engine.config
-            return 2 * c.effectiveLayers * slots * capacity * c.numKeyValueHeads * c.headDim * MemoryLayout<Float>.size
-        }
     }
 
     /// A request in a lane: its choices and where they are.

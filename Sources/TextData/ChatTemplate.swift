@@ -244,6 +244,22 @@ package struct ChatStyle: Sendable, Equatable, Hashable {
         return nil
     }
 
+    /// The published Jinja template of this style (the one `recognize` maps to it), for files
+    /// distill writes: a GGUF export carries it as tokenizer.chat_template, so llama.cpp and
+    /// distill render conversations alike. Nil for a Llama 3 style with a default system
+    /// message, which no published template has.
+    package var jinja: String? {
+        let system = defaultSystem.map { s in
+            s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\n", with: "\\n")
+        }
+        for (family, pattern) in Self.knownTemplates where family == template {
+            let takesSystem = pattern.contains("{SYSTEM}")
+            if takesSystem, let system { return pattern.replacingOccurrences(of: "{SYSTEM}", with: system) }
+            if !takesSystem && system == nil { return pattern }
+        }
+        return nil
+    }
+
     /// Templates distill renders exactly, as published; {SYSTEM} stands for a default system message.
     static let knownTemplates: [(ChatTemplate, String)] = [
         // ChatML with a default system message (SmolLM2, Qwen2).

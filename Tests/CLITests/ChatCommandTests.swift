@@ -37,6 +37,13 @@ import Testing
         #expect(i.status == 0, "\(i.err)")
         #expect(i.out.contains("2 layers") && i.out.contains("F16:1,F32:5,Q8_0:14"))
         #expect(i.out.contains("chat template: chatml with default system message \"You are a helpful AI assistant named SmolLM"))
+        // Its GGUF export carries the template back (tokenizer.chat_template), so the export
+        // chats the same way in llama.cpp and after a second import.
+        let exported = dir.appendingPathComponent("export.gguf").path
+        let e = try distill(["export", "gguf", ckpt, "-o", exported])
+        #expect(e.status == 0, "\(e.err)")
+        let again = try distill(["import", "gguf", exported, "-o", dir.appendingPathComponent("again.h5").path])
+        #expect(again.out.contains("chat template: chatml with default system message \"You are a helpful AI assistant named SmolLM"))
 
         // The reference conversation's user turns, answered in order: the first prompt is the
         // fixture's first user message under the default system message.

@@ -39,6 +39,20 @@ import Testing
         #expect(ChatStyle.recognize(llama3) == ChatStyle(template: .llama3))
     }
 
+    /// The template a style writes into exported files is recognised as that style again (a
+    /// default system message with a newline, a backslash and a quote-free text included),
+    /// and for SmolLM2 it is the published text itself.
+    @Test func aStylesTemplateIsRecognisedAsIt() {
+        let styles = [
+            ChatStyle(template: .chatml), ChatStyle(template: .chatml, defaultSystem: "Be brief.\nAnswer in C:\\ paths."),
+            ChatStyle(template: .llama3),
+        ]
+        for style in styles { #expect(style.jinja.flatMap(ChatStyle.recognize) == style, "\(style)") }
+        #expect(ChatStyle(template: .llama3, defaultSystem: "x").jinja == nil)
+        let smol = ChatStyle.recognize(Self.smolLM2)!
+        #expect(ChatStyle.normalizedJinja(smol.jinja!) == ChatStyle.normalizedJinja(Self.smolLM2))
+    }
+
     /// A template that differs in what it writes is not recognised: distill would render
     /// something else than the model was trained on.
     @Test func otherTemplatesAreNotRecognised() {
