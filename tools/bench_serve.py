@@ -103,11 +103,16 @@ def features(client):
     r = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "Name an animal."}],
                                        max_tokens=12, temperature=0.9, n=3, seed=1)
     out["n3"] = [c.message.content for c in r.choices]
+    # One earlier exchange in the conversation shows the model the call form (a 135M model
+    # does not call tools from their description alone).
     r = client.chat.completions.create(
-        model="m", tools=[WEATHER_TOOL], max_tokens=64, temperature=0,
-        messages=[{"role": "system", "content": "Call a tool when one fits. Answer with a JSON call "
-                   "{\"name\": ..., \"arguments\": {...}} and nothing else."},
-                  {"role": "user", "content": "What is the weather in Paris?"}])
+        model="m", tools=[WEATHER_TOOL], max_tokens=40, temperature=0,
+        messages=[{"role": "user", "content": "What's the weather in London?"},
+                  {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function", "function": {
+                      "name": "get_weather", "arguments": "{\"city\": \"London\"}"}}]},
+                  {"role": "tool", "tool_call_id": "c1", "content": "{\"temp_c\": 12}"},
+                  {"role": "assistant", "content": "It is 12 degrees C in London."},
+                  {"role": "user", "content": "What's the weather in Paris?"}])
     m = r.choices[0].message
     out["tools"] = {"finish_reason": r.choices[0].finish_reason, "content": m.content,
                     "tool_calls": [{"name": c.function.name, "arguments": json.loads(c.function.arguments)}

@@ -221,6 +221,13 @@ public final class DecodeState {
     /// Forgets what slot `slot` holds.
     public func reset(slot: Int) { lengths[slot] = 0 }
 
+    /// Keeps the first `length` positions of slot `slot` and forgets the rest: the next token
+    /// goes to position `length`, reusing the keys and values of the prefix.
+    public func truncate(slot: Int, to length: Int) {
+        precondition(length >= 0 && length <= lengths[slot], "slot \(slot) holds \(lengths[slot]) positions, not \(length)")
+        lengths[slot] = length
+    }
+
     /// Makes slot `to` a copy of slot `from`: its cached positions, keys and values.
     public func copy(slot from: Int, to: Int) {
         guard from != to else { return }

@@ -175,7 +175,7 @@ extension Call {
                 "model \(requested) needs a teacher: start distill serve with --teacher-json", param: "model", code: "no_teacher")
         }
         let started = Date()
-        let outcomes = await gather(try submit(catalog))
+        let (outcomes, cached) = await gather(try submit(catalog))
         let answers = outcomes.map { canonicalAnswer($0.text, tools: tools) }
         let vote = majority(answers)
         let escalated = vote.map { $0.share < spec.tau } ?? true
@@ -183,7 +183,7 @@ extension Call {
         if escalated {
             reply = try await teacher.complete(body)
         } else {
-            guard case .object(let own) = completion([outcomes[vote!.first]], chat: true, tools: tools, usageOf: outcomes) else {
+            guard case .object(let own) = completion([outcomes[vote!.first]], cached: cached, chat: true, tools: tools, usageOf: outcomes) else {
                 preconditionFailure("a completion is an object")
             }
             reply = own

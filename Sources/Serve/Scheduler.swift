@@ -4,7 +4,9 @@
 // every running sequence and up to `prefillBudget` prompt tokens of requests that have just
 // joined (a long prompt is prefilled over several steps, so it never stalls the others for
 // long); a request's first choice prefills its prompt once and the other choices copy that
-// slot. A request joins at the next step after a slot is free and leaves the step it ends.
+// slot. A finished request's sequences keep their keys and values: a later prompt that
+// starts with the same tokens (the next turn of a conversation, a shared system prompt or
+// few-shot block) takes the slot holding the longest such prefix and prefills only the rest. A request joins at the next step after a slot is free and leaves the step it ends.
 // Requests wait in a bounded queue; past it they are refused (the HTTP layer answers 503).
 // Lanes take turns step by step, so requests of different adapters are batched per adapter.
 
@@ -54,6 +56,8 @@ package enum FinishReason: String, Sendable {
 /// What a request's stream carries, in order per choice: text (whole characters, held back
 /// while it could still become a stop string) with the tokens that produced it, then the end.
 package enum GenerationEvent: Sendable {
+    /// The request has its sequences; `cachedTokens` of its prompt were already in the cache.
+    case started(cachedTokens: Int)
     case text(choice: Int, String, tokens: [TokenReport])
     case finished(choice: Int, FinishReason, completionTokens: Int)
 }
@@ -77,6 +81,9 @@ package final class Scheduler: @unchecked Sendable {
         private(set) lazy var state = DecodeState(engine: engine, slots: slots, capacity: capacity)
         let sampler: TokenSampler
         var free: [Int]
+        /// The tokens whose keys and values each slot holds (valid up to the slot's length):
+        /// a free slot keeps its last request's, for a later prompt that starts the same way.
+        var held: [[Int32]]
         var waiting: [Request] = []
         var active: [Request] = []
 
@@ -84,6 +91,30 @@ package final class Scheduler: @unchecked Sendable {
             (self.name, self.engine, self.tokenizer, self.slots, self.capacity) = (name, engine, tokenizer, slots, capacity)
             sampler = TokenSampler(vocabulary: engine.config.vocabSize)
             free = Array((0..<slots).reversed())
+            held = Array(repeating: [], count: slots)
+        }
+
+        /// A free slot for `prompt`: the one holding its longest prefix (at most all but its last
+        /// token, which must run to give the first logits), else the one holding least. Takes it
+        /// out of `free` and returns it with the reusable length.
+        func takeSlot(for prompt: [Int32]) -> (slot: Int, reused: Int) {
+            var best = (index: 0, reused: -1, held: Int.max)
+            for (i, s) in free.enumerated() {
+                let tokens = held[s].prefix(state.lengths[s])
+                var common = 0
+                let limit = min(tokens.count, prompt.count - 1)
+                while common < limit && tokens[tokens.startIndex + common] == prompt[common] { common += 1 }
+                if common > best.reused || (common == best.reused && tokens.count < best.held) {
+                    best = (i, common, tokens.count)
+                }
+            }
+            return (free.remove(at: best.index), max(0, best.reused))
+        }
+
+        /// Takes any free slot (for a request's further choices), the one holding least.
+        func takeSlot() -> Int {
+            let i = free.indices.min { state.lengths[free[$0]] < state.lengths[free[$1]] }!
+            return free.remove(at: i)
         }
 
     }
@@ -234,8 +265,13 @@ package final class Scheduler: @unchecked Sendable {
         var joined = 0
         while let next = lane.waiting.first, next.choices.count <= lane.free.count {
             lane.waiting.removeFirst()
-            next.slots = (0..<next.choices.count).map { _ in lane.free.removeLast() }
-            for s in next.slots { lane.state.reset(slot: s) }
+            // The first choice prefills the prompt, from the longest prefix a free slot holds.
+            let (first, reused) = lane.takeSlot(for: next.job.prompt)
+            lane.state.truncate(slot: first, to: reused)
+            next.prefilled = reused
+            next.slots = [first] + (1..<next.choices.count).map { _ in lane.takeSlot() }
+            lane.held[first] = next.job.prompt
+            next.output.yield(.started(cachedTokens: reused))
             lane.active.append(next)
             joined += 1
         }
@@ -289,7 +325,11 @@ package final class Scheduler: @unchecked Sendable {
         if ended > 0 { count(waiting: 0, running: -ended) }
     }
 
+    /// Frees the request's slots, each keeping what it holds for a later prompt.
     private func release(_ request: Request, from lane: Lane) {
+        for (i, s) in request.slots.enumerated() {
+            lane.held[s] = request.job.prompt + (i < request.choices.count ? request.choices[i].ids : [])
+        }
         lane.free += request.slots
         request.slots = []
     }

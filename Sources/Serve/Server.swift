@@ -247,14 +247,17 @@ struct Call: Sendable {
     }
 
     func collect(_ events: AsyncStream<GenerationEvent>, chat: Bool, tools: Bool) async -> String {
-        completion(await gather(events), chat: chat, tools: tools).compact()
+        let (outcomes, cached) = await gather(events)
+        return completion(outcomes, cached: cached, chat: chat, tools: tools).compact()
     }
 
-    /// Every choice whole.
-    func gather(_ events: AsyncStream<GenerationEvent>) async -> [Outcome] {
+    /// Every choice whole, and how many prompt tokens the cache already held.
+    func gather(_ events: AsyncStream<GenerationEvent>) async -> (outcomes: [Outcome], cached: Int) {
         var outcomes = [Outcome](repeating: Outcome(), count: job.seeds.count)
+        var cached = 0
         for await event in events {
             switch event {
+            case .started(let reused): cached = reused
             case .text(let i, let delta, let tokens):
                 outcomes[i].text += delta
                 outcomes[i].tokens += tokens
@@ -262,11 +265,11 @@ struct Call: Sendable {
                 (outcomes[i].reason, outcomes[i].completionTokens) = (reason, count)
             }
         }
-        return outcomes
+        return (outcomes, cached)
     }
 
     /// The reply object for `outcomes` (usage counts every outcome's tokens).
-    func completion(_ outcomes: [Outcome], chat: Bool, tools: Bool, usageOf counted: [Outcome]? = nil) -> JSONValue {
+    func completion(_ outcomes: [Outcome], cached: Int, chat: Bool, tools: Bool, usageOf counted: [Outcome]? = nil) -> JSONValue {
         let choices = outcomes.enumerated().map { i, o -> JSONValue in
             let finish = JSONValue.string(o.reason?.rawValue ?? "stop")
             if !chat {
@@ -289,7 +292,7 @@ struct Call: Sendable {
         let completion = (counted ?? outcomes).map(\.completionTokens).reduce(0, +)
         return JSONValue.obj([
             "id": .string((chat ? "chatcmpl-" : "cmpl-") + id), "object": .string(chat ? "chat.completion" : "text_completion"),
-            "created": .int(created), "model": .string(entry.name), "choices": .array(choices), "usage": usage(completion),
+            "created": .int(created), "model": .string(entry.name), "choices": .array(choices), "usage": usage(completion, cached: cached),
         ])
     }
 
@@ -318,9 +321,10 @@ struct Call: Sendable {
         }
         // With tools a reply is only known to be a call once it is whole: it is held back to its end.
         var held = [Outcome](repeating: Outcome(), count: job.seeds.count)
-        var completion = 0
+        var completion = 0, cached = 0
         for await event in events {
             switch event {
+            case .started(let reused): cached = reused
             case .text(let i, let delta, let tokens):
                 if tools {
                     held[i].text += delta
@@ -352,13 +356,15 @@ struct Call: Sendable {
                 try await send(chunk([choice(i, delta: [], text: "", logprobs: .null, finish: finish)]))
             }
         }
-        if parameters.includeUsage { try await send(chunk([], usage: usage(completion))) }
+        if parameters.includeUsage { try await send(chunk([], usage: usage(completion, cached: cached))) }
     }
 
-    func usage(_ completion: Int) -> JSONValue {
+    /// OpenAI's usage object; `cached_tokens` counts the prompt tokens whose keys and values
+    /// an earlier request left in the cache.
+    func usage(_ completion: Int, cached: Int) -> JSONValue {
         .obj([
             "prompt_tokens": .int(job.prompt.count), "completion_tokens": .int(completion),
-            "total_tokens": .int(job.prompt.count + completion),
+            "total_tokens": .int(job.prompt.count + completion), "prompt_tokens_details": .obj(["cached_tokens": .int(cached)]),
         ])
     }
 

@@ -212,6 +212,33 @@ func referenceReply(_ path: String, adapter: String? = nil, message: String, sam
         try await server.stop()
     }
 
+    /// A finished request's cache is reused by a prompt that starts the same way: the same
+    /// request again, the next turn of the conversation. The replies are those of a fresh
+    /// prefill (the CLI's chat path), and usage says how many prompt tokens were cached.
+    @Test func laterPromptsReuseTheCachedPrefix() async throws {
+        let server = try await RunningServer.start(Self.settings(batch: 2))
+        let port = server.port
+        let first = try await http(port, "POST", "/v1/chat/completions", body: chatBody(#""temperature":0,"max_tokens":8"#))
+        let prompt = try #require(first.json["usage"]?["prompt_tokens"]?.int)
+        #expect(first.json["usage"]?["prompt_tokens_details"]?["cached_tokens"]?.int == 0)
+        let again = try await http(port, "POST", "/v1/chat/completions", body: chatBody(#""temperature":0,"max_tokens":8"#))
+        #expect(again.json["usage"]?["prompt_tokens_details"]?["cached_tokens"]?.int == prompt - 1)
+        #expect(again.json["choices"]?[0]?["message"] == first.json["choices"]?[0]?["message"])
+
+        let reply = try #require(first.json["choices"]?[0]?["message"]?["content"]?.stringValue)
+        let turns = [ChatMessage(role: "user", content: "Hello there"), ChatMessage(role: "assistant", content: reply),
+                     ChatMessage(role: "user", content: "And then?")]
+        let conversation = turns.map { #"{"role":"\#($0.role)","content":\#(JSONValue.string($0.content).compact())}"# }
+        let second = try await http(
+            port, "POST", "/v1/chat/completions",
+            body: #"{"model":"tiny","messages":[\#(conversation.joined(separator: ","))],"temperature":0,"max_tokens":8}"#)
+        #expect(second.json["usage"]?["prompt_tokens_details"]?["cached_tokens"]?.int.map { $0 >= prompt } == true, "\(second.body)")
+        let loaded = try loadModel(from: tinyChat)
+        let expected = try chatReply(loaded, style: loaded.chatStyle()!, messages: turns, sampling: SamplingConfig(maxTokens: 8, temperature: 0))
+        #expect(second.json["choices"]?[0]?["message"]?["content"] == .string(expected.text))
+        try await server.stop()
+    }
+
     @Test func textCompletionsStopAtStopStrings() async throws {
         let server = try await RunningServer.start(Self.settings())
         let plain = try await http(server.port, "POST", "/v1/completions", body: #"{"model":"tiny","prompt":"Once upon","max_tokens":16,"temperature":0}"#)
