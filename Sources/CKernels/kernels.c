@@ -443,6 +443,52 @@ AVX2 static void matmul_f32_avx2(const float *w, int k, int r0, int r1, const fl
     }
 }
 
+// y[j, r] = W[r] . x[j] for R (at most 4) weight rows and J (at most 3) input rows: 12
+// accumulators of 8 lanes, 7 loads per 12 FMAs. R and J are constants where it is inlined.
+AVX2 static inline __attribute__((always_inline)) void f32_block_avx2(
+    const float *w, int k, int r, int R, const float *x, int j, int J, float *y, int ldy) {
+    __m256 acc[4][3];
+    for (int a = 0; a < R; a++)
+        for (int b = 0; b < J; b++) acc[a][b] = _mm256_setzero_ps();
+    int k8 = k & ~7;
+    for (int i = 0; i < k8; i += 8) {
+        __m256 xv[3];
+        for (int b = 0; b < J; b++) xv[b] = _mm256_loadu_ps(x + (size_t)(j + b) * k + i);
+        for (int a = 0; a < R; a++) {
+            __m256 wv = _mm256_loadu_ps(w + (size_t)(r + a) * k + i);
+            for (int b = 0; b < J; b++) acc[a][b] = _mm256_fmadd_ps(wv, xv[b], acc[a][b]);
+        }
+    }
+    for (int a = 0; a < R; a++)
+        for (int b = 0; b < J; b++) {
+            const float *wr = w + (size_t)(r + a) * k, *xj = x + (size_t)(j + b) * k;
+            float s = hsum8(acc[a][b]);
+            for (int i = k8; i < k; i++) s += wr[i] * xj[i];
+            y[(size_t)(j + b) * ldy + r + a] = s;
+        }
+}
+
+// Every input row against the weight rows four at a time: the four rows stay in L1 while the
+// inputs pass by three at a time, so each weight is read from memory once per product
+// however many inputs there are (the kernel above reads it once per four inputs, but streams
+// one row at a time, which is faster while memory, not arithmetic, is the limit: below 8
+// inputs). Each dot product sums in the same order whatever the number of inputs.
+AVX2 static void matmul_f32_wide_avx2(const float *w, int k, int r0, int r1, const float *x, int n, float *y, int ldy) {
+    int r = r0;
+    for (; r + 4 <= r1; r += 4) {
+        int j = 0;
+        for (; j + 3 <= n; j += 3) f32_block_avx2(w, k, r, 4, x, j, 3, y, ldy);
+        if (n - j == 2) f32_block_avx2(w, k, r, 4, x, j, 2, y, ldy);
+        if (n - j == 1) f32_block_avx2(w, k, r, 4, x, j, 1, y, ldy);
+    }
+    for (; r < r1; r++) {
+        int j = 0;
+        for (; j + 3 <= n; j += 3) f32_block_avx2(w, k, r, 1, x, j, 3, y, ldy);
+        if (n - j == 2) f32_block_avx2(w, k, r, 1, x, j, 2, y, ldy);
+        if (n - j == 1) f32_block_avx2(w, k, r, 1, x, j, 1, y, ldy);
+    }
+}
+
 AVX2 static inline float dot_f32_avx2(const float *a, const float *b, int d) {
     __m256 acc = _mm256_setzero_ps();
     int i = 0;
@@ -717,7 +763,10 @@ void dk_matmul_quantized(
 
 void dk_matmul_f32(const float *w, int k, int r0, int r1, const float *x, int n, float *y, int ldy) {
 #if DK_X86
-    if (dk_level() >= 1) return matmul_f32_avx2(w, k, r0, r1, x, n, y, ldy);
+    if (dk_level() >= 1) {
+        if (n >= 8) return matmul_f32_wide_avx2(w, k, r0, r1, x, n, y, ldy);  // measured: equal at 8, faster above
+        return matmul_f32_avx2(w, k, r0, r1, x, n, y, ldy);
+    }
 #endif
     matmul_f32_scalar(w, k, r0, r1, x, n, y, ldy);
 }

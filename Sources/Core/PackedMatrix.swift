@@ -271,22 +271,26 @@ extension PackedMatrix {
     /// int8 activations decoded, which is the quantized product up to float summation order.
     public static let sgemmFrom = 16
 
+    /// Inputs from which f32 weights go to sgemm. Below it distill's own kernel reads each
+    /// weight once for all the inputs and needs no packing; sgemm packs the weights on every
+    /// call, which at a decode step's few inputs costs about as much as the product.
+    public static let f32SgemmFrom = 64
+
     /// Rows of a quantized matrix one sgemm worker decodes at a time.
     static let decodeRows = 128
 
     /// Runs every product of `group` on the same input x [n, K], all their rows split over
     /// the threads as one piece of work (q, k and v of a layer; gate and up). The input is
-    /// quantized once when any matrix is quantized. From `sgemmFrom` inputs on, products run
-    /// as sgemms (see there).
+    /// quantized once when any matrix is quantized. From `sgemmFrom` inputs on (`f32SgemmFrom`
+    /// when every matrix is f32), products run as sgemms (see there).
     public static func multiply(
         _ x: UnsafePointer<Float>, n: Int, _ group: [PackedProduct], scratch: ProductScratch
     ) {
         guard n > 0, let k = group.first?.matrix.columns else { return }
         precondition(group.allSatisfy { $0.matrix.columns == k }, "products of one input need equal columns")
-        if n >= sgemmFrom { return multiplyBySgemm(x, n: n, group, scratch: scratch) }
-        let input =
-            group.contains { $0.matrix.format.isQuantized }
-            ? scratch.quantized(x, n: n, k: k) : ProductInput(x: x, n: n, q: nil, scale: nil, sum: nil)
+        let quantized = group.contains { $0.matrix.format.isQuantized }
+        if n >= (quantized ? sgemmFrom : f32SgemmFrom) { return multiplyBySgemm(x, n: n, group, scratch: scratch) }
+        let input = quantized ? scratch.quantized(x, n: n, k: k) : ProductInput(x: x, n: n, q: nil, scale: nil, sum: nil)
         // The group's rows end to end; each chunk of them runs on one thread.
         let ends = group.reduce(into: [Int]()) { $0.append(($0.last ?? 0) + $1.matrix.rows) }
         parallelChunks(ends.last!, grain: 32) { chunk in

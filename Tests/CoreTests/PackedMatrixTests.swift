@@ -166,9 +166,10 @@ private struct QuantizeFixture: Decodable {
 
     @Test("f32 products equal the dot products", arguments: levels)
     func f32Products(level: KernelLevel) {
-        let (r, k) = (23, 77)  // k not a multiple of the vector width
+        let (r, k) = (23, 77)  // k not a multiple of the vector width, r not of the kernel's four rows
         let w = randomMatrix(r, k, seed: 3)
-        for n in [1, 5] {
+        var first: [Float] = []
+        for n in [1, 5, 8, 10, 35, 63, 64, 70] {  // inputs three at a time and the tails; sgemm from 64
             let x = randomMatrix(n, k, seed: 4)
             var y = [Float](repeating: .nan, count: n * r)
             KernelLevel.with(level) {
@@ -181,6 +182,12 @@ private struct QuantizeFixture: Decodable {
                     let exact = (0..<k).reduce(0.0) { $0 + Double(w.data[i * k + $1]) * Double(x.data[j * k + $1]) }
                     #expect(abs(Double(y[j * r + i]) - exact) < 1e-4, "n \(n) row \(j) col \(i)")
                 }
+            }
+            // From 8 inputs to sgemm one kernel runs: the first input's products are the same
+            // bits whatever the batch.
+            if n == 8 { first = Array(y[..<r]) }
+            if n > 8 && n < PackedMatrix.f32SgemmFrom {
+                #expect(Array(y[..<r]).map(\.bitPattern) == first.map(\.bitPattern), "n \(n)")
             }
         }
     }
