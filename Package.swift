@@ -57,6 +57,7 @@ let package = Package(
         .target(name: "CKernels"),
         .target(name: "Platform", swiftSettings: codegen),
         .target(name: "JSON", dependencies: ["Platform"], swiftSettings: codegen),
+        .target(name: "Charts", swiftSettings: codegen),
         .target(name: "Core", dependencies: ["CBLAS", "CHost", "CKernels"], swiftSettings: numeric),
         .target(name: "TextData", dependencies: ["Platform", "JSON", "Core"], swiftSettings: codegen),
         .target(name: "NN", dependencies: ["Platform", "Core"], swiftSettings: numeric),
@@ -76,12 +77,15 @@ let package = Package(
             swiftSettings: codegen),
         .target(
             name: "Sweep",
-            dependencies: ["Platform", "JSON", "Core", "NN", "TextData", "ModelIO", "Training", "Verify", "Teacher", "Recipe"],
+            dependencies: [
+                "Platform", "JSON", "Charts", "Core", "NN", "TextData", "ModelIO", "Training", "Verify", "Teacher", "Recipe",
+            ],
             swiftSettings: codegen),
         .target(
             name: "Pipeline",
             dependencies: [
-                "Platform", "JSON", "Core", "NN", "TextData", "ModelIO", "Training", "Verify", "Teacher", "Recipe", "Sweep",
+                "Platform", "JSON", "Charts", "Core", "NN", "TextData", "ModelIO", "Training", "Verify", "Teacher", "Recipe",
+                "Sweep",
             ],
             swiftSettings: codegen),
         .target(name: "CLISupport", dependencies: ["Platform", "CHost", argumentParser], swiftSettings: codegen),
@@ -115,8 +119,8 @@ let package = Package(
         .testTarget(
             name: "RecipeTests",
             dependencies: [
-                "Platform", "JSON", "Core", "NN", "TextData", "Formats", "ModelIO", "Training", "Verify", "Teacher", "Recipe",
-                "Sweep", "Pipeline",
+                "Platform", "JSON", "Charts", "Core", "NN", "TextData", "Formats", "ModelIO", "Training", "Verify", "Teacher",
+                "Recipe", "Sweep", "Pipeline",
             ]),
         .testTarget(
             name: "CLITests",

@@ -5,6 +5,7 @@
 // generates through the call cache, so a killed stage re-runs without regenerating finished
 // batches. `distill eval --tasks` runs the same `runTaskEvaluation`.
 
+import Charts
 import Core
 import Foundation
 import JSON
