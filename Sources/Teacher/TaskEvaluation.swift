@@ -81,6 +81,10 @@ package struct EvalSample: Sendable, Equatable {
     /// Tokens generated (the end-of-text token included when it was generated).
     package var tokens: Int
     package var finishReason: String?
+    /// Tokens of the rendered prompt, and seconds of the call (for the checkpoint teacher, of its
+    /// batch), as the teacher reported them; nil when it did not.
+    package var promptTokens: Int? = nil
+    package var latency: Double? = nil
 
     var judged: JudgedAnswer {
         JudgedAnswer(correct: verdict.correct, canonical: verdict.canonical, text: text, tokens: tokens)
@@ -92,6 +96,7 @@ package struct EvalSample: Sendable, Equatable {
                 ("seed", .int(seed)), ("text", .string(text)), ("correct", .bool(verdict.correct)),
                 ("canonical", verdict.canonical.map { .string($0) } ?? .null), ("reason", .string(verdict.reason)),
                 ("tokens", .int(tokens)), ("finish_reason", finishReason.map { .string($0) } ?? .null),
+                ("prompt_tokens", promptTokens.map { .int($0) } ?? .null), ("latency", latency.map { .double($0) } ?? .null),
             ]))
     }
 }
@@ -113,7 +118,8 @@ package struct ArmEvaluation: Sendable {
 
     /// eval.tasks.jsonl's rows of this arm, one per task in task order: `arm`, `task_id`,
     /// `greedy`, `samples` (each `seed`, `text`, `correct`, `canonical`, `reason`, `tokens`,
-    /// `finish_reason`), `correct` (correct samples) and `vote` (the majority vote).
+    /// `finish_reason`, `prompt_tokens`, `latency`), `correct` (correct samples) and `vote` (the
+    /// majority vote).
     package func taskRows(arm: String, tasks: [TeacherTask]) -> String {
         var out = ""
         for (t, task) in tasks.enumerated() {
@@ -192,7 +198,7 @@ package enum TaskEvaluation {
             return EvalSample(
                 seed: all[i].seed, text: completion.text, verdict: verdicts[i]!,
                 tokens: completion.completionTokens ?? 0,
-                finishReason: completion.finishReason)
+                finishReason: completion.finishReason, promptTokens: completion.promptTokens, latency: completion.latency)
         }
         let k = config.samples
         return ArmEvaluation(
@@ -212,12 +218,16 @@ package struct EvalReport: Sendable, Equatable, Codable {
         package var model: String
         /// The checkpoint teacher's checksum of the weights and tokenizer (`xxh64:…`).
         package var checksum: String
+        /// The model's parameters (its configuration's count; LoRA adapters not included), for
+        /// costs in tokens x parameters (docs/routing.md). Absent in reports written before it was.
+        package var parameters: Int?
         package var metrics: ArmMetrics
 
-        package init(name: String, model: String, checksum: String, metrics: ArmMetrics) {
+        package init(name: String, model: String, checksum: String, parameters: Int? = nil, metrics: ArmMetrics) {
             self.name = name
             self.model = model
             self.checksum = checksum
+            self.parameters = parameters
             self.metrics = metrics
         }
     }

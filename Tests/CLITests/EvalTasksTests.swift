@@ -35,6 +35,7 @@ private func checkArm(_ arm: [String: Any], rows: [[String: Any]], k: Int, seed:
     let metrics = try #require(arm["metrics"] as? [String: Any])
     let n = rows.count
     #expect(metrics["tasks"] as? Int == n && metrics["samples_per_task"] as? Int == k)
+    #expect((arm["parameters"] as? Int ?? 0) > 0)
     func estimate(_ key: String) throws -> (value: Double, low: Double, high: Double) {
         let e = try #require(metrics[key] as? [String: Any])
         return (e["value"] as! Double, e["ci_low"] as! Double, e["ci_high"] as! Double)
@@ -52,6 +53,8 @@ private func checkArm(_ arm: [String: Any], rows: [[String: Any]], k: Int, seed:
         #expect(row["correct"] as? Int == correct)
         correctShare += Double(correct) / Double(k)
         texts += Set(samples.map { $0["text"] as! String }).count
+        // What the verdict tables read (docs/routing.md): the prompt's tokens and the call's seconds.
+        #expect(samples.allSatisfy { ($0["prompt_tokens"] as? Int ?? 0) > 0 && ($0["latency"] as? Double ?? -1) >= 0 })
         valid += samples.filter { $0["canonical"] is String }.count
         // The vote, recomputed: the most common canonical answer (null ones form a group) wins
         // alone and is right when all its samples are; a tie or a null winner is wrong.
