@@ -73,6 +73,9 @@ let package = Package(
             name: "Teacher", dependencies: ["Platform", "JSON", "Core", "NN", "TextData", "Verify", "CSQLite"],
             swiftSettings: codegen),
         .target(
+            name: "Route", dependencies: ["Platform", "JSON", "Charts", "Core", "Verify", "Teacher"],
+            swiftSettings: codegen),
+        .target(
             name: "Recipe", dependencies: ["Platform", "JSON", "NN", "TextData", "Training", "Verify", "Teacher"],
             swiftSettings: codegen),
         .target(
@@ -92,8 +95,8 @@ let package = Package(
         .executableTarget(
             name: "DistillCLI",
             dependencies: [
-                "Platform", "JSON", "Core", "NN", "Formats", "ModelIO", "Training", "Verify", "Teacher", "Recipe", "Sweep",
-                "Pipeline", "CLISupport", argumentParser,
+                "Platform", "JSON", "Core", "NN", "Formats", "ModelIO", "Training", "Verify", "Teacher", "Route", "Recipe",
+                "Sweep", "Pipeline", "CLISupport", argumentParser,
             ],
             swiftSettings: codegen),
         // Commands the crash tests launch and kill; kept out of the distill executable.
@@ -122,6 +125,7 @@ let package = Package(
                 "Platform", "JSON", "Charts", "Core", "NN", "TextData", "Formats", "ModelIO", "Training", "Verify", "Teacher",
                 "Recipe", "Sweep", "Pipeline",
             ]),
+        .testTarget(name: "RouteTests", dependencies: ["Platform", "JSON", "Charts", "Core", "Verify", "Teacher", "Route"]),
         .testTarget(
             name: "CLITests",
             dependencies: [
