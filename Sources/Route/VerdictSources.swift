@@ -26,6 +26,22 @@ package enum VerdictSources {
         package var report: String?
         /// The directory given on the command line, for names that would collide.
         package var runDirectory: String
+
+        /// What a model's name is prefixed with when another source has a model of that name:
+        /// the run directory's folder name, then for an eval in a subfolder that subfolder, and
+        /// for a report not named eval.json its name (`run/cmp/base`, `run/other/base`).
+        var prefix: String {
+            var parts = [(runDirectory as NSString).lastPathComponent]
+            if kind == .eval {
+                let folder = (rows as NSString).deletingLastPathComponent
+                if folder != runDirectory, folder.hasPrefix(runDirectory + "/") {
+                    parts.append(String(folder.dropFirst(runDirectory.count + 1)))
+                }
+                let stem = String((rows as NSString).lastPathComponent.dropLast(".tasks.jsonl".count))
+                if stem != "eval" { parts.append(stem) }
+            }
+            return parts.joined(separator: "/")
+        }
     }
 
     /// The sources in `path`: a rows file itself, or a directory and its direct subfolders.
@@ -84,28 +100,28 @@ package enum VerdictSources {
         table: VerdictTable, notes: [String]
     ) {
         let sources = try paths.flatMap(discover)
-        var parts: [(model: VerdictModel, runDirectory: String, cells: [(task: String, cell: ModelCell)])] = []
+        var parts: [(model: VerdictModel, prefix: String, cells: [(task: String, cell: ModelCell)])] = []
         var notes: [String] = []
         for source in sources {
             switch source.kind {
             case .eval:
                 let read = try readEval(source)
                 progress("\(source.rows): \(read.count) arms, \(read.first?.cells.count ?? 0) tasks each")
-                parts += read.map { ($0.model, source.runDirectory, $0.cells) }
+                parts += read.map { ($0.model, source.prefix, $0.cells) }
             case .sample:
                 let read = try readSamples(source)
                 progress("\(source.rows): \(read.cells.count) tasks")
                 if read.failed > 0 {
                     notes.append("\(source.rows): \(read.failed) failed teacher calls left out (no answer to judge)")
                 }
-                parts.append((read.model, source.runDirectory, read.cells))
+                parts.append((read.model, source.prefix, read.cells))
             }
         }
-        // Names that several sources share take their run directory's name as a prefix.
+        // Names that several sources share take their source's prefix.
         var count: [String: Int] = [:]
         for p in parts { count[p.model.name, default: 0] += 1 }
         for i in parts.indices where count[parts[i].model.name]! > 1 {
-            parts[i].model.name = (parts[i].runDirectory as NSString).lastPathComponent + "/" + parts[i].model.name
+            parts[i].model.name = parts[i].prefix + "/" + parts[i].model.name
         }
         var names = Set<String>()
         for p in parts where !names.insert(p.model.name).inserted {

@@ -2,6 +2,8 @@
 // by hand: accuracy, cost and strong share at given (m, tau), the references, adaptive sampling,
 // the difficulty bins and the split; and the usage errors.
 
+import Foundation
+import FoundationXML
 import Platform
 import Testing
 
@@ -148,6 +150,7 @@ import Testing
         #expect(md.contains("| m=2 tau=0.75 (2+ of 2 agree) | 0.375 [") && md.contains("![Accuracy against cost](c.svg)"))
         #expect(r.json().contains("\"gap_recovered\""))
         let svg = r.chart().render()
-        #expect(svg.hasPrefix("<svg") && svg.contains("Pareto front"))
+        #expect(svg.hasPrefix("<svg") && svg.contains("Pareto front") && svg.contains(">maj@2</text>"))
+        #expect(XMLParser(data: Data(svg.utf8)).parse(), "well-formed SVG")
     }
 }

@@ -162,6 +162,11 @@ private func write(_ text: String, _ dir: URL, _ name: String) throws -> String 
         let newBase = try #require(table.rows[0].models["new/base"])
         #expect(newBase.samples[0].tokensIn == 11 && newBase.samples[0].latency == 0.5)
         #expect(table.rows[1].models["new/base"] == nil)
+        // A second eval in a subfolder of the same run, with the same arm name: named by its folder.
+        _ = try write(#"{"tasks": null, "arms": [{"name": "base", "model": "m", "checksum": null}]}"#, new, "cmp/eval.json")
+        _ = try write(#"{"arm": "base", "task_id": "q2", "samples": []}"#, new, "cmp/eval.tasks.jsonl")
+        let both = try VerdictSources.build(paths: [old.path, new.path]).table
+        #expect(both.models.map(\.name) == ["old/base", "sample", "new/base", "new/cmp/base"])
         // The built table survives its own file.
         let path = try write(table.jsonl(), root, "v.jsonl")
         #expect(try VerdictTable.read(path: path) == table)
