@@ -262,9 +262,15 @@ package enum VerdictSources {
             cells[index[parsed.task]!].cell.samples.append(sample)
         }
         let folder = (source.rows as NSString).deletingLastPathComponent
+        // stats.json beside it gives a checkpoint teacher's parameter count (since docs/routing.md).
+        let stats = (folder as NSString).appendingPathComponent("stats.json")
+        let parameters = (try? String(contentsOfFile: stats, encoding: .utf8))
+            .flatMap { try? JSONValue.parse(Array($0.utf8)) }
+            .flatMap { try? JSONNode($0, path: "")["teacher_parameters"].int() }
         let model = VerdictModel(
             name: (folder as NSString).lastPathComponent, kind: "sample", source: source.rows,
-            tasks: sampleTasks(runDirectory: source.runDirectory, output: folder), identity: teacher)
+            tasks: sampleTasks(runDirectory: source.runDirectory, output: folder), identity: teacher,
+            parameters: parameters)
         return (model, cells, failed)
     }
 

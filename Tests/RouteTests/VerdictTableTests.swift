@@ -128,6 +128,10 @@ private func write(_ text: String, _ dir: URL, _ name: String) throws -> String 
             #"{"recipe": "{\"stages\":[{\"type\":\"sample\",\"name\":\"sample\",\"output\":\"/elsewhere/sample\",\"tasks\":\"\#(tasks)\"}]}"}"#,
             old, "run.json")
         _ = try write(report(#", "parameters": 1234"#), new, "eval.json")
+        _ = try write(#"{"tasks": 2, "teacher_parameters": 99}"#, new, "sample/stats.json")
+        _ = try write(
+            #"{"task_id":"q2","sample":0,"seed":0,"teacher":"checkpoint xxh64:ef","text":"6","correct":true,"canonical":"6","prompt_tokens":3,"completion_tokens":1,"latency":0.5}"#,
+            new, "sample/samples.jsonl")
         _ = try write(
             """
             {"arm":"base","task_id":"q1","samples":[{"seed":0,"text":"4","correct":true,"canonical":"4","tokens":3,"prompt_tokens":11,"latency":0.5}],"correct":1}
@@ -140,10 +144,12 @@ private func write(_ text: String, _ dir: URL, _ name: String) throws -> String 
         defer { try? FileManager.default.removeItem(at: root) }
         var lines: [String] = []
         let (table, notes) = try VerdictSources.build(paths: [old.path, new.path]) { lines.append($0) }
-        #expect(lines.count == 3)
-        // "base" is in both runs: both take their run directory's name.
-        #expect(table.models.map(\.name) == ["old/base", "sample", "new/base"])
-        #expect(table.models.map(\.parameters) == [nil, nil, 1234])
+        #expect(lines.count == 4)
+        // "base" and "sample" are in both runs: each takes its run directory's name.
+        #expect(table.models.map(\.name) == ["old/base", "old/sample", "new/base", "new/sample"])
+        // Parameter counts: from the new eval report and the new sample stage's stats.json.
+        #expect(table.models.map(\.parameters) == [nil, nil, 1234, 99])
+        #expect(table.rows[1].models["new/sample"]?.samples.map(\.answer) == ["6"])
         #expect(table.models[1].identity == "checkpoint xxh64:cd" && table.models[1].kind == "sample")
         #expect(table.rows.map(\.taskID) == ["q1", "q2"])
         // Prompts from the task files: a plain prompt, a conversation's last user message.
@@ -154,7 +160,7 @@ private func write(_ text: String, _ dir: URL, _ name: String) throws -> String 
         #expect(oldBase.samples.map(\.answer) == ["4", nil] && oldBase.samples.map(\.tokensOut) == [3, 5])
         #expect(oldBase.samples.allSatisfy { $0.tokensIn == nil && $0.latency == nil })
         // The old sample stage: no canonical answers (null), the failed call left out, logprobs summarised.
-        let sample = try #require(table.rows[0].models["sample"])
+        let sample = try #require(table.rows[0].models["old/sample"])
         #expect(sample.n == 1 && sample.samples[0].answer == nil && sample.samples[0].tokensIn == 7)
         #expect(sample.samples[0].logprobMean == -2 && sample.samples[0].logprobMin == -3)
         #expect(notes.contains { $0.contains("1 failed teacher calls left out") })
@@ -166,7 +172,7 @@ private func write(_ text: String, _ dir: URL, _ name: String) throws -> String 
         _ = try write(#"{"tasks": null, "arms": [{"name": "base", "model": "m", "checksum": null}]}"#, new, "cmp/eval.json")
         _ = try write(#"{"arm": "base", "task_id": "q2", "samples": []}"#, new, "cmp/eval.tasks.jsonl")
         let both = try VerdictSources.build(paths: [old.path, new.path]).table
-        #expect(both.models.map(\.name) == ["old/base", "sample", "new/base", "new/cmp/base"])
+        #expect(both.models.map(\.name) == ["old/base", "old/sample", "new/base", "new/cmp/base", "new/sample"])
         // The built table survives its own file.
         let path = try write(table.jsonl(), root, "v.jsonl")
         #expect(try VerdictTable.read(path: path) == table)
