@@ -95,11 +95,14 @@ struct VerdictsBuild: ParsableCommand {
             print(
                 String(
                     format: "  %@ (%@): %d tasks, %d samples, %d correct (%.1f%%), %d with a readable answer", s.name,
-                    s.kind, s.tasks, s.samples, s.correct, s.samples > 0 ? 100 * Double(s.correct) / Double(s.samples) : 0,
+                    s.kind, s.tasks, s.samples, s.correct,
+                    s.samples > 0 ? 100 * Double(s.correct) / Double(s.samples) : 0,
                     s.readable))
         }
         if let routellmCSV, let skipped {
-            print("\(routellmCSV): RouteLLM CSV, \(table.rows.count - skipped) rows (\(skipped) tasks left out: no prompt text or a model without samples)")
+            print(
+                "\(routellmCSV): RouteLLM CSV, \(table.rows.count - skipped) rows (\(skipped) tasks left out: no prompt text or a model without samples)"
+            )
         }
         for n in notes { print("note: " + n) }
     }
@@ -124,18 +127,25 @@ struct VerdictsCascade: ParsableCommand {
     @Argument(help: "The verdict table (from `distill verdicts build`).") var table: String
     @Option(help: "The weak (cheap) model's name in the table.") var weak: String
     @Option(help: "The strong model's name.") var strong: String
-    @Option(help: "Share of tasks (by a seeded hash of their id) that calibrate the difficulty bins, 0 ..< 1; the rest are the test split.")
+    @Option(
+        help:
+            "Share of tasks (by a seeded hash of their id) that calibrate the difficulty bins, 0 ..< 1; the rest are the test split."
+    )
     var split: Double = 0.5
     @Option(help: "Seeds the split and the bootstrap.") var seed: Int = 0
     @Option(help: "Weak samples per request, comma-separated.") var m: String = "1,2,4,8"
     @Option(help: "Thresholds on the majority share, comma-separated, each within 0...1.") var taus: String =
         "0,0.5,0.625,0.75,0.875,1"
-    @Option(help: "Adaptive sampling: stop when this many samples agree, comma-separated, each >= 2.") var agree: String = "2,3"
+    @Option(help: "Adaptive sampling: stop when this many samples agree, comma-separated, each >= 2.") var agree:
+        String = "2,3"
     @Option(
         name: .customLong("parameters"),
-        help: ArgumentHelp("A model's parameter count, for models whose source does not record it.", valueName: "NAME=COUNT"))
+        help: ArgumentHelp(
+            "A model's parameter count, for models whose source does not record it.", valueName: "NAME=COUNT"))
     var parameters: [String] = []
-    @Option(name: [.short, .customLong("output")], help: "Prefix of the files written (default: the table's path without .jsonl, then .cascade).")
+    @Option(
+        name: [.short, .customLong("output")],
+        help: "Prefix of the files written (default: the table's path without .jsonl, then .cascade).")
     var output: String?
     @Flag(help: "Print the report as JSON instead of Markdown.") var json = false
 
@@ -143,7 +153,9 @@ struct VerdictsCascade: ParsableCommand {
         let items = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         let values = items.map(parse)
         guard !items.isEmpty, values.allSatisfy({ $0.map(ok) ?? false }) else {
-            throw ValidationError("--\(flag): give comma-separated values (\(flag == "taus" ? "each within 0...1" : flag == "m" ? "each >= 1" : "each >= 2")), got \"\(text)\"")
+            throw ValidationError(
+                "--\(flag): give comma-separated values (\(flag == "taus" ? "each within 0...1" : flag == "m" ? "each >= 1" : "each >= 2")), got \"\(text)\""
+            )
         }
         return values.map { $0! }
     }

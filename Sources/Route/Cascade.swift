@@ -145,7 +145,8 @@ package enum CascadeAnalysis {
         let weakModel = try table.model(config.weak, option: "--weak")
         let strongModel = try table.model(config.strong, option: "--strong")
         guard weakModel.name != strongModel.name else {
-            throw UserError(path: "--strong", problem: "the strong model is the weak one", fix: "choose two models", kind: .usage)
+            throw UserError(
+                path: "--strong", problem: "the strong model is the weak one", fix: "choose two models", kind: .usage)
         }
         guard (0..<1).contains(config.calibration) else {
             throw UserError(
@@ -160,7 +161,9 @@ package enum CascadeAnalysis {
             return Task(id: row.taskID, weak: w, strong: s)
         }
         if both.count < table.rows.count {
-            notes.append("\(table.rows.count - both.count) of \(table.rows.count) tasks lack samples of one of the two models and are left out")
+            notes.append(
+                "\(table.rows.count - both.count) of \(table.rows.count) tasks lack samples of one of the two models and are left out"
+            )
         }
         var calibration: [Task] = [], test: [Task] = []
         for t in both {
@@ -169,7 +172,8 @@ package enum CascadeAnalysis {
         guard !test.isEmpty else {
             throw UserError(
                 path: "--weak/--strong",
-                problem: "no test task has samples of both \"\(weakModel.name)\" and \"\(strongModel.name)\" (\(both.count) tasks have both, \(calibration.count) of them in the calibration split)",
+                problem:
+                    "no test task has samples of both \"\(weakModel.name)\" and \"\(strongModel.name)\" (\(both.count) tasks have both, \(calibration.count) of them in the calibration split)",
                 fix: "choose two models sampled on the same tasks, or a smaller --split", kind: .usage)
         }
         let fewest = test.map(\.weak.n).min()!
@@ -178,7 +182,9 @@ package enum CascadeAnalysis {
             notes.append("m above \(fewest) left out: the weak model has only \(fewest) samples on some test tasks")
         }
         guard !ms.isEmpty else {
-            throw UserError(path: "--m", problem: "no m within 1...\(fewest)", fix: "give m values the weak model has samples for", kind: .usage)
+            throw UserError(
+                path: "--m", problem: "no m within 1...\(fewest)", fix: "give m values the weak model has samples for",
+                kind: .usage)
         }
 
         // Cost: tokens x parameters when both counts are known.
@@ -190,23 +196,31 @@ package enum CascadeAnalysis {
             (cw, cs, unit) = (Double(pw), Double(ps), "token-parameters")
         } else {
             (cw, cs, unit) = (1, 1, "tokens")
-            notes.append("parameter counts unknown for \([pw == nil ? weakModel.name : nil, ps == nil ? strongModel.name : nil].compactMap { $0 }.map { "\"\($0)\"" }.joined(separator: " and ")): costs are in tokens (give --parameters NAME=COUNT)")
+            notes.append(
+                "parameter counts unknown for \([pw == nil ? weakModel.name : nil, ps == nil ? strongModel.name : nil].compactMap { $0 }.map { "\"\($0)\"" }.joined(separator: " and ")): costs are in tokens (give --parameters NAME=COUNT)"
+            )
         }
         for (name, cell) in [(weakModel.name, test.map(\.weak)), (strongModel.name, test.map(\.strong))]
         where cell.contains(where: { $0.samples.contains { $0.tokensIn == nil } }) {
-            notes.append("\"\(name)\": prompt tokens not recorded (files written before they were): its costs count generated tokens only")
+            notes.append(
+                "\"\(name)\": prompt tokens not recorded (files written before they were): its costs count generated tokens only"
+            )
         }
         func prompt(_ c: ModelCell) -> Double { Double(c.samples.first?.tokensIn ?? 0) }
         func out(_ s: SampleVerdict) -> Double { Double(s.tokensOut ?? 0) }
-        func weakCost(_ t: Task, _ m: Int) -> Double { cw * (prompt(t.weak) + t.weak.samples.prefix(m).map(out).reduce(0, +)) }
+        func weakCost(_ t: Task, _ m: Int) -> Double {
+            cw * (prompt(t.weak) + t.weak.samples.prefix(m).map(out).reduce(0, +))
+        }
         func strongCost(_ t: Task) -> Double {
             cs * (prompt(t.strong) + t.strong.samples.map(out).reduce(0, +) / Double(t.strong.n))
         }
 
         // Every setting as three columns over the test tasks: accuracy, cost, strong call.
         var specs: [(point: CascadePoint, columns: [[Double]])] = []
-        func add(_ kind: String, _ label: String, m: Int? = nil, tau: Double? = nil, agree: Int? = nil,
-                 meanSamples: Double? = nil, _ perTask: (Task) -> (acc: Double, cost: Double, strong: Double)) {
+        func add(
+            _ kind: String, _ label: String, m: Int? = nil, tau: Double? = nil, agree: Int? = nil,
+            meanSamples: Double? = nil, _ perTask: (Task) -> (acc: Double, cost: Double, strong: Double)
+        ) {
             let values = test.map(perTask)
             let zero = Estimate(value: 0, ciLow: 0, ciHigh: 0)
             let p = CascadePoint(
@@ -218,7 +232,8 @@ package enum CascadeAnalysis {
             // Thresholds asking for the same number of agreeing answers make the same decisions:
             // each m keeps the first tau of every such group.
             var needed = Set<Int>()
-            for tau in config.taus.sorted() where needed.insert(max(1, Int((tau * Double(m) - 1e-9).rounded(.up)))).inserted {
+            for tau in config.taus.sorted()
+            where needed.insert(max(1, Int((tau * Double(m) - 1e-9).rounded(.up)))).inserted {
                 let k = max(1, Int((tau * Double(m) - 1e-9).rounded(.up)))
                 add("cascade", "m=\(m) tau=\(String(format: "%g", tau)) (\(k)+ of \(m) agree)", m: m, tau: tau) { t in
                     // The vote among readable answers; unreadable ones only count in the share's m.
@@ -244,10 +259,14 @@ package enum CascadeAnalysis {
         let mMax = ms.last!
         for a in config.agree where a >= 2 && a <= mMax {
             let drawn = test.map { adaptive($0.weak, agree: a, upTo: mMax).drawn }
-            add("adaptive", "adaptive: stop when \(a) agree, up to \(mMax)", m: mMax, agree: a,
-                meanSamples: Double(drawn.reduce(0, +)) / Double(test.count)) { t in
+            add(
+                "adaptive", "adaptive: stop when \(a) agree, up to \(mMax)", m: mMax, agree: a,
+                meanSamples: Double(drawn.reduce(0, +)) / Double(test.count)
+            ) { t in
                 let r = adaptive(t.weak, agree: a, upTo: mMax)
-                guard let correct = r.correct else { return (t.strong.passRate, weakCost(t, r.drawn) + strongCost(t), 1) }
+                guard let correct = r.correct else {
+                    return (t.strong.passRate, weakCost(t, r.drawn) + strongCost(t), 1)
+                }
                 return (correct ? 1 : 0, weakCost(t, r.drawn), 0)
             }
         }
@@ -257,7 +276,8 @@ package enum CascadeAnalysis {
         var points: [CascadePoint] = specs.enumerated().map { i, spec in
             var p = spec.point
             let e = (0..<3).map { c in
-                Estimate(value: mean(spec.columns[c]), ciLow: intervals[3 * i + c].low, ciHigh: intervals[3 * i + c].high)
+                Estimate(
+                    value: mean(spec.columns[c]), ciLow: intervals[3 * i + c].low, ciHigh: intervals[3 * i + c].high)
             }
             (p.accuracy, p.cost, p.strongShare) = (e[0], e[1], e[2])
             return p
@@ -270,7 +290,9 @@ package enum CascadeAnalysis {
             if gap > 0 { points[i].gapRecovered = (points[i].accuracy.value - weakAlone.accuracy.value) / gap }
         }
         let candidates = points.indices.filter { points[$0].kind != "oracle" }
-        for f in paretoFront(lower: candidates.map { points[$0].cost.value }, higher: candidates.map { points[$0].accuracy.value }) {
+        for f in paretoFront(
+            lower: candidates.map { points[$0].cost.value }, higher: candidates.map { points[$0].accuracy.value })
+        {
             points[candidates[f]].pareto = true
         }
 
@@ -278,7 +300,9 @@ package enum CascadeAnalysis {
         let meanStrong = mean(test.map(strongCost))
         let matched = ms.last { m in mean(test.map { weakCost($0, m) }) <= meanStrong }
         let edges = binEdges((calibration.isEmpty ? test : calibration).map(\.weak.passRate))
-        if calibration.isEmpty { notes.append("no calibration split (--split 0): difficulty bins are drawn from the test tasks") }
+        if calibration.isEmpty {
+            notes.append("no calibration split (--split 0): difficulty bins are drawn from the test tasks")
+        }
         var bins: [DifficultyBin] = []
         for b in 0...edges.count {
             let lower = b > 0 ? edges[b - 1] : nil, upper = b < edges.count ? edges[b] : nil
@@ -287,10 +311,14 @@ package enum CascadeAnalysis {
                 return (lower.map { p > $0 } ?? true) && (upper.map { p <= $0 } ?? true)
             }
             guard !members.isEmpty else { continue }
-            var columns = ms.map { m in members.map { TaskStatistics.majorityVote(judged($0.weak, m)).correct ? 1.0 : 0 } }
+            var columns = ms.map { m in
+                members.map { TaskStatistics.majorityVote(judged($0.weak, m)).correct ? 1.0 : 0 }
+            }
             columns.append(members.map(\.strong.passRate))
             let ci = TaskStatistics.bootstrapIntervals(columns, config.bootstrap)
-            func estimate(_ c: Int) -> Estimate { Estimate(value: mean(columns[c]), ciLow: ci[c].low, ciHigh: ci[c].high) }
+            func estimate(_ c: Int) -> Estimate {
+                Estimate(value: mean(columns[c]), ciLow: ci[c].low, ciHigh: ci[c].high)
+            }
             let strongMean = mean(members.map(strongCost))
             bins.append(
                 DifficultyBin(

@@ -19,32 +19,43 @@ extension CascadeReport {
         func cell(_ s: String) -> String { s.replacingOccurrences(of: "|", with: "\\|") }
         let level = Int((settings.bootstrap.level * 100).rounded())
         var out = "# Cascade: \(cell(settings.weak)) -> \(cell(settings.strong))\n\n"
-        out += "\(testTasks) test tasks (\(calibrationTasks) more calibrate the difficulty bins; split \(settings.calibration), seed \(settings.seed)). "
-        out += "The weak model answers m times; when no answer parses, none wins the vote among the readable ones, or the winner's share of the m is below tau, the strong model answers once. "
+        out +=
+            "\(testTasks) test tasks (\(calibrationTasks) more calibrate the difficulty bins; split \(settings.calibration), seed \(settings.seed)). "
+        out +=
+            "The weak model answers m times; when no answer parses, none wins the vote among the readable ones, or the winner's share of the m is below tau, the strong model answers once. "
         out += "Cost per request in \(costUnit)"
         if !parameters.isEmpty {
-            out += " (" + parameters.keys.sorted().map { "\($0): \(parameters[$0]!) parameters" }.joined(separator: ", ") + ")"
+            out +=
+                " (" + parameters.keys.sorted().map { "\($0): \(parameters[$0]!) parameters" }.joined(separator: ", ")
+                + ")"
         }
-        out += "; cost share is relative to the strong model alone. In brackets: \(level)% bootstrap intervals over test tasks "
-        out += "(\(settings.bootstrap.resamples) resamples). * marks the Pareto front. docs/routing.md defines every column.\n\n"
-        out += "| setting | accuracy | cost share | strong calls | gap recovered | Pareto |\n|---|---:|---:|---:|---:|:---:|\n"
+        out +=
+            "; cost share is relative to the strong model alone. In brackets: \(level)% bootstrap intervals over test tasks "
+        out +=
+            "(\(settings.bootstrap.resamples) resamples). * marks the Pareto front. docs/routing.md defines every column.\n\n"
+        out +=
+            "| setting | accuracy | cost share | strong calls | gap recovered | Pareto |\n|---|---:|---:|---:|---:|:---:|\n"
         for p in points {
             var label = p.label
             if let s = p.meanSamples { label += String(format: " (%.2f samples)", s) }
-            out += "| \(cell(label)) | \(e(p.accuracy)) | \(String(format: "%.3f", p.costShare)) | \(e(p.strongShare)) | "
+            out +=
+                "| \(cell(label)) | \(e(p.accuracy)) | \(String(format: "%.3f", p.costShare)) | \(e(p.strongShare)) | "
             out += (p.gapRecovered.map { String(format: "%.2f", $0) } ?? "-") + " | \(p.pareto ? "*" : "") |\n"
         }
         if !bins.isEmpty, let ks = bins.first?.weakMajority.map(\.k) {
             out += "\n## Votes at matched compute\n\n"
             out += "The weak model's majority vote over its first k samples against one strong sample, by difficulty "
             out += "(the weak model's pass rate on each task; bin edges from the calibration split). "
-            out += matchedK.map { "k = \($0) costs at most one strong sample on average." } ?? "Even one weak sample costs more than a strong one."
+            out +=
+                matchedK.map { "k = \($0) costs at most one strong sample on average." }
+                ?? "Even one weak sample costs more than a strong one."
             out += " Each cell: accuracy, then the cost of the k samples relative to one strong sample.\n\n"
             out += "| bin | tasks | " + ks.map { "weak maj@\($0)" }.joined(separator: " | ") + " | strong, 1 sample |\n"
             out += "|---|---:|" + ks.map { _ in "---:|" }.joined() + "---:|\n"
             for b in bins {
                 out += "| \(b.label) | \(b.tasks) | "
-                out += b.weakMajority.map { e($0.accuracy) + String(format: " (x%.2f)", $0.costShare) }.joined(separator: " | ")
+                out += b.weakMajority.map { e($0.accuracy) + String(format: " (x%.2f)", $0.costShare) }.joined(
+                    separator: " | ")
                 out += " | \(e(b.strongAccuracy)) |\n"
             }
         }
@@ -68,7 +79,9 @@ extension CascadeReport {
         }
         let refs = points.filter { $0.kind != "cascade" && $0.kind != "adaptive" }
         plot.series.append(
-            .init(name: "alone / oracle", points: xy(refs), color: SVGPlot.palette[7], labels: refs.map { $0.kind == "weak" && ($0.m ?? 1) > 1 ? "maj@\($0.m!)" : $0.kind }))
+            .init(
+                name: "alone / oracle", points: xy(refs), color: SVGPlot.palette[7],
+                labels: refs.map { $0.kind == "weak" && ($0.m ?? 1) > 1 ? "maj@\($0.m!)" : $0.kind }))
         let adaptive = points.filter { $0.kind == "adaptive" }
         if !adaptive.isEmpty {
             plot.series.append(
@@ -77,7 +90,8 @@ extension CascadeReport {
                     labels: adaptive.map { "a=\($0.agree ?? 0)" }))
         }
         let front = points.filter(\.pareto).sorted { $0.costShare < $1.costShare }
-        plot.series.append(.init(name: "Pareto front", points: xy(front), color: SVGPlot.palette[5], line: true, markers: false))
+        plot.series.append(
+            .init(name: "Pareto front", points: xy(front), color: SVGPlot.palette[5], line: true, markers: false))
         return plot
     }
 }

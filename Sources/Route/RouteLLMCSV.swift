@@ -65,7 +65,9 @@ package enum RouteLLMCSV {
             if quoted {
                 if c == "\"" {
                     if let d = next() {
-                        if d == "\"" { field.append("\"") } else {
+                        if d == "\"" {
+                            field.append("\"")
+                        } else {
                             quoted = false
                             afterQuote = true
                             pending = d

@@ -76,7 +76,9 @@ package enum VerdictSources {
         }
         guard !found.isEmpty else {
             throw UserError(
-                path: path, problem: "no samples.jsonl and no evaluation rows (NAME.tasks.jsonl beside NAME.json) here or in its folders",
+                path: path,
+                problem:
+                    "no samples.jsonl and no evaluation rows (NAME.tasks.jsonl beside NAME.json) here or in its folders",
                 fix: "give the run directory of a recipe with a sample stage or an eval stage with tasks", kind: .usage)
         }
         return found
@@ -153,7 +155,9 @@ package enum VerdictSources {
         }
         for i in rows.indices { rows[i].prompt = prompts[rows[i].taskID] }
         let missing = rows.filter { $0.prompt == nil }.count
-        if missing > 0 { notes.append("\(missing) of \(rows.count) tasks have no prompt text (task file unknown or unreadable)") }
+        if missing > 0 {
+            notes.append("\(missing) of \(rows.count) tasks have no prompt text (task file unknown or unreadable)")
+        }
         return (VerdictTable(models: parts.map(\.model), rows: rows), notes)
     }
 
@@ -173,7 +177,9 @@ package enum VerdictSources {
 
     private static func int(_ n: JSONNode) throws -> Int? { n.isNull ? nil : try n.int() }
     private static func double(_ n: JSONNode) throws -> Double? { n.isNull ? nil : try n.double() }
-    private static func logprobs(_ n: JSONNode) throws -> [Double]? { n.isNull ? nil : try n.array().map { try $0.double() } }
+    private static func logprobs(_ n: JSONNode) throws -> [Double]? {
+        n.isNull ? nil : try n.array().map { try $0.double() }
+    }
 
     /// An eval's arms, each with its cells in task order.
     static func readEval(_ source: Source) throws -> [(model: VerdictModel, cells: [(task: String, cell: ModelCell)])] {

@@ -90,7 +90,8 @@ package struct VerdictModel: Sendable, Equatable, Codable {
     package var parameters: Int?
 
     package init(
-        name: String, kind: String, source: String, tasks: String? = nil, identity: String? = nil, parameters: Int? = nil
+        name: String, kind: String, source: String, tasks: String? = nil, identity: String? = nil,
+        parameters: Int? = nil
     ) {
         self.name = name
         self.kind = kind
@@ -194,7 +195,8 @@ package struct VerdictTable: Sendable, Equatable {
                     }
                     return try root["models"].array().map { m in
                         VerdictModel(
-                            name: try m["name"].string(), kind: try m["kind"].string(), source: try m["source"].string(),
+                            name: try m["name"].string(), kind: try m["kind"].string(),
+                            source: try m["source"].string(),
                             tasks: try m["tasks"].optionalString(), identity: try m["identity"].optionalString(),
                             parameters: m["parameters"].isNull ? nil : try m["parameters"].int())
                     }
@@ -218,7 +220,8 @@ package struct VerdictTable: Sendable, Equatable {
             }
             if let first = seen[row.taskID] {
                 throw record.error(
-                    "task \"\(row.taskID)\" has a second row (the first is line \(first))", at: "task_id", hint: rebuild)
+                    "task \"\(row.taskID)\" has a second row (the first is line \(first))", at: "task_id", hint: rebuild
+                )
             }
             seen[row.taskID] = record.line
             rows.append(row)
@@ -236,17 +239,20 @@ package struct VerdictTable: Sendable, Equatable {
         func double(_ n: JSONNode) throws -> Double? { n.isNull ? nil : try n.double() }
         let samples = try cell["samples"].array().map { s in
             SampleVerdict(
-                correct: try s["correct"].bool(), answer: try s["answer"].optionalString(), tokensIn: try int(s["tokens_in"]),
+                correct: try s["correct"].bool(), answer: try s["answer"].optionalString(),
+                tokensIn: try int(s["tokens_in"]),
                 tokensOut: try int(s["tokens_out"]), latency: try double(s["latency"]),
                 logprobMean: try double(s["logprob_mean"]), logprobMin: try double(s["logprob_min"]))
         }
         let out = ModelCell(samples: samples)
         // n and c are there for people and other tools; they must agree with the samples.
         if cell.has("n"), try cell["n"].int() != out.n {
-            throw JSONShapeError(path: cell["n"].path, reason: "says \(try cell["n"].int()) samples, the list has \(out.n)")
+            throw JSONShapeError(
+                path: cell["n"].path, reason: "says \(try cell["n"].int()) samples, the list has \(out.n)")
         }
         if cell.has("c"), try cell["c"].int() != out.c {
-            throw JSONShapeError(path: cell["c"].path, reason: "says \(try cell["c"].int()) correct, the list has \(out.c)")
+            throw JSONShapeError(
+                path: cell["c"].path, reason: "says \(try cell["c"].int()) correct, the list has \(out.c)")
         }
         return out
     }

@@ -126,7 +126,8 @@ package struct EvalSample: Sendable, Equatable {
             ("seed", .int(seed)), ("text", .string(text)), ("correct", .bool(verdict.correct)),
             ("canonical", verdict.canonical.map { .string($0) } ?? .null), ("reason", .string(verdict.reason)),
             ("tokens", .int(tokens)), ("finish_reason", finishReason.map { .string($0) } ?? .null),
-            ("prompt_tokens", promptTokens.map { .int($0) } ?? .null), ("latency", latency.map { .double($0) } ?? .null),
+            ("prompt_tokens", promptTokens.map { .int($0) } ?? .null),
+            ("latency", latency.map { .double($0) } ?? .null),
         ]
         if let logprobs { entries.append(("logprobs", .array(logprobs.map { .double($0) }))) }
         return .object(JSONValue.JSONObject(entries))
@@ -230,7 +231,8 @@ package enum TaskEvaluation {
             return EvalSample(
                 seed: all[i].seed, text: completion.text, verdict: verdicts[i]!,
                 tokens: completion.completionTokens ?? 0,
-                finishReason: completion.finishReason, promptTokens: completion.promptTokens, latency: completion.latency,
+                finishReason: completion.finishReason, promptTokens: completion.promptTokens,
+                latency: completion.latency,
                 logprobs: completion.logprobs)
         }
         let k = config.samples

@@ -16,15 +16,19 @@ import Testing
             for (arm, right) in [("weak", t % 3 == 0 ? 3 : 1), ("strong", 4)] {
                 let samples = (0..<4).map { i in
                     let ok = i < right
-                    return #"{"seed":\#(i),"text":"x","correct":\#(ok),"canonical":"\#(ok ? String(2 * t) : "9\(i)")","reason":"","tokens":5,"finish_reason":"stop","prompt_tokens":12,"latency":0.1}"#
+                    return
+                        #"{"seed":\#(i),"text":"x","correct":\#(ok),"canonical":"\#(ok ? String(2 * t) : "9\(i)")","reason":"","tokens":5,"finish_reason":"stop","prompt_tokens":12,"latency":0.1}"#
                 }
-                rows += #"{"arm":"\#(arm)","task_id":"t\#(t)","samples":[\#(samples.joined(separator: ","))],"correct":\#(right)}"# + "\n"
+                rows +=
+                    #"{"arm":"\#(arm)","task_id":"t\#(t)","samples":[\#(samples.joined(separator: ","))],"correct":\#(right)}"#
+                    + "\n"
             }
         }
         let tasksPath = dir.appendingPathComponent("tasks.jsonl").path
         try tasks.write(toFile: tasksPath, atomically: true, encoding: .utf8)
         try rows.write(to: dir.appendingPathComponent("eval.tasks.jsonl"), atomically: true, encoding: .utf8)
-        let report = #"{"tasks": "\#(tasksPath)", "arms": [{"name": "weak", "model": "w", "checksum": "xxh64:1", "parameters": 1000}, {"name": "strong", "model": "s", "checksum": "xxh64:2", "parameters": 9000}]}"#
+        let report =
+            #"{"tasks": "\#(tasksPath)", "arms": [{"name": "weak", "model": "w", "checksum": "xxh64:1", "parameters": 1000}, {"name": "strong", "model": "s", "checksum": "xxh64:2", "parameters": 9000}]}"#
         try report.write(to: dir.appendingPathComponent("eval.json"), atomically: true, encoding: .utf8)
         return dir
     }
@@ -35,12 +39,17 @@ import Testing
         let table = dir.appendingPathComponent("v.jsonl").path, csv = dir.appendingPathComponent("v.csv").path
         let built = try distill(["verdicts", "build", dir.path, "-o", table, "--routellm-csv", csv])
         #expect(built.status == 0, "\(built.err)")
-        #expect(built.out.contains("6 tasks, 2 models") && built.out.contains("weak (eval): 6 tasks, 24 samples, 10 correct"))
+        #expect(
+            built.out.contains("6 tasks, 2 models")
+                && built.out.contains("weak (eval): 6 tasks, 24 samples, 10 correct"))
         let csvText = try String(contentsOfFile: csv, encoding: .utf8)
         #expect(csvText.hasPrefix("prompt,weak,strong\r\nWhat is 0 + 0?,True,True\r\n"))
 
         let prefix = dir.appendingPathComponent("c").path
-        let run = try distill(["verdicts", "cascade", table, "--weak", "weak", "--strong", "strong", "--split", "0", "-o", prefix, "--json"])
+        let run = try distill([
+            "verdicts", "cascade", table, "--weak", "weak", "--strong", "strong", "--split", "0", "-o", prefix,
+            "--json",
+        ])
         #expect(run.status == 0, "\(run.err)")
         let report = try #require(try JSONSerialization.jsonObject(with: Data(run.out.utf8)) as? [String: Any])
         #expect(report["cost_unit"] as? String == "token-parameters" && report["test_tasks"] as? Int == 6)
@@ -69,7 +78,9 @@ import Testing
         r = try distill(["verdicts", "cascade", table, "--weak", "weak", "--strong", "strong"])
         #expect(r.status == 65 && r.err.contains("v.jsonl:3:1: models.weak.n: expected an integer"), "\(r.err)")
         // Missing files: 74.
-        r = try distill(["verdicts", "cascade", dir.appendingPathComponent("none.jsonl").path, "--weak", "a", "--strong", "b"])
+        r = try distill([
+            "verdicts", "cascade", dir.appendingPathComponent("none.jsonl").path, "--weak", "a", "--strong", "b",
+        ])
         #expect(r.status == 74)
         r = try distill(["verdicts", "build", dir.appendingPathComponent("none").path, "-o", table])
         #expect(r.status == 74)

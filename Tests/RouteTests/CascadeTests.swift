@@ -22,7 +22,11 @@ import Testing
     func point(_ r: CascadeReport, _ kind: String, m: Int? = nil, tau: Double? = nil, agree: Int? = nil) throws
         -> CascadePoint
     {
-        try #require(r.points.first { $0.kind == kind && (m == nil || $0.m == m) && (tau == nil || $0.tau == tau) && (agree == nil || $0.agree == agree) })
+        try #require(
+            r.points.first {
+                $0.kind == kind && (m == nil || $0.m == m) && (tau == nil || $0.tau == tau)
+                    && (agree == nil || $0.agree == agree)
+            })
     }
 
     @Test func cascadeAtGivenMAndTauMatchesTheHandComputation() throws {
@@ -147,7 +151,8 @@ import Testing
     @Test func theReportRendersAsMarkdownJSONAndSVG() throws {
         let r = try report()
         let md = r.markdown(chart: "c.svg")
-        #expect(md.contains("| m=2 tau=0.75 (2+ of 2 agree) | 0.375 [") && md.contains("![Accuracy against cost](c.svg)"))
+        #expect(
+            md.contains("| m=2 tau=0.75 (2+ of 2 agree) | 0.375 [") && md.contains("![Accuracy against cost](c.svg)"))
         #expect(r.json().contains("\"gap_recovered\""))
         let svg = r.chart().render()
         #expect(svg.hasPrefix("<svg") && svg.contains("Pareto front") && svg.contains(">maj@2</text>"))

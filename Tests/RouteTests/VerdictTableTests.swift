@@ -57,15 +57,18 @@ private func write(_ text: String, _ dir: URL, _ name: String) throws -> String 
         var e = try error(lines[1] + "\n")
         #expect("\(e)".contains("bad.jsonl:1:1: the first line is not a verdict table header"))
         // A wrong type deep in a row: line 3, with its JSON path; exit 65.
-        let wrongType = lines[2].replacingOccurrences(of: #"{"correct":false,"answer":"a""#, with: #"{"correct":"no","answer":"a""#)
+        let wrongType = lines[2].replacingOccurrences(
+            of: #"{"correct":false,"answer":"a""#, with: #"{"correct":"no","answer":"a""#)
         e = try error([lines[0], lines[1], wrongType].joined(separator: "\n"))
         #expect("\(e)".contains("bad.jsonl:3:1: models.W.samples[0].correct: expected a boolean, found a string"))
         #expect(e.exitCode == 65)
         // n disagreeing with the samples.
-        e = try error([lines[0], lines[1].replacingOccurrences(of: #""n":4"#, with: #""n":5"#)].joined(separator: "\n"))
+        e = try error(
+            [lines[0], lines[1].replacingOccurrences(of: #""n":4"#, with: #""n":5"#)].joined(separator: "\n"))
         #expect("\(e)".contains("models.W.n: says 5 samples, the list has 4"))
         // A model the header does not list; a task twice.
-        e = try error([lines[0], lines[1].replacingOccurrences(of: #""S":{"#, with: #""X":{"#)].joined(separator: "\n"))
+        e = try error(
+            [lines[0], lines[1].replacingOccurrences(of: #""S":{"#, with: #""X":{"#)].joined(separator: "\n"))
         #expect("\(e)".contains("model \"X\" is not in the header"))
         e = try error([lines[0], lines[1], lines[1]].joined(separator: "\n"))
         #expect("\(e)".contains("bad.jsonl:3:") && "\(e)".contains("(the first is line 2)"))
@@ -88,8 +91,14 @@ private func write(_ text: String, _ dir: URL, _ name: String) throws -> String 
         #expect(skipped == 2)
         let records = try RouteLLMCSV.read(text)
         // RouteLLM's layout: prompt, then one True/False column per model (the first sample's verdict).
-        #expect(records == [["prompt", "W", "S"], ["Plain, with a comma", "True", "True"], ["She said \"hi\"\nand left", "False", "True"]])
-        #expect(text.hasPrefix("prompt,W,S\r\n\"Plain, with a comma\",True,True\r\n\"She said \"\"hi\"\"\nand left\",False,True\r\n"))
+        #expect(
+            records == [
+                ["prompt", "W", "S"], ["Plain, with a comma", "True", "True"],
+                ["She said \"hi\"\nand left", "False", "True"],
+            ])
+        #expect(
+            text.hasPrefix(
+                "prompt,W,S\r\n\"Plain, with a comma\",True,True\r\n\"She said \"\"hi\"\"\nand left\",False,True\r\n"))
         // A chosen pair of columns.
         #expect(try RouteLLMCSV.read(RouteLLMCSV.write(table, models: ["S"]).text)[0] == ["prompt", "S"])
         // Damaged quoting is named.
@@ -169,7 +178,8 @@ private func write(_ text: String, _ dir: URL, _ name: String) throws -> String 
         #expect(newBase.samples[0].tokensIn == 11 && newBase.samples[0].latency == 0.5)
         #expect(table.rows[1].models["new/base"] == nil)
         // A second eval in a subfolder of the same run, with the same arm name: named by its folder.
-        _ = try write(#"{"tasks": null, "arms": [{"name": "base", "model": "m", "checksum": null}]}"#, new, "cmp/eval.json")
+        _ = try write(
+            #"{"tasks": null, "arms": [{"name": "base", "model": "m", "checksum": null}]}"#, new, "cmp/eval.json")
         _ = try write(#"{"arm": "base", "task_id": "q2", "samples": []}"#, new, "cmp/eval.tasks.jsonl")
         let both = try VerdictSources.build(paths: [old.path, new.path]).table
         #expect(both.models.map(\.name) == ["old/base", "old/sample", "new/base", "new/cmp/base", "new/sample"])
