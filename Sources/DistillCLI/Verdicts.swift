@@ -136,6 +136,10 @@ struct VerdictsCascade: ParsableCommand {
     @Option(help: "Weak samples per request, comma-separated.") var m: String = "1,2,4,8"
     @Option(help: "Thresholds on the majority share, comma-separated, each within 0...1.") var taus: String =
         "0,0.5,0.625,0.75,0.875,1"
+    @Option(
+        name: .customLong("strong-k"),
+        help: "The strong model answers by the majority vote of its first k samples (1: one sample).")
+    var strongK: Int = 1
     @Option(help: "Adaptive sampling: stop when this many samples agree, comma-separated, each >= 2.") var agree:
         String = "2,3"
     @Option(
@@ -166,6 +170,7 @@ struct VerdictsCascade: ParsableCommand {
         c.taus = try list(taus, "taus", { Double($0) }, { (0...1).contains($0) })
         c.agree = try list(agree, "agree", { Int($0) }, { $0 >= 2 })
         c.calibration = split
+        c.strongK = strongK
         c.seed = seed
         c.bootstrap.seed = seed
         for p in parameters {

@@ -3,8 +3,7 @@
 // - the cascade: the weak model answers m times (its first m samples, seed order); when no
 //   answer parses, when the most common readable answer shares its count with another, or when
 //   its share of the m answers is below tau, the request goes to the strong model, which answers
-//   once.
-//   Accuracy, cost (tokens x parameters) and the share of strong calls over the (m, tau) grid,
+//   once (or by the vote of its first k samples). Accuracy, cost (tokens x parameters) and the share of strong calls over the (m, tau) grid,
 //   with the Pareto front (Chen et al. 2023, FrugalGPT; Yue et al. 2024, cascades on answer
 //   consistency);
 // - votes at matched compute: the weak model's maj@k against one strong sample, by difficulty
@@ -14,7 +13,8 @@
 //
 // A strong call is worth its expected accuracy, the strong model's share of correct samples on
 // the task (the mean over its recorded samples, not one draw), and costs its prompt and its
-// mean completion. The weak model's m samples share one prefill (the engine prefills a prompt
+// mean completion; with `strongK` > 1 it is the maj@k of its first k samples and costs their
+// prompt and k completions. The weak model's m samples share one prefill (the engine prefills a prompt
 // once for its samples), so m samples cost one prompt and m completions. Every mean comes with a
 // percentile-bootstrap interval over the test tasks (Verify's `bootstrapIntervals`, one set of
 // resamples for every column, so the intervals of different settings are paired).
@@ -35,6 +35,9 @@ package struct CascadeConfig: Sendable, Equatable, Codable {
     package var taus: [Double] = [0, 0.5, 0.625, 0.75, 0.875, 1]
     /// Adaptive sampling stops when this many samples agree.
     package var agree: [Int] = [2, 3]
+    /// How the strong model answers a request: 1 is one sample (worth its share of correct
+    /// samples on the task); k > 1 is the majority vote of its first k samples (maj@k).
+    package var strongK: Int = 1
     /// Share of tasks in the calibration split (chosen by XXH64(seed, task id)), 0 ..< 1. With 0
     /// the difficulty bins are drawn from the test tasks themselves.
     package var calibration: Double = 0.5
@@ -50,6 +53,7 @@ package struct CascadeConfig: Sendable, Equatable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case weak, strong, ms, taus, agree, calibration, seed, parameters, bootstrap
+        case strongK = "strong_k"
     }
 }
 
@@ -211,8 +215,25 @@ package enum CascadeAnalysis {
         func weakCost(_ t: Task, _ m: Int) -> Double {
             cw * (prompt(t.weak) + t.weak.samples.prefix(m).map(out).reduce(0, +))
         }
+        let k = config.strongK
+        let strongFewest = test.map(\.strong.n).min()!
+        guard k >= 1 && k <= strongFewest else {
+            throw UserError(
+                path: "--strong-k",
+                problem:
+                    "\(k) strong samples asked for; \"\(strongModel.name)\" has \(strongFewest) on some test tasks",
+                fix: "give a k within 1...\(strongFewest)", kind: .usage)
+        }
+        let strongName = k == 1 ? "1 sample" : "maj@\(k)"
+        // One strong answer: its expected accuracy over the recorded samples and their mean
+        // completion; or the vote of its first k samples, which share one prompt.
+        func strongAccuracy(_ t: Task) -> Double {
+            k == 1 ? t.strong.passRate : (TaskStatistics.majorityVote(judged(t.strong, k)).correct ? 1 : 0)
+        }
         func strongCost(_ t: Task) -> Double {
-            cs * (prompt(t.strong) + t.strong.samples.map(out).reduce(0, +) / Double(t.strong.n))
+            let outs = t.strong.samples.map(out)
+            return cs
+                * (prompt(t.strong) + (k == 1 ? outs.reduce(0, +) / Double(t.strong.n) : outs.prefix(k).reduce(0, +)))
         }
 
         // Every setting as three columns over the test tasks: accuracy, cost, strong call.
@@ -240,7 +261,7 @@ package enum CascadeAnalysis {
                     let vote = TaskStatistics.majorityVote(judged(t.weak, m).filter { $0.canonical != nil })
                     let escalate = vote.answer == nil || Double(vote.votes) < tau * Double(m)
                     return escalate
-                        ? (t.strong.passRate, weakCost(t, m) + strongCost(t), 1)
+                        ? (strongAccuracy(t), weakCost(t, m) + strongCost(t), 1)
                         : (vote.correct ? 1 : 0, weakCost(t, m), 0)
                 }
             }
@@ -251,10 +272,10 @@ package enum CascadeAnalysis {
                 (TaskStatistics.majorityVote(judged(t.weak, m)).correct ? 1 : 0, weakCost(t, m), 0)
             }
         }
-        add("strong", "strong alone, 1 sample") { t in (t.strong.passRate, strongCost(t), 1) }
+        add("strong", "strong alone, \(strongName)") { t in (strongAccuracy(t), strongCost(t), 1) }
         // The oracle asks the strong model exactly when the weak model's first sample is wrong.
         add("oracle", "oracle (strong only where weak's first sample is wrong)", m: 1) { t in
-            t.weak.samples[0].correct ? (1, weakCost(t, 1), 0) : (t.strong.passRate, weakCost(t, 1) + strongCost(t), 1)
+            t.weak.samples[0].correct ? (1, weakCost(t, 1), 0) : (strongAccuracy(t), weakCost(t, 1) + strongCost(t), 1)
         }
         let mMax = ms.last!
         for a in config.agree where a >= 2 && a <= mMax {
@@ -265,7 +286,7 @@ package enum CascadeAnalysis {
             ) { t in
                 let r = adaptive(t.weak, agree: a, upTo: mMax)
                 guard let correct = r.correct else {
-                    return (t.strong.passRate, weakCost(t, r.drawn) + strongCost(t), 1)
+                    return (strongAccuracy(t), weakCost(t, r.drawn) + strongCost(t), 1)
                 }
                 return (correct ? 1 : 0, weakCost(t, r.drawn), 0)
             }
@@ -314,7 +335,7 @@ package enum CascadeAnalysis {
             var columns = ms.map { m in
                 members.map { TaskStatistics.majorityVote(judged($0.weak, m)).correct ? 1.0 : 0 }
             }
-            columns.append(members.map(\.strong.passRate))
+            columns.append(members.map(strongAccuracy))
             let ci = TaskStatistics.bootstrapIntervals(columns, config.bootstrap)
             func estimate(_ c: Int) -> Estimate {
                 Estimate(value: mean(columns[c]), ciLow: ci[c].low, ciHigh: ci[c].high)

@@ -50,7 +50,9 @@ extension CascadeReport {
                 matchedK.map { "k = \($0) costs at most one strong sample on average." }
                 ?? "Even one weak sample costs more than a strong one."
             out += " Each cell: accuracy, then the cost of the k samples relative to one strong sample.\n\n"
-            out += "| bin | tasks | " + ks.map { "weak maj@\($0)" }.joined(separator: " | ") + " | strong, 1 sample |\n"
+            out +=
+                "| bin | tasks | " + ks.map { "weak maj@\($0)" }.joined(separator: " | ")
+                + " | strong, \(settings.strongK == 1 ? "1 sample" : "maj@\(settings.strongK)") |\n"
             out += "|---|---:|" + ks.map { _ in "---:|" }.joined() + "---:|\n"
             for b in bins {
                 out += "| \(b.label) | \(b.tasks) | "

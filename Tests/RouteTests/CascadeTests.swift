@@ -87,6 +87,19 @@ import Testing
         #expect(r.matchedK == 4)
     }
 
+    @Test func aStrongModelAnsweringByVote() throws {
+        // maj@2 of S: t1 right, right -> right; t2 right, wrong -> a tie, wrong; t3 wrong, wrong
+        // -> "wrong" wins, wrong; t4 right -> (1 + 0 + 0 + 1) / 4 at 10 x (20 + 2 x 10) = 400.
+        let r = try report { $0.strongK = 2 }
+        let strong = try point(r, "strong")
+        #expect(strong.label == "strong alone, maj@2" && strong.accuracy.value == 0.5 && strong.cost.value == 400)
+        // m = 2, tau = 0.75 escalates t2 and t3: (1 + 0 + 0 + 0) / 4, cost (20 + 420 + 420 + 20) / 4.
+        let m2 = try point(r, "cascade", m: 2, tau: 0.75)
+        #expect(m2.accuracy.value == 0.25 && m2.cost.value == 220)
+        #expect(r.bins[0].strongAccuracy.value == 1.0 / 3)
+        #expect(throws: UserError.self) { try report { $0.strongK = 3 } }
+    }
+
     @Test func difficultyBinsFollowTheWeakPassRate() throws {
         let r = try report()
         // W's pass rates 0.75, 0, 0.25, 0.25: terciles 0.25 and 0.25 merge into one edge.
