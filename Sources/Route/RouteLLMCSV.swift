@@ -1,4 +1,4 @@
-// A verdict table as RouteLLM's benchmark CSV (lm-sys/RouteLLM, `routellm/evals`): a header
+// A verdict table as the benchmark CSV of RouteLLM (Ong et al. 2024, the lm-sys project): a header
 // `prompt,<model>,<model>,...`, then one row per task with its prompt text and, per model, `True`
 // or `False`, so RouteLLM's evaluation code (which reads these files with pandas and compares the
 // strong and weak columns by name) can score routers on distill's data. RouteLLM keeps one
