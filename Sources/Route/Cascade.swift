@@ -204,6 +204,11 @@ package enum CascadeAnalysis {
                 "parameter counts unknown for \([pw == nil ? weakModel.name : nil, ps == nil ? strongModel.name : nil].compactMap { $0 }.map { "\"\($0)\"" }.joined(separator: " and ")): costs are in tokens (give --parameters NAME=COUNT)"
             )
         }
+        if test.allSatisfy({ $0.weak.samples.allSatisfy { $0.answer == nil } }) {
+            notes.append(
+                "\"\(weakModel.name)\": no readable answer on any test task (samples.jsonl written before canonical answers were recorded reads as all unreadable): every cascade escalates"
+            )
+        }
         for (name, cell) in [(weakModel.name, test.map(\.weak)), (strongModel.name, test.map(\.strong))]
         where cell.contains(where: { $0.samples.contains { $0.tokensIn == nil } }) {
             notes.append(

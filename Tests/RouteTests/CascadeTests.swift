@@ -159,6 +159,13 @@ import Testing
         #expect(r.costUnit == "tokens" && r.notes.contains { $0.contains("--parameters") })
         config.parameters = ["S": 10]
         #expect(try CascadeAnalysis.run(table, config).costUnit == "token-parameters")
+        // A weak model without a single readable answer is named: every cascade escalates.
+        for r in table.rows.indices {
+            for i in table.rows[r].models["W"]!.samples.indices { table.rows[r].models["W"]!.samples[i].answer = nil }
+        }
+        let unreadable = try CascadeAnalysis.run(table, config)
+        #expect(unreadable.notes.contains { $0.contains("no readable answer") })
+        #expect(unreadable.points.filter { $0.kind == "cascade" }.allSatisfy { $0.strongShare.value == 1 })
     }
 
     @Test func theReportRendersAsMarkdownJSONAndSVG() throws {
