@@ -73,7 +73,7 @@ let package = Package(
             name: "Teacher", dependencies: ["Platform", "JSON", "Core", "NN", "TextData", "Verify", "CSQLite"],
             swiftSettings: codegen),
         .target(
-            name: "Route", dependencies: ["Platform", "JSON", "Charts", "Core", "Verify", "Teacher"],
+            name: "Route", dependencies: ["Platform", "JSON", "Charts", "Core", "Verify"],
             swiftSettings: codegen),
         .target(
             name: "Recipe", dependencies: ["Platform", "JSON", "NN", "TextData", "Training", "Verify", "Teacher"],
@@ -125,7 +125,7 @@ let package = Package(
                 "Platform", "JSON", "Charts", "Core", "NN", "TextData", "Formats", "ModelIO", "Training", "Verify", "Teacher",
                 "Recipe", "Sweep", "Pipeline",
             ]),
-        .testTarget(name: "RouteTests", dependencies: ["Platform", "JSON", "Charts", "Core", "Verify", "Teacher", "Route"]),
+        .testTarget(name: "RouteTests", dependencies: ["Platform", "JSON", "Route"]),
         .testTarget(
             name: "CLITests",
             dependencies: [
