@@ -92,7 +92,7 @@ package struct DifficultyBin: Sendable, Equatable, Codable {
     package struct Vote: Sendable, Equatable, Codable {
         package var k: Int
         package var accuracy: Estimate
-        /// Mean cost of k weak samples / one strong sample's, over the bin's tasks.
+        /// Mean cost of k weak samples / one strong answer's, over the bin's tasks.
         package var costShare: Double
         enum CodingKeys: String, CodingKey {
             case k, accuracy
@@ -121,7 +121,7 @@ package struct CascadeReport: Sendable, Equatable, Codable {
     package var testTasks: Int
     /// The cascade grid, then the references (weak alone, strong alone, oracle) and adaptive sampling.
     package var points: [CascadePoint]
-    /// The largest k whose weak samples cost at most one strong sample, over the test tasks.
+    /// The largest k whose weak samples cost at most one strong answer, over the test tasks.
     package var matchedK: Int?
     package var bins: [DifficultyBin]
     package var notes: [String]
@@ -260,8 +260,9 @@ package enum CascadeAnalysis {
             var needed = Set<Int>()
             for tau in config.taus.sorted()
             where needed.insert(max(1, Int((tau * Double(m) - 1e-9).rounded(.up)))).inserted {
-                let k = max(1, Int((tau * Double(m) - 1e-9).rounded(.up)))
-                add("cascade", "m=\(m) tau=\(String(format: "%g", tau)) (\(k)+ of \(m) agree)", m: m, tau: tau) { t in
+                let votes = max(1, Int((tau * Double(m) - 1e-9).rounded(.up)))
+                add("cascade", "m=\(m) tau=\(String(format: "%g", tau)) (\(votes)+ of \(m) agree)", m: m, tau: tau) {
+                    t in
                     // The vote among readable answers; unreadable ones only count in the share's m.
                     let vote = TaskStatistics.majorityVote(judged(t.weak, m).filter { $0.canonical != nil })
                     let escalate = vote.answer == nil || Double(vote.votes) < tau * Double(m)

@@ -44,12 +44,12 @@ extension CascadeReport {
         }
         if !bins.isEmpty, let ks = bins.first?.weakMajority.map(\.k) {
             out += "\n## Votes at matched compute\n\n"
-            out += "The weak model's majority vote over its first k samples against one strong sample, by difficulty "
+            out += "The weak model's majority vote over its first k samples against one strong answer, by difficulty "
             out += "(the weak model's pass rate on each task; bin edges from the calibration split). "
             out +=
-                matchedK.map { "k = \($0) costs at most one strong sample on average." }
-                ?? "Even one weak sample costs more than a strong one."
-            out += " Each cell: accuracy, then the cost of the k samples relative to one strong sample.\n\n"
+                matchedK.map { "k = \($0) costs at most one strong answer on average." }
+                ?? "Even one weak sample costs more than a strong answer."
+            out += " Each cell: accuracy, then the cost of the k samples relative to one strong answer.\n\n"
             out +=
                 "| bin | tasks | " + ks.map { "weak maj@\($0)" }.joined(separator: " | ")
                 + " | strong, \(settings.strongK == 1 ? "1 sample" : "maj@\(settings.strongK)") |\n"
