@@ -1,9 +1,9 @@
 // Cascades and votes over a verdict table (docs/routing.md), from samples already recorded:
 //
 // - the cascade: the weak model answers m times (its first m samples, seed order); when no
-//   answer parses, when the most common readable answer shares its count with another, or when
-//   its share of the m answers is below tau, the request goes to the strong model, which answers
-//   once (or by the vote of its first k samples). Accuracy, cost (tokens x parameters) and the share of strong calls over the (m, tau) grid,
+//   answer parses, or when the most common readable answer (a tie going to the one given first)
+//   has a share of the m answers below tau, the request goes to the strong model, which answers
+//   once (or by the vote of its first k samples). The rule of `distill serve`'s cascade models. Accuracy, cost (tokens x parameters) and the share of strong calls over the (m, tau) grid,
 //   with the Pareto front (Chen et al. 2023, FrugalGPT; Yue et al. 2024, cascades on answer
 //   consistency);
 // - votes at matched compute: the weak model's maj@k against one strong sample, by difficulty
@@ -263,12 +263,10 @@ package enum CascadeAnalysis {
                 let votes = max(1, Int((tau * Double(m) - 1e-9).rounded(.up)))
                 add("cascade", "m=\(m) tau=\(String(format: "%g", tau)) (\(votes)+ of \(m) agree)", m: m, tau: tau) {
                     t in
-                    // The vote among readable answers; unreadable ones only count in the share's m.
-                    let vote = TaskStatistics.majorityVote(judged(t.weak, m).filter { $0.canonical != nil })
-                    let escalate = vote.answer == nil || Double(vote.votes) < tau * Double(m)
-                    return escalate
-                        ? (strongAccuracy(t), weakCost(t, m) + strongCost(t), 1)
-                        : (vote.correct ? 1 : 0, weakCost(t, m), 0)
+                    guard let vote = cascadeVote(t.weak, m), Double(vote.votes) >= tau * Double(m) else {
+                        return (strongAccuracy(t), weakCost(t, m) + strongCost(t), 1)
+                    }
+                    return (vote.correct ? 1 : 0, weakCost(t, m), 0)
                 }
             }
         }
@@ -369,6 +367,19 @@ package enum CascadeAnalysis {
         guard config.calibration > 0 else { return false }
         let h = XXH64.hash(Array(id.utf8), seed: UInt64(bitPattern: Int64(config.seed)))
         return Double(h) / 18_446_744_073_709_551_616.0 < config.calibration
+    }
+
+    /// The cascade's vote over the first m samples, the rule `distill serve`'s cascade models
+    /// apply: the most common readable answer, a tie going to the answer given first; its votes
+    /// (its share is votes / m, unreadable samples counted in m) and whether its samples were all
+    /// judged correct. nil when no sample gives a readable answer.
+    static func cascadeVote(_ cell: ModelCell, _ m: Int) -> (votes: Int, correct: Bool)? {
+        let first = Array(cell.samples.prefix(m))
+        var counts: [String: Int] = [:]
+        for case let a? in first.map(\.answer) { counts[a, default: 0] += 1 }
+        var best: (answer: String, votes: Int)?
+        for case let a? in first.map(\.answer) where best == nil || counts[a]! > best!.votes { best = (a, counts[a]!) }
+        return best.map { b in (b.votes, first.allSatisfy { $0.answer != b.answer || $0.correct }) }
     }
 
     /// The first m samples as the vote reads them.

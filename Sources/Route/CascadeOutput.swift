@@ -22,7 +22,7 @@ extension CascadeReport {
         out +=
             "\(testTasks) test tasks (\(calibrationTasks) more calibrate the difficulty bins; split \(settings.calibration), seed \(settings.seed)). "
         out +=
-            "The weak model answers m times; when no answer parses, none wins the vote among the readable ones, or the winner's share of the m is below tau, the strong model answers once. "
+            "The weak model answers m times; when no answer parses, or the most common readable one (ties to the first given) has a share of the m below tau, the strong model answers. "
         out += "Cost per request in \(costUnit)"
         if !parameters.isEmpty {
             out +=

@@ -39,8 +39,8 @@ import Testing
         let weak = try point(r, "weak", m: 1)
         #expect(weak.accuracy.value == 0.25 && weak.cost.value == 15)
 
-        // m = 2, tau = 1 (both must agree): t1 a,a accepted, right (1, 20); t2 a,b tie -> S
-        // (0.5, 20 + 300); t3 nil,nil: unreadable wins -> S (0, 320); t4 d,d accepted, wrong (0, 20).
+        // m = 2, tau = 0.75 (both must agree): t1 a,a kept, right (1, 20); t2 a,b: a has 1 of 2
+        // -> S (0.5, 20 + 300); t3 nil,nil: nothing readable -> S (0, 320); t4 d,d kept, wrong (0, 20).
         let m2 = try point(r, "cascade", m: 2, tau: 0.75)
         #expect(m2.accuracy.value == 1.5 / 4)
         #expect(m2.strongShare.value == 0.5)
@@ -63,6 +63,10 @@ import Testing
         // four answers are unreadable; t2's b and t4's d (wrong) -> (1 + 0 + 1 + 0) / 4, no strong call.
         let any = try point(try report { $0.taus = [0] }, "cascade", m: 4, tau: 0)
         #expect(any.accuracy.value == 0.5 && any.strongShare.value == 0 && any.cost.value == 30)
+        // m = 2, tau = 0.5 (1 of 2): t2's tie a, b goes to a, given first (wrong, kept): the rule
+        // of the served cascade. t3 nil, nil -> S. (1 + 0 + 0 + 0) / 4, one strong call in four.
+        let tie = try point(r, "cascade", m: 2, tau: 0.5)
+        #expect(tie.accuracy.value == 0.25 && tie.strongShare.value == 0.25)
         // With m = 2, tau = 1 asks for 2 of 2 like tau = 0.75: only the first is kept.
         #expect(!r.points.contains { $0.kind == "cascade" && $0.m == 2 && $0.tau == 1 })
         // Intervals bracket every mean.
