@@ -374,12 +374,10 @@ package enum CascadeAnalysis {
     /// (its share is votes / m, unreadable samples counted in m) and whether its samples were all
     /// judged correct. nil when no sample gives a readable answer.
     static func cascadeVote(_ cell: ModelCell, _ m: Int) -> (votes: Int, correct: Bool)? {
-        let first = Array(cell.samples.prefix(m))
-        var counts: [String: Int] = [:]
-        for case let a? in first.map(\.answer) { counts[a, default: 0] += 1 }
-        var best: (answer: String, votes: Int)?
-        for case let a? in first.map(\.answer) where best == nil || counts[a]! > best!.votes { best = (a, counts[a]!) }
-        return best.map { b in (b.votes, first.allSatisfy { $0.answer != b.answer || $0.correct }) }
+        let first = cell.samples.prefix(m)
+        return TaskStatistics.leadingAnswer(first.map(\.answer)).map { lead in
+            (lead.votes, first.allSatisfy { $0.answer != lead.answer || $0.correct })
+        }
     }
 
     /// The first m samples as the vote reads them.
