@@ -58,6 +58,7 @@ let package = Package(
         .target(name: "CKernels"),
         .target(name: "Platform", swiftSettings: codegen),
         .target(name: "JSON", dependencies: ["Platform"], swiftSettings: codegen),
+        .target(name: "Charts", swiftSettings: codegen),
         .target(name: "Core", dependencies: ["CBLAS", "CHost", "CKernels"], swiftSettings: numeric),
         .target(name: "TextData", dependencies: ["Platform", "JSON", "Core"], swiftSettings: codegen),
         .target(name: "NN", dependencies: ["Platform", "Core"], swiftSettings: numeric),
@@ -73,16 +74,22 @@ let package = Package(
             name: "Teacher", dependencies: ["Platform", "JSON", "Core", "NN", "TextData", "Verify", "CSQLite"],
             swiftSettings: codegen),
         .target(
+            name: "Route", dependencies: ["Platform", "JSON", "Charts", "Core", "Verify"],
+            swiftSettings: codegen),
+        .target(
             name: "Recipe", dependencies: ["Platform", "JSON", "NN", "TextData", "Training", "Verify", "Teacher"],
             swiftSettings: codegen),
         .target(
             name: "Sweep",
-            dependencies: ["Platform", "JSON", "Core", "NN", "TextData", "ModelIO", "Training", "Verify", "Teacher", "Recipe"],
+            dependencies: [
+                "Platform", "JSON", "Charts", "Core", "NN", "TextData", "ModelIO", "Training", "Verify", "Teacher", "Recipe",
+            ],
             swiftSettings: codegen),
         .target(
             name: "Pipeline",
             dependencies: [
-                "Platform", "JSON", "Core", "NN", "TextData", "ModelIO", "Training", "Verify", "Teacher", "Recipe", "Sweep",
+                "Platform", "JSON", "Charts", "Core", "NN", "TextData", "ModelIO", "Training", "Verify", "Teacher", "Recipe",
+                "Sweep",
             ],
             swiftSettings: codegen),
         // `distill serve`: the OpenAI-compatible HTTP server and its continuous-batching scheduler.
@@ -98,8 +105,8 @@ let package = Package(
         .executableTarget(
             name: "DistillCLI",
             dependencies: [
-                "Platform", "JSON", "Core", "NN", "Formats", "ModelIO", "Training", "Verify", "Teacher", "Recipe", "Sweep",
-                "Pipeline", "Serve", "CLISupport", argumentParser,
+                "Platform", "JSON", "Core", "NN", "Formats", "ModelIO", "Training", "Verify", "Teacher", "Route", "Recipe",
+                "Sweep", "Pipeline", "Serve", "CLISupport", argumentParser,
             ],
             swiftSettings: codegen),
         // Commands the crash tests launch and kill; kept out of the distill executable.
@@ -125,9 +132,10 @@ let package = Package(
         .testTarget(
             name: "RecipeTests",
             dependencies: [
-                "Platform", "JSON", "Core", "NN", "TextData", "Formats", "ModelIO", "Training", "Verify", "Teacher", "Recipe",
-                "Sweep", "Pipeline",
+                "Platform", "JSON", "Charts", "Core", "NN", "TextData", "Formats", "ModelIO", "Training", "Verify", "Teacher",
+                "Recipe", "Sweep", "Pipeline",
             ]),
+        .testTarget(name: "RouteTests", dependencies: ["Platform", "JSON", "Route"]),
         .testTarget(name: "ServeTests", dependencies: ["Platform", "Core", "JSON", "NN", "TextData", "ModelIO", "Serve"]),
         .testTarget(
             name: "CLITests",

@@ -44,6 +44,8 @@ struct Eval: ParsableCommand {
     @Option(help: "With --tasks: sample i of a task uses seed + i; also seeds the bootstrap (default 0).")
     var seed: Int?
     @Option(help: "With --tasks: rows generated together, 1...1024 (default 16).") var batchSize: Int?
+    @Flag(help: "With --tasks: keep every sampled token's log-probability in eval.tasks.jsonl (for verdict tables).")
+    var logprobs = false
     @Option(help: "With --tasks: evaluate at most this many tasks (a subset chosen by task id and --seed).")
     var maxTasks: Int?
     @Option(
@@ -83,7 +85,7 @@ struct Eval: ParsableCommand {
                 ("--samples", samples != nil), ("--temperature", temperature != nil), ("--top-p", topP != nil),
                 ("--max-tokens", maxTokens != nil), ("--stop", !stop.isEmpty), ("--seed", seed != nil),
                 ("--batch-size", batchSize != nil), ("--template", template != nil), ("--max-tasks", maxTasks != nil),
-                ("--verifier-json", verifierJson != nil), ("--out", out != nil),
+                ("--verifier-json", verifierJson != nil), ("--out", out != nil), ("--logprobs", logprobs),
             ]
             if let (flag, _) = taskOptions.first(where: { $0.1 }) { throw ValidationError("\(flag) is for --tasks") }
             if let seqLen, seqLen < 1 { throw ValidationError("--seq-len must be at least 1") }
@@ -101,6 +103,7 @@ struct Eval: ParsableCommand {
         if !stop.isEmpty { c.stop = stop }
         if let seed { c.seed = seed }
         if let batchSize { c.batchSize = batchSize }
+        c.logprobs = logprobs
         return c
     }
 

@@ -151,6 +151,11 @@ package struct JSONShapeError: UserFacingError, Sendable, Equatable {
     package var reason: String
     package var description: String { "\(path): \(reason)" }
     package var errorKind: ErrorKind { .badData }
+
+    package init(path: String, reason: String) {
+        self.path = path
+        self.reason = reason
+    }
 }
 
 /// A JSON value together with its path from the document root, so that every validation error
@@ -203,6 +208,11 @@ package struct JSONNode: Sendable {
         case .double(let d): return d
         default: throw mismatch("a number")
         }
+    }
+
+    package func bool() throws -> Bool {
+        guard case .bool(let b) = value else { throw mismatch("a boolean") }
+        return b
     }
 
     package func bool(default defaultValue: Bool) throws -> Bool {

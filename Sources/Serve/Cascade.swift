@@ -151,19 +151,6 @@ package func canonicalAnswer(_ text: String, tools: Bool) -> String? {
     return collapsed.isEmpty ? nil : collapsed
 }
 
-/// The most common answer, its share of all samples, and the first sample giving it (ties go
-/// to the answer given first); nil when no sample gives one.
-package func majority(_ answers: [String?]) -> (answer: String, share: Double, first: Int)? {
-    var counts: [String: Int] = [:]
-    for case let a? in answers { counts[a, default: 0] += 1 }
-    var best: (answer: String, count: Int, first: Int)?
-    for (i, a) in answers.enumerated() {
-        guard let a, best == nil || counts[a]! > best!.count else { continue }
-        best = (a, counts[a]!, i)
-    }
-    return best.map { ($0.answer, Double($0.count) / Double(answers.count), $0.first) }
-}
-
 extension Call {
     /// Answers a chat request for the cascade `spec`: the student's m samples, then the
     /// student's majority answer or the teacher's.
@@ -177,7 +164,8 @@ extension Call {
         let started = Date()
         let (outcomes, cached) = await gather(try submit(catalog))
         let answers = outcomes.map { canonicalAnswer($0.text, tools: tools) }
-        let vote = majority(answers)
+        // The vote distill verdicts cascade replays offline (Verify): ties to the answer given first.
+        let vote = TaskStatistics.leadingAnswer(answers).map { (share: Double($0.votes) / Double(answers.count), first: $0.first) }
         let escalated = vote.map { $0.share < spec.tau } ?? true
         var reply: JSONValue.JSONObject
         if escalated {

@@ -1,4 +1,4 @@
-// Analysis of finished trials: the loss/speed Pareto front and a Chinchilla-style power law
+// Analysis of finished trials: a Chinchilla-style power law
 // L(N, D) = E + A / N^alpha + B / D^beta (Hoffmann et al. 2022, eq. 2) over non-embedding
 // parameters N and training tokens D.
 //
@@ -9,18 +9,6 @@
 // the coefficients (Tests/RecipeTests/SweepAnalysisTests).
 
 import Foundation
-
-/// Indices of the points not dominated by another: no other point has a loss at most as high
-/// and a speed at least as high, with one of them strictly better. Sorted by speed.
-package func paretoFront(loss: [Double], speed: [Double]) -> [Int] {
-    precondition(loss.count == speed.count, "\(loss.count) losses for \(speed.count) speeds")
-    let front = loss.indices.filter { i in
-        !loss.indices.contains { j in
-            j != i && loss[j] <= loss[i] && speed[j] >= speed[i] && (loss[j] < loss[i] || speed[j] > speed[i])
-        }
-    }
-    return front.sorted { speed[$0] < speed[$1] }
-}
 
 /// L(N, D) = E + A / N^alpha + B / D^beta; without variation in D, L(N) = E + A / N^alpha.
 package struct ScalingFit: Codable, Sendable, Equatable {

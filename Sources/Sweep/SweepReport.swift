@@ -2,6 +2,8 @@
 // configurations, draws the figures (SVGPlot), fits the scaling law when there are enough
 // trials, and writes the best configuration as a ready pretraining recipe.
 
+import Charts
+import Core
 import Foundation
 import Platform
 import Recipe
@@ -83,7 +85,7 @@ package struct SweepReport {
 
     func lossVersusDecodeSpeed() -> (SVGPlot, [RankedConfig]) {
         var plot = SVGPlot(title: "Validation loss against decode speed (batch 1, KV cache)", xLabel: "decode tokens/s", yLabel: "best validation loss (mean over seeds)", xLog: true)
-        let front = paretoFront(loss: ranked.map(\.meanLoss), speed: ranked.map(\.meanDecode)).map { ranked[$0] }
+        let front = paretoFront(lower: ranked.map(\.meanLoss), higher: ranked.map(\.meanDecode)).map { ranked[$0] }
         plot.series.append(.init(name: "configurations", points: ranked.map { ($0.meanDecode, $0.meanLoss) }, color: SVGPlot.palette[0], labels: ranked.map(\.label)))
         var f = SVGPlot.Series(name: "Pareto front", points: front.map { ($0.meanDecode, $0.meanLoss) }, color: SVGPlot.palette[1], line: true)
         f.radius = 5

@@ -143,6 +143,7 @@ package struct SampleOutputs: Sendable {
         case .success(let c):
             e += [
                 ("text", .string(c.text)), ("correct", .bool(s.verdict?.correct ?? false)),
+                ("canonical", s.verdict?.canonical.map { .string($0) } ?? .null),
                 ("reason", .string(s.verdict?.reason ?? "")), ("verifier", .string(s.verifier)),
                 ("finish_reason", c.finishReason.map { .string($0) } ?? .null),
                 ("prompt_tokens", c.promptTokens.map { .int($0) } ?? .null),
@@ -251,6 +252,9 @@ package struct SampleStats: Sendable, Equatable, Encodable {
     package var failedCalls = 0
     /// Failed calls by class (`timeout`, `server`, `exit-status`, ...).
     package var failures: [String: Int] = [:]
+    /// The checkpoint teacher's parameter count (its configuration's), for costs in verdict
+    /// tables (docs/routing.md); absent for other teachers.
+    package var teacherParameters: Int?
 
     package init() {}
 
@@ -267,6 +271,7 @@ package struct SampleStats: Sendable, Equatable, Encodable {
         case promptTokens = "prompt_tokens"
         case completionTokens = "completion_tokens"
         case failedCalls = "failed_calls"
+        case teacherParameters = "teacher_parameters"
     }
 
     /// stats.json's text: sorted keys, two-space indents, a final newline.

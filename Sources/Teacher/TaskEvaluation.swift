@@ -29,14 +29,42 @@ package struct TaskEvalConfig: Sendable, Equatable, Codable {
     package var seed: Int = 0
     /// Rows generated together, 1...1024.
     package var batchSize: Int = 16
+    /// Keep the log-probability of every sampled token (the samples, not the greedy pass).
+    package var logprobs: Bool = false
 
     package init() {}
 
     package enum CodingKeys: String, CodingKey, CaseIterable {
-        case samples, temperature, stop, seed
+        case samples, temperature, stop, seed, logprobs
         case topP = "top_p"
         case maxTokens = "max_tokens"
         case batchSize = "batch_size"
+    }
+
+    package init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        samples = try c.decode(Int.self, forKey: .samples)
+        temperature = try c.decode(Double.self, forKey: .temperature)
+        topP = try c.decode(Double.self, forKey: .topP)
+        maxTokens = try c.decode(Int.self, forKey: .maxTokens)
+        stop = try c.decode([String].self, forKey: .stop)
+        seed = try c.decode(Int.self, forKey: .seed)
+        batchSize = try c.decode(Int.self, forKey: .batchSize)
+        logprobs = try c.decodeIfPresent(Bool.self, forKey: .logprobs) ?? false
+    }
+
+    /// `logprobs` is written only when on, so the resolved recipes, fingerprints and eval.json
+    /// of evaluations without it stay what they were before it existed.
+    package func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(samples, forKey: .samples)
+        try c.encode(temperature, forKey: .temperature)
+        try c.encode(topP, forKey: .topP)
+        try c.encode(maxTokens, forKey: .maxTokens)
+        try c.encode(stop, forKey: .stop)
+        try c.encode(seed, forKey: .seed)
+        try c.encode(batchSize, forKey: .batchSize)
+        if logprobs { try c.encode(logprobs, forKey: .logprobs) }
     }
 
     /// Problems with the settings, each starting with the key.
@@ -69,6 +97,7 @@ package struct TaskEvalConfig: Sendable, Equatable, Codable {
         c.stop = stop
         c.batchSize = batchSize
         c.template = template
+        c.logprobs = !greedy && logprobs
         return c
     }
 }
@@ -81,18 +110,27 @@ package struct EvalSample: Sendable, Equatable {
     /// Tokens generated (the end-of-text token included when it was generated).
     package var tokens: Int
     package var finishReason: String?
+    /// Tokens of the rendered prompt, and seconds of the call (for the checkpoint teacher, of its
+    /// batch), as the teacher reported them; nil when it did not.
+    package var promptTokens: Int? = nil
+    package var latency: Double? = nil
+    /// The sampled tokens' log-probabilities, with `logprobs` on.
+    package var logprobs: [Double]? = nil
 
     var judged: JudgedAnswer {
         JudgedAnswer(correct: verdict.correct, canonical: verdict.canonical, text: text, tokens: tokens)
     }
 
     var json: JSONValue {
-        .object(
-            JSONValue.JSONObject([
-                ("seed", .int(seed)), ("text", .string(text)), ("correct", .bool(verdict.correct)),
-                ("canonical", verdict.canonical.map { .string($0) } ?? .null), ("reason", .string(verdict.reason)),
-                ("tokens", .int(tokens)), ("finish_reason", finishReason.map { .string($0) } ?? .null),
-            ]))
+        var entries: [(key: String, value: JSONValue)] = [
+            ("seed", .int(seed)), ("text", .string(text)), ("correct", .bool(verdict.correct)),
+            ("canonical", verdict.canonical.map { .string($0) } ?? .null), ("reason", .string(verdict.reason)),
+            ("tokens", .int(tokens)), ("finish_reason", finishReason.map { .string($0) } ?? .null),
+            ("prompt_tokens", promptTokens.map { .int($0) } ?? .null),
+            ("latency", latency.map { .double($0) } ?? .null),
+        ]
+        if let logprobs { entries.append(("logprobs", .array(logprobs.map { .double($0) }))) }
+        return .object(JSONValue.JSONObject(entries))
     }
 }
 
@@ -113,7 +151,8 @@ package struct ArmEvaluation: Sendable {
 
     /// eval.tasks.jsonl's rows of this arm, one per task in task order: `arm`, `task_id`,
     /// `greedy`, `samples` (each `seed`, `text`, `correct`, `canonical`, `reason`, `tokens`,
-    /// `finish_reason`), `correct` (correct samples) and `vote` (the majority vote).
+    /// `finish_reason`, `prompt_tokens`, `latency`, and `logprobs` when asked for), `correct`
+    /// (correct samples) and `vote` (the majority vote).
     package func taskRows(arm: String, tasks: [TeacherTask]) -> String {
         var out = ""
         for (t, task) in tasks.enumerated() {
@@ -192,7 +231,9 @@ package enum TaskEvaluation {
             return EvalSample(
                 seed: all[i].seed, text: completion.text, verdict: verdicts[i]!,
                 tokens: completion.completionTokens ?? 0,
-                finishReason: completion.finishReason)
+                finishReason: completion.finishReason, promptTokens: completion.promptTokens,
+                latency: completion.latency,
+                logprobs: completion.logprobs)
         }
         let k = config.samples
         return ArmEvaluation(
@@ -212,12 +253,16 @@ package struct EvalReport: Sendable, Equatable, Codable {
         package var model: String
         /// The checkpoint teacher's checksum of the weights and tokenizer (`xxh64:…`).
         package var checksum: String
+        /// The model's parameters (its configuration's count; LoRA adapters not included), for
+        /// costs in tokens x parameters (docs/routing.md). Absent in reports written before it was.
+        package var parameters: Int?
         package var metrics: ArmMetrics
 
-        package init(name: String, model: String, checksum: String, metrics: ArmMetrics) {
+        package init(name: String, model: String, checksum: String, parameters: Int? = nil, metrics: ArmMetrics) {
             self.name = name
             self.model = model
             self.checksum = checksum
+            self.parameters = parameters
             self.metrics = metrics
         }
     }

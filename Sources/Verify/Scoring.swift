@@ -246,6 +246,22 @@ package enum TaskStatistics {
         return MajorityVote(answer: answer, votes: top, tie: false, correct: correct)
     }
 
+    /// A cascade's vote over k answers (canonical forms, nil for unreadable ones): the most
+    /// common readable answer, a tie going to the answer given first, with its votes and the index
+    /// of its first sample; nil when none is readable. Unlike `majorityVote`, unreadable answers
+    /// never win: they only count in the share votes / k that a cascade compares with tau
+    /// (docs/routing.md).
+    package static func leadingAnswer(_ answers: [String?]) -> (answer: String, votes: Int, first: Int)? {
+        var counts: [String: Int] = [:]
+        for case let a? in answers { counts[a, default: 0] += 1 }
+        var best: (answer: String, votes: Int, first: Int)?
+        for (i, a) in answers.enumerated() {
+            guard let a, best == nil || counts[a]! > best!.votes else { continue }
+            best = (a, counts[a]!, i)
+        }
+        return best
+    }
+
     /// Percentile-bootstrap intervals of the means of `columns` (one value per task each, all of
     /// one length n): `config.resamples` times, n task indices are drawn with replacement from a
     /// generator seeded with `config.seed`, and every column's mean over them is recorded; the

@@ -75,7 +75,10 @@ struct DoctorJSON: Decodable {
 @Suite struct CLITests {
     @Test(
         "--help works on every subcommand",
-        arguments: [[], ["doctor"], ["bench"], ["bench", "kernels"], ["bench", "prefill"], ["inspect"]])
+        arguments: [
+            [], ["doctor"], ["bench"], ["bench", "kernels"], ["bench", "prefill"], ["inspect"], ["verdicts"],
+            ["verdicts", "build"], ["verdicts", "cascade"],
+        ])
     func helpEverywhere(_ command: [String]) throws {
         let r = try distill(command + ["--help"])
         #expect(r.status == 0)

@@ -35,6 +35,7 @@ private func checkArm(_ arm: [String: Any], rows: [[String: Any]], k: Int, seed:
     let metrics = try #require(arm["metrics"] as? [String: Any])
     let n = rows.count
     #expect(metrics["tasks"] as? Int == n && metrics["samples_per_task"] as? Int == k)
+    #expect((arm["parameters"] as? Int ?? 0) > 0)
     func estimate(_ key: String) throws -> (value: Double, low: Double, high: Double) {
         let e = try #require(metrics[key] as? [String: Any])
         return (e["value"] as! Double, e["ci_low"] as! Double, e["ci_high"] as! Double)
@@ -52,6 +53,8 @@ private func checkArm(_ arm: [String: Any], rows: [[String: Any]], k: Int, seed:
         #expect(row["correct"] as? Int == correct)
         correctShare += Double(correct) / Double(k)
         texts += Set(samples.map { $0["text"] as! String }).count
+        // What the verdict tables read (docs/routing.md): the prompt's tokens and the call's seconds.
+        #expect(samples.allSatisfy { ($0["prompt_tokens"] as? Int ?? 0) > 0 && ($0["latency"] as? Double ?? -1) >= 0 })
         valid += samples.filter { $0["canonical"] is String }.count
         // The vote, recomputed: the most common canonical answer (null ones form a group) wins
         // alone and is right when all its samples are; a tie or a null winner is wrong.
@@ -79,6 +82,35 @@ private func checkArm(_ arm: [String: Any], rows: [[String: Any]], k: Int, seed:
 }
 
 @Suite(.serialized) struct EvalTasksTests {
+    @Test func logprobsReachTheRowsAndTheVerdictTable() throws {
+        let root = try scratchDirectory("eval-logprobs")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let tasks = try vowelTasks(root)
+        let out = root.appendingPathComponent("out")
+        let run = try distill([
+            "eval", "--checkpoint", tinyChat, "--tasks", tasks.path, "--samples", "2", "--max-tokens", "4",
+            "--verifier-json", #"{"type": "regex", "mode": "search"}"#, "--logprobs", "--json", "--out", out.path,
+        ])
+        #expect(run.status == 0, "\(run.err)")
+        #expect((try object(run.out))["settings"].flatMap { ($0 as? [String: Any])?["logprobs"] as? Bool } == true)
+        for row in try rows(out.appendingPathComponent("eval.tasks.jsonl")) {
+            let greedy = try #require(row["greedy"] as? [String: Any])
+            #expect(greedy["logprobs"] == nil, "the greedy pass keeps none")
+            for sample in try #require(row["samples"] as? [[String: Any]]) {
+                let lp = try #require(sample["logprobs"] as? [Double])
+                #expect(lp.count == sample["tokens"] as? Int && lp.allSatisfy { $0 <= 0 })
+            }
+        }
+        let table = root.appendingPathComponent("v.jsonl").path
+        #expect(try distill(["verdicts", "build", out.path, "-o", table]).status == 0)
+        let line = try String(contentsOfFile: table, encoding: .utf8).split(separator: "\n")[1]
+        let sample = try #require(
+            ((try object(String(line))["models"] as? [String: Any])?["tiny_chat"] as? [String: Any])?["samples"]
+                as? [[String: Any]])[0]
+        let mean = try #require(sample["logprob_mean"] as? Double), min = try #require(sample["logprob_min"] as? Double)
+        #expect(min <= mean && mean <= 0)
+    }
+
     @Test func evalTasksReportsConsistentNumbersAndResumesFromItsCache() throws {
         let root = try scratchDirectory("eval-tasks")
         defer { try? FileManager.default.removeItem(at: root) }
@@ -98,6 +130,7 @@ private func checkArm(_ arm: [String: Any], rows: [[String: Any]], k: Int, seed:
         #expect(
             settings["samples"] as? Int == 4 && settings["temperature"] as? Double == 1
                 && settings["max_tokens"] as? Int == 6)
+        #expect(settings["logprobs"] == nil, "written only when on, so older reports and fingerprints stay")
         let bootstrap = try #require(report["bootstrap"] as? [String: Any])
         #expect(bootstrap["resamples"] as? Int == 2000 && bootstrap["level"] as? Double == 0.95)
         let arms = try #require(report["arms"] as? [[String: Any]])

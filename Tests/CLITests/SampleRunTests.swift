@@ -42,6 +42,11 @@ import TextData
         #expect(samples.contains(#""teacher":"checkpoint xxh64:"#))
         let stats = read("stats.json")
         #expect(stats.contains("\"samples\" : 24"))
+        // The checkpoint teacher's parameter count, for verdict tables (docs/routing.md).
+        let parameters = loadModelConfigParameters(root.appendingPathComponent("run/base.h5").path)
+        #expect(stats.contains("\"teacher_parameters\" : \(parameters)"), "\(stats)")
+        // Each answered sample carries its canonical answer (regex search: the first vowel).
+        #expect(samples.contains(#""canonical":""#))
 
         // The outputs read back with the teacher's tokenizer.
         let loaded = try loadModel(from: root.appendingPathComponent("run/base.h5").path)
@@ -236,4 +241,9 @@ import TextData
         ])
         #expect(worse.status == 65 && worse.err.contains("shots.jsonl:1"), "\(worse.err)")
     }
+}
+
+/// A checkpoint's parameter count, as the sample stage reports its teacher's.
+private func loadModelConfigParameters(_ path: String) -> Int {
+    (try? loadModel(from: path).model.config.parameterCount) ?? -1
 }

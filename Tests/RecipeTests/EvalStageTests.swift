@@ -25,6 +25,7 @@ import Verify
               {"type": "eval", "name": "cmp", "tasks": "tasks.jsonl", "template": "llama3", "output": "cmp/eval.json",
                "arms": [{"name": "zero-shot", "model": "models/chat.gguf"}, {"model": "@pretrain", "template": "chatml"}],
                "samples": 0, "temperature": 0.5, "top_p": 0.9, "max_tokens": 32, "stop": "\\n", "seed": 2, "batch_size": 4,
+               "logprobs": true,
                "verifier": {"type": "exact", "extract": "gsm8k"}, "cache": "/tmp/eval-cache.sqlite"}
             ]}
             """
@@ -40,7 +41,7 @@ import Verify
         #expect(t.verifier == VerifierConfig() && t.cache == runDir + "/teacher-cache.sqlite")
         var defaults = TaskEvalConfig()
         defaults.seed = 9
-        #expect(t.sampling == defaults && defaults.samples == 8 && defaults.temperature == 0.7)
+        #expect(t.sampling == defaults && defaults.samples == 8 && defaults.temperature == 0.7 && !defaults.logprobs)
         #expect(one.output == runDir + "/eval.json" && one.checkpointInputs == [.stage("pretrain")])
         #expect(one.inputFiles == [tasks])
         #expect(
@@ -57,11 +58,14 @@ import Verify
         #expect(
             c.sampling.maxTokens == 32 && c.sampling.stop == ["\n"] && c.sampling.seed == 2 && c.sampling.batchSize == 4
         )
+        #expect(c.sampling.logprobs)
         #expect(c.verifier.type == .exact && c.verifier.extract == .gsm8k && c.cache == "/tmp/eval-cache.sqlite")
         #expect(cmp.output == runDir + "/cmp/eval.json")
         // The resolved recipe (run.json, checkpoints) reads back equal, and holds only task keys.
         #expect(try Recipe.decodeResolved(recipe.resolvedJSON) == recipe)
         #expect(!recipe.resolvedJSON.contains("\"split\"") && recipe.resolvedJSON.contains("\"arms\""))
+        // `logprobs` is resolved only where it is on: evaluations without it keep their fingerprints.
+        #expect(recipe.resolvedJSON.components(separatedBy: "\"logprobs\"").count == 2)
     }
 
     /// A loss evaluation resolves to exactly the keys it always had, so its fingerprint is unchanged.

@@ -1,7 +1,9 @@
+import Core
 import Foundation
 import FoundationXML
 import Testing
 
+@testable import Charts
 @testable import Recipe
 @testable import Sweep
 
@@ -11,7 +13,7 @@ import Testing
         let loss = [2.0, 2.5, 1.8, 1.9, 3.0, 2.0]
         let speed = [100.0, 90, 50, 50, 300, 100]
         // a (0) and f (5) tie: neither dominates the other.
-        #expect(paretoFront(loss: loss, speed: speed) == [2, 0, 5, 4])
+        #expect(paretoFront(lower: loss, higher: speed) == [2, 0, 5, 4])
     }
 
     /// Exact data from L = 1.7 + 400 / N^0.34 + 410 / D^0.28: the fit recovers the law.

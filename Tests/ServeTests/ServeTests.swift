@@ -452,9 +452,6 @@ func referenceReply(_ path: String, adapter: String? = nil, message: String, sam
         #expect(canonicalAnswer("", tools: false) == nil)
         #expect(canonicalAnswer(#"{"name": "f", "arguments": {"a": 1}}"#, tools: true) == canonicalAnswer("f(a=1.0)", tools: true))
         #expect(canonicalAnswer("no call here", tools: true) == nil)
-        let vote = majority(["b", nil, "a", "a", "b"])
-        #expect(vote?.answer == "b" && vote?.share == 0.4 && vote?.first == 0)  // a tie goes to the answer given first
-        #expect(majority([nil, nil]) == nil)
     }
 
     @Test func toolCallsAreReadByTheVerifiersParser() {

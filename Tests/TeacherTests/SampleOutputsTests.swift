@@ -76,6 +76,19 @@ extension JSONValue {
         #expect(st.sftRows == 4)
     }
 
+    @Test func samplesCarryTheCanonicalAnswerOrNull() {
+        var judged = samples
+        judged[0].verdict?.canonical = "4"
+        let rows = lines(
+            SampleOutputs.build(
+                tasks: tasks, samples: judged, teacher: "t", settings: .obj([:]), pairing: PairingConfig(),
+                samplesPerTask: 6
+            ).samplesJSONL)
+        // Read: the verifier's form; unreadable: null; a failed call has no answer at all.
+        #expect(rows[0]["canonical"] == .string("4") && rows[1]["canonical"] == JSONValue.null)
+        #expect(rows[8]["canonical"] == nil && rows[8]["error"] == .string("timeout"))
+    }
+
     @Test func pairingStrategies() {
         // all, uncapped: 3 x 2 pairs for p, 1 for m, in order.
         var pairing = PairingConfig(strategy: .all, maxPerPrompt: 100)

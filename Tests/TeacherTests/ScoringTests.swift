@@ -72,6 +72,16 @@ private func judged(_ canonical: String?, _ correct: Bool, text: String? = nil, 
         #expect(v.answer == "x" && !v.correct)
         #expect(TaskStatistics.majorityVote([]) == MajorityVote(answer: nil, votes: 0, tie: false, correct: false))
     }
+
+    @Test func aCascadesLeadingAnswerIgnoresUnreadableOnesAndBreaksTiesByOrder() {
+        // Unreadable answers outnumber "42" but only readable ones lead.
+        let lead = TaskStatistics.leadingAnswer([nil, nil, "42", nil])
+        #expect(lead?.answer == "42" && lead?.votes == 1 && lead?.first == 2)
+        // A tie goes to the answer given first; a later majority still wins.
+        #expect(TaskStatistics.leadingAnswer(["b", "a", "a", "b"])?.answer == "b")
+        #expect(TaskStatistics.leadingAnswer(["b", "a", "a"]).map { ($0.answer, $0.votes, $0.first) }! == ("a", 2, 1))
+        #expect(TaskStatistics.leadingAnswer([nil, nil]) == nil && TaskStatistics.leadingAnswer([]) == nil)
+    }
 }
 
 @Suite struct BootstrapTests {

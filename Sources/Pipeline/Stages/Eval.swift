@@ -5,6 +5,7 @@
 // generates through the call cache, so a killed stage re-runs without regenerating finished
 // batches. `distill eval --tasks` runs the same `runTaskEvaluation`.
 
+import Charts
 import Core
 import Foundation
 import JSON
@@ -192,7 +193,9 @@ package func runTaskEvaluation(
         }
         let metrics = evaluation.metrics(bootstrap)
         arms.append(
-            EvalReport.Arm(name: model.name, model: model.label, checksum: evaluation.checksum, metrics: metrics))
+            EvalReport.Arm(
+                name: model.name, model: model.label, checksum: evaluation.checksum,
+                parameters: loaded.model.config.parameterCount, metrics: metrics))
         outcome.rows += evaluation.taskRows(arm: model.name, tasks: tasks)
         outcome.generated += evaluation.generated
         outcome.cacheHits += evaluation.cacheHits

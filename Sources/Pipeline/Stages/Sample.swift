@@ -27,12 +27,14 @@ struct SampleExecutor: StageExecutor {
         let cache = try CallCache(path: s.cache)
 
         let teacher: any TeacherBackend
+        var parameters: Int?
         switch s.teacher {
         case .openai(let c): teacher = try OpenAITeacher(config: c, cache: cache)
         case .command(let c): teacher = try CommandTeacher(config: c, cache: cache)
         case .checkpoint(let c):
             let loaded = try loadModel(from: context.path(of: CheckpointSource(c.checkpoint)))
             let tokenizer = try loaded.requireTokenizer()
+            parameters = loaded.model.config.parameterCount
             teacher = try CheckpointTeacher(
                 config: c, model: loaded.model, tokenizer: tokenizer, tokenizerJSON: loaded.tokenizerJSON ?? "",
                 endOfText: loaded.endOfText, modelChat: loaded.chat, blocks: loaded.fileBlocks, cache: cache)
@@ -122,9 +124,10 @@ struct SampleExecutor: StageExecutor {
         let seconds = Date().timeIntervalSince(started)
         verified.sort { ($0.sample.taskIndex, $0.sample.sampleIndex) < ($1.sample.taskIndex, $1.sample.sampleIndex) }
 
-        let outputs = SampleOutputs.build(
+        var outputs = SampleOutputs.build(
             tasks: tasks, samples: verified, teacher: teacher.name, settings: teacher.settings, pairing: s.pairs,
             samplesPerTask: teacher.samplesPerTask)
+        outputs.stats.teacherParameters = parameters
         let dir = URL(fileURLWithPath: s.output)
         let files = zip(
             SampleStage.files, [outputs.samplesJSONL, outputs.sftJSONL, outputs.pairsJSONL, outputs.stats.json()])

@@ -46,7 +46,7 @@ package struct EvalStage: StageSettings {
         // Task evaluation.
         case tasks, model, arms, verifier, template, weights, cache
         case samples, temperature, topP = "top_p", maxTokens = "max_tokens", stop, seed, batchSize = "batch_size"
-        case maxTasks = "max_tasks"
+        case maxTasks = "max_tasks", logprobs
     }
 
     /// The keys of a loss evaluation, and of a task evaluation: each mode reads its own and
@@ -58,7 +58,7 @@ package struct EvalStage: StageSettings {
     enum TaskKeys: String, CodingKey, CaseIterable {
         case name, output, tasks, model, arms, verifier, template, weights, cache
         case samples, temperature, topP = "top_p", maxTokens = "max_tokens", stop, seed, batchSize = "batch_size"
-        case maxTasks = "max_tasks"
+        case maxTasks = "max_tasks", logprobs
     }
 
     package var checkpointInputs: [CheckpointSource] {
@@ -310,6 +310,7 @@ extension EvalStage {
         if let stop = r.strings(.stop, acceptSingle: true) { c.stop = stop }
         r.read(.seed, into: &c.seed)
         r.read(.batchSize, into: &c.batchSize)
+        r.read(.logprobs, into: &c.logprobs)
         logProblems(c.problems(), known: keys(TaskEvalConfig.CodingKeys.self), path: r.path, log: log)
         t.sampling = c
         return t

@@ -1,0 +1,301 @@
+// `distill verdicts build`: a verdict table from the files earlier runs wrote. Two kinds of
+// source carry samples per task:
+//
+// - a task evaluation (the eval stage with `tasks`, `distill eval --tasks --out`):
+//   `NAME.tasks.jsonl`, one row per arm and task, beside its report `NAME.json` (arms, model
+//   checksums, parameter counts, the task file); every arm is a model of the table;
+// - a sample stage: `samples.jsonl`, one row per sample; the stage's teacher is one model,
+//   named after the stage's output folder; the task file comes from run.json's recipe.
+//
+// Fields older files lack (canonical answers in samples.jsonl, prompt tokens and latency in
+// eval rows, parameter counts) are read as null. Failed teacher calls are left out.
+
+import Foundation
+import JSON
+import Platform
+import Verify
+
+package enum VerdictSources {
+    /// One file of samples found under a run directory.
+    package struct Source: Sendable, Equatable {
+        package enum Kind: String, Sendable { case eval, sample }
+        package var kind: Kind
+        /// `NAME.tasks.jsonl` or `samples.jsonl`.
+        package var rows: String
+        /// The eval report beside an eval's rows.
+        package var report: String?
+        /// The directory given on the command line, for names that would collide.
+        package var runDirectory: String
+
+        /// What a model's name is prefixed with when another source has a model of that name:
+        /// the run directory's folder name, then for an eval in a subfolder that subfolder, and
+        /// for a report not named eval.json its name (`run/cmp/base`, `run/other/base`).
+        var prefix: String {
+            var parts = [(runDirectory as NSString).lastPathComponent]
+            if kind == .eval {
+                let folder = (rows as NSString).deletingLastPathComponent
+                if folder != runDirectory, folder.hasPrefix(runDirectory + "/") {
+                    parts.append(String(folder.dropFirst(runDirectory.count + 1)))
+                }
+                let stem = String((rows as NSString).lastPathComponent.dropLast(".tasks.jsonl".count))
+                if stem != "eval" { parts.append(stem) }
+            }
+            return parts.joined(separator: "/")
+        }
+    }
+
+    /// The sources in `path`: a rows file itself, or a directory and its direct subfolders.
+    /// Throws a usage error when there are none and an io error when `path` does not exist.
+    package static func discover(_ path: String) throws -> [Source] {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw UserError(path: path, problem: "no such file or directory", kind: .io)
+        }
+        if !isDir.boolValue {
+            let dir = (path as NSString).deletingLastPathComponent
+            if let source = source(file: path, runDirectory: dir.isEmpty ? "." : dir) { return [source] }
+            throw UserError(
+                path: path, problem: "not a sample or evaluation rows file",
+                fix: "give samples.jsonl, an eval's NAME.tasks.jsonl, or the run directory holding them", kind: .usage)
+        }
+        var found: [Source] = []
+        var folders = [path]
+        let entries = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).sorted()
+        for entry in entries where !entry.hasPrefix(".") {
+            var sub: ObjCBool = false
+            let full = (path as NSString).appendingPathComponent(entry)
+            if FileManager.default.fileExists(atPath: full, isDirectory: &sub), sub.boolValue { folders.append(full) }
+        }
+        for folder in folders {
+            let files = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).sorted()
+            for file in files {
+                if let s = source(file: (folder as NSString).appendingPathComponent(file), runDirectory: path) {
+                    found.append(s)
+                }
+            }
+        }
+        guard !found.isEmpty else {
+            throw UserError(
+                path: path,
+                problem:
+                    "no samples.jsonl and no evaluation rows (NAME.tasks.jsonl beside NAME.json) here or in its folders",
+                fix: "give the run directory of a recipe with a sample stage or an eval stage with tasks", kind: .usage)
+        }
+        return found
+    }
+
+    private static func source(file: String, runDirectory: String) -> Source? {
+        let name = (file as NSString).lastPathComponent
+        if name == "samples.jsonl" { return Source(kind: .sample, rows: file, report: nil, runDirectory: runDirectory) }
+        if name.hasSuffix(".tasks.jsonl") {
+            let report = String(file.dropLast(".tasks.jsonl".count)) + ".json"
+            if FileManager.default.fileExists(atPath: report) {
+                return Source(kind: .eval, rows: file, report: report, runDirectory: runDirectory)
+            }
+        }
+        return nil
+    }
+
+    /// The table built from every source under `paths`, in the order given, with notes on what
+    /// was missing (prompt texts, failed calls). `progress` gets a line per source.
+    package static func build(paths: [String], progress: (String) -> Void = { _ in }) throws -> (
+        table: VerdictTable, notes: [String]
+    ) {
+        let sources = try paths.flatMap(discover)
+        var parts: [(model: VerdictModel, prefix: String, cells: [(task: String, cell: ModelCell)])] = []
+        var notes: [String] = []
+        for source in sources {
+            switch source.kind {
+            case .eval:
+                let read = try readEval(source)
+                progress("\(source.rows): \(read.count) arms, \(read.first?.cells.count ?? 0) tasks each")
+                parts += read.map { ($0.model, source.prefix, $0.cells) }
+            case .sample:
+                let read = try readSamples(source)
+                progress("\(source.rows): \(read.cells.count) tasks")
+                if read.failed > 0 {
+                    notes.append("\(source.rows): \(read.failed) failed teacher calls left out (no answer to judge)")
+                }
+                parts.append((read.model, source.prefix, read.cells))
+            }
+        }
+        // Names that several sources share take their source's prefix.
+        var count: [String: Int] = [:]
+        for p in parts { count[p.model.name, default: 0] += 1 }
+        for i in parts.indices where count[parts[i].model.name]! > 1 {
+            parts[i].model.name = parts[i].prefix + "/" + parts[i].model.name
+        }
+        var names = Set<String>()
+        for p in parts where !names.insert(p.model.name).inserted {
+            throw UserError(
+                path: p.model.source, problem: "a second model named \"\(p.model.name)\"",
+                fix: "give run directories with different names, or the same run directory once", kind: .usage)
+        }
+        // Rows in the order tasks were first met; prompts from the models' task files.
+        var rows: [VerdictRow] = []
+        var index: [String: Int] = [:]
+        for p in parts {
+            for (task, cell) in p.cells {
+                if index[task] == nil {
+                    index[task] = rows.count
+                    rows.append(VerdictRow(taskID: task, prompt: nil, models: [:]))
+                }
+                rows[index[task]!].models[p.model.name] = cell
+            }
+        }
+        var prompts: [String: String] = [:]
+        for file in Set(parts.compactMap(\.model.tasks)).sorted() {
+            do {
+                for task in try TaskReader.read(path: file) where prompts[task.id] == nil {
+                    prompts[task.id] = requestText(task.prompt)
+                }
+            } catch {
+                notes.append("\(file): not read (\(error)); its tasks have no prompt text")
+            }
+        }
+        for i in rows.indices { rows[i].prompt = prompts[rows[i].taskID] }
+        let missing = rows.filter { $0.prompt == nil }.count
+        if missing > 0 {
+            notes.append("\(missing) of \(rows.count) tasks have no prompt text (task file unknown or unreadable)")
+        }
+        return (VerdictTable(models: parts.map(\.model), rows: rows), notes)
+    }
+
+    /// The request a router sees: the prompt, or a conversation's last user message.
+    static func requestText(_ prompt: TaskPrompt) -> String {
+        switch prompt {
+        case .text(let s): return s
+        case .messages(let messages): return messages.last(where: { $0.role == "user" })?.content ?? ""
+        }
+    }
+
+    /// A task id as rows write it: a string, or an integer.
+    private static func taskID(_ n: JSONNode) throws -> String {
+        if case .int(let i) = n.value { return String(i) }
+        return try n.string()
+    }
+
+    private static func int(_ n: JSONNode) throws -> Int? { n.isNull ? nil : try n.int() }
+    private static func double(_ n: JSONNode) throws -> Double? { n.isNull ? nil : try n.double() }
+    private static func logprobs(_ n: JSONNode) throws -> [Double]? {
+        n.isNull ? nil : try n.array().map { try $0.double() }
+    }
+
+    /// An eval's arms, each with its cells in task order.
+    static func readEval(_ source: Source) throws -> [(model: VerdictModel, cells: [(task: String, cell: ModelCell)])] {
+        let reportPath = source.report!
+        let text: String
+        do {
+            text = try String(contentsOfFile: reportPath, encoding: .utf8)
+        } catch {
+            throw UserError(path: reportPath, problem: "cannot be read: \(error.localizedDescription)", kind: .io)
+        }
+        let fix = "give the eval report the rows were written with (`NAME.json` beside `NAME.tasks.jsonl`)"
+        let report: JSONNode
+        do {
+            report = JSONNode(try JSONValue.parse(Array(text.utf8)), path: "")
+        } catch {
+            throw UserError(path: reportPath, problem: "not JSON: \(error)", fix: fix, kind: .badData)
+        }
+        var arms: [(model: VerdictModel, cells: [(task: String, cell: ModelCell)])] = []
+        do {
+            let tasks = try report["tasks"].optionalString()
+            for arm in try report["arms"].array() {
+                arms.append(
+                    (
+                        VerdictModel(
+                            name: try arm["name"].string(), kind: "eval", source: source.rows, tasks: tasks,
+                            identity: try arm["checksum"].optionalString(), parameters: try int(arm["parameters"])),
+                        []
+                    ))
+            }
+        } catch let e as JSONShapeError {
+            throw UserError(path: "\(reportPath): \(e.path)", problem: e.reason, fix: fix, kind: .badData)
+        }
+        try JSONLReader.forEach(path: source.rows) { record in
+            let root = JSONNode(.object(record.object), path: "")
+            let hint = "give rows written by an eval with tasks (docs/evaluation.md, *Outputs*)"
+            let (arm, task, cell) = try node(record, hint: hint) {
+                let samples = try root["samples"].array().map { s in
+                    let lp = SampleVerdict.summary(try logprobs(s["logprobs"]))
+                    return SampleVerdict(
+                        correct: try s["correct"].bool(), answer: try s["canonical"].optionalString(),
+                        tokensIn: try int(s["prompt_tokens"]), tokensOut: try int(s["tokens"]),
+                        latency: try double(s["latency"]), logprobMean: lp.mean, logprobMin: lp.min)
+                }
+                return (try root["arm"].string(), try taskID(root["task_id"]), ModelCell(samples: samples))
+            }
+            guard let a = arms.firstIndex(where: { $0.model.name == arm }) else {
+                throw record.error("arm \"\(arm)\" is not in \(reportPath)", at: "arm", hint: fix)
+            }
+            arms[a].cells.append((task, cell))
+        }
+        return arms
+    }
+
+    /// A sample stage's teacher and its cells in task order, and the failed calls left out.
+    static func readSamples(_ source: Source) throws -> (
+        model: VerdictModel, cells: [(task: String, cell: ModelCell)], failed: Int
+    ) {
+        var cells: [(task: String, cell: ModelCell)] = []
+        var index: [String: Int] = [:]
+        var teacher: String?
+        var failed = 0
+        let hint = "give a samples.jsonl written by a sample stage (docs/teacher.md, *Outputs*)"
+        try JSONLReader.forEach(path: source.rows) { record in
+            let root = JSONNode(.object(record.object), path: "")
+            let parsed: (task: String, sample: SampleVerdict?) = try node(record, hint: hint) {
+                if teacher == nil { teacher = try root["teacher"].optionalString() }
+                let task = try taskID(root["task_id"])
+                if root.has("error") { return (task, nil) }
+                let lp = SampleVerdict.summary(try logprobs(root["logprobs"]))
+                return (
+                    task,
+                    SampleVerdict(
+                        correct: try root["correct"].bool(), answer: try root["canonical"].optionalString(),
+                        tokensIn: try int(root["prompt_tokens"]), tokensOut: try int(root["completion_tokens"]),
+                        latency: try double(root["latency"]), logprobMean: lp.mean, logprobMin: lp.min)
+                )
+            }
+            guard let sample = parsed.sample else {
+                failed += 1
+                return
+            }
+            if index[parsed.task] == nil {
+                index[parsed.task] = cells.count
+                cells.append((parsed.task, ModelCell(samples: [])))
+            }
+            cells[index[parsed.task]!].cell.samples.append(sample)
+        }
+        let folder = (source.rows as NSString).deletingLastPathComponent
+        // stats.json beside it gives a checkpoint teacher's parameter count (since docs/routing.md).
+        let stats = (folder as NSString).appendingPathComponent("stats.json")
+        let parameters = (try? String(contentsOfFile: stats, encoding: .utf8))
+            .flatMap { try? JSONValue.parse(Array($0.utf8)) }
+            .flatMap { try? JSONNode($0, path: "")["teacher_parameters"].int() }
+        let model = VerdictModel(
+            name: (folder as NSString).lastPathComponent, kind: "sample", source: source.rows,
+            tasks: sampleTasks(runDirectory: source.runDirectory, output: folder), identity: teacher,
+            parameters: parameters)
+        return (model, cells, failed)
+    }
+
+    /// The task file of the sample stage whose output is `output`, from run.json's recipe.
+    static func sampleTasks(runDirectory: String, output: String) -> String? {
+        let runJSON = (runDirectory as NSString).appendingPathComponent("run.json")
+        guard let text = try? String(contentsOfFile: runJSON, encoding: .utf8),
+            let state = try? JSONValue.parse(Array(text.utf8)),
+            let recipeText = try? JSONNode(state, path: "")["recipe"].string(),
+            let recipe = try? JSONValue.parse(Array(recipeText.utf8)),
+            let stages = try? JSONNode(recipe, path: "")["stages"].array()
+        else { return nil }
+        let name = (output as NSString).lastPathComponent
+        for stage in stages {
+            guard (try? stage["type"].string()) == "sample", let out = try? stage["output"].string(),
+                (out as NSString).lastPathComponent == name, let tasks = try? stage["tasks"].string()
+            else { continue }
+            return tasks
+        }
+        return nil
+    }
+}
