@@ -182,12 +182,20 @@ public final class LlamaModel {
         let shared = Dictionary(uniqueKeysWithValues: namedParameters().map { name, p in
             (name, Tensor(shape: p.shape, storage: p.storage, requiresGrad: p.requiresGrad))
         })
-        let copy = try! LlamaModel(config: config, parameters: shared, packed: Dictionary(uniqueKeysWithValues: packedParameters()))
+        return copy(parameters: shared, packed: Dictionary(uniqueKeysWithValues: packedParameters())) { $0.replica(over: $1) }
+    }
+
+    /// A model of this config over `parameters` and `packed`, with this model's settings and
+    /// its adapters carried over by `adapter(lora, newBase)`.
+    private func copy(
+        parameters: [String: Tensor], packed: [String: PackedMatrix], adapter: (LoRALinear, Linear) -> LoRALinear
+    ) -> LlamaModel {
+        let copy = try! LlamaModel(config: config, parameters: parameters, packed: packed)
         copy.recomputeLayers = recomputeLayers
         for (layer, target) in zip(layers, copy.layers) {
             for (name, module) in layer.modules {
                 guard let lora = module as? LoRALinear else { continue }
-                target.replace(String(name.split(separator: ".").last!)) { lora.replica(over: $0) }
+                target.replace(String(name.split(separator: ".").last!)) { adapter(lora, $0) }
             }
         }
         return copy
@@ -247,15 +255,7 @@ public final class LlamaModel {
         }
         let kept = Dictionary(uniqueKeysWithValues: dense.filter { matrices[$0.0] == nil })
         let all = matrices.merging(packedParameters()) { new, _ in new }
-        let copy = try! LlamaModel(config: config, parameters: kept, packed: all)
-        copy.recomputeLayers = recomputeLayers
-        for (layer, target) in zip(layers, copy.layers) {
-            for (name, module) in layer.modules {
-                guard let lora = module as? LoRALinear else { continue }
-                target.replace(String(name.split(separator: ".").last!)) { lora.moved(over: $0) }
-            }
-        }
-        return copy
+        return copy(parameters: kept, packed: all) { $0.moved(over: $1) }
     }
 
     /// Final hidden states [B, T, C] for `ids` (B*T ids, row-major).
