@@ -25,7 +25,8 @@ package final class FineTuning {
     package let endOfText: Int32?
     /// The model's chat style (carried into the checkpoints this stage writes).
     package let chat: ChatStyle?
-    /// Digest of the starting weights (base plus any adapters it came with), before training.
+    /// Digest of the starting weights (base plus any adapters it came with, and the blocks of a
+    /// packed base), before training.
     package let startDigest: String
     /// The stage trains the adapter its model came with (rather than fresh adapters).
     package let continuesAdapter: Bool
@@ -63,6 +64,7 @@ package final class FineTuning {
 
         var model: LlamaModel
         var packedMatrices: [String: PackedMatrix] = [:]
+        var digest: String
         do {  // `loaded`, which holds the f32 base a packed run drops, ends with this block
             let loaded = try loadModel(from: modelPath, trainable: lora == nil)
             tokenizer = try loaded.requireTokenizer()
@@ -70,6 +72,7 @@ package final class FineTuning {
             endOfText = loaded.endOfText
             chat = loaded.chat
             model = loaded.model
+            digest = modelChecksum(model, includingAdapters: true)
             continuesAdapter = loaded.adapter != nil && lora != nil
             // The stage's target_modules resolved once against this model's layers.
             do {
@@ -115,8 +118,8 @@ package final class FineTuning {
             BufferPool.shared.releaseToSystem()  // the f32 matrices just dropped
         }
         self.model = model
-        // The identity of the trained model's starting logits: a packed base's blocks count.
-        startDigest = modelChecksum(model, includingAdapters: true)
+        // A packed base's blocks shape the starting logits too.
+        startDigest = baseWeights == .f32 ? digest : digest + "+" + modelChecksum(model)
         try session.restore(trainedParameters)
         if let resumed = session.resumed {
             for (key, layer) in loraLayers() { if let r = resumed.rng[key] { layer.rng = r } }
