@@ -48,7 +48,7 @@ private func loop(steps: Int) -> String {
 }
 
 /// pretrain, sft (LoRA with dropout, on a base held as `baseWeights` when given), then unless
-/// `sftOnly` dpo (continuing the adapter) and kd (full, top-k teacher).
+/// `sftOnly` dpo (continuing the adapter, on the same base) and kd (full, top-k teacher).
 private func fineTuneRecipe(
     _ root: URL, name: String, sftSteps: Int = 6, sftOnly: Bool = false, baseWeights: String? = nil
 ) throws -> URL {
@@ -67,7 +67,7 @@ private func fineTuneRecipe(
     if !sftOnly {
         stages += [
             """
-            {"type": "dpo", "data": {"train": "pairs.jsonl"}, "lora": \(lora), "beta": 0.5, "training": \(loop(steps: 3))}
+            {"type": "dpo", "data": {"train": "pairs.jsonl"}, "lora": \(lora), "beta": 0.5, "training": \(loop(steps: 3))\(baseWeights.map { #", "base_weights": "\#($0)""# } ?? "")}
             """,
             """
             {"type": "kd", "model": "@sft", "teacher": "@pretrain", "data": {"train": "sft.jsonl"}, "top_k": 4, "alpha": 0.5,
@@ -175,17 +175,24 @@ private func runToEnd(_ recipe: URL, _ overrides: [String] = []) throws -> (stat
 
     /// QLoRA: an SFT stage on a Q8_0 base starts from nearly the f32 run's loss, trains
     /// different adapters, and writes an adapter bound to the f32 base (it loads onto it and
-    /// exports to PEFT like any other). base_weights without lora is refused (exit 2).
+    /// exports to PEFT like any other); DPO continues it on the packed base from about log 2,
+    /// still bound to the f32 base. base_weights without lora is refused (exit 2).
     @Test func qloraAdapterBindsToTheF32Base() throws {
         let root = try scratchDirectory("qlora")
         defer { try? FileManager.default.removeItem(at: root) }
         for (name, weights) in [("f32", nil), ("q8", "q8_0")] {
-            let r = try runToEnd(try fineTuneRecipe(root, name: name, sftSteps: 4, sftOnly: true, baseWeights: weights))
+            let r = try runToEnd(try fineTuneRecipe(root, name: name, sftSteps: 4, sftOnly: weights == nil, baseWeights: weights))
             #expect(r.status == 0, "\(r.err)")
         }
+        let dpo = try String(contentsOf: root.appendingPathComponent("q8/dpo.metrics.jsonl"), encoding: .utf8).split(separator: "\n")[0]
+        let dpoStep = try #require(try JSONSerialization.jsonObject(with: Data(dpo.utf8)) as? [String: Any])
+        // Policy = reference at step 1 up to the adapters' dropout (0.1): the loss near log 2.
+        #expect(abs(try #require(dpoStep["loss"] as? Double) - log(2)) < 0.05, "\(dpo)")
         let a = try readCheckpoint(at: root.appendingPathComponent("f32/sft.h5"))
         let b = try readCheckpoint(at: root.appendingPathComponent("q8/sft.h5"))
         #expect(a.baseChecksum != nil && a.baseChecksum == b.baseChecksum)
+        let continued = try readCheckpoint(at: root.appendingPathComponent("q8/dpo.h5"))
+        #expect(continued.step == 3 && continued.baseChecksum == a.baseChecksum)
         #expect(zip(a.parameters, b.parameters).contains { $0.1.values != $1.1.values }, "the base's format must matter")
         func firstLoss(_ run: String) throws -> Double {
             let line = try String(contentsOf: root.appendingPathComponent("\(run)/sft.metrics.jsonl"), encoding: .utf8)
