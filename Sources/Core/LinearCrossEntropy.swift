@@ -36,17 +36,36 @@ extension Tensor {
             rowsPerChunk: chunkRows(vocabulary: weight.shape.first ?? 1))
     }
 
+    /// The same for a frozen packed head [V, C] (QLoRA's tied embedding): each chunk's logits
+    /// and hidden gradient read the blocks a tile of vocabulary rows at a time
+    /// (PackedProducts.swift), so no f32 copy of the head is made.
+    public static func linearCrossEntropy(
+        _ hidden: Tensor, _ weight: PackedMatrix, targets: [Int32], ignoreIndex: Int32 = -100, weights: [Float]? = nil,
+        rowsPerChunk: Int? = nil
+    ) -> Tensor {
+        linearCrossEntropy(
+            hidden, .packed(weight), targets: targets, ignoreIndex: ignoreIndex, weights: weights,
+            rowsPerChunk: rowsPerChunk ?? chunkRows(vocabulary: weight.rows))
+    }
+
     /// The same with an explicit chunk height (tests use small ones to cross chunk and
     /// worker boundaries).
     package static func linearCrossEntropy(
         _ hidden: Tensor, _ weight: Tensor, targets: [Int32], ignoreIndex: Int32, weights: [Float]?, rowsPerChunk: Int
     ) -> Tensor {
-        precondition(rowsPerChunk > 0, "linearCrossEntropy: rowsPerChunk must be positive, got \(rowsPerChunk)")
         precondition(weight.rank == 2, "linearCrossEntropy: weight must be [V, C], got \(weight.shape)")
-        let (v, c) = (weight.shape[0], weight.shape[1])
+        return linearCrossEntropy(
+            hidden, .dense(weight), targets: targets, ignoreIndex: ignoreIndex, weights: weights, rowsPerChunk: rowsPerChunk)
+    }
+
+    private static func linearCrossEntropy(
+        _ hidden: Tensor, _ weight: ProductWeight, targets: [Int32], ignoreIndex: Int32, weights: [Float]?, rowsPerChunk: Int
+    ) -> Tensor {
+        precondition(rowsPerChunk > 0, "linearCrossEntropy: rowsPerChunk must be positive, got \(rowsPerChunk)")
+        let (v, c) = (weight.rows, weight.columns)
         precondition(
             hidden.rank >= 1 && hidden.shape[hidden.rank - 1] == c,
-            "linearCrossEntropy: hidden \(hidden.shape) and weight \(weight.shape) disagree on the width")
+            "linearCrossEntropy: hidden \(hidden.shape) and weight [\(v), \(c)] disagree on the width")
         let n = hidden.count / Swift.max(c, 1)
         precondition(targets.count == n, "linearCrossEntropy: \(targets.count) targets for \(n) rows of \(hidden.shape)")
         if let weights { precondition(weights.count == n, "linearCrossEntropy: \(weights.count) weights for \(n) rows") }
@@ -56,12 +75,13 @@ extension Tensor {
         let counted = (0..<n).filter { targets[$0] != ignoreIndex }
         let weightSum = counted.reduce(0.0) { $0 + Double(weights?[$1] ?? 1) }
         let wantsH = GradMode.isEnabled && hidden.requiresGrad
-        let wantsW = GradMode.isEnabled && weight.requiresGrad
+        let trainedWeight = weight.trainable
+        let wantsW = GradMode.isEnabled && trainedWeight != nil
         guard weightSum > 0 else {
             let out = Tensor(shape: [], values: [0])
-            record(out, [hidden, weight]) { _ in
+            record(out, [hidden] + weight.inputs) { _ in
                 if hidden.requiresGrad { _ = hidden.gradBuffer() }
-                if weight.requiresGrad { _ = weight.gradBuffer() }
+                if let trainedWeight { _ = trainedWeight.gradBuffer() }
             }
             return out
         }
@@ -76,7 +96,7 @@ extension Tensor {
         let partials = wantsW ? (1..<workers).map { _ in Tensor.empty([v, c]) } : []
         var chunkLoss = [Double](repeating: 0, count: chunks)
         let scale = 1 / weightSum
-        let (px, pw) = (UnsafePointer(hidden.data), UnsafePointer(weight.data))
+        let px = UnsafePointer(hidden.data)
 
         chunkLoss.withUnsafeMutableBufferPointer { lossOut in
             let lossOut = lossOut.baseAddress!
@@ -98,17 +118,13 @@ extension Tensor {
                                 x = px + r0 * c
                             }
                             // Z = X Wᵀ  // [m, V]
-                            BLAS.sgemm(
-                                transA: false, transB: true, m: m, n: v, k: c, a: x, lda: c, b: pw, ldb: c, c: z.data, ldc: v,
-                                split: workers == 1)
+                            weight.forward(x, m: m, into: z.data, ldy: v, split: workers == 1)
                             lossOut[chunk] = chunkLossAndGradient(
                                 z.data, m: m, v: v, rows: counted[r0..<(r0 + m)], targets: targets, weights: weights,
                                 scale: scale, gradient: wantsH || wantsW)
                             if let dH {  // dX = dZ W  // [m, C]
                                 let dst = dxs?.data ?? dH.data + r0 * c
-                                BLAS.sgemm(
-                                    transA: false, transB: false, m: m, n: c, k: v, a: z.data, lda: v, b: pw, ldb: c,
-                                    c: dst, ldc: c, split: workers == 1)
+                                weight.backward(z.data, m: m, lddy: v, into: dst, beta: 0, split: workers == 1)
                                 if let dxs {  // scatter back to the counted rows
                                     for i in 0..<m { (dH.data + counted[r0 + i] * c).update(from: dxs.data + i * c, count: c) }
                                 }
@@ -134,7 +150,7 @@ extension Tensor {
         }
         let total = chunkLoss.reduce(0, +)
         let out = Tensor(shape: [], values: [Float(total / weightSum)])
-        record(out, [hidden, weight]) { g in
+        record(out, [hidden] + weight.inputs) { g in
             let k = g[0]
             if let dH {
                 if hidden.grad == nil && k == 1 {
@@ -144,8 +160,8 @@ extension Tensor {
                     parallelChunks(dH.count, grain: 1 << 14) { r in addScaled(dst + r.lowerBound, src + r.lowerBound, r.count, k) }
                 }
             }
-            if let dW {
-                let (dst, src) = (weight.gradBuffer(), UnsafePointer(dW.data))
+            if let dW, let trainedWeight {
+                let (dst, src) = (trainedWeight.gradBuffer(), UnsafePointer(dW.data))
                 parallelChunks(dW.count, grain: 1 << 14) { r in addScaled(dst + r.lowerBound, src + r.lowerBound, r.count, k) }
             }
         }

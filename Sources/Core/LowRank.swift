@@ -39,19 +39,24 @@ extension Tensor {
     public static func linear(_ x: Tensor, _ weight: Tensor, updates: [LowRankUpdate]) -> Tensor {
         if updates.isEmpty { return linear(x, weight) }
         precondition(weight.rank == 2 && x.rank >= 1, "linear weight must be [out, in], got \(weight.shape)")
-        let (out, inF) = (weight.shape[0], weight.shape[1])
-        precondition(x.shape.last == inF, "linear input \(x.shape) does not end in \(inF) features of weight \(weight.shape)")
+        return linear(x, .dense(weight), updates: updates)
+    }
+
+    /// The product over a dense or packed weight (PackedProducts.swift), with its updates.
+    static func linear(_ x: Tensor, _ weight: ProductWeight, updates: [LowRankUpdate]) -> Tensor {
+        let (out, inF) = (weight.rows, weight.columns)
+        precondition(x.shape.last == inF, "linear input \(x.shape) does not end in \(inF) features of weight [\(out), \(inF)]")
         let n = x.count / Swift.max(inF, 1)
         for u in updates {
             let r = u.a.shape[0]
             precondition(
                 u.columns.lowerBound >= 0 && u.columns.upperBound <= out && u.a.shape == [r, inF]
                     && u.b.shape == [u.columns.count, r] && u.input.shape == x.shape,
-                "low-rank update on columns \(u.columns) of \(weight.shape): A \(u.a.shape), B \(u.b.shape), input \(u.input.shape) for x \(x.shape)"
+                "low-rank update on columns \(u.columns) of [\(out), \(inF)]: A \(u.a.shape), B \(u.b.shape), input \(u.input.shape) for x \(x.shape)"
             )
         }
         let y = Tensor.empty(Array(x.shape.dropLast()) + [out])  // [..., out]
-        BLAS.sgemm(transA: false, transB: true, m: n, n: out, k: inF, a: x.data, lda: inF, b: weight.data, ldb: inF, c: y.data, ldc: out)
+        weight.forward(x.data, m: n, into: y.data, ldy: out)
         // z_i = u_i A_iᵀ [N, r], kept for dB.
         let z = updates.map { u -> Tensor in
             let r = u.a.shape[0]
@@ -63,7 +68,7 @@ extension Tensor {
                 ldb: r, beta: 1, c: y.data + u.columns.lowerBound, ldc: out)
             return z
         }
-        let inputs = [x, weight] + updates.flatMap { [$0.input, $0.a, $0.b] }
+        let inputs = [x] + weight.inputs + updates.flatMap { [$0.input, $0.a, $0.b] }
         record(y, inputs) { dy in
             for (u, z) in zip(updates, z) {
                 let r = u.a.shape[0], cols = u.columns.count, dyc = dy + u.columns.lowerBound
@@ -89,11 +94,9 @@ extension Tensor {
                 }
             }
             if x.requiresGrad {  // dx += dY W  // [N, in]
-                BLAS.sgemm(
-                    transA: false, transB: false, m: n, n: inF, k: out, a: dy, lda: out, b: weight.data, ldb: inF, beta: 1,
-                    c: x.gradBuffer(), ldc: inF)
+                weight.backward(dy, m: n, lddy: out, into: x.gradBuffer(), beta: 1)
             }
-            if weight.requiresGrad {  // dW += dYᵀ x  // [out, in]
+            if let weight = weight.trainable {  // dW += dYᵀ x  // [out, in]
                 BLAS.sgemm(
                     transA: true, transB: false, m: out, n: inF, k: n, a: dy, lda: out, b: x.data, ldb: inF, beta: 1,
                     c: weight.gradBuffer(), ldc: inF)

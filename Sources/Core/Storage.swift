@@ -96,6 +96,16 @@ package final class BufferPool: Sendable {
 
     package var cachedBytes: Int { state.withLock { $0.cachedBytes } }
 
+    /// Releases every cached buffer and asks the C library to hand its free memory back
+    /// (glibc's `malloc_trim`, found at run time: Swift's Glibc module does not declare it),
+    /// after a large structure is dropped for good (an f32 base once it is packed), so that
+    /// the resident set is what is in use rather than what once was.
+    package func releaseToSystem() {
+        drain()
+        typealias Trim = @convention(c) (Int) -> Int32
+        if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "malloc_trim") { _ = unsafeBitCast(symbol, to: Trim.self)(0) }
+    }
+
     /// How many buffers of `count` floats were taken from the system allocator (not
     /// recycled) so far.
     package func systemAllocations(count: Int) -> Int { state.withLock { $0.systemAllocations[count, default: 0] } }

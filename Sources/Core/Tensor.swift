@@ -204,3 +204,39 @@ extension Tensor {
         return nil
     }
 }
+
+extension Tensor {
+    /// `body(x)` without keeping its activations (activation checkpointing, Chen et al. 2016):
+    /// the forward's own tape is dropped as soon as it returns, keeping only the output's
+    /// values, and the backward runs `body` again on x and back-propagates through that run.
+    /// Memory: the tape holds x instead of everything `body` computes; time: one more forward
+    /// of `body`. `parameters` are the trainable tensors `body` reads (their gradients come
+    /// from the second run). `body` must compute the same function both times: a caller with
+    /// random draws inside (dropout) replays their state. Both runs record the tape, so ops
+    /// that behave differently while training (dropout) do so in both.
+    public static func checkpointed(_ x: Tensor, parameters: [Tensor], _ body: @escaping (Tensor) -> Tensor) -> Tensor {
+        guard GradMode.isEnabled, x.requiresGrad || parameters.contains(where: \.requiresGrad) else { return body(x) }
+        // A leaf over x's values: a run's graph ends there instead of reaching into x's.
+        func run() -> (input: Tensor, output: Tensor) {
+            let input = Tensor(shape: x.shape, storage: x.storage, requiresGrad: x.requiresGrad)
+            return (input, body(input))
+        }
+        let first = run().output
+        let y = Tensor(shape: first.shape, storage: first.storage)  // the values, without the graph
+        record(y, [x] + parameters) { dy in
+            let (input, out) = GradMode.$enabled.withValue(true) { run() }
+            guard out.requiresGrad else { return }
+            let seed = Tensor.empty(out.shape)
+            seed.data.update(from: dy, count: seed.count)
+            out.backward(seed: seed)
+            guard x.requiresGrad, let g = input.grad else { return }
+            if x.grad == nil {
+                x.grad = g
+            } else {
+                let dst = x.gradBuffer()
+                for i in 0..<g.count { dst[i] += g.data[i] }
+            }
+        }
+        return y
+    }
+}

@@ -56,6 +56,11 @@ extension Bench {
         @Flag(
             help: "With --lora: also train the whole model in the same process, one step of each in turn, and report LoRA's speed-up per token (the median of the per-pair ratios).")
         var againstFull = false
+        @Option(
+            help: "With --lora: how the frozen base is held, f32 or packed (QLoRA): q8_0, q4_0 or q4_1, quantized at the start (the embedding and tied head in q8_0 under the 4-bit formats).")
+        var baseWeights = WeightFormat.f32
+        @Flag(help: "Activation checkpointing: each layer runs again in the backward pass instead of keeping its activations.")
+        var gradientCheckpointing = false
         @OptionGroup var compute: ComputeOptions
 
         /// The adapters to train, nil for full training.
@@ -92,6 +97,12 @@ extension Bench {
         func validate() throws {
             if !(seconds >= 0) { throw ValidationError("--seconds must be >= 0, got \(seconds)") }
             if againstFull && !lora { throw ValidationError("--against-full compares LoRA with full training: add --lora") }
+            if baseWeights != .f32 && !lora {
+                throw ValidationError("--base-weights \(baseWeights.rawValue) holds a frozen base, which only LoRA has: add --lora")
+            }
+            if baseWeights != .f32 && againstFull {
+                throw ValidationError("--against-full compares f32 LoRA with full training: drop --base-weights, or --against-full")
+            }
             if let problems = loraConfig?.problems(), !problems.isEmpty {
                 throw ValidationError("--lora-rank/--lora-targets/--lora-pattern: " + problems.joined(separator: "; "))
             }
@@ -119,7 +130,10 @@ extension Bench {
                         result.speedupQuartiles[1]))
                 return
             }
-            let result = try TrainBench.run(name: config, config: bc, seconds: seconds, lora: adapters) { line in
+            let result = try TrainBench.run(
+                name: config, config: bc, seconds: seconds, lora: adapters, baseWeights: baseWeights,
+                gradientCheckpointing: gradientCheckpointing
+            ) { line in
                 if !json { print(line) }
             }
             if json {
@@ -127,8 +141,11 @@ extension Bench {
             } else {
                 print(
                     String(
-                        format: "%@%@: %.0f tokens/s, %.1f ms/step, MFU %.1f%% of %.0f GFLOP/s sgemm, peak memory %.0f MiB",
-                        result.config, adapters.map { " LoRA r\(loraRank) on \($0.adaptedModules?.count ?? 0) modules (\($0.targetDescription))" } ?? "", result.tokensPerSecond, result.stepMs, result.mfu * 100, result.sgemmPeakGflops,
+                        format: "%@%@%@: %.0f tokens/s, %.1f ms/step, MFU %.1f%% of %.0f GFLOP/s sgemm, peak memory %.0f MiB",
+                        result.config,
+                        adapters.map {
+                            " LoRA r\(loraRank) on \($0.adaptedModules?.count ?? 0) modules (\($0.targetDescription)), \(baseWeights.rawValue) base"
+                        } ?? "", gradientCheckpointing ? ", gradient checkpointing" : "", result.tokensPerSecond, result.stepMs, result.mfu * 100, result.sgemmPeakGflops,
                         result.peakMemoryMB))
             }
         }

@@ -43,3 +43,4 @@ struct WeightsOption: ParsableArguments {
 }
 
 extension InferenceWeights: ExpressibleByArgument {}
+extension WeightFormat: ExpressibleByArgument {}

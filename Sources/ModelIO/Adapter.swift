@@ -20,7 +20,8 @@ package enum AdapterMetadata {
 // MARK: - Base identity
 
 /// The identity of a model's weights: XXH64 over every parameter's HF name, shape and
-/// float32 bytes, in `namedParameters()` order, written `xxh64:<16 hex digits>`. A LoRA
+/// float32 bytes, in `namedParameters()` order, written `xxh64:<16 hex digits>`; a model
+/// holding packed matrices (QLoRA's base) adds each one's name, shape, format and blocks. A LoRA
 /// model's checksum is its base's (adapters are not parameters of the base); merging
 /// changes it. `includingAdapters` adds the adapters' tensors after the base's: the identity
 /// of everything that shapes the logits (the cache key of DPO reference log-probs and KD
@@ -31,6 +32,13 @@ package func modelChecksum(_ model: LlamaModel, includingAdapters: Bool = false)
         hasher.update(name)
         for d in tensor.shape { hasher.update(Int64(d)) }
         hasher.update(UnsafeRawBufferPointer(start: tensor.data, count: tensor.count * MemoryLayout<Float>.size))
+    }
+    for (name, matrix) in model.packedParameters() {
+        hasher.update(name + ":" + matrix.format.rawValue + (matrix.interleaved ? ":interleaved" : ""))
+        for d in [matrix.rows, matrix.columns] { hasher.update(Int64(d)) }
+        withExtendedLifetime(matrix) {
+            hasher.update(UnsafeRawBufferPointer(start: matrix.blockStorage, count: matrix.bytes))
+        }
     }
     return "xxh64:" + hexDigits(hasher.finalize())
 }
@@ -154,14 +162,17 @@ package func relativePath(_ path: String, from folder: String) -> String {
 
 /// An adapter checkpoint's contents for `model` (which carries LoRA layers added with
 /// `lora`): the adapter tensors, the base's checksum and path, and any training state.
+/// `baseChecksum` overrides the model's own: a packed base records its f32 source's, so the
+/// adapter loads onto that.
 package func adapterContents(
     _ model: LlamaModel, lora: LoRAConfig, basePath: String?, adapterPath: String, threads: Int,
     optimizer: OptimizerState? = nil, step: Int = 0, tokensSeen: Int = 0, rng: [String: RNG] = [:],
-    dataCursor: String? = nil, recipe: String? = nil, tokenizer: String? = nil, metadata: [String: String] = [:]
+    dataCursor: String? = nil, recipe: String? = nil, tokenizer: String? = nil, metadata: [String: String] = [:],
+    baseChecksum: String? = nil
 ) -> CheckpointContents {
     var lora = lora
     lora.adaptedModules = model.adaptedModulePaths()  // what the file's tensors are, whatever the spec
-    let info = AdapterInfo(lora: lora, baseChecksum: modelChecksum(model), basePath: basePath)
+    let info = AdapterInfo(lora: lora, baseChecksum: baseChecksum ?? modelChecksum(model), basePath: basePath)
     return CheckpointContents(
         kind: .adapter, config: model.config, parameters: model.adapterParameters().map { ($0.0, $0.1) },
         optimizer: optimizer, step: step, tokensSeen: tokensSeen, rng: rng, dataCursor: dataCursor, recipe: recipe,

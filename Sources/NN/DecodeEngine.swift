@@ -62,12 +62,12 @@ public final class DecodeEngine: @unchecked Sendable {
     /// ones are left out.
     package convenience init(model: LlamaModel, format: WeightFormat, blocks: [String: PackedMatrix] = [:]) {
         let layers = model.layers
+        // A model holding packed matrices (QLoRA's base) runs them as they are.
+        let blocks = blocks.merging(model.packedParameters()) { _, held in held }
         let named = Dictionary(uniqueKeysWithValues: model.namedParameters())
-        func projection(_ linear: Linear) -> (Tensor, Adapter?) {
-            if let lora = linear as? LoRALinear, lora.enabled {
-                return (lora.weight, Adapter(a: lora.a, b: lora.b, scale: lora.scale))
-            }
-            return (linear.weight, nil)
+        func adapter(_ linear: Linear) -> Adapter? {
+            guard let lora = linear as? LoRALinear, lora.enabled else { return nil }
+            return Adapter(a: lora.a, b: lora.b, scale: lora.scale)
         }
         self.init(
             config: model.config, format: format,
@@ -75,7 +75,7 @@ public final class DecodeEngine: @unchecked Sendable {
                 if let stored = blocks[name]?.interleavedCopy() {
                     let parts = name.split(separator: ".")
                     let module = parts.count == 6 ? layers[Int(parts[2])!].modules.first { $0.0 == "\(parts[3]).\(parts[4])" }?.1 : nil
-                    return (stored, module.flatMap(projection)?.1)
+                    return (stored, module.flatMap(adapter))
                 }
                 if name == "model.embed_tokens.weight" || name == "lm_head.weight" {
                     let w = name == "lm_head.weight" ? model.lmHead.weight : model.embedTokens
@@ -83,8 +83,7 @@ public final class DecodeEngine: @unchecked Sendable {
                 }
                 let parts = name.split(separator: ".")  // model.layers.i.self_attn.q_proj.weight
                 let module = layers[Int(parts[2])!].modules.first { $0.0 == "\(parts[3]).\(parts[4])" }!.1
-                let (w, adapter) = projection(module)
-                return (PackedMatrix(w, format: format.for(w), interleave: true), adapter)
+                return (PackedMatrix(module.weight, format: format.for(module.weight), interleave: true), adapter(module))
             },
             tensor: { named[$0]! })
     }

@@ -15,16 +15,18 @@ public final class LlamaLayer {
     public let postAttentionLayernorm: Tensor  // [C]
     public private(set) var gateProj, upProj, downProj: Linear
 
-    init(_ p: (String) -> Tensor) {
+    /// The layer over its norm weights `p` and its projections `linear`, both by their names
+    /// relative to `model.layers.i.`.
+    init(_ p: (String) -> Tensor, _ linear: (String) -> Linear) {
         inputLayernorm = p("input_layernorm.weight")
-        qProj = Linear(weight: p("self_attn.q_proj.weight"))
-        kProj = Linear(weight: p("self_attn.k_proj.weight"))
-        vProj = Linear(weight: p("self_attn.v_proj.weight"))
-        oProj = Linear(weight: p("self_attn.o_proj.weight"))
+        qProj = linear("self_attn.q_proj.weight")
+        kProj = linear("self_attn.k_proj.weight")
+        vProj = linear("self_attn.v_proj.weight")
+        oProj = linear("self_attn.o_proj.weight")
         postAttentionLayernorm = p("post_attention_layernorm.weight")
-        gateProj = Linear(weight: p("mlp.gate_proj.weight"))
-        upProj = Linear(weight: p("mlp.up_proj.weight"))
-        downProj = Linear(weight: p("mlp.down_proj.weight"))
+        gateProj = linear("mlp.gate_proj.weight")
+        upProj = linear("mlp.up_proj.weight")
+        downProj = linear("mlp.down_proj.weight")
     }
 
     /// The linear modules under their Hugging Face names relative to `model.layers.i.`.
@@ -50,15 +52,20 @@ public final class LlamaLayer {
         }
     }
 
-    /// The layer's parameters under their names relative to `model.layers.i.`.
+    /// The layer's f32 parameters under their names relative to `model.layers.i.` (packed
+    /// projections are in `packedParameters`).
     public var namedParameters: [(String, Tensor)] {
-        [
-            ("input_layernorm.weight", inputLayernorm), ("self_attn.q_proj.weight", qProj.weight),
-            ("self_attn.k_proj.weight", kProj.weight), ("self_attn.v_proj.weight", vProj.weight),
-            ("self_attn.o_proj.weight", oProj.weight), ("post_attention_layernorm.weight", postAttentionLayernorm),
-            ("mlp.gate_proj.weight", gateProj.weight), ("mlp.up_proj.weight", upProj.weight),
-            ("mlp.down_proj.weight", downProj.weight),
-        ]
+        var out = [("input_layernorm.weight", inputLayernorm)]
+        for (name, linear) in modules {
+            if name == "mlp.gate_proj" { out.append(("post_attention_layernorm.weight", postAttentionLayernorm)) }
+            if let w = linear.dense { out.append((name + ".weight", w)) }
+        }
+        return out
+    }
+
+    /// The packed projections under their names relative to `model.layers.i.`.
+    public var packedParameters: [(String, PackedMatrix)] {
+        modules.compactMap { name, linear in linear.packed.map { (name + ".weight", $0) } }
     }
 
     /// x [B, T, C] -> [B, T, C]. With `cache`, k/v of these positions are appended to it
@@ -103,7 +110,7 @@ public final class LlamaLayer {
     /// Enabled adapters become low-rank updates of their layer's columns; a disabled
     /// adapter adds none, so it takes exactly the base model's path, bit for bit.
     private func fusedLinear(_ x: Tensor, _ layers: [Linear]) -> Tensor? {
-        guard layers.allSatisfy({ type(of: $0) == Linear.self || $0 is LoRALinear }) else { return nil }
+        guard layers.allSatisfy({ (type(of: $0) == Linear.self || $0 is LoRALinear) && $0.packed == nil }) else { return nil }
         var updates: [LowRankUpdate] = []
         var column = 0
         for layer in layers {
@@ -119,11 +126,16 @@ public final class LlamaLayer {
 
 public final class LlamaModel {
     public let config: LlamaConfig
-    public let embedTokens: Tensor  // [V, C]
+    /// The token embedding [V, C] as a matrix, f32 or packed (`embedTokens` when f32).
+    public let embedding: Linear
     public let layers: [LlamaLayer]
     public let norm: Tensor  // [C]
     /// The output projection: a separate [V, C] matrix, or the embedding when tied.
     public let lmHead: Linear
+    /// Activation checkpointing while training: each layer keeps only its input on the tape
+    /// and runs again in the backward pass (one more forward per step, a fraction of the
+    /// activation memory). The values and gradients are those of the plain model.
+    public var recomputeLayers = false
 
     /// Random initialisation as transformers does it: every linear and embedding weight
     /// Normal(0, initializer_range), norm weights 1. Parameters require gradients.
@@ -139,19 +151,27 @@ public final class LlamaModel {
         for (_, p) in namedParameters() { p.requiresGrad = true }
     }
 
-    /// A model over existing tensors (imported or loaded), named as `config.parameterShapes`.
-    public init(config: LlamaConfig, parameters: [String: Tensor]) throws {
+    /// A model over existing tensors (imported or loaded), named as `config.parameterShapes`;
+    /// matrices named in `packed` (frozen, QLoRA's base) are held packed instead.
+    public init(config: LlamaConfig, parameters: [String: Tensor], packed: [String: PackedMatrix] = [:]) throws {
         let problems = config.problems()
         guard problems.isEmpty else { throw ModelError.invalidConfig(problems) }
         // A tied model ignores an lm_head.weight (Hugging Face files may carry a copy).
-        let issues = config.tensorProblems(parameters.mapValues(\.shape)).problems
+        let shapes = parameters.mapValues(\.shape).merging(packed.mapValues { [$0.rows, $0.columns] }) { _, p in p }
+        let issues = config.tensorProblems(shapes).problems
         guard issues.isEmpty else { throw ModelError.parameterMismatch(issues) }
         self.config = config
-        embedTokens = parameters["model.embed_tokens.weight"]!
-        layers = (0..<config.numHiddenLayers).map { i in LlamaLayer { parameters["model.layers.\(i).\($0)"]! } }
+        func linear(_ name: String) -> Linear { packed[name].map(Linear.init(packed:)) ?? Linear(weight: parameters[name]!) }
+        embedding = linear("model.embed_tokens.weight")
+        layers = (0..<config.numHiddenLayers).map { i in
+            LlamaLayer({ parameters["model.layers.\(i).\($0)"]! }, { linear("model.layers.\(i).\($0)") })
+        }
         norm = parameters["model.norm.weight"]!
-        lmHead = Linear(weight: config.tieWordEmbeddings ? embedTokens : parameters["lm_head.weight"]!)
+        lmHead = config.tieWordEmbeddings ? Linear(sameWeightAs: embedding) : linear("lm_head.weight")
     }
+
+    /// The token embedding [V, C] in f32 (a model whose embedding is packed has none).
+    public var embedTokens: Tensor { embedding.weight }
 
     /// A model over the same weight storage with gradient slots of its own: for running
     /// several batches at once on separate threads, each replica accumulating its own
@@ -162,25 +182,80 @@ public final class LlamaModel {
         let shared = Dictionary(uniqueKeysWithValues: namedParameters().map { name, p in
             (name, Tensor(shape: p.shape, storage: p.storage, requiresGrad: p.requiresGrad))
         })
-        let copy = try! LlamaModel(config: config, parameters: shared)
+        return copy(parameters: shared, packed: Dictionary(uniqueKeysWithValues: packedParameters())) { $0.replica(over: $1) }
+    }
+
+    /// A model of this config over `parameters` and `packed`, with this model's settings and
+    /// its adapters carried over by `adapter(lora, newBase)`.
+    private func copy(
+        parameters: [String: Tensor], packed: [String: PackedMatrix], adapter: (LoRALinear, Linear) -> LoRALinear
+    ) -> LlamaModel {
+        let copy = try! LlamaModel(config: config, parameters: parameters, packed: packed)
+        copy.recomputeLayers = recomputeLayers
         for (layer, target) in zip(layers, copy.layers) {
             for (name, module) in layer.modules {
                 guard let lora = module as? LoRALinear else { continue }
-                target.replace(String(name.split(separator: ".").last!)) { lora.replica(over: $0) }
+                target.replace(String(name.split(separator: ".").last!)) { adapter(lora, $0) }
             }
         }
         return copy
     }
 
-    /// Every parameter once, under its Hugging Face name, in `config.parameterShapes` order.
+    /// Every f32 parameter once, under its Hugging Face name, in `config.parameterShapes`
+    /// order: all of them unless the model holds some packed (`packedParameters()`).
     public func namedParameters() -> [(String, Tensor)] {
-        var out: [(String, Tensor)] = [("model.embed_tokens.weight", embedTokens)]
+        var out: [(String, Tensor)] = embedding.dense.map { [("model.embed_tokens.weight", $0)] } ?? []
         for (i, layer) in layers.enumerated() {
             out += layer.namedParameters.map { ("model.layers.\(i).\($0.0)", $0.1) }
         }
         out.append(("model.norm.weight", norm))
-        if !config.tieWordEmbeddings { out.append(("lm_head.weight", lmHead.weight)) }
+        if !config.tieWordEmbeddings, let head = lmHead.dense { out.append(("lm_head.weight", head)) }
         return out
+    }
+
+    /// The packed (frozen, quantized) matrices under their Hugging Face names, in
+    /// `config.parameterShapes` order; empty for an f32 model.
+    public func packedParameters() -> [(String, PackedMatrix)] {
+        var out: [(String, PackedMatrix)] = embedding.packed.map { [("model.embed_tokens.weight", $0)] } ?? []
+        for (i, layer) in layers.enumerated() {
+            out += layer.packedParameters.map { ("model.layers.\(i).\($0.0)", $0.1) }
+        }
+        if !config.tieWordEmbeddings, let head = lmHead.packed { out.append(("lm_head.weight", head)) }
+        return out
+    }
+
+    /// Every f32 matrix of this model (projections, embedding, an untied head) in `format`
+    /// for `packed(_:)`, by Hugging Face name; the embedding and head take Q8_0 under the
+    /// 4-bit formats (`WeightFormat.forMatrix`), and a matrix whose rows are not whole blocks
+    /// stays f32. A matrix of `blocks` already in its target format (a quantized file's own,
+    /// in row layout) is used as it is. f32: none.
+    public func quantizedMatrices(_ format: WeightFormat, reusing blocks: [String: PackedMatrix] = [:]) -> [String: PackedMatrix] {
+        guard format.isQuantized else { return [:] }
+        var out: [String: PackedMatrix] = [:]
+        for (name, tensor) in namedParameters() where tensor.rank == 2 {
+            let target = WeightFormat.forMatrix(name, format)
+            guard target.fits(columns: tensor.shape[1]) else { continue }
+            if let stored = blocks[name], stored.format == target, !stored.interleaved {
+                out[name] = stored
+            } else {
+                out[name] = PackedMatrix(tensor, format: target)
+            }
+        }
+        return out
+    }
+
+    /// This model with the matrices in `matrices` held packed (QLoRA's frozen base): the
+    /// other parameters are shared as they are, and the adapters (the same tensors, with their
+    /// gradients and dropout streams) move onto the packed layers. A packed matrix must
+    /// stand for a frozen parameter of the same shape.
+    public func packed(_ matrices: [String: PackedMatrix]) -> LlamaModel {
+        let dense = namedParameters()
+        for (name, p) in dense where matrices[name] != nil {
+            precondition(!p.requiresGrad, "\(name) is trained; only frozen weights can be packed")
+        }
+        let kept = Dictionary(uniqueKeysWithValues: dense.filter { matrices[$0.0] == nil })
+        let all = matrices.merging(packedParameters()) { new, _ in new }
+        return copy(parameters: kept, packed: all) { $0.moved(over: $1) }
     }
 
     /// Final hidden states [B, T, C] for `ids` (B*T ids, row-major).
@@ -196,17 +271,42 @@ public final class LlamaModel {
         let pos = positions ?? (0..<length).map { Int32(start + $0) }
         let rope = RopeTable(
             positions: pos, headDim: config.headDim, theta: Float(config.ropeTheta), scaling: config.ropeScaling)
-        var x = Tensor.embedding(embedTokens, ids: ids, shape: [batch, length])  // [B, T, C]
+        var x =
+            embedding.packed.map { Tensor.embedding($0, ids: ids, shape: [batch, length]) }
+            ?? Tensor.embedding(embedTokens, ids: ids, shape: [batch, length])  // [B, T, C]
         // With layer_repeat r, layer i runs r times in a row (passes i*r ..< (i+1)*r), each
         // pass with its own cache slot; the shared weights' gradients add up over the passes.
         let r = config.layerRepeat
         for (i, layer) in layers.enumerated() {
             for pass in 0..<r {
-                x = layer(x, config, rope: rope, segments: segments, cache: cache?.layers[i * r + pass])
+                if recomputeLayers && cache == nil {
+                    x = checkpointed(layer, x, rope: rope, segments: segments)
+                } else {
+                    x = layer(x, config, rope: rope, segments: segments, cache: cache?.layers[i * r + pass])
+                }
             }
         }
         cache?.advance(by: length)
         return Tensor.rmsNorm(x, weight: norm, eps: Float(config.rmsNormEps))
+    }
+
+    /// `layer` on x through `Tensor.checkpointed`. The adapters' dropout streams are replayed:
+    /// the second run draws the first run's masks, and the streams then continue from where
+    /// they were when it started (so passes of a repeated layer replay in any order).
+    private func checkpointed(_ layer: LlamaLayer, _ x: Tensor, rope: RopeTable, segments: [Int32]?) -> Tensor {
+        let adapters = layer.modules.compactMap { $0.1 as? LoRALinear }
+        let trainable = (layer.namedParameters.map(\.1) + adapters.flatMap { [$0.a, $0.b] }).filter(\.requiresGrad)
+        let start = adapters.map(\.rng)
+        var replay = false
+        let config = self.config
+        return Tensor.checkpointed(x, parameters: trainable) { input in
+            let current = adapters.map(\.rng)
+            for (a, r) in zip(adapters, start) { a.rng = r }
+            let y = layer(input, config, rope: rope, segments: segments, cache: nil)
+            if replay { for (a, r) in zip(adapters, current) { a.rng = r } }
+            replay = true
+            return y
+        }
     }
 
     /// Next-token logits [B, T, V].
@@ -229,6 +329,9 @@ public final class LlamaModel {
         let h = hidden(ids: ids, batch: batch, length: length, segments: segments)  // [B, T, C]
         guard type(of: lmHead) == Linear.self else {  // a head subclass keeps its own forward
             return Tensor.crossEntropy(lmHead(h), targets: targets, ignoreIndex: ignoreIndex, weights: weights)
+        }
+        if let packed = lmHead.packed {
+            return Tensor.linearCrossEntropy(h, packed, targets: targets, ignoreIndex: ignoreIndex, weights: weights)
         }
         return Tensor.linearCrossEntropy(h, lmHead.weight, targets: targets, ignoreIndex: ignoreIndex, weights: weights)
     }

@@ -78,14 +78,14 @@ public final class LoRALinear: Linear {
     /// Wraps `base` (whose weight is frozen) with a fresh adapter: A ~ Kaiming-uniform as
     /// PEFT initialises it (bound 1/sqrt(in)), B = 0.
     public init(wrapping base: Linear, config: LoRAConfig, rng: inout RNG) {
-        base.weight.requiresGrad = false
+        base.dense?.requiresGrad = false
         let bound = 1 / Float(base.inFeatures).squareRoot()
         a = Tensor.uniform([config.rank, base.inFeatures], low: -bound, high: bound, rng: &rng, requiresGrad: true)
         b = Tensor.zeros([base.outFeatures, config.rank], requiresGrad: true)
         scale = config.scale
         dropout = Float(config.dropout)
         self.rng = config.dropout > 0 ? rng.split() : nil
-        super.init(weight: base.weight)
+        super.init(sameWeightAs: base)
     }
 
     /// An adapter over `base` sharing `other`'s A and B storage, with gradient slots of
@@ -98,16 +98,28 @@ public final class LoRALinear: Linear {
         dropout = other.dropout
         enabled = other.enabled
         rng = other.rng.map { var r = $0; return r.split() }
-        super.init(weight: base.weight)
+        super.init(sameWeightAs: base)
     }
+
+    /// `other`'s adapter itself (the same A and B tensors, gradients and dropout stream) over
+    /// another base: `LlamaModel.packed(_:)` moves adapters onto the packed weights.
+    private init(moving other: LoRALinear, base: Linear) {
+        (a, b, scale, dropout, enabled, rng) = (other.a, other.b, other.scale, other.dropout, other.enabled, other.rng)
+        super.init(sameWeightAs: base)
+    }
+
+    /// This adapter moved onto `base` (see `init(moving:base:)`).
+    func moved(over base: Linear) -> LoRALinear { LoRALinear(moving: self, base: base) }
 
     /// This adapter over a replica's `base` layer (see `LlamaModel.replica()`).
     func replica(over base: Linear) -> LoRALinear { LoRALinear(sharing: self, base: base) }
 
     /// [..., in] -> [..., out]
     public override func callAsFunction(_ x: Tensor) -> Tensor {
-        guard enabled else { return Tensor.linear(x, weight) }
-        return Tensor.linear(x, weight, updates: [update(input: x, columns: 0..<outFeatures)])
+        guard enabled else { return super.callAsFunction(x) }
+        let updates = [update(input: x, columns: 0..<outFeatures)]
+        if let packed { return Tensor.linear(x, packed, updates: updates) }
+        return Tensor.linear(x, weight, updates: updates)
     }
 
     /// The adapter as a low-rank update of output columns `columns` of a product whose

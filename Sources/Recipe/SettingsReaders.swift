@@ -142,6 +142,11 @@ func readTraining(_ v: JSONValue, path: String, log: IssueLog, fineTuning: Bool 
     r.read(.evalBatches, into: &t.evalBatches, .atLeast(1))
     r.read(.checkpointEvery, into: &t.checkpointEvery, .atLeast(0))
     r.read(.logEvery, into: &t.logEvery, .atLeast(1))
+    if r.has(.gradientCheckpointing) {
+        var on = false
+        r.read(.gradientCheckpointing, into: &on)
+        t.gradientCheckpointing = on
+    }
     // Upper bounds that keep an absurd value from sizing an allocation or a loop.
     for (key, value, limit) in [
         (TrainingSettings.CodingKeys.batchSize, t.batchSize, 1 << 16), (.gradAccum, t.gradAccum, 1 << 16),

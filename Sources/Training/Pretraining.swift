@@ -138,25 +138,35 @@ extension TokenBatch {
     package var training: TrainingBatch { TrainingBatch(inputs: inputs, targets: targets, batch: rows, length: seqLen) }
 }
 
-/// Bytes a training run of `config` needs at least: weights (4 bytes a parameter), and for
-/// each of the `trainable` parameters (all when nil) a gradient and two AdamW moments (12
-/// more bytes), plus the activations one micro-batch of `batch` sequences keeps for the
-/// backward (about 24 floats per position per layer and width, and the logits' chunk). A
-/// lower bound, not a prediction; it only has to catch a model that cannot possibly fit.
-package func trainingMemoryEstimate(_ config: LlamaConfig, batch: Int, seqLen: Int, trainable: Int? = nil) -> Double {
+/// Bytes a training run of `config` needs at least: weights (4 bytes a parameter, or
+/// `weightBytes` for a packed base), and for each of the `trainable` parameters (all when
+/// nil) a gradient and two AdamW moments (12 more bytes), plus the activations one
+/// micro-batch of `batch` sequences keeps for the backward (about 24 floats per position per
+/// layer and width, and the logits' chunk; with `recomputeLayers` one layer's and each
+/// layer's input). A lower bound, not a prediction; it only has to catch a model that cannot
+/// possibly fit.
+package func trainingMemoryEstimate(
+    _ config: LlamaConfig, batch: Int, seqLen: Int, trainable: Int? = nil, weightBytes: Double? = nil,
+    recomputeLayers: Bool = false
+) -> Double {
     let positions = Double(batch) * Double(seqLen)
     let perLayer = Double(config.hiddenSize) * 24 + Double(config.intermediateSize) * 3
-    let activations = positions * perLayer * Double(config.numHiddenLayers) * 4
-    return Double(config.parameterCount) * 4 + Double(trainable ?? config.parameterCount) * 12 + activations
+    let layers = Double(config.numHiddenLayers)
+    let activations =
+        positions * (recomputeLayers ? perLayer + Double(config.hiddenSize) * layers : perLayer * layers) * 4
+    return (weightBytes ?? Double(config.parameterCount) * 4) + Double(trainable ?? config.parameterCount) * 12 + activations
 }
 
 /// Refuses (exit 2), before allocating anything, a training run that cannot fit the memory
 /// budget (`MemoryBudget`), with the estimate and the limit.
 package func requireMemory(
     _ config: LlamaConfig, batch: Int, seqLen: Int, trainable: Int? = nil, extra: Double = 0, path: String,
-    suggestLoRA: Bool = false
+    suggestLoRA: Bool = false, weightBytes: Double? = nil, recomputeLayers: Bool = false
 ) throws {
-    let need = trainingMemoryEstimate(config, batch: batch, seqLen: seqLen, trainable: trainable) + extra
+    let need =
+        trainingMemoryEstimate(
+            config, batch: batch, seqLen: seqLen, trainable: trainable, weightBytes: weightBytes,
+            recomputeLayers: recomputeLayers) + extra
     let trained = trainable.map { "\($0) of them trained" } ?? "all trained"
     try MemoryBudget.require(
         need,

@@ -5,6 +5,7 @@
 import Core
 import Foundation
 import NN
+import Platform
 
 /// A benchmark configuration in the keys of tools/bench_configs.json.
 public struct BenchConfig: Codable, Sendable, Equatable {
@@ -67,11 +68,18 @@ public struct TrainBenchResult: Codable, Sendable {
     /// measurement before and one after the timed steps).
     public var mfu: Double
     public var sgemmPeakGflops: Double
+    /// Peak resident memory of the training steps (of the whole process when the system
+    /// cannot reset the high-water mark), and of the setup before them.
     public var peakMemoryMB: Double
+    public var setupPeakMemoryMB: Double
     public var threads: Int
     public var blasCore: String
     /// The adapters trained instead of the whole model (nil: full training).
     public var lora: LoRAConfig?
+    /// How the frozen base is held under LoRA: f32, or packed (QLoRA).
+    public var baseWeights: WeightFormat
+    /// Layers recomputed in the backward pass instead of keeping their activations.
+    public var gradientCheckpointing: Bool
     /// Parameters the optimizer updates (all of them, or the adapters').
     public var trainedParameters: Int
 }
@@ -82,6 +90,12 @@ public enum TrainBench {
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
         return Double(usage.ru_maxrss) / 1024
+    }
+
+    /// Resets the peak resident set size to the current one (Linux: `5` to
+    /// /proc/self/clear_refs), so that a later `peakMemoryMB()` covers what follows.
+    static func resetPeakMemory() {
+        try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)
     }
 
     /// Best of a few raw sgemms at [4096x512]x[512x1408], the largest benchmark shape.
@@ -101,12 +115,21 @@ public enum TrainBench {
 
     /// Trains a fresh model on uniform random tokens for at least `seconds` (and 3 steps)
     /// after 2 warm-up steps. With `lora`, the base is frozen and only the adapters train
-    /// (as PEFT does: no base gradients, no optimizer state for the base).
+    /// (as PEFT does: no base gradients, no optimizer state for the base), held in
+    /// `baseWeights` (quantized: QLoRA, `LlamaModel.quantizedMatrices`); with
+    /// `gradientCheckpointing` the layers run again in the backward pass.
     public static func run(
-        name: String, config bc: BenchConfig, seconds: Double, lora: LoRAConfig? = nil, progress: (String) -> Void = { _ in }
+        name: String, config bc: BenchConfig, seconds: Double, lora: LoRAConfig? = nil, baseWeights: WeightFormat = .f32,
+        gradientCheckpointing: Bool = false, progress: (String) -> Void = { _ in }
     ) throws -> TrainBenchResult {
+        precondition(baseWeights == .f32 || lora != nil, "a packed base needs LoRA")
         let peakBefore = sgemmPeakGflops()
-        let (trainer, trained) = makeTrainer(bc, lora: lora)
+        let (trainer, trained) = makeTrainer(bc, lora: lora, baseWeights: baseWeights)
+        trainer.model.recomputeLayers = gradientCheckpointing
+        // The setup's peak (a packed base is quantized from a random f32 model) apart from
+        // the training steps'.
+        let setupPeak = peakMemoryMB()
+        resetPeakMemory()
         let batch = randomBatch(bc)
         for _ in 0..<2 { _ = try trainer.step([batch]) }
         var steps = 0
@@ -129,16 +152,20 @@ public enum TrainBench {
         return TrainBenchResult(
             config: name, parameters: bc.model.parameterCount, steps: steps, tokensPerSecond: tokensPerSecond,
             stepMs: elapsed / Double(steps) * 1e3, flopsPerToken: flops, mfu: flops * tokensPerSecond / (peak * 1e9),
-            sgemmPeakGflops: peak, peakMemoryMB: peakMemoryMB(), threads: Threads.count, blasCore: BLAS.runtime.core,
-            lora: lora, trainedParameters: trainedCount)
+            sgemmPeakGflops: peak, peakMemoryMB: peakMemoryMB(), setupPeakMemoryMB: setupPeak, threads: Threads.count, blasCore: BLAS.runtime.core,
+            lora: lora, baseWeights: baseWeights, gradientCheckpointing: gradientCheckpointing, trainedParameters: trainedCount)
     }
 
     /// A fresh model (seed 0, so every call starts from the same weights) and its trainer:
     /// AdamW over every parameter, or over the adapters only with `lora`.
-    static func makeTrainer(_ bc: BenchConfig, lora: LoRAConfig?) -> (Trainer, [(String, Tensor)]) {
+    static func makeTrainer(_ bc: BenchConfig, lora: LoRAConfig?, baseWeights: WeightFormat = .f32) -> (Trainer, [(String, Tensor)]) {
         var rng = RNG(seed: 0)
-        let model = LlamaModel(config: bc.model, rng: &rng)
+        var model = LlamaModel(config: bc.model, rng: &rng)
         let trained = lora.map { model.addLoRA($0, rng: &rng) } ?? model.namedParameters()
+        if baseWeights.isQuantized {
+            model = model.packed(model.quantizedMatrices(baseWeights))
+            BufferPool.shared.releaseToSystem()  // the f32 matrices just dropped
+        }
         let cfg = TrainerConfig(
             steps: Int.max, schedule: LearningRateSchedule(peak: 1e-3, warmupSteps: 0, totalSteps: 1_000_000, kind: .constant),
             optimizer: AdamWConfig(beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1), gradClip: 0)

@@ -110,6 +110,7 @@ package final class TrainingSession {
         contents: @escaping (Commit) -> CheckpointContents
     ) throws -> [String: Scalar] {
         let config = t.trainerConfig(steps: steps)
+        model.recomputeLayers = t.gradientCheckpointing ?? false
         let noDecay = t.noDecay
         let optimizer = AdamW(parameters: parameters, config: config.optimizer) { n in !noDecay.contains { n.contains($0) } }
         var tokensSeen = 0

@@ -46,6 +46,11 @@ package struct TrainingSettings: Codable, Sendable, Equatable {
     package var checkpointEvery: Int = 100
     /// Progress every this many steps, >= 1. Default 10.
     package var logEvery: Int = 10
+    /// Activation checkpointing: each layer runs again in the backward pass instead of keeping
+    /// its activations (`LlamaModel.recomputeLayers`; the same losses and gradients, one more
+    /// forward per step). Default nil: off (absent from resolved recipes, so older runs keep
+    /// their fingerprints).
+    package var gradientCheckpointing: Bool?
 
     /// Pretraining's defaults for a run of `steps` steps (warmup capped at steps - 1).
     package static func pretraining(steps: Int) -> TrainingSettings {
@@ -75,6 +80,7 @@ package struct TrainingSettings: Codable, Sendable, Equatable {
         case minLRRatio = "min_lr_ratio", warmupSteps = "warmup_steps", schedule, weightDecay = "weight_decay"
         case noDecay = "no_decay", beta1, beta2, eps, gradClip = "grad_clip", evalEvery = "eval_every"
         case evalBatches = "eval_batches", checkpointEvery = "checkpoint_every", logEvery = "log_every"
+        case gradientCheckpointing = "gradient_checkpointing"
     }
 
     /// Optimiser steps of the run: `steps`, else `epochs` passes over `batchesPerEpoch`

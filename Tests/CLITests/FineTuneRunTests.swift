@@ -7,6 +7,7 @@ import Core
 import Foundation
 import JSON
 import ModelIO
+import NN
 import Platform
 import Testing
 
@@ -46,9 +47,11 @@ private func loop(steps: Int) -> String {
     """
 }
 
-/// pretrain, sft (LoRA with dropout), then unless `sftOnly` dpo (continuing the adapter) and
-/// kd (full, top-k teacher).
-private func fineTuneRecipe(_ root: URL, name: String, sftSteps: Int = 6, sftOnly: Bool = false) throws -> URL {
+/// pretrain, sft (LoRA with dropout, on a base held as `baseWeights` when given), then unless
+/// `sftOnly` dpo (continuing the adapter, on the same base) and kd (full, top-k teacher).
+private func fineTuneRecipe(
+    _ root: URL, name: String, sftSteps: Int = 6, sftOnly: Bool = false, baseWeights: String? = nil
+) throws -> URL {
     let rows = arithmeticRows(seed: 5, count: 32)
     try Data(rows.sft.utf8).write(to: root.appendingPathComponent("sft.jsonl"))
     if !FileManager.default.fileExists(atPath: root.appendingPathComponent("pairs.jsonl").path) {
@@ -58,13 +61,13 @@ private func fineTuneRecipe(_ root: URL, name: String, sftSteps: Int = 6, sftOnl
     var stages = [
         pretrainStage(),
         """
-        {"type": "sft", "data": {"train": "sft.jsonl", "validation_fraction": 0.1}, "lora": \(lora), "training": \(loop(steps: sftSteps))}
+        {"type": "sft", "data": {"train": "sft.jsonl", "validation_fraction": 0.1}, "lora": \(lora), "training": \(loop(steps: sftSteps))\(baseWeights.map { #", "base_weights": "\#($0)""# } ?? "")}
         """,
     ]
     if !sftOnly {
         stages += [
             """
-            {"type": "dpo", "data": {"train": "pairs.jsonl"}, "lora": \(lora), "beta": 0.5, "training": \(loop(steps: 3))}
+            {"type": "dpo", "data": {"train": "pairs.jsonl"}, "lora": \(lora), "beta": 0.5, "training": \(loop(steps: 3))\(baseWeights.map { #", "base_weights": "\#($0)""# } ?? "")}
             """,
             """
             {"type": "kd", "model": "@sft", "teacher": "@pretrain", "data": {"train": "sft.jsonl"}, "top_k": 4, "alpha": 0.5,
@@ -170,17 +173,58 @@ private func runToEnd(_ recipe: URL, _ overrides: [String] = []) throws -> (stat
         #expect(r.err.contains("cross-tokenizer distillation is not supported"))
     }
 
+    /// QLoRA: an SFT stage on a Q8_0 base starts from nearly the f32 run's loss, trains
+    /// different adapters, and writes an adapter bound to the f32 base (it loads onto it and
+    /// exports to PEFT like any other); DPO continues it on the packed base from about log 2,
+    /// still bound to the f32 base. base_weights without lora is refused (exit 2).
+    @Test func qloraAdapterBindsToTheF32Base() throws {
+        let root = try scratchDirectory("qlora")
+        defer { try? FileManager.default.removeItem(at: root) }
+        for (name, weights) in [("f32", nil), ("q8", "q8_0")] {
+            let r = try runToEnd(try fineTuneRecipe(root, name: name, sftSteps: 4, sftOnly: weights == nil, baseWeights: weights))
+            #expect(r.status == 0, "\(r.err)")
+        }
+        let dpo = try String(contentsOf: root.appendingPathComponent("q8/dpo.metrics.jsonl"), encoding: .utf8).split(separator: "\n")[0]
+        let dpoStep = try #require(try JSONSerialization.jsonObject(with: Data(dpo.utf8)) as? [String: Any])
+        // Policy = reference at step 1 up to the adapters' dropout (0.1): the loss near log 2.
+        #expect(abs(try #require(dpoStep["loss"] as? Double) - log(2)) < 0.05, "\(dpo)")
+        let a = try readCheckpoint(at: root.appendingPathComponent("f32/sft.h5"))
+        let b = try readCheckpoint(at: root.appendingPathComponent("q8/sft.h5"))
+        #expect(a.baseChecksum != nil && a.baseChecksum == b.baseChecksum)
+        let continued = try readCheckpoint(at: root.appendingPathComponent("q8/dpo.h5"))
+        #expect(continued.step == 3 && continued.baseChecksum == a.baseChecksum)
+        #expect(zip(a.parameters, b.parameters).contains { $0.1.values != $1.1.values }, "the base's format must matter")
+        func firstLoss(_ run: String) throws -> Double {
+            let line = try String(contentsOf: root.appendingPathComponent("\(run)/sft.metrics.jsonl"), encoding: .utf8)
+                .split(separator: "\n")[0]
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            return try #require(object["loss"] as? Double)
+        }
+        let (lossF, lossQ) = (try firstLoss("f32"), try firstLoss("q8"))
+        #expect(lossQ != lossF && abs(lossQ - lossF) < 0.01 * lossF, "first loss \(lossQ) on Q8_0 against \(lossF) on f32")
+        let loaded = try loadModel(from: root.appendingPathComponent("q8/sft.h5").path)
+        #expect(loaded.adapter != nil && loaded.model.packedParameters().isEmpty)
+        let export = try distill(["export", "peft", root.appendingPathComponent("q8/sft.h5").path, "-o", root.appendingPathComponent("peft").path])
+        #expect(export.status == 0, "\(export.err)")
+
+        let full = try fineTuneRecipe(root, name: "full", sftSteps: 2, sftOnly: true, baseWeights: "q4_0")
+        let r = try runToEnd(full, ["sft.lora=null"])
+        #expect(r.status == 2)
+        #expect(r.err.contains("base_weights") && r.err.contains("add a lora block"), "\(r.err)")
+    }
+
     /// The SFT stage (LoRA with dropout, so the dropout streams must be restored too) killed
     /// at random moments ends with the same adapters, moments and metrics log as a run that
-    /// was never interrupted.
-    @Test func killedSFTResumesBitIdentically() throws {
+    /// was never interrupted; on an f32 base and on a Q4_0 one (QLoRA).
+    @Test(arguments: [nil, "q4_0"])
+    func killedSFTResumesBitIdentically(baseWeights: String?) throws {
         let root = try scratchDirectory("sft-resume")
         defer { try? FileManager.default.removeItem(at: root) }
-        let whole = try startRun(try fineTuneRecipe(root, name: "whole", sftSteps: 10, sftOnly: true))
+        let whole = try startRun(try fineTuneRecipe(root, name: "whole", sftSteps: 10, sftOnly: true, baseWeights: baseWeights))
         whole.waitUntilExit()
         #expect(whole.terminationStatus == 0)
 
-        let killed = try fineTuneRecipe(root, name: "killed", sftSteps: 10, sftOnly: true)
+        let killed = try fineTuneRecipe(root, name: "killed", sftSteps: 10, sftOnly: true, baseWeights: baseWeights)
         let metrics = root.appendingPathComponent("killed/sft.metrics.jsonl")
         var rng = RNG(seed: UInt64(Date().timeIntervalSince1970))
         var kills = 0

@@ -36,7 +36,8 @@ extension FineTuneStageSettings {
     func fineTuning(_ context: RunContext, emit: @escaping (StageEvent) -> Void) throws -> FineTuning {
         if let threads = context.threads { Threads.set(threads) }
         return try FineTuning(
-            name: name, modelPath: context.path(of: model), settings: training, lora: lora?.config, output: output,
+            name: name, modelPath: context.path(of: model), settings: training, lora: lora?.config,
+            baseWeights: baseWeights ?? .f32, output: output,
             metrics: URL(fileURLWithPath: context.runDirectory).appendingPathComponent("\(name).metrics.jsonl").path,
             seed: context.seed, fingerprint: context.fingerprint, recipeJSON: context.recipeJSON, resume: context.resume,
             emit: emit)

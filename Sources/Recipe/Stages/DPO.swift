@@ -1,6 +1,7 @@
 // The `dpo` stage: preference optimisation on (prompt, chosen, rejected) pairs (docs/finetuning.md).
 
 import JSON
+import NN
 import TextData
 import Training
 
@@ -22,6 +23,9 @@ package struct DPOStage: FineTuneStageSettings {
     /// SimPO's margin γ, >= 0. Default 0.5.
     package var simpoGamma: Double = 0.5
     package var lora: LoRASettings?
+    /// How the frozen base is held under LoRA (QLoRA): nil or f32, q8_0, q4_0, q4_1 (quantized
+    /// at load), file (a quantized GGUF's own blocks). Default nil: f32.
+    package var baseWeights: InferenceWeights?
     package var training = TrainingSettings.fineTuning
     /// Default `dpo.h5`.
     package var output = "dpo.h5"
@@ -30,7 +34,7 @@ package struct DPOStage: FineTuneStageSettings {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, model, data, template, loss, beta, labelSmoothing = "label_smoothing", simpoGamma = "simpo_gamma"
-        case lora, training, output
+        case lora, baseWeights = "base_weights", training, output
     }
 
     package var checkpointInputs: [CheckpointSource] { [model] }
@@ -46,7 +50,9 @@ extension DPOStage {
         var s = DPOStage()
         s.name = name
         readCommon(r, name: .name, output: .output, into: &s)
-        readShared(r, model: .model, data: .data, template: .template, lora: .lora, training: .training, into: &s)
+        readShared(
+            r, model: .model, data: .data, template: .template, lora: .lora, baseWeights: .baseWeights, training: .training,
+            into: &s)
         r.read(.loss, into: &s.loss)
         r.read(.beta, into: &s.beta, .positive)
         r.read(.labelSmoothing, into: &s.labelSmoothing, .halfOpen(0, 0.5))

@@ -80,6 +80,8 @@ package protocol FineTuneStageSettings: StageSettings {
     var model: CheckpointSource { get set }
     var data: FineTuneData { get set }
     var lora: LoRASettings? { get set }
+    /// How the frozen base is held under LoRA (nil: f32).
+    var baseWeights: InferenceWeights? { get set }
     var training: TrainingSettings { get set }
     /// The chat template for conversational rows; nil: the model's own (ChatML when it records none).
     var template: ChatTemplate? { get set }
@@ -96,9 +98,9 @@ let nestedKeys: [(key: String, accepts: [String])] = [
     ("data", keys(FineTuneData.CodingKeys.self)),
 ]
 
-/// The keys every fine-tuning stage has: model, data, template, lora, training.
+/// The keys every fine-tuning stage has: model, data, template, lora, base_weights, training.
 func readShared<K: CodingKey & CaseIterable & RawRepresentable<String>, S: FineTuneStageSettings>(
-    _ r: ObjectReader<K>, model: K, data: K, template: K, lora: K, training: K, into s: inout S
+    _ r: ObjectReader<K>, model: K, data: K, template: K, lora: K, baseWeights: K, training: K, into s: inout S
 ) {
     let log = r.log
     if let m = r.string(model) { s.model = CheckpointSource(m) }
@@ -109,6 +111,12 @@ func readShared<K: CodingKey & CaseIterable & RawRepresentable<String>, S: FineT
     }
     r.read(template, into: &s.template)
     s.lora = r.object(lora) { readLoRA($0, path: $1, log: log) }
+    r.read(baseWeights, into: &s.baseWeights)
+    if let weights = s.baseWeights, weights != .f32, !r.has(lora) {
+        log.add(
+            .rule("\(weights.rawValue) holds a frozen base, which only LoRA has: add a lora block (QLoRA) or remove base_weights for full fine-tuning"),
+            at: r.path(baseWeights))
+    }
     if let t = r.object(training, { readTraining($0, path: $1, log: log, fineTuning: true) }) { s.training = t }
 }
 

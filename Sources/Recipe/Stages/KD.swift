@@ -1,6 +1,7 @@
 // The `kd` stage: distillation from a teacher with the same tokenizer (docs/finetuning.md).
 
 import JSON
+import NN
 import TextData
 import Training
 
@@ -28,6 +29,9 @@ package struct KDStage: FineTuneStageSettings {
     /// directory's cache; >= 1. Default nil: the full teacher runs at every step.
     package var topK: Int?
     package var lora: LoRASettings?
+    /// How the frozen base is held under LoRA (QLoRA): nil or f32, q8_0, q4_0, q4_1 (quantized
+    /// at load), file (a quantized GGUF's own blocks). Default nil: f32.
+    package var baseWeights: InferenceWeights?
     package var training = TrainingSettings.fineTuning
     /// Default `kd.h5`.
     package var output = "kd.h5"
@@ -36,7 +40,7 @@ package struct KDStage: FineTuneStageSettings {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, model, teacher, data, template, packing, loss, beta, temperature, alpha, topK = "top_k"
-        case lora, training, output
+        case lora, baseWeights = "base_weights", training, output
     }
 
     package var checkpointInputs: [CheckpointSource] { [model, teacher] }
@@ -52,7 +56,9 @@ extension KDStage {
         var s = KDStage()
         s.name = name
         readCommon(r, name: .name, output: .output, into: &s)
-        readShared(r, model: .model, data: .data, template: .template, lora: .lora, training: .training, into: &s)
+        readShared(
+            r, model: .model, data: .data, template: .template, lora: .lora, baseWeights: .baseWeights, training: .training,
+            into: &s)
         if let t = r.string(.teacher) {
             s.teacher = CheckpointSource(t)
         } else if !r.has(.teacher) {

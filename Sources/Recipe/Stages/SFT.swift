@@ -1,6 +1,7 @@
 // The `sft` stage: supervised fine-tuning on rendered rows (docs/finetuning.md).
 
 import JSON
+import NN
 import TextData
 import Training
 
@@ -21,6 +22,9 @@ package struct SFTStage: FineTuneStageSettings {
     package var packing = true
     /// Default nil: full fine-tuning.
     package var lora: LoRASettings?
+    /// How the frozen base is held under LoRA (QLoRA): nil or f32, q8_0, q4_0, q4_1 (quantized
+    /// at load), file (a quantized GGUF's own blocks). Default nil: f32.
+    package var baseWeights: InferenceWeights?
     package var training = TrainingSettings.fineTuning
     /// Default `sft.h5`.
     package var output = "sft.h5"
@@ -28,7 +32,7 @@ package struct SFTStage: FineTuneStageSettings {
     package init() {}
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case name, model, data, template, packing, lora, training, output
+        case name, model, data, template, packing, lora, baseWeights = "base_weights", training, output
     }
 
     package var checkpointInputs: [CheckpointSource] { [model] }
@@ -40,7 +44,9 @@ extension SFTStage {
         var s = SFTStage()
         s.name = name
         readCommon(r, name: .name, output: .output, into: &s)
-        readShared(r, model: .model, data: .data, template: .template, lora: .lora, training: .training, into: &s)
+        readShared(
+            r, model: .model, data: .data, template: .template, lora: .lora, baseWeights: .baseWeights, training: .training,
+            into: &s)
         r.read(.packing, into: &s.packing)
         return s
     }
