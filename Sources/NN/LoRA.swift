@@ -188,7 +188,7 @@ extension LlamaModel {
     public func removeAdapters() {
         for layer in layers {
             for (name, m) in layer.modules where m is LoRALinear {
-                layer.replace(String(name.split(separator: ".").last!)) { Linear(weight: $0.weight) }
+                layer.replace(String(name.split(separator: ".").last!)) { Linear(sameWeightAs: $0) }
             }
         }
     }
