@@ -315,14 +315,14 @@ package final class Scheduler: @unchecked Sendable {
                 for i in request.choices.indices { pick(request, choice: i, logits + row * v, lane) }
             }
         }
-        var ended = 0
-        for request in lane.active where request.done {
-            release(request, from: lane)
-            request.output.finish()
-            ended += 1
-        }
+        // The counts drop before the streams end: a client that has its answer may send the
+        // next request at once, and must find the room this one leaves.
+        let ended = lane.active.filter(\.done)
+        guard !ended.isEmpty else { return }
+        for request in ended { release(request, from: lane) }
         lane.active.removeAll(where: \.done)
-        if ended > 0 { count(waiting: 0, running: -ended) }
+        count(waiting: 0, running: -ended.count)
+        for request in ended { request.output.finish() }
     }
 
     /// Frees the request's slots, each keeping what it holds for a later prompt.

@@ -357,6 +357,17 @@ func referenceReply(_ path: String, adapter: String? = nil, message: String, sam
         try await server.stop()
     }
 
+    @Test func aClientThatAsksAgainAtOnceFindsTheRoomItsLastRequestLeft() async throws {
+        // One sequence and no queue: each answer must free its sequence before the client reads it.
+        let server = try await RunningServer.start(Self.settings(batch: 1, queue: 0))
+        for _ in 0..<30 {
+            let r = try await http(server.port, "POST", "/v1/chat/completions", body: chatBody(#""max_tokens":2"#))
+            #expect(r.status == 200)
+            #expect(server.state.catalog!.scheduler.load.running == 0)
+        }
+        try await server.stop()
+    }
+
     @Test func aStopLetsTheRequestInFlightFinishAndAClientThatLeavesFreesItsSequence() async throws {
         let server = try await RunningServer.start(Self.settings(batch: 1, queue: 0))
         let port = server.port
