@@ -82,6 +82,20 @@ public struct SamplingConfig: Codable, Sendable, Equatable {
     }
 }
 
+/// Limits which token a row may take next (constrained sampling): a grammar over the tokens'
+/// bytes, say. The engine asks it about the token it drew first and only has it mask the
+/// logits when that token is refused, so the cost is paid where the model strays.
+public protocol TokenConstraint: AnyObject {
+    /// True when `token` may come next.
+    func allows(_ token: Int32) -> Bool
+    /// Sets the logits of the tokens that may not come next to -infinity; false when no token may.
+    func mask(_ logits: UnsafeMutablePointer<Float>, count: Int) -> Bool
+    /// Takes `token` as the next one.
+    func accept(_ token: Int32)
+    /// What has been taken is complete and nothing may follow: the row ends.
+    var isFinished: Bool { get }
+}
+
 /// How the rows of a generation batch share their prefill. Each way gives every row the
 /// tokens it gets with `none`; the logits may differ in their last bits (see
 /// `generateWithLogProbs`).
@@ -182,14 +196,26 @@ extension DecodeEngine {
     /// seeded tokens identical and log-probabilities within 1e-5 of the unshared path.
     /// A row that finishes (a stop token, `maxTokens`, or `shouldStop(row, generated)`) leaves
     /// the batch: later steps decode only the rows still running.
+    ///
+    /// With `constraints`, row r takes only tokens `constraints[r]` allows (nil: any): the
+    /// token drawn from the model's distribution is kept when allowed; otherwise the refused
+    /// tokens' logits are set to -infinity and the row draws again from the same settings.
+    /// Without top-k or top-p this is exactly sampling from the allowed tokens' renormalised
+    /// distribution (and greedy takes the most likely allowed token); with them, the cut is
+    /// made among the allowed tokens only after a refusal. Log-probabilities stay the model's.
+    /// A row ends when its constraint is finished, or when nothing is allowed.
     public func generate(
         prompts: [[Int32]], sampling: SamplingConfig, rowSeeds: [UInt64]? = nil, logProbs: Bool = false,
-        sharing: PrefillSharing = .commonPrefix, shouldStop: (Int, [Int32]) -> Bool = { _, _ in false }
+        sharing: PrefillSharing = .commonPrefix, constraints: [(any TokenConstraint)?]? = nil,
+        shouldStop: (Int, [Int32]) -> Bool = { _, _ in false }
     ) -> (ids: [[Int32]], logProbs: [[Double]]) {
         precondition(prompts.allSatisfy { !$0.isEmpty }, "every prompt needs at least one token")
         precondition(
             rowSeeds == nil || rowSeeds!.count == prompts.count,
             "\(rowSeeds?.count ?? 0) seeds for \(prompts.count) prompts")
+        precondition(
+            constraints == nil || constraints!.count == prompts.count,
+            "\(constraints?.count ?? 0) constraints for \(prompts.count) prompts")
         let b = prompts.count
         var rngs = (0..<b).map { r in
             RNG(seed: rowSeeds?[r] ?? (sampling.seed &+ 0x9E37_79B9_7F4A_7C15 &* UInt64(r + 1)))
@@ -220,15 +246,25 @@ extension DecodeEngine {
         var running = Array(0..<b)
         let v = config.vocabSize
         let sampler = TokenSampler(vocabulary: v)
+        let masked = UnsafeMutablePointer<Float>.allocate(capacity: constraints == nil ? 0 : v)
+        defer { masked.deallocate() }
         while true {
             var next: [Int32] = [], still: [Int] = []
             for r in running {
                 let row = logits + logitRow[r] * v
-                let token = sampler.pick(row, sampling, &rngs[r])
+                var token = sampler.pick(row, sampling, &rngs[r])
+                if let constraint = constraints?[r] {
+                    if !constraint.allows(token) {
+                        masked.update(from: row, count: v)
+                        guard constraint.mask(masked, count: v) else { continue }
+                        token = sampler.pick(masked, sampling, &rngs[r])
+                    }
+                    constraint.accept(token)
+                }
                 outputs[r].append(token)
                 if logProbs { logProbOutputs[r].append(logProbability(row, v, token)) }
                 if sampling.stopTokens.contains(token) || outputs[r].count >= sampling.maxTokens
-                    || shouldStop(r, outputs[r])
+                    || constraints?[r]?.isFinished == true || shouldStop(r, outputs[r])
                 {
                     continue
                 }

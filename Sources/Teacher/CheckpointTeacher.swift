@@ -34,16 +34,25 @@ package struct CheckpointTeacherConfig: Sendable, Equatable, Codable {
     /// The weights the engine runs on: f32 (nil), quantized at load (q8_0, q4_0, q4_1), or a
     /// quantized GGUF file's own blocks (file).
     package var weights: InferenceWeights?
+    /// Constrained sampling: every sample is a sentence of this grammar, written from each
+    /// task's tools (nil: unconstrained).
+    package var grammar: SamplingGrammar?
 
     package init(checkpoint: String) { self.checkpoint = checkpoint }
 
     package enum CodingKeys: String, CodingKey, CaseIterable {
-        case checkpoint, samples, seed, temperature, stop, logprobs, template, weights
+        case checkpoint, samples, seed, temperature, stop, logprobs, template, weights, grammar
         case topP = "top_p"
         case topK = "top_k"
         case maxTokens = "max_tokens"
         case batchSize = "batch_size"
     }
+}
+
+/// The grammars a checkpoint teacher can keep its samples to (docs/teacher.md, *Constrained sampling*).
+package enum SamplingGrammar: String, Sendable, Equatable, Codable, CaseIterable {
+    /// A Python list of calls to the task's tools, typed by their schemas (Verify's CallGrammar).
+    case pythonCalls = "python-calls"
 }
 
 /// The `checkpoint` teacher: samples a distill model with the decode engine (on the weights
@@ -72,6 +81,8 @@ package struct CheckpointTeacher: TeacherBackend {
     package let checksum: String
     /// The decode engine over the model's weights as `config.weights` says.
     package let engine: DecodeEngine
+    /// The tokenizer's trie for constrained sampling, when `config.grammar` asks for it.
+    private let constrained: ConstrainedVocabulary?
 
     /// Throws `DataError.badConfig` for settings out of range, or `weights: file` without
     /// `blocks` (a quantized GGUF file's own tensors). `checksum` and `engine`, when given, are
@@ -100,6 +111,9 @@ package struct CheckpointTeacher: TeacherBackend {
             if let id = tokenizer.id(for: special), tokenizer.isSpecial(id), !stops.contains(id) { stops.append(id) }
         }
         stopTokens = stops
+        constrained = config.grammar.map { _ in
+            ConstrainedVocabulary(tokenizer, vocabulary: model.config.vocabSize, stopTokens: stops)
+        }
         self.checksum =
             checksum ?? Self.checksum(model, tokenizerJSON: tokenizerJSON) + (weights == .f32 ? "" : "+\(weights.rawValue)")
     }
@@ -169,11 +183,16 @@ package struct CheckpointTeacher: TeacherBackend {
 
     /// The cache key of one sample.
     package func cacheKey(prompt: String, seed: Int) -> String {
-        let request = JSONValue.obj([
+        var request = JSONValue.obj([
             "prompt": .string(prompt), "temperature": .double(config.temperature), "top_p": .double(config.topP),
             "top_k": .int(config.topK), "max_tokens": .int(config.maxTokens),
             "stop": .array(config.stop.map { .string($0) }), "logprobs": .bool(config.logprobs), "seed": .int(seed),
         ])
+        // Unconstrained samples keep the keys they had before grammars existed.
+        if let grammar = config.grammar, case .object(var o) = request {
+            o.entries.append((key: "grammar", value: .string(grammar.rawValue)))
+            request = .object(o)
+        }
         return "checkpoint \(checksum)\n" + request.compact(sortedKeys: true)
     }
 
@@ -182,6 +201,26 @@ package struct CheckpointTeacher: TeacherBackend {
         var prompt: String
         var chat: Bool
         var key: String
+        /// The task's grammar under constrained sampling.
+        var grammar: ByteGrammar?
+    }
+
+    /// Each task's grammar under `config.grammar` (nil without one); throws for a task the
+    /// grammar cannot be written for.
+    private func grammars(_ tasks: [TeacherTask]) throws -> [ByteGrammar?] {
+        guard let kind = config.grammar else { return tasks.map { _ in nil } }
+        return try tasks.map { task in
+            switch kind {
+            case .pythonCalls:
+                guard let grammar = CallGrammar.pythonCalls(tools: task.tools ?? task.toolsInMessages ?? []) else {
+                    throw DataError.malformed(
+                        file: task.file, line: task.line, column: 1,
+                        reason: "task \"\(task.id)\" has no named tools, so grammar \"\(kind.rawValue)\" has no call to allow",
+                        hint: "give every task its \"tools\", or drop the teacher's \"grammar\"")
+                }
+                return grammar
+            }
+        }
     }
 
     package func sample(
@@ -195,6 +234,7 @@ package struct CheckpointTeacher: TeacherBackend {
         -> [TeacherSample]
     {
         let rendered = tasks.map { PromptRendering.render($0, chat: chat) }
+        let grammars = try grammars(tasks)
         var jobs: [Job] = []
         for t in tasks.indices {
             for s in 0..<config.samples {
@@ -202,7 +242,7 @@ package struct CheckpointTeacher: TeacherBackend {
                 jobs.append(
                     Job(
                         taskIndex: t, sampleIndex: s, seed: seed, prompt: rendered[t].text, chat: rendered[t].chat,
-                        key: cacheKey(prompt: rendered[t].text, seed: seed)))
+                        key: cacheKey(prompt: rendered[t].text, seed: seed), grammar: grammars[t]))
             }
         }
         var out: [TeacherSample] = []
@@ -259,8 +299,19 @@ package struct CheckpointTeacher: TeacherBackend {
             stopTokens: stopTokens)
         let seeds = batch.map { XXH64.hash(Array($0.prompt.utf8), seed: UInt64($0.seed)) }
         let stop = config.stop
+        // The rows of one task share its masks.
+        var constraints: [(any TokenConstraint)?]?
+        if let constrained {
+            var masks: [Int: GrammarMasks] = [:]
+            constraints = batch.map { job in
+                guard let grammar = job.grammar else { return nil }
+                let shared = masks[job.taskIndex] ?? constrained.masks(for: grammar)
+                masks[job.taskIndex] = shared
+                return GrammarConstraint(shared)
+            }
+        }
         let (ids, logprobs) = engine.generate(
-            prompts: prompts, sampling: sampling, rowSeeds: seeds, logProbs: config.logprobs
+            prompts: prompts, sampling: sampling, rowSeeds: seeds, logProbs: config.logprobs, constraints: constraints
         ) { _, generated in
             guard !stop.isEmpty else { return false }
             let text = tokenizer.decode(generated)
@@ -269,7 +320,9 @@ package struct CheckpointTeacher: TeacherBackend {
         let latency = cachedLatency(Date().timeIntervalSince(started))
         return batch.indices.map { r in
             var text = tokenizer.decode(ids[r].filter { !stopTokens.contains($0) })
-            var finish = ids[r].last.map { stopTokens.contains($0) } == true ? "stop" : "length"
+            // A constrained row that completed its sentence stopped, with or without a stop token.
+            let closed = (constraints?[r] as? GrammarConstraint)?.isFinished == true
+            var finish = closed || ids[r].last.map { stopTokens.contains($0) } == true ? "stop" : "length"
             for s in stop {
                 if let range = text.range(of: s) {
                     text = String(text[..<range.lowerBound])

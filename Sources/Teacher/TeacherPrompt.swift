@@ -144,7 +144,10 @@ package struct TeacherPrompt: Codable, Sendable, Equatable {
         messages += toolsIn == .user ? withTools(own, task.tools) : own
         var out = task
         out.prompt = .messages(messages)
-        if toolsIn == .user { out.tools = nil }
+        if toolsIn == .user {
+            out.toolsInMessages = task.tools
+            out.tools = nil
+        }
         return out
     }
 

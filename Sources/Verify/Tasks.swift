@@ -68,6 +68,10 @@ package struct TeacherTask: Sendable, Equatable {
     package var prompt: TaskPrompt
     /// Function definitions offered to the model (JSON-schema `parameters`), as written.
     package var tools: [JSONValue]?
+    /// Tools a teacher prompt wrote into the messages instead (`tools_in: "user"`; `tools` is
+    /// then nil so that the chat template does not render them again): what constrained
+    /// sampling still allows calls to.
+    package var toolsInMessages: [JSONValue]?
     /// The reference final answer for the `exact` verifier (a number is kept as its JSON text).
     package var answer: String?
     /// A regular expression for the `regex` verifier.

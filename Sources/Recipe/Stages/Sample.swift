@@ -235,6 +235,7 @@ func readTeacher(_ v: JSONValue, path: String, log: IssueLog) -> TeacherSettings
         r.read(.batchSize, into: &c.batchSize)
         r.read(.template, into: &c.template)
         r.read(.weights, into: &c.weights)
+        r.read(.grammar, into: &c.grammar)
         let problems = c.problems().filter { !$0.hasPrefix("checkpoint ") }  // defaulted in pass 2
         logProblems(problems, known: keys(CheckpointTeacherConfig.CodingKeys.self), path: path, log: log)
         return .checkpoint(c)
