@@ -54,6 +54,8 @@ struct Eval: ParsableCommand {
     var template: ChatTemplate?
     @Option(help: "With --tasks: the verifier as JSON, as in a recipe (default {\"type\": \"auto\"}).")
     var verifierJson: String?
+    @Option(help: "With --tasks: constrained sampling; python-calls keeps answers to typed calls of each task's tools.")
+    var grammar: SamplingGrammar?
     @Option(
         help:
             "With --tasks: a folder for eval.json, eval.md, eval.svg, eval.tasks.jsonl and the call cache (an interrupted evaluation resumes from it); default: a temporary cache, nothing written."
@@ -86,6 +88,7 @@ struct Eval: ParsableCommand {
                 ("--max-tokens", maxTokens != nil), ("--stop", !stop.isEmpty), ("--seed", seed != nil),
                 ("--batch-size", batchSize != nil), ("--template", template != nil), ("--max-tasks", maxTasks != nil),
                 ("--verifier-json", verifierJson != nil), ("--out", out != nil), ("--logprobs", logprobs),
+                ("--grammar", grammar != nil),
             ]
             if let (flag, _) = taskOptions.first(where: { $0.1 }) { throw ValidationError("\(flag) is for --tasks") }
             if let seqLen, seqLen < 1 { throw ValidationError("--seq-len must be at least 1") }
@@ -145,7 +148,7 @@ struct Eval: ParsableCommand {
         let evaluated = TaskEvalModel(
             name: name, label: adapter.map { "\(model.checkpoint) + \($0)" } ?? path, path: path,
             base: adapter != nil ? model.checkpoint : model.base.base, template: template,
-            weights: weights.weights == .f32 ? nil : weights.weights)
+            weights: weights.weights == .f32 ? nil : weights.weights, grammar: grammar)
         // The cache lives in --out (so an interrupted evaluation resumes), else in a temporary folder.
         let folder =
             out ?? (NSTemporaryDirectory() as NSString).appendingPathComponent("distill-eval-\(UUID().uuidString)")
@@ -179,3 +182,5 @@ struct Eval: ParsableCommand {
         }
     }
 }
+
+extension SamplingGrammar: ExpressibleByArgument {}

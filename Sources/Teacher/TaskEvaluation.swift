@@ -84,11 +84,12 @@ package struct TaskEvalConfig: Sendable, Equatable, Codable {
 
     /// The checkpoint teacher's settings for the greedy pass (one sample at temperature 0) or
     /// the sampled pass.
-    package func teacherConfig(greedy: Bool, template: ChatTemplate?, weights: InferenceWeights? = nil)
-        -> CheckpointTeacherConfig
-    {
+    package func teacherConfig(
+        greedy: Bool, template: ChatTemplate?, weights: InferenceWeights? = nil, grammar: SamplingGrammar? = nil
+    ) -> CheckpointTeacherConfig {
         var c = CheckpointTeacherConfig(checkpoint: "(eval)")
         c.weights = weights
+        c.grammar = grammar
         c.samples = greedy ? 1 : samples
         c.temperature = greedy ? 0 : temperature
         c.topP = greedy ? 1 : topP
@@ -186,14 +187,14 @@ package enum TaskEvaluation {
         tasks: [TeacherTask], verifier: Verifier, config: TaskEvalConfig, template: ChatTemplate?, model: LlamaModel,
         tokenizer: ByteLevelBPETokenizer, tokenizerJSON: String, endOfText: Int32?, modelChat: ChatStyle?,
         weights: InferenceWeights? = nil, blocks: [String: PackedMatrix] = [:], cache: CallCache,
-        prompt: TeacherPrompt = TeacherPrompt(), progress: (Int) -> Void = { _ in }
+        prompt: TeacherPrompt = TeacherPrompt(), grammar: SamplingGrammar? = nil, progress: (Int) -> Void = { _ in }
     ) throws -> ArmEvaluation {
         try refuseProblems(config.problems())
         // The model is shown each task through `prompt` (a few-shot teacher arm); verdicts use the task.
         let examples = try prompt.loadExamples()
         let shown = tasks.map { prompt.apply($0, examples: examples) }
         let greedyTeacher = try CheckpointTeacher(
-            config: config.teacherConfig(greedy: true, template: template, weights: weights), model: model,
+            config: config.teacherConfig(greedy: true, template: template, weights: weights, grammar: grammar), model: model,
             tokenizer: tokenizer, tokenizerJSON: tokenizerJSON, endOfText: endOfText, modelChat: modelChat,
             blocks: blocks, cache: cache)
         try greedyTeacher.validate(shown)
@@ -207,7 +208,7 @@ package enum TaskEvaluation {
         if config.samples > 0 {
             // The same weights: the greedy teacher's checksum and engine are reused, not made again.
             let teacher = try CheckpointTeacher(
-                config: config.teacherConfig(greedy: false, template: template, weights: weights), model: model,
+                config: config.teacherConfig(greedy: false, template: template, weights: weights, grammar: grammar), model: model,
                 tokenizer: tokenizer, tokenizerJSON: tokenizerJSON, endOfText: endOfText, modelChat: modelChat,
                 cache: cache, checksum: greedyTeacher.checksum, engine: greedyTeacher.engine)
             sampled = try teacher.sampleSync(shown) { _ in

@@ -23,7 +23,7 @@ import Verify
               \(pretrain),
               {"type": "eval", "tasks": "tasks.jsonl"},
               {"type": "eval", "name": "cmp", "tasks": "tasks.jsonl", "template": "llama3", "output": "cmp/eval.json",
-               "arms": [{"name": "zero-shot", "model": "models/chat.gguf"}, {"model": "@pretrain", "template": "chatml"}],
+               "arms": [{"name": "zero-shot", "model": "models/chat.gguf"}, {"model": "@pretrain", "template": "chatml", "grammar": "python-calls"}],
                "samples": 0, "temperature": 0.5, "top_p": 0.9, "max_tokens": 32, "stop": "\\n", "seed": 2, "batch_size": 4,
                "logprobs": true,
                "verifier": {"type": "exact", "extract": "gsm8k"}, "cache": "/tmp/eval-cache.sqlite"}
@@ -51,7 +51,7 @@ import Verify
         #expect(
             c.arms == [
                 EvalArm(name: "zero-shot", model: model, template: .llama3),
-                EvalArm(name: "pretrain", model: "@pretrain", template: .chatml),
+                EvalArm(name: "pretrain", model: "@pretrain", template: .chatml, grammar: .pythonCalls),
             ])
         #expect(cmp.checkpointInputs == [.file(model), .stage("pretrain")] && cmp.allInputFiles == [model, tasks])
         #expect(c.sampling.samples == 0 && c.sampling.temperature == 0.5 && c.sampling.topP == 0.9)

@@ -50,7 +50,8 @@ struct EvalExecutor: StageExecutor {
         let models = t.arms.map { arm in
             TaskEvalModel(
                 name: arm.name, label: arm.model, path: context.path(of: CheckpointSource(arm.model)),
-                template: arm.template, prompt: arm.teacherPrompt ?? TeacherPrompt(), weights: arm.weights)
+                template: arm.template, prompt: arm.teacherPrompt ?? TeacherPrompt(), weights: arm.weights,
+                grammar: arm.grammar)
         }
         let outcome = try runTaskEvaluation(
             tasks: t.tasks, models: models, verifier: t.verifier, config: t.sampling, cache: cache, maxTasks: t.maxTasks,
@@ -126,13 +127,16 @@ package struct TaskEvalModel: Sendable {
     package var prompt: TeacherPrompt
     /// The weights generation runs on (nil: f32).
     package var weights: InferenceWeights?
+    /// Constrained sampling (nil: none).
+    package var grammar: SamplingGrammar?
 
     package init(
         name: String, label: String, path: String, base: String? = nil, template: ChatTemplate? = nil,
-        prompt: TeacherPrompt = TeacherPrompt(), weights: InferenceWeights? = nil
+        prompt: TeacherPrompt = TeacherPrompt(), weights: InferenceWeights? = nil, grammar: SamplingGrammar? = nil
     ) {
         self.prompt = prompt
         self.weights = weights
+        self.grammar = grammar
         self.name = name
         self.label = label
         self.path = path
@@ -180,7 +184,8 @@ package func runTaskEvaluation(
         let evaluation = try TaskEvaluation.evaluate(
             tasks: tasks, verifier: verifier, config: sampling, template: model.template, model: loaded.model,
             tokenizer: tokenizer, tokenizerJSON: loaded.tokenizerJSON ?? "", endOfText: loaded.endOfText,
-            modelChat: loaded.chat, weights: model.weights, blocks: loaded.fileBlocks, cache: cache, prompt: model.prompt
+            modelChat: loaded.chat, weights: model.weights, blocks: loaded.fileBlocks, cache: cache, prompt: model.prompt,
+            grammar: model.grammar
         ) { done in
             let now = Date()
             let step = m * perModel + done

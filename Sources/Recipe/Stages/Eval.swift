@@ -97,20 +97,23 @@ package struct EvalArm: Codable, Sendable, Equatable {
     /// The weights generation runs on (nil: f32; q8_0, q4_0, q4_1 quantized at load; file: a
     /// quantized GGUF's own blocks). Default: the stage's `weights`.
     package var weights: InferenceWeights?
+    /// Constrained sampling (docs/teacher.md): every answer a sentence of this grammar.
+    package var grammar: SamplingGrammar?
 
     package init(
         name: String, model: String, template: ChatTemplate? = nil, teacherPrompt: TeacherPrompt? = nil,
-        weights: InferenceWeights? = nil
+        weights: InferenceWeights? = nil, grammar: SamplingGrammar? = nil
     ) {
         self.name = name
         self.model = model
         self.template = template
         self.teacherPrompt = teacherPrompt
         self.weights = weights
+        self.grammar = grammar
     }
 
     package enum CodingKeys: String, CodingKey, CaseIterable {
-        case name, model, template, weights
+        case name, model, template, weights, grammar
         case teacherPrompt = "teacher_prompt"
     }
 }
@@ -289,6 +292,7 @@ extension EvalStage {
                 }
                 ar.read(.template, into: &arm.template)
                 ar.read(.weights, into: &arm.weights)
+                ar.read(.grammar, into: &arm.grammar)
                 arm.teacherPrompt = ar.object(.teacherPrompt) { readTeacherPrompt($0, path: $1, log: log) }
                 t.arms.append(arm)
             }
