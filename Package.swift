@@ -136,7 +136,7 @@ let package = Package(
                 "Recipe", "Sweep", "Pipeline",
             ]),
         .testTarget(name: "RouteTests", dependencies: ["Platform", "JSON", "Route"]),
-        .testTarget(name: "ServeTests", dependencies: ["Platform", "Core", "JSON", "NN", "TextData", "ModelIO", "Serve"]),
+        .testTarget(name: "ServeTests", dependencies: ["Platform", "Core", "JSON", "NN", "TextData", "ModelIO", "Serve", "Verify"]),
         .testTarget(
             name: "CLITests",
             dependencies: [

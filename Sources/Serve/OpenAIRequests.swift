@@ -54,6 +54,9 @@ package struct ChatRequest: Sendable {
     /// The `tools` array as given (each `{"type": "function", "function": {...}}`), rendered
     /// into the system message; nil without tools or with `tool_choice: "none"`.
     package var tools: [JSONValue]?
+    /// The tools the answer must call (`tool_choice` `"required"`: all of them; a named
+    /// function: that one); nil when the model may answer in prose.
+    package var requiredTools: [JSONValue]?
 }
 
 package struct CompletionRequest: Sendable {
@@ -239,9 +242,29 @@ extension ChatRequest {
             tools = choice?.stringValue == "none" || list.isEmpty ? nil : list
         case let v?: throw APIError.invalid("tools must be an array, not \(v.typeName)", param: "tools")
         }
-        if let choice, choice.stringValue == nil || !["none", "auto"].contains(choice.stringValue!) {
+        switch choice {
+        case nil, .string("auto")?, .string("none")?: break
+        case .string("required")?:
+            guard let tools else { throw APIError.invalid("tool_choice \"required\" needs tools", param: "tool_choice") }
+            requiredTools = tools
+        case .object(let o)? where o["type"] == .string("function"):
+            guard case .object(let f)? = o["function"], let name = f["name"]?.stringValue else {
+                throw APIError.invalid(
+                    "tool_choice must name its function: {\"type\": \"function\", \"function\": {\"name\": ...}}",
+                    param: "tool_choice.function.name")
+            }
+            let named = tools?.first { tool in
+                guard case .object(let t) = tool, case .object(let f)? = t["function"] else { return false }
+                return f["name"]?.stringValue == name
+            }
+            guard let tool = named else {
+                throw APIError.invalid("tool_choice names \"\(name)\", which is not among the request's tools", param: "tool_choice")
+            }
+            requiredTools = [tool]
+        default:
             throw APIError.invalid(
-                "tool_choice may be \"auto\" or \"none\"; distill serve does not force a call", param: "tool_choice")
+                "tool_choice may be \"auto\", \"none\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}",
+                param: "tool_choice")
         }
     }
 }

@@ -14,7 +14,9 @@ import Core
 import Foundation
 import NN
 import Platform
+import Teacher
 import TextData
+import Verify
 
 /// What one request asks for: `seeds.count` continuations of one prompt.
 package struct GenerationJob: Sendable {
@@ -30,6 +32,9 @@ package struct GenerationJob: Sendable {
     package var stopStrings: [String] = []
     /// nil: no log-probabilities; k: the chosen token's and the k most likely ones'.
     package var topLogProbs: Int? = nil
+    /// Constrained sampling: every choice is a sentence of this grammar (docs/teacher.md,
+    /// *Constrained sampling*), and ends when the sentence does.
+    package var grammar: ByteGrammar? = nil
 
     package init(
         prompt: [Int32], maxTokens: Int, temperature: Double, topP: Double, seeds: [UInt64], endTokens: Set<Int32>,
@@ -80,6 +85,11 @@ package final class Scheduler: @unchecked Sendable {
         /// The cache, made at the lane's first request.
         private(set) lazy var state = DecodeState(engine: engine, slots: slots, capacity: capacity)
         let sampler: TokenSampler
+        /// The vocabulary's trie, made at the lane's first constrained request.
+        private(set) lazy var constrained = ConstrainedVocabulary(
+            tokenizer, vocabulary: engine.config.vocabSize, stopTokens: [])
+        /// Logits of a refused draw, masked.
+        let masked: UnsafeMutablePointer<Float>
         var free: [Int]
         /// The tokens whose keys and values each slot holds (valid up to the slot's length):
         /// a free slot keeps its last request's, for a later prompt that starts the same way.
@@ -90,8 +100,18 @@ package final class Scheduler: @unchecked Sendable {
         package init(name: String, engine: DecodeEngine, tokenizer: ByteLevelBPETokenizer, slots: Int, capacity: Int) {
             (self.name, self.engine, self.tokenizer, self.slots, self.capacity) = (name, engine, tokenizer, slots, capacity)
             sampler = TokenSampler(vocabulary: engine.config.vocabSize)
+            masked = .allocate(capacity: engine.config.vocabSize)
             free = Array((0..<slots).reversed())
             held = Array(repeating: [], count: slots)
+        }
+
+        deinit { masked.deallocate() }
+
+        /// One constraint per choice of a constrained job, sharing their masks.
+        func constraints(_ job: GenerationJob) -> [GrammarConstraint] {
+            guard let grammar = job.grammar else { return [] }
+            let masks = constrained.masks(for: grammar)
+            return job.seeds.map { _ in GrammarConstraint(masks) }
         }
 
         /// A free slot for `prompt`: the one holding its longest prefix (at most all but its last
@@ -127,6 +147,8 @@ package final class Scheduler: @unchecked Sendable {
         var slots: [Int] = []
         var prefilled = 0
         var choices: [Choice]
+        /// Per choice under a grammar; empty without one.
+        var constraints: [GrammarConstraint] = []
 
         init(job: GenerationJob, output: AsyncStream<GenerationEvent>.Continuation) {
             self.job = job
@@ -270,6 +292,7 @@ package final class Scheduler: @unchecked Sendable {
             lane.state.truncate(slot: first, to: reused)
             next.prefilled = reused
             next.slots = [first] + (1..<next.choices.count).map { _ in lane.takeSlot() }
+            next.constraints = lane.constraints(next.job)
             lane.held[first] = next.job.prompt
             next.output.yield(.started(cachedTokens: reused))
             lane.active.append(next)
@@ -339,7 +362,19 @@ package final class Scheduler: @unchecked Sendable {
         let job = request.job
         let v = lane.engine.config.vocabSize
         let sampling = SamplingConfig(maxTokens: job.maxTokens, temperature: job.temperature, topK: 0, topP: job.topP)
-        let token = lane.sampler.pick(row, sampling, &request.choices[i].rng)
+        var token = lane.sampler.pick(row, sampling, &request.choices[i].rng)
+        // Under a grammar a refused draw is drawn again from the allowed tokens (as the engine's
+        // `generate` does); a choice with nothing allowed, or whose sentence is whole, stops.
+        let constraint = request.constraints.isEmpty ? nil : request.constraints[i]
+        if let constraint, !constraint.allows(token) {
+            lane.masked.update(from: row, count: v)
+            guard constraint.mask(lane.masked, count: v) else {
+                finish(request, choice: i, .stop, lane, text: lane.tokenizer.decode(request.choices[i].ids))
+                return
+            }
+            token = lane.sampler.pick(lane.masked, sampling, &request.choices[i].rng)
+        }
+        constraint?.accept(token)
         request.choices[i].generated += 1
         if let k = job.topLogProbs {
             let top = topLogProbabilities(row, v, count: k).map { (id: $0.id, bytes: lane.tokenizer.bytes(of: $0.id), logProb: $0.logProb) }
@@ -352,6 +387,10 @@ package final class Scheduler: @unchecked Sendable {
         }
         request.choices[i].ids.append(token)
         let text = lane.tokenizer.decode(request.choices[i].ids)
+        if constraint?.isFinished == true {
+            finish(request, choice: i, .stop, lane, text: text)
+            return
+        }
         if let cut = job.stopStrings.compactMap({ text.range(of: $0)?.lowerBound }).min() {
             finish(request, choice: i, .stop, lane, text: String(text[..<cut]))
             return

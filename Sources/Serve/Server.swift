@@ -138,7 +138,9 @@ private func route(_ request: HTTPRequest, _ state: ServeState) async throws -> 
         }
         let prompt = entry.tokenizer.encode(style.prompt(chat.messages, tools: chat.tools), addSpecialTokens: false)
         let ends = Set([entry.endOfTurn, entry.endOfText].compactMap { $0 })
-        let call = try Call(settings, entry, chat.parameters, prompt: prompt, ends: ends, choices: cascade?.samples)
+        var call = try Call(settings, entry, chat.parameters, prompt: prompt, ends: ends, choices: cascade?.samples)
+        // A required call is sampled under the call grammar of the tools it may name.
+        if let required = chat.requiredTools { call.job.grammar = CallGrammar.pythonCalls(tools: required) }
         if let cascade {
             return try await call.cascade(
                 cascade, requested: requested, body: try RequestReader(body: request.body).object, tools: chat.tools != nil,
@@ -166,7 +168,7 @@ private func ready(_ state: ServeState) throws -> Catalog {
 }
 
 extension Catalog {
-    func entry(_ name: String) throws -> CatalogEntry {
+    package func entry(_ name: String) throws -> CatalogEntry {
         guard let entry = entries[name] else {
             throw APIError.invalid(
                 "model \(name) is not served here; GET /v1/models lists \(names.joined(separator: ", "))", param: "model",
@@ -180,7 +182,7 @@ extension Catalog {
 struct Call: Sendable {
     let entry: CatalogEntry
     let parameters: GenerationParameters
-    let job: GenerationJob
+    var job: GenerationJob
     let id: String
     let created = Int(Date().timeIntervalSince1970)
 

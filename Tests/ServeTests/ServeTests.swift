@@ -12,6 +12,7 @@ import Platform
 import Serve
 import Testing
 import TextData
+import Verify
 
 let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .appendingPathComponent("FormatsTests/Fixtures/gguf")
@@ -226,8 +227,8 @@ func referenceReply(_ path: String, adapter: String? = nil, message: String, sam
         #expect(again.json["choices"]?[0]?["message"] == first.json["choices"]?[0]?["message"])
 
         let reply = try #require(first.json["choices"]?[0]?["message"]?["content"]?.stringValue)
-        let turns = [ChatMessage(role: "user", content: "Hello there"), ChatMessage(role: "assistant", content: reply),
-                     ChatMessage(role: "user", content: "And then?")]
+        let turns = [TextData.ChatMessage(role: "user", content: "Hello there"), TextData.ChatMessage(role: "assistant", content: reply),
+                     TextData.ChatMessage(role: "user", content: "And then?")]
         let conversation = turns.map { #"{"role":"\#($0.role)","content":\#(JSONValue.string($0.content).compact())}"# }
         let second = try await http(
             port, "POST", "/v1/chat/completions",
@@ -463,6 +464,64 @@ func referenceReply(_ path: String, adapter: String? = nil, message: String, sam
         #expect(canonicalAnswer("", tools: false) == nil)
         #expect(canonicalAnswer(#"{"name": "f", "arguments": {"a": 1}}"#, tools: true) == canonicalAnswer("f(a=1.0)", tools: true))
         #expect(canonicalAnswer("no call here", tools: true) == nil)
+    }
+
+    /// tool_choice "required" or a named function samples under the call grammar of the
+    /// allowed tools: the tiny random model's choices are calls of them with arguments that fit
+    /// their schemas, read back as tool_calls. (Tools in the tiny model's system message need
+    /// more than its 256 positions, so the generation is checked on the server's own scheduler
+    /// with a short prompt, and the request side over HTTP.)
+    @Test func aRequiredToolCallIsSampledUnderTheCallGrammar() async throws {
+        let server = try await RunningServer.start(Self.settings())
+        let toolsJSON = #"[{"type":"function","function":{"name":"area","parameters":{"properties":{"w":{"type":"integer"}},"required":["w"]}}},"# +
+            #"{"type":"function","function":{"name":"echo","parameters":{"properties":{"s":{"type":"string"}},"required":["s"]}}}]"#
+        guard case .array(let tools) = try JSONValue.parse(Array(toolsJSON.utf8)) else { throw CancellationError() }
+        let catalog = try #require(server.state.catalog)
+        let entry = try catalog.entry("tiny")
+        var finished = 0
+        for (grammarTools, allowed) in [(tools, ["area", "echo"]), ([tools[0]], ["area"])] {
+            var job = GenerationJob(
+                prompt: entry.tokenizer.encode("Call a tool."), maxTokens: 60, temperature: 1, topP: 1, seeds: [1, 2, 3, 4],
+                endTokens: Set([entry.endOfText].compactMap { $0 }))
+            job.grammar = CallGrammar.pythonCalls(tools: grammarTools)
+            var texts = ["", "", "", ""], reasons: [FinishReason?] = [nil, nil, nil, nil]
+            for await event in try catalog.scheduler.submit(job, lane: "tiny") {
+                if case .text(let i, let t, _) = event { texts[i] += t }
+                if case .finished(let i, let reason, _) = event { reasons[i] = reason }
+            }
+            for (text, reason) in zip(texts, reasons) {
+                // A choice cut at max_tokens is a prefix of a call; a finished one is a call.
+                guard reason == .stop else { continue }
+                finished += 1
+                guard case .array(let calls)? = openAIToolCalls(in: text, id: "t") else {
+                    Issue.record("no tool call in \(text)")
+                    continue
+                }
+                for call in calls {
+                    let name = try #require(call["function"]?["name"]?.stringValue)
+                    #expect(allowed.contains(name), "\(text)")
+                    let arguments = try JSONValue.parse(Array((call["function"]?["arguments"]?.stringValue ?? "").utf8))
+                    #expect(name == "area" ? arguments["w"]?.int != nil : arguments["s"]?.stringValue != nil, "\(text)")
+                }
+            }
+        }
+        #expect(finished >= 4)
+        // The request side: the tools a choice forces, and the choices the API does not have.
+        let required = try ChatRequest(body: Array(chatBody(#""tools":\#(toolsJSON),"tool_choice":"required""#).utf8), maxChoices: 4)
+        #expect(required.requiredTools == tools)
+        let named = #"{"type":"function","function":{"name":"echo"}}"#
+        #expect(try ChatRequest(body: Array(chatBody(#""tools":\#(toolsJSON),"tool_choice":\#(named)"#).utf8), maxChoices: 4).requiredTools == [tools[1]])
+        #expect(try ChatRequest(body: Array(chatBody(#""tools":\#(toolsJSON),"tool_choice":"auto""#).utf8), maxChoices: 4).requiredTools == nil)
+        for (body, message) in [
+            (chatBody(#""tool_choice":"required""#), "needs tools"),
+            (chatBody(#""tools":\#(toolsJSON),"tool_choice":{"type":"function","function":{"name":"volume"}}"#), "not among"),
+            (chatBody(#""tools":\#(toolsJSON),"tool_choice":"always""#), "may be"),
+        ] {
+            let r = try await http(server.port, "POST", "/v1/chat/completions", body: body)
+            #expect(r.status == 400 && r.json["error"]?["param"] == .string("tool_choice"), "\(r.body)")
+            #expect(r.json["error"]?["message"]?.stringValue?.contains(message) == true, "\(r.body)")
+        }
+        try await server.stop()
     }
 
     @Test func toolCallsAreReadByTheVerifiersParser() {
