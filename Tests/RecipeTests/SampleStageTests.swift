@@ -16,7 +16,7 @@ import Verify
         let text = """
             {"name": "s", "seed": 9, "stages": [
               {"type": "pretrain", "data": {"train": ["a.txt"]}, "training": {"steps": 3}},
-              {"type": "sample", "tasks": "tasks.jsonl", "teacher": {"type": "checkpoint", "samples": 4}},
+              {"type": "sample", "tasks": "tasks.jsonl", "teacher": {"type": "checkpoint", "samples": 4, "grammar": "python-calls"}},
               {"type": "sample", "name": "remote", "tasks": "tasks.jsonl", "cache": "/tmp/shared.sqlite",
                "teacher": {"type": "openai", "base_url": "http://127.0.0.1:8080/v1", "model": "m", "api_key_env": "KEY"},
                "verifier": {"type": "exact", "extract": "gsm8k"}, "pairs": {"strategy": "one", "seed": 2}, "output": "r"},
@@ -35,6 +35,7 @@ import Verify
         #expect(s.cache == runDir + "/teacher-cache.sqlite")
         var teacher = CheckpointTeacherConfig(checkpoint: "@pretrain")
         teacher.samples = 4
+        teacher.grammar = .pythonCalls
         #expect(s.teacher == .checkpoint(teacher))
         #expect(s.checkpointInputs == [.stage("pretrain")] && s.inputFiles == [tasks])
         #expect(s.verifier == VerifierConfig() && s.pairs == PairingConfig(strategy: .all, maxPerPrompt: 4, seed: 9))
@@ -61,7 +62,7 @@ import Verify
                "pairs": {"strategy": "every", "max_per_prompt": 0}},
               {"type": "sample", "name": "b", "tasks": "missing.jsonl", "teacher": {"type": "opneai"}},
               {"type": "sample", "name": "c", "teacher": {"type": "command", "command": "python3 t.py"}},
-              {"type": "sample", "name": "d", "tasks": "missing.jsonl", "teacher": {"type": "checkpoint"}}
+              {"type": "sample", "name": "d", "tasks": "missing.jsonl", "teacher": {"type": "checkpoint", "grammar": "python"}}
             ]}
             """
         let error = try #require(recipeError { try dir.load(text) })
@@ -85,6 +86,7 @@ import Verify
         #expect(byPath["stages[2].teacher.command"] == ["expected an array of strings, got string \"python3 t.py\""])
         #expect(
             byPath["stages[3].teacher.checkpoint"]?.first?.contains("no earlier stage produces a checkpoint") == true)
+        #expect(byPath["stages[3].teacher.grammar"] == ["invalid value \"python\" (allowed: \"python-calls\")"])
     }
 }
 
