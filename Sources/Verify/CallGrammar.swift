@@ -9,7 +9,8 @@
 //   boolean          True | False
 //   string           "..." or '...' (escapes \\ \' \" \n \r \t); with `enum`, one of its values
 //   array, tuple     [v, ...] with each item of `items`' type (any literal without `items`)
-//   object, dict     {"key": v, ...} of any literals
+//   object, dict     {"key": v, ...}: with `properties`, their keys in order (quoted either
+//                    way), the required ones present, each value of its type; else any dict
 //   null             None
 //   a type list      any of its types; no type: any literal
 //
@@ -97,25 +98,30 @@ package enum CallGrammar {
 
         /// `name(p=v, ...)`: the schema's parameters in order, optional ones skippable.
         func call(_ name: String, _ parameters: JSONValue?) -> [ByteGrammar.Element] {
-            var names: [String] = []
-            var values: [ByteGrammar.Element] = []
-            if case .object(let schema)? = parameters, case .object(let properties)? = schema["properties"] {
-                for (key, property) in properties.entries {
-                    names.append(key)
-                    values.append(value(property))
+            let entries = properties(parameters) { key in b.literal(key) + [space] + b.literal("=") + [space] }
+            return b.literal(name + "(") + [space, entries, space] + b.literal(")")
+        }
+
+        /// The `properties` of an object schema, in order, each written as `key(name)` then
+        /// its value, separated by commas: the required ones present, the others skippable.
+        func properties(_ schema: JSONValue?, key: (String) -> [ByteGrammar.Element]) -> ByteGrammar.Element {
+            var entries: [[ByteGrammar.Element]] = []
+            var optional: [Bool] = []
+            let required = Set(schema.map(ToolSchema.required) ?? [])
+            if case .object(let s)? = schema, case .object(let properties)? = s["properties"] {
+                for (name, property) in properties.entries {
+                    entries.append(key(name) + [value(property)])
+                    optional.append(!required.contains(name))
                 }
             }
-            let required = Set(parameters.map(ToolSchema.required) ?? [])
-            let optional = names.map { !required.contains($0) }
-            let argument = names.indices.map { i in b.literal(names[i]) + [space] + b.literal("=") + [space, values[i]] }
-            // tails[i]: what may follow once the parameters before i are placed or skipped.
-            let n = names.count
+            // tails[i]: what may follow once the entries before i are placed or skipped.
+            let n = entries.count
             var tails = [ByteGrammar.Element](repeating: space, count: n + 1)
             tails[n] = b.rule([[]])
             for i in stride(from: n - 1, through: 0, by: -1) {
                 var alternatives: [[ByteGrammar.Element]] = []
                 for j in i..<n {
-                    alternatives.append(separator + argument[j] + [tails[j + 1]])
+                    alternatives.append(separator + entries[j] + [tails[j + 1]])
                     if !optional[j] { break }
                 }
                 if optional[i...].allSatisfy({ $0 }) { alternatives.append([]) }
@@ -123,11 +129,11 @@ package enum CallGrammar {
             }
             var heads: [[ByteGrammar.Element]] = []
             for j in 0..<n {
-                heads.append(argument[j] + [tails[j + 1]])
+                heads.append(entries[j] + [tails[j + 1]])
                 if !optional[j] { break }
             }
             if optional.allSatisfy({ $0 }) { heads.append([]) }
-            return b.literal(name + "(") + [space, b.rule(heads), space] + b.literal(")")
+            return b.rule(heads)
         }
 
         /// A literal of `schema`'s type.
@@ -154,7 +160,15 @@ package enum CallGrammar {
                     case "array", "tuple":
                         let item = s["items"].map(value) ?? anyValue
                         return [Self.list(b, of: item, space: space, separator: separator)]
-                    case "object", "dict": return [Self.dict(b, of: anyValue, key: string, space: space, separator: separator)]
+                    case "object", "dict":
+                        // With `properties`, their keys (quoted either way) and types; else any dict.
+                        guard case .object(let listed)? = s["properties"], !listed.entries.isEmpty else {
+                            return [Self.dict(b, of: anyValue, key: string, space: space, separator: separator)]
+                        }
+                        let entries = properties(schema) { key in
+                            [b.rule(Self.spellings(.string(key)).map { b.literal($0) }), space] + b.literal(":") + [space]
+                        }
+                        return b.literal("{") + [space, entries, space] + b.literal("}")
                     default: return [anyValue]
                     }
                 })

@@ -32,6 +32,14 @@ import Verify
                   "weights": {"type": ["array", "null"]}, "extra": {"type": "object"}},
                   "required": ["values"]}}
                 """#.utf8)),
+        try! JSONValue.parse(
+            Array(
+                #"""
+                {"name": "place", "parameters": {"type": "object", "properties": {
+                  "at": {"type": "object", "properties": {"lat": {"type": "number"}, "lon": {"type": "number"},
+                    "name": {"type": "string"}}, "required": ["lat", "lon"]}},
+                  "required": ["at"]}}
+                """#.utf8)),
     ]
 
     @Test func theMatcherTakesPrefixesAndRefusesTheRest() {
@@ -56,6 +64,7 @@ import Verify
             #"[area(w=5, h=3, unit='in', exact=False), math.mean(values=[1, 2.5, -3e-2])]"#,
             #"[ math.mean(values=[], label="a \"b\"\n", weights=None, extra={"k": [1, "x"]}) ]"#,
             #"[math.mean(values=[1], weights=[True, 'x'])]"#,
+            #"[place(at={"lat": 1.5, "lon": -2}), place(at={'lat': 0,'lon': 0, "name": "x"})]"#,
         ] {
             #expect(g.matches(good), "\(good)")
         }
@@ -73,6 +82,10 @@ import Verify
             "[volume(w=5)]",  // not a tool
             "[math.mean(values=[\"a\"])]",  // items are numbers
             "[]",
+            #"[place(at={"x": 1})]"#,  // not a property
+            #"[place(at={"lat": 1})]"#,  // lon is required
+            #"[place(at={"lon": 1, "lat": 2})]"#,  // out of order
+            #"[place(at={"lat": "1", "lon": 2})]"#,  // a string for a number
         ] {
             #expect(!g.matches(bad), "\(bad)")
         }
