@@ -134,7 +134,11 @@ package final class HTTPServer: @unchecked Sendable {
                         let request = HTTPRequest(
                             method: h.method.rawValue, path: String(h.uri.split(separator: "?", maxSplits: 1).first ?? ""),
                             headers: h.headers.map { ($0.name, $0.value) }, body: body)
-                        reply = await handler(request)
+                        // A client that hangs up cancels its request's task (a streamed reply
+                        // notices at its next write; a whole one would run to its end unheard).
+                        let task = Task { await handler(request) }
+                        channel.closeFuture.whenComplete { _ in task.cancel() }
+                        reply = await task.value
                     }
                     let stopping = lock.withLock { self.stopping }
                     let keepAlive = h.isKeepAlive && !tooLarge && !stopping

@@ -227,6 +227,10 @@ package final class Scheduler: @unchecked Sendable {
     }
     private var runningCount = 0
 
+    /// Requests dropped before they finished because nobody was listening any more.
+    package var abandoned: Int { condition.withLock { abandonedCount } }
+    private var abandonedCount = 0
+
     /// While paused no step runs: requests queue (and are refused past the limit) but none
     /// starts. For tests that need a full queue to stay full.
     package var paused: Bool {
@@ -267,10 +271,11 @@ package final class Scheduler: @unchecked Sendable {
         finished.signal()
     }
 
-    private func count(waiting: Int, running: Int) {
+    private func count(waiting: Int, running: Int, abandoned: Int = 0) {
         condition.lock()
         waitingCount += waiting
         runningCount += running
+        abandonedCount += abandoned
         condition.unlock()
     }
 
@@ -278,6 +283,7 @@ package final class Scheduler: @unchecked Sendable {
     private func step(_ lane: Lane) {
         let queued = lane.waiting.count
         lane.waiting.removeAll { $0.cancelled.value }
+        let gone = queued - lane.waiting.count
         var left = 0
         for request in lane.active where request.cancelled.value {
             release(request, from: lane)
@@ -298,7 +304,7 @@ package final class Scheduler: @unchecked Sendable {
             lane.active.append(next)
             joined += 1
         }
-        count(waiting: lane.waiting.count - queued, running: joined - left)
+        count(waiting: lane.waiting.count - queued, running: joined - left, abandoned: gone + left)
         guard !lane.active.isEmpty else { return }
 
         // The tokens of this step and the rows of logits they give.

@@ -80,9 +80,22 @@ func http(
 func exchange(
     _ port: Int, _ method: String, _ path: String, body: String?, headers: [String: String], readLimit: Int?
 ) throws -> Exchange {
+    let fd = try sendRequest(port, method, path, body: body, headers: headers)
+    defer { close(fd) }
+    var received: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while readLimit.map({ received.count < $0 }) ?? true {
+        let n = recv(fd, &buffer, buffer.count, 0)
+        if n <= 0 { break }
+        received += buffer[..<n]
+    }
+    return Exchange(received)
+}
+
+/// A connected socket that has sent the request, for the caller to read from and close.
+func sendRequest(_ port: Int, _ method: String, _ path: String, body: String?, headers: [String: String] = [:]) throws -> Int32 {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     precondition(fd >= 0)
-    defer { close(fd) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -90,7 +103,10 @@ func exchange(
     let connected = withUnsafePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     }
-    guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
+    guard connected == 0 else {
+        close(fd)
+        throw POSIXError(.ECONNREFUSED)
+    }
     var request = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
     for (k, v) in headers { request += "\(k): \(v)\r\n" }
     if let body { request += "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n" }
@@ -102,36 +118,38 @@ func exchange(
         if n <= 0 { break }  // the server may answer (413) before reading everything
         sent += n
     }
-    var received: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = recv(fd, &buffer, buffer.count, 0)
-        if n <= 0 { break }
-        received += buffer[..<n]
-        if let readLimit, received.count >= readLimit { break }
-    }
-    let text = String(decoding: received, as: UTF8.self)
-    guard let split = text.range(of: "\r\n\r\n") else { return Exchange(status: 0, headers: [:], body: text) }
-    let lines = text[..<split.lowerBound].components(separatedBy: "\r\n")
-    let status = Int(lines[0].split(separator: " ")[1])!
-    var fields: [String: String] = [:]
-    for line in lines.dropFirst() {
-        let parts = line.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
-        if parts.count == 2 { fields[parts[0].lowercased()] = parts[1] }
-    }
-    var body = Array(received[(Array(text[..<split.upperBound].utf8).count)...])
-    if fields["transfer-encoding"] == "chunked" {
-        var decoded: [UInt8] = [], at = 0
-        while let lineEnd = (at..<max(at, body.count - 1)).first(where: { body[$0] == 13 && body[$0 + 1] == 10 }),
-            let size = Int(String(decoding: body[at..<lineEnd], as: UTF8.self), radix: 16), size > 0,
-            lineEnd + 2 + size <= body.count
-        {
-            decoded += body[(lineEnd + 2)..<(lineEnd + 2 + size)]
-            at = lineEnd + 2 + size + 2
+    return fd
+}
+
+extension Exchange {
+    /// A response as received: status line, headers, and the body (chunks joined).
+    init(_ received: [UInt8]) {
+        let text = String(decoding: received, as: UTF8.self)
+        guard let split = text.range(of: "\r\n\r\n") else {
+            self.init(status: 0, headers: [:], body: text)
+            return
         }
-        body = decoded
+        let lines = text[..<split.lowerBound].components(separatedBy: "\r\n")
+        let status = Int(lines[0].split(separator: " ")[1])!
+        var fields: [String: String] = [:]
+        for line in lines.dropFirst() {
+            let parts = line.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            if parts.count == 2 { fields[parts[0].lowercased()] = parts[1] }
+        }
+        var body = Array(received[(Array(text[..<split.upperBound].utf8).count)...])
+        if fields["transfer-encoding"] == "chunked" {
+            var decoded: [UInt8] = [], at = 0
+            while let lineEnd = (at..<max(at, body.count - 1)).first(where: { body[$0] == 13 && body[$0 + 1] == 10 }),
+                let size = Int(String(decoding: body[at..<lineEnd], as: UTF8.self), radix: 16), size > 0,
+                lineEnd + 2 + size <= body.count
+            {
+                decoded += body[(lineEnd + 2)..<(lineEnd + 2 + size)]
+                at = lineEnd + 2 + size + 2
+            }
+            body = decoded
+        }
+        self.init(status: status, headers: fields, body: String(decoding: body, as: UTF8.self))
     }
-    return Exchange(status: status, headers: fields, body: String(decoding: body, as: UTF8.self))
 }
 
 func chatBody(_ fields: String, content: String = "Hello there") -> String {
@@ -380,6 +398,18 @@ func referenceReply(_ path: String, adapter: String? = nil, message: String, sam
             load = server.state.catalog!.scheduler.load
         }
         #expect(load.running == 0 && load.waiting == 0)
+        // A client that hangs up before a whole (not streamed) reply: its request is dropped
+        // unanswered instead of running to max_tokens for nobody.
+        let scheduler = server.state.catalog!.scheduler
+        scheduler.paused = true
+        let leaving = try sendRequest(port, "POST", "/v1/chat/completions", body: chatBody(#""max_tokens":60"#))
+        while scheduler.load.waiting < 1 { try await Task.sleep(for: .milliseconds(2)) }
+        close(leaving)
+        try await Task.sleep(for: .milliseconds(100))  // the server sees the hang-up
+        let before = scheduler.abandoned
+        scheduler.paused = false
+        for _ in 0..<200 where scheduler.abandoned == before { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(scheduler.abandoned == before + 1 && scheduler.load.running == 0)
         // A stop during a request: the request completes, then the server is gone.
         let inFlight = Task { try await http(port, "POST", "/v1/chat/completions", body: chatBody(#""max_tokens":60,"stream":true"#)) }
         while server.state.catalog!.scheduler.load.running == 0 { try await Task.sleep(for: .milliseconds(2)) }
