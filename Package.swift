@@ -74,7 +74,7 @@ let package = Package(
             name: "Teacher", dependencies: ["Platform", "JSON", "Core", "NN", "TextData", "Verify", "CSQLite"],
             swiftSettings: codegen),
         .target(
-            name: "Route", dependencies: ["Platform", "JSON", "Charts", "Core", "Verify"],
+            name: "Route", dependencies: ["Platform", "JSON", "Charts", "Core", "Formats", "Verify"],
             swiftSettings: codegen),
         .target(
             name: "Recipe", dependencies: ["Platform", "JSON", "NN", "TextData", "Training", "Verify", "Teacher"],
@@ -135,7 +135,7 @@ let package = Package(
                 "Platform", "JSON", "Charts", "Core", "NN", "TextData", "Formats", "ModelIO", "Training", "Verify", "Teacher",
                 "Recipe", "Sweep", "Pipeline",
             ]),
-        .testTarget(name: "RouteTests", dependencies: ["Platform", "JSON", "Route"]),
+        .testTarget(name: "RouteTests", dependencies: ["Platform", "JSON", "Core", "Verify", "Route"]),
         .testTarget(name: "ServeTests", dependencies: ["Platform", "Core", "JSON", "NN", "TextData", "ModelIO", "Serve"]),
         .testTarget(
             name: "CLITests",
