@@ -96,7 +96,7 @@ let package = Package(
         .target(
             name: "Serve",
             dependencies: [
-                "Platform", "JSON", "Core", "NN", "TextData", "ModelIO", "Verify", "Teacher",
+                "Platform", "JSON", "Core", "NN", "TextData", "ModelIO", "Verify", "Teacher", "Route",
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
@@ -136,7 +136,7 @@ let package = Package(
                 "Recipe", "Sweep", "Pipeline",
             ]),
         .testTarget(name: "RouteTests", dependencies: ["Platform", "JSON", "Core", "Verify", "Route"]),
-        .testTarget(name: "ServeTests", dependencies: ["Platform", "Core", "JSON", "NN", "TextData", "ModelIO", "Serve"]),
+        .testTarget(name: "ServeTests", dependencies: ["Platform", "Core", "JSON", "NN", "TextData", "ModelIO", "Teacher", "Route", "Serve"]),
         .testTarget(
             name: "CLITests",
             dependencies: [

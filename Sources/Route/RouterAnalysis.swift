@@ -78,6 +78,14 @@ package enum RouterTraining {
         return (tasks, notes)
     }
 
+    /// The tasks a router embeds: those with samples of both models and a prompt, in table order.
+    package static func prompts(_ table: VerdictTable, weak: String, strong: String) -> [(id: String, prompt: String)] {
+        table.rows.compactMap { row in
+            guard let p = row.prompt, (row.models[weak]?.n ?? 0) > 0, (row.models[strong]?.n ?? 0) > 0 else { return nil }
+            return (row.taskID, p)
+        }
+    }
+
     /// The cascade features of the weak model's samples: the share of the most common readable
     /// answer among them (0 when none is readable), and the first sample's log-probabilities.
     static func extras(_ cell: ModelCell) -> [String: Double] {
