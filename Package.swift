@@ -88,8 +88,8 @@ let package = Package(
         .target(
             name: "Pipeline",
             dependencies: [
-                "Platform", "JSON", "Charts", "Core", "NN", "TextData", "ModelIO", "Training", "Verify", "Teacher", "Recipe",
-                "Sweep",
+                "Platform", "JSON", "Charts", "Core", "NN", "TextData", "ModelIO", "Training", "Verify", "Teacher", "Route",
+                "Recipe", "Sweep",
             ],
             swiftSettings: codegen),
         // `distill serve`: the OpenAI-compatible HTTP server and its continuous-batching scheduler.

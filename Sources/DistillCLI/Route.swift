@@ -2,9 +2,9 @@ import ArgumentParser
 import Core
 import Foundation
 import ModelIO
+import Pipeline
 import Platform
 import Route
-import Teacher
 import Verify
 
 struct RouteCommand: ParsableCommand {
@@ -104,7 +104,6 @@ struct RouteTrain: ParsableCommand {
     func run() throws {
         compute.apply()
         let verdicts = try VerdictTable.read(path: table)
-        let weakModel = try verdicts.model(weak, option: "--weak")
         let cache: [String: RouterInput]
         let checksum: String
         if let embeddings {
@@ -113,28 +112,10 @@ struct RouteTrain: ParsableCommand {
             note("  \(cache.count) embeddings from \(embeddings)")
         } else {
             let loaded = try loadModel(from: checkpoint!, base: base.base)
-            checksum = CheckpointTeacher.checksum(loaded.model, tokenizerJSON: loaded.tokenizerJSON ?? "")
-            // An eval arm's identity is this checksum (with "+FORMAT" for quantized weights).
-            if let identity = weakModel.identity, identity.hasPrefix("xxh64:"),
-                identity.split(separator: "+").first.map(String.init) != checksum
-            {
-                throw UserError(
-                    path: checkpoint!,
-                    problem: "is not the model \"\(weakModel.name)\" of the verdict table (\(identity)); its checksum is \(checksum)",
-                    fix: "give the checkpoint the table's weak model was evaluated from", kind: .usage)
-            }
-            let embedder = try PromptEmbedder(loaded)
-            let prompts = RouterTraining.prompts(verdicts, weak: weak, strong: strong)
-            var out: [String: RouterInput] = [:]
             let started = Date()
-            for (i, p) in prompts.enumerated() {
-                let e = embedder.embed(p.prompt)
-                out[p.id] = RouterInput(embedding: e.embedding, promptTokens: e.tokens)
-                if (i + 1) % 50 == 0 || i + 1 == prompts.count {
-                    note(String(format: "  embedded %d of %d prompts (%.1f s)", i + 1, prompts.count, Date().timeIntervalSince(started)))
-                }
+            (cache, checksum) = try routerEmbeddings(verdicts, weak: weak, strong: strong, model: loaded) { done, total in
+                note(String(format: "  embedded %d of %d prompts (%.1f s)", done, total, Date().timeIntervalSince(started)))
             }
-            cache = out
         }
         let (router, notes) = try RouterTraining.train(verdicts, config(), cache: cache, weakChecksum: checksum)
         try router.write(to: output)
