@@ -64,6 +64,11 @@ struct RouteTrain: ParsableCommand {
     @Option(name: [.short, .customLong("output")], help: "The router file to write (.h5).") var output: String
     @Option(help: "logistic (regression on the features), knn (nearest neighbours) or kmeans (cluster router).")
     var kind: RouterKind = .logistic
+    @Option(
+        help:
+            "What the logistic and knn routers predict: weak (the weak model's pass rate) or margin ((1 + weak - strong) / 2 of the pass rates)."
+    )
+    var label: RouterLabel = .weak
     @Option(help: "The logistic router's features, comma-separated: embedding, length, agreement, logprob.")
     var features: String = "embedding,length"
     @Option(help: "L2 strength of the logistic router (on standardised features).") var l2: Double = 1
@@ -80,6 +85,7 @@ struct RouteTrain: ParsableCommand {
     func config() throws -> RouterTrainConfig {
         var c = RouterTrainConfig(weak: weak, strong: strong)
         c.kind = kind
+        c.label = label
         c.features = try features.split(separator: ",").map { name in
             guard let f = RouterFeature(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
                 throw ValidationError("--features: unknown feature \"\(name)\"; choose from embedding, length, agreement, logprob")
@@ -220,3 +226,4 @@ struct RouteEval: ParsableCommand {
 }
 
 extension RouterKind: ExpressibleByArgument {}
+extension RouterLabel: ExpressibleByArgument {}

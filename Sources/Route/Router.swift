@@ -408,6 +408,8 @@ package struct Router: Sendable, Equatable {
     package var strongIdentity: String?
     /// How tasks were split: calibration and test shares of XXH64(seed, task id).
     package var split: RouterSplit
+    /// What the logistic and kNN models were trained to predict.
+    package var label: RouterLabel = .weak
     package var thresholds: [Threshold] = []
     /// The embeddings of every task of the table the router was trained on, by task id, so
     /// calibration and evaluation need no model.

@@ -33,6 +33,8 @@ package struct RouterTrainConfig: Sendable, Equatable {
     package var weak: String
     package var strong: String
     package var kind: RouterKind = .logistic
+    /// What the logistic and kNN routers learn to predict.
+    package var label: RouterLabel = .weak
     /// The logistic router's features; kNN and k-means read the embedding alone.
     package var features: [RouterFeature] = [.embedding, .length]
     /// L2 strength on the standardised weights (the objective is the mean cross-entropy + l2/2 |w|^2).
@@ -47,6 +49,23 @@ package struct RouterTrainConfig: Sendable, Equatable {
     package var shares: [Double] = (1...9).map { Double($0) / 10 }
 
     package init(weak: String, strong: String) { (self.weak, self.strong) = (weak, strong) }
+}
+
+/// The soft label of a training task, in 0...1, higher where the weak model should answer.
+package enum RouterLabel: String, Sendable, CaseIterable, Codable {
+    /// The weak model's pass rate: the probability that one weak answer is right.
+    case weak
+    /// (1 + weak - strong) / 2 of the two pass rates: 1 where only the weak model is right, 0
+    /// where only the strong one is, 0.5 where they do as well (RouteLLM's labels are the
+    /// strong model's win; this is their soft, graded form for one sample each).
+    case margin
+
+    package func value(weak: Double, strong: Double) -> Double {
+        switch self {
+        case .weak: weak
+        case .margin: (1 + weak - strong) / 2
+        }
+    }
 }
 
 package enum RouterTraining {
@@ -112,12 +131,13 @@ package enum RouterTraining {
                 fix: "give a table with more tasks, or smaller --calibration and --test shares", kind: .usage)
         }
         let model: Router.Model
+        let labels = train.map { config.label.value(weak: $0.weak, strong: $0.strong) }
         switch config.kind {
         case .logistic:
             model = .logistic(
-                try LogisticRouter.train(train.map(\.input), labels: train.map(\.weak), features: config.features, l2: config.l2))
+                try LogisticRouter.train(train.map(\.input), labels: labels, features: config.features, l2: config.l2))
         case .knn:
-            model = .knn(NeighbourRouter(k: config.neighbours, embeddings: train.map(\.input.embedding), labels: train.map(\.weak)))
+            model = .knn(NeighbourRouter(k: config.neighbours, embeddings: train.map(\.input.embedding), labels: labels))
         case .kmeans:
             guard config.alpha > 0 && config.alpha <= 1 else {
                 throw UserError(path: "--alpha", problem: "alpha \(config.alpha) is not within 0 < alpha <= 1", kind: .usage)
@@ -132,9 +152,9 @@ package enum RouterTraining {
             model: model, weak: weakModel.name, strong: strongModel.name, weakChecksum: weakChecksum,
             weakIdentity: weakModel.identity, strongIdentity: strongModel.identity, split: config.split)
         router.cache = cache
-        var out = notes
-        out += try calibrate(&router, table, shares: config.shares)
-        return (router, out)
+        router.label = config.label
+        _ = try calibrate(&router, table, shares: config.shares)  // its notes are the ones above
+        return (router, notes)
     }
 
     /// Sets the router's thresholds for `shares` (each 0...1) from the scores of the calibration
@@ -234,6 +254,7 @@ package struct RouterReport: Sendable, Equatable, Codable {
     package var kind: RouterKind
     package var weak: String
     package var strong: String
+    package var label: RouterLabel
     package var features: [RouterFeature]
     package var split: RouterSplit
     package var settings: RouterEvalConfig
@@ -250,7 +271,7 @@ package struct RouterReport: Sendable, Equatable, Codable {
     package var notes: [String]
 
     enum CodingKeys: String, CodingKey {
-        case kind, weak, strong, features, split, settings, arms, calibrated, notes
+        case kind, weak, strong, label, features, split, settings, arms, calibrated, notes
         case trainTasks = "train_tasks"
         case calibrationTasks = "calibration_tasks"
         case testTasks = "test_tasks"
@@ -430,7 +451,7 @@ package enum RouterEvaluation {
         let features: [RouterFeature]
         if case .logistic(let m) = router.model { features = m.features } else { features = [.embedding] }
         return RouterReport(
-            kind: router.model.kind, weak: router.weak, strong: router.strong, features: features, split: router.split,
+            kind: router.model.kind, weak: router.weak, strong: router.strong, label: router.label, features: features, split: router.split,
             settings: config, trainTasks: all.filter { router.split.part($0.id) == .train }.count,
             calibrationTasks: all.filter { router.split.part($0.id) == .calibration }.count, testTasks: n,
             weakAccuracy: meanEstimate(0), strongAccuracy: meanEstimate(1), arms: arms,

@@ -5,7 +5,7 @@
 //
 //   /                      attributes: format "distill-router", format_version 1, distill_version,
 //                          kind, weak, strong, weak_checksum, weak_identity, strong_identity,
-//                          settings (JSON: split, features, l2, k, alpha, bias), thresholds (JSON)
+//                          settings (JSON: split, label, features, l2, k, alpha, bias), thresholds (JSON)
 //   /model/mean, scale, weights     logistic: float64 [d]
 //   /model/embeddings, labels       knn: float32 [n, e], float64 [n]
 //   /model/centroids, weak_accuracy, strong_accuracy   kmeans: float32 [c, e], float64 [c]
@@ -28,6 +28,7 @@ extension Router {
     /// The settings stored as one JSON attribute.
     struct Settings: Codable {
         var split: RouterSplit
+        var label: RouterLabel?
         var features: [RouterFeature]?
         var l2: Double?
         var bias: Double?
@@ -51,7 +52,7 @@ extension Router {
             try file.setAttribute("weak_checksum", .string(weakChecksum))
             if let weakIdentity { try file.setAttribute("weak_identity", .string(weakIdentity)) }
             if let strongIdentity { try file.setAttribute("strong_identity", .string(strongIdentity)) }
-            var settings = Settings(split: split)
+            var settings = Settings(split: split, label: label)
             try file.createGroup("/model")
             switch model {
             case .logistic(let m):
@@ -142,6 +143,7 @@ extension Router {
                 weakChecksum: try file.stringAttribute("weak_checksum"), weakIdentity: try optional("weak_identity"),
                 strongIdentity: try optional("strong_identity"), split: settings.split)
             router.thresholds = thresholds
+            router.label = settings.label ?? .weak
             let embeddings = try matrix("/cache/embeddings")
             let tokens = try file.read(Int64.self, from: "/cache/prompt_tokens").values
             guard case .array(let idValues)? = try? JSONValue.parse(try file.readBytes("/cache/task_ids")),

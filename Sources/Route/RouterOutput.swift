@@ -14,7 +14,8 @@ extension RouterReport {
         func optional(_ x: Estimate?) -> String { x.map(e) ?? "-" }
         let level = Int((settings.bootstrap.level * 100).rounded())
         var out = "# Router: \(kind.rawValue) over \(cell(weak)) -> \(cell(strong))\n\n"
-        out += "Features: \(features.map(\.rawValue).joined(separator: ", ")). "
+        out += "Features: \(features.map(\.rawValue).joined(separator: ", "))"
+        out += kind == .kmeans ? ". " : "; label: \(label.rawValue). "
         out +=
             "\(trainTasks) training, \(calibrationTasks) calibration and \(testTasks) test tasks (XXH64 split, seed \(split.seed)). "
         out += "A request's accuracy is the answering model's share of correct samples on the task. "

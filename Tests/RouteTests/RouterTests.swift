@@ -160,12 +160,42 @@ struct RouterTests {
         #expect(report.json().contains("\"apgr_over_random\""))
     }
 
+    /// Where the weak model is never right and the strong model only near direction B, the
+    /// weak model's pass rate is 0 everywhere and says nothing; the margin label
+    /// (1 + weak - strong) / 2 is 0.5 near A and 0 near B, and the router learns to escalate B.
+    @Test func theMarginLabelRoutesWhereOnlyTheStrongModelsGainVaries() throws {
+        #expect(RouterLabel.margin.value(weak: 1, strong: 0) == 1 && RouterLabel.margin.value(weak: 0.5, strong: 0.5) == 0.5)
+        #expect(RouterLabel.margin.value(weak: 0, strong: 1) == 0 && RouterLabel.weak.value(weak: 0.25, strong: 1) == 0.25)
+        var rng = RNG(seed: 6)
+        var strong: [Double] = [], cache: [String: RouterInput] = [:]
+        for i in 0..<400 {
+            let gain = rng.uniform() < 0.5
+            var e = (0..<8).map { _ in Float(rng.normal() * 0.3) }
+            e[gain ? 1 : 0] += 1
+            strong.append(gain ? 1 : 0)
+            cache["task-\(i)"] = RouterInput(embedding: e, promptTokens: 10)
+        }
+        let table = syntheticTable(weak: Array(repeating: 0, count: 400), strong: strong)
+        var config = RouterTrainConfig(weak: "W", strong: "S")
+        config.label = .margin
+        let router = try RouterTraining.train(table, config, cache: cache, weakChecksum: "x").router
+        var eval = RouterEvalConfig()
+        eval.bootstrap.resamples = 100
+        let report = try RouterEvaluation.run(router, table, eval)
+        #expect(report.label == .margin)
+        // Half the tasks gain 1, half 0: the oracle recovers the gap by share 0.5, APGR
+        // 0.5 x 0.5 + 0.5 x 1 = 0.75; random's is 0.5. The router comes within 0.05 of the oracle.
+        let learned = try #require(report.arms[0].apgr), oracle = try #require(report.arms[2].apgr)
+        #expect(abs(oracle.value - 0.75) < 0.05 && learned.value > oracle.value - 0.05, "\(learned) against \(oracle)")
+        #expect(try #require(report.apgrOverRandom).ciLow > 0.15)
+    }
+
     /// A router file reads back as the router written, and refuses another weak model.
     @Test(arguments: [RouterKind.logistic, .knn, .kmeans])
     func routerFileRoundTripsAndRefusesAnotherModel(_ kind: RouterKind) throws {
         let (table, cache) = separable(60, seed: 5)
         var config = RouterTrainConfig(weak: "W", strong: "S")
-        (config.kind, config.clusters, config.neighbours, config.alpha) = (kind, 3, 5, 0.8)
+        (config.kind, config.clusters, config.neighbours, config.alpha, config.label) = (kind, 3, 5, 0.8, .margin)
         let router = try RouterTraining.train(table, config, cache: cache, weakChecksum: "xxh64:0123").router
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("router-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -174,7 +204,7 @@ struct RouterTests {
         try router.write(to: path)
         let back = try Router.read(path: path)
         #expect(back == router)
-        #expect(back.weakIdentity == "xxh64:weak" && back.strongIdentity == "xxh64:strong")
+        #expect(back.weakIdentity == "xxh64:weak" && back.strongIdentity == "xxh64:strong" && back.label == .margin)
         try back.requireWeak(checksum: "xxh64:0123", name: "--model")
         #expect(throws: UserError.self) { try back.requireWeak(checksum: "xxh64:4567", name: "--model") }
         // A damaged file is refused as bad data before HDF5 reads it.

@@ -55,6 +55,7 @@ struct RouteExecutor: StageExecutor {
         }
         var config = RouterTrainConfig(weak: s.weak, strong: s.strong)
         config.kind = RouterKind(rawValue: s.kind)!
+        config.label = RouterLabel(rawValue: s.label)!
         config.features = s.features.map { RouterFeature(rawValue: $0)! }
         (config.l2, config.neighbours, config.clusters, config.alpha) = (s.l2, s.k, s.clusters, s.alpha)
         config.split = RouterSplit(calibration: s.calibration, test: s.test, seed: s.seed)

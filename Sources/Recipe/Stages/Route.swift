@@ -17,6 +17,8 @@ package struct RouteStage: StageSettings {
     package var strong = ""
     /// `logistic`, `knn` or `kmeans`. Default `logistic`.
     package var kind = "logistic"
+    /// `weak` or `margin`. Default `weak`.
+    package var label = "weak"
     /// The logistic router's features. Default embedding and length.
     package var features = ["embedding", "length"]
     /// >= 0. Default 1.
@@ -45,7 +47,7 @@ package struct RouteStage: StageSettings {
     package init() {}
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case name, checkpoint, weak, strong, kind, features, l2, k, clusters, alpha, calibration, test, shares
+        case name, checkpoint, weak, strong, kind, label, features, l2, k, clusters, alpha, calibration, test, shares
         case randomSeeds = "random_seeds"
         case resamples, seed, output
     }
@@ -79,6 +81,13 @@ extension RouteStage {
                 s.kind = kind
             } else {
                 log.add(.invalidValue(got: kind, allowed: kinds, suggestion: nil), at: r.path(.kind))
+            }
+        }
+        if let label = r.string(.label) {
+            if ["weak", "margin"].contains(label) {
+                s.label = label
+            } else {
+                log.add(.invalidValue(got: label, allowed: ["weak", "margin"], suggestion: nil), at: r.path(.label))
             }
         }
         if let features = r.strings(.features, acceptSingle: true) {
