@@ -115,6 +115,7 @@ extension Call {
         }
         let started = Date()
         let input = await router.input(text)
+        let routing = Date().timeIntervalSince(started)
         guard let score = router.router.score(input), let threshold = router.router.threshold(forShare: spec.percent / 100) else {
             preconditionFailure("a served router scores every request and has thresholds (checked at load)")
         }
@@ -136,7 +137,7 @@ extension Call {
             "decision": .string(escalated ? "teacher" : "student"), "escalated": .bool(escalated), "student": .string(entry.name),
             "teacher": .string(teacher.config.model), "score": .double(score), "threshold": .double(threshold.threshold),
             "target_share": .double(threshold.target), "calibration_share": .double(threshold.calibrationShare),
-            "embedded_tokens": .int(input.promptTokens),
+            "embedded_tokens": .int(input.promptTokens), "route_seconds": .double(routing),
         ])
         return finishRouted(
             reply, decision: decision, escalated: escalated, studentTokens: studentTokens, started: started, state: state)

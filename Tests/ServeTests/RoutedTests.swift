@@ -52,6 +52,7 @@ extension ServeTests {
         #expect(kept.json["model"] == .string("tiny") && kept.json["distill"]?["decision"] == .string("student"))
         #expect(kept.json["distill"]?["score"]?.numberValue == 1 && kept.json["distill"]?["threshold"]?.numberValue == 0.5)
         #expect(kept.json["distill"]?["target_share"]?.numberValue == 0.3)
+        #expect((kept.json["distill"]?["route_seconds"]?.numberValue ?? -1) >= 0)
         let alone = try await ask("tiny", easy)
         #expect(kept.json["choices"]?[0]?["message"] == alone.json["choices"]?[0]?["message"])
         #expect(calls.value == 0)
