@@ -190,6 +190,31 @@ struct RouterTests {
         #expect(try #require(report.apgrOverRandom).ciLow > 0.15)
     }
 
+    /// A cascade's offline feature: where the weak model's 4 samples agree it is right, where
+    /// they scatter it is wrong. A router on agreement alone ranks every scattered task first
+    /// (APGR 0.75, the oracle's, with half the tasks gaining 1); it cannot be served.
+    @Test func agreementAmongTheWeakSamplesIsAFeatureOfflineOnly() throws {
+        var rows: [VerdictRow] = [], cache: [String: RouterInput] = [:]
+        for i in 0..<200 {
+            let agree = i % 2 == 0
+            let weak = ModelCell(samples: (0..<4).map { j in SampleVerdict(correct: agree, answer: agree ? "a" : "x\(j)") })
+            let strong = ModelCell(samples: [SampleVerdict(correct: true, answer: "a")])
+            rows.append(VerdictRow(taskID: "task-\(i)", prompt: "p", models: ["W": weak, "S": strong]))
+            cache["task-\(i)"] = RouterInput(embedding: [1, 0], promptTokens: 5)
+        }
+        let table = VerdictTable(
+            models: [VerdictModel(name: "W", kind: "eval", source: "w"), VerdictModel(name: "S", kind: "eval", source: "s")], rows: rows)
+        var config = RouterTrainConfig(weak: "W", strong: "S")
+        config.features = [.agreement]
+        let router = try RouterTraining.train(table, config, cache: cache, weakChecksum: "x").router
+        #expect(!router.servable)
+        var eval = RouterEvalConfig()
+        eval.bootstrap.resamples = 100
+        let report = try RouterEvaluation.run(router, table, eval)
+        let learned = try #require(report.arms[0].apgr).value, oracle = try #require(report.arms[2].apgr).value
+        #expect(abs(learned - oracle) < 1e-9 && learned > 0.6, "\(learned) against the oracle's \(oracle)")
+    }
+
     /// A router file reads back as the router written, and refuses another weak model.
     @Test(arguments: [RouterKind.logistic, .knn, .kmeans])
     func routerFileRoundTripsAndRefusesAnotherModel(_ kind: RouterKind) throws {
