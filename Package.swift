@@ -74,7 +74,7 @@ let package = Package(
             name: "Teacher", dependencies: ["Platform", "JSON", "Core", "NN", "TextData", "Verify", "CSQLite"],
             swiftSettings: codegen),
         .target(
-            name: "Route", dependencies: ["Platform", "JSON", "Charts", "Core", "Verify"],
+            name: "Route", dependencies: ["Platform", "JSON", "Charts", "Core", "Formats", "Verify"],
             swiftSettings: codegen),
         .target(
             name: "Recipe", dependencies: ["Platform", "JSON", "NN", "TextData", "Training", "Verify", "Teacher"],
@@ -88,15 +88,15 @@ let package = Package(
         .target(
             name: "Pipeline",
             dependencies: [
-                "Platform", "JSON", "Charts", "Core", "NN", "TextData", "ModelIO", "Training", "Verify", "Teacher", "Recipe",
-                "Sweep",
+                "Platform", "JSON", "Charts", "Core", "NN", "TextData", "ModelIO", "Training", "Verify", "Teacher", "Route",
+                "Recipe", "Sweep",
             ],
             swiftSettings: codegen),
         // `distill serve`: the OpenAI-compatible HTTP server and its continuous-batching scheduler.
         .target(
             name: "Serve",
             dependencies: [
-                "Platform", "JSON", "Core", "NN", "TextData", "ModelIO", "Verify", "Teacher",
+                "Platform", "JSON", "Core", "NN", "TextData", "ModelIO", "Verify", "Teacher", "Route",
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
@@ -135,8 +135,9 @@ let package = Package(
                 "Platform", "JSON", "Charts", "Core", "NN", "TextData", "Formats", "ModelIO", "Training", "Verify", "Teacher",
                 "Recipe", "Sweep", "Pipeline",
             ]),
-        .testTarget(name: "RouteTests", dependencies: ["Platform", "JSON", "Route"]),
-        .testTarget(name: "ServeTests", dependencies: ["Platform", "Core", "JSON", "NN", "TextData", "ModelIO", "Serve", "Verify"]),
+        .testTarget(name: "RouteTests", dependencies: ["Platform", "JSON", "Core", "Verify", "Route"]),
+        .testTarget(
+            name: "ServeTests", dependencies: ["Platform", "Core", "JSON", "NN", "TextData", "ModelIO", "Verify", "Teacher", "Route", "Serve"]),
         .testTarget(
             name: "CLITests",
             dependencies: [

@@ -2,6 +2,7 @@
 """Writes Data/arithmetic/: small arithmetic word problems for the sample stage.
 
   tasks.jsonl   64 tasks {"id", "prompt", "answer"} checked by the exact verifier
+  route_tasks.jsonl  600 more tasks of the same kind, for learned routers
   train.jsonl   2,000 worked examples {"text"} (question, one line of working, "#### answer")
                 for pretraining a tiny teacher that learns the format and some of the sums
 
@@ -53,13 +54,23 @@ def build():
             continue
         seen.add(q)
         tasks.append({"id": f"arith-{len(tasks) + 1:03d}", "prompt": prompt(q), "answer": str(ans)})
+    # 600 more tasks, none of the 64 above, for training and testing learned routers
+    # (Recipes/route-arithmetic.json, docs/routing.md).
+    rng = random.Random(7)
+    route = []
+    while len(route) < 600:
+        q, _, ans = problem(rng)
+        if q in seen:
+            continue
+        seen.add(q)
+        route.append({"id": f"route-{len(route) + 1:04d}", "prompt": prompt(q), "answer": str(ans)})
     rng = random.Random(6)
     train = []
     for _ in range(2000):
         q, work, ans = problem(rng)
         train.append({"text": f"{prompt(q)} {work} #### {ans}"})
     dump = lambda rows: "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-    return {"tasks.jsonl": dump(tasks), "train.jsonl": dump(train)}
+    return {"tasks.jsonl": dump(tasks), "train.jsonl": dump(train), "route_tasks.jsonl": dump(route)}
 
 
 def main():

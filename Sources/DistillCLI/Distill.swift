@@ -13,7 +13,7 @@ struct Distill: ParsableCommand {
         version: DistillVersion.string,
         subcommands: [
             Doctor.self, Run.self, Eval.self, Generate.self, Chat.self, Inspect.self, Import.self, Export.self, Merge.self, Bench.self,
-            Verify.self, Sample.self, Sweep.self, Quantize.self, Verdicts.self, ServeCommand.self,
+            Verify.self, Sample.self, Sweep.self, Quantize.self, Verdicts.self, RouteCommand.self, ServeCommand.self,
         ])
 
     /// ArgumentParser's entry point with distill's one error reporter (CLISupport).

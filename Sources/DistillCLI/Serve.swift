@@ -31,9 +31,13 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Request bodies larger than this many bytes are refused (413).") var maxBodyBytes = 4 << 20
     @Option(help: "An environment variable holding the API key clients must send (Authorization: Bearer KEY).")
     var apiKeyEnv: String?
-    @Option(help: "The teacher cascade:m=M,tau=T models escalate to: an openai teacher's JSON, inline or a file (docs/serving.md).")
+    @Option(help: "The teacher cascade:m=M,tau=T and route:NAME@P models escalate to: an openai teacher's JSON, inline or a file (docs/serving.md).")
     var teacherJson: String?
     @Option(help: "A JSONL file every routing decision is appended to.") var decisionLog: String?
+    @Option(
+        name: .customLong("router"),
+        help: "NAME=R.h5: a learned router (distill route train) served as route:NAME@P over the model it was trained for; repeatable.")
+    var routers: [String] = []
     @OptionGroup var compute: ComputeOptions
 
     func validate() throws {
@@ -63,6 +67,7 @@ struct ServeCommand: ParsableCommand {
         }
         settings.teacher = try teacherJson.map { try TeacherEndpoint(json: $0) }
         settings.decisionLog = decisionLog
+        settings.routers = try routers.map { try ServedRouter(argument: $0) }
         let state = ServeState(settings: settings)
         let outcome = Locked<(any Error)?>(nil)
         let done = DispatchSemaphore(value: 0)

@@ -276,9 +276,35 @@ public final class DecodeState {
         return logits
     }
 
+    /// The mean of the model's final hidden states (after the final RMSNorm, the vectors the
+    /// output head reads) over the tokens `ids`, prefilled into slot `slot` after what it holds:
+    /// [C]. No logits are computed. A learned router's view of a prompt (docs/routing.md).
+    public func meanHidden(ids: [Int32], slot: Int) -> [Float] {
+        let c = engine.config
+        precondition(!ids.isEmpty, "the mean hidden state of no tokens")
+        for id in ids { precondition(id >= 0 && Int(id) < c.vocabSize, "token id \(id) out of range for vocabulary \(c.vocabSize)") }
+        precondition(slot >= 0 && slot < slots, "slot \(slot) of \(slots)")
+        precondition(lengths[slot] + ids.count <= capacity, "slot \(slot) cannot hold \(ids.count) more positions")
+        let pool = UnsafeMutablePointer<Float>.allocate(capacity: c.hiddenSize)
+        defer { pool.deallocate() }
+        pool.initialize(repeating: 0, count: c.hiddenSize)
+        var start = 0
+        while start < ids.count {
+            let end = min(ids.count, start + Self.chunk)
+            let positions = Array(lengths[slot]..<(lengths[slot] + end - start))
+            lengths[slot] += end - start
+            run(ids: Array(ids[start..<end]), slots: Array(repeating: slot, count: end - start), positions: positions, outputs: [], pool: pool)
+            start = end
+        }
+        let scale = 1 / Float(ids.count)
+        return (0..<c.hiddenSize).map { pool[$0] * scale }
+    }
+
     /// One pass of every layer over up to `chunk` tokens; logits of token `outputs[i].0` go
-    /// to row `outputs[i].1`.
-    private func run(ids: [Int32], slots tokenSlots: [Int], positions: [Int], outputs: [(Int, Int)]) {
+    /// to row `outputs[i].1`. With `pool`, every token's final hidden state is added to it.
+    private func run(
+        ids: [Int32], slots tokenSlots: [Int], positions: [Int], outputs: [(Int, Int)], pool: UnsafeMutablePointer<Float>? = nil
+    ) {
         let e = engine, c = e.config
         let n = ids.count
         let (cw, hd, d, g, f) = (
@@ -350,6 +376,12 @@ public final class DecodeState {
             }
             project(act, n: n, [(l.down, out, cw)])
             addRows(out, into: x, count: n * cw)
+        }
+        if let pool {
+            for t in 0..<n {
+                _ = rmsNormRow(x + t * cw, e.norm.data, h, cw, eps: eps)
+                for j in 0..<cw { pool[j] += h[j] }
+            }
         }
         guard !outputs.isEmpty else { return }
         for (i, (t, _)) in outputs.enumerated() {

@@ -44,7 +44,7 @@ package struct Recipe: Codable, Sendable, Equatable {
 
 /// Stage types this build understands.
 package enum StageType: String, Codable, Sendable, CaseIterable, Hashable {
-    case pretrain, eval, generate, export, merge, sft, dpo, kd, sample, sweep
+    case pretrain, eval, generate, export, merge, sft, dpo, kd, sample, sweep, route
 
     /// The settings type of stages of this type.
     package var settingsType: any StageSettings.Type {
@@ -59,6 +59,7 @@ package enum StageType: String, Codable, Sendable, CaseIterable, Hashable {
         case .kd: KDStage.self
         case .sample: SampleStage.self
         case .sweep: SweepStage.self
+        case .route: RouteStage.self
         }
     }
 
@@ -115,6 +116,7 @@ package enum Stage: Sendable, Equatable {
     case dpo(DPOStage)
     case kd(KDStage)
     case sweep(SweepStage)
+    case route(RouteStage)
 
     package var settings: any StageSettings {
         switch self {
@@ -128,6 +130,7 @@ package enum Stage: Sendable, Equatable {
         case .dpo(let s): return s
         case .kd(let s): return s
         case .sweep(let s): return s
+        case .route(let s): return s
         }
     }
 

@@ -7,16 +7,11 @@ import Verify
 
 extension CascadeReport {
     /// Sorted keys, two-space indents, a final newline.
-    package func json() -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try! encoder.encode(self), as: UTF8.self) + "\n"
-    }
+    package func json() -> String { reportJSON(self) }
 
     /// The report as Markdown; `chart` names the SVG to embed.
     package func markdown(chart: String?) -> String {
-        func e(_ x: Estimate) -> String { String(format: "%.3f [%.3f, %.3f]", x.value, x.ciLow, x.ciHigh) }
-        func cell(_ s: String) -> String { s.replacingOccurrences(of: "|", with: "\\|") }
+        let (e, cell) = (formatEstimate, markdownCell)
         let level = Int((settings.bootstrap.level * 100).rounded())
         var out = "# Cascade: \(cell(settings.weak)) -> \(cell(settings.strong))\n\n"
         out +=

@@ -167,7 +167,7 @@ extension Call {
         // The vote distill verdicts cascade replays offline (Verify): ties to the answer given first.
         let vote = TaskStatistics.leadingAnswer(answers).map { (share: Double($0.votes) / Double(answers.count), first: $0.first) }
         let escalated = vote.map { $0.share < spec.tau } ?? true
-        var reply: JSONValue.JSONObject
+        let reply: JSONValue.JSONObject
         if escalated {
             reply = try await teacher.complete(body)
         } else {
@@ -182,8 +182,18 @@ extension Call {
             "tau": .double(spec.tau), "agreement": .double(vote?.share ?? 0),
             "answers": .array(answers.map { $0.map(JSONValue.string) ?? .null }),
         ])
+        return finishRouted(
+            reply, decision: decision, escalated: escalated, studentTokens: outcomes.map(\.completionTokens).reduce(0, +),
+            started: started, state: state)
+    }
+
+    /// The end of a cascade's or a routed model's answer: `decision` added to the reply as its
+    /// `distill` object and appended to the decision log, and the reply sent whole or as chunks.
+    func finishRouted(
+        _ reply: JSONValue.JSONObject, decision: JSONValue, escalated: Bool, studentTokens: Int, started: Date, state: ServeState
+    ) -> HTTPReply {
+        var reply = reply
         reply.entries.append((key: "distill", value: decision))
-        let studentTokens = outcomes.map(\.completionTokens).reduce(0, +)
         state.decisions?.append(
             .obj([
                 "time": .double(Date().timeIntervalSince1970), "id": .string(id), "request": decision,

@@ -6,6 +6,7 @@ import Foundation
 import ModelIO
 import NN
 import Platform
+import Teacher
 import TextData
 
 /// A model (or adapter) to serve, as `NAME=PATH` on the command line.
@@ -67,12 +68,18 @@ package final class Catalog: @unchecked Sendable {
     /// Names in the order given.
     package let names: [String]
     package let scheduler: Scheduler
+    /// Each name's decode engine (an adapter's runs beside its parent's weights).
+    package let engines: [String: DecodeEngine]
+    /// Each name's checksum of its weights and tokenizer (`CheckpointTeacher.checksum`, an
+    /// adapter's including its adapter), when asked for: the identity routers are trained for.
+    package let checksums: [String: String]
 
     /// Loads `models` on `weights` and `adapters` onto their parents. `slots` sequences per
     /// lane of `context` positions each (at most the model's own context); `log` hears progress.
+    /// `checksums` computes every name's checksum (one pass over its weights).
     package init(
         models: [ServedPath], adapters: [ServedPath], weights: InferenceWeights, slots: Int, context: Int, queueLimit: Int,
-        log: (String) -> Void
+        checksums: Bool = false, log: (String) -> Void
     ) throws {
         let names = models.map(\.name) + adapters.map(\.name)
         if let repeated = Dictionary(grouping: names, by: { $0 }).first(where: { $0.value.count > 1 })?.key {
@@ -93,6 +100,7 @@ package final class Catalog: @unchecked Sendable {
         let now = Int(Date().timeIntervalSince1970)
         var entries: [String: CatalogEntry] = [:]
         var lanes: [Scheduler.Lane] = []
+        var engines: [String: DecodeEngine] = [:], sums: [String: String] = [:]
         var planned = 0.0
         for spec in models {
             let started = Date()
@@ -115,6 +123,8 @@ package final class Catalog: @unchecked Sendable {
                 name: spec.name, parent: nil, tokenizer: tokenizer, style: style, endOfText: loaded.endOfText,
                 endOfTurn: style.flatMap { tokenizer.id(for: $0.template.endOfTurn) }, capacity: capacity, created: now)
             entries[spec.name] = entry
+            engines[spec.name] = engine
+            if checksums { sums[spec.name] = CheckpointTeacher.checksum(loaded.model, tokenizerJSON: loaded.tokenizerJSON ?? "") }
             lanes.append(Scheduler.Lane(name: spec.name, engine: engine, tokenizer: tokenizer, slots: slots, capacity: capacity))
             log(
                 "loaded \(spec.name) from \(spec.path) (\(weights.rawValue) weights, \(engine.weightBytes >> 20) MiB) in "
@@ -122,6 +132,8 @@ package final class Catalog: @unchecked Sendable {
             for adapter in adapters where (adapter.parent ?? spec.name) == spec.name {
                 let info = try attachAdapterFile(adapter.path, to: loaded)
                 let adapted = DecodeEngine(sharing: engine, adaptersOf: loaded.model)
+                if checksums { sums[adapter.name] = CheckpointTeacher.checksum(loaded.model, tokenizerJSON: loaded.tokenizerJSON ?? "") }
+                engines[adapter.name] = adapted
                 loaded.model.removeAdapters()
                 var a = entry
                 (a.name, a.parent) = (adapter.name, spec.name)
@@ -132,6 +144,8 @@ package final class Catalog: @unchecked Sendable {
         }
         self.names = names
         self.entries = entries
+        self.engines = engines
+        self.checksums = sums
         scheduler = Scheduler(lanes: lanes, queueLimit: queueLimit)
     }
 }

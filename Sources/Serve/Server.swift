@@ -32,6 +32,8 @@ package struct ServeSettings: Sendable {
     package var teacher: TeacherEndpoint?
     /// The JSONL file every routing decision is appended to.
     package var decisionLog: String?
+    /// Learned routers served as `route:NAME@P` (docs/serving.md).
+    package var routers: [ServedRouter] = []
 
     package init(models: [ServedPath]) { self.models = models }
 }
@@ -45,6 +47,9 @@ package final class ServeState: @unchecked Sendable {
     /// Where routing decisions go (opened by `runServer`).
     package private(set) var decisions: DecisionLog?
     package var teacher: TeacherEndpoint? { settings.teacher }
+    private var loadedRouters: [String: LoadedRouter] = [:]
+    /// The routers by name, once loaded.
+    package var routers: [String: LoadedRouter] { lock.withLock { loadedRouters } }
 
     package init(settings: ServeSettings) { self.settings = settings }
 
@@ -60,8 +65,19 @@ package final class ServeState: @unchecked Sendable {
         let s = settings
         let catalog = try Catalog(
             models: s.models, adapters: s.adapters, weights: s.weights, slots: s.maxBatch, context: s.context,
-            queueLimit: s.queueLimit, log: log)
-        lock.withLock { loaded = catalog }
+            queueLimit: s.queueLimit, checksums: !s.routers.isEmpty, log: log)
+        var routers: [String: LoadedRouter] = [:]
+        for spec in s.routers {
+            guard routers[spec.name] == nil else {
+                throw UserError(path: "--router", problem: "the router name \(spec.name) is given twice", fix: "give each a name of its own", kind: .usage)
+            }
+            let r = try LoadedRouter(spec, catalog: catalog)
+            routers[spec.name] = r
+            log(
+                "router \(spec.name) (\(r.router.model.kind.rawValue), from \(spec.path)) routes \(r.student) -> the teacher at "
+                    + r.router.thresholds.map { String(format: "%.0f%%", $0.target * 100) }.joined(separator: ", ") + " strong calls")
+        }
+        lock.withLock { (loaded, loadedRouters) = (catalog, routers) }
     }
 
     /// Lets queued and running requests finish and stops the scheduler.
@@ -120,17 +136,33 @@ private func route(_ request: HTTPRequest, _ state: ServeState) async throws -> 
                 "teacher": .string(teacher.config.model),
             ])]
         } ?? []
-        return .json(JSONValue.obj(["object": .string("list"), "data": .array(data + routed)]).compact())
+        let learned: [JSONValue] = state.routers.keys.sorted().map { name in
+            let r = state.routers[name]!
+            let share = r.router.threshold(forShare: 0.3)!.target
+            return .obj([
+                "id": .string("route:\(name)@\(Int((share * 100).rounded()))"), "object": .string("model"),
+                "created": .int(catalog.entries[r.student]!.created), "owned_by": .string("distill"), "root": .string(r.student),
+                "parent": .string(r.student), "teacher": state.teacher.map { .string($0.config.model) } ?? .null,
+                "router": .string(r.router.model.kind.rawValue),
+                "shares": .array(r.router.thresholds.map { .int(Int(($0.target * 100).rounded())) }),
+            ])
+        }
+        return .json(JSONValue.obj(["object": .string("list"), "data": .array(data + routed + learned)]).compact())
     case "/v1/chat/completions":
         let catalog = try ready(state)
         let chat = try ChatRequest(body: request.body, maxChoices: settings.maxBatch)
         let requested = chat.parameters.model
         var cascade: CascadeSpec?
+        var routed: (spec: RouteSpec, router: LoadedRouter)?
         if requested.hasPrefix(CascadeSpec.prefix) {
             cascade = try CascadeSpec(name: requested, maxSamples: settings.maxBatch)
             if chat.parameters.n != 1 { throw APIError.invalid("a cascade gives one answer: n must be 1", param: "n") }
+        } else if requested.hasPrefix(RouteSpec.prefix) {
+            let spec = try RouteSpec(name: requested)
+            routed = (spec, try state.router(spec))
+            if chat.parameters.n != 1 { throw APIError.invalid("a routed model gives one answer: n must be 1", param: "n") }
         }
-        let entry = try catalog.entry(cascade.map { $0.student ?? catalog.names[0] } ?? requested)
+        let entry = try catalog.entry(routed?.router.student ?? cascade.map { $0.student ?? catalog.names[0] } ?? requested)
         guard let style = entry.style else {
             throw APIError.invalid(
                 "model \(entry.name) records no chat template; use /v1/completions with a prompt", param: "model",
@@ -141,6 +173,11 @@ private func route(_ request: HTTPRequest, _ state: ServeState) async throws -> 
         var call = try Call(settings, entry, chat.parameters, prompt: prompt, ends: ends, choices: cascade?.samples)
         // A required call is sampled under the call grammar of the tools it may name.
         if let required = chat.requiredTools { call.job.grammar = CallGrammar.pythonCalls(tools: required) }
+        if let routed {
+            return try await call.routed(
+                routed.spec, router: routed.router, requested: requested, text: try routedText(chat.messages),
+                body: try RequestReader(body: request.body).object, tools: chat.tools != nil, catalog: catalog, state: state)
+        }
         if let cascade {
             return try await call.cascade(
                 cascade, requested: requested, body: try RequestReader(body: request.body).object, tools: chat.tools != nil,

@@ -294,6 +294,33 @@ package enum TaskStatistics {
         }
     }
 
+    /// Percentile-bootstrap intervals of statistics that are not means of one column (a router's
+    /// APGR, its CPT): the same resamples as `bootstrapIntervals(_:_:)` with the same config (n
+    /// task indices drawn with replacement, in the same order), each handed to `statistics`,
+    /// which returns one value per statistic, nil where a resample leaves it undefined (a
+    /// resample without a gap to recover). A statistic's interval is over the resamples that
+    /// define it; nil when none does.
+    package static func bootstrapIntervals(
+        tasks n: Int, _ config: BootstrapConfig, _ statistics: ([Int]) -> [Double?]
+    ) -> [(low: Double, high: Double)?] {
+        guard n > 0, config.resamples > 0 else { return statistics(Array(0..<n)).map { _ in nil } }
+        var rng = RNG(seed: UInt64(config.seed))
+        var values: [[Double]] = []
+        var indices = [Int](repeating: 0, count: n)
+        for _ in 0..<config.resamples {
+            for j in 0..<n { indices[j] = min(n - 1, Int(rng.uniform() * Double(n))) }
+            let s = statistics(indices)
+            if values.isEmpty { values = s.map { _ in [] } }
+            for (c, v) in s.enumerated() { if let v { values[c].append(v) } }
+        }
+        let tail = (1 - config.level) / 2
+        return values.map { column in
+            guard !column.isEmpty else { return nil }
+            let sorted = column.sorted()
+            return (quantile(sorted, tail), quantile(sorted, 1 - tail))
+        }
+    }
+
     /// The p-quantile of sorted values, interpolating linearly between order statistics.
     static func quantile(_ sorted: [Double], _ p: Double) -> Double {
         let h = Double(sorted.count - 1) * p

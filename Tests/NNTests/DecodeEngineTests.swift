@@ -130,4 +130,21 @@ func relativeDifference(_ a: [Float], _ b: [Float]) -> Float {
         let difference = relativeDifference(got, referenceLogits(decoded, prompt))
         #expect(difference < 0.05)
     }
+
+    /// A router's prompt embedding: the mean over the prompt of the autograd model's final
+    /// hidden states (`LlamaModel.hidden`, after the final norm), here over 300 tokens, more
+    /// than one chunk; the slot then holds the prompt.
+    @Test func meanHiddenIsTheMeanOfTheModelsFinalHiddenStates() {
+        let c = tinyConfig()
+        var rng = RNG(seed: 41)
+        let m = LlamaModel(config: c, rng: &rng)
+        let ids = (0..<300).map { _ in Int32(rng.next() % 97) }
+        let hidden = GradMode.withoutGrad { m.hidden(ids: ids, batch: 1, length: ids.count).values }  // [1, T, C]
+        let width = c.hiddenSize
+        let reference = (0..<width).map { j in (0..<ids.count).map { hidden[$0 * width + j] }.reduce(0, +) / Float(ids.count) }
+        let state = DecodeState(engine: DecodeEngine(model: m), slots: 2, capacity: 320)
+        let got = state.meanHidden(ids: ids, slot: 1)
+        #expect(relativeDifference(got, reference) < 1e-4)
+        #expect(state.lengths == [0, 300])
+    }
 }

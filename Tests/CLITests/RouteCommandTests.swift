@@ -1,0 +1,66 @@
+// `distill route train`, `calibrate` and `eval` as a user runs them, over a hand-written verdict
+// table of 40 tasks and tiny_chat.gguf as the weak model: the files they write, and the exit
+// codes of mistakes (2 usage, 65 bad data, 74 missing files).
+
+import Foundation
+import Testing
+
+@Suite struct RouteCommandTests {
+    static let tinyChat = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("FormatsTests/Fixtures/gguf/tiny_chat.gguf").path
+
+    /// A verdict table: W right on tasks whose number is even, S always; `identity` is W's.
+    func table(_ dir: URL, identity: String = "null") throws -> String {
+        var text = #"{"distill_verdicts":1,"models":[{"name":"W","kind":"eval","source":"w","tasks":null,"identity":\#(identity),"parameters":null},{"name":"S","kind":"eval","source":"s","tasks":null,"identity":null,"parameters":null}]}"# + "\n"
+        for t in 0..<40 {
+            func cell(_ right: Bool) -> String {
+                #"{"n":2,"c":\#(right ? 2 : 0),"samples":[{"correct":\#(right),"answer":"a","tokens_in":5,"tokens_out":2,"latency":null,"logprob_mean":null,"logprob_min":null},{"correct":\#(right),"answer":"a","tokens_in":5,"tokens_out":2,"latency":null,"logprob_mean":null,"logprob_min":null}]}"#
+            }
+            text += #"{"task_id":"t\#(t)","prompt":"What is \#(t) plus \#(t)?","models":{"W":\#(cell(t % 2 == 0)),"S":\#(cell(true))}}"# + "\n"
+        }
+        let path = dir.appendingPathComponent(identity == "null" ? "v.jsonl" : "other.jsonl").path
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    @Test func trainCalibrateAndEvalWriteTheirFiles() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("distill-route-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let v = try table(dir), router = dir.appendingPathComponent("r.h5").path
+        let trained = try distill(["route", "train", v, "--weak", "W", "--strong", "S", "--checkpoint", Self.tinyChat, "-o", router, "--json"])
+        #expect(trained.status == 0, "\(trained.err)")
+        #expect(trained.out.contains("\"weak_checksum\" : \"xxh64:") && trained.out.contains("\"target\" : 0.5"))
+        #expect(trained.err.contains("embedded 40 of 40 prompts"))
+        // Another kind on the same embeddings, no model needed.
+        let clusters = dir.appendingPathComponent("k.h5").path
+        let k = try distill(["route", "train", v, "--weak", "W", "--strong", "S", "--embeddings", router, "--kind", "kmeans", "--clusters", "3", "-o", clusters])
+        #expect(k.status == 0 && k.out.contains("kmeans router"), "\(k.err)")
+        let calibrated = try distill(["route", "calibrate", router, v, "--shares", "0.3"])
+        #expect(calibrated.status == 0 && calibrated.out.contains("30% strong calls"), "\(calibrated.err)")
+        let evaluated = try distill(["route", "eval", router, v, "--resamples", "50"])
+        #expect(evaluated.status == 0, "\(evaluated.err)")
+        #expect(evaluated.out.contains("| router | APGR | CPT(50%) | CPT(80%) |"))
+        for ext in ["json", "md", "svg"] {
+            #expect(FileManager.default.fileExists(atPath: dir.appendingPathComponent("r.eval.\(ext)").path))
+        }
+    }
+
+    @Test func mistakesExitWithTheirKindsCodes() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("distill-route-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let v = try table(dir), router = dir.appendingPathComponent("r.h5").path
+        let unknown = try distill(["route", "train", v, "--weak", "nope", "--strong", "S", "--checkpoint", Self.tinyChat, "-o", router])
+        #expect(unknown.status == 2 && unknown.err.contains("no model \"nope\""), "\(unknown.err)")
+        // The table says W is another model: its checkpoint is refused.
+        let other = try table(dir, identity: #""xxh64:0000000000000000""#)
+        let refused = try distill(["route", "train", other, "--weak", "W", "--strong", "S", "--checkpoint", Self.tinyChat, "-o", router])
+        #expect(refused.status == 2 && refused.err.contains("is not the model \"W\""), "\(refused.err)")
+        let missing = try distill(["route", "eval", dir.appendingPathComponent("none.h5").path, v])
+        #expect(missing.status == 74, "\(missing.err)")
+        try Data("not a router".utf8).write(to: URL(fileURLWithPath: router))
+        let damaged = try distill(["route", "eval", router, v])
+        #expect(damaged.status == 65, "\(damaged.err)")
+    }
+}
