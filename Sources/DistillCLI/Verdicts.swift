@@ -23,15 +23,21 @@ struct VerdictsBuild: ParsableCommand {
             (NAME.tasks.jsonl beside its report NAME.json: every arm is a model) and sample stage outputs \
             (samples.jsonl: the teacher is a model named after its folder). The table has a header line naming \
             the models, then one row per task: per model the samples n, correct c and each sample's canonical \
-            answer, tokens in and out, latency and log-probability mean and minimum (null where not recorded).
+            answer, tokens in and out, latency and log-probability mean and minimum (null where not recorded). \
+            A decision log of distill serve (--decision-log) is read with --tasks: each routed model is a model, \
+            each logged answer judged again against the task whose prompt it answered.
 
             Examples:
               distill verdicts build Checkpoints/function-calls-v2 -o fc.verdicts.jsonl
+              distill verdicts build decisions.jsonl --tasks Data/function-calls/test.jsonl -o served.jsonl
               distill verdicts build runs/a runs/b -o v.jsonl --routellm-csv v.routellm.csv
             """)
 
-    @Argument(help: ArgumentHelp("Run directories, or samples.jsonl / NAME.tasks.jsonl files.", valueName: "RUN_DIR"))
+    @Argument(
+        help: ArgumentHelp("Run directories, samples.jsonl / NAME.tasks.jsonl files, or decision logs.", valueName: "RUN_DIR"))
     var runs: [String]
+    @Option(help: "The task file a decision log's requests came from: its answers are judged against it.")
+    var tasks: String?
     @Option(name: [.short, .customLong("output")], help: "The verdict table to write (JSONL).") var output: String
     @Option(
         name: .customLong("routellm-csv"),
@@ -51,7 +57,7 @@ struct VerdictsBuild: ParsableCommand {
     }
 
     func run() throws {
-        let (table, notes) = try VerdictSources.build(paths: runs) { note("  read " + $0) }
+        let (table, notes) = try VerdictSources.build(paths: runs, tasks: tasks) { note("  read " + $0) }
         try writeAtomically(table.jsonl(), to: output)
         var skipped: Int?
         if let routellmCSV {

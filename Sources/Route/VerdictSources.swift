@@ -7,6 +7,11 @@
 // - a sample stage: `samples.jsonl`, one row per sample; the stage's teacher is one model,
 //   named after the stage's output folder; the task file comes from run.json's recipe.
 //
+// - a decision log of `distill serve` (`--decision-log`), given as a file, with the task file
+//   its requests came from (`--tasks`): every routed model (`cascade:...`, `route:NAME@P`) is a
+//   model of the table; a logged request is matched to the task whose request text (the prompt,
+//   or a conversation's last user message) it sent, and its answer verified again.
+//
 // Fields older files lack (canonical answers in samples.jsonl, prompt tokens and latency in
 // eval rows, parameter counts) are read as null. Failed teacher calls are left out.
 
@@ -18,7 +23,7 @@ import Verify
 package enum VerdictSources {
     /// One file of samples found under a run directory.
     package struct Source: Sendable, Equatable {
-        package enum Kind: String, Sendable { case eval, sample }
+        package enum Kind: String, Sendable { case eval, sample, decisions }
         package var kind: Kind
         /// `NAME.tasks.jsonl` or `samples.jsonl`.
         package var rows: String
@@ -54,9 +59,11 @@ package enum VerdictSources {
         if !isDir.boolValue {
             let dir = (path as NSString).deletingLastPathComponent
             if let source = source(file: path, runDirectory: dir.isEmpty ? "." : dir) { return [source] }
+            if isDecisionLog(path) { return [Source(kind: .decisions, rows: path, report: nil, runDirectory: dir.isEmpty ? "." : dir)] }
             throw UserError(
-                path: path, problem: "not a sample or evaluation rows file",
-                fix: "give samples.jsonl, an eval's NAME.tasks.jsonl, or the run directory holding them", kind: .usage)
+                path: path, problem: "not a sample or evaluation rows file, nor a decision log",
+                fix: "give samples.jsonl, an eval's NAME.tasks.jsonl, the run directory holding them, or distill serve's --decision-log",
+                kind: .usage)
         }
         var found: [Source] = []
         var folders = [path]
@@ -96,9 +103,21 @@ package enum VerdictSources {
         return nil
     }
 
+    /// True when the file's first line is a decision of `distill serve` (an object whose
+    /// `request` names its `route`).
+    static func isDecisionLog(_ path: String) -> Bool {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return false }
+        defer { try? handle.close() }
+        let head = handle.readData(ofLength: 1 << 16)
+        let line = head.prefix { $0 != UInt8(ascii: "\n") }
+        guard let value = try? JSONValue.parse(Array(line)) else { return false }
+        return (try? JSONNode(value, path: "")["request"]["route"].string()) != nil
+    }
+
     /// The table built from every source under `paths`, in the order given, with notes on what
-    /// was missing (prompt texts, failed calls). `progress` gets a line per source.
-    package static func build(paths: [String], progress: (String) -> Void = { _ in }) throws -> (
+    /// was missing (prompt texts, failed calls). `progress` gets a line per source. Decision
+    /// logs are judged against `tasks` (required when a path is one).
+    package static func build(paths: [String], tasks: String? = nil, progress: (String) -> Void = { _ in }) throws -> (
         table: VerdictTable, notes: [String]
     ) {
         let sources = try paths.flatMap(discover)
@@ -117,6 +136,18 @@ package enum VerdictSources {
                     notes.append("\(source.rows): \(read.failed) failed teacher calls left out (no answer to judge)")
                 }
                 parts.append((read.model, source.prefix, read.cells))
+            case .decisions:
+                guard let tasks else {
+                    throw UserError(
+                        path: source.rows, problem: "is a decision log, whose answers need their tasks to be judged",
+                        fix: "give the task file its requests came from with --tasks T.jsonl", kind: .usage)
+                }
+                let read = try readDecisions(source, tasks: tasks)
+                progress("\(source.rows): \(read.models.count) routed models, \(read.lines) decisions")
+                if read.unmatched > 0 {
+                    notes.append("\(source.rows): \(read.unmatched) decisions whose prompt is no task's in \(tasks), left out")
+                }
+                parts += read.models.map { ($0.model, source.prefix, $0.cells) }
             }
         }
         // Names that several sources share take their source's prefix.
@@ -231,6 +262,55 @@ package enum VerdictSources {
             arms[a].cells.append((task, cell))
         }
         return arms
+    }
+
+    /// A decision log's routed models, each with its answers verified against the task their
+    /// prompt matches (the auto verifier, as the eval stage's default), in task order; the
+    /// decisions read, and those matching no task.
+    static func readDecisions(_ source: Source, tasks path: String) throws -> (
+        models: [(model: VerdictModel, cells: [(task: String, cell: ModelCell)])], lines: Int, unmatched: Int
+    ) {
+        let tasks = try TaskReader.read(path: path)
+        var byPrompt: [String: TeacherTask] = [:]
+        for task in tasks where byPrompt[requestText(task.prompt)] == nil { byPrompt[requestText(task.prompt)] = task }
+        let verifier = Verifier(VerifierConfig())
+        var models: [(model: VerdictModel, cells: [(task: String, cell: ModelCell)])] = []
+        var lines = 0, unmatched = 0
+        let hint = "give a decision log written by distill serve --decision-log (docs/serving.md)"
+        try JSONLReader.forEach(path: source.rows) { record in
+            let root = JSONNode(.object(record.object), path: "")
+            let (route, prompt, text, sample) = try node(record, hint: hint) {
+                let teacherTokens = try int(root["teacher_usage"]["completion_tokens"])
+                return (
+                    try root["request"]["route"].string(), try root["prompt"].string(), try root["text"].optionalString(),
+                    SampleVerdict(
+                        correct: false, answer: nil, tokensIn: try int(root["prompt_tokens"]),
+                        tokensOut: try int(root["student_completion_tokens"]).map { $0 + (teacherTokens ?? 0) },
+                        latency: try double(root["latency_s"]))
+                )
+            }
+            lines += 1
+            guard let task = byPrompt[prompt] else {
+                unmatched += 1
+                return
+            }
+            var judged = sample
+            if let text {
+                let verdict = verifier.verify(text, for: task)
+                (judged.correct, judged.answer) = (verdict.correct, verdict.canonical)
+            }
+            if !models.contains(where: { $0.model.name == route }) {
+                models.append(
+                    (VerdictModel(name: route, kind: "served", source: source.rows, tasks: path, identity: route), []))
+            }
+            let m = models.firstIndex { $0.model.name == route }!
+            if let c = models[m].cells.firstIndex(where: { $0.task == task.id }) {
+                models[m].cells[c].cell.samples.append(judged)
+            } else {
+                models[m].cells.append((task.id, ModelCell(samples: [judged])))
+            }
+        }
+        return (models, lines, unmatched)
     }
 
     /// A sample stage's teacher and its cells in task order, and the failed calls left out.

@@ -155,7 +155,8 @@ extension Call {
     /// Answers a chat request for the cascade `spec`: the student's m samples, then the
     /// student's majority answer or the teacher's.
     func cascade(
-        _ spec: CascadeSpec, requested: String, body: JSONValue.JSONObject, tools: Bool, catalog: Catalog, state: ServeState
+        _ spec: CascadeSpec, requested: String, text: String, body: JSONValue.JSONObject, tools: Bool, catalog: Catalog,
+        state: ServeState
     ) async throws -> HTTPReply {
         guard let teacher = state.teacher else {
             throw APIError.invalid(
@@ -184,19 +185,25 @@ extension Call {
         ])
         return finishRouted(
             reply, decision: decision, escalated: escalated, studentTokens: outcomes.map(\.completionTokens).reduce(0, +),
-            started: started, state: state)
+            prompt: text, started: started, state: state)
     }
 
     /// The end of a cascade's or a routed model's answer: `decision` added to the reply as its
     /// `distill` object and appended to the decision log, and the reply sent whole or as chunks.
+    /// The log line has what `distill verdicts build --tasks` needs to judge the answer again:
+    /// the request's last user message (`prompt`) and the answer as the verifiers read it
+    /// (`text`: the content, tool calls as a JSON list of `{"name", "arguments"}`).
     func finishRouted(
-        _ reply: JSONValue.JSONObject, decision: JSONValue, escalated: Bool, studentTokens: Int, started: Date, state: ServeState
+        _ reply: JSONValue.JSONObject, decision: JSONValue, escalated: Bool, studentTokens: Int, prompt: String,
+        started: Date, state: ServeState
     ) -> HTTPReply {
         var reply = reply
+        let answer = try? OpenAITeacher.parse(JSONValue.object(reply).compact(), endpoint: .chat, latency: 0).get()
         reply.entries.append((key: "distill", value: decision))
         state.decisions?.append(
             .obj([
                 "time": .double(Date().timeIntervalSince1970), "id": .string(id), "request": decision,
+                "prompt": .string(prompt), "model": reply["model"] ?? .null, "text": answer.map { .string($0.text) } ?? .null,
                 "prompt_tokens": .int(job.prompt.count), "student_completion_tokens": .int(studentTokens),
                 "teacher_usage": escalated ? reply["usage"] ?? .null : .null,
                 "latency_s": .double(Date().timeIntervalSince(started)),

@@ -140,7 +140,8 @@ extension Call {
             "embedded_tokens": .int(input.promptTokens), "route_seconds": .double(routing),
         ])
         return finishRouted(
-            reply, decision: decision, escalated: escalated, studentTokens: studentTokens, started: started, state: state)
+            reply, decision: decision, escalated: escalated, studentTokens: studentTokens, prompt: text, started: started,
+            state: state)
     }
 }
 

@@ -180,8 +180,8 @@ private func route(_ request: HTTPRequest, _ state: ServeState) async throws -> 
         }
         if let cascade {
             return try await call.cascade(
-                cascade, requested: requested, body: try RequestReader(body: request.body).object, tools: chat.tools != nil,
-                catalog: catalog, state: state)
+                cascade, requested: requested, text: (try? routedText(chat.messages)) ?? "",
+                body: try RequestReader(body: request.body).object, tools: chat.tools != nil, catalog: catalog, state: state)
         }
         return try await call.respond(catalog, chat: true, tools: chat.tools != nil)
     default:

@@ -12,6 +12,7 @@ import Platform
 import Serve
 import Testing
 import TextData
+import Route
 import Verify
 
 let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -470,6 +471,20 @@ func referenceReply(_ path: String, adapter: String? = nil, message: String, sam
         let log = try String(contentsOfFile: settings.decisionLog!, encoding: .utf8).split(separator: "\n")
         #expect(log.count == 3)
         #expect(log.first?.contains("\"decision\":\"student\"") == true)
+        let lines = log.map { (try? JSONValue.parse(Array($0.utf8))) ?? .null }
+        #expect(lines.allSatisfy { $0["prompt"] == .string("Hello there") })
+        #expect(lines[0]["text"] == greedy.json["choices"]?[0]?["message"]?["content"] && lines[1]["text"] == .string("Paris"))
+        // Read back as a verdict table against a task whose answer must be Paris: the teacher's answers
+        // are right, the student's greedy one is not.
+        let tasks = dir.appendingPathComponent("tasks.jsonl").path
+        try #"{"id": "capital", "prompt": "Hello there", "pattern": "Paris"}"#.write(toFile: tasks, atomically: true, encoding: .utf8)
+        let (table, notes) = try VerdictSources.build(paths: [settings.decisionLog!], tasks: tasks)
+        #expect(notes.isEmpty && table.models.map(\.name) == ["cascade:m=3,tau=0.9", "cascade:m=4,tau=1"])
+        #expect(table.rows.count == 1 && table.rows[0].prompt == "Hello there")
+        let student = table.rows[0].models["cascade:m=3,tau=0.9"], cascaded = table.rows[0].models["cascade:m=4,tau=1"]
+        #expect(student?.n == 1 && student?.c == 0)
+        #expect(cascaded?.n == 2 && cascaded?.c == 2 && cascaded?.samples.first?.answer == "Paris")
+        #expect(throws: UserError.self) { try VerdictSources.build(paths: [settings.decisionLog!]) }
         try await server.stop()
         teacher.stop()
         try await teacherTask.value
