@@ -192,6 +192,11 @@ func referenceReply(_ path: String, adapter: String? = nil, message: String, sam
         let usage = try #require(greedy.json["usage"])
         #expect(usage["completion_tokens"]?.int.map { $0 >= 1 && $0 <= 12 } == true)
         #expect(usage["total_tokens"]?.int == usage["prompt_tokens"]!.int! + usage["completion_tokens"]!.int!)
+        // max_completion_tokens, the newer name, wins over max_tokens.
+        let capped = try await http(
+            port, "POST", "/v1/chat/completions", body: chatBody(#""temperature":0,"max_tokens":12,"max_completion_tokens":3"#))
+        #expect(capped.json["usage"]?["completion_tokens"]?.int.map { $0 <= 3 } == true)
+        #expect(capped.json["choices"]?[0]?["finish_reason"] == .string("length"))
 
         // n = 3 seeded: repeatable, choice 0 is the n = 1 reply with the same seed, choices differ.
         let three = try await http(port, "POST", "/v1/chat/completions", body: chatBody(#""seed":7,"n":3,"max_tokens":10,"temperature":1.0"#))
