@@ -237,6 +237,18 @@ public final class DecodeState {
         lengths[to] = lengths[from]
     }
 
+    /// Makes slot `to` hold the first `count` cached positions of slot `from` of `other`, a state
+    /// of the same engine.
+    public func copy(_ count: Int, positionsOf from: Int, in other: DecodeState, to: Int) {
+        precondition(other.engine === engine, "copying keys and values between states of different engines")
+        precondition(count <= other.lengths[from] && count <= capacity, "\(count) positions of \(other.lengths[from]) into \(capacity)")
+        let n = count * kvWidth
+        for (mine, theirs) in zip(keys + values, other.keys + other.values) {
+            (mine + to * capacity * kvWidth).update(from: theirs + from * other.capacity * kvWidth, count: n)
+        }
+        lengths[to] = count
+    }
+
     /// Runs tokens `ids` through the model, token i appended to slot `slots[i]` at that slot's
     /// next position (a slot's tokens in order), and returns the next-token logits after the
     /// tokens at indices `outputs`: [outputs.count, V], valid until the next call.

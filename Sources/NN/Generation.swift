@@ -96,6 +96,45 @@ public protocol TokenConstraint: AnyObject {
     var isFinished: Bool { get }
 }
 
+/// The keys and values of a prompt prefix kept from one `generate` call to the next, so that
+/// a prefix every batch shares (a teacher's system message and worked examples) is prefilled
+/// once per run rather than once per batch.
+///
+/// Only whole pieces of `DecodeState.chunk` positions from position 0 are kept and reused: a
+/// prefill runs in such pieces, each computed from its tokens and the positions before it, so a
+/// piece copied from the cache holds exactly (bit for bit) what prefilling it again would
+/// compute, and a sample never depends on what an earlier batch left here.
+public final class PrefixCache: @unchecked Sendable {
+    fileprivate var tokens: [Int32] = []
+    fileprivate var state: DecodeState?
+    /// Prompt tokens copied from the cache instead of prefilled, over all calls.
+    public private(set) var reusedTokens = 0
+
+    public init() {}
+
+    /// The positions of `prefix` (at most `limit`) this cache holds: a multiple of the chunk.
+    fileprivate func reusable(_ prefix: ArraySlice<Int32>) -> Int {
+        guard state != nil else { return 0 }
+        var same = 0
+        let limit = min(tokens.count, prefix.count)
+        while same < limit && tokens[same] == prefix[prefix.startIndex + same] { same += 1 }
+        return same / DecodeState.chunk * DecodeState.chunk
+    }
+
+    /// Keeps the whole chunks of `prefix` that `slot` of `from` holds, unless held already.
+    fileprivate func keep(_ prefix: ArraySlice<Int32>, slot: Int, of from: DecodeState) {
+        let whole = prefix.count / DecodeState.chunk * DecodeState.chunk
+        guard whole > 0, reusable(prefix) < whole else { return }
+        if state == nil || state!.capacity < whole || state!.engine !== from.engine {
+            state = DecodeState(engine: from.engine, slots: 1, capacity: whole)
+        }
+        state!.copy(whole, positionsOf: slot, in: from, to: 0)
+        tokens = Array(prefix.prefix(whole))
+    }
+
+    fileprivate func reused(_ n: Int) { reusedTokens += n }
+}
+
 /// How the rows of a generation batch share their prefill. Each way gives every row the
 /// tokens it gets with `none`; the logits may differ in their last bits (see
 /// `generateWithLogProbs`).
@@ -204,9 +243,13 @@ extension DecodeEngine {
     /// distribution (and greedy takes the most likely allowed token); with them, the cut is
     /// made among the allowed tokens only after a refusal. Log-probabilities stay the model's.
     /// A row ends when its constraint is finished, or when nothing is allowed.
+    ///
+    /// With `prefixCache`, the prefix common to the batch's prompts starts from the whole
+    /// chunks of it the cache holds, and leaves its own whole chunks there for the next call;
+    /// the logits are bit for bit those without the cache (see `PrefixCache`).
     public func generate(
         prompts: [[Int32]], sampling: SamplingConfig, rowSeeds: [UInt64]? = nil, logProbs: Bool = false,
-        sharing: PrefillSharing = .commonPrefix, constraints: [(any TokenConstraint)?]? = nil,
+        sharing: PrefillSharing = .commonPrefix, prefixCache: PrefixCache? = nil, constraints: [(any TokenConstraint)?]? = nil,
         shouldStop: (Int, [Int32]) -> Bool = { _, _ in false }
     ) -> (ids: [[Int32]], logProbs: [[Double]]) {
         precondition(prompts.allSatisfy { !$0.isEmpty }, "every prompt needs at least one token")
@@ -231,7 +274,14 @@ extension DecodeEngine {
         for (r, u) in plan.source.enumerated() where home[u] < 0 { home[u] = r }
         let c = plan.shared
         if c > 0 {
-            state.step(ids: Array(plan.distinct[0][..<c]), slots: Array(repeating: home[0], count: c), outputs: [])
+            let prefix = plan.distinct[0][..<c]
+            let cached = prefixCache?.reusable(prefix) ?? 0
+            if cached > 0, let held = prefixCache?.state {
+                state.copy(cached, positionsOf: 0, in: held, to: home[0])
+                prefixCache!.reused(cached)
+            }
+            if cached < c { state.step(ids: Array(prefix[cached...]), slots: Array(repeating: home[0], count: c - cached), outputs: []) }
+            prefixCache?.keep(prefix, slot: home[0], of: state)
             for u in 1..<plan.distinct.count { state.copy(slot: home[0], to: home[u]) }
         }
         var ids: [Int32] = [], slots: [Int] = [], lastTokens: [Int] = []

@@ -83,6 +83,9 @@ package struct CheckpointTeacher: TeacherBackend {
     package let engine: DecodeEngine
     /// The tokenizer's trie for constrained sampling, when `config.grammar` asks for it.
     private let constrained: ConstrainedVocabulary?
+    /// The whole chunks of the prefix the last batch's prompts shared (a system message and
+    /// worked examples), copied into the next batch instead of prefilled again.
+    package let prefixCache = PrefixCache()
 
     /// Throws `DataError.badConfig` for settings out of range, or `weights: file` without
     /// `blocks` (a quantized GGUF file's own tensors). `checksum` and `engine`, when given, are
@@ -311,7 +314,8 @@ package struct CheckpointTeacher: TeacherBackend {
             }
         }
         let (ids, logprobs) = engine.generate(
-            prompts: prompts, sampling: sampling, rowSeeds: seeds, logProbs: config.logprobs, constraints: constraints
+            prompts: prompts, sampling: sampling, rowSeeds: seeds, logProbs: config.logprobs, prefixCache: prefixCache,
+            constraints: constraints
         ) { _, generated in
             guard !stop.isEmpty else { return false }
             let text = tokenizer.decode(generated)

@@ -73,4 +73,37 @@ func promptsWithACommonBlock() -> [[Int32]] {
         #expect(run(.commonPrefix) == base)
         #expect(base[1].count == 3 && base.contains { $0.count < 20 && $0 != base[1] })
     }
+
+    /// Batches whose prompts share a 600-token block (two whole chunks and a part) and differ
+    /// after it: with a prefix cache the later batches copy the block's whole chunks instead of
+    /// prefilling them, and every row's tokens and log-probabilities are bit for bit those
+    /// without the cache.
+    @Test func aPrefixCacheReusesWholeChunksAndChangesNoBit() {
+        var config = tinyConfig()
+        config.maxPositionEmbeddings = 1024
+        var rng = RNG(seed: 25)
+        let m = LlamaModel(config: config, rng: &rng)
+        let engine = DecodeEngine(model: m)
+        let block = (0..<600).map { _ in Int32(rng.next() % 97) }
+        // Batch b, prompt i: the block, then i + b + 1 tokens of its own.
+        var batches: [[[Int32]]] = []
+        for b in 0..<3 {
+            var prompts: [[Int32]] = []
+            for i in 0..<3 {
+                let own: [Int32] = (0...(i + b)).map { j in Int32((j * 7 + i + 3 * b) % 97) }
+                prompts.append(block + own)
+            }
+            batches.append(prompts)
+        }
+        let s = SamplingConfig(maxTokens: 8, temperature: 0.9)
+        let cache = PrefixCache()
+        for (b, prompts) in batches.enumerated() {
+            let seeds = prompts.indices.map { UInt64(100 * b + $0) }
+            let plain = engine.generate(prompts: prompts, sampling: s, rowSeeds: seeds, logProbs: true)
+            let cached = engine.generate(prompts: prompts, sampling: s, rowSeeds: seeds, logProbs: true, prefixCache: cache)
+            #expect(cached.ids == plain.ids && cached.logProbs == plain.logProbs, "batch \(b)")
+            // The first batch fills the cache; each later one copies the block's two whole chunks.
+            #expect(cache.reusedTokens == b * 2 * DecodeState.chunk)
+        }
+    }
 }

@@ -135,6 +135,9 @@ struct SampleExecutor: StageExecutor {
 
         let c = teacher.counters
         for line in outputs.stats.summaryLines() { emit(.message(line)) }
+        if let reused = (teacher as? CheckpointTeacher)?.prefixCache.reusedTokens, reused > 0 {
+            emit(.message("prefix cache: \(reused) prompt tokens copied from earlier batches instead of prefilled"))
+        }
         emit(
             .message(
                 "\(c.requests) calls made, \(c.cacheHits) from the cache, \(c.retries) retries, "
