@@ -32,6 +32,21 @@ package struct SequenceLogProbs {
     package func rows(_ range: Range<Int>) -> SequenceLogProbs {
         SequenceLogProbs(sum: sum.slice(axis: 0, range), tokens: Array(tokens[range]))
     }
+
+    /// The sums of per-token log-probs [B, T] (0 where the target is `ignoreIndex`) over each
+    /// row, with the counts of `targets` (B*T) that are not `ignoreIndex`.
+    package init(perToken: Tensor, targets: [Int32], ignoreIndex: Int32 = -100) {
+        precondition(perToken.rank == 2, "SequenceLogProbs: per-token log-probs must be [B, T], got \(perToken.shape)")
+        let (b, t) = (perToken.shape[0], perToken.shape[1])
+        precondition(targets.count == b * t, "SequenceLogProbs: \(targets.count) targets for \(perToken.shape)")
+        sum = perToken.sum(axis: 1)  // [B]
+        tokens = (0..<b).map { r in targets[(r * t)..<((r + 1) * t)].reduce(0) { $0 + ($1 == ignoreIndex ? 0 : 1) } }
+    }
+
+    package init(sum: Tensor, tokens: [Int]) {
+        self.sum = sum
+        self.tokens = tokens
+    }
 }
 
 extension Tensor {
@@ -49,9 +64,7 @@ extension Tensor {
         let (b, t) = (logits.shape[0], logits.shape[1])
         precondition(targets.count == b * t, "sequenceLogProbs: \(targets.count) targets for logits \(logits.shape)")
         let perToken = tokenLogProbs(logits, targets: targets, ignoreIndex: ignoreIndex).reshaped([b, t])  // [B, T]
-        let tokens = (0..<b).map { r in targets[(r * t)..<((r + 1) * t)].reduce(0) { $0 + ($1 == ignoreIndex ? 0 : 1) }
-        }
-        return SequenceLogProbs(sum: perToken.sum(axis: 1), tokens: tokens)  // [B]
+        return SequenceLogProbs(perToken: perToken, targets: targets, ignoreIndex: ignoreIndex)  // [B]
     }
 
     /// log(sigmoid(x)) elementwise, computed as min(x, 0) - log1p(exp(-|x|)) so it stays finite
@@ -258,9 +271,13 @@ extension PreferenceLossConfig {
     /// The loss from one forward pass over 2P rows, chosen rows first then rejected rows (TRL's
     /// concatenated batch): `logits` [2P, T, V], `targets` 2P*T with -100 outside completions.
     package func loss(logits: Tensor, targets: [Int32], reference: ReferenceLogProbs?) -> PreferenceLoss {
-        let rows = logits.shape[0]
+        loss(sequences: Tensor.sequenceLogProbs(logits, targets: targets), reference: reference)
+    }
+
+    /// The loss from the sequence log-probs of 2P rows, chosen rows first then rejected rows.
+    package func loss(sequences all: SequenceLogProbs, reference: ReferenceLogProbs?) -> PreferenceLoss {
+        let rows = all.tokens.count
         precondition(rows % 2 == 0, "preference batch needs chosen and rejected rows, got \(rows) rows")
-        let all = Tensor.sequenceLogProbs(logits, targets: targets)  // [2P]
         return loss(chosen: all.rows(0..<(rows / 2)), rejected: all.rows((rows / 2)..<rows), reference: reference)
     }
 }
