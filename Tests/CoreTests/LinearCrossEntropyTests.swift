@@ -139,25 +139,28 @@ import Testing
             }
             return total / sum
         }
+        let expected = reference(hidden.values.map(Double.init), weight.values.map(Double.init))
+        #expect(abs(Double(loss.item) - expected) < 1e-6)
+        #expect(weight.grad != nil)
+        expectFiniteDifferences(hidden, weight, reference)
+        #expect(hidden.grad!.values[c..<(2 * c)].allSatisfy { $0 == 0 })  // the ignored row
+    }
+
+    /// Central differences (step 1e-4, in Double) of f(hidden, weight) against the analytic
+    /// gradient of `hidden`, and of `weight` when it has one.
+    func expectFiniteDifferences(_ hidden: Tensor, _ weight: Tensor, _ f: ([Double], [Double]) -> Double) {
         let h0 = hidden.values.map(Double.init), w0 = weight.values.map(Double.init)
-        #expect(abs(Double(loss.item) - reference(h0, w0)) < 1e-6)
-        func check(_ analytic: [Float], perturb: (Int, Double) -> Double) {
-            for k in 0..<analytic.count {
-                let fd = (perturb(k, 1e-4) - perturb(k, -1e-4)) / 2e-4
+        func check(_ analytic: [Float], at base: [Double], _ eval: ([Double]) -> Double) {
+            for k in analytic.indices {
+                var (up, down) = (base, base)
+                up[k] += 1e-4
+                down[k] -= 1e-4
+                let fd = (eval(up) - eval(down)) / 2e-4
                 #expect(abs(fd - Double(analytic[k])) <= 1e-5 + 1e-4 * abs(fd), "d[\(k)]: \(analytic[k]) vs \(fd)")
             }
         }
-        check(hidden.grad!.values) { k, e in
-            var h = h0
-            h[k] += e
-            return reference(h, w0)
-        }
-        check(weight.grad!.values) { k, e in
-            var w = w0
-            w[k] += e
-            return reference(h0, w)
-        }
-        #expect(hidden.grad!.values[c..<(2 * c)].allSatisfy { $0 == 0 })  // the ignored row
+        check(hidden.grad!.values, at: h0) { f($0, w0) }
+        if let g = weight.grad { check(g.values, at: w0) { f(h0, $0) } }
     }
 
     // MARK: - Token log-probs
@@ -258,28 +261,10 @@ import Testing
         func objective(_ h: [Double], _ w: [Double]) -> Double {
             zip(g, logProbs(h, w)).reduce(0.0) { $0 + Double($1.0) * $1.1 }
         }
-        let h0 = hidden.values.map(Double.init), w0 = weight.values.map(Double.init)
-        for (got, want) in zip(lp.values, logProbs(h0, w0)) { #expect(abs(Double(got) - want) < 1e-5) }
-        func check(_ analytic: [Float], perturb: (Int, Double) -> Double) {
-            for k in 0..<analytic.count {
-                let fd = (perturb(k, 1e-4) - perturb(k, -1e-4)) / 2e-4
-                #expect(abs(fd - Double(analytic[k])) <= 1e-5 + 1e-4 * abs(fd), "d[\(k)]: \(analytic[k]) vs \(fd)")
-            }
-        }
-        check(hidden.grad!.values) { k, e in
-            var h = h0
-            h[k] += e
-            return objective(h, w0)
-        }
-        if trainedWeight {
-            check(weight.grad!.values) { k, e in
-                var w = w0
-                w[k] += e
-                return objective(h0, w)
-            }
-        } else {
-            #expect(weight.grad == nil)
-        }
+        let expected = logProbs(hidden.values.map(Double.init), weight.values.map(Double.init))
+        for (got, want) in zip(lp.values, expected) { #expect(abs(Double(got) - want) < 1e-5) }
+        #expect((weight.grad != nil) == trainedWeight, "a frozen weight gets no gradient")
+        expectFiniteDifferences(hidden, weight, objective)
         #expect(hidden.grad!.values[c..<(2 * c)].allSatisfy { $0 == 0 })  // the ignored row
     }
 }
