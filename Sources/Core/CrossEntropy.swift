@@ -1,6 +1,7 @@
-// Fused cross-entropy: log-softmax, the loss and its gradient without a [N, V]
-// probability tensor. The forward keeps one log-sum-exp per row; the backward recomputes
-// the softmax row by row from the logits (which the model keeps anyway).
+// Fused cross-entropy and per-token log-probabilities: log-softmax, the value and its
+// gradient without a [N, V] probability tensor. The forward keeps one log-sum-exp per row;
+// the backward recomputes the softmax row by row from the logits (which the model keeps
+// anyway). LinearCrossEntropy.swift fuses both with the lm head as well.
 
 import Foundation
 
@@ -56,6 +57,45 @@ extension Tensor {
                         }
                         dx[Int(targets[r])] -= k
                     }
+                }
+            }
+        }
+        return out
+    }
+
+    /// log softmax(logits)[target] per row of `logits` [..., V] -> [...], 0 (and no gradient)
+    /// where the target is `ignoreIndex`.
+    ///
+    /// Fused like crossEntropy, and for the same reason: the composition
+    /// logSoftmax().gatherLast() materialises a [N, V] log-softmax and, in the backward, an
+    /// [N, V] gradient for it, several hundred MB for a DPO batch at a 32k vocabulary. The
+    /// forward keeps one log-sum-exp per row; the backward recomputes the softmax row by row:
+    /// dx[i, j] = g_i ([j == t_i] - softmax_ij).
+    public static func tokenLogProbs(_ logits: Tensor, targets: [Int32], ignoreIndex: Int32 = -100) -> Tensor {
+        let v = logits.shape[logits.rank - 1], n = logits.count / Swift.max(v, 1)
+        precondition(targets.count == n, "tokenLogProbs: \(targets.count) targets for \(n) rows of \(logits.shape)")
+        for t in targets where t != ignoreIndex {
+            precondition(t >= 0 && Int(t) < v, "target \(t) out of range for vocabulary \(v)")
+        }
+        let out = Tensor.zeros(Array(logits.shape.dropLast()))
+        var lse = [Float](repeating: 0, count: n)
+        let px = logits.data, po = out.data
+        lse.withUnsafeMutableBufferPointer { lp in
+            let l = lp.baseAddress!
+            parallelChunks(n, grain: 8) { rows in
+                for r in rows where targets[r] != ignoreIndex {
+                    l[r] = logSumExp(px + r * v, v)
+                    po[r] = px[r * v + Int(targets[r])] - l[r]
+                }
+            }
+        }
+        record(out, [logits]) { g in
+            let gx = logits.gradBuffer()
+            parallelChunks(n, grain: 8) { rows in
+                for r in rows where targets[r] != ignoreIndex && g[r] != 0 {
+                    let x = px + r * v, dx = gx + r * v, m = lse[r], k = g[r]
+                    for j in 0..<v { dx[j] -= k * Foundation.exp(x[j] - m) }
+                    dx[Int(targets[r])] += k
                 }
             }
         }

@@ -61,6 +61,9 @@ extension Bench {
         var baseWeights = WeightFormat.f32
         @Flag(help: "Activation checkpointing: each layer runs again in the backward pass instead of keeping its activations.")
         var gradientCheckpointing = false
+        @Flag(
+            help: "DPO steps (sigmoid loss, beta 0.1) on batch / 2 random preference pairs instead of next-token steps; the reference log-probs are computed once before them, as the dpo stage caches them.")
+        var dpo = false
         @OptionGroup var compute: ComputeOptions
 
         /// The adapters to train, nil for full training.
@@ -103,6 +106,7 @@ extension Bench {
             if baseWeights != .f32 && againstFull {
                 throw ValidationError("--against-full compares f32 LoRA with full training: drop --base-weights, or --against-full")
             }
+            if dpo && againstFull { throw ValidationError("--against-full times next-token steps: drop --dpo, or --against-full") }
             if let problems = loraConfig?.problems(), !problems.isEmpty {
                 throw ValidationError("--lora-rank/--lora-targets/--lora-pattern: " + problems.joined(separator: "; "))
             }
@@ -130,9 +134,12 @@ extension Bench {
                         result.speedupQuartiles[1]))
                 return
             }
+            if dpo && bc.batch % 2 != 0 {
+                throw usageError("--dpo: \(config) has batch \(bc.batch); DPO needs an even batch (chosen and rejected rows)")
+            }
             let result = try TrainBench.run(
                 name: config, config: bc, seconds: seconds, lora: adapters, baseWeights: baseWeights,
-                gradientCheckpointing: gradientCheckpointing
+                gradientCheckpointing: gradientCheckpointing, dpo: dpo
             ) { line in
                 if !json { print(line) }
             }
@@ -141,11 +148,14 @@ extension Bench {
             } else {
                 print(
                     String(
-                        format: "%@%@%@: %.0f tokens/s, %.1f ms/step, MFU %.1f%% of %.0f GFLOP/s sgemm, peak memory %.0f MiB",
+                        format: "%@%@%@%@: %.0f tokens/s, %.1f ms/step, MFU %.1f%% of %.0f GFLOP/s sgemm, peak memory %.0f MiB",
                         result.config,
                         adapters.map {
                             " LoRA r\(loraRank) on \($0.adaptedModules?.count ?? 0) modules (\($0.targetDescription)), \(baseWeights.rawValue) base"
-                        } ?? "", gradientCheckpointing ? ", gradient checkpointing" : "", result.tokensPerSecond, result.stepMs, result.mfu * 100, result.sgemmPeakGflops,
+                        } ?? "", gradientCheckpointing ? ", gradient checkpointing" : "",
+                        result.referenceMs.map {
+                            String(format: ", DPO on %d pairs (reference pass %.0f ms, setup peak %.0f MiB)", bc.batch / 2, $0, result.setupPeakMemoryMB)
+                        } ?? "", result.tokensPerSecond, result.stepMs, result.mfu * 100, result.sgemmPeakGflops,
                         result.peakMemoryMB))
             }
         }

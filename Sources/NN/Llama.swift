@@ -327,13 +327,39 @@ public final class LlamaModel {
         ignoreIndex: Int32 = -100
     ) -> Tensor {
         let h = hidden(ids: ids, batch: batch, length: length, segments: segments)  // [B, T, C]
-        guard type(of: lmHead) == Linear.self else {  // a head subclass keeps its own forward
-            return Tensor.crossEntropy(lmHead(h), targets: targets, ignoreIndex: ignoreIndex, weights: weights)
-        }
-        if let packed = lmHead.packed {
-            return Tensor.linearCrossEntropy(h, packed, targets: targets, ignoreIndex: ignoreIndex, weights: weights)
-        }
-        return Tensor.linearCrossEntropy(h, lmHead.weight, targets: targets, ignoreIndex: ignoreIndex, weights: weights)
+        return fusedHead(
+            h,
+            unfused: { Tensor.crossEntropy($0, targets: targets, ignoreIndex: ignoreIndex, weights: weights) },
+            dense: { Tensor.linearCrossEntropy(h, $0, targets: targets, ignoreIndex: ignoreIndex, weights: weights) },
+            packed: { Tensor.linearCrossEntropy(h, $0, targets: targets, ignoreIndex: ignoreIndex, weights: weights) })
+    }
+
+    /// log p(targets[i] | ids up to position i) for each of the B*T positions, [B, T]: 0 (and
+    /// no gradient) where the target is `ignoreIndex`. What DPO sums over a completion.
+    ///
+    /// The lm head runs fused with the log-softmax (`Tensor.linearTokenLogProbs`): the
+    /// [B, T, V] logits are never materialised. Same values and gradients as
+    /// `tokenLogProbs(logits(...))`; a tied head's gradient adds to the embedding's.
+    public func tokenLogProbs(
+        ids: [Int32], targets: [Int32], batch: Int, length: Int, segments: [Int32]? = nil, ignoreIndex: Int32 = -100
+    ) -> Tensor {
+        let h = hidden(ids: ids, batch: batch, length: length, segments: segments)  // [B, T, C]
+        return fusedHead(
+            h,
+            unfused: { Tensor.tokenLogProbs($0, targets: targets, ignoreIndex: ignoreIndex) },
+            dense: { Tensor.linearTokenLogProbs(h, $0, targets: targets, ignoreIndex: ignoreIndex) },
+            packed: { Tensor.linearTokenLogProbs(h, $0, targets: targets, ignoreIndex: ignoreIndex) })
+    }
+
+    /// A function of the logits of h [B, T, C] through the lm head: fused with the head over
+    /// its f32 or packed weight, or `unfused` on `lmHead(h)` for a head subclass, which keeps
+    /// its own forward.
+    private func fusedHead(
+        _ h: Tensor, unfused: (Tensor) -> Tensor, dense: (Tensor) -> Tensor, packed: (PackedMatrix) -> Tensor
+    ) -> Tensor {
+        guard type(of: lmHead) == Linear.self else { return unfused(lmHead(h)) }
+        if let p = lmHead.packed { return packed(p) }
+        return dense(lmHead.weight)
     }
 }
 

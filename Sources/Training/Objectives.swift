@@ -46,8 +46,7 @@ package struct PreferenceObjective: TrainingObjective {
 
     package func loss(_ b: PreferenceBatch) throws -> ObjectiveOutput {
         let s = b.sequences
-        let logits = model.logits(ids: s.inputs, batch: 2 * s.pairs, length: s.length)  // [2P, T, V]
-        let out = config.loss(logits: logits, targets: s.targets, reference: b.reference)
+        let out = config.loss(sequences: Self.sequenceLogProbs(model, s), reference: b.reference)
         return ObjectiveOutput(
             loss: out.loss, tokens: 2 * s.pairs * s.length, metrics: Dictionary(uniqueKeysWithValues: out.metrics.named))
     }
@@ -56,10 +55,16 @@ package struct PreferenceObjective: TrainingObjective {
     /// what the reference model contributes (computed once, then stored).
     package static func referenceLogProbs(_ model: LlamaModel, _ s: PreferenceSequences) -> ReferenceLogProbs {
         GradMode.withoutGrad {
-            let logits = model.logits(ids: s.inputs, batch: 2 * s.pairs, length: s.length)  // [2P, T, V]
-            let sums = Tensor.sequenceLogProbs(logits, targets: s.targets).sum.values  // [2P]
+            let sums = sequenceLogProbs(model, s).sum.values  // [2P]
             return ReferenceLogProbs(chosen: Array(sums[0..<s.pairs]), rejected: Array(sums[s.pairs...]))
         }
+    }
+
+    /// The completion log-probs of the 2P rows of `s` under `model`, through the lm head fused
+    /// with the log-softmax (`LlamaModel.tokenLogProbs`): no [2P, T, V] logits.
+    static func sequenceLogProbs(_ model: LlamaModel, _ s: PreferenceSequences) -> SequenceLogProbs {
+        let perToken = model.tokenLogProbs(ids: s.inputs, targets: s.targets, batch: 2 * s.pairs, length: s.length)  // [2P, T]
+        return SequenceLogProbs(perToken: perToken, targets: s.targets)
     }
 }
 

@@ -32,6 +32,21 @@ package struct SequenceLogProbs {
     package func rows(_ range: Range<Int>) -> SequenceLogProbs {
         SequenceLogProbs(sum: sum.slice(axis: 0, range), tokens: Array(tokens[range]))
     }
+
+    /// The sums of per-token log-probs [B, T] (0 where the target is `ignoreIndex`) over each
+    /// row, with the counts of `targets` (B*T) that are not `ignoreIndex`.
+    package init(perToken: Tensor, targets: [Int32], ignoreIndex: Int32 = -100) {
+        precondition(perToken.rank == 2, "SequenceLogProbs: per-token log-probs must be [B, T], got \(perToken.shape)")
+        let (b, t) = (perToken.shape[0], perToken.shape[1])
+        precondition(targets.count == b * t, "SequenceLogProbs: \(targets.count) targets for \(perToken.shape)")
+        sum = perToken.sum(axis: 1)  // [B]
+        tokens = (0..<b).map { r in targets[(r * t)..<((r + 1) * t)].reduce(0) { $0 + ($1 == ignoreIndex ? 0 : 1) } }
+    }
+
+    package init(sum: Tensor, tokens: [Int]) {
+        self.sum = sum
+        self.tokens = tokens
+    }
 }
 
 extension Tensor {
@@ -49,48 +64,7 @@ extension Tensor {
         let (b, t) = (logits.shape[0], logits.shape[1])
         precondition(targets.count == b * t, "sequenceLogProbs: \(targets.count) targets for logits \(logits.shape)")
         let perToken = tokenLogProbs(logits, targets: targets, ignoreIndex: ignoreIndex).reshaped([b, t])  // [B, T]
-        let tokens = (0..<b).map { r in targets[(r * t)..<((r + 1) * t)].reduce(0) { $0 + ($1 == ignoreIndex ? 0 : 1) }
-        }
-        return SequenceLogProbs(sum: perToken.sum(axis: 1), tokens: tokens)  // [B]
-    }
-
-    /// log softmax(logits)[target] per row of `logits` [..., V] -> [...], 0 (and no gradient)
-    /// where the target is `ignoreIndex`.
-    ///
-    /// Fused like Core's crossEntropy, and for the same reason: the composition
-    /// logSoftmax().gatherLast() materialises a [N, V] log-softmax and, in the backward, an
-    /// [N, V] gradient for it, several hundred MB for a DPO batch at a 32k vocabulary. The
-    /// forward keeps one log-sum-exp per row; the backward recomputes the softmax row by row:
-    /// dx[i, j] = g_i ([j == t_i] - softmax_ij).
-    package static func tokenLogProbs(_ logits: Tensor, targets: [Int32], ignoreIndex: Int32 = -100) -> Tensor {
-        let v = logits.shape[logits.rank - 1], n = logits.count / Swift.max(v, 1)
-        precondition(targets.count == n, "tokenLogProbs: \(targets.count) targets for \(n) rows of \(logits.shape)")
-        for t in targets where t != ignoreIndex {
-            precondition(t >= 0 && Int(t) < v, "target \(t) out of range for vocabulary \(v)")
-        }
-        let out = Tensor.zeros(Array(logits.shape.dropLast()))
-        var lse = [Float](repeating: 0, count: n)
-        let px = logits.data, po = out.data
-        lse.withUnsafeMutableBufferPointer { lp in
-            let l = lp.baseAddress!
-            parallelChunks(n, grain: 8) { rows in
-                for r in rows where targets[r] != ignoreIndex {
-                    l[r] = logSumExp(px + r * v, v)
-                    po[r] = px[r * v + Int(targets[r])] - l[r]
-                }
-            }
-        }
-        record(out, [logits]) { g in
-            let gx = logits.gradBuffer()
-            parallelChunks(n, grain: 8) { rows in
-                for r in rows where targets[r] != ignoreIndex && g[r] != 0 {
-                    let x = px + r * v, dx = gx + r * v, m = lse[r], k = g[r]
-                    for j in 0..<v { dx[j] -= k * Foundation.exp(x[j] - m) }
-                    dx[Int(targets[r])] += k
-                }
-            }
-        }
-        return out
+        return SequenceLogProbs(perToken: perToken, targets: targets, ignoreIndex: ignoreIndex)  // [B]
     }
 
     /// log(sigmoid(x)) elementwise, computed as min(x, 0) - log1p(exp(-|x|)) so it stays finite
@@ -297,9 +271,13 @@ extension PreferenceLossConfig {
     /// The loss from one forward pass over 2P rows, chosen rows first then rejected rows (TRL's
     /// concatenated batch): `logits` [2P, T, V], `targets` 2P*T with -100 outside completions.
     package func loss(logits: Tensor, targets: [Int32], reference: ReferenceLogProbs?) -> PreferenceLoss {
-        let rows = logits.shape[0]
+        loss(sequences: Tensor.sequenceLogProbs(logits, targets: targets), reference: reference)
+    }
+
+    /// The loss from the sequence log-probs of 2P rows, chosen rows first then rejected rows.
+    package func loss(sequences all: SequenceLogProbs, reference: ReferenceLogProbs?) -> PreferenceLoss {
+        let rows = all.tokens.count
         precondition(rows % 2 == 0, "preference batch needs chosen and rejected rows, got \(rows) rows")
-        let all = Tensor.sequenceLogProbs(logits, targets: targets)  // [2P]
         return loss(chosen: all.rows(0..<(rows / 2)), rejected: all.rows((rows / 2)..<rows), reference: reference)
     }
 }

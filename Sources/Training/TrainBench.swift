@@ -6,6 +6,7 @@ import Core
 import Foundation
 import NN
 import Platform
+import TextData
 
 /// A benchmark configuration in the keys of tools/bench_configs.json.
 public struct BenchConfig: Codable, Sendable, Equatable {
@@ -82,6 +83,11 @@ public struct TrainBenchResult: Codable, Sendable {
     public var gradientCheckpointing: Bool
     /// Parameters the optimizer updates (all of them, or the adapters').
     public var trainedParameters: Int
+    /// The objective of the steps: `next-token` (the LM loss) or `dpo` (DPO's sigmoid loss on
+    /// batch / 2 pairs, the reference log-probs computed once before the timed steps).
+    public var objective: String
+    /// With `dpo`: the reference model's pass over the batch (no tape), part of the setup.
+    public var referenceMs: Double?
 }
 
 public enum TrainBench {
@@ -117,26 +123,42 @@ public enum TrainBench {
     /// after 2 warm-up steps. With `lora`, the base is frozen and only the adapters train
     /// (as PEFT does: no base gradients, no optimizer state for the base), held in
     /// `baseWeights` (quantized: QLoRA, `LlamaModel.quantizedMatrices`); with
-    /// `gradientCheckpointing` the layers run again in the backward pass.
+    /// `gradientCheckpointing` the layers run again in the backward pass. With `dpo` the
+    /// steps are DPO's (`PreferenceObjective`, sigmoid loss, β 0.1) on `randomPairs`, against
+    /// reference log-probs of the starting model computed once, as the dpo stage caches them.
     public static func run(
         name: String, config bc: BenchConfig, seconds: Double, lora: LoRAConfig? = nil, baseWeights: WeightFormat = .f32,
-        gradientCheckpointing: Bool = false, progress: (String) -> Void = { _ in }
+        gradientCheckpointing: Bool = false, dpo: Bool = false, progress: (String) -> Void = { _ in }
     ) throws -> TrainBenchResult {
         precondition(baseWeights == .f32 || lora != nil, "a packed base needs LoRA")
+        precondition(!dpo || bc.batch % 2 == 0, "DPO needs an even batch (chosen and rejected rows), got \(bc.batch)")
         let peakBefore = sgemmPeakGflops()
         let (trainer, trained) = makeTrainer(bc, lora: lora, baseWeights: baseWeights)
         trainer.model.recomputeLayers = gradientCheckpointing
-        // The setup's peak (a packed base is quantized from a random f32 model) apart from
-        // the training steps'.
+        let step: () throws -> StepReport
+        var referenceMs: Double?
+        if dpo {
+            let sequences = randomPairs(bc)
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let reference = PreferenceObjective.referenceLogProbs(trainer.model, sequences)
+            referenceMs = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-6
+            let objective = PreferenceObjective(model: trainer.model, config: PreferenceLossConfig())
+            let batch = PreferenceBatch(sequences: sequences, reference: reference)
+            step = { try trainer.step([batch], objective: objective) }
+        } else {
+            let batch = randomBatch(bc)
+            step = { try trainer.step([batch]) }
+        }
+        // The setup's peak (a packed base is quantized from a random f32 model; DPO's
+        // reference pass) apart from the training steps'.
         let setupPeak = peakMemoryMB()
         resetPeakMemory()
-        let batch = randomBatch(bc)
-        for _ in 0..<2 { _ = try trainer.step([batch]) }
+        for _ in 0..<2 { _ = try step() }
         var steps = 0
         let start = DispatchTime.now().uptimeNanoseconds
         var elapsed = 0.0
         while elapsed < seconds || steps < 3 {
-            let r = try trainer.step([batch])
+            let r = try step()
             steps += 1
             elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
             progress(String(format: "step %d  loss %.4f  %.0f ms", steps, r.loss, r.seconds * 1e3))
@@ -153,7 +175,8 @@ public enum TrainBench {
             config: name, parameters: bc.model.parameterCount, steps: steps, tokensPerSecond: tokensPerSecond,
             stepMs: elapsed / Double(steps) * 1e3, flopsPerToken: flops, mfu: flops * tokensPerSecond / (peak * 1e9),
             sgemmPeakGflops: peak, peakMemoryMB: peakMemoryMB(), setupPeakMemoryMB: setupPeak, threads: Threads.count, blasCore: BLAS.runtime.core,
-            lora: lora, baseWeights: baseWeights, gradientCheckpointing: gradientCheckpointing, trainedParameters: trainedCount)
+            lora: lora, baseWeights: baseWeights, gradientCheckpointing: gradientCheckpointing, trainedParameters: trainedCount,
+            objective: dpo ? "dpo" : "next-token", referenceMs: referenceMs)
     }
 
     /// A fresh model (seed 0, so every call starts from the same weights) and its trainer:
@@ -184,6 +207,24 @@ public enum TrainBench {
             targets += row.dropFirst()
         }
         return TrainingBatch(inputs: inputs, targets: targets, batch: bc.batch, length: bc.seq)
+    }
+
+    /// batch / 2 preference pairs of uniform random tokens (seed 1), every row `seq` positions
+    /// long: a prompt of seq / 4 tokens shared by the pair, then a completion of its own
+    /// (the trained positions, as the dpo stage masks prompts).
+    static func randomPairs(_ bc: BenchConfig) -> PreferenceSequences {
+        var rng = RNG(seed: 1)
+        func tokens(_ n: Int) -> [Int32] { (0..<n).map { _ in Int32(rng.next() % UInt64(bc.vocab)) } }
+        let promptLength = bc.seq / 4
+        let pairs = (0..<(bc.batch / 2)).map { _ in
+            let prompt = tokens(promptLength)
+            func example() -> RenderedExample {
+                RenderedExample(
+                    ids: prompt + tokens(bc.seq + 1 - promptLength), trained: (0...bc.seq).map { $0 >= promptLength })
+            }
+            return PreferencePair(chosen: example(), rejected: example())
+        }
+        return PreferenceSequences(pairs, maxLength: bc.seq)
     }
 
     /// Full training and LoRA training of the same model in one process, one step of each

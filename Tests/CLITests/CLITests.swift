@@ -86,7 +86,8 @@ struct DoctorJSON: Decodable {
     }
 
     /// A bad `bench train --config` is a usage error (exit 2) whose message names the file
-    /// and the key, without the root command's usage text; a good file runs.
+    /// and the key, without the root command's usage text; a good file runs, with `--dpo` too
+    /// when its batch is even.
     @Test func benchTrainConfigMistakesNameTheFileAndKey() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("distill-bench-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
@@ -113,6 +114,15 @@ struct DoctorJSON: Decodable {
         let ok = try distill(["bench", "train", "--config", file.path, "--seconds", "0", "--json"])
         #expect(ok.status == 0, "\(ok.err)")
         #expect(ok.out.contains("\"tokensPerSecond\""))
+
+        // --dpo: one pair from the batch of 2; an odd batch has no pairs to make.
+        let dpo = try distill(["bench", "train", "--config", file.path, "--dpo", "--seconds", "0", "--json"])
+        #expect(dpo.status == 0, "\(dpo.err)")
+        #expect(dpo.out.contains("\"referenceMs\"") && dpo.out.contains("\"dpo\""), "\(dpo.out)")
+        let odd = dir.appendingPathComponent("odd.json")
+        try valid.replacingOccurrences(of: #""batch": 2"#, with: #""batch": 3"#).write(to: odd, atomically: true, encoding: .utf8)
+        let refused = try distill(["bench", "train", "--config", odd.path, "--dpo", "--seconds", "0"])
+        #expect(refused.status == 2 && refused.err.contains("DPO needs an even batch"), "\(refused.err)")
     }
 
     /// `bench prefill` on tiny_chat.gguf: 3 prompts x 2 samples of 20 tokens, 12 in common.

@@ -51,7 +51,8 @@ import Testing
 
     /// The lm head fused with the loss, over a packed [V, C] head: V = 700 crosses tiles of
     /// 256 rows (C = 512), 9 counted rows in chunks of 4 cross chunks and workers; one ignored
-    /// target. Loss and hidden gradient as on the decoded head.
+    /// target. Loss and hidden gradient as on the decoded head; so are the fused token
+    /// log-probs against the unfused ones on the decoded head.
     @Test("lm head and loss equal f32 on the decoded head", arguments: formats)
     func headMatchesDecoded(format: WeightFormat) {
         var rng = RNG(seed: 22)
@@ -73,6 +74,14 @@ import Testing
         #expect(abs(q.0.item - f.0.item) < 1e-5 * abs(f.0.item), "loss \(q.0.item) vs \(f.0.item)")
         #expect(relative(q.1, f.1) < 1e-5, "dh")
         #expect(q.1.values[(3 * c)..<(4 * c)].allSatisfy { $0 == 0 }, "an ignored row gets no gradient")
+
+        // Token log-probs through the same head, weighted by g per row: Σ g_i lp_i.
+        let g = Tensor.randn([2, 5], rng: &rng)
+        let lq = run { (Tensor.linearTokenLogProbs($0, packed, targets: targets, rowsPerChunk: 4) * g).sum() }
+        let lf = run { (Tensor.tokenLogProbs(Tensor.linear($0, decoded), targets: targets) * g).sum() }
+        #expect(abs(lq.0.item - lf.0.item) < 1e-5 * abs(lf.0.item), "Σ g lp \(lq.0.item) vs \(lf.0.item)")
+        #expect(relative(lq.1, lf.1) < 1e-5, "dh of the log-probs")
+        #expect(lq.1.values[(3 * c)..<(4 * c)].allSatisfy { $0 == 0 }, "an ignored row gets no gradient")
     }
 
     @Test("embedding rows are the decoded rows", arguments: formats)

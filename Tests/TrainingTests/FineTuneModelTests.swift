@@ -88,6 +88,76 @@ private func randomExample(_ n: Int, _ rng: inout RNG) -> RenderedExample {
         #expect(last!.loss.item < first!.loss.item)
     }
 
+    /// DPO through the fused head (`PreferenceObjective`: `LlamaModel.tokenLogProbs`, no
+    /// [2P, T, V] logits) gives the loss, metrics and trained gradients of the logits path it
+    /// replaced (`loss(logits: model.logits(...))`), and `referenceLogProbs` the same sums:
+    /// full training (the tied head trained: logits recomputed in the backward), LoRA (head
+    /// frozen: hidden gradient in the forward) and LoRA on a q8_0 base (packed head). Two pairs
+    /// of different lengths (padding), prompts masked, the reference moved off the policy so
+    /// the pairs' margins differ.
+    @Test("DPO through the fused head equals the logits path", arguments: ["full", "lora", "qlora"])
+    func dpoFusedHeadEqualsLogitsPath(variant: String) throws {
+        var rng = RNG(seed: 7)
+        let config = LlamaConfig(
+            vocabSize: 41, hiddenSize: 32, intermediateSize: 64, numHiddenLayers: 2, numAttentionHeads: 4,
+            numKeyValueHeads: 2, tieWordEmbeddings: true, maxPositionEmbeddings: 64, initializerRange: 0.2)
+        var model = LlamaModel(config: config, rng: &rng)
+        var trained = model.namedParameters()
+        if variant != "full" {
+            trained = model.addLoRA(LoRAConfig(rank: 4, alpha: 8, targetModules: ["q_proj", "v_proj"]), rng: &rng)
+            for (_, p) in trained {  // B starts at 0: give every adapter weight a value
+                let r = Tensor.randn(p.shape, std: 0.1, rng: &rng)
+                p.data.update(from: r.data, count: p.count)
+            }
+            if variant == "qlora" {
+                model = model.packed(model.quantizedMatrices(.q8_0))
+                #expect(model.lmHead.packed != nil)
+            }
+        }
+        func example(_ prompt: Int, _ completion: Int) -> RenderedExample {
+            let ids = (0..<(prompt + completion)).map { _ in Int32(rng.next() % 41) }
+            return RenderedExample(ids: ids, trained: ids.indices.map { $0 >= prompt })
+        }
+        let s = PreferenceSequences(
+            [PreferencePair(chosen: example(4, 5), rejected: example(4, 3)), PreferencePair(chosen: example(3, 6), rejected: example(3, 4))],
+            maxLength: 16)
+        let (ids, targets, rows) = (s.inputs, s.targets, 2 * s.pairs)
+        func maxDifference(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).map { abs($0 - $1) }.max() ?? 0 }
+
+        let reference = PreferenceObjective.referenceLogProbs(model, s)
+        let unfusedSums = GradMode.withoutGrad {
+            Tensor.sequenceLogProbs(model.logits(ids: ids, batch: rows, length: s.length), targets: targets).sum.values
+        }
+        #expect(maxDifference(reference.chosen + reference.rejected, unfusedSums) <= 1e-5 * (unfusedSums.map(abs).max() ?? 0))
+        let moved = ReferenceLogProbs(chosen: reference.chosen.map { $0 + 0.7 }, rejected: reference.rejected.map { $0 - 0.4 })
+
+        let loss = PreferenceLossConfig(kind: .sigmoid, beta: 0.5)
+        func gradients(_ run: () throws -> (Tensor, [String: Double])) rethrows -> (Float, [[Float]], [String: Double]) {
+            for (_, p) in trained { p.grad = nil }
+            let (value, metrics) = try run()
+            value.backward()
+            return (value.item, trained.map { $0.1.grad?.values ?? [] }, metrics)
+        }
+        let fused = try gradients {
+            let out = try PreferenceObjective(model: model, config: loss).loss(PreferenceBatch(sequences: s, reference: moved))
+            return (out.loss, out.metrics)
+        }
+        let plain = gradients {
+            let out = loss.loss(logits: model.logits(ids: ids, batch: rows, length: s.length), targets: targets, reference: moved)
+            return (out.loss, Dictionary(uniqueKeysWithValues: out.metrics.named))
+        }
+        #expect(abs(fused.0 - plain.0) <= 1e-5 * abs(plain.0), "loss \(fused.0) vs \(plain.0)")
+        #expect(Set(fused.2.keys) == Set(plain.2.keys))
+        for (name, value) in plain.2 {
+            let got = fused.2[name] ?? .nan
+            #expect(abs(got - value) <= 1e-5 * max(1, abs(value)), "\(name): \(got) vs \(value)")
+        }
+        for ((name, _), (got, want)) in zip(trained, zip(fused.1, plain.1)) {
+            #expect(!want.isEmpty && want.contains { $0 != 0 }, "\(name) has a gradient")
+            #expect(maxDifference(got, want) <= 1e-5 * (want.map(abs).max() ?? 0) + 1e-8, "\(name)")
+        }
+    }
+
     /// A student distilled from a different teacher on the same inputs moves towards it: the
     /// forward KL falls over ten steps, with the full teacher and with its top-4.
     @Test func distillationReducesTheDivergence() {

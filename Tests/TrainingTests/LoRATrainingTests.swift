@@ -46,6 +46,20 @@ import Training
         #expect(full.trainedParameters == bc.model.parameterCount)
     }
 
+    /// `bench train --dpo`: DPO steps on batch / 2 random pairs (prompt seq / 4 masked) after
+    /// one reference pass; with LoRA only the adapters train, as in next-token steps.
+    @Test func benchRunsDPOSteps() throws {
+        let bc = BenchConfig(vocab: 61, dim: 32, layers: 2, heads: 4, kvHeads: 2, ffn: 48, seq: 8, batch: 4)
+        let r = try TrainBench.run(name: "tiny", config: bc, seconds: 0, dpo: true)
+        #expect(r.objective == "dpo" && (r.referenceMs ?? -1) >= 0)
+        #expect(r.steps >= 3 && r.tokensPerSecond > 0 && r.trainedParameters == bc.model.parameterCount)
+        let lora = try TrainBench.run(
+            name: "tiny", config: bc, seconds: 0, lora: LoRAConfig(rank: 4, alpha: 8, targetModules: ["q_proj"]), dpo: true)
+        #expect(lora.trainedParameters == 2 * (4 * 32 + 32 * 4))
+        let next = try TrainBench.run(name: "tiny", config: bc, seconds: 0)
+        #expect(next.objective == "next-token" && next.referenceMs == nil)
+    }
+
     /// `bench train --lora --against-full`: both contenders step in turn, and the speed-up
     /// is the median of the per-pair ratios, inside their quartiles.
     @Test func pairedBenchStepsBothContendersInTurn() throws {
