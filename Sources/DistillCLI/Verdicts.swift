@@ -38,6 +38,11 @@ struct VerdictsBuild: ParsableCommand {
     var runs: [String]
     @Option(help: "The task file a decision log's requests came from: its answers are judged against it.")
     var tasks: String?
+    @Flag(
+        help:
+            "Judge every recorded text again with today's verifiers (the task file and verifier settings the source records), for files written before canonical answers or a verifier fix."
+    )
+    var reverify = false
     @Option(name: [.short, .customLong("output")], help: "The verdict table to write (JSONL).") var output: String
     @Option(
         name: .customLong("routellm-csv"),
@@ -57,7 +62,7 @@ struct VerdictsBuild: ParsableCommand {
     }
 
     func run() throws {
-        let (table, notes) = try VerdictSources.build(paths: runs, tasks: tasks) { note("  read " + $0) }
+        let (table, notes) = try VerdictSources.build(paths: runs, tasks: tasks, reverify: reverify) { note("  read " + $0) }
         try writeAtomically(table.jsonl(), to: output)
         var skipped: Int?
         if let routellmCSV {

@@ -117,7 +117,9 @@ package enum VerdictSources {
     /// The table built from every source under `paths`, in the order given, with notes on what
     /// was missing (prompt texts, failed calls). `progress` gets a line per source. Decision
     /// logs are judged against `tasks` (required when a path is one).
-    package static func build(paths: [String], tasks: String? = nil, progress: (String) -> Void = { _ in }) throws -> (
+    package static func build(
+        paths: [String], tasks: String? = nil, reverify: Bool = false, progress: (String) -> Void = { _ in }
+    ) throws -> (
         table: VerdictTable, notes: [String]
     ) {
         let sources = try paths.flatMap(discover)
@@ -126,11 +128,11 @@ package enum VerdictSources {
         for source in sources {
             switch source.kind {
             case .eval:
-                let read = try readEval(source)
+                let read = try readEval(source, reverify: reverify)
                 progress("\(source.rows): \(read.count) arms, \(read.first?.cells.count ?? 0) tasks each")
                 parts += read.map { ($0.model, source.prefix, $0.cells) }
             case .sample:
-                let read = try readSamples(source)
+                let read = try readSamples(source, reverify: reverify)
                 progress("\(source.rows): \(read.cells.count) tasks")
                 if read.failed > 0 {
                     notes.append("\(source.rows): \(read.failed) failed teacher calls left out (no answer to judge)")
@@ -213,7 +215,7 @@ package enum VerdictSources {
     }
 
     /// An eval's arms, each with its cells in task order.
-    static func readEval(_ source: Source) throws -> [(model: VerdictModel, cells: [(task: String, cell: ModelCell)])] {
+    static func readEval(_ source: Source, reverify: Bool = false) throws -> [(model: VerdictModel, cells: [(task: String, cell: ModelCell)])] {
         let reportPath = source.report!
         let text: String
         do {
@@ -229,6 +231,9 @@ package enum VerdictSources {
             throw UserError(path: reportPath, problem: "not JSON: \(error)", fix: fix, kind: .badData)
         }
         var arms: [(model: VerdictModel, cells: [(task: String, cell: ModelCell)])] = []
+        let rejudge = reverify
+            ? try Rejudge(source: reportPath, tasks: try? report["tasks"].optionalString(), verifier: report.has("verifier") ? report["verifier"] : nil)
+            : nil
         do {
             let tasks = try report["tasks"].optionalString()
             for arm in try report["arms"].array() {
@@ -247,14 +252,16 @@ package enum VerdictSources {
             let root = JSONNode(.object(record.object), path: "")
             let hint = "give rows written by an eval with tasks (docs/evaluation.md, *Outputs*)"
             let (arm, task, cell) = try node(record, hint: hint) {
+                let task = try taskID(root["task_id"])
                 let samples = try root["samples"].array().map { s in
                     let lp = SampleVerdict.summary(try logprobs(s["logprobs"]))
-                    return SampleVerdict(
+                    let sample = SampleVerdict(
                         correct: try s["correct"].bool(), answer: try s["canonical"].optionalString(),
                         tokensIn: try int(s["prompt_tokens"]), tokensOut: try int(s["tokens"]),
                         latency: try double(s["latency"]), logprobMean: lp.mean, logprobMin: lp.min)
+                    return try rejudge?.judge(sample, text: try s["text"].string(), task: task, record: record) ?? sample
                 }
-                return (try root["arm"].string(), try taskID(root["task_id"]), ModelCell(samples: samples))
+                return (try root["arm"].string(), task, ModelCell(samples: samples))
             }
             guard let a = arms.firstIndex(where: { $0.model.name == arm }) else {
                 throw record.error("arm \"\(arm)\" is not in \(reportPath)", at: "arm", hint: fix)
@@ -314,9 +321,13 @@ package enum VerdictSources {
     }
 
     /// A sample stage's teacher and its cells in task order, and the failed calls left out.
-    static func readSamples(_ source: Source) throws -> (
+    static func readSamples(_ source: Source, reverify: Bool = false) throws -> (
         model: VerdictModel, cells: [(task: String, cell: ModelCell)], failed: Int
     ) {
+        let folder = (source.rows as NSString).deletingLastPathComponent
+        let stage = sampleStage(runDirectory: source.runDirectory, output: folder)
+        let rejudge = reverify
+            ? try Rejudge(source: source.rows, tasks: try? stage?["tasks"].string(), verifier: stage?["verifier"]) : nil
         var cells: [(task: String, cell: ModelCell)] = []
         var index: [String: Int] = [:]
         var teacher: String?
@@ -337,9 +348,13 @@ package enum VerdictSources {
                         latency: try double(root["latency"]), logprobMean: lp.mean, logprobMin: lp.min)
                 )
             }
-            guard let sample = parsed.sample else {
+            guard var sample = parsed.sample else {
                 failed += 1
                 return
+            }
+            if let rejudge {
+                let text = try node(record, hint: hint) { try root["text"].string() }
+                sample = try rejudge.judge(sample, text: text, task: parsed.task, record: record)
             }
             if index[parsed.task] == nil {
                 index[parsed.task] = cells.count
@@ -347,7 +362,6 @@ package enum VerdictSources {
             }
             cells[index[parsed.task]!].cell.samples.append(sample)
         }
-        let folder = (source.rows as NSString).deletingLastPathComponent
         // stats.json beside it gives a checkpoint teacher's parameter count (since docs/routing.md).
         let stats = (folder as NSString).appendingPathComponent("stats.json")
         let parameters = (try? String(contentsOfFile: stats, encoding: .utf8))
@@ -355,13 +369,18 @@ package enum VerdictSources {
             .flatMap { try? JSONNode($0, path: "")["teacher_parameters"].int() }
         let model = VerdictModel(
             name: (folder as NSString).lastPathComponent, kind: "sample", source: source.rows,
-            tasks: sampleTasks(runDirectory: source.runDirectory, output: folder), identity: teacher,
+            tasks: try? stage?["tasks"].string(), identity: teacher,
             parameters: parameters)
         return (model, cells, failed)
     }
 
     /// The task file of the sample stage whose output is `output`, from run.json's recipe.
     static func sampleTasks(runDirectory: String, output: String) -> String? {
+        try? sampleStage(runDirectory: runDirectory, output: output)?["tasks"].string()
+    }
+
+    /// The recipe's sample stage whose output is `output`, from run.json.
+    static func sampleStage(runDirectory: String, output: String) -> JSONNode? {
         let runJSON = (runDirectory as NSString).appendingPathComponent("run.json")
         guard let text = try? String(contentsOfFile: runJSON, encoding: .utf8),
             let state = try? JSONValue.parse(Array(text.utf8)),
@@ -372,10 +391,50 @@ package enum VerdictSources {
         let name = (output as NSString).lastPathComponent
         for stage in stages {
             guard (try? stage["type"].string()) == "sample", let out = try? stage["output"].string(),
-                (out as NSString).lastPathComponent == name, let tasks = try? stage["tasks"].string()
+                (out as NSString).lastPathComponent == name
             else { continue }
-            return tasks
+            return stage
         }
         return nil
+    }
+
+    /// Today's verdicts on recorded texts (`--reverify`): the task file and verifier settings
+    /// a source was judged with, applied again, so that samples written before canonical
+    /// answers (or before a verifier fix) read as today's verifiers read them.
+    struct Rejudge {
+        let tasks: [String: TeacherTask]
+        let verifier: Verifier
+
+        /// `tasks` is nil when the source does not record its task file.
+        init(source: String, tasks path: String?, verifier settings: JSONNode?) throws {
+            guard let path else {
+                throw UserError(
+                    path: source, problem: "cannot be judged again: its task file is not recorded (run.json or the eval report)",
+                    fix: "leave out --reverify, or give the run directory with its run.json", kind: .usage)
+            }
+            var byID: [String: TeacherTask] = [:]
+            for task in try TaskReader.read(path: path) { byID[task.id] = task }
+            tasks = byID
+            var config = VerifierConfig()
+            if let settings, !settings.isNull {
+                do {
+                    config = try JSONDecoder().decode(VerifierConfig.self, from: Data(settings.value.compact().utf8))
+                } catch {
+                    throw UserError(path: source, problem: "its verifier settings cannot be read: \(error)", kind: .badData)
+                }
+            }
+            verifier = Verifier(config)
+        }
+
+        /// `sample` with its correctness and canonical answer from today's verifier.
+        func judge(_ sample: SampleVerdict, text: String, task: String, record: JSONLRecord) throws -> SampleVerdict {
+            guard let t = tasks[task] else {
+                throw record.error("task \"\(task)\" is not in the task file", at: "task_id", hint: "give the task file the samples were drawn from")
+            }
+            let verdict = verifier.verify(text, for: t)
+            var judged = sample
+            (judged.correct, judged.answer) = (verdict.correct, verdict.canonical)
+            return judged
+        }
     }
 }

@@ -188,6 +188,30 @@ private func write(_ text: String, _ dir: URL, _ name: String) throws -> String 
         #expect(try VerdictTable.read(path: path) == table)
     }
 
+    /// --reverify: recorded texts judged again with the task file and verifier settings the
+    /// source records, filling canonical answers old files lack and correcting old verdicts.
+    @Test func reverifyJudgesRecordedTextsAgain() throws {
+        let (root, old, new) = try runDirectories()
+        defer { try? FileManager.default.removeItem(at: root) }
+        // A sample an older verifier credited wrongly.
+        let samples = old.appendingPathComponent("sample/samples.jsonl")
+        let handle = try FileHandle(forWritingTo: samples)
+        handle.seekToEndOfFile()
+        handle.write(Data(#####"{"task_id":"q2","sample":1,"seed":1,"teacher":"checkpoint xxh64:cd","text":"#### 5","correct":true}"#####.utf8 + [10]))
+        try handle.close()
+        let recorded = try VerdictSources.build(paths: [old.path]).table
+        #expect(recorded.rows[1].models["sample"]?.samples.map(\.correct) == [true, true])
+        let (table, _) = try VerdictSources.build(paths: [old.path], reverify: true)
+        #expect(table.rows[0].models["sample"]?.samples.map(\.answer) == ["4"])
+        #expect(table.rows[1].models["sample"]?.samples.map(\.answer) == ["6", "5"])
+        #expect(table.rows[1].models["sample"]?.samples.map(\.correct) == [true, false])
+        #expect(table.rows[0].models["base"]?.samples.map(\.answer) == ["4", nil])
+        // The new run's sample stage has no run.json: nothing says what to judge it against.
+        #expect { try VerdictSources.build(paths: [new.path], reverify: true) } throws: {
+            ($0 as? UserError)?.problem.contains("task file is not recorded") == true
+        }
+    }
+
     @Test func runDirectoriesWithoutSamplesAreRefused() throws {
         let dir = try scratch("verdict-empty")
         defer { try? FileManager.default.removeItem(at: dir) }
