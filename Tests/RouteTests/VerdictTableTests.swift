@@ -195,10 +195,8 @@ private func write(_ text: String, _ dir: URL, _ name: String) throws -> String 
         defer { try? FileManager.default.removeItem(at: root) }
         // A sample an older verifier credited wrongly.
         let samples = old.appendingPathComponent("sample/samples.jsonl")
-        let handle = try FileHandle(forWritingTo: samples)
-        handle.seekToEndOfFile()
-        handle.write(Data(#####"{"task_id":"q2","sample":1,"seed":1,"teacher":"checkpoint xxh64:cd","text":"#### 5","correct":true}"#####.utf8 + [10]))
-        try handle.close()
+        let line = #####"{"task_id":"q2","sample":1,"seed":1,"teacher":"checkpoint xxh64:cd","text":"#### 5","correct":true}"#####
+        try (String(contentsOf: samples, encoding: .utf8) + "\n" + line + "\n").write(to: samples, atomically: true, encoding: .utf8)
         let recorded = try VerdictSources.build(paths: [old.path]).table
         #expect(recorded.rows[1].models["sample"]?.samples.map(\.correct) == [true, true])
         let (table, _) = try VerdictSources.build(paths: [old.path], reverify: true)
