@@ -136,12 +136,16 @@ let package = Package(
                 "Recipe", "Sweep", "Pipeline",
             ]),
         .testTarget(name: "RouteTests", dependencies: ["Platform", "JSON", "Core", "Verify", "Route"]),
+        // The loopback HTTP client the serve tests (in process and as a process) share.
+        .target(name: "LoopbackClient", path: "Tests/LoopbackClient"),
         .testTarget(
-            name: "ServeTests", dependencies: ["Platform", "Core", "JSON", "NN", "TextData", "ModelIO", "Verify", "Teacher", "Route", "Serve"]),
+            name: "ServeTests",
+            dependencies: ["Platform", "Core", "JSON", "NN", "TextData", "ModelIO", "Verify", "Teacher", "Route", "Serve", "LoopbackClient"]),
         .testTarget(
             name: "CLITests",
             dependencies: [
                 "Platform", "JSON", "Core", "TextData", "Formats", "ModelIO", "Recipe", "DistillCLI", "DistillTestHelper",
+                "LoopbackClient",
             ]),
     ]
 )

@@ -2,6 +2,7 @@
 // flight finish and exits 0. Its flags' mistakes are usage errors (exit 2).
 
 import Foundation
+import LoopbackClient
 import Testing
 
 @Suite struct ServeCommandTests {
@@ -30,23 +31,9 @@ import Testing
         let port = try #require(started.split(separator: "\n").first { $0.contains("listening on http://127.0.0.1:") }
             .flatMap { line in line.split(separator: ":").last.flatMap { Int($0.prefix { $0.isNumber }) } })
         // A streamed request long enough to be in flight when the signal arrives.
-        let request = """
-            POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n\
-            Content-Length: LEN\r\n\r\nBODY
-            """
         let body = #"{"model":"tiny","messages":[{"role":"user","content":"Hi"}],"max_tokens":200,"stream":true}"#
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = try sendRequest(port, "POST", "/v1/chat/completions", body: body)
         defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        #expect(connected == 0)
-        let bytes = Array(request.replacingOccurrences(of: "LEN", with: String(body.utf8.count)).replacingOccurrences(of: "BODY", with: body).utf8)
-        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
         var first = [UInt8](repeating: 0, count: 256)
         #expect(recv(fd, &first, first.count, 0) > 0)  // the reply has begun
         kill(p.processIdentifier, SIGTERM)

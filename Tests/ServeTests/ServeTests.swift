@@ -4,6 +4,7 @@
 // CLI uses (`chatReply` on the same weights), not against the server's own output.
 
 import Core
+import LoopbackClient
 import Foundation
 import JSON
 import ModelIO
@@ -91,35 +92,6 @@ func exchange(
         received += buffer[..<n]
     }
     return Exchange(received)
-}
-
-/// A connected socket that has sent the request, for the caller to read from and close.
-func sendRequest(_ port: Int, _ method: String, _ path: String, body: String?, headers: [String: String] = [:]) throws -> Int32 {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    precondition(fd >= 0)
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = in_port_t(UInt16(port).bigEndian)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard connected == 0 else {
-        close(fd)
-        throw POSIXError(.ECONNREFUSED)
-    }
-    var request = "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-    for (k, v) in headers { request += "\(k): \(v)\r\n" }
-    if let body { request += "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n" }
-    request += "\r\n" + (body ?? "")
-    let bytes = Array(request.utf8)
-    var sent = 0
-    while sent < bytes.count {
-        let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
-        if n <= 0 { break }  // the server may answer (413) before reading everything
-        sent += n
-    }
-    return fd
 }
 
 extension Exchange {
