@@ -112,7 +112,7 @@ public final class PrefixCache: @unchecked Sendable {
 
     public init() {}
 
-    /// The positions of `prefix` (at most `limit`) this cache holds: a multiple of the chunk.
+    /// The leading positions of `prefix` this cache holds, in whole chunks.
     fileprivate func reusable(_ prefix: ArraySlice<Int32>) -> Int {
         guard state != nil else { return 0 }
         var same = 0
