@@ -302,15 +302,8 @@ extension DecodeEngine {
             var next: [Int32] = [], still: [Int] = []
             for r in running {
                 let row = logits + logitRow[r] * v
-                var token = sampler.pick(row, sampling, &rngs[r])
-                if let constraint = constraints?[r] {
-                    if !constraint.allows(token) {
-                        masked.update(from: row, count: v)
-                        guard constraint.mask(masked, count: v) else { continue }
-                        token = sampler.pick(masked, sampling, &rngs[r])
-                    }
-                    constraint.accept(token)
-                }
+                guard let token = sampler.pick(row, sampling, &rngs[r], constraint: constraints?[r], scratch: masked)
+                else { continue }  // nothing allowed: the row ends
                 outputs[r].append(token)
                 if logProbs { logProbOutputs[r].append(logProbability(row, v, token)) }
                 if sampling.stopTokens.contains(token) || outputs[r].count >= sampling.maxTokens
@@ -382,6 +375,24 @@ package final class TokenSampler {
     /// top-p then keeps the fewest most likely tokens whose probability reaches p; one uniform
     /// draw walks the kept tokens (most likely first), or every token in id order when neither
     /// cut applies.
+    /// One token under `constraint` (see `DecodeEngine.generate`): the draw from `logits` when
+    /// the constraint allows it, else a draw from a copy in `scratch` (V values) with the refused
+    /// tokens at -infinity; the constraint takes the token. nil when it allows none.
+    package func pick(
+        _ logits: UnsafePointer<Float>, _ s: SamplingConfig, _ rng: inout RNG, constraint: (any TokenConstraint)?,
+        scratch: UnsafeMutablePointer<Float>
+    ) -> Int32? {
+        var token = pick(logits, s, &rng)
+        guard let constraint else { return token }
+        if !constraint.allows(token) {
+            scratch.update(from: logits, count: vocabulary)
+            guard constraint.mask(scratch, count: vocabulary) else { return nil }
+            token = pick(scratch, s, &rng)
+        }
+        constraint.accept(token)
+        return token
+    }
+
     package func pick(_ logits: UnsafePointer<Float>, _ s: SamplingConfig, _ rng: inout RNG) -> Int32 {
         let v = vocabulary
         if s.temperature <= 0 {

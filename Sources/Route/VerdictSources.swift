@@ -277,10 +277,9 @@ package enum VerdictSources {
     static func readDecisions(_ source: Source, tasks path: String) throws -> (
         models: [(model: VerdictModel, cells: [(task: String, cell: ModelCell)])], lines: Int, unmatched: Int
     ) {
-        let tasks = try TaskReader.read(path: path)
+        let rejudge = try Rejudge(source: source.rows, tasks: path, verifier: nil)
         var byPrompt: [String: TeacherTask] = [:]
-        for task in tasks where byPrompt[requestText(task.prompt)] == nil { byPrompt[requestText(task.prompt)] = task }
-        let verifier = Verifier(VerifierConfig())
+        for task in rejudge.ordered where byPrompt[requestText(task.prompt)] == nil { byPrompt[requestText(task.prompt)] = task }
         var models: [(model: VerdictModel, cells: [(task: String, cell: ModelCell)])] = []
         var lines = 0, unmatched = 0
         let hint = "give a decision log written by distill serve --decision-log (docs/serving.md)"
@@ -301,11 +300,8 @@ package enum VerdictSources {
                 unmatched += 1
                 return
             }
-            var judged = sample
-            if let text {
-                let verdict = verifier.verify(text, for: task)
-                (judged.correct, judged.answer) = (verdict.correct, verdict.canonical)
-            }
+            // An answer the server could not read (null) stays wrong, with no canonical form.
+            let judged = try text.map { try rejudge.judge(sample, text: $0, task: task.id, record: record) } ?? sample
             if !models.contains(where: { $0.model.name == route }) {
                 models.append(
                     (VerdictModel(name: route, kind: "served", source: source.rows, tasks: path, identity: route), []))
@@ -402,6 +398,8 @@ package enum VerdictSources {
     /// a source was judged with, applied again, so that samples written before canonical
     /// answers (or before a verifier fix) read as today's verifiers read them.
     struct Rejudge {
+        /// The task file's tasks, in file order, and by id.
+        let ordered: [TeacherTask]
         let tasks: [String: TeacherTask]
         let verifier: Verifier
 
@@ -412,8 +410,9 @@ package enum VerdictSources {
                     path: source, problem: "cannot be judged again: its task file is not recorded (run.json or the eval report)",
                     fix: "leave out --reverify, or give the run directory with its run.json", kind: .usage)
             }
+            ordered = try TaskReader.read(path: path)
             var byID: [String: TeacherTask] = [:]
-            for task in try TaskReader.read(path: path) { byID[task.id] = task }
+            for task in ordered { byID[task.id] = task }
             tasks = byID
             var config = VerifierConfig()
             if let settings, !settings.isNull {

@@ -7,6 +7,7 @@
 import Foundation
 import JSON
 import TextData
+import Verify
 
 /// An error as the OpenAI API reports it: `{"error": {"message", "type", "param", "code"}}`.
 package struct APIError: Error, Sendable, Equatable {
@@ -50,7 +51,7 @@ package struct GenerationParameters: Sendable, Equatable {
 
 package struct ChatRequest: Sendable {
     package var parameters: GenerationParameters
-    package var messages: [ChatMessage]
+    package var messages: [TextData.ChatMessage]
     /// The `tools` array as given (each `{"type": "function", "function": {...}}`), rendered
     /// into the system message; nil without tools or with `tool_choice: "none"`.
     package var tools: [JSONValue]?
@@ -209,9 +210,9 @@ extension ChatRequest {
             guard case .object(let o) = item else { throw APIError.invalid("\(path) must be an object", param: path) }
             let given = o["role"]?.stringValue
             let role = given == "developer" ? "system" : given ?? ""
-            guard ChatMessage.roles.contains(role) else {
+            guard TextData.ChatMessage.roles.contains(role) else {
                 throw APIError.invalid(
-                    "\(path).role must be one of \(ChatMessage.roles.joined(separator: ", ")) (developer is read as system)",
+                    "\(path).role must be one of \(TextData.ChatMessage.roles.joined(separator: ", ")) (developer is read as system)",
                     param: "\(path).role")
             }
             var content = try r.content(o["content"], at: "\(path).content")
@@ -226,7 +227,7 @@ extension ChatRequest {
                 }
                 content += (content.isEmpty ? "" : "\n") + written.joined(separator: "\n")
             }
-            return ChatMessage(role: role, content: content)
+            return TextData.ChatMessage(role: role, content: content)
         }
         let choice = r.value("tool_choice")
         switch r.value("tools") {
@@ -253,11 +254,7 @@ extension ChatRequest {
                     "tool_choice must name its function: {\"type\": \"function\", \"function\": {\"name\": ...}}",
                     param: "tool_choice.function.name")
             }
-            let named = tools?.first { tool in
-                guard case .object(let t) = tool, case .object(let f)? = t["function"] else { return false }
-                return f["name"]?.stringValue == name
-            }
-            guard let tool = named else {
+            guard let tool = tools?.first(where: { ToolSchema.name($0) == name }) else {
                 throw APIError.invalid("tool_choice names \"\(name)\", which is not among the request's tools", param: "tool_choice")
             }
             requiredTools = [tool]

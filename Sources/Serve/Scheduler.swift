@@ -368,19 +368,14 @@ package final class Scheduler: @unchecked Sendable {
         let job = request.job
         let v = lane.engine.config.vocabSize
         let sampling = SamplingConfig(maxTokens: job.maxTokens, temperature: job.temperature, topK: 0, topP: job.topP)
-        var token = lane.sampler.pick(row, sampling, &request.choices[i].rng)
-        // Under a grammar a refused draw is drawn again from the allowed tokens (as the engine's
-        // `generate` does); a choice with nothing allowed, or whose sentence is whole, stops.
+        // Under a grammar a refused draw is drawn again from the allowed tokens; a choice with
+        // nothing allowed, or whose sentence is whole, stops.
         let constraint = request.constraints.isEmpty ? nil : request.constraints[i]
-        if let constraint, !constraint.allows(token) {
-            lane.masked.update(from: row, count: v)
-            guard constraint.mask(lane.masked, count: v) else {
-                finish(request, choice: i, .stop, lane, text: lane.tokenizer.decode(request.choices[i].ids))
-                return
-            }
-            token = lane.sampler.pick(lane.masked, sampling, &request.choices[i].rng)
+        guard let token = lane.sampler.pick(row, sampling, &request.choices[i].rng, constraint: constraint, scratch: lane.masked)
+        else {
+            finish(request, choice: i, .stop, lane, text: lane.tokenizer.decode(request.choices[i].ids))
+            return
         }
-        constraint?.accept(token)
         request.choices[i].generated += 1
         if let k = job.topLogProbs {
             let top = topLogProbabilities(row, v, count: k).map { (id: $0.id, bytes: lane.tokenizer.bytes(of: $0.id), logProb: $0.logProb) }
