@@ -69,7 +69,7 @@ def preference():
     ref = f32(torch.randn(2 * P) * 2 - 8)
     ref_chosen, ref_rejected = ref[:P], ref[P:]
 
-    def dpo_case(kind, beta, eps):
+    def dpo_case(kind, beta, eps, sft_weight=0.0):
         logits = logits0.clone().requires_grad_(True)
         lp = per_token(logits, labels)
         model = lambda **kw: types.SimpleNamespace(
@@ -82,7 +82,7 @@ def preference():
             model=types.SimpleNamespace(training=True),
             accelerator=types.SimpleNamespace(device="cpu", gather_for_metrics=lambda x: x, gather=lambda x: x),
             aux_loss_enabled=False, ld_alpha=None, precompute_ref_logps=True, f_divergence_type="reverse_kl",
-            loss_types=[kind], loss_weights=[1.0], beta=beta, label_smoothing=eps, use_weighting=False,
+            loss_types=[kind] + (["sft"] if sft_weight else []), loss_weights=[1.0] + ([sft_weight] if sft_weight else []), beta=beta, label_smoothing=eps, use_weighting=False,
             _metrics=defaultdict(lambda: defaultdict(list)), _total_train_tokens=0, _tp_size=1,
         )
         inputs = {
@@ -124,6 +124,9 @@ def preference():
     for kind, beta, eps in [("sigmoid", 0.1, 0.0), ("sigmoid", 0.5, 0.0), ("hinge", 0.3, 0.0), ("ipo", 0.2, 0.0), ("robust", 0.1, 0.2)]:
         loss, metrics, grad = dpo_case(kind, beta, eps)
         cases.append({"kind": kind, "beta": beta, "labelSmoothing": eps, "simpoGamma": 0.5, "loss": loss, "metrics": metrics, "grad": grad.flatten().tolist()})
+    # RPO: DPO plus TRL's "sft" loss type (the chosen completions' token-mean NLL), weighted.
+    loss, metrics, grad = dpo_case("sigmoid", 0.1, 0.0, sft_weight=0.7)
+    cases.append({"kind": "sigmoid", "beta": 0.1, "labelSmoothing": 0.0, "simpoGamma": 0.5, "sftWeight": 0.7, "loss": loss, "metrics": metrics, "grad": grad.flatten().tolist()})
     loss, metrics, grad = cpo_case("sigmoid", 0.1, 0.25, 0.0, "logratio")
     cases.append({"kind": "conservative", "beta": 0.1, "labelSmoothing": 0.25, "simpoGamma": 0.5, "loss": loss, "metrics": metrics, "grad": grad.flatten().tolist()})
     for eps in [0.0, 0.1]:

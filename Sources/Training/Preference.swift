@@ -130,14 +130,22 @@ package struct PreferenceLossConfig: Codable, Sendable, Equatable {
     package var labelSmoothing: Double = 0
     /// SimPO's target reward margin γ ≥ 0 (TRL CPO `simpo_gamma`, default 0.5).
     package var simpoGamma: Double = 0.5
+    /// Weight λ ≥ 0 of a next-token loss on the chosen completions added to the preference
+    /// loss: L + λ · (-Σ log p(chosen tokens) / chosen tokens), the token mean over the batch's
+    /// chosen rows. RPO (Pang et al. 2024, "Iterative Reasoning Preference Optimization", eq. 3);
+    /// TRL 1.16's `loss_type=[kind, "sft"]` with `loss_weights=[1, λ]`. It keeps DPO from
+    /// lowering the chosen answers' likelihood along with the rejected ones'. 0 = off.
+    package var sftWeight: Double = 0
 
     package init(
-        kind: PreferenceLossKind = .sigmoid, beta: Double = 0.1, labelSmoothing: Double = 0, simpoGamma: Double = 0.5
+        kind: PreferenceLossKind = .sigmoid, beta: Double = 0.1, labelSmoothing: Double = 0, simpoGamma: Double = 0.5,
+        sftWeight: Double = 0
     ) {
         self.kind = kind
         self.beta = beta
         self.labelSmoothing = labelSmoothing
         self.simpoGamma = simpoGamma
+        self.sftWeight = sftWeight
     }
 
     /// Settings that cannot work, as messages naming the key and its accepted range.
@@ -148,6 +156,7 @@ package struct PreferenceLossConfig: Codable, Sendable, Equatable {
             out.append("label_smoothing must be in [0, 0.5) (got \(labelSmoothing))")
         }
         if !(simpoGamma >= 0 && simpoGamma.isFinite) { out.append("simpo_gamma must be >= 0 (got \(simpoGamma))") }
+        if !(sftWeight >= 0 && sftWeight.isFinite) { out.append("sft_weight must be >= 0 (got \(sftWeight))") }
         return out
     }
 }
@@ -177,14 +186,16 @@ package struct PreferenceMetrics: Sendable, Equatable {
     package var rewardsMargins: Double
     package var logpsChosen: Double
     package var logpsRejected: Double
+    /// With `sftWeight` > 0: the chosen completions' next-token loss (mean over their tokens).
+    package var sftLoss: Double? = nil
 
-    /// (TRL name, value) in TRL's logging order.
+    /// (TRL name, value) in TRL's logging order, then `sft_loss` when there is one.
     package var named: [(String, Double)] {
         [
             ("rewards/chosen", rewardsChosen), ("rewards/rejected", rewardsRejected),
             ("rewards/accuracies", rewardsAccuracies), ("rewards/margins", rewardsMargins),
             ("logps/chosen", logpsChosen), ("logps/rejected", logpsRejected),
-        ]
+        ] + (sftLoss.map { [("sft_loss", $0)] } ?? [])
     }
 }
 
@@ -258,14 +269,21 @@ extension PreferenceLossConfig {
 
         let n = Double(Swift.max(p, 1))
         let cl = chosenLogps.values, rl = rejectedLogps.values
-        let metrics = PreferenceMetrics(
+        var metrics = PreferenceMetrics(
             rewardsChosen: chosenReward.reduce(0) { $0 + Double($1) } / n,
             rewardsRejected: rejectedReward.reduce(0) { $0 + Double($1) } / n,
             rewardsAccuracies: Double(zip(chosenReward, rejectedReward).filter { $0 > $1 }.count) / n,
             rewardsMargins: zip(chosenReward, rejectedReward).reduce(0) { $0 + Double($1.0 - $1.1) } / n,
             logpsChosen: cl.reduce(0) { $0 + Double($1) } / n,
             logpsRejected: rl.reduce(0) { $0 + Double($1) } / n)
-        return PreferenceLoss(loss: perPair.mean(), metrics: metrics)
+        var loss = perPair.mean()
+        if sftWeight > 0 {
+            // -Σ log p / Σ tokens over the chosen rows (summed log-probs, whatever `kind` scores).
+            let sft = -chosen.sum.sum() * (1 / Float(Swift.max(chosen.tokens.reduce(0, +), 1)))
+            metrics.sftLoss = Double(sft.item)
+            loss = loss + sft * Float(sftWeight)
+        }
+        return PreferenceLoss(loss: loss, metrics: metrics)
     }
 
     /// The loss from one forward pass over 2P rows, chosen rows first then rejected rows (TRL's

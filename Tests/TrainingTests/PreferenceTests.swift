@@ -107,6 +107,18 @@ private func handLoss(_ config: PreferenceLossConfig) -> (
 
     /// log σ(x) stays finite far out: log σ(-200) = -200 - log1p(e^-200) = -200, log σ(200) = -e^-200 ≈ 0;
     /// the gradient σ(-x) is 1 and 0 there.
+    /// RPO: DPO (β = 0.1) plus λ = 0.5 times the chosen rows' token-mean NLL, -π_c / 2 tokens
+    /// = 1: L = 0.644396660 + 0.5 = 1.144396660; dL/dπ_c = -0.0475020813 - 0.5 / 2 =
+    /// -0.2975020813; dπ_r unchanged. `sft_loss` is logged after TRL's six metrics.
+    @Test func sftWeightAddsTheChosenTokenLoss() {
+        let (loss, dc, dr, m) = handLoss(PreferenceLossConfig(kind: .sigmoid, beta: 0.1, sftWeight: 0.5))
+        #expect(abs(loss - 1.144396660) < 1e-6)
+        #expect(abs(dc + 0.2975020813) < 1e-6 && abs(dr - 0.0475020813) < 1e-6)
+        #expect(m.sftLoss == 1 && m.named.last?.0 == "sft_loss" && m.named.count == 7)
+        #expect(handLoss(PreferenceLossConfig(kind: .sigmoid, beta: 0.1)).3.sftLoss == nil)
+        #expect(PreferenceLossConfig(sftWeight: -1).problems() == ["sft_weight must be >= 0 (got -1.0)"])
+    }
+
     @Test func logSigmoidIsStable() {
         let x = Tensor(shape: [2], values: [-200, 200], requiresGrad: true)
         let y = x.logSigmoid()
@@ -153,6 +165,7 @@ struct PreferenceFixture: Decodable {
         var beta: Double
         var labelSmoothing: Double
         var simpoGamma: Double
+        var sftWeight: Double?
         var loss: Double
         var metrics: [String: Double]
         var grad: [Double]
@@ -178,7 +191,7 @@ struct PreferenceFixture: Decodable {
     func config(_ c: Case) -> PreferenceLossConfig {
         PreferenceLossConfig(
             kind: PreferenceLossKind(rawValue: c.kind)!, beta: c.beta, labelSmoothing: c.labelSmoothing,
-            simpoGamma: c.simpoGamma)
+            simpoGamma: c.simpoGamma, sftWeight: c.sftWeight ?? 0)
     }
 }
 
@@ -198,10 +211,10 @@ struct PreferenceFixture: Decodable {
         let out = f.config(c).loss(logits: logits, targets: f.targets, reference: f.reference)
         out.loss.backward()
         #expect(closeness([out.loss.item], [c.loss]) <= 1, "\(c.kind): loss \(out.loss.item) vs TRL \(c.loss)")
-        for (name, value) in out.metrics.named {
-            #expect(
-                abs(value - c.metrics[name]!) <= 1e-5 + 1e-5 * abs(value),
-                "\(c.kind): \(name) \(value) vs TRL \(c.metrics[name]!)")
+        #expect((out.metrics.sftLoss != nil) == (c.sftWeight != nil))
+        for (name, value) in out.metrics.named where name != "sft_loss" {  // TRL logs no sft_loss
+            let trl = c.metrics[name] ?? .nan
+            #expect(abs(value - trl) <= 1e-5 + 1e-5 * abs(value), "\(c.kind): \(name) \(value) vs TRL \(trl)")
         }
         #expect(closeness(logits.grad!.values, c.grad, atol: 1e-6, rtol: 1e-4) <= 1, "\(c.kind): gradient")
     }
@@ -211,7 +224,8 @@ struct PreferenceFixture: Decodable {
         // Small logits so every loss is away from its kinks (hinge at βΔ = 1).
         let logits = f.logitsTensor()
         let config = PreferenceLossConfig(
-            kind: kind, beta: kind == .simpo ? 2 : 0.5, labelSmoothing: kind == .sigmoid ? 0 : 0.2)
+            kind: kind, beta: kind == .simpo ? 2 : 0.5, labelSmoothing: kind == .sigmoid ? 0 : 0.2,
+            sftWeight: kind == .ipo ? 0.3 : 0)
         expectGradientMatchesFiniteDifferences(logits, kind.rawValue) {
             config.loss(logits: logits, targets: f.targets, reference: f.reference).loss
         }

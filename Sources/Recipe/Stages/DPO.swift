@@ -22,6 +22,9 @@ package struct DPOStage: FineTuneStageSettings {
     package var labelSmoothing: Double = 0
     /// SimPO's margin γ, >= 0. Default 0.5.
     package var simpoGamma: Double = 0.5
+    /// Weight of the chosen completions' next-token loss beside the preference loss (RPO), >= 0.
+    /// Default 0 (off).
+    package var sftWeight: Double = 0
     package var lora: LoRASettings?
     /// How the frozen base is held under LoRA (QLoRA): nil or f32, q8_0, q4_0, q4_1 (quantized
     /// at load), file (a quantized GGUF's own blocks). Default nil: f32.
@@ -34,13 +37,15 @@ package struct DPOStage: FineTuneStageSettings {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, model, data, template, loss, beta, labelSmoothing = "label_smoothing", simpoGamma = "simpo_gamma"
+        case sftWeight = "sft_weight"
         case lora, baseWeights = "base_weights", training, output
     }
 
     package var checkpointInputs: [CheckpointSource] { [model] }
 
     package var lossConfig: PreferenceLossConfig {
-        PreferenceLossConfig(kind: loss, beta: beta, labelSmoothing: labelSmoothing, simpoGamma: simpoGamma)
+        PreferenceLossConfig(
+            kind: loss, beta: beta, labelSmoothing: labelSmoothing, simpoGamma: simpoGamma, sftWeight: sftWeight)
     }
 }
 
@@ -57,6 +62,7 @@ extension DPOStage {
         r.read(.beta, into: &s.beta, .positive)
         r.read(.labelSmoothing, into: &s.labelSmoothing, .halfOpen(0, 0.5))
         r.read(.simpoGamma, into: &s.simpoGamma, .atLeast(0))
+        r.read(.sftWeight, into: &s.sftWeight, .atLeast(0))
         if r.has(.labelSmoothing), ![.conservative, .robust, .simpo].contains(s.loss) {
             log.add(
                 .rule("label_smoothing applies to the losses conservative, robust and simpo, not \(s.loss.rawValue)"),
