@@ -167,6 +167,9 @@ package enum CheckpointSource: Codable, Sendable, Equatable, Hashable, CustomStr
         self = text.hasPrefix("@") ? .stage(String(text.dropFirst())) : .file(text)
     }
 
+    /// Whether this names an earlier stage's output.
+    package var isStage: Bool { if case .stage = self { true } else { false } }
+
     package var description: String {
         switch self {
         case .stage(let name): return "@" + name

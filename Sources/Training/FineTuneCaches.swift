@@ -54,11 +54,18 @@ extension FineTuning {
         }
         defer { if disable { self.model.setAdapters(enabled: true) } }
         var chosen: [Float] = [], rejected: [Float] = []
+        let started = Date()
+        var reported = started
         for start in stride(from: 0, to: pairs.count, by: batchSize) {
             let chunk = Array(pairs[start..<min(start + batchSize, pairs.count)])
             let r = PreferenceObjective.referenceLogProbs(model, PreferenceSequences(chunk, maxLength: seqLen, padID: padID))
             chosen += r.chosen
             rejected += r.rejected
+            if Date().timeIntervalSince(reported) >= 15 && chosen.count < pairs.count {
+                reported = Date()
+                let elapsed = reported.timeIntervalSince(started)
+                emit(.message("reference log-probs: \(chosen.count)/\(pairs.count) pairs, \(Int(elapsed)) s"))
+            }
         }
         let result = ReferenceLogProbs(chosen: chosen, rejected: rejected)
         try createDirectory(cache.deletingLastPathComponent())

@@ -338,6 +338,13 @@ package struct ArmMetrics: Sendable, Equatable, Codable {
         package var ciLow: Double
         package var ciHigh: Double
 
+        package init(k: Int, value: Double, ciLow: Double, ciHigh: Double) {
+            self.k = k
+            self.value = value
+            self.ciLow = ciLow
+            self.ciHigh = ciHigh
+        }
+
         enum CodingKeys: String, CodingKey {
             case k, value
             case ciLow = "ci_low"
