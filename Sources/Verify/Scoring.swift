@@ -15,6 +15,8 @@ package struct VerifyReport: Sendable, Codable, Equatable {
         package var id: String
         package var verifier: String
         package var correct: Bool
+        /// The verdict's partial credit (`Verdict.credit`).
+        package var credit: Double
         package var reason: String
     }
 
@@ -31,9 +33,12 @@ package struct VerifyReport: Sendable, Codable, Equatable {
         package var tasksWithoutOutputs: Int
         /// Mean over scored tasks of the fraction of its outputs that are correct (pass@1).
         package var passAt1: Double
+        /// Mean over scored tasks of its outputs' mean credit (pass@1 with partial credit).
+        package var meanCredit: Double
 
         enum CodingKeys: String, CodingKey {
             case outputs, correct
+            case meanCredit = "mean_credit"
             case passRate = "pass_rate"
             case tasksScored = "tasks_scored"
             case tasksSolved = "tasks_solved"
@@ -94,21 +99,29 @@ package struct VerifyReport: Sendable, Codable, Equatable {
             return Row(
                 line: pending[i].line, id: pending[i].task.id,
                 verifier: verifier.kind(for: pending[i].task)?.rawValue ?? "none", correct: verdict.correct,
-                reason: verdict.reason)
+                credit: verdict.credit, reason: verdict.reason)
         }
         return VerifyReport(rows: rows, summary: summarize(rows, taskCount: tasks.count))
     }
 
     static func summarize(_ rows: [Row], taskCount: Int) -> Summary {
-        var perTask: [String: (n: Int, correct: Int)] = [:]
-        for row in rows { perTask[row.id, default: (0, 0)].n += 1; if row.correct { perTask[row.id]!.correct += 1 } }
+        typealias Tally = (n: Int, correct: Int, credit: Double)
+        var perTask: [String: Tally] = [:]
+        for row in rows {
+            perTask[row.id, default: (0, 0, 0)].n += 1
+            perTask[row.id]!.credit += row.credit
+            if row.correct { perTask[row.id]!.correct += 1 }
+        }
         let correct = rows.filter(\.correct).count
-        let fractions = perTask.values.map { Double($0.correct) / Double($0.n) }
+        func meanOverTasks(_ value: (Tally) -> Double) -> Double {
+            perTask.isEmpty ? 0 : perTask.values.map(value).reduce(0, +) / Double(perTask.count)
+        }
         return Summary(
             outputs: rows.count, correct: correct, passRate: rows.isEmpty ? 0 : Double(correct) / Double(rows.count),
             tasksScored: perTask.count, tasksSolved: perTask.values.filter { $0.correct > 0 }.count,
             tasksWithoutOutputs: taskCount - perTask.count,
-            passAt1: fractions.isEmpty ? 0 : fractions.reduce(0, +) / Double(fractions.count))
+            passAt1: meanOverTasks { Double($0.correct) / Double($0.n) },
+            meanCredit: meanOverTasks { $0.credit / Double($0.n) })
     }
 }
 
