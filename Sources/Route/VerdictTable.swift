@@ -1,6 +1,6 @@
 // Verdict tables (docs/routing.md): for every task, what each model sampled on it answered.
 // One JSONL file: a header line naming the models, then one row per task with, per model, the
-// samples in seed order (correct or not, the verifier's canonical answer, tokens in and out,
+// samples in seed order (correct or not, partial credit, the verifier's canonical answer, tokens in and out,
 // latency, token log-probability mean and minimum). Routers, cascades and vote analyses read
 // only this table, so they never depend on which stage or run produced the samples.
 
@@ -12,6 +12,9 @@ import Platform
 /// (files written before the field existed, teachers that report no token counts or log-probabilities).
 package struct SampleVerdict: Sendable, Equatable {
     package var correct: Bool
+    /// The verifier's partial credit in 0...1 (docs/teacher.md, *Partial credit*); nil in files
+    /// written before verdicts carried it (`distill verdicts build --reverify` fills it).
+    package var credit: Double?
     /// The verifier's canonical answer (docs/evaluation.md, *Canonical answers*); nil when none
     /// could be read.
     package var answer: String?
@@ -25,11 +28,12 @@ package struct SampleVerdict: Sendable, Equatable {
     package var logprobMin: Double?
 
     package init(
-        correct: Bool, answer: String?, tokensIn: Int? = nil, tokensOut: Int? = nil, latency: Double? = nil,
-        logprobMean: Double? = nil, logprobMin: Double? = nil
+        correct: Bool, answer: String?, credit: Double? = nil, tokensIn: Int? = nil, tokensOut: Int? = nil,
+        latency: Double? = nil, logprobMean: Double? = nil, logprobMin: Double? = nil
     ) {
         self.correct = correct
         self.answer = answer
+        self.credit = credit
         self.tokensIn = tokensIn
         self.tokensOut = tokensOut
         self.latency = latency
@@ -163,6 +167,7 @@ package struct VerdictTable: Sendable, Equatable {
             JSONValue.object(
                 JSONValue.JSONObject([
                     ("correct", .bool(s.correct)), ("answer", s.answer.map { .string($0) } ?? .null),
+                    ("credit", double(s.credit)),
                     ("tokens_in", int(s.tokensIn)), ("tokens_out", int(s.tokensOut)), ("latency", double(s.latency)),
                     ("logprob_mean", double(s.logprobMean)), ("logprob_min", double(s.logprobMin)),
                 ]))
@@ -234,13 +239,21 @@ package struct VerdictTable: Sendable, Equatable {
         return VerdictTable(models: models, rows: rows)
     }
 
+    /// A recorded credit: null (or absent, in files written before it was) or a number in 0...1.
+    static func credit(_ n: JSONNode) throws -> Double? {
+        guard !n.isNull else { return nil }
+        let c = try n.double()
+        guard (0...1).contains(c) else { throw JSONShapeError(path: n.path, reason: "credit \(c) is outside 0...1") }
+        return c
+    }
+
     private static func readCell(_ cell: JSONNode) throws -> ModelCell {
         func int(_ n: JSONNode) throws -> Int? { n.isNull ? nil : try n.int() }
         func double(_ n: JSONNode) throws -> Double? { n.isNull ? nil : try n.double() }
         let samples = try cell["samples"].array().map { s in
             SampleVerdict(
                 correct: try s["correct"].bool(), answer: try s["answer"].optionalString(),
-                tokensIn: try int(s["tokens_in"]),
+                credit: try credit(s["credit"]), tokensIn: try int(s["tokens_in"]),
                 tokensOut: try int(s["tokens_out"]), latency: try double(s["latency"]),
                 logprobMean: try double(s["logprob_mean"]), logprobMin: try double(s["logprob_min"]))
         }
