@@ -66,7 +66,7 @@ struct RouteTrain: ParsableCommand {
     var kind: RouterKind = .logistic
     @Option(
         help:
-            "What the logistic and knn routers predict: weak (the weak model's pass rate) or margin ((1 + weak - strong) / 2 of the pass rates)."
+            "What the logistic and knn routers predict: weak (the weak model's pass rate), margin ((1 + weak - strong) / 2 of the pass rates) or credit (the weak model's mean partial credit; the table must record it)."
     )
     var label: RouterLabel = .weak
     @Option(help: "The logistic router's features, comma-separated: embedding, length, agreement, logprob.")
@@ -110,6 +110,7 @@ struct RouteTrain: ParsableCommand {
     func run() throws {
         compute.apply()
         let verdicts = try VerdictTable.read(path: table)
+        try RouterTraining.checkLabel(verdicts, config())  // before any prompt is embedded
         let cache: [String: RouterInput]
         let checksum: String
         if let embeddings {

@@ -59,6 +59,12 @@ package struct ModelCell: Sendable, Equatable {
     package var c: Int { samples.filter(\.correct).count }
     /// c / n (0 without samples).
     package var passRate: Double { n == 0 ? 0 : Double(c) / Double(n) }
+    /// The samples' mean credit; nil without samples or when one lacks credit.
+    package var meanCredit: Double? {
+        let credits = samples.compactMap(\.credit)
+        guard n > 0, credits.count == n else { return nil }
+        return credits.reduce(0, +) / Double(n)
+    }
 }
 
 /// One task: its id, its request text when the task file could be read, and the models sampled on it.
