@@ -136,13 +136,19 @@ package enum RouterTraining {
     }
 
     /// The cascade features of the weak model's samples: the share of the most common readable
-    /// answer among them (0 when none is readable), and the first sample's log-probabilities.
+    /// answer among them (0 when none is readable), and the first sample's log-probability
+    /// mean and minimum, and its quantiles, each pair or triple when recorded.
     static func extras(_ cell: ModelCell) -> [String: Double] {
         var out: [String: Double] = [:]
         out["agreement"] = TaskStatistics.leadingAnswer(cell.samples.map(\.answer)).map { Double($0.votes) / Double(cell.n) } ?? 0
         if let first = cell.samples.first, let mean = first.logprobMean, let min = first.logprobMin {
             out["logprob_mean"] = mean
             out["logprob_min"] = min
+        }
+        if let first = cell.samples.first, let q10 = first.logprobQ10, let q25 = first.logprobQ25,
+            let median = first.logprobMedian
+        {
+            (out["logprob_q10"], out["logprob_q25"], out["logprob_median"]) = (q10, q25, median)
         }
         return out
     }

@@ -1,9 +1,10 @@
 // Verdict tables (docs/routing.md): for every task, what each model sampled on it answered.
 // One JSONL file: a header line naming the models, then one row per task with, per model, the
 // samples in seed order (correct or not, partial credit, the verifier's canonical answer, tokens in and out,
-// latency, token log-probability mean and minimum). Routers, cascades and vote analyses read
+// latency, token log-probability mean, minimum and quantiles). Routers, cascades and vote analyses read
 // only this table, so they never depend on which stage or run produced the samples.
 
+import Core
 import Foundation
 import JSON
 import Platform
@@ -26,6 +27,11 @@ package struct SampleVerdict: Sendable, Equatable {
     /// Mean and minimum log-probability of the generated tokens.
     package var logprobMean: Double?
     package var logprobMin: Double?
+    /// The 10% and 25% quantiles and the median of the generated tokens' log-probabilities
+    /// (Core's `quantile`: linear between order statistics); nil in tables written before them.
+    package var logprobQ10: Double?
+    package var logprobQ25: Double?
+    package var logprobMedian: Double?
 
     package init(
         correct: Bool, answer: String?, credit: Double? = nil, tokensIn: Int? = nil, tokensOut: Int? = nil,
@@ -41,10 +47,18 @@ package struct SampleVerdict: Sendable, Equatable {
         self.logprobMin = logprobMin
     }
 
-    /// The mean and minimum of a completion's token log-probabilities (nil for none).
-    package static func summary(_ logprobs: [Double]?) -> (mean: Double?, min: Double?) {
-        guard let logprobs, !logprobs.isEmpty else { return (nil, nil) }
-        return (logprobs.reduce(0, +) / Double(logprobs.count), logprobs.min())
+    /// This sample with the mean, minimum, 10% and 25% quantiles and median of a completion's
+    /// token log-probabilities (all nil for none).
+    package func withLogprobs(_ logprobs: [Double]?) -> SampleVerdict {
+        var s = self
+        guard let logprobs, !logprobs.isEmpty else { return s }
+        let sorted = logprobs.sorted()
+        s.logprobMean = logprobs.reduce(0, +) / Double(logprobs.count)
+        s.logprobMin = sorted[0]
+        (s.logprobQ10, s.logprobQ25, s.logprobMedian) = (
+            quantile(sorted: sorted, 0.1), quantile(sorted: sorted, 0.25), quantile(sorted: sorted, 0.5)
+        )
+        return s
     }
 }
 
@@ -176,6 +190,8 @@ package struct VerdictTable: Sendable, Equatable {
                     ("credit", double(s.credit)),
                     ("tokens_in", int(s.tokensIn)), ("tokens_out", int(s.tokensOut)), ("latency", double(s.latency)),
                     ("logprob_mean", double(s.logprobMean)), ("logprob_min", double(s.logprobMin)),
+                    ("logprob_q10", double(s.logprobQ10)), ("logprob_q25", double(s.logprobQ25)),
+                    ("logprob_median", double(s.logprobMedian)),
                 ]))
         }
         return .object(JSONValue.JSONObject([("n", .int(cell.n)), ("c", .int(cell.c)), ("samples", .array(samples))]))
@@ -257,11 +273,16 @@ package struct VerdictTable: Sendable, Equatable {
         func int(_ n: JSONNode) throws -> Int? { n.isNull ? nil : try n.int() }
         func double(_ n: JSONNode) throws -> Double? { n.isNull ? nil : try n.double() }
         let samples = try cell["samples"].array().map { s in
-            SampleVerdict(
+            var sample = SampleVerdict(
                 correct: try s["correct"].bool(), answer: try s["answer"].optionalString(),
                 credit: try credit(s["credit"]), tokensIn: try int(s["tokens_in"]),
                 tokensOut: try int(s["tokens_out"]), latency: try double(s["latency"]),
                 logprobMean: try double(s["logprob_mean"]), logprobMin: try double(s["logprob_min"]))
+            // Absent from tables written before the quantiles were recorded: null.
+            (sample.logprobQ10, sample.logprobQ25, sample.logprobMedian) = (
+                try double(s["logprob_q10"]), try double(s["logprob_q25"]), try double(s["logprob_median"])
+            )
+            return sample
         }
         let out = ModelCell(samples: samples)
         // n and c are there for people and other tools; they must agree with the samples.

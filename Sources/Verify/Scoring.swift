@@ -303,7 +303,7 @@ package enum TaskStatistics {
         let tail = (1 - config.level) / 2
         return means.map { column in
             let sorted = column.sorted()
-            return (quantile(sorted, tail), quantile(sorted, 1 - tail))
+            return (quantile(sorted: sorted, tail), quantile(sorted: sorted, 1 - tail))
         }
     }
 
@@ -330,15 +330,8 @@ package enum TaskStatistics {
         return values.map { column in
             guard !column.isEmpty else { return nil }
             let sorted = column.sorted()
-            return (quantile(sorted, tail), quantile(sorted, 1 - tail))
+            return (quantile(sorted: sorted, tail), quantile(sorted: sorted, 1 - tail))
         }
-    }
-
-    /// The p-quantile of sorted values, interpolating linearly between order statistics.
-    static func quantile(_ sorted: [Double], _ p: Double) -> Double {
-        let h = Double(sorted.count - 1) * p
-        let lo = Int(h.rounded(.down)), hi = min(sorted.count - 1, lo + 1)
-        return sorted[lo] + (h - Double(lo)) * (sorted[hi] - sorted[lo])
     }
 }
 

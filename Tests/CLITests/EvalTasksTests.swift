@@ -113,6 +113,8 @@ private func checkArm(_ arm: [String: Any], rows: [[String: Any]], k: Int, seed:
                 as? [[String: Any]])[0]
         let mean = try #require(sample["logprob_mean"] as? Double), min = try #require(sample["logprob_min"] as? Double)
         #expect(min <= mean && mean <= 0)
+        let quantiles = try ["logprob_q10", "logprob_q25", "logprob_median"].map { try #require(sample[$0] as? Double) }
+        #expect(min <= quantiles[0] && quantiles[0] <= quantiles[1] && quantiles[1] <= quantiles[2] && quantiles[2] <= 0)
     }
 
     @Test func evalTasksReportsConsistentNumbersAndResumesFromItsCache() throws {

@@ -262,6 +262,51 @@ struct RouterTests {
         #expect(abs(learned - oracle) < 1e-9 && learned > 0.6, "\(learned) against the oracle's \(oracle)")
     }
 
+    /// Token log-probability quantiles, offline: the weak model's first sample on the tasks it
+    /// gets right has log-probabilities [-3, -0.5 x 9], on those it gets wrong [-3, -1 x 3,
+    /// -0.25 x 6]: the same mean (-0.75) and minimum (-3), but q25 -0.5 against -1 and median
+    /// -0.5 against -0.25. The logprob feature (mean, minimum) sees no difference (every score
+    /// ties: APGR 0.5, random's); logprob_quantiles ranks every wrong task first (the oracle's 0.75).
+    @Test func logprobQuantilesSeeWhatTheMeanAndMinimumMiss() throws {
+        let right = [-3] + Array(repeating: -0.5, count: 9)
+        let wrong = [-3, -1, -1, -1] + Array(repeating: -0.25, count: 6)
+        let q = SampleVerdict(correct: false, answer: nil).withLogprobs(wrong)
+        // Sorted, 10 values: q10 at h = 0.9, q25 at h = 2.25, the median at h = 4.5.
+        #expect(q.logprobMean == -0.75 && q.logprobMin == -3)
+        #expect(abs(q.logprobQ10! - (-3 + 0.9 * 2)) < 1e-12 && q.logprobQ25 == -1 && q.logprobMedian == -0.25)
+        #expect(SampleVerdict(correct: false, answer: nil).withLogprobs([]).logprobQ10 == nil)
+        var rows: [VerdictRow] = [], cache: [String: RouterInput] = [:]
+        for i in 0..<200 {
+            let good = i % 2 == 0
+            let weak = ModelCell(
+                samples: (0..<2).map { _ in SampleVerdict(correct: good, answer: "a").withLogprobs(good ? right : wrong) })
+            let strong = ModelCell(samples: [SampleVerdict(correct: true, answer: "a")])
+            rows.append(VerdictRow(taskID: "task-\(i)", prompt: "p", models: ["W": weak, "S": strong]))
+            cache["task-\(i)"] = RouterInput(embedding: [1, 0], promptTokens: 5)
+        }
+        let table = VerdictTable(
+            models: [VerdictModel(name: "W", kind: "eval", source: "w"), VerdictModel(name: "S", kind: "eval", source: "s")], rows: rows)
+        var eval = RouterEvalConfig()
+        eval.bootstrap.resamples = 100
+        var apgr: [RouterFeature: Double] = [:]
+        for feature in [RouterFeature.logprob, .logprobQuantiles] {
+            var config = RouterTrainConfig(weak: "W", strong: "S")
+            config.features = [feature]
+            let router = try RouterTraining.train(table, config, cache: cache, weakChecksum: "x").router
+            #expect(!router.servable)
+            apgr[feature] = try #require(RouterEvaluation.run(router, table, eval).arms[0].apgr).value
+        }
+        #expect(abs(apgr[.logprob]! - 0.5) < 1e-9 && abs(apgr[.logprobQuantiles]! - 0.75) < 0.02, "\(apgr)")
+        // A table without quantiles (written before them): refused, naming the option.
+        var old = table
+        for r in old.rows.indices { old.rows[r].models["W"]!.samples[0].logprobMedian = nil }
+        var config = RouterTrainConfig(weak: "W", strong: "S")
+        config.features = [.logprobQuantiles]
+        #expect { try RouterTraining.train(old, config, cache: cache, weakChecksum: "x") } throws: {
+            ($0 as? UserError)?.path == "--features"
+        }
+    }
+
     /// A router file reads back as the router written, and refuses another weak model.
     @Test(arguments: [RouterKind.logistic, .knn, .kmeans])
     func routerFileRoundTripsAndRefusesAnotherModel(_ kind: RouterKind) throws {

@@ -29,6 +29,8 @@ private func write(_ text: String, _ dir: URL, _ name: String) throws -> String 
         table.rows[0].models["W"]!.samples[0].latency = 0.25
         table.rows[0].models["W"]!.samples[0].logprobMean = -0.5
         table.rows[0].models["W"]!.samples[0].logprobMin = -2
+        (table.rows[0].models["W"]!.samples[0].logprobQ10, table.rows[0].models["W"]!.samples[0].logprobQ25) = (-1.5, -1)
+        table.rows[0].models["W"]!.samples[0].logprobMedian = -0.25
         table.rows[0].models["W"]!.samples[1].credit = 0.5
         table.rows[1].prompt = nil
         let dir = try scratch("verdicts")
@@ -39,6 +41,14 @@ private func write(_ text: String, _ dir: URL, _ name: String) throws -> String 
         let line = table.jsonl().split(separator: "\n")[1]
         #expect(line.contains(#""W":{"n":4,"c":3,"samples":[{"correct":true,"answer":"a","credit":null,"tokens_in":10"#))
         #expect(line.contains(#"{"correct":true,"answer":"a","credit":0.5,"#))
+        #expect(line.contains(#""logprob_mean":-0.5,"logprob_min":-2.0,"logprob_q10":-1.5,"logprob_q25":-1.0,"logprob_median":-0.25}"#))
+        // A table written before credit and the quantiles (no such keys) reads them as null.
+        let older = table.jsonl().replacingOccurrences(
+            of: #","logprob_q10":-1.5,"logprob_q25":-1.0,"logprob_median":-0.25"#, with: ""
+        ).replacingOccurrences(of: #""credit":0.5,"#, with: "")
+        let back = try VerdictTable.read(path: try write(older, dir, "older.jsonl"))
+        #expect(back.rows[0].models["W"]!.samples[0].logprobQ10 == nil && back.rows[0].models["W"]!.samples[0].logprobMean == -0.5)
+        #expect(back.rows[0].models["W"]!.samples[1].credit == nil)
     }
 
     @Test func badTablesNameTheLineAndThePath() throws {
@@ -178,6 +188,9 @@ private func write(_ text: String, _ dir: URL, _ name: String) throws -> String 
         let sample = try #require(table.rows[0].models["old/sample"])
         #expect(sample.n == 1 && sample.samples[0].answer == nil && sample.samples[0].tokensIn == 7)
         #expect(sample.samples[0].logprobMean == -2 && sample.samples[0].logprobMin == -3)
+        // Quantiles of [-3, -1] (sorted), linear between them: q10 -2.8, q25 -2.5, median -2.
+        #expect(abs(sample.samples[0].logprobQ10! - -2.8) < 1e-12 && sample.samples[0].logprobQ25 == -2.5)
+        #expect(sample.samples[0].logprobMedian == -2)
         #expect(notes.contains { $0.contains("1 failed teacher calls left out") })
         // The new eval: prompt tokens and latency recorded.
         let newBase = try #require(table.rows[0].models["new/base"])

@@ -8,7 +8,7 @@ package struct RouteStage: StageSettings {
     package static let type = StageType.route
     package static let kinds = ["logistic", "knn", "kmeans"]
     package static let labels = ["weak", "margin", "credit"]
-    package static let featureNames = ["embedding", "length", "agreement", "logprob"]
+    package static let featureNames = ["embedding", "length", "agreement", "logprob", "logprob_quantiles"]
 
     package var name = "route"
     /// The weak model, which embeds the prompts. Required: `"@stage"` or a file.
