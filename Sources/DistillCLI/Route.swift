@@ -66,10 +66,11 @@ struct RouteTrain: ParsableCommand {
     var kind: RouterKind = .logistic
     @Option(
         help:
-            "What the logistic and knn routers predict: weak (the weak model's pass rate) or margin ((1 + weak - strong) / 2 of the pass rates)."
+            "What the logistic and knn routers predict: weak (the weak model's pass rate), margin ((1 + weak - strong) / 2 of the pass rates) or credit (the weak model's mean partial credit; the table must record it)."
     )
     var label: RouterLabel = .weak
-    @Option(help: "The logistic router's features, comma-separated: embedding, length, agreement, logprob.")
+    @Option(
+        help: "The logistic router's features, comma-separated: embedding, length, agreement, logprob, logprob_quantiles.")
     var features: String = "embedding,length"
     @Option(help: "L2 strength of the logistic router (on standardised features).") var l2: Double = 1
     @Option(name: .customLong("k"), help: "Neighbours of the knn router.") var neighbours: Int = 10
@@ -88,7 +89,9 @@ struct RouteTrain: ParsableCommand {
         c.label = label
         c.features = try features.split(separator: ",").map { name in
             guard let f = RouterFeature(rawValue: name.trimmingCharacters(in: .whitespaces)) else {
-                throw ValidationError("--features: unknown feature \"\(name)\"; choose from embedding, length, agreement, logprob")
+                throw ValidationError(
+                    "--features: unknown feature \"\(name)\"; choose from "
+                        + RouterFeature.allCases.map(\.rawValue).joined(separator: ", "))
             }
             return f
         }
@@ -110,6 +113,7 @@ struct RouteTrain: ParsableCommand {
     func run() throws {
         compute.apply()
         let verdicts = try VerdictTable.read(path: table)
+        try RouterTraining.checkLabel(verdicts, config())  // before any prompt is embedded
         let cache: [String: RouterInput]
         let checksum: String
         if let embeddings {

@@ -84,13 +84,14 @@ struct Verify: ParsableCommand {
             return
         }
         for row in report.rows {
-            print("\(outputs):\(row.line)  \(row.id)  \(row.correct ? "correct" : "incorrect")  \(row.reason)")
+            let credit = row.correct || row.credit == 0 ? "" : String(format: " (credit %.3f)", row.credit)
+            print("\(outputs):\(row.line)  \(row.id)  \(row.correct ? "correct" : "incorrect")\(credit)  \(row.reason)")
         }
         let s = report.summary
         print(
             String(
-                format: "%d/%d correct (%.1f%%), pass@1 %.3f; %d of %d tasks solved", s.correct, s.outputs,
-                s.passRate * 100, s.passAt1, s.tasksSolved, s.tasksScored)
+                format: "%d/%d correct (%.1f%%), pass@1 %.3f, mean credit %.3f; %d of %d tasks solved", s.correct,
+                s.outputs, s.passRate * 100, s.passAt1, s.meanCredit, s.tasksSolved, s.tasksScored)
                 + (s.tasksWithoutOutputs > 0
                     ? "; \(s.tasksWithoutOutputs) task\(s.tasksWithoutOutputs == 1 ? "" : "s") without outputs" : ""))
     }

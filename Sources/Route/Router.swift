@@ -1,6 +1,7 @@
 // Learned routers (docs/routing.md, *Learned routers*): from what the weak model gives for free
 // on a request (the mean of its final hidden states over the prompt, the prompt's length, and
-// offline, for cascades, its samples' agreement and log-probabilities), a score that predicts
+// offline, for cascades, its samples' agreement and token log-probabilities: mean, minimum and
+// quantiles), a score that predicts
 // how well the weak model answers it. Requests scoring below a threshold go to the strong model;
 // calibration (RouterCalibration.swift) sets the thresholds for target shares of strong calls.
 //
@@ -35,7 +36,7 @@ package struct RouterInput: Sendable, Equatable {
     /// Tokens of the prompt as embedded.
     package var promptTokens: Int
     /// Offline features of a cascade's samples, by name (`agreement`, `logprob_mean`,
-    /// `logprob_min`); absent when not known.
+    /// `logprob_min`, `logprob_q10`, `logprob_q25`, `logprob_median`); absent when not known.
     package var extra: [String: Double] = [:]
 
     package init(embedding: [Float], promptTokens: Int, extra: [String: Double] = [:]) {
@@ -53,6 +54,8 @@ package enum RouterFeature: String, Sendable, CaseIterable, Codable {
     case agreement
     /// The first sample's mean and minimum token log-probability.
     case logprob
+    /// The first sample's 10% and 25% quantiles and median token log-probability.
+    case logprobQuantiles = "logprob_quantiles"
 
     /// Whether a live request has it without sampling (serving needs this).
     package var isFree: Bool { self == .embedding || self == .length }
@@ -66,6 +69,9 @@ package enum RouterFeature: String, Sendable, CaseIterable, Codable {
         case .logprob:
             guard let mean = input.extra["logprob_mean"], let min = input.extra["logprob_min"] else { return nil }
             return [mean, min]
+        case .logprobQuantiles:
+            let values = ["logprob_q10", "logprob_q25", "logprob_median"].compactMap { input.extra[$0] }
+            return values.count == 3 ? values : nil
         }
     }
 }
@@ -205,7 +211,8 @@ package struct LogisticRouter: Sendable, Equatable {
             guard let v = router.vector(input) else {
                 throw UserError(
                     path: "--features", problem: "training task \(i + 1) lacks a feature of \(features.map(\.rawValue))",
-                    fix: "drop agreement/logprob, or use a table whose weak samples record log-probabilities", kind: .usage)
+                    fix: "drop agreement and the logprob features, or use a table whose weak samples record log-probabilities "
+                        + "(tables written before the quantiles: build them again with `distill verdicts build`)", kind: .usage)
             }
             x.append(v)
         }

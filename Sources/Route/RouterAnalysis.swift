@@ -20,12 +20,14 @@ import Foundation
 import Platform
 import Verify
 
-/// One task as the router sees it: its input and the two models' pass rates.
+/// One task as the router sees it: its input, the two models' pass rates, and the weak model's
+/// mean credit (nil when a sample of it lacks credit).
 package struct RouteTask: Sendable, Equatable {
     package var id: String
     package var input: RouterInput
     package var weak: Double
     package var strong: Double
+    package var weakCredit: Double? = nil
 }
 
 /// What `distill route train` is asked.
@@ -35,6 +37,8 @@ package struct RouterTrainConfig: Sendable, Equatable {
     package var kind: RouterKind = .logistic
     /// What the logistic and kNN routers learn to predict.
     package var label: RouterLabel = .weak
+    /// Where `label` was given, for messages: the option, or a recipe stage's JSON path.
+    package var labelSource = "--label"
     /// The logistic router's features; kNN and k-means read the embedding alone.
     package var features: [RouterFeature] = [.embedding, .length]
     /// L2 strength on the standardised weights (the objective is the mean cross-entropy + l2/2 |w|^2).
@@ -59,11 +63,17 @@ package enum RouterLabel: String, Sendable, CaseIterable, Codable {
     /// where only the strong one is, 0.5 where they do as well (RouteLLM's labels are the
     /// strong model's win; this is their soft, graded form for one sample each).
     case margin
+    /// The weak model's mean credit over its samples: the graded form of `weak` where the
+    /// verifier gives partial credit (docs/teacher.md, *Partial credit*), equal to it elsewhere.
+    case credit
 
-    package func value(weak: Double, strong: Double) -> Double {
+    /// The label from the two pass rates and the weak model's mean credit; nil for `credit`
+    /// without one.
+    package func value(weak: Double, strong: Double, weakCredit: Double? = nil) -> Double? {
         switch self {
         case .weak: weak
         case .margin: (1 + weak - strong) / 2
+        case .credit: weakCredit
         }
     }
 }
@@ -90,11 +100,31 @@ package enum RouterTraining {
                 continue
             }
             input.extra = extras(wc)
-            tasks.append(RouteTask(id: row.taskID, input: input, weak: wc.passRate, strong: sc.passRate))
+            tasks.append(
+                RouteTask(id: row.taskID, input: input, weak: wc.passRate, strong: sc.passRate, weakCredit: wc.meanCredit))
         }
         if noSamples > 0 { notes.append("\(noSamples) tasks lack samples of one of the two models and are left out") }
         if noInput > 0 { notes.append("\(noInput) tasks have no embedding (no prompt text in the table) and are left out") }
         return (tasks, notes)
+    }
+
+    /// Refuses the `credit` label when a sample of the weak model on a task with samples of both
+    /// models records no credit (its source predates it), before anything is embedded.
+    package static func checkLabel(_ table: VerdictTable, _ config: RouterTrainConfig) throws {
+        guard config.label == .credit else { return }
+        var samples = 0, missing = 0
+        for row in table.rows {
+            guard let wc = row.models[config.weak], let sc = row.models[config.strong], wc.n > 0, sc.n > 0 else { continue }
+            samples += wc.n
+            missing += wc.samples.filter { $0.credit == nil }.count
+        }
+        guard missing > 0 else { return }
+        throw UserError(
+            path: config.labelSource,
+            problem: "label \"credit\" needs the weak model's partial credit, but the verdict table records none for "
+                + "\(missing) of \"\(config.weak)\"'s \(samples) samples (written before verdicts carried credit)",
+            fix: "rebuild the table with `distill verdicts build --reverify`, re-run the stage that wrote the samples, "
+                + "or use label \"weak\" or \"margin\"", kind: .usage)
     }
 
     /// The tasks a router embeds: those with samples of both models and a prompt, in table order.
@@ -106,13 +136,19 @@ package enum RouterTraining {
     }
 
     /// The cascade features of the weak model's samples: the share of the most common readable
-    /// answer among them (0 when none is readable), and the first sample's log-probabilities.
+    /// answer among them (0 when none is readable), and the first sample's log-probability
+    /// mean and minimum, and its quantiles, each pair or triple when recorded.
     static func extras(_ cell: ModelCell) -> [String: Double] {
         var out: [String: Double] = [:]
         out["agreement"] = TaskStatistics.leadingAnswer(cell.samples.map(\.answer)).map { Double($0.votes) / Double(cell.n) } ?? 0
         if let first = cell.samples.first, let mean = first.logprobMean, let min = first.logprobMin {
             out["logprob_mean"] = mean
             out["logprob_min"] = min
+        }
+        if let first = cell.samples.first, let q10 = first.logprobQ10, let q25 = first.logprobQ25,
+            let median = first.logprobMedian
+        {
+            (out["logprob_q10"], out["logprob_q25"], out["logprob_median"]) = (q10, q25, median)
         }
         return out
     }
@@ -123,6 +159,7 @@ package enum RouterTraining {
         _ table: VerdictTable, _ config: RouterTrainConfig, cache: [String: RouterInput], weakChecksum: String
     ) throws -> (router: Router, notes: [String]) {
         try config.split.check()
+        try checkLabel(table, config)
         let (all, notes) = try tasks(table, weak: config.weak, strong: config.strong, cache: cache)
         let train = all.filter { config.split.part($0.id) == .train }
         guard train.count >= 2 else {
@@ -131,7 +168,8 @@ package enum RouterTraining {
                 fix: "give a table with more tasks, or smaller --calibration and --test shares", kind: .usage)
         }
         let model: Router.Model
-        let labels = train.map { config.label.value(weak: $0.weak, strong: $0.strong) }
+        // checkLabel leaves every training task a label.
+        let labels = train.map { config.label.value(weak: $0.weak, strong: $0.strong, weakCredit: $0.weakCredit)! }
         switch config.kind {
         case .logistic:
             model = .logistic(

@@ -254,11 +254,12 @@ package enum VerdictSources {
             let (arm, task, cell) = try node(record, hint: hint) {
                 let task = try taskID(root["task_id"])
                 let samples = try root["samples"].array().map { s in
-                    let lp = SampleVerdict.summary(try logprobs(s["logprobs"]))
                     let sample = SampleVerdict(
                         correct: try s["correct"].bool(), answer: try s["canonical"].optionalString(),
+                        credit: try VerdictTable.credit(s["credit"]),
                         tokensIn: try int(s["prompt_tokens"]), tokensOut: try int(s["tokens"]),
-                        latency: try double(s["latency"]), logprobMean: lp.mean, logprobMin: lp.min)
+                        latency: try double(s["latency"])
+                    ).withLogprobs(try logprobs(s["logprobs"]))
                     return try rejudge?.judge(sample, text: try s["text"].string(), task: task, record: record) ?? sample
                 }
                 return (try root["arm"].string(), task, ModelCell(samples: samples))
@@ -335,13 +336,14 @@ package enum VerdictSources {
                 if teacher == nil { teacher = try root["teacher"].optionalString() }
                 let task = try taskID(root["task_id"])
                 if root.has("error") { return (task, nil) }
-                let lp = SampleVerdict.summary(try logprobs(root["logprobs"]))
                 return (
                     task,
                     SampleVerdict(
                         correct: try root["correct"].bool(), answer: try root["canonical"].optionalString(),
+                        credit: try VerdictTable.credit(root["credit"]),
                         tokensIn: try int(root["prompt_tokens"]), tokensOut: try int(root["completion_tokens"]),
-                        latency: try double(root["latency"]), logprobMean: lp.mean, logprobMin: lp.min)
+                        latency: try double(root["latency"])
+                    ).withLogprobs(try logprobs(root["logprobs"]))
                 )
             }
             guard var sample = parsed.sample else {
@@ -425,14 +427,14 @@ package enum VerdictSources {
             verifier = Verifier(config)
         }
 
-        /// `sample` with its correctness and canonical answer from today's verifier.
+        /// `sample` with its correctness, canonical answer and credit from today's verifier.
         func judge(_ sample: SampleVerdict, text: String, task: String, record: JSONLRecord) throws -> SampleVerdict {
             guard let t = tasks[task] else {
                 throw record.error("task \"\(task)\" is not in the task file", at: "task_id", hint: "give the task file the samples were drawn from")
             }
             let verdict = verifier.verify(text, for: t)
             var judged = sample
-            (judged.correct, judged.answer) = (verdict.correct, verdict.canonical)
+            (judged.correct, judged.answer, judged.credit) = (verdict.correct, verdict.canonical, verdict.credit)
             return judged
         }
     }

@@ -1,9 +1,10 @@
 // Verdict tables (docs/routing.md): for every task, what each model sampled on it answered.
 // One JSONL file: a header line naming the models, then one row per task with, per model, the
-// samples in seed order (correct or not, the verifier's canonical answer, tokens in and out,
-// latency, token log-probability mean and minimum). Routers, cascades and vote analyses read
+// samples in seed order (correct or not, partial credit, the verifier's canonical answer, tokens in and out,
+// latency, token log-probability mean, minimum and quantiles). Routers, cascades and vote analyses read
 // only this table, so they never depend on which stage or run produced the samples.
 
+import Core
 import Foundation
 import JSON
 import Platform
@@ -12,6 +13,9 @@ import Platform
 /// (files written before the field existed, teachers that report no token counts or log-probabilities).
 package struct SampleVerdict: Sendable, Equatable {
     package var correct: Bool
+    /// The verifier's partial credit in 0...1 (docs/teacher.md, *Partial credit*); nil in files
+    /// written before verdicts carried it (`distill verdicts build --reverify` fills it).
+    package var credit: Double?
     /// The verifier's canonical answer (docs/evaluation.md, *Canonical answers*); nil when none
     /// could be read.
     package var answer: String?
@@ -23,13 +27,19 @@ package struct SampleVerdict: Sendable, Equatable {
     /// Mean and minimum log-probability of the generated tokens.
     package var logprobMean: Double?
     package var logprobMin: Double?
+    /// The 10% and 25% quantiles and the median of the generated tokens' log-probabilities
+    /// (Core's `quantile`: linear between order statistics); nil in tables written before them.
+    package var logprobQ10: Double?
+    package var logprobQ25: Double?
+    package var logprobMedian: Double?
 
     package init(
-        correct: Bool, answer: String?, tokensIn: Int? = nil, tokensOut: Int? = nil, latency: Double? = nil,
-        logprobMean: Double? = nil, logprobMin: Double? = nil
+        correct: Bool, answer: String?, credit: Double? = nil, tokensIn: Int? = nil, tokensOut: Int? = nil,
+        latency: Double? = nil, logprobMean: Double? = nil, logprobMin: Double? = nil
     ) {
         self.correct = correct
         self.answer = answer
+        self.credit = credit
         self.tokensIn = tokensIn
         self.tokensOut = tokensOut
         self.latency = latency
@@ -37,10 +47,18 @@ package struct SampleVerdict: Sendable, Equatable {
         self.logprobMin = logprobMin
     }
 
-    /// The mean and minimum of a completion's token log-probabilities (nil for none).
-    package static func summary(_ logprobs: [Double]?) -> (mean: Double?, min: Double?) {
-        guard let logprobs, !logprobs.isEmpty else { return (nil, nil) }
-        return (logprobs.reduce(0, +) / Double(logprobs.count), logprobs.min())
+    /// This sample with the mean, minimum, 10% and 25% quantiles and median of a completion's
+    /// token log-probabilities (all nil for none).
+    package func withLogprobs(_ logprobs: [Double]?) -> SampleVerdict {
+        var s = self
+        guard let logprobs, !logprobs.isEmpty else { return s }
+        let sorted = logprobs.sorted()
+        s.logprobMean = logprobs.reduce(0, +) / Double(logprobs.count)
+        s.logprobMin = sorted[0]
+        (s.logprobQ10, s.logprobQ25, s.logprobMedian) = (
+            quantile(sorted: sorted, 0.1), quantile(sorted: sorted, 0.25), quantile(sorted: sorted, 0.5)
+        )
+        return s
     }
 }
 
@@ -55,6 +73,12 @@ package struct ModelCell: Sendable, Equatable {
     package var c: Int { samples.filter(\.correct).count }
     /// c / n (0 without samples).
     package var passRate: Double { n == 0 ? 0 : Double(c) / Double(n) }
+    /// The samples' mean credit; nil without samples or when one lacks credit.
+    package var meanCredit: Double? {
+        let credits = samples.compactMap(\.credit)
+        guard n > 0, credits.count == n else { return nil }
+        return credits.reduce(0, +) / Double(n)
+    }
 }
 
 /// One task: its id, its request text when the task file could be read, and the models sampled on it.
@@ -163,8 +187,11 @@ package struct VerdictTable: Sendable, Equatable {
             JSONValue.object(
                 JSONValue.JSONObject([
                     ("correct", .bool(s.correct)), ("answer", s.answer.map { .string($0) } ?? .null),
+                    ("credit", double(s.credit)),
                     ("tokens_in", int(s.tokensIn)), ("tokens_out", int(s.tokensOut)), ("latency", double(s.latency)),
                     ("logprob_mean", double(s.logprobMean)), ("logprob_min", double(s.logprobMin)),
+                    ("logprob_q10", double(s.logprobQ10)), ("logprob_q25", double(s.logprobQ25)),
+                    ("logprob_median", double(s.logprobMedian)),
                 ]))
         }
         return .object(JSONValue.JSONObject([("n", .int(cell.n)), ("c", .int(cell.c)), ("samples", .array(samples))]))
@@ -234,15 +261,28 @@ package struct VerdictTable: Sendable, Equatable {
         return VerdictTable(models: models, rows: rows)
     }
 
+    /// A recorded credit: null (or absent, in files written before it was) or a number in 0...1.
+    static func credit(_ n: JSONNode) throws -> Double? {
+        guard !n.isNull else { return nil }
+        let c = try n.double()
+        guard (0...1).contains(c) else { throw JSONShapeError(path: n.path, reason: "credit \(c) is outside 0...1") }
+        return c
+    }
+
     private static func readCell(_ cell: JSONNode) throws -> ModelCell {
         func int(_ n: JSONNode) throws -> Int? { n.isNull ? nil : try n.int() }
         func double(_ n: JSONNode) throws -> Double? { n.isNull ? nil : try n.double() }
         let samples = try cell["samples"].array().map { s in
-            SampleVerdict(
+            var sample = SampleVerdict(
                 correct: try s["correct"].bool(), answer: try s["answer"].optionalString(),
-                tokensIn: try int(s["tokens_in"]),
+                credit: try credit(s["credit"]), tokensIn: try int(s["tokens_in"]),
                 tokensOut: try int(s["tokens_out"]), latency: try double(s["latency"]),
                 logprobMean: try double(s["logprob_mean"]), logprobMin: try double(s["logprob_min"]))
+            // Absent from tables written before the quantiles were recorded: null.
+            (sample.logprobQ10, sample.logprobQ25, sample.logprobMedian) = (
+                try double(s["logprob_q10"]), try double(s["logprob_q25"]), try double(s["logprob_median"])
+            )
+            return sample
         }
         let out = ModelCell(samples: samples)
         // n and c are there for people and other tools; they must agree with the samples.

@@ -143,6 +143,7 @@ package struct SampleOutputs: Sendable {
         case .success(let c):
             e += [
                 ("text", .string(c.text)), ("correct", .bool(s.verdict?.correct ?? false)),
+                ("credit", s.verdict.map { .double($0.credit) } ?? .null),
                 ("canonical", s.verdict?.canonical.map { .string($0) } ?? .null),
                 ("reason", .string(s.verdict?.reason ?? "")), ("verifier", .string(s.verifier)),
                 ("finish_reason", c.finishReason.map { .string($0) } ?? .null),

@@ -125,6 +125,7 @@ package struct EvalSample: Sendable, Equatable {
     var json: JSONValue {
         var entries: [(key: String, value: JSONValue)] = [
             ("seed", .int(seed)), ("text", .string(text)), ("correct", .bool(verdict.correct)),
+            ("credit", .double(verdict.credit)),
             ("canonical", verdict.canonical.map { .string($0) } ?? .null), ("reason", .string(verdict.reason)),
             ("tokens", .int(tokens)), ("finish_reason", finishReason.map { .string($0) } ?? .null),
             ("prompt_tokens", promptTokens.map { .int($0) } ?? .null),
@@ -151,7 +152,7 @@ package struct ArmEvaluation: Sendable {
     }
 
     /// eval.tasks.jsonl's rows of this arm, one per task in task order: `arm`, `task_id`,
-    /// `greedy`, `samples` (each `seed`, `text`, `correct`, `canonical`, `reason`, `tokens`,
+    /// `greedy`, `samples` (each `seed`, `text`, `correct`, `credit`, `canonical`, `reason`, `tokens`,
     /// `finish_reason`, `prompt_tokens`, `latency`, and `logprobs` when asked for), `correct`
     /// (correct samples) and `vote` (the majority vote).
     package func taskRows(arm: String, tasks: [TeacherTask]) -> String {

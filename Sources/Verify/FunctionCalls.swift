@@ -453,7 +453,89 @@ package enum FunctionCallMatch {
         }
         var verdict = judge(found, expected: expected, tools: tools, types: types)
         verdict.canonical = canonical(found)
+        verdict.credit = credit(found, expected: expected, tools: tools, types: types)
         return verdict
+    }
+
+    /// Partial credit of calls that were read, in 0...1 (docs/teacher.md, *Partial credit*): the
+    /// share of (call, argument) units right, best over the pairings of produced to expected calls.
+    ///
+    /// - Units: an expected call counts one unit per argument its possible answer lists (optional
+    ///   ones included), a produced call one per argument it gives; a call without arguments
+    ///   counts one unit, the call itself.
+    /// - Pairing: one to one, a produced call only with an expected call of the same name. A call
+    ///   to a function the task's tools lack, or (with `types: .schema`) one breaking its tool's
+    ///   schema, pairs with none.
+    /// - A pair scores the expected arguments the produced call satisfies as `mismatch` checks
+    ///   them (given with an acceptable value, or optional and omitted), or 1 for a call without
+    ///   arguments; its surplus is the produced call's arguments the expected call does not list.
+    ///   An unpaired produced call's surplus is all its units; an unpaired expected call scores 0.
+    /// - credit = max over pairings of (units scored) / (expected units + surplus).
+    ///
+    /// So a right call with 2 of its 3 arguments right scores 2/3, the right call beside an extra
+    /// one-argument call 2/3 for a two-argument call, a wrong function name 0, and the credit is 1
+    /// exactly when the answer is correct. The pairings are searched exhaustively, best-scoring
+    /// pairs first; past 10,000 complete pairings (many calls to one function) the best found so
+    /// far is kept.
+    package static func credit(
+        _ found: [ParsedCall], expected: [ExpectedCall], tools: [JSONValue]?, types: VerifierConfig.TypeCheck = .schema
+    ) -> Double {
+        func units(_ count: Int) -> Int { max(1, count) }
+        var schemas: [String: JSONValue] = [:]
+        var pairable = [Bool](repeating: true, count: found.count)
+        if let tools {
+            let known = Set(tools.compactMap(ToolSchema.name))
+            if types == .schema { schemas = ToolSchema.parameters(tools) }
+            for (j, call) in found.enumerated() {
+                if !known.contains(call.name) {
+                    pairable[j] = false
+                } else if let schema = schemas[call.name],
+                    ToolSchema.problem(arguments: call.arguments, schema: schema, path: call.name) != nil
+                {
+                    pairable[j] = false
+                }
+            }
+        }
+        // Per expected call i, the produced calls it may pair with and what each pair scores.
+        typealias Pair = (call: Int, scored: Int, surplus: Int, freed: Int)
+        let candidates: [[Pair]] = expected.map { want in
+            found.indices.compactMap { j -> Pair? in
+                let call = found[j]
+                guard pairable[j], call.name == want.name else { return nil }
+                let required = Set(schemas[call.name].map(ToolSchema.required) ?? [])
+                let scored =
+                    want.arguments.isEmpty
+                    ? 1 : want.arguments.filter { argumentProblem(call, $0, required: required) == nil }.count
+                let surplus = call.arguments.entries.filter { arg in
+                    !want.arguments.contains { $0.name == arg.key }
+                }.count
+                return (j, scored, surplus, units(call.arguments.entries.count))
+            }.sorted { ($0.scored, -$0.surplus, -$0.call) > ($1.scored, -$1.surplus, -$1.call) }
+        }
+        let expectedUnits = expected.map { units($0.arguments.count) }.reduce(0, +)
+        let producedUnits = found.map { units($0.arguments.entries.count) }.reduce(0, +)
+        var used = [Bool](repeating: false, count: found.count)
+        var best = 0.0
+        var leaves = 0
+        // scored: units scored so far; kept: units of produced calls paired so far, less their surplus.
+        func search(_ i: Int, scored: Int, kept: Int) {
+            guard leaves < 10_000 else { return }
+            if i == expected.count {
+                leaves += 1
+                // Unpaired produced calls are surplus whole: producedUnits - kept of them.
+                let denominator = expectedUnits + producedUnits - kept
+                if denominator > 0 { best = max(best, Double(scored) / Double(denominator)) }
+                return
+            }
+            for pair in candidates[i] where !used[pair.call] {
+                used[pair.call] = true
+                search(i + 1, scored: scored + pair.scored, kept: kept + pair.freed - pair.surplus)
+                used[pair.call] = false
+            }
+            search(i + 1, scored: scored, kept: kept)
+        }
+        search(0, scored: 0, kept: 0)
+        return best
     }
 
     /// Parsed calls as votes compare them: canonical JSON of the calls sorted by name, then by
@@ -539,15 +621,23 @@ package enum FunctionCallMatch {
             return "\(call.name): unexpected argument \(arg.key)"
         }
         for want in expected.arguments {
-            let optional = want.acceptable.contains(.string("")) && !required.contains(want.name)
-            guard let got = call.arguments[want.name], !(optional && got == .string("")) else {
-                if optional { continue }
-                return "\(call.name): missing required argument \(want.name)"
-            }
-            if !want.acceptable.contains(where: { $0 != .string("") && matches(got, $0) }) {
-                let options = want.acceptable.map { $0.compact() }.joined(separator: ", ")
-                return "\(call.name): \(want.name) = \(clip(got.compact())) is not one of [\(options)]"
-            }
+            if let problem = argumentProblem(call, want, required: required) { return problem }
+        }
+        return nil
+    }
+
+    /// Why `call` does not satisfy one expected argument, or nil when it gives an acceptable
+    /// value or may omit it and does.
+    static func argumentProblem(
+        _ call: ParsedCall, _ want: (name: String, acceptable: [JSONValue]), required: Set<String>
+    ) -> String? {
+        let optional = want.acceptable.contains(.string("")) && !required.contains(want.name)
+        guard let got = call.arguments[want.name], !(optional && got == .string("")) else {
+            return optional ? nil : "\(call.name): missing required argument \(want.name)"
+        }
+        if !want.acceptable.contains(where: { $0 != .string("") && matches(got, $0) }) {
+            let options = want.acceptable.map { $0.compact() }.joined(separator: ", ")
+            return "\(call.name): \(want.name) = \(clip(got.compact())) is not one of [\(options)]"
         }
         return nil
     }

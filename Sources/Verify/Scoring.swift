@@ -15,6 +15,8 @@ package struct VerifyReport: Sendable, Codable, Equatable {
         package var id: String
         package var verifier: String
         package var correct: Bool
+        /// The verdict's partial credit (`Verdict.credit`).
+        package var credit: Double
         package var reason: String
     }
 
@@ -31,9 +33,12 @@ package struct VerifyReport: Sendable, Codable, Equatable {
         package var tasksWithoutOutputs: Int
         /// Mean over scored tasks of the fraction of its outputs that are correct (pass@1).
         package var passAt1: Double
+        /// Mean over scored tasks of its outputs' mean credit (pass@1 with partial credit).
+        package var meanCredit: Double
 
         enum CodingKeys: String, CodingKey {
             case outputs, correct
+            case meanCredit = "mean_credit"
             case passRate = "pass_rate"
             case tasksScored = "tasks_scored"
             case tasksSolved = "tasks_solved"
@@ -94,21 +99,29 @@ package struct VerifyReport: Sendable, Codable, Equatable {
             return Row(
                 line: pending[i].line, id: pending[i].task.id,
                 verifier: verifier.kind(for: pending[i].task)?.rawValue ?? "none", correct: verdict.correct,
-                reason: verdict.reason)
+                credit: verdict.credit, reason: verdict.reason)
         }
         return VerifyReport(rows: rows, summary: summarize(rows, taskCount: tasks.count))
     }
 
     static func summarize(_ rows: [Row], taskCount: Int) -> Summary {
-        var perTask: [String: (n: Int, correct: Int)] = [:]
-        for row in rows { perTask[row.id, default: (0, 0)].n += 1; if row.correct { perTask[row.id]!.correct += 1 } }
+        typealias Tally = (n: Int, correct: Int, credit: Double)
+        var perTask: [String: Tally] = [:]
+        for row in rows {
+            perTask[row.id, default: (0, 0, 0)].n += 1
+            perTask[row.id]!.credit += row.credit
+            if row.correct { perTask[row.id]!.correct += 1 }
+        }
         let correct = rows.filter(\.correct).count
-        let fractions = perTask.values.map { Double($0.correct) / Double($0.n) }
+        func meanOverTasks(_ value: (Tally) -> Double) -> Double {
+            perTask.isEmpty ? 0 : perTask.values.map(value).reduce(0, +) / Double(perTask.count)
+        }
         return Summary(
             outputs: rows.count, correct: correct, passRate: rows.isEmpty ? 0 : Double(correct) / Double(rows.count),
             tasksScored: perTask.count, tasksSolved: perTask.values.filter { $0.correct > 0 }.count,
             tasksWithoutOutputs: taskCount - perTask.count,
-            passAt1: fractions.isEmpty ? 0 : fractions.reduce(0, +) / Double(fractions.count))
+            passAt1: meanOverTasks { Double($0.correct) / Double($0.n) },
+            meanCredit: meanOverTasks { $0.credit / Double($0.n) })
     }
 }
 
@@ -290,7 +303,7 @@ package enum TaskStatistics {
         let tail = (1 - config.level) / 2
         return means.map { column in
             let sorted = column.sorted()
-            return (quantile(sorted, tail), quantile(sorted, 1 - tail))
+            return (quantile(sorted: sorted, tail), quantile(sorted: sorted, 1 - tail))
         }
     }
 
@@ -317,15 +330,8 @@ package enum TaskStatistics {
         return values.map { column in
             guard !column.isEmpty else { return nil }
             let sorted = column.sorted()
-            return (quantile(sorted, tail), quantile(sorted, 1 - tail))
+            return (quantile(sorted: sorted, tail), quantile(sorted: sorted, 1 - tail))
         }
-    }
-
-    /// The p-quantile of sorted values, interpolating linearly between order statistics.
-    static func quantile(_ sorted: [Double], _ p: Double) -> Double {
-        let h = Double(sorted.count - 1) * p
-        let lo = Int(h.rounded(.down)), hi = min(sorted.count - 1, lo + 1)
-        return sorted[lo] + (h - Double(lo)) * (sorted[hi] - sorted[lo])
     }
 }
 

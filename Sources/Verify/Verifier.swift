@@ -17,18 +17,25 @@ package struct Verdict: Sendable, Equatable, Codable {
     /// parsed calls sorted, values normalised as the matcher compares them; regex, the trimmed
     /// completion (`full`) or the first match (`search`); command, the trimmed completion.
     package var canonical: String?
+    /// Partial credit in 0...1, 1 exactly when `correct` (docs/teacher.md, *Partial credit*):
+    /// function-call, the share of the expected (call, argument) units the answer got right
+    /// (`FunctionCallMatch.credit`); every other verifier, 1 or 0.
+    package var credit: Double
 
-    package init(correct: Bool, reason: String, canonical: String? = nil) {
+    /// `credit` defaults to 1 when correct, 0 when not.
+    package init(correct: Bool, reason: String, canonical: String? = nil, credit: Double? = nil) {
+        precondition(credit.map { (0...1).contains($0) } ?? true, "credit \(credit!) is outside 0...1")
         self.correct = correct
         self.reason = reason
         self.canonical = canonical
+        self.credit = credit ?? (correct ? 1 : 0)
     }
 
     package static func correct(_ reason: String, canonical: String? = nil) -> Verdict {
         Verdict(correct: true, reason: reason, canonical: canonical)
     }
-    package static func incorrect(_ reason: String, canonical: String? = nil) -> Verdict {
-        Verdict(correct: false, reason: reason, canonical: canonical)
+    package static func incorrect(_ reason: String, canonical: String? = nil, credit: Double = 0) -> Verdict {
+        Verdict(correct: false, reason: reason, canonical: canonical, credit: credit)
     }
 }
 

@@ -50,6 +50,10 @@ private func checkArm(_ arm: [String: Any], rows: [[String: Any]], k: Int, seed:
         let samples = try #require(row["samples"] as? [[String: Any]])
         #expect(samples.count == k && samples.map { $0["seed"] as! Int } == Array(seed..<(seed + k)))
         let correct = samples.filter { $0["correct"] as! Bool }.count
+        // Every sample carries its verdict's credit, 1 exactly when it is correct.
+        #expect(samples.allSatisfy { s in
+            (s["credit"] as? Double).map { (0...1).contains($0) && ($0 == 1) == (s["correct"] as! Bool) } ?? false
+        })
         #expect(row["correct"] as? Int == correct)
         correctShare += Double(correct) / Double(k)
         texts += Set(samples.map { $0["text"] as! String }).count
@@ -109,6 +113,8 @@ private func checkArm(_ arm: [String: Any], rows: [[String: Any]], k: Int, seed:
                 as? [[String: Any]])[0]
         let mean = try #require(sample["logprob_mean"] as? Double), min = try #require(sample["logprob_min"] as? Double)
         #expect(min <= mean && mean <= 0)
+        let quantiles = try ["logprob_q10", "logprob_q25", "logprob_median"].map { try #require(sample[$0] as? Double) }
+        #expect(min <= quantiles[0] && quantiles[0] <= quantiles[1] && quantiles[1] <= quantiles[2] && quantiles[2] <= 0)
     }
 
     @Test func evalTasksReportsConsistentNumbersAndResumesFromItsCache() throws {

@@ -57,10 +57,37 @@ import Testing
         let other = try table(dir, identity: #""xxh64:0000000000000000""#)
         let refused = try distill(["route", "train", other, "--weak", "W", "--strong", "S", "--checkpoint", Self.tinyChat, "-o", router])
         #expect(refused.status == 2 && refused.err.contains("is not the model \"W\""), "\(refused.err)")
+        // The credit label on a table without credit: refused before any prompt is embedded.
+        let noCredit = try distill(["route", "train", v, "--weak", "W", "--strong", "S", "--checkpoint", Self.tinyChat, "--label", "credit", "-o", router])
+        #expect(noCredit.status == 2 && noCredit.err.contains("--label") && noCredit.err.contains("verdicts build --reverify"), "\(noCredit.err)")
+        #expect(!noCredit.err.contains("embedded"))
         let missing = try distill(["route", "eval", dir.appendingPathComponent("none.h5").path, v])
         #expect(missing.status == 74, "\(missing.err)")
         try Data("not a router".utf8).write(to: URL(fileURLWithPath: router))
         let damaged = try distill(["route", "eval", router, v])
         #expect(damaged.status == 65, "\(damaged.err)")
+    }
+
+    /// The route stage refuses the credit label on a run whose eval rows record no credit, naming
+    /// the stage's key, before loading the weak model.
+    @Test func theRouteStageRefusesTheCreditLabelWithoutCredit() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("distill-route-\(UUID().uuidString)")
+        let run = dir.appendingPathComponent("run")
+        try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try #"{"tasks": null, "arms": [{"name": "W", "model": "w", "checksum": null}, {"name": "S", "model": "s", "checksum": null}]}"#
+            .write(to: run.appendingPathComponent("eval.json"), atomically: true, encoding: .utf8)
+        var rows = ""
+        for arm in ["W", "S"] {
+            for t in 0..<4 {
+                rows += #"{"arm": "\#(arm)", "task_id": "t\#(t)", "samples": [{"seed": 0, "text": "x", "correct": \#(arm == "S"), "canonical": "x", "tokens": 1}]}"# + "\n"
+            }
+        }
+        try rows.write(to: run.appendingPathComponent("eval.tasks.jsonl"), atomically: true, encoding: .utf8)
+        let recipe = dir.appendingPathComponent("r.json")
+        try #"{"name": "r", "run_dir": "run", "stages": [{"type": "route", "checkpoint": "\#(Self.tinyChat)", "weak": "W", "strong": "S", "label": "credit"}]}"#
+            .write(to: recipe, atomically: true, encoding: .utf8)
+        let r = try distill(["run", recipe.path])
+        #expect(r.status == 2 && r.err.contains("stages[0].label") && r.err.contains("partial credit"), "\(r.err)")
     }
 }

@@ -29,6 +29,7 @@ import Testing
             var id: String
             var verifier: String
             var correct: Bool
+            var credit: Double
             var reason: String
         }
         struct Summary: Decodable {
@@ -38,6 +39,7 @@ import Testing
             var tasks_solved: Int
             var tasks_without_outputs: Int
             var pass_at_1: Double
+            var mean_credit: Double
         }
         var rows: [Row]
         var summary: Summary
@@ -50,20 +52,27 @@ import Testing
                 {"id": "a", "completion": "6*7 = 42\\n#### 42"}
                 {"id": "a", "completion": "#### 41"}
                 {"task_id": "b", "text": "get_weather(city=\\"Oslo\\")"}
+                {"task_id": "b", "text": "get_weather(city=\\"Bergen\\")"}
                 {"id": "c", "completion": "9"}
                 """)
         let r = try distill(["verify", "--tasks", f.tasks, "--outputs", f.outputs, "--json"])
         #expect(r.status == 0, "\(r.err)")
         let report = try JSONDecoder().decode(Report.self, from: Data(r.out.utf8))
-        #expect(report.rows.map(\.correct) == [true, false, true, false])
-        #expect(report.rows.map(\.verifier) == ["exact", "exact", "function-call", "regex"])
+        #expect(report.rows.map(\.correct) == [true, false, true, false, false])
+        #expect(report.rows.map(\.verifier) == ["exact", "exact", "function-call", "function-call", "regex"])
         #expect(report.rows[1].reason == "#### answer 41, expected 42")
-        #expect(report.summary.outputs == 4 && report.summary.correct == 2 && report.summary.tasks_without_outputs == 1)
-        // pass@1 = mean over tasks a (1/2), b (1), c (0) = 0.5
-        #expect(report.summary.pass_at_1 == 0.5)
+        // Bergen: of get_weather's 2 units, the omitted optional unit is right and city is wrong.
+        #expect(report.rows.map(\.credit) == [1, 0, 1, 0.5, 0])
+        #expect(report.summary.outputs == 5 && report.summary.correct == 2 && report.summary.tasks_without_outputs == 1)
+        // pass@1 = mean over tasks a (1/2), b (1/2), c (0) = 1/3; mean credit: a 1/2, b 3/4, c 0 -> 5/12
+        #expect(abs(report.summary.pass_at_1 - 1.0 / 3) < 1e-12)
+        #expect(abs(report.summary.mean_credit - 5.0 / 12) < 1e-12)
 
         let text = try distill(["verify", "--tasks", f.tasks, "--outputs", f.outputs])
-        #expect(text.out.contains("2/4 correct (50.0%), pass@1 0.500; 2 of 3 tasks solved; 1 task without outputs"))
+        #expect(text.out.contains("incorrect (credit 0.500)  get_weather: city"))
+        #expect(
+            text.out.contains(
+                "2/5 correct (40.0%), pass@1 0.333, mean credit 0.417; 2 of 3 tasks solved; 1 task without outputs"))
     }
 
     @Test func commandVerifierGetsTheCompletionOnStdin() throws {

@@ -23,7 +23,7 @@ import Testing
     let scratch = Scratch()
     let text = """
         {"name": "r", "run_dir": "run", "stages": [
-          {"type": "route", "strong": "b", "kind": "forest", "features": ["embedding", "mood"], "alpha": 0,
+          {"type": "route", "strong": "b", "kind": "forest", "label": "graded", "features": ["embedding", "mood"], "alpha": 0,
            "calibration": 0.6, "test": 0.5, "shares": [0.1, 2]}
         ]}
         """
@@ -33,9 +33,22 @@ import Testing
     }
     let paths = Set(error.issues.map(\.path))
     for path in [
-        "stages[0].checkpoint", "stages[0].weak", "stages[0].kind", "stages[0].features", "stages[0].alpha", "stages[0].test",
+        "stages[0].checkpoint", "stages[0].weak", "stages[0].kind", "stages[0].label", "stages[0].features", "stages[0].alpha",
+        "stages[0].test",
         "stages[0].shares",
     ] {
         #expect(paths.contains(path), "\(path) in \(error.lines)")
     }
+}
+
+@Test func theRouteStageTakesTheCreditLabel() throws {
+    let scratch = Scratch()
+    scratch.write("w.h5", "")
+    let recipe = try scratch.load(
+        #"{"name": "r", "run_dir": "run", "stages": [{"type": "route", "checkpoint": "w.h5", "weak": "a", "strong": "b", "label": "credit"}]}"#)
+    guard case .route(let s) = recipe.stages[0] else {
+        Issue.record("a route stage")
+        return
+    }
+    #expect(s.label == "credit")
 }

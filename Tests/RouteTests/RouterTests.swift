@@ -190,6 +190,53 @@ struct RouterTests {
         #expect(try #require(report.apgrOverRandom).ciLow > 0.15)
     }
 
+    /// The credit label: the weak model is never right, but its answers earn partial credit
+    /// near direction A (0.5, 0.5, 0.25, 0.75: mean 0.5) and none near B. `weak` is 0 everywhere
+    /// and says nothing; `credit` is 0.5 near A and 0 near B, and the logistic router learns it.
+    @Test func theCreditLabelIsTheWeakModelsMeanCredit() throws {
+        var rng = RNG(seed: 7)
+        var rows: [VerdictRow] = [], cache: [String: RouterInput] = [:], partial: [String: Bool] = [:]
+        for i in 0..<200 {
+            let id = "task-\(i)"
+            partial[id] = rng.uniform() < 0.5
+            var e = (0..<8).map { _ in Float(rng.normal() * 0.3) }
+            e[partial[id]! ? 0 : 1] += 1
+            let credits = partial[id]! ? [0.5, 0.5, 0.25, 0.75] : [0, 0, 0, 0]
+            let weak = ModelCell(samples: credits.map { SampleVerdict(correct: false, answer: "x", credit: $0) })
+            let strong = ModelCell(samples: [SampleVerdict(correct: true, answer: "a", credit: 1)])
+            rows.append(VerdictRow(taskID: id, prompt: "p", models: ["W": weak, "S": strong]))
+            cache[id] = RouterInput(embedding: e, promptTokens: 5)
+        }
+        var table = VerdictTable(
+            models: [VerdictModel(name: "W", kind: "eval", source: "w"), VerdictModel(name: "S", kind: "eval", source: "s")],
+            rows: rows)
+        #expect(RouterLabel.credit.value(weak: 0, strong: 1, weakCredit: 0.5) == 0.5)
+        #expect(RouterLabel.credit.value(weak: 0, strong: 1) == nil)
+        var config = RouterTrainConfig(weak: "W", strong: "S")
+        (config.kind, config.label, config.neighbours) = (.knn, .credit, 1)
+        let trained = try RouterTraining.train(table, config, cache: cache, weakChecksum: "x").router
+        guard case .knn(let knn) = trained.model else {
+            Issue.record("not a kNN router")
+            return
+        }
+        // The kNN router keeps its training labels: each task's mean credit, 0.5 or 0.
+        #expect(Set(knn.labels) == [0, 0.5])
+        (config.kind, config.l2) = (.logistic, 0.01)
+        let logistic = try RouterTraining.train(table, config, cache: cache, weakChecksum: "x").router
+        for id in ["task-0", "task-1", "task-2", "task-3"] {
+            let score = try #require(logistic.score(cache[id]!))
+            #expect(partial[id]! ? (0.35...0.65).contains(score) : score < 0.15, "\(id): \(score)")
+        }
+        // A sample without credit (a source older than credit): refused before training, naming the option.
+        table.rows[3].models["W"]!.samples[2].credit = nil
+        #expect {
+            try RouterTraining.train(table, config, cache: cache, weakChecksum: "x")
+        } throws: { error in
+            guard let e = error as? UserError else { return false }
+            return e.path == "--label" && e.kind == .usage && e.problem.contains("none for 1 of \"W\"'s 800 samples")
+        }
+    }
+
     /// A cascade's offline feature: where the weak model's 4 samples agree it is right, where
     /// they scatter it is wrong. A router on agreement alone ranks every scattered task first
     /// (APGR 0.75, the oracle's, with half the tasks gaining 1); it cannot be served.
@@ -213,6 +260,51 @@ struct RouterTests {
         let report = try RouterEvaluation.run(router, table, eval)
         let learned = try #require(report.arms[0].apgr).value, oracle = try #require(report.arms[2].apgr).value
         #expect(abs(learned - oracle) < 1e-9 && learned > 0.6, "\(learned) against the oracle's \(oracle)")
+    }
+
+    /// Token log-probability quantiles, offline: the weak model's first sample on the tasks it
+    /// gets right has log-probabilities [-3, -0.5 x 9], on those it gets wrong [-3, -1 x 3,
+    /// -0.25 x 6]: the same mean (-0.75) and minimum (-3), but q25 -0.5 against -1 and median
+    /// -0.5 against -0.25. The logprob feature (mean, minimum) sees no difference (every score
+    /// ties: APGR 0.5, random's); logprob_quantiles ranks every wrong task first (the oracle's 0.75).
+    @Test func logprobQuantilesSeeWhatTheMeanAndMinimumMiss() throws {
+        let right = [-3] + Array(repeating: -0.5, count: 9)
+        let wrong = [-3, -1, -1, -1] + Array(repeating: -0.25, count: 6)
+        let q = SampleVerdict(correct: false, answer: nil).withLogprobs(wrong)
+        // Sorted, 10 values: q10 at h = 0.9, q25 at h = 2.25, the median at h = 4.5.
+        #expect(q.logprobMean == -0.75 && q.logprobMin == -3)
+        #expect(abs(q.logprobQ10! - (-3 + 0.9 * 2)) < 1e-12 && q.logprobQ25 == -1 && q.logprobMedian == -0.25)
+        #expect(SampleVerdict(correct: false, answer: nil).withLogprobs([]).logprobQ10 == nil)
+        var rows: [VerdictRow] = [], cache: [String: RouterInput] = [:]
+        for i in 0..<200 {
+            let good = i % 2 == 0
+            let weak = ModelCell(
+                samples: (0..<2).map { _ in SampleVerdict(correct: good, answer: "a").withLogprobs(good ? right : wrong) })
+            let strong = ModelCell(samples: [SampleVerdict(correct: true, answer: "a")])
+            rows.append(VerdictRow(taskID: "task-\(i)", prompt: "p", models: ["W": weak, "S": strong]))
+            cache["task-\(i)"] = RouterInput(embedding: [1, 0], promptTokens: 5)
+        }
+        let table = VerdictTable(
+            models: [VerdictModel(name: "W", kind: "eval", source: "w"), VerdictModel(name: "S", kind: "eval", source: "s")], rows: rows)
+        var eval = RouterEvalConfig()
+        eval.bootstrap.resamples = 100
+        var apgr: [RouterFeature: Double] = [:]
+        for feature in [RouterFeature.logprob, .logprobQuantiles] {
+            var config = RouterTrainConfig(weak: "W", strong: "S")
+            config.features = [feature]
+            let router = try RouterTraining.train(table, config, cache: cache, weakChecksum: "x").router
+            #expect(!router.servable)
+            apgr[feature] = try #require(RouterEvaluation.run(router, table, eval).arms[0].apgr).value
+        }
+        #expect(abs(apgr[.logprob]! - 0.5) < 1e-9 && abs(apgr[.logprobQuantiles]! - 0.75) < 0.02, "\(apgr)")
+        // A table without quantiles (written before them): refused, naming the option.
+        var old = table
+        for r in old.rows.indices { old.rows[r].models["W"]!.samples[0].logprobMedian = nil }
+        var config = RouterTrainConfig(weak: "W", strong: "S")
+        config.features = [.logprobQuantiles]
+        #expect { try RouterTraining.train(old, config, cache: cache, weakChecksum: "x") } throws: {
+            ($0 as? UserError)?.path == "--features"
+        }
     }
 
     /// A router file reads back as the router written, and refuses another weak model.

@@ -29,6 +29,9 @@ private func write(_ text: String, _ dir: URL, _ name: String) throws -> String 
         table.rows[0].models["W"]!.samples[0].latency = 0.25
         table.rows[0].models["W"]!.samples[0].logprobMean = -0.5
         table.rows[0].models["W"]!.samples[0].logprobMin = -2
+        (table.rows[0].models["W"]!.samples[0].logprobQ10, table.rows[0].models["W"]!.samples[0].logprobQ25) = (-1.5, -1)
+        table.rows[0].models["W"]!.samples[0].logprobMedian = -0.25
+        table.rows[0].models["W"]!.samples[1].credit = 0.5
         table.rows[1].prompt = nil
         let dir = try scratch("verdicts")
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -36,7 +39,16 @@ private func write(_ text: String, _ dir: URL, _ name: String) throws -> String 
         #expect(try VerdictTable.read(path: path) == table)
         // n and c are written for people; the first row's W has 3 of 4 correct.
         let line = table.jsonl().split(separator: "\n")[1]
-        #expect(line.contains(#""W":{"n":4,"c":3,"samples":[{"correct":true,"answer":"a","tokens_in":10"#))
+        #expect(line.contains(#""W":{"n":4,"c":3,"samples":[{"correct":true,"answer":"a","credit":null,"tokens_in":10"#))
+        #expect(line.contains(#"{"correct":true,"answer":"a","credit":0.5,"#))
+        #expect(line.contains(#""logprob_mean":-0.5,"logprob_min":-2.0,"logprob_q10":-1.5,"logprob_q25":-1.0,"logprob_median":-0.25}"#))
+        // A table written before credit and the quantiles (no such keys) reads them as null.
+        let older = table.jsonl().replacingOccurrences(
+            of: #","logprob_q10":-1.5,"logprob_q25":-1.0,"logprob_median":-0.25"#, with: ""
+        ).replacingOccurrences(of: #""credit":0.5,"#, with: "")
+        let back = try VerdictTable.read(path: try write(older, dir, "older.jsonl"))
+        #expect(back.rows[0].models["W"]!.samples[0].logprobQ10 == nil && back.rows[0].models["W"]!.samples[0].logprobMean == -0.5)
+        #expect(back.rows[0].models["W"]!.samples[1].credit == nil)
     }
 
     @Test func badTablesNameTheLineAndThePath() throws {
@@ -66,6 +78,10 @@ private func write(_ text: String, _ dir: URL, _ name: String) throws -> String 
         e = try error(
             [lines[0], lines[1].replacingOccurrences(of: #""n":4"#, with: #""n":5"#)].joined(separator: "\n"))
         #expect("\(e)".contains("models.W.n: says 5 samples, the list has 4"))
+        // A credit outside 0...1.
+        e = try error(
+            [lines[0], lines[1].replacingOccurrences(of: #""credit":null"#, with: #""credit":1.5"#)].joined(separator: "\n"))
+        #expect("\(e)".contains("bad.jsonl:2:1: models.W.samples[0].credit: credit 1.5 is outside 0...1"))
         // A model the header does not list; a task twice.
         e = try error(
             [lines[0], lines[1].replacingOccurrences(of: #""S":{"#, with: #""X":{"#)].joined(separator: "\n"))
@@ -139,11 +155,11 @@ private func write(_ text: String, _ dir: URL, _ name: String) throws -> String 
         _ = try write(report(#", "parameters": 1234"#), new, "eval.json")
         _ = try write(#"{"tasks": 2, "teacher_parameters": 99}"#, new, "sample/stats.json")
         _ = try write(
-            #"{"task_id":"q2","sample":0,"seed":0,"teacher":"checkpoint xxh64:ef","text":"6","correct":true,"canonical":"6","prompt_tokens":3,"completion_tokens":1,"latency":0.5}"#,
+            #"{"task_id":"q2","sample":0,"seed":0,"teacher":"checkpoint xxh64:ef","text":"6","correct":true,"credit":1,"canonical":"6","prompt_tokens":3,"completion_tokens":1,"latency":0.5}"#,
             new, "sample/samples.jsonl")
         _ = try write(
             """
-            {"arm":"base","task_id":"q1","samples":[{"seed":0,"text":"4","correct":true,"canonical":"4","tokens":3,"prompt_tokens":11,"latency":0.5}],"correct":1}
+            {"arm":"base","task_id":"q1","samples":[{"seed":0,"text":"4","correct":true,"credit":1,"canonical":"4","tokens":3,"prompt_tokens":11,"latency":0.5}],"correct":1}
             """, new, "eval.tasks.jsonl")
         return (root, old, new)
     }
@@ -167,15 +183,19 @@ private func write(_ text: String, _ dir: URL, _ name: String) throws -> String 
         let oldBase = try #require(table.rows[0].models["old/base"])
         #expect(oldBase.n == 2 && oldBase.c == 1)
         #expect(oldBase.samples.map(\.answer) == ["4", nil] && oldBase.samples.map(\.tokensOut) == [3, 5])
-        #expect(oldBase.samples.allSatisfy { $0.tokensIn == nil && $0.latency == nil })
+        #expect(oldBase.samples.allSatisfy { $0.tokensIn == nil && $0.latency == nil && $0.credit == nil })
         // The old sample stage: no canonical answers (null), the failed call left out, logprobs summarised.
         let sample = try #require(table.rows[0].models["old/sample"])
         #expect(sample.n == 1 && sample.samples[0].answer == nil && sample.samples[0].tokensIn == 7)
         #expect(sample.samples[0].logprobMean == -2 && sample.samples[0].logprobMin == -3)
+        // Quantiles of [-3, -1] (sorted), linear between them: q10 -2.8, q25 -2.5, median -2.
+        #expect(abs(sample.samples[0].logprobQ10! - -2.8) < 1e-12 && sample.samples[0].logprobQ25 == -2.5)
+        #expect(sample.samples[0].logprobMedian == -2)
         #expect(notes.contains { $0.contains("1 failed teacher calls left out") })
         // The new eval: prompt tokens and latency recorded.
         let newBase = try #require(table.rows[0].models["new/base"])
-        #expect(newBase.samples[0].tokensIn == 11 && newBase.samples[0].latency == 0.5)
+        #expect(newBase.samples[0].tokensIn == 11 && newBase.samples[0].latency == 0.5 && newBase.samples[0].credit == 1)
+        #expect(sample.samples[0].credit == nil && table.rows[1].models["new/sample"]?.samples[0].credit == 1)
         #expect(table.rows[1].models["new/base"] == nil)
         // A second eval in a subfolder of the same run, with the same arm name: named by its folder.
         _ = try write(
@@ -203,6 +223,10 @@ private func write(_ text: String, _ dir: URL, _ name: String) throws -> String 
         #expect(table.rows[0].models["sample"]?.samples.map(\.answer) == ["4"])
         #expect(table.rows[1].models["sample"]?.samples.map(\.answer) == ["6", "5"])
         #expect(table.rows[1].models["sample"]?.samples.map(\.correct) == [true, false])
+        // Credit, which the old files lack, comes with today's verdicts.
+        #expect(recorded.rows[1].models["sample"]?.samples.map(\.credit) == [nil, nil])
+        #expect(table.rows[1].models["sample"]?.samples.map(\.credit) == [1, 0])
+        #expect(table.rows[0].models["base"]?.samples.map(\.credit) == [1, 0])
         #expect(table.rows[0].models["base"]?.samples.map(\.answer) == ["4", nil])
         // The new run's sample stage has no run.json: nothing says what to judge it against.
         #expect { try VerdictSources.build(paths: [new.path], reverify: true) } throws: {

@@ -159,6 +159,8 @@ private let book = ExpectedCall(
         let v = verify(output, [book], tools: [bookTool])
         #expect(!v.correct)
         #expect(v.reason.hasPrefix(reason), "\(output): \(v.reason)")
+        // A call breaking its tool's schema pairs with no expected call: it earns nothing.
+        #expect(v.credit == 0, "\(output): credit \(v.credit)")
     }
 
     /// Lenient mode keeps the leaderboard's looser comparison: 2.0 is 2, the schema names only.
@@ -337,6 +339,7 @@ private let mistakes: [(String, @Sendable ([Call]) -> (calls: [Call], extra: Str
         {
             let v = verify(output, Self.right.map(\.expected), tools: tools, types: types)
             #expect(v.correct, "\(syntax), tools \(tools != nil), \(types): \(output) -> \(v.reason)")
+            #expect(v.credit == 1, "\(syntax): a correct answer's credit is 1, got \(v.credit)")
         }
         // A dotted tool name reads in every syntax too.
         let dotted = render([factorialCall])
@@ -356,6 +359,8 @@ private let mistakes: [(String, @Sendable ([Call]) -> (calls: [Call], extra: Str
             {
                 let v = verify(output, Self.right.map(\.expected), tools: tools, types: types)
                 #expect(!v.correct, "\(mistake) in \(syntax), tools \(tools != nil), \(types): \(output) accepted: \(v.reason)")
+                // Partial credit is 1 exactly when the answer is accepted.
+                #expect(v.credit < 1 && v.credit >= 0, "\(mistake) in \(syntax): credit \(v.credit)")
             }
         }
     }

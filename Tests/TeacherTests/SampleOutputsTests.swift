@@ -159,6 +159,8 @@ extension JSONValue {
         #expect(
             rows[0]["correct"] == .bool(true) && rows[0]["latency"] == .double(0.5)
                 && rows[0]["task_id"] == .string("p"))
+        // The verdict's credit beside `correct` (exact: 1 or 0); a failed call has none.
+        #expect(rows[0]["credit"] == .double(1) && rows[1]["credit"] == .double(0) && rows[8]["credit"] == nil)
     }
 }
 

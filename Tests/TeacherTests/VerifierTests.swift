@@ -162,8 +162,8 @@ let time = ExpectedCall(name: "get_time", arguments: [(name: "zone", acceptable:
             wrong
                 == .incorrect(
                     #"no expected call matches: get_time: zone = "UTC" is not one of ["CET"]"#,
-                    canonical: #"[{"arguments":{"zone":"utc"},"name":"get_time"},{"arguments":{"city":"oslo","days":3},"name":"get_weather"}]"#
-                ))
+                    canonical: #"[{"arguments":{"zone":"utc"},"name":"get_time"},{"arguments":{"city":"oslo","days":3},"name":"get_weather"}]"#,
+                    credit: 3.0 / 4))
     }
 
     @Test func unknownFunctionsAreRejectedWhenToolsAreGiven() {
@@ -177,6 +177,67 @@ let time = ExpectedCall(name: "get_time", arguments: [(name: "zone", acceptable:
                 == .incorrect(
                     "unknown function delete_all (the task offers get_time, get_weather)",
                     canonical: #"[{"arguments":{"confirm":true},"name":"delete_all"}]"#))
+    }
+
+    /// Partial credit, by hand. Units: get_weather lists 3 arguments (city, unit which may be
+    /// omitted, days), get_time 1; a produced call counts the arguments it gives, at least 1.
+    /// credit = units right / (expected units + surplus units), best over pairings.
+    static let creditCases: [(output: String, expected: [ExpectedCall], credit: Double)] = [
+        // Right call, 2 of 3 units right (city wrong; unit omitted, as allowed): 2 / 3.
+        (#"get_weather(city="Bergen", days=3)"#, [weather], 2.0 / 3),
+        // days missing: city and unit right, 2 / 3.
+        (#"get_weather(city="Oslo")"#, [weather], 2.0 / 3),
+        // All three right plus an unexpected argument: 3 / (3 + 1).
+        (#"get_weather(city="Oslo", days=3, verbose=True)"#, [weather], 3.0 / 4),
+        // The right call and an extra get_time call (1 surplus unit): 3 / (3 + 1).
+        (#"get_weather(city="Oslo", days=3) get_time(zone="CET")"#, [weather], 3.0 / 4),
+        // A wrong function name scores nothing: 0 / (3 + 2).
+        (#"get_forecast(city="Oslo", days=3)"#, [weather], 0),
+        // Two expected calls, only get_weather given: 3 / 4.
+        (#"get_weather(city="Oslo", days=3)"#, [weather, time], 3.0 / 4),
+        // get_time twice: one pairs (1 unit right), the other is surplus; get_weather missed: 1 / (4 + 1).
+        (#"[get_time(zone="CET"), get_time(zone="CET")]"#, [weather, time], 1.0 / 5),
+        // Unparseable: 0.
+        ("The weather is nice.", [weather], 0),
+        (#"get_weather("Oslo", days=3)"#, [weather], 0),
+        // Correct: 1.
+        (#"[get_time(zone="cet"), get_weather(city="Oslo", days=3)]"#, [weather, time], 1),
+    ]
+
+    @Test("partial credit", arguments: creditCases)
+    func partialCredit(case c: (output: String, expected: [ExpectedCall], credit: Double)) {
+        let (output, expected, credit) = c
+        let v = FunctionCallMatch.verify(output, expected: expected, tools: nil)
+        #expect(abs(v.credit - credit) < 1e-12, "\(output): \(v.credit), expected \(credit) (\(v.reason))")
+        #expect((v.credit == 1) == v.correct)
+    }
+
+    /// A call without arguments is one unit, the call itself; the best pairing is searched.
+    @Test func creditOfCallsWithoutArgumentsAndTheBestPairing() {
+        let ping = ExpectedCall(name: "ping", arguments: [])
+        #expect(FunctionCallMatch.verify("ping()", expected: [ping], tools: nil).credit == 1)
+        // ping() pairs (1 unit), its argument is surplus: 1 / (1 + 1).
+        #expect(FunctionCallMatch.verify("ping(host=1)", expected: [ping], tools: nil).credit == 0.5)
+        // Two get_time calls expected, CET and UTC; the produced UTC call must pair with the UTC
+        // one, not the first listed: 2 / 2 only with the better pairing.
+        let utc = ExpectedCall(name: "get_time", arguments: [(name: "zone", acceptable: [.string("UTC")])])
+        let v = FunctionCallMatch.verify(
+            #"[get_time(zone="UTC"), get_time(zone="PST")]"#, expected: [time, utc], tools: nil)
+        #expect(!v.correct && v.credit == 0.5, "\(v.credit)")
+    }
+
+    /// Unknown functions (tools given) pair with nothing; exact, regex and command give 0 or 1.
+    @Test func creditIsZeroOrOneOutsideFunctionCalls() {
+        let tools: [JSONValue] = [.obj(["name": .string("get_weather")])]
+        #expect(
+            FunctionCallMatch.verify(#"get_weather(city="Oslo", days=3) delete_all()"#, expected: [weather], tools: tools)
+                .credit == 3.0 / 4)
+        let exact = Verifier(VerifierConfig(type: .exact))
+        let task = TeacherTask(id: "a", prompt: .text("6*7?"), answer: "42")
+        #expect(exact.verify("#### 42", for: task).credit == 1)
+        #expect(exact.verify("#### 41", for: task).credit == 0)
+        #expect(RegexMatch.verify("7", pattern: "[2357]", mode: .full).credit == 1)
+        #expect(RegexMatch.verify("9", pattern: "[2357]", mode: .full).credit == 0)
     }
 
     @Test func pythonLiterals() throws {

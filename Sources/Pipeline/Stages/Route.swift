@@ -49,17 +49,20 @@ struct RouteExecutor: StageExecutor {
         for n in notes { emit(.message("verdicts: " + n)) }
         let verdicts = (folder as NSString).appendingPathComponent("verdicts.jsonl")
         try writeAtomically(table.jsonl(), to: verdicts)
-        let loaded = try loadModel(from: context.path(of: s.checkpoint))
-        let (cache, checksum) = try routerEmbeddings(table, weak: s.weak, strong: s.strong, model: loaded) { done, total in
-            emit(.progress(step: done, total: total, metrics: [:]))
-        }
         var config = RouterTrainConfig(weak: s.weak, strong: s.strong)
         config.kind = RouterKind(rawValue: s.kind)!
         config.label = RouterLabel(rawValue: s.label)!
+        let index = context.recipe.stages.firstIndex { $0.name == s.name }.map(String.init) ?? "?"
+        config.labelSource = "stages[\(index)].label"
         config.features = s.features.map { RouterFeature(rawValue: $0)! }
         (config.l2, config.neighbours, config.clusters, config.alpha) = (s.l2, s.k, s.clusters, s.alpha)
         config.split = RouterSplit(calibration: s.calibration, test: s.test, seed: s.seed)
         config.shares = s.shares
+        try RouterTraining.checkLabel(table, config)
+        let loaded = try loadModel(from: context.path(of: s.checkpoint))
+        let (cache, checksum) = try routerEmbeddings(table, weak: s.weak, strong: s.strong, model: loaded) { done, total in
+            emit(.progress(step: done, total: total, metrics: [:]))
+        }
         let (router, trainNotes) = try RouterTraining.train(table, config, cache: cache, weakChecksum: checksum)
         for n in trainNotes { emit(.message(n)) }
         try router.write(to: s.output)

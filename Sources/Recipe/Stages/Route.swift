@@ -7,7 +7,8 @@ import JSON
 package struct RouteStage: StageSettings {
     package static let type = StageType.route
     package static let kinds = ["logistic", "knn", "kmeans"]
-    package static let featureNames = ["embedding", "length", "agreement", "logprob"]
+    package static let labels = ["weak", "margin", "credit"]
+    package static let featureNames = ["embedding", "length", "agreement", "logprob", "logprob_quantiles"]
 
     package var name = "route"
     /// The weak model, which embeds the prompts. Required: `"@stage"` or a file.
@@ -17,7 +18,7 @@ package struct RouteStage: StageSettings {
     package var strong = ""
     /// `logistic`, `knn` or `kmeans`. Default `logistic`.
     package var kind = "logistic"
-    /// `weak` or `margin`. Default `weak`.
+    /// `weak`, `margin` or `credit` (the weak model's mean partial credit). Default `weak`.
     package var label = "weak"
     /// The logistic router's features. Default embedding and length.
     package var features = ["embedding", "length"]
@@ -84,10 +85,10 @@ extension RouteStage {
             }
         }
         if let label = r.string(.label) {
-            if ["weak", "margin"].contains(label) {
+            if labels.contains(label) {
                 s.label = label
             } else {
-                log.add(.invalidValue(got: label, allowed: ["weak", "margin"], suggestion: nil), at: r.path(.label))
+                log.add(.invalidValue(got: label, allowed: labels, suggestion: nil), at: r.path(.label))
             }
         }
         if let features = r.strings(.features, acceptSingle: true) {
