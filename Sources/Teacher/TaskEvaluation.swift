@@ -269,6 +269,34 @@ package struct EvalReport: Sendable, Equatable, Codable {
         }
     }
 
+    /// One arm against the baseline arm on the same tasks: mean per-task differences, each
+    /// with a paired bootstrap interval (both arms' tasks resampled together).
+    package struct Paired: Sendable, Equatable, Codable {
+        package var arm: String
+        package var baseline: String
+        /// Greedy accuracy minus the baseline's.
+        package var greedy: Estimate
+        /// pass@1 (each task's share of correct samples) minus the baseline's; nil without samples.
+        package var passAt1: Estimate?
+        /// Tasks whose greedy answer is right for this arm and wrong for the baseline, and the reverse.
+        package var gained: Int
+        package var lost: Int
+
+        package init(arm: String, baseline: String, greedy: Estimate, passAt1: Estimate?, gained: Int, lost: Int) {
+            self.arm = arm
+            self.baseline = baseline
+            self.greedy = greedy
+            self.passAt1 = passAt1
+            self.gained = gained
+            self.lost = lost
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case arm, baseline, greedy, gained, lost
+            case passAt1 = "pass_at_1"
+        }
+    }
+
     /// The task file.
     package var tasks: String
     package var taskCount: Int
@@ -276,6 +304,8 @@ package struct EvalReport: Sendable, Equatable, Codable {
     package var verifier: VerifierConfig
     package var bootstrap: BootstrapConfig
     package var arms: [Arm]
+    /// With a baseline arm: every other arm against it, in arm order. Absent otherwise.
+    package var paired: [Paired]?
 
     package init(
         tasks: String, taskCount: Int, settings: TaskEvalConfig, verifier: VerifierConfig, bootstrap: BootstrapConfig,
@@ -290,8 +320,29 @@ package struct EvalReport: Sendable, Equatable, Codable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case tasks, settings, verifier, bootstrap, arms
+        case tasks, settings, verifier, bootstrap, arms, paired
         case taskCount = "task_count"
+    }
+
+    /// Each arm but `baseline` against it, from per-task columns (greedy right as 0/1, and each
+    /// task's share of correct samples when there are samples), in `columns` order.
+    package static func paired(
+        baseline: String, columns: [(arm: String, greedy: [Double], passAt1: [Double]?)], bootstrap: BootstrapConfig
+    ) -> [Paired] {
+        guard let base = columns.first(where: { $0.arm == baseline }) else { return [] }
+        func difference(_ a: [Double], _ b: [Double]) -> Estimate {
+            let d = zip(a, b).map { $0 - $1 }
+            let interval = TaskStatistics.bootstrapIntervals([d], bootstrap)[0]
+            return Estimate(
+                value: d.isEmpty ? 0 : d.reduce(0, +) / Double(d.count), ciLow: interval.low, ciHigh: interval.high)
+        }
+        return columns.filter { $0.arm != baseline }.map { c in
+            Paired(
+                arm: c.arm, baseline: baseline, greedy: difference(c.greedy, base.greedy),
+                passAt1: c.passAt1.flatMap { a in base.passAt1.map { difference(a, $0) } },
+                gained: zip(c.greedy, base.greedy).filter { $0 > $1 }.count,
+                lost: zip(c.greedy, base.greedy).filter { $0 < $1 }.count)
+        }
     }
 
     /// eval.json's text: sorted keys, two-space indents, a final newline.
@@ -303,6 +354,7 @@ package struct EvalReport: Sendable, Equatable, Codable {
 
     /// eval.md: what was run, one table row per arm, and the chart when `chart` names one.
     package func markdown(chart: String?) -> String {
+        func cell(_ name: String) -> String { name.replacingOccurrences(of: "|", with: "\\|") }
         let k = settings.samples
         let name = (tasks as NSString).lastPathComponent
         func value(_ e: Estimate) -> String { String(format: "%.3f [%.3f, %.3f]", e.value, e.ciLow, e.ciHigh) }
@@ -331,7 +383,7 @@ package struct EvalReport: Sendable, Equatable, Codable {
         out += "|" + header.map { $0 == "arm" ? "---" : "---:" }.joined(separator: "|") + "|\n"
         for arm in arms {
             let m = arm.metrics
-            var cells = [arm.name.replacingOccurrences(of: "|", with: "\\|"), value(m.greedyAccuracy)]
+            var cells = [cell(arm.name), value(m.greedyAccuracy)]
             if k > 0, let first = m.passAtK.first, let last = m.passAtK.last, let maj = m.majAtK {
                 let passCells = [first] + (k > 1 ? [last] : [])
                 cells += passCells.map { value(Estimate(value: $0.value, ciLow: $0.ciLow, ciHigh: $0.ciHigh)) }
@@ -343,6 +395,18 @@ package struct EvalReport: Sendable, Equatable, Codable {
                 cells.append(String(format: "%.1f", m.greedyTokensPerTask))
             }
             out += "| " + cells.joined(separator: " | ") + " |\n"
+        }
+        if let paired, let baseline = paired.first?.baseline {
+            out += "\nAgainst \(cell(baseline)), paired over tasks (both arms' tasks resampled together); gained and lost: "
+            out += "tasks whose greedy answer is right for the arm and wrong for \(cell(baseline)), and the reverse.\n\n"
+            let samples = k > 0
+            out += "| arm | greedy minus \(cell(baseline))'s |" + (samples ? " pass@1 minus \(cell(baseline))'s |" : "")
+            out += " gained | lost |\n|---|---:|" + (samples ? "---:|" : "") + "---:|---:|\n"
+            for p in paired {
+                func signed(_ e: Estimate) -> String { String(format: "%+.3f [%+.3f, %+.3f]", e.value, e.ciLow, e.ciHigh) }
+                out += "| \(cell(p.arm)) | \(signed(p.greedy)) |" + (p.passAt1.map { " \(signed($0)) |" } ?? "")
+                out += " \(p.gained) | \(p.lost) |\n"
+            }
         }
         out += "\nModels:\n\n"
         for arm in arms { out += "- \(arm.name): `\(arm.model)` (\(arm.checksum))\n" }

@@ -223,7 +223,8 @@ private func checkArm(_ arm: [String: Any], rows: [[String: Any]], k: Int, seed:
           {"type": "sft", "data": {"train": "sft.jsonl", "validation_fraction": 0}, "lora": {"r": 4, "alpha": 8},
            "training": {"steps": 6, "batch_size": 4, "seq_len": 32, "lr": 0.05, "eval_every": 0, "checkpoint_every": 0}},
           {"type": "eval", "tasks": "tasks.jsonl", "arms": [{"name": "base", "model": "@pretrain"}, {"model": "@sft"}],
-           "samples": 2, "max_tokens": 5, "temperature": 1.0, "verifier": {"type": "regex", "mode": "search"}}
+           "samples": 2, "max_tokens": 5, "temperature": 1.0, "verifier": {"type": "regex", "mode": "search"},
+           "baseline": "base"}
         ]}
         """.write(to: recipe, atomically: true, encoding: .utf8)
         let first = try distill(["run", recipe.path])
@@ -242,8 +243,28 @@ private func checkArm(_ arm: [String: Any], rows: [[String: Any]], k: Int, seed:
             try checkArm(arm, rows: all.filter { $0["arm"] as? String == arm["name"] as? String }, k: 2, seed: 3)
             #expect(all[i * 6]["arm"] as? String == arm["name"] as? String)
         }
+        // The paired difference from the baseline arm, recomputed from the rows.
+        let paired = try #require(report["paired"] as? [[String: Any]])
+        #expect(paired.count == 1 && paired[0]["arm"] as? String == "sft" && paired[0]["baseline"] as? String == "base")
+        func byTask(_ arm: String) -> [String: (greedy: Double, share: Double)] {
+            Dictionary(
+                uniqueKeysWithValues: all.filter { $0["arm"] as? String == arm }.map { row in
+                    let greedy = (row["greedy"] as? [String: Any])?["correct"] as? Bool == true ? 1.0 : 0.0
+                    return (row["task_id"] as! String, (greedy, Double(row["correct"] as! Int) / 2))
+                })
+        }
+        let base = byTask("base"), tuned = byTask("sft")
+        let greedyDiff = tuned.map { $1.greedy - base[$0]!.greedy }
+        let shareDiff = tuned.map { $1.share - base[$0]!.share }
+        let g = try #require(paired[0]["greedy"] as? [String: Any]), p1 = try #require(paired[0]["pass_at_1"] as? [String: Any])
+        #expect(abs((g["value"] as! Double) - greedyDiff.reduce(0, +) / 6) < 1e-12)
+        #expect(abs((p1["value"] as! Double) - shareDiff.reduce(0, +) / 6) < 1e-12)
+        #expect((g["ci_low"] as! Double) <= (g["value"] as! Double) && (g["value"] as! Double) <= (g["ci_high"] as! Double))
+        #expect(paired[0]["gained"] as? Int == greedyDiff.filter { $0 > 0 }.count)
+        #expect(paired[0]["lost"] as? Int == greedyDiff.filter { $0 < 0 }.count)
         let markdown = try String(contentsOf: run.appendingPathComponent("eval.md"), encoding: .utf8)
         #expect(markdown.contains("| base | ") && markdown.contains("| sft | "))
+        #expect(markdown.contains("| arm | greedy minus base's | pass@1 minus base's | gained | lost |"), "\(markdown)")
         let svg = try String(contentsOf: run.appendingPathComponent("eval.svg"), encoding: .utf8)
         #expect(svg.contains(">base</text>") && svg.contains(">sft</text>"))
 

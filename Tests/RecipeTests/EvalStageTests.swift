@@ -99,6 +99,8 @@ import Verify
               {"type": "eval", "name": "both", "tasks": "missing.jsonl", "model": "@pretrain", "arms": []},
               {"type": "eval", "name": "twice", "tasks": "tasks.jsonl",
                "arms": [{"model": "@pretrain"}, {"model": "@pretrain", "template": "chatm"}]},
+              {"type": "eval", "name": "paired", "tasks": "tasks.jsonl", "arms": [{"name": "x", "model": "@pretrain"}],
+               "baseline": "y"},
               {"type": "pretrain", "name": "later", "data": {"train": ["a.txt"]}, "training": {"steps": 3}, "output": "later.h5"}
             ]}
             """
@@ -129,5 +131,6 @@ import Verify
                 == [
                     "duplicate arm name \"pretrain\" (named after its model), also arms[0]; give each arm a unique \"name\""
                 ])
+        #expect(byPath["stages[5].baseline"] == [#"must name an arm ("x"), got "y""#])
     }
 }

@@ -55,7 +55,7 @@ struct EvalExecutor: StageExecutor {
         }
         let outcome = try runTaskEvaluation(
             tasks: t.tasks, models: models, verifier: t.verifier, config: t.sampling, cache: cache, maxTasks: t.maxTasks,
-            emit: emit)
+            baseline: t.baseline, emit: emit)
         let files = try writeTaskEvaluation(outcome, output: s.output)
         var summary: [String: SummaryValue] = [
             "tasks": .int(outcome.report.taskCount), "generated": .int(outcome.generated),
@@ -159,10 +159,11 @@ package struct TaskEvalOutcome: Sendable {
 /// Evaluates every model on the task set, one model in memory at a time: the tasks and the
 /// verifier are checked first (before any model is loaded), then each model's greedy and
 /// sampled passes run through `cache`. Progress: one `.progress` event per second at most
-/// (completions done of models x tasks x (1 + k)) and a message per model.
+/// (completions done of models x tasks x (1 + k)) and a message per model. With `baseline` (a
+/// model's name) the report also has every other model's paired difference from it.
 package func runTaskEvaluation(
     tasks path: String, models: [TaskEvalModel], verifier config: VerifierConfig, config sampling: TaskEvalConfig,
-    cache: CallCache, maxTasks: Int? = nil, emit: (StageEvent) -> Void
+    cache: CallCache, maxTasks: Int? = nil, baseline: String? = nil, emit: (StageEvent) -> Void
 ) throws -> TaskEvalOutcome {
     let tasks = TaskReader.subset(try TaskReader.read(path: path), count: maxTasks, seed: sampling.seed)
     let verifier = Verifier(config)
@@ -173,6 +174,7 @@ package func runTaskEvaluation(
     let started = Date()
     var lastReport = Date.distantPast
     var arms: [EvalReport.Arm] = []
+    var columns: [(arm: String, greedy: [Double], passAt1: [Double]?)] = []
     var outcome = TaskEvalOutcome(
         report: EvalReport(
             tasks: path, taskCount: tasks.count, settings: sampling, verifier: config, bootstrap: bootstrap, arms: []),
@@ -201,12 +203,19 @@ package func runTaskEvaluation(
             EvalReport.Arm(
                 name: model.name, model: model.label, checksum: evaluation.checksum,
                 parameters: loaded.model.config.parameterCount, metrics: metrics))
+        columns.append(
+            (
+                model.name, evaluation.greedy.map { $0.verdict.correct ? 1 : 0 },
+                sampling.samples > 0
+                    ? evaluation.samples.map { s in Double(s.filter(\.verdict.correct).count) / Double(s.count) } : nil
+            ))
         outcome.rows += evaluation.taskRows(arm: model.name, tasks: tasks)
         outcome.generated += evaluation.generated
         outcome.cacheHits += evaluation.cacheHits
         emit(.message(summaryLine(model.name, metrics)))
     }
     outcome.report.arms = arms
+    if let baseline { outcome.report.paired = EvalReport.paired(baseline: baseline, columns: columns, bootstrap: bootstrap) }
     outcome.seconds = Date().timeIntervalSince(started)
     return outcome
 }

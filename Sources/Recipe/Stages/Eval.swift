@@ -46,7 +46,7 @@ package struct EvalStage: StageSettings {
         // Task evaluation.
         case tasks, model, arms, verifier, template, weights, cache
         case samples, temperature, topP = "top_p", maxTokens = "max_tokens", stop, seed, batchSize = "batch_size"
-        case maxTasks = "max_tasks", logprobs
+        case maxTasks = "max_tasks", logprobs, baseline
     }
 
     /// The keys of a loss evaluation, and of a task evaluation: each mode reads its own and
@@ -58,7 +58,7 @@ package struct EvalStage: StageSettings {
     enum TaskKeys: String, CodingKey, CaseIterable {
         case name, output, tasks, model, arms, verifier, template, weights, cache
         case samples, temperature, topP = "top_p", maxTokens = "max_tokens", stop, seed, batchSize = "batch_size"
-        case maxTasks = "max_tasks", logprobs
+        case maxTasks = "max_tasks", logprobs, baseline
     }
 
     package var checkpointInputs: [CheckpointSource] {
@@ -133,6 +133,9 @@ package struct TaskEvalSettings: Codable, Sendable, Equatable {
     package var cache = "teacher-cache.sqlite"
     /// Evaluate at most this many tasks, chosen by `TaskReader.subset` with the sampling seed.
     package var maxTasks: Int?
+    /// An arm's name: every other arm is also reported as its difference from this one, paired
+    /// over tasks. nil: none.
+    package var baseline: String?
 
     package init() {}
 }
@@ -149,6 +152,7 @@ extension EvalStage {
             t.verifier = try c.decode(VerifierConfig.self, forKey: .verifier)
             t.cache = try c.decode(String.self, forKey: .cache)
             t.maxTasks = try c.decodeIfPresent(Int.self, forKey: .maxTasks)
+            t.baseline = try c.decodeIfPresent(String.self, forKey: .baseline)
             t.sampling = try TaskEvalConfig(from: decoder)
             taskEval = t
         } else {
@@ -172,6 +176,7 @@ extension EvalStage {
             try c.encode(t.verifier, forKey: .verifier)
             try c.encode(t.cache, forKey: .cache)
             try c.encodeIfPresent(t.maxTasks, forKey: .maxTasks)
+            try c.encodeIfPresent(t.baseline, forKey: .baseline)
             try t.sampling.encode(to: encoder)
         } else {
             try c.encode(checkpoint, forKey: .checkpoint)
@@ -306,6 +311,9 @@ extension EvalStage {
         if let verifier = r.object(.verifier, { readVerifier($0, path: $1, log: log) }) { t.verifier = verifier }
         r.read(.cache, into: &t.cache)
         r.read(.maxTasks, into: &t.maxTasks, .atLeast(1))
+        if let b = r.string(.baseline) {
+            if b.isEmpty { log.add(.rule("must not be empty"), at: r.path(.baseline)) } else { t.baseline = b }
+        }
         var c = t.sampling
         r.read(.samples, into: &c.samples)
         r.read(.temperature, into: &c.temperature)
@@ -361,6 +369,10 @@ extension EvalStage {
                 arm.teacherPrompt?.examples = l.file(examples, at: at + "teacher_prompt.examples")
             }
             t.arms[i] = arm
+        }
+        if let b = t.baseline, !t.arms.contains(where: { $0.name == b }) {
+            let names = t.arms.map(\.name).filter { !$0.isEmpty }.map { "\"\($0)\"" }.joined(separator: ", ")
+            l.log.add(.rule("must name an arm (\(names)), got \"\(b)\""), at: JSONPath.child(l.path, "baseline"))
         }
     }
 }
