@@ -76,6 +76,7 @@ private func runExport(_ r: Recipe) throws -> (StageOutputs, [String]) {
         #expect(e.checkpointInputs == [.stage("validate")] && Stage.export(e).settings.stageReferences == ["validate"])
         #expect(try Recipe.decodeResolved(r.resolvedJSON) == r)
         #expect(r.resolvedJSON.contains(#""best_of":{"arms":["p"],"eval":"@validate","metric":"greedy"}"#))
+        #expect(!r.resolvedJSON.contains(#""checkpoint":"@pretrain""#), "best_of replaces checkpoint")
         let listed = try dir.load(
             recipe(export: #"{"type": "export", "best_of": {"eval": "@validate", "metric": "pass@4", "arms": ["b", "a"]}}"#))
         guard case .export(let l) = listed.stages[2] else { return }

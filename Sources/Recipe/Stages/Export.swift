@@ -112,6 +112,27 @@ package struct ExportStage: StageSettings {
 }
 
 extension ExportStage {
+    package init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        bestOf = try c.decodeIfPresent(BestArmSelection.self, forKey: .bestOf)
+        if bestOf == nil { checkpoint = try c.decode(CheckpointSource.self, forKey: .checkpoint) }
+        format = try c.decode(ExportFormat.self, forKey: .format)
+        output = try c.decode(String.self, forKey: .output)
+    }
+
+    /// `checkpoint` or `best_of`, whichever the stage reads (so a recipe without `best_of`
+    /// keeps the resolved JSON, and fingerprint, it always had).
+    package func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        if let bestOf { try c.encode(bestOf, forKey: .bestOf) } else { try c.encode(checkpoint, forKey: .checkpoint) }
+        try c.encode(format, forKey: .format)
+        try c.encode(output, forKey: .output)
+    }
+}
+
+extension ExportStage {
     package static func read(_ v: JSONValue, path: String, name: String, seed: Int, log: IssueLog) -> ExportStage {
         let r = ObjectReader<ExportStage.CodingKeys>(
             v, path: path, log: log, alsoAllowed: ["type"], nested: [("best_of", keys(BestArmSelection.CodingKeys.self))])
