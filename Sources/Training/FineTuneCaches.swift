@@ -54,17 +54,14 @@ extension FineTuning {
         }
         defer { if disable { self.model.setAdapters(enabled: true) } }
         var chosen: [Float] = [], rejected: [Float] = []
-        let started = Date()
-        var reported = started
+        var progress = PassProgress()
         for start in stride(from: 0, to: pairs.count, by: batchSize) {
             let chunk = Array(pairs[start..<min(start + batchSize, pairs.count)])
             let r = PreferenceObjective.referenceLogProbs(model, PreferenceSequences(chunk, maxLength: seqLen, padID: padID))
             chosen += r.chosen
             rejected += r.rejected
-            if Date().timeIntervalSince(reported) >= 15 && chosen.count < pairs.count {
-                reported = Date()
-                let elapsed = reported.timeIntervalSince(started)
-                emit(.message("reference log-probs: \(chosen.count)/\(pairs.count) pairs, \(Int(elapsed)) s"))
+            if chosen.count < pairs.count, let seconds = progress.due() {
+                emit(.message("reference log-probs: \(chosen.count)/\(pairs.count) pairs, \(seconds) s"))
             }
         }
         let result = ReferenceLogProbs(chosen: chosen, rejected: rejected)
@@ -73,6 +70,21 @@ extension FineTuning {
         encoder.outputFormatting = [.sortedKeys]
         try writeAtomically(try encoder.encode(StoredReference(fingerprint: fingerprint, logProbs: result)), to: cache.path)
         return (result, "computed")
+    }
+}
+
+/// When a pass over the data with a frozen model (no training steps to report) should say how
+/// far it is: every 15 seconds.
+private struct PassProgress {
+    let started = Date()
+    var reported = Date()
+
+    /// The whole seconds since the pass started, when 15 have passed since the last report.
+    mutating func due() -> Int? {
+        let now = Date()
+        guard now.timeIntervalSince(reported) >= 15 else { return nil }
+        reported = now
+        return Int(now.timeIntervalSince(started))
     }
 }
 
@@ -105,6 +117,7 @@ emit: (ProgressEvent) -> Void
     }
     emit(.message("teacher top-\(k): computing for \(seqs.rows) rows"))
     var out: [TopKLogProbs] = []
+    var progress = PassProgress()
     for start in stride(from: 0, to: seqs.rows, by: max(1, batchSize)) {
         let idx = Array(start..<min(start + batchSize, seqs.rows))
         let logits = DistillationObjective.teacherLogits(teacher, seqs.batch(idx))  // [B, T, V]
@@ -112,6 +125,9 @@ emit: (ProgressEvent) -> Void
         for (i, _) in idx.enumerated() {
             let row = Tensor(shape: [seqs.seqLen, v], values: Array(logits.values[(i * seqs.seqLen * v)..<((i + 1) * seqs.seqLen * v)]))
             out.append(TopKLogProbs(logits: row, k: k, temperature: temperature))
+        }
+        if out.count < seqs.rows, let seconds = progress.due() {
+            emit(.message("teacher top-\(k): \(out.count)/\(seqs.rows) rows, \(seconds) s"))
         }
     }
     try createDirectory(cache.deletingLastPathComponent())
