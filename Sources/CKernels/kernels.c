@@ -275,7 +275,7 @@ static void matmul_f32_scalar(const float *w, int k, int r0, int r1, const float
 
 static void attend_scalar(
     const float *q, int h, int g, int d, const float *k, const float *v, int keys, int stride, float scale, float *out,
-    float *p) {
+    float *p, float *stats) {
     int group = h / g;
     for (int head = 0; head < h; head++) {
         const float *qh = q + head * d;
@@ -290,6 +290,7 @@ static void attend_scalar(
         }
         float total = 0;
         for (int j = 0; j < keys; j++) total += (p[j] = expf(p[j] - top));
+        if (stats) stats[2 * head] = top, stats[2 * head + 1] = total;
         float *o = out + head * d;
         for (int i = 0; i < d; i++) o[i] = 0;
         for (int j = 0; j < keys; j++) {
@@ -529,7 +530,7 @@ AVX2 static inline __m256 exp_nonpositive(__m256 x) {
 // outermost, so each value row is read once per head.
 AVX2 static void attend_avx2(
     const float *q, int h, int g, int d, const float *k, const float *v, int keys, int stride, float scale, float *out,
-    float *p) {
+    float *p, float *stats) {
     int group = h / g;
     for (int head = 0; head < h; head++) {
         const float *qh = q + head * d;
@@ -558,6 +559,7 @@ AVX2 static void attend_avx2(
         }
         float total = hsum8(sum);
         for (; j < keys; j++) total += (p[j] = expf(p[j] - top));
+        if (stats) stats[2 * head] = top, stats[2 * head + 1] = total;
         float *o = out + head * d;
         int i = 0;
         for (; i + 64 <= d; i += 64) {
@@ -773,9 +775,9 @@ void dk_matmul_f32(const float *w, int k, int r0, int r1, const float *x, int n,
 
 void dk_attend(
     const float *q, int h, int g, int d, const float *k, const float *v, int keys, int stride, float scale,
-    float *out, float *scratch) {
+    float *out, float *scratch, float *stats) {
 #if DK_X86
-    if (dk_level() >= 1) return attend_avx2(q, h, g, d, k, v, keys, stride, scale, out, scratch);
+    if (dk_level() >= 1) return attend_avx2(q, h, g, d, k, v, keys, stride, scale, out, scratch, stats);
 #endif
-    attend_scalar(q, h, g, d, k, v, keys, stride, scale, out, scratch);
+    attend_scalar(q, h, g, d, k, v, keys, stride, scale, out, scratch, stats);
 }

@@ -3,6 +3,7 @@
 // attention over a KV cache.
 
 import CKernels
+import Foundation
 
 /// y = w * x / sqrt(mean(x²) + eps) for one row of c values; returns 1/sqrt(mean(x²) + eps).
 @inline(__always)
@@ -53,13 +54,30 @@ package func rotateHeads(
 
 /// One query token's attention with grouped-query heads: q [h, d]; `keys` cached positions
 /// of keys and values, each [g, d] and `stride` floats apart; out [h, d]; `scratch` holds at
-/// least `keys` floats. Scale 1/sqrt(d).
+/// least `keys` floats. Scale 1/sqrt(d). With `stats`, head i's softmax maximum and sum of
+/// exponentials go to stats[2i] and stats[2i + 1] (for merging with attention over other keys:
+/// `mergeAttention`).
 package func attendToken(
     q: UnsafePointer<Float>, heads h: Int, kvHeads g: Int, headDim d: Int, keys: UnsafePointer<Float>,
     values: UnsafePointer<Float>, count: Int, stride: Int, out: UnsafeMutablePointer<Float>,
-    scratch: UnsafeMutablePointer<Float>
+    scratch: UnsafeMutablePointer<Float>, stats: UnsafeMutablePointer<Float>? = nil
 ) {
     dk_attend(
         q, Int32(h), Int32(g), Int32(d), keys, values, Int32(count), Int32(stride), 1 / Float(d).squareRoot(), out,
-        scratch)
+        scratch, stats)
+}
+
+/// Merges two attentions of one query head over disjoint sets of keys into the attention over
+/// both: `out` [d] holds the second part's normalised output, whose softmax had maximum `top`
+/// and sum `total`; `weighted` [d] is the first part's unnormalised sum of exp(s - `firstTop`)
+/// times the values, with sum of exponentials `firstTotal`. Writes the merged output to `out`.
+@inline(__always)
+package func mergeAttention(
+    _ out: UnsafeMutablePointer<Float>, top: Float, total: Float, weighted: UnsafePointer<Float>, firstTop: Float,
+    firstTotal: Float, d: Int
+) {
+    let m = max(top, firstTop)
+    let a = exp(firstTop - m), b = total * exp(top - m)
+    let inverse = 1 / (a * firstTotal + b)
+    for i in 0..<d { out[i] = (a * weighted[i] + b * out[i]) * inverse }
 }

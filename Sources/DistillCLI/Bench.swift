@@ -209,10 +209,11 @@ extension Bench {
             let result = PrefillBench.run(model: loaded.model, settings: settings) { line in if !json { print(line) } }
             if json { return try printJSON(result) }
             for m in result.modes {
+                let differ = m.sameTokens ? "" : String(format: ", %d of %d rows' tokens differ from none's", m.rowsDiffering, result.rows)
                 print(
                     String(
-                        format: "%@: %d prefill tokens, %.2f s, %.2f samples/s, %.2fx%@", m.sharing, m.prefillTokens,
-                        m.seconds, m.samplesPerSecond, m.speedup, m.sameTokens ? "" : " (tokens differ from none)"))
+                        format: "%@: %d prefill tokens, %.2f s, %.2f samples/s, %.2fx, log-probabilities within %.1e of none's%@",
+                        m.sharing, m.prefillTokens, m.seconds, m.samplesPerSecond, m.speedup, m.maxLogProbDifference, differ))
             }
         }
     }

@@ -3,7 +3,8 @@
 // A step runs any tokens of any slots together, each at its own position (a prefill is many
 // tokens of a few slots, a decode step one token of each), with no tape and no allocation:
 // per layer one product for q, k and v, one for o, one for gate and up, one for down, each
-// split over the threads as one piece of work; attention reads each token's own slot.
+// split over the threads as one piece of work; attention reads each token's own slot, except
+// that decode tokens of slots holding copies of one prompt prefix attend to it together.
 //
 // Same model as `LlamaModel.logits` (HF semantics): the tests hold the two within float
 // rounding for f32 weights, and report the quantized formats' cost in perplexity.
@@ -179,6 +180,17 @@ public final class DecodeState {
     private let values: [UnsafeMutablePointer<Float>]
     private let kvWidth: Int  // G * D
 
+    /// The first `sharedLength` positions of every slot marked in `sharers` are those of slot
+    /// `sharedSource` (a batch's common prompt prefix, copied to each row): their decode tokens
+    /// attend to those positions together (`attendShared`), reading them once per step.
+    private var sharedLength = 0, sharedSource = 0
+    private var sharers: [Bool]
+    /// Decode tokens that attended to a shared prefix together, over all steps.
+    package private(set) var sharedAttentionTokens = 0
+    /// `attendShared`'s per-query outputs and softmax statistics, grown as needed.
+    private var sharedScratch = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    private var sharedScratchCount = 1
+
     // Working buffers for `chunk` tokens.
     private let x, h, qkv, attn, out, gateUp, act: UnsafeMutablePointer<Float>
     private let low: UnsafeMutablePointer<Float>  // [chunk, r] an adapter's x Aᵀ
@@ -191,6 +203,7 @@ public final class DecodeState {
         precondition(slots >= 1 && capacity >= 1, "a decode state needs slots and capacity, got \(slots) x \(capacity)")
         (self.engine, self.slots, self.capacity) = (engine, slots, capacity)
         lengths = Array(repeating: 0, count: slots)
+        sharers = Array(repeating: false, count: slots)
         kvWidth = c.numKeyValueHeads * c.headDim
         let cacheCount = slots * capacity * kvWidth
         keys = (0..<c.effectiveLayers).map { _ in .allocate(capacity: cacheCount) }
@@ -211,20 +224,24 @@ public final class DecodeState {
     }
 
     deinit {
-        for p in keys + values + [x, h, out, qkv, attn, gateUp, act, low, logits] { p.deallocate() }
+        for p in keys + values + [x, h, out, qkv, attn, gateUp, act, low, logits, sharedScratch] { p.deallocate() }
     }
 
     /// Bytes of the KV cache.
     public var cacheBytes: Int { 2 * keys.count * slots * capacity * kvWidth * MemoryLayout<Float>.size }
 
     /// Forgets what slot `slot` holds.
-    public func reset(slot: Int) { lengths[slot] = 0 }
+    public func reset(slot: Int) {
+        lengths[slot] = 0
+        unshare(slot, keeping: 0)
+    }
 
     /// Keeps the first `length` positions of slot `slot` and forgets the rest: the next token
     /// goes to position `length`, reusing the keys and values of the prefix.
     public func truncate(slot: Int, to length: Int) {
         precondition(length >= 0 && length <= lengths[slot], "slot \(slot) holds \(lengths[slot]) positions, not \(length)")
         lengths[slot] = length
+        unshare(slot, keeping: length)
     }
 
     /// Makes slot `to` a copy of slot `from`: its cached positions, keys and values.
@@ -235,6 +252,30 @@ public final class DecodeState {
             (cache + to * capacity * kvWidth).update(from: cache + from * capacity * kvWidth, count: n)
         }
         lengths[to] = lengths[from]
+        let shares = sharers[from] || (from == sharedSource && lengths[from] >= sharedLength)
+        unshare(to, keeping: 0)
+        sharers[to] = shares && sharedLength > 0
+    }
+
+    /// Declares that slots `rows` hold the first `count` positions of slot `source` as copies
+    /// (a batch's common prompt prefix): their decode tokens then attend to those positions
+    /// together. A slot leaves the group when it is reset, truncated below `count` or copied
+    /// into; the group ends when `source` loses those positions.
+    package func sharePrefix(_ count: Int, of source: Int, with rows: [Int]) {
+        precondition(count <= lengths[source], "slot \(source) holds \(lengths[source]) positions, not \(count)")
+        (sharedLength, sharedSource) = (count, source)
+        for s in sharers.indices { sharers[s] = false }
+        for r in rows {
+            precondition(lengths[r] >= count, "slot \(r) holds \(lengths[r]) positions, fewer than the shared \(count)")
+            sharers[r] = true
+        }
+    }
+
+    /// Slot `slot` now holds only its first `length` positions as they were.
+    private func unshare(_ slot: Int, keeping length: Int) {
+        guard length < sharedLength else { return }
+        sharers[slot] = false
+        if slot == sharedSource { sharedLength = 0 }
     }
 
     /// Makes slot `to` hold the first `count` cached positions of slot `from` of `other`, a state
@@ -247,6 +288,7 @@ public final class DecodeState {
             (mine + to * capacity * kvWidth).update(from: theirs + from * other.capacity * kvWidth, count: n)
         }
         lengths[to] = count
+        unshare(to, keeping: 0)
     }
 
     /// Runs tokens `ids` through the model, token i appended to slot `slots[i]` at that slot's
@@ -351,10 +393,14 @@ public final class DecodeState {
             // of the autograd model on copies of its queries and cached keys; the other tokens are
             // work items of one (token, query head) each, over their slot's keys so far.
             let heads = c.numAttentionHeads, group = heads / g
-            var single: [Int] = []
+            var single: [Int] = [], together: [Int] = []
             for run in slotRuns(tokenSlots) {
                 guard run.count >= Self.tiledAttentionFrom else {
-                    single += Array(run)
+                    if sharedLength >= Self.sharedAttentionFrom && sharers[tokenSlots[run.lowerBound]] {
+                        together += Array(run)
+                    } else {
+                        single += Array(run)
+                    }
                     continue
                 }
                 let (t, keysSoFar) = (run.count, positions[run.upperBound - 1] + 1)
@@ -366,6 +412,12 @@ public final class DecodeState {
                 v.data.update(from: vc + base, count: keysSoFar * kvWidth)
                 let o = Tensor.attention(q: q, k: k, v: v)  // [1, T, H, D], queries the last T of the keys
                 (attn + run.lowerBound * hd).update(from: o.data, count: t * hd)
+            }
+            if together.count < 2 {
+                single += together
+            } else {
+                attendShared(together, keys: kc, values: vc, qkv: qkv, positions: positions, slots: tokenSlots)
+                if layer == 0 { sharedAttentionTokens += together.count }
             }
             parallelChunks(single.count * heads) { items in
                 withUnsafeTemporaryAllocation(of: Float.self, capacity: capacity) { scratch in
@@ -412,6 +464,90 @@ public final class DecodeState {
 
     /// Tokens of one slot in a row from which attention runs tiled (Tensor.attention).
     static let tiledAttentionFrom = 16
+
+    /// Shared prefix positions from which decode tokens attend to them together.
+    static let sharedAttentionFrom = 64
+
+    /// Attention of one layer for `tokens`, decode tokens (at most a few of a slot) of slots
+    /// sharing the first `sharedLength` positions, into `attn`. The prefix part runs per kv head
+    /// as two products over blocks of the queries (scores against the prefix's keys once for
+    /// all the rows, then the exponentials times its values), so a step reads the prefix once
+    /// rather than once per row; the positions after it are each token's own (`attendToken`,
+    /// with its softmax's statistics), and `mergeAttention` joins the two into one softmax.
+    /// Equal to attending to every position at once up to float rounding; the result depends
+    /// only on the tokens and the thread count, not on anything an earlier step left.
+    private func attendShared(
+        _ tokens: [Int], keys kc: UnsafeMutablePointer<Float>, values vc: UnsafeMutablePointer<Float>,
+        qkv: UnsafeMutablePointer<Float>, positions: [Int], slots tokenSlots: [Int]
+    ) {
+        let c = engine.config
+        let (heads, g, d) = (c.numAttentionHeads, c.numKeyValueHeads, c.headDim)
+        let (group, hd, w) = (heads / g, heads * d, (heads + 2 * g) * d)
+        let (prefix, kvWidth, capacity, attn) = (sharedLength, kvWidth, capacity, attn)
+        let scale = 1 / Float(d).squareRoot()
+        // Query rows per kv head, in order (token, head within the group); per query the
+        // prefix's weighted values [d], then its softmax maximum and sum.
+        let perHead = tokens.count * group
+        let needed = g * perHead * (d + 2)
+        if needed > sharedScratchCount {
+            sharedScratch.deallocate()
+            sharedScratch = .allocate(capacity: needed)
+            sharedScratchCount = needed
+        }
+        let weighted = sharedScratch, stats = sharedScratch + g * perHead * d
+        let source = sharedSource * capacity * kvWidth
+        let blocksPerHead = min(perHead, max(1, (4 * Threads.count + g - 1) / g))
+        let blockRows = (perHead + blocksPerHead - 1) / blocksPerHead
+        BLAS.singleThreaded {
+            parallelChunks(g * blocksPerHead) { items in
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: blockRows * (d + prefix)) { buffer in
+                    let q = buffer.baseAddress!, scores = q + blockRows * d
+                    for item in items {
+                        let (kv, first) = (item / blocksPerHead, (item % blocksPerHead) * blockRows)
+                        let rows = min(blockRows, perHead - first)
+                        guard rows > 0 else { continue }
+                        for i in 0..<rows {
+                            let (t, head) = (tokens[(first + i) / group], kv * group + (first + i) % group)
+                            (q + i * d).update(from: qkv + t * w + head * d, count: d)
+                        }
+                        BLAS.sgemm(
+                            transA: false, transB: true, m: rows, n: prefix, k: d, alpha: scale, a: q, lda: d,
+                            b: kc + source + kv * d, ldb: kvWidth, c: scores, ldc: prefix, split: false)
+                        let at = kv * perHead + first
+                        for i in 0..<rows {
+                            let row = scores + i * prefix
+                            var top = -Float.infinity
+                            for j in 0..<prefix { top = max(top, row[j]) }
+                            stats[2 * (at + i)] = top
+                            stats[2 * (at + i) + 1] = expShiftedSum(row, row, prefix, shift: top)
+                        }
+                        BLAS.sgemm(
+                            transA: false, transB: false, m: rows, n: d, k: prefix, a: scores, lda: prefix,
+                            b: vc + source + kv * d, ldb: kvWidth, c: weighted + at * d, ldc: d, split: false)
+                    }
+                }
+            }
+        }
+        parallelChunks(tokens.count * heads) { items in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: capacity + 2) { scratch in
+                let own = scratch.baseAddress! + 2
+                for item in items {
+                    let (i, head) = (item / heads, item % heads)
+                    let t = tokens[i]
+                    let base = (tokenSlots[t] * capacity + prefix) * kvWidth + (head / group) * d
+                    let out = attn + t * hd + head * d
+                    attendToken(
+                        q: qkv + t * w + head * d, heads: 1, kvHeads: 1, headDim: d, keys: kc + base, values: vc + base,
+                        count: positions[t] + 1 - prefix, stride: kvWidth, out: out, scratch: own,
+                        stats: scratch.baseAddress!)
+                    let at = (head / group) * perHead + i * group + head % group
+                    mergeAttention(
+                        out, top: scratch[0], total: scratch[1], weighted: weighted + at * d, firstTop: stats[2 * at],
+                        firstTotal: stats[2 * at + 1], d: d)
+                }
+            }
+        }
+    }
 
     /// Index ranges of consecutive tokens of the same slot.
     private func slotRuns(_ slots: [Int]) -> [Range<Int>] {

@@ -230,9 +230,11 @@ extension DecodeEngine {
     /// own KV-cache slot and positions from 0, so no padding is ever attended to. The prefill
     /// is shared as `sharing` says (default `commonPrefix`): rows with identical prompts
     /// prefill it once and copy the slot, and the prefix common to all the batch's prompts is
-    /// prefilled once before the rest. A row's logits are those of its prompt alone up to float
-    /// rounding (products of other heights may block differently): the tests check greedy and
-    /// seeded tokens identical and log-probabilities within 1e-5 of the unshared path.
+    /// prefilled once before the rest; decode steps then attend to that prefix (or to the whole
+    /// prompt, when every row continues one) once for all the rows (`DecodeState.sharePrefix`).
+    /// A row's logits are those of its prompt alone up to float rounding (products of other
+    /// heights may block differently): the tests check greedy and seeded tokens identical and
+    /// log-probabilities within 1e-5 of the unshared path.
     /// A row that finishes (a stop token, `maxTokens`, or `shouldStop(row, generated)`) leaves
     /// the batch: later steps decode only the rows still running.
     ///
@@ -292,6 +294,12 @@ extension DecodeEngine {
         }
         var logits = state.step(ids: ids, slots: slots, outputs: lastTokens)  // [U, V]
         for (r, u) in plan.source.enumerated() where r != home[u] { state.copy(slot: home[u], to: r) }
+        // Every row now starts with the same keys and values: the common prefix, or the whole
+        // prompt when all rows continue one. Decode steps attend to them once for all rows.
+        if sharing != .none {
+            let common = plan.distinct.count == 1 ? plan.distinct[0].count : c
+            if common > 0 { state.sharePrefix(common, of: home[0], with: Array(0..<b)) }
+        }
         var logitRow = plan.source  // row r samples from row logitRow[r] of `logits`
         var running = Array(0..<b)
         let v = config.vocabSize

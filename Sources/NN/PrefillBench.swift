@@ -56,6 +56,11 @@ package struct PrefillBenchResult: Codable, Sendable {
         package var speedup: Double
         /// Every row's tokens equal the unshared mode's (first round).
         package var sameTokens: Bool
+        /// Rows whose tokens differ from the unshared mode's (first round).
+        package var rowsDiffering: Int
+        /// The largest difference from the unshared mode's log-probability of the same token,
+        /// over each row's tokens before the first that differs (first round): the rounding.
+        package var maxLogProbDifference: Double
     }
     package var settings: PrefillBenchSettings
     package var rows: Int
@@ -82,15 +87,15 @@ package enum PrefillBench {
         ]
         var times = [[Double]](repeating: [], count: modes.count)
         var tokens = [[[Int32]]](repeating: [], count: modes.count)
+        var logProbs = [[[Double]]](repeating: [], count: modes.count)
         for round in 0..<s.repeats {
             for (i, (sharing, name)) in modes.enumerated() {
                 let start = DispatchTime.now().uptimeNanoseconds
-                let ids = model.generateWithLogProbs(
-                    prompts: prompts, sampling: sampling, rowSeeds: seeds, logProbs: false, sharing: sharing
-                ).ids
+                let out = model.generateWithLogProbs(
+                    prompts: prompts, sampling: sampling, rowSeeds: seeds, logProbs: true, sharing: sharing)
                 let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9
                 times[i].append(seconds)
-                if round == 0 { tokens[i] = ids }
+                if round == 0 { (tokens[i], logProbs[i]) = (out.ids, out.logProbs) }
                 progress(
                     String(
                         format: "round %d %@: %.2f s, %.2f samples/s", round + 1, name, seconds,
@@ -102,10 +107,18 @@ package enum PrefillBench {
             let plan = PrefillPlan(prompts: prompts, sharing: mode.0)
             let prefill = plan.shared + plan.distinct.map { $0.count - plan.shared }.reduce(0, +)
             let seconds = median(times[i])
+            var worst = 0.0
+            for r in prompts.indices {
+                for (j, (a, b)) in zip(tokens[i][r], tokens[0][r]).enumerated() {
+                    guard a == b else { break }
+                    worst = max(worst, abs(logProbs[i][r][j] - logProbs[0][r][j]))
+                }
+            }
             return PrefillBenchResult.Mode(
                 sharing: mode.1, prefillTokens: prefill, seconds: seconds, rounds: times[i],
                 samplesPerSecond: Double(prompts.count) / seconds, speedup: unshared / seconds,
-                sameTokens: tokens[i] == tokens[0])
+                sameTokens: tokens[i] == tokens[0], rowsDiffering: prompts.indices.filter { tokens[i][$0] != tokens[0][$0] }.count,
+                maxLogProbDifference: worst)
         }
         return PrefillBenchResult(settings: s, rows: prompts.count, threads: Threads.count, modes: result)
     }

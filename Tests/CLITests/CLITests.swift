@@ -127,7 +127,8 @@ struct DoctorJSON: Decodable {
 
     /// `bench prefill` on tiny_chat.gguf: 3 prompts x 2 samples of 20 tokens, 12 in common.
     /// Prefill tokens: unshared 6 x 20 = 120, identical prompts 3 x 20 = 60, with the common
-    /// prefix 12 + 3 x 8 = 36; every mode generates the unshared tokens. A common block as long
+    /// prefix 12 + 3 x 8 = 36; every mode generates the unshared tokens, with log-probabilities
+    /// within 1e-4 of the unshared ones. A common block as long
     /// as the prompt is a usage error.
     @Test func benchPrefillTimesEverySharing() throws {
         let gguf = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -140,6 +141,8 @@ struct DoctorJSON: Decodable {
                 var sharing: String
                 var prefillTokens: Int
                 var sameTokens: Bool
+                var rowsDiffering: Int
+                var maxLogProbDifference: Double
             }
             var rows: Int
             var modes: [Mode]
@@ -148,7 +151,8 @@ struct DoctorJSON: Decodable {
         #expect(result.rows == 6)
         #expect(result.modes.map { $0.sharing } == ["none", "identical_prompts", "common_prefix"])
         #expect(result.modes.map { $0.prefillTokens } == [120, 60, 36])
-        #expect(result.modes.allSatisfy { $0.sameTokens })
+        #expect(result.modes.allSatisfy { $0.sameTokens && $0.rowsDiffering == 0 && $0.maxLogProbDifference < 1e-4 })
+        #expect(result.modes[0].maxLogProbDifference == 0)
         let bad = try distill(args + ["--prompt-tokens", "20", "--common-tokens", "20"])
         #expect(bad.status == 2 && bad.err.contains("common-tokens must be within 0..<prompt-tokens"), "\(bad.err)")
     }

@@ -6,11 +6,12 @@ import Core
 import NN
 import Testing
 
-/// Three prompts after a 40-token common block, of rests 9, 1 and 5 tokens (the middle one
-/// the shortest possible: it keeps one token of its own), the first a prefix of the third.
+/// Three prompts after an 80-token common block (long enough for decode steps to attend to it
+/// together), of rests 9, 1 and 5 tokens (the middle one the shortest possible: it keeps one
+/// token of its own), the first a prefix of the third.
 func promptsWithACommonBlock() -> [[Int32]] {
     var rng = RNG(seed: 21)
-    let block = (0..<40).map { _ in Int32(rng.next() % 97) }
+    let block = (0..<80).map { _ in Int32(rng.next() % 97) }
     let a = block + [3, 14, 15, 92, 65, 35, 89, 79, 32]
     return [a, block + [7], block + [3, 14, 15, 92, 65]]
 }

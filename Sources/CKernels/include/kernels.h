@@ -68,9 +68,12 @@ void dk_matmul_f32(const float *w, int k, int r0, int r1, const float *x, int n,
 /// One query token's attention: for each of h heads (head i reads kv head i / (h / g)),
 /// softmax(scale q.k_j) over the `keys` cached positions j, times v. q [h, d]; k and v hold
 /// `keys` positions of [g, d] each, `stride` floats apart; out [h, d]; scratch >= keys floats.
+/// With `stats` (else NULL), head i's softmax maximum (of the scaled scores) and sum of
+/// exponentials go to stats[2i] and stats[2i + 1], so attention over disjoint parts of the
+/// keys can be merged into one softmax.
 void dk_attend(
     const float *q, int h, int g, int d, const float *k, const float *v, int keys, int stride, float scale,
-    float *out, float *scratch);
+    float *out, float *scratch, float *stats);
 
 /// A spin-wait hint (x86 `pause`), for threads waiting on a flag.
 static inline void dk_pause(void) {
