@@ -70,14 +70,17 @@ package func attendToken(
 /// Merges two attentions of one query head over disjoint sets of keys into the attention over
 /// both: `out` [d] holds the second part's normalised output, whose softmax had maximum `top`
 /// and sum `total`; `weighted` [d] is the first part's unnormalised sum of exp(s - `firstTop`)
-/// times the values, with sum of exponentials `firstTotal`. Writes the merged output to `out`.
+/// times the values, with sum of exponentials `firstTotal`. Writes the merged output to `out`
+/// and returns the merged softmax's maximum and sum, for merging further parts.
 @inline(__always)
 package func mergeAttention(
     _ out: UnsafeMutablePointer<Float>, top: Float, total: Float, weighted: UnsafePointer<Float>, firstTop: Float,
     firstTotal: Float, d: Int
-) {
+) -> (top: Float, total: Float) {
     let m = max(top, firstTop)
     let a = exp(firstTop - m), b = total * exp(top - m)
-    let inverse = 1 / (a * firstTotal + b)
+    let sum = a * firstTotal + b
+    let inverse = 1 / sum
     for i in 0..<d { out[i] = (a * weighted[i] + b * out[i]) * inverse }
+    return (m, sum)
 }

@@ -4,7 +4,8 @@
 // tokens of a few slots, a decode step one token of each), with no tape and no allocation:
 // per layer one product for q, k and v, one for o, one for gate and up, one for down, each
 // split over the threads as one piece of work; attention reads each token's own slot, except
-// that decode tokens of slots holding copies of one prompt prefix attend to it together.
+// that decode tokens of slots holding copies of the same positions (a shared prompt prefix, a
+// prompt's k samples) attend to those together.
 //
 // Same model as `LlamaModel.logits` (HF semantics): the tests hold the two within float
 // rounding for f32 weights, and report the quantized formats' cost in perplexity.
@@ -180,11 +181,12 @@ public final class DecodeState {
     private let values: [UnsafeMutablePointer<Float>]
     private let kvWidth: Int  // G * D
 
-    /// The first `sharedLength` positions of every slot marked in `sharers` are those of slot
-    /// `sharedSource` (a batch's common prompt prefix, copied to each row): their decode tokens
-    /// attend to those positions together (`attendShared`), reading them once per step.
-    private var sharedLength = 0, sharedSource = 0
-    private var sharers: [Bool]
+    /// Runs of positions that several slots hold as copies of one slot's (a batch's common
+    /// prompt prefix; the rest of a prompt its k samples share): the decode tokens of those
+    /// slots attend to each run together (`attendShared`), reading it once per step. nil: ended.
+    private var spans: [(source: Int, positions: Range<Int>)?] = []
+    /// Per slot, the spans it holds, in order and contiguous from position 0.
+    private var slotSpans: [[Int]]
     /// Decode tokens that attended to a shared prefix together, over all steps.
     package private(set) var sharedAttentionTokens = 0
     /// `attendShared`'s per-query outputs and softmax statistics, grown as needed.
@@ -203,7 +205,7 @@ public final class DecodeState {
         precondition(slots >= 1 && capacity >= 1, "a decode state needs slots and capacity, got \(slots) x \(capacity)")
         (self.engine, self.slots, self.capacity) = (engine, slots, capacity)
         lengths = Array(repeating: 0, count: slots)
-        sharers = Array(repeating: false, count: slots)
+        slotSpans = Array(repeating: [], count: slots)
         kvWidth = c.numKeyValueHeads * c.headDim
         let cacheCount = slots * capacity * kvWidth
         keys = (0..<c.effectiveLayers).map { _ in .allocate(capacity: cacheCount) }
@@ -252,30 +254,38 @@ public final class DecodeState {
             (cache + to * capacity * kvWidth).update(from: cache + from * capacity * kvWidth, count: n)
         }
         lengths[to] = lengths[from]
-        let shares = sharers[from] || (from == sharedSource && lengths[from] >= sharedLength)
         unshare(to, keeping: 0)
-        sharers[to] = shares && sharedLength > 0
+        slotSpans[to] = liveSpans(from)
     }
 
-    /// Declares that slots `rows` hold the first `count` positions of slot `source` as copies
-    /// (a batch's common prompt prefix): their decode tokens then attend to those positions
-    /// together. A slot leaves the group when it is reset, truncated below `count` or copied
-    /// into; the group ends when `source` loses those positions.
-    package func sharePrefix(_ count: Int, of source: Int, with rows: [Int]) {
-        precondition(count <= lengths[source], "slot \(source) holds \(lengths[source]) positions, not \(count)")
-        (sharedLength, sharedSource) = (count, source)
-        for s in sharers.indices { sharers[s] = false }
+    /// Declares that slots `rows` hold `positions` of slot `source` as copies (a batch's common
+    /// prompt prefix, or the rest of a prompt its samples share): their decode tokens then
+    /// attend to those positions together. Each row's shared positions must so far end where
+    /// `positions` starts. A slot leaves the span when it is reset, truncated into it or copied
+    /// into; the span ends when `source` loses those positions.
+    package func share(_ positions: Range<Int>, of source: Int, with rows: [Int]) {
+        precondition(
+            !positions.isEmpty && positions.upperBound <= lengths[source],
+            "slot \(source) holds \(lengths[source]) positions, not \(positions)")
+        spans.append((source, positions))
         for r in rows {
-            precondition(lengths[r] >= count, "slot \(r) holds \(lengths[r]) positions, fewer than the shared \(count)")
-            sharers[r] = true
+            precondition(lengths[r] >= positions.upperBound, "slot \(r) holds \(lengths[r]) positions, fewer than \(positions)")
+            slotSpans[r] = liveSpans(r)
+            let end = slotSpans[r].last.map { spans[$0]!.positions.upperBound } ?? 0
+            precondition(end == positions.lowerBound, "slot \(r)'s shared positions end at \(end), not \(positions.lowerBound)")
+            slotSpans[r].append(spans.count - 1)
         }
+    }
+
+    /// The spans slot `slot` still holds: the leading ones that have not ended.
+    private func liveSpans(_ slot: Int) -> [Int] {
+        Array(slotSpans[slot].prefix { spans[$0] != nil })
     }
 
     /// Slot `slot` now holds only its first `length` positions as they were.
     private func unshare(_ slot: Int, keeping length: Int) {
-        guard length < sharedLength else { return }
-        sharers[slot] = false
-        if slot == sharedSource { sharedLength = 0 }
+        slotSpans[slot] = liveSpans(slot).filter { spans[$0]!.positions.upperBound <= length }
+        for k in spans.indices where spans[k]?.source == slot && spans[k]!.positions.upperBound > length { spans[k] = nil }
     }
 
     /// Makes slot `to` hold the first `count` cached positions of slot `from` of `other`, a state
@@ -369,6 +379,9 @@ public final class DecodeState {
         let (x, h, qkv, attn, out, gateUp, act) = (x, h, qkv, attn, out, gateUp, act)
         let (keys, values, kvWidth, capacity) = (keys, values, kvWidth, capacity)
         let table = RopeTable(positions: positions.map { Int32($0) }, inverseFrequencies: e.inverseFrequencies)
+        let runs = slotRuns(tokenSlots)
+        let together = sharedAttentionPlan(runs: runs, slots: tokenSlots)
+        sharedAttentionTokens += together.tokens.count
         parallelChunks(n, grain: 16) { r in
             for t in r { e.embedding.decode(rows: Int(ids[t])..<(Int(ids[t]) + 1), into: x + t * cw) }
         }
@@ -393,14 +406,10 @@ public final class DecodeState {
             // of the autograd model on copies of its queries and cached keys; the other tokens are
             // work items of one (token, query head) each, over their slot's keys so far.
             let heads = c.numAttentionHeads, group = heads / g
-            var single: [Int] = [], together: [Int] = []
-            for run in slotRuns(tokenSlots) {
+            var single: [Int] = []
+            for run in runs {
                 guard run.count >= Self.tiledAttentionFrom else {
-                    if sharedLength >= Self.sharedAttentionFrom && sharers[tokenSlots[run.lowerBound]] {
-                        together += Array(run)
-                    } else {
-                        single += Array(run)
-                    }
+                    if !together.covers(run.lowerBound) { single += Array(run) }
                     continue
                 }
                 let (t, keysSoFar) = (run.count, positions[run.upperBound - 1] + 1)
@@ -413,11 +422,8 @@ public final class DecodeState {
                 let o = Tensor.attention(q: q, k: k, v: v)  // [1, T, H, D], queries the last T of the keys
                 (attn + run.lowerBound * hd).update(from: o.data, count: t * hd)
             }
-            if together.count < 2 {
-                single += together
-            } else {
+            if !together.tokens.isEmpty {
                 attendShared(together, keys: kc, values: vc, qkv: qkv, positions: positions, slots: tokenSlots)
-                if layer == 0 { sharedAttentionTokens += together.count }
             }
             parallelChunks(single.count * heads) { items in
                 withUnsafeTemporaryAllocation(of: Float.self, capacity: capacity) { scratch in
@@ -465,85 +471,154 @@ public final class DecodeState {
     /// Tokens of one slot in a row from which attention runs tiled (Tensor.attention).
     static let tiledAttentionFrom = 16
 
-    /// Shared prefix positions from which decode tokens attend to them together.
+    /// Shared positions (a slot's spans together) from which decode tokens attend to them together.
     static let sharedAttentionFrom = 64
 
-    /// Attention of one layer for `tokens`, decode tokens (at most a few of a slot) of slots
-    /// sharing the first `sharedLength` positions, into `attn`. The prefix part runs per kv head
-    /// as two products over blocks of the queries (scores against the prefix's keys once for
-    /// all the rows, then the exponentials times its values), so a step reads the prefix once
-    /// rather than once per row; the positions after it are each token's own (`attendToken`,
-    /// with its softmax's statistics), and `mergeAttention` joins the two into one softmax.
-    /// Equal to attending to every position at once up to float rounding; the result depends
-    /// only on the tokens and the thread count, not on anything an earlier step left.
+    /// The shortest span `generate` declares shared.
+    package static let shortestSpan = 16
+
+    /// Which of a step's tokens attend to shared spans together, and to which.
+    struct SharedAttentionPlan {
+        /// The tokens, each in a run of its slot shorter than `tiledAttentionFrom`.
+        var tokens: [Int] = []
+        /// Per token, where its own positions start (the end of its spans).
+        var own: [Int] = []
+        /// The spans read: source slot, positions, and the indices into `tokens` that read it.
+        var spans: [(source: Int, positions: Range<Int>, readers: [Int])] = []
+        /// Per token, the spans it reads and its place among each one's readers.
+        var reads: [[(span: Int, reader: Int)]] = []
+        private var included = Set<Int>()
+        private var planned: [Int: Int] = [:]  // a state's span index -> index in `spans`
+
+        func covers(_ token: Int) -> Bool { included.contains(token) }
+
+        /// Adds `token`, which reads the state's spans `held` (indices, with their content).
+        mutating func add(_ token: Int, reading held: [(index: Int, source: Int, positions: Range<Int>)]) {
+            let i = tokens.count
+            tokens.append(token)
+            included.insert(token)
+            own.append(held.last!.positions.upperBound)
+            var mine: [(span: Int, reader: Int)] = []
+            for span in held {
+                let k: Int
+                if let known = planned[span.index] {
+                    k = known
+                } else {
+                    k = spans.count
+                    spans.append((span.source, span.positions, []))
+                    planned[span.index] = k
+                }
+                spans[k].readers.append(i)
+                mine.append((k, spans[k].readers.count - 1))
+            }
+            reads.append(mine)
+        }
+    }
+
+    /// The plan for one step: tokens of slots whose live spans reach `sharedAttentionFrom`.
+    private func sharedAttentionPlan(runs: [Range<Int>], slots tokenSlots: [Int]) -> SharedAttentionPlan {
+        var plan = SharedAttentionPlan()
+        for run in runs where run.count < Self.tiledAttentionFrom {
+            let held = liveSpans(tokenSlots[run.lowerBound]).map { ($0, spans[$0]!.source, spans[$0]!.positions) }
+            guard let last = held.last, last.2.upperBound >= Self.sharedAttentionFrom else { continue }
+            for t in run { plan.add(t, reading: held) }
+        }
+        return plan
+    }
+
+    /// Attention of one layer for the plan's tokens into `attn`. Each span runs per kv head as
+    /// two products over blocks of its readers' queries (their scores against the span's keys,
+    /// then the exponentials times its values), so a step reads a span once rather than once
+    /// per row; the positions after a token's spans are its own (`attendToken`, with its
+    /// softmax's statistics), and `mergeAttention` joins the parts into one softmax. Equal to
+    /// attending to every position at once up to float rounding; the result depends only on
+    /// the plan and the thread count, not on anything an earlier step left.
     private func attendShared(
-        _ tokens: [Int], keys kc: UnsafeMutablePointer<Float>, values vc: UnsafeMutablePointer<Float>,
+        _ plan: SharedAttentionPlan, keys kc: UnsafeMutablePointer<Float>, values vc: UnsafeMutablePointer<Float>,
         qkv: UnsafeMutablePointer<Float>, positions: [Int], slots tokenSlots: [Int]
     ) {
         let c = engine.config
         let (heads, g, d) = (c.numAttentionHeads, c.numKeyValueHeads, c.headDim)
         let (group, hd, w) = (heads / g, heads * d, (heads + 2 * g) * d)
-        let (prefix, kvWidth, capacity, attn) = (sharedLength, kvWidth, capacity, attn)
+        let (kvWidth, capacity, attn) = (kvWidth, capacity, attn)
         let scale = 1 / Float(d).squareRoot()
-        // Query rows per kv head, in order (token, head within the group); per query the
-        // prefix's weighted values [d], then its softmax maximum and sum.
-        let perHead = tokens.count * group
-        let needed = g * perHead * (d + 2)
-        if needed > sharedScratchCount {
-            sharedScratch.deallocate()
-            sharedScratch = .allocate(capacity: needed)
-            sharedScratchCount = needed
+        // Per span, its readers' queries per kv head in order (reader, head within the group);
+        // per query the span's weighted values [d], then its softmax maximum and sum.
+        var base: [Int] = [], total = 0
+        for span in plan.spans {
+            base.append(total)
+            total += g * span.readers.count * group
         }
-        let weighted = sharedScratch, stats = sharedScratch + g * perHead * d
-        let source = sharedSource * capacity * kvWidth
-        let blocksPerHead = min(perHead, max(1, (4 * Threads.count + g - 1) / g))
-        let blockRows = (perHead + blocksPerHead - 1) / blocksPerHead
+        if total * (d + 2) > sharedScratchCount {
+            sharedScratch.deallocate()
+            sharedScratchCount = total * (d + 2)
+            sharedScratch = .allocate(capacity: sharedScratchCount)
+        }
+        let weighted = sharedScratch, stats = sharedScratch + total * d
+        // Work items: (span, kv head, first query row) over blocks of rows, about four per thread.
+        var items: [(span: Int, kv: Int, first: Int, rows: Int)] = []
+        let perThread = max(1, (4 * Threads.count + g * plan.spans.count - 1) / (g * plan.spans.count))
+        var longest = 0
+        for (k, span) in plan.spans.enumerated() {
+            let perHead = span.readers.count * group
+            let blockRows = (perHead + perThread - 1) / perThread
+            longest = max(longest, blockRows * (d + span.positions.count))
+            for kv in 0..<g {
+                for first in stride(from: 0, to: perHead, by: blockRows) {
+                    items.append((k, kv, first, min(blockRows, perHead - first)))
+                }
+            }
+        }
         BLAS.singleThreaded {
-            parallelChunks(g * blocksPerHead) { items in
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: blockRows * (d + prefix)) { buffer in
-                    let q = buffer.baseAddress!, scores = q + blockRows * d
-                    for item in items {
-                        let (kv, first) = (item / blocksPerHead, (item % blocksPerHead) * blockRows)
-                        let rows = min(blockRows, perHead - first)
-                        guard rows > 0 else { continue }
+            parallelChunks(items.count) { chunk in
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: longest) { buffer in
+                    for (k, kv, first, rows) in items[chunk] {
+                        let span = plan.spans[k]
+                        let (n, perHead) = (span.positions.count, span.readers.count * group)
+                        let q = buffer.baseAddress!, scores = q + rows * d
                         for i in 0..<rows {
-                            let (t, head) = (tokens[(first + i) / group], kv * group + (first + i) % group)
-                            (q + i * d).update(from: qkv + t * w + head * d, count: d)
+                            let t = plan.tokens[span.readers[(first + i) / group]]
+                            (q + i * d).update(from: qkv + t * w + (kv * group + (first + i) % group) * d, count: d)
                         }
+                        let from = (span.source * capacity + span.positions.lowerBound) * kvWidth + kv * d
                         BLAS.sgemm(
-                            transA: false, transB: true, m: rows, n: prefix, k: d, alpha: scale, a: q, lda: d,
-                            b: kc + source + kv * d, ldb: kvWidth, c: scores, ldc: prefix, split: false)
-                        let at = kv * perHead + first
+                            transA: false, transB: true, m: rows, n: n, k: d, alpha: scale, a: q, lda: d,
+                            b: kc + from, ldb: kvWidth, c: scores, ldc: n, split: false)
+                        let at = base[k] + kv * perHead + first
                         for i in 0..<rows {
-                            let row = scores + i * prefix
+                            let row = scores + i * n
                             var top = -Float.infinity
-                            for j in 0..<prefix { top = max(top, row[j]) }
+                            for j in 0..<n { top = max(top, row[j]) }
                             stats[2 * (at + i)] = top
-                            stats[2 * (at + i) + 1] = expShiftedSum(row, row, prefix, shift: top)
+                            stats[2 * (at + i) + 1] = expShiftedSum(row, row, n, shift: top)
                         }
                         BLAS.sgemm(
-                            transA: false, transB: false, m: rows, n: d, k: prefix, a: scores, lda: prefix,
-                            b: vc + source + kv * d, ldb: kvWidth, c: weighted + at * d, ldc: d, split: false)
+                            transA: false, transB: false, m: rows, n: d, k: n, a: scores, lda: n, b: vc + from,
+                            ldb: kvWidth, c: weighted + at * d, ldc: d, split: false)
                     }
                 }
             }
         }
-        parallelChunks(tokens.count * heads) { items in
+        parallelChunks(plan.tokens.count * heads) { items in
             withUnsafeTemporaryAllocation(of: Float.self, capacity: capacity + 2) { scratch in
                 let own = scratch.baseAddress! + 2
                 for item in items {
                     let (i, head) = (item / heads, item % heads)
-                    let t = tokens[i]
-                    let base = (tokenSlots[t] * capacity + prefix) * kvWidth + (head / group) * d
+                    let t = plan.tokens[i]
+                    let from = (tokenSlots[t] * capacity + plan.own[i]) * kvWidth + (head / group) * d
                     let out = attn + t * hd + head * d
                     attendToken(
-                        q: qkv + t * w + head * d, heads: 1, kvHeads: 1, headDim: d, keys: kc + base, values: vc + base,
-                        count: positions[t] + 1 - prefix, stride: kvWidth, out: out, scratch: own,
+                        q: qkv + t * w + head * d, heads: 1, kvHeads: 1, headDim: d, keys: kc + from, values: vc + from,
+                        count: positions[t] + 1 - plan.own[i], stride: kvWidth, out: out, scratch: own,
                         stats: scratch.baseAddress!)
-                    let at = (head / group) * perHead + i * group + head % group
-                    mergeAttention(
-                        out, top: scratch[0], total: scratch[1], weighted: weighted + at * d, firstTop: stats[2 * at],
-                        firstTotal: stats[2 * at + 1], d: d)
+                    var (top, sum) = (scratch[0], scratch[1])
+                    for (k, reader) in plan.reads[i] {
+                        let perHead = plan.spans[k].readers.count * group
+                        let at = base[k] + (head / group) * perHead + reader * group + head % group
+                        (top, sum) = mergeAttention(
+                            out, top: top, total: sum, weighted: weighted + at * d, firstTop: stats[2 * at],
+                            firstTotal: stats[2 * at + 1], d: d)
+                    }
                 }
             }
         }

@@ -230,8 +230,8 @@ extension DecodeEngine {
     /// own KV-cache slot and positions from 0, so no padding is ever attended to. The prefill
     /// is shared as `sharing` says (default `commonPrefix`): rows with identical prompts
     /// prefill it once and copy the slot, and the prefix common to all the batch's prompts is
-    /// prefilled once before the rest; decode steps then attend to that prefix (or to the whole
-    /// prompt, when every row continues one) once for all the rows (`DecodeState.sharePrefix`).
+    /// prefilled once before the rest; decode steps then attend to that prefix once for all the
+    /// rows, and to the rest of a prompt once for the rows that continue it (`DecodeState.share`).
     /// A row's logits are those of its prompt alone up to float rounding (products of other
     /// heights may block differently): the tests check greedy and seeded tokens identical and
     /// log-probabilities within 1e-5 of the unshared path.
@@ -294,11 +294,19 @@ extension DecodeEngine {
         }
         var logits = state.step(ids: ids, slots: slots, outputs: lastTokens)  // [U, V]
         for (r, u) in plan.source.enumerated() where r != home[u] { state.copy(slot: home[u], to: r) }
-        // Every row now starts with the same keys and values: the common prefix, or the whole
-        // prompt when all rows continue one. Decode steps attend to them once for all rows.
+        // Every row now starts with copies of the common prefix's keys and values, and the rows
+        // of one prompt with copies of the rest of it: decode steps read each span once for all
+        // the rows that hold it. Spans shorter than `DecodeState.shortestSpan` stay each row's own.
         if sharing != .none {
-            let common = plan.distinct.count == 1 ? plan.distinct[0].count : c
-            if common > 0 { state.sharePrefix(common, of: home[0], with: Array(0..<b)) }
+            var start = 0
+            if c >= DecodeState.shortestSpan {
+                state.share(0..<c, of: home[0], with: Array(0..<b))
+                start = c
+            }
+            for (u, prompt) in plan.distinct.enumerated() where prompt.count - start >= DecodeState.shortestSpan {
+                let rows = plan.source.indices.filter { plan.source[$0] == u }
+                if rows.count > 1 { state.share(start..<prompt.count, of: home[u], with: rows) }
+            }
         }
         var logitRow = plan.source  // row r samples from row logitRow[r] of `logits`
         var running = Array(0..<b)

@@ -89,33 +89,39 @@ func relativeDifference(_ a: [Float], _ b: [Float]) -> Float {
         #expect(relativeDifference(rows[1], referenceLogits(m, prompt + [5])) < 1e-5)
     }
 
-    /// Four slots holding copies of an 80-token prefix, declared shared, attend to it together:
-    /// their own tokens (a step of several per slot, then decode steps) get the model's logits.
-    /// A slot reset and refilled leaves the group, and copying into the group's source ends it:
-    /// after each, every slot still gets the logits of its own tokens.
-    @Test func slotsSharingAPrefixAttendToItTogether() {
+    /// Four slots holding copies of an 80-token prefix, slots 0 and 1 copies of 20 more tokens
+    /// after it and slots 2 and 3 of 30 others, all declared shared, attend to those spans
+    /// together: their own tokens (a step of several per slot, then decode steps) get the
+    /// model's logits. A slot reset and refilled leaves its spans, and copying into a span's
+    /// source ends the span: after each, every slot still gets the logits of its own tokens.
+    @Test func slotsSharingSpansAttendToThemTogether() {
         var rng = RNG(seed: 35)
         let c = tinyConfig()
         let m = LlamaModel(config: c, rng: &rng)
-        let state = DecodeState(engine: DecodeEngine(model: m), slots: 4, capacity: 120)
+        let state = DecodeState(engine: DecodeEngine(model: m), slots: 4, capacity: 150)
         let v = c.vocabSize
         func random(_ n: Int) -> [Int32] { (0..<n).map { _ in Int32(rng.next() % 97) } }
         func check(_ out: UnsafeMutablePointer<Float>, _ row: Int, _ tokens: [Int32], _ what: String) {
             let got = Array(UnsafeBufferPointer(start: out + row * v, count: v))
             #expect(relativeDifference(got, referenceLogits(m, tokens)) < 1e-5, "\(what)")
         }
-        let prefix = random(80)
+        let prefix = random(80), first = random(20), second = random(30)
         state.step(ids: prefix, slots: Array(repeating: 0, count: 80), outputs: [])
-        for s in 1..<4 { state.copy(slot: 0, to: s) }
-        state.sharePrefix(80, of: 0, with: [0, 1, 2, 3])
-        var held = Array(repeating: prefix, count: 4)
+        state.copy(slot: 0, to: 2)
+        state.step(ids: first + second, slots: Array(repeating: 0, count: 20) + Array(repeating: 2, count: 30), outputs: [])
+        state.copy(slot: 0, to: 1)
+        state.copy(slot: 2, to: 3)
+        state.share(0..<80, of: 0, with: [0, 1, 2, 3])
+        state.share(80..<100, of: 0, with: [0, 1])
+        state.share(80..<110, of: 2, with: [2, 3])
+        var held = [prefix + first, prefix + first, prefix + second, prefix + second]
         let own = [2, 5, 1, 3].map(random)
         let slots = own.enumerated().flatMap { s, t in Array(repeating: s, count: t.count) }
         var out = state.step(ids: own.flatMap { $0 }, slots: slots, outputs: Array(slots.indices))
         var at = 0
         for s in 0..<4 {
             for i in own[s].indices {
-                check(out, at, prefix + own[s][...i], "slot \(s) own token \(i)")
+                check(out, at, held[s] + own[s][...i], "slot \(s) own token \(i)")
                 at += 1
             }
             held[s] += own[s]
@@ -140,16 +146,26 @@ func relativeDifference(_ a: [Float], _ b: [Float]) -> Float {
             check(out, i, held[s], "after the reset, slot \(s)")
         }
         #expect(state.sharedAttentionTokens == 23 + 2)
-        // The source overwritten: no slot shares any more.
-        state.copy(slot: 2, to: 0)
-        held[0] = held[2]
-        next = random(3)
-        out = state.step(ids: next, slots: [0, 1, 3], outputs: [0, 1, 2])
-        for (i, s) in [0, 1, 3].enumerated() {
-            held[s].append(next[i])
-            check(out, i, held[s], "after the source was overwritten, slot \(s)")
+        // Slot 2, the source of slot 3's second span, overwritten: slot 3 keeps the first span
+        // only. Then slot 0, the first span's source: no slot shares any more.
+        state.copy(slot: 1, to: 2)
+        held[2] = held[1]
+        next = random(4)
+        out = state.step(ids: next, slots: [0, 1, 2, 3], outputs: [0, 1, 2, 3])
+        for s in 0..<4 {
+            held[s].append(next[s])
+            check(out, s, held[s], "after slot 2 was overwritten, slot \(s)")
         }
-        #expect(state.sharedAttentionTokens == 25)
+        #expect(state.sharedAttentionTokens == 25 + 4)
+        state.copy(slot: 3, to: 0)
+        held[0] = held[3]
+        next = random(4)
+        out = state.step(ids: next, slots: [0, 1, 2, 3], outputs: [0, 1, 2, 3])
+        for s in 0..<4 {
+            held[s].append(next[s])
+            check(out, s, held[s], "after the source was overwritten, slot \(s)")
+        }
+        #expect(state.sharedAttentionTokens == 29)
     }
 
     /// Steps longer than one chunk of the working buffers run in pieces and give the same logits.
