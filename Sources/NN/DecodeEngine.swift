@@ -187,7 +187,7 @@ public final class DecodeState {
     private var spans: [(source: Int, positions: Range<Int>)?] = []
     /// Per slot, the spans it holds, in order and contiguous from position 0.
     private var slotSpans: [[Int]]
-    /// Decode tokens that attended to a shared prefix together, over all steps.
+    /// Decode tokens that attended to shared spans together, over all steps.
     package private(set) var sharedAttentionTokens = 0
     /// `attendShared`'s per-query outputs and softmax statistics, grown as needed.
     private var sharedScratch = UnsafeMutablePointer<Float>.allocate(capacity: 1)
@@ -557,11 +557,11 @@ public final class DecodeState {
         let weighted = sharedScratch, stats = sharedScratch + total * d
         // Work items: (span, kv head, first query row) over blocks of rows, about four per thread.
         var items: [(span: Int, kv: Int, first: Int, rows: Int)] = []
-        let perThread = max(1, (4 * Threads.count + g * plan.spans.count - 1) / (g * plan.spans.count))
+        let blocksPerHead = max(1, (4 * Threads.count + g * plan.spans.count - 1) / (g * plan.spans.count))
         var longest = 0
         for (k, span) in plan.spans.enumerated() {
             let perHead = span.readers.count * group
-            let blockRows = (perHead + perThread - 1) / perThread
+            let blockRows = (perHead + blocksPerHead - 1) / blocksPerHead
             longest = max(longest, blockRows * (d + span.positions.count))
             for kv in 0..<g {
                 for first in stride(from: 0, to: perHead, by: blockRows) {
