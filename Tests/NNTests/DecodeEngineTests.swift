@@ -117,7 +117,7 @@ func relativeDifference(_ a: [Float], _ b: [Float]) -> Float {
         var held = [prefix + first, prefix + first, prefix + second, prefix + second]
         let own = [2, 5, 1, 3].map(random)
         let slots = own.enumerated().flatMap { s, t in Array(repeating: s, count: t.count) }
-        var out = state.step(ids: own.flatMap { $0 }, slots: slots, outputs: Array(slots.indices))
+        let out = state.step(ids: own.flatMap { $0 }, slots: slots, outputs: Array(slots.indices))
         var at = 0
         for s in 0..<4 {
             for i in own[s].indices {
@@ -126,45 +126,32 @@ func relativeDifference(_ a: [Float], _ b: [Float]) -> Float {
             }
             held[s] += own[s]
         }
-        for step in 0..<3 {
-            let next = random(4)
-            out = state.step(ids: next, slots: [0, 1, 2, 3], outputs: [0, 1, 2, 3])
-            for s in 0..<4 {
-                held[s].append(next[s])
-                check(out, s, held[s], "slot \(s) decode step \(step)")
+        // One decode step of `stepping`, each slot's logits checked against its tokens.
+        func decode(_ stepping: [Int], _ what: String) {
+            let next = random(stepping.count)
+            let out = state.step(ids: next, slots: stepping, outputs: Array(stepping.indices))
+            for (i, s) in stepping.enumerated() {
+                held[s].append(next[i])
+                check(out, i, held[s], "\(what), slot \(s)")
             }
         }
+        for step in 0..<3 { decode([0, 1, 2, 3], "decode step \(step)") }
         #expect(state.sharedAttentionTokens == 11 + 12)
         // Slot 2 reset and refilled: it attends to its own keys, the others still share.
         state.reset(slot: 2)
         held[2] = random(90)
         state.step(ids: held[2], slots: Array(repeating: 2, count: 90), outputs: [])
-        var next = random(3)
-        out = state.step(ids: next, slots: [1, 2, 3], outputs: [0, 1, 2])
-        for (i, s) in [1, 2, 3].enumerated() {
-            held[s].append(next[i])
-            check(out, i, held[s], "after the reset, slot \(s)")
-        }
+        decode([1, 2, 3], "after the reset")
         #expect(state.sharedAttentionTokens == 23 + 2)
         // Slot 2, the source of slot 3's second span, overwritten: slot 3 keeps the first span
         // only. Then slot 0, the first span's source: no slot shares any more.
         state.copy(slot: 1, to: 2)
         held[2] = held[1]
-        next = random(4)
-        out = state.step(ids: next, slots: [0, 1, 2, 3], outputs: [0, 1, 2, 3])
-        for s in 0..<4 {
-            held[s].append(next[s])
-            check(out, s, held[s], "after slot 2 was overwritten, slot \(s)")
-        }
+        decode([0, 1, 2, 3], "after slot 2 was overwritten")
         #expect(state.sharedAttentionTokens == 25 + 4)
         state.copy(slot: 3, to: 0)
         held[0] = held[3]
-        next = random(4)
-        out = state.step(ids: next, slots: [0, 1, 2, 3], outputs: [0, 1, 2, 3])
-        for s in 0..<4 {
-            held[s].append(next[s])
-            check(out, s, held[s], "after the source was overwritten, slot \(s)")
-        }
+        decode([0, 1, 2, 3], "after the source was overwritten")
         #expect(state.sharedAttentionTokens == 29)
     }
 
