@@ -3,12 +3,15 @@ same weights, alternating within each round (compare the ratio: the machine is s
 
     /tmp/distill-ref/bin/python tools/bench_generate_hf.py MODEL [--batch 32] [--prompt-tokens 64]
         [--new-tokens 64] [--temperature 0.8] [--top-k 40] [--greedy] [--rounds 3] [--threads 2]
+        [--weights f32,file]
 
 MODEL is anything distill loads (a .gguf, a checkpoint); it is exported once to a Hugging Face
 directory under Checkpoints/bench/ for transformers. Both tools get `batch` prompts of random
 token ids and generate exactly `new-tokens` tokens per row (transformers with min_new_tokens;
 distill's bench has no stop token); the figure is generated tokens per second over the whole
-call, prefill included. distill's time is its bench's prefill plus decode time.
+call, prefill included. distill's time is its bench's prefill plus decode time. `--weights` lists
+distill's formats to run (`distill bench decode --weights`: f32, q8_0, q4_0, q4_1, file for a
+GGUF's own blocks), each a contender of its own in every round; transformers always runs f32.
 
 Needs the reference environment (../shared/reference/setup.sh) and a release build.
 """
@@ -40,8 +43,8 @@ def transformers_once(model, a, seed):
     return a.batch * a.new_tokens / seconds
 
 
-def distill_once(model, a):
-    args = [DISTILL, "bench", "decode", "--checkpoint", model, "--batch", str(a.batch), "--prompt-tokens",
+def distill_once(model, a, weights):
+    args = [DISTILL, "bench", "decode", "--checkpoint", model, "--weights", weights, "--batch", str(a.batch), "--prompt-tokens",
             str(a.prompt_tokens), "--decode-tokens", str(a.new_tokens), "--repeats", "1", "--threads",
             str(a.threads), "--json"]
     if not a.greedy:
@@ -62,22 +65,29 @@ def main():
     ap.add_argument("--greedy", action="store_true")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--weights", default="f32", help="distill's weight formats, comma-separated")
     a = ap.parse_args()
+    formats = a.weights.split(",")
     import torch
     from transformers import AutoModelForCausalLM
 
     torch.set_num_threads(a.threads)
     model = AutoModelForCausalLM.from_pretrained(hf_directory(a.model), torch_dtype=torch.float32, attn_implementation="eager")
     model.eval()
-    ours, theirs = [], []
+    ours, theirs = {w: [] for w in formats}, []
     for r in range(a.rounds):
-        ours.append(distill_once(a.model, a))
+        for w in formats:
+            ours[w].append(distill_once(a.model, a, w))
         theirs.append(transformers_once(model, a, seed=r))
-        print(f"round {r + 1}: distill {ours[-1]:.1f} tok/s, transformers {theirs[-1]:.1f} tok/s", flush=True)
+        mine = ", ".join(f"distill {w} {ours[w][-1]:.1f} tok/s" for w in formats)
+        print(f"round {r + 1}: {mine}, transformers {theirs[-1]:.1f} tok/s", flush=True)
     mode = "greedy" if a.greedy else f"sampled (temperature {a.temperature}, top-k {a.top_k})"
-    d, t = statistics.median(ours), statistics.median(theirs)
+    t = statistics.median(theirs)
     print(f"\nbatch {a.batch}, {a.prompt_tokens} prompt + {a.new_tokens} new tokens, {mode}, {a.threads} threads, "
-          f"medians of {a.rounds}: distill {d:.1f} tok/s, transformers {t:.1f} tok/s, ratio {d / t:.2f}x")
+          f"medians of {a.rounds}: transformers {t:.1f} tok/s")
+    for w in formats:
+        d = statistics.median(ours[w])
+        print(f"  distill {w}: {d:.1f} tok/s, ratio {d / t:.2f}x")
 
 
 if __name__ == "__main__":

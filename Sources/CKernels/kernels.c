@@ -590,6 +590,9 @@ AVX2 static void attend_avx2(
 
 // MARK: interleaved 4-bit rows
 
+// Activation rows from which the interleaved product unpacks each block once for all of them.
+enum { INTERLEAVED_WIDE_FROM = 3 };
+
 // Bytes of one group-block: 8 scales (and 8 minima), 128 bytes of nibbles.
 static int group_block_bytes(dk_format f) { return 8 * block_bytes(f); }
 static int scale_bytes(dk_format f) { return f == DK_Q4_1 ? 32 : 16; }
@@ -737,14 +740,78 @@ INTERLEAVED_GROUP(interleaved_group_vnni, VNNI, dot4_vnni)
 
 INTERLEAVED_MATMUL(matmul_interleaved_avx2, AVX2, interleaved_group_avx2)
 INTERLEAVED_MATMUL(matmul_interleaved_vnni, VNNI, interleaved_group_vnni)
+
+// Activation rows a tile at a time of the wide kernel below; its float sums (two vectors a
+// row) take 8 KB of stack.
+enum { WIDE_TILE = 64 };
+
+// Many activation rows: one group of 8 rows a block at a time, the block's nibbles unpacked
+// once into eight registers that stay while every activation row of the tile passes by, so
+// the unpacking is paid once per block rather than once per two rows. Each (row, input)
+// pair runs the same operations in the same order as the group kernel above (the integer
+// sums are exact; the float ones are the same multiply-adds), so the results are bitwise
+// equal to it.
+#define INTERLEAVED_WIDE(NAME, ATTR, DOT)                                                                             \
+    ATTR static void NAME(                                                                                            \
+        dk_format f, const void *w, int k, int r0, int r1, const int8_t *xq, const float *xscale, const float *xsum, \
+        int n, float *y, int ldy) {                                                                                   \
+        int nb = k / 32, gb = group_block_bytes(f), sb = scale_bytes(f);                                              \
+        size_t stride = (size_t)nb * gb;                                                                              \
+        __m256i m4 = _mm256_set1_epi8(15), zero = _mm256_setzero_si256();                                             \
+        __m256 acc[2 * WIDE_TILE];                                                                                    \
+        for (int j0 = 0; j0 < n; j0 += WIDE_TILE) {                                                                   \
+            int nj = n - j0 < WIDE_TILE ? n - j0 : WIDE_TILE;                                                         \
+            for (int g0 = r0 / 8 * 8; g0 < r1; g0 += 8) {                                                             \
+                const uint8_t *g = (const uint8_t *)w + (size_t)(g0 / 8) * stride;                                    \
+                for (int j = 0; j < 2 * nj; j++) acc[j] = _mm256_setzero_ps();                                        \
+                for (int b = 0; b < nb; b++, g += gb) {                                                               \
+                    __m256i lo[4], hi[4];                                                                             \
+                    for (int c = 0; c < 4; c++) {                                                                     \
+                        __m256i q = _mm256_loadu_si256((const __m256i *)(g + sb + 32 * c));                          \
+                        lo[c] = _mm256_and_si256(q, m4);                                                              \
+                        hi[c] = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);                                        \
+                    }                                                                                                 \
+                    __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));                                 \
+                    __m256 mins = f == DK_Q4_1 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16)))          \
+                                               : _mm256_mul_ps(d, _mm256_set1_ps(-8.0f));                             \
+                    for (int j = 0; j < nj; j++) {                                                                    \
+                        size_t xb = (size_t)(j0 + j) * nb + b;                                                        \
+                        const int32_t *x4 = (const int32_t *)(xq + xb * 32);                                          \
+                        __m256i s0 = DOT(zero, lo[0], _mm256_set1_epi32(x4[0]));                                      \
+                        __m256i s1 = DOT(zero, lo[1], _mm256_set1_epi32(x4[1]));                                      \
+                        s0 = DOT(s0, hi[0], _mm256_set1_epi32(x4[4]));                                                \
+                        s1 = DOT(s1, hi[1], _mm256_set1_epi32(x4[5]));                                                \
+                        s0 = DOT(s0, lo[2], _mm256_set1_epi32(x4[2]));                                                \
+                        s1 = DOT(s1, lo[3], _mm256_set1_epi32(x4[3]));                                                \
+                        s0 = DOT(s0, hi[2], _mm256_set1_epi32(x4[6]));                                                \
+                        s1 = DOT(s1, hi[3], _mm256_set1_epi32(x4[7]));                                                \
+                        __m256 dot = _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1));                                    \
+                        acc[2 * j] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(xscale[xb])), dot, acc[2 * j]);  \
+                        acc[2 * j + 1] = _mm256_fmadd_ps(mins, _mm256_set1_ps(xsum[xb]), acc[2 * j + 1]);             \
+                    }                                                                                                 \
+                }                                                                                                     \
+                for (int j = 0; j < nj; j++) {                                                                        \
+                    float lanes[8];                                                                                   \
+                    _mm256_storeu_ps(lanes, _mm256_add_ps(acc[2 * j], acc[2 * j + 1]));                               \
+                    for (int r = g0 < r0 ? r0 : g0; r < g0 + 8 && r < r1; r++)                                        \
+                        y[(size_t)(j0 + j) * ldy + r] = lanes[r - g0];                                                \
+                }                                                                                                     \
+            }                                                                                                         \
+        }                                                                                                             \
+    }
+
+INTERLEAVED_WIDE(matmul_interleaved_wide_avx2, AVX2, dot4_avx2)
+INTERLEAVED_WIDE(matmul_interleaved_wide_vnni, VNNI, dot4_vnni)
 #endif
 
 void dk_matmul_interleaved(
     dk_format format, const void *w, int k, int r0, int r1, const int8_t *xq, const float *xscale,
     const float *xsum, int n, float *y, int ldy) {
 #if DK_X86
-    int level = dk_level();
+    int level = dk_level(), wide = n >= INTERLEAVED_WIDE_FROM;
+    if (level == 2 && wide) return matmul_interleaved_wide_vnni(format, w, k, r0, r1, xq, xscale, xsum, n, y, ldy);
     if (level == 2) return matmul_interleaved_vnni(format, w, k, r0, r1, xq, xscale, xsum, n, y, ldy);
+    if (level == 1 && wide) return matmul_interleaved_wide_avx2(format, w, k, r0, r1, xq, xscale, xsum, n, y, ldy);
     if (level == 1) return matmul_interleaved_avx2(format, w, k, r0, r1, xq, xscale, xsum, n, y, ldy);
 #endif
     matmul_interleaved_scalar(format, w, k, r0, r1, xq, xscale, xsum, n, y, ldy);

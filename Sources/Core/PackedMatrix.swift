@@ -269,6 +269,9 @@ extension PackedMatrix {
     /// Inputs from which products go to sgemm rather than the matrix-vector kernels: f32 weights
     /// as they are; quantized weights decoded a block of rows at a time, against the input's
     /// int8 activations decoded, which is the quantized product up to float summation order.
+    /// Interleaved 4-bit weights never do: their integer kernel unpacks each block once for all
+    /// the inputs, and beats decoding plus sgemm at every batch (2.4x on prefill, 2.9x on a
+    /// decode step of 16 rows; docs/training.md).
     public static let sgemmFrom = 16
 
     /// Inputs from which f32 weights go to sgemm. Below it distill's own kernel reads each
@@ -282,14 +285,16 @@ extension PackedMatrix {
     /// Runs every product of `group` on the same input x [n, K], all their rows split over
     /// the threads as one piece of work (q, k and v of a layer; gate and up). The input is
     /// quantized once when any matrix is quantized. From `sgemmFrom` inputs on (`f32SgemmFrom`
-    /// when every matrix is f32), products run as sgemms (see there).
+    /// when every matrix is f32), products run as sgemms (see there), unless every matrix is
+    /// interleaved.
     public static func multiply(
         _ x: UnsafePointer<Float>, n: Int, _ group: [PackedProduct], scratch: ProductScratch
     ) {
         guard n > 0, let k = group.first?.matrix.columns else { return }
         precondition(group.allSatisfy { $0.matrix.columns == k }, "products of one input need equal columns")
         let quantized = group.contains { $0.matrix.format.isQuantized }
-        if n >= (quantized ? sgemmFrom : f32SgemmFrom) { return multiplyBySgemm(x, n: n, group, scratch: scratch) }
+        let integer = quantized && group.allSatisfy { $0.matrix.interleaved }
+        if !integer && n >= (quantized ? sgemmFrom : f32SgemmFrom) { return multiplyBySgemm(x, n: n, group, scratch: scratch) }
         let input = quantized ? scratch.quantized(x, n: n, k: k) : ProductInput(x: x, n: n, q: nil, scale: nil, sum: nil)
         // The group's rows end to end; each chunk of them runs on one thread.
         let ends = group.reduce(into: [Int]()) { $0.append(($0.last ?? 0) + $1.matrix.rows) }

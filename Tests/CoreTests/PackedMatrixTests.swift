@@ -104,7 +104,7 @@ private struct QuantizeFixture: Decodable {
             part.withUnsafeMutableBufferPointer { packed.decode(rows: 13..<24, into: $0.baseAddress!) }
             #expect(part.map(\.bitPattern) == wd[(13 * k)..<(24 * k)].map(\.bitPattern))
         }
-        for n in [1, 3, 4, 9] {  // the kernels take activation rows four at a time
+        for n in [1, 3, 4, 9, 70] {  // the kernels take activation rows four at a time; 64 a tile
             let x = randomMatrix(n, k, seed: UInt64(n))
             let xd = decodedActivations(x)
             var y = [Float](repeating: .nan, count: n * r)
@@ -140,6 +140,20 @@ private struct QuantizeFixture: Decodable {
                         let want = (13..<27).contains(i) ? y[j * r + i] : -7
                         #expect(part[j * r + i] == want, "\(format) n \(n) partial row \(j) col \(i)")
                     }
+                }
+                // Each activation row alone (the two-row kernel) gives the bits it gets among n
+                // (the wide kernel from 3 rows on).
+                var alone = [Float](repeating: -7, count: r)
+                for j in 0..<n {
+                    KernelLevel.with(level) {
+                        withExtendedLifetime(packed) {
+                            dk_matmul_interleaved(
+                                format.kernel, packed.blockStorage!, Int32(k), 13, 27, q.withUnsafeBufferPointer { $0.baseAddress! + j * k },
+                                scale.withUnsafeBufferPointer { $0.baseAddress! + j * k / 32 },
+                                sum.withUnsafeBufferPointer { $0.baseAddress! + j * k / 32 }, 1, &alone, Int32(r))
+                        }
+                    }
+                    #expect(alone[13..<27].map(\.bitPattern) == part[(j * r + 13)..<(j * r + 27)].map(\.bitPattern), "\(format) n \(n) row \(j) alone")
                 }
             }
         }

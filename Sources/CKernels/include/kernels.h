@@ -57,7 +57,9 @@ void dk_matmul_quantized(
 void dk_interleave(dk_format format, const void *w, int rows, int k, void *out);
 /// Rows [r0, r1) of an interleaved matrix decoded to floats ([r1 - r0, k]).
 void dk_dequantize_interleaved(dk_format format, const void *w, int k, int r0, int r1, float *out);
-/// `dk_matmul_quantized` for an interleaved matrix (Q4_0 or Q4_1).
+/// `dk_matmul_quantized` for an interleaved matrix (Q4_0 or Q4_1). From 3 activation rows on,
+/// each block is unpacked once for all of them rather than once per two; every row's results
+/// are bitwise those of the row alone.
 void dk_matmul_interleaved(
     dk_format format, const void *w, int k, int r0, int r1, const int8_t *xq, const float *xscale,
     const float *xsum, int n, float *y, int ldy);
