@@ -5,6 +5,14 @@
   route_tasks.jsonl  600 more tasks of the same kind, for learned routers
   train.jsonl   2,000 worked examples {"text"} (question, one line of working, "#### answer")
                 for pretraining a tiny teacher that learns the format and some of the sums
+  levels_tasks.jsonl  900 tasks at three levels the question shows (300 each): one-digit
+                numbers, two-digit numbers, and two steps on two-digit numbers
+  levels_train.jsonl  9,000 worked examples of the same three levels (3,000 each), for a
+                pair of models whose difference lies in some requests and not others
+                (Recipes/route-levels.json, docs/routing.md)
+  levels_easy_tasks.jsonl  900 more tasks, two in three of them one-digit (600, 150, 150):
+                the same pair on a mix where most requests are easy
+                (Recipes/route-levels-easy.json)
 
 Plain Python 3, no dependencies, deterministic (random.Random with fixed seeds; only
 randrange() and choice() are used). Numbers are 1..20, operations + and -, results >= 0, so
@@ -27,10 +35,8 @@ NAMES = ["Ada", "Ben", "Cleo", "Dev", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jon",
 THINGS = ["apples", "marbles", "stickers", "shells", "coins", "books", "pencils", "stamps"]
 
 
-def problem(rng):
-    """One (question, working, answer)."""
-    name, thing = rng.choice(NAMES), rng.choice(THINGS)
-    a, b = rng.randrange(1, 21), rng.randrange(1, 21)
+def one_step(rng, name, thing, a, b):
+    """(question, working, answer) of a sum or, the larger number first, a difference."""
     if rng.randrange(2) == 0:
         q = f"{name} has {a} {thing} and gets {b} more. How many {thing} does {name} have now?"
         return q, f"{a} + {b} = {a + b}.", a + b
@@ -38,6 +44,27 @@ def problem(rng):
         a, b = b, a
     q = f"{name} has {a} {thing} and gives away {b}. How many {thing} does {name} have left?"
     return q, f"{a} - {b} = {a - b}.", a - b
+
+
+def problem(rng):
+    """One (question, working, answer)."""
+    name, thing = rng.choice(NAMES), rng.choice(THINGS)
+    a, b = rng.randrange(1, 21), rng.randrange(1, 21)
+    return one_step(rng, name, thing, a, b)
+
+
+def level_problem(rng, level):
+    """One (question, working, answer) of `level`: 1 one-digit numbers, 2 two-digit numbers,
+    3 two steps (gets some, then gives some away) on two-digit numbers."""
+    name, thing = rng.choice(NAMES), rng.choice(THINGS)
+    low, high = (1, 10) if level == 1 else (10, 100)
+    a, b = rng.randrange(low, high), rng.randrange(low, high)
+    if level == 3:
+        c = rng.randrange(10, min(a + b, 99) + 1)
+        q = (f"{name} has {a} {thing}, gets {b} more and then gives away {c}. "
+             f"How many {thing} does {name} have left?")
+        return q, f"{a} + {b} = {a + b}. {a + b} - {c} = {a + b - c}.", a + b - c
+    return one_step(rng, name, thing, a, b)
 
 
 def prompt(question):
@@ -69,8 +96,38 @@ def build():
     for _ in range(2000):
         q, work, ans = problem(rng)
         train.append({"text": f"{prompt(q)} {work} #### {ans}"})
+    # Three levels, interleaved so that any prefix of either file mixes them evenly; the
+    # tasks' questions never appear among the worked examples.
+    rng = random.Random(11)
+    levels, asked = [], set()
+    while len(levels) < 900:
+        level = len(levels) % 3 + 1
+        q, _, ans = level_problem(rng, level)
+        if q in asked:
+            continue
+        asked.add(q)
+        levels.append({"id": f"level-{len(levels) + 1:04d}", "prompt": prompt(q), "answer": str(ans)})
+    rng = random.Random(12)
+    levels_train = []
+    while len(levels_train) < 9000:
+        q, work, ans = level_problem(rng, len(levels_train) % 3 + 1)
+        if q not in asked:
+            levels_train.append({"text": f"{prompt(q)} {work} #### {ans}"})
+    # The mostly-easy mix: levels 1, 1, 1, 1, 2, 3 in turn; none of its questions is among
+    # the worked examples or the even mix.
+    rng = random.Random(13)
+    taught = {row["text"].split("\nA:")[0][3:] for row in levels_train}
+    easy = []
+    while len(easy) < 900:
+        q, _, ans = level_problem(rng, [1, 1, 1, 1, 2, 3][len(easy) % 6])
+        if q in asked or q in taught:
+            continue
+        asked.add(q)
+        easy.append({"id": f"easy-{len(easy) + 1:04d}", "prompt": prompt(q), "answer": str(ans)})
     dump = lambda rows: "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-    return {"tasks.jsonl": dump(tasks), "train.jsonl": dump(train), "route_tasks.jsonl": dump(route)}
+    return {"tasks.jsonl": dump(tasks), "train.jsonl": dump(train), "route_tasks.jsonl": dump(route),
+            "levels_tasks.jsonl": dump(levels), "levels_train.jsonl": dump(levels_train),
+            "levels_easy_tasks.jsonl": dump(easy)}
 
 
 def main():

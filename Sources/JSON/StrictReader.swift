@@ -243,6 +243,24 @@ package struct ObjectReader<K: CodingKey & CaseIterable & RawRepresentable<Strin
         if let list = strings(key) { target = list }
     }
 
+    /// A non-empty list of numbers, each in `range` (and whole when `integers`); nil when absent
+    /// or invalid, the problem logged at the key.
+    package func numbers(_ key: K, _ range: NumericRange, integers: Bool = false) -> [Double]? {
+        guard let v = value(key) else { return nil }
+        if case .array(let items) = v, !items.isEmpty {
+            let values = items.compactMap { item -> Double? in
+                switch item {
+                case .int(let i): Double(i)
+                case .double(let d) where !integers || Self.integer(item) != nil: d
+                default: nil
+                }
+            }
+            if values.count == items.count && values.allSatisfy(range.contains) { return values }
+        }
+        log.add(.rule("must be a non-empty list of \(integers ? "integers" : "numbers"), each \(range.description)"), at: path(key))
+        return nil
+    }
+
     // MARK: Nested objects
 
     /// Reads the object at `key` with `read`, or returns nil when absent.

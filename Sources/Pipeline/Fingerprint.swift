@@ -104,13 +104,14 @@ package struct StageFingerprint: Codable, Sendable, Equatable {
         value = h.hex
     }
 
-    /// Computes the fingerprint of `stage` given the fingerprints of the stages it references.
+    /// Computes the fingerprint of `stage` given the fingerprints of the stages it references and
+    /// of the `earlier` stages of the types it `readsEarlierStages`.
     /// An input file inside an earlier stage's output (`@sample/sft.jsonl`; `produced` maps
     /// outputs to their stages) counts by that stage's fingerprint, not its bytes: it may not
     /// exist yet, and when it does the stage that writes it decides its content.
     package static func compute(
         _ stage: Stage, seed: Int, upstream: [String: StageFingerprint], produced: [String: String] = [:],
-        digester: inout FileDigester
+        earlier: [Stage] = [], digester: inout FileDigester
     ) throws(InputError) -> StageFingerprint {
         var parts = ["settings": FNV1a64.hex(stage.resolvedJSON), "seed": String(seed)]
         for path in stage.settings.allInputFiles {
@@ -122,7 +123,8 @@ package struct StageFingerprint: Codable, Sendable, Equatable {
                 parts["file:" + path] = try digester.digest(path)
             }
         }
-        for name in stage.settings.stageReferences {
+        let types = type(of: stage.settings).readsEarlierStages
+        for name in stage.settings.stageReferences + earlier.filter({ types.contains($0.type) }).map(\.name) {
             guard let fp = upstream[name] else {
                 preconditionFailure("stage \(name) is fingerprinted before \(stage.name)")
             }

@@ -10,7 +10,7 @@ extension ExecutorRegistry {
         ExecutorRegistry([
             .pretrain: PretrainExecutor(), .eval: EvalExecutor(), .generate: GenerateExecutor(), .export: ExportExecutor(),
             .merge: MergeExecutor(), .sft: SFTExecutor(), .dpo: DPOExecutor(), .kd: KDExecutor(), .sample: SampleExecutor(),
-            .sweep: SweepExecutor(), .route: RouteExecutor(),
+            .sweep: SweepExecutor(), .route: RouteExecutor(), .cascade: CascadeExecutor(),
         ])
     }
 }

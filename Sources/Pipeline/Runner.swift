@@ -173,7 +173,8 @@ package final class Runner {
             let fp: StageFingerprint
             do {
                 fp = try StageFingerprint.compute(
-                    stage, seed: recipe.seed, upstream: fingerprints, produced: produced, digester: &digester)
+                    stage, seed: recipe.seed, upstream: fingerprints, produced: produced,
+                    earlier: Array(recipe.stages[..<index]), digester: &digester)
             } catch {
                 throw .input(error)
             }

@@ -44,7 +44,7 @@ package struct Recipe: Codable, Sendable, Equatable {
 
 /// Stage types this build understands.
 package enum StageType: String, Codable, Sendable, CaseIterable, Hashable {
-    case pretrain, eval, generate, export, merge, sft, dpo, kd, sample, sweep, route
+    case pretrain, eval, generate, export, merge, sft, dpo, kd, sample, sweep, route, cascade
 
     /// The settings type of stages of this type.
     package var settingsType: any StageSettings.Type {
@@ -60,6 +60,7 @@ package enum StageType: String, Codable, Sendable, CaseIterable, Hashable {
         case .sample: SampleStage.self
         case .sweep: SweepStage.self
         case .route: RouteStage.self
+        case .cascade: CascadeStage.self
         }
     }
 
@@ -84,6 +85,10 @@ package protocol StageSettings: Codable, Sendable, Equatable {
     static var producesCheckpoint: Bool { get }
     /// The stage in its `Stage` case.
     var stage: Stage { get }
+    /// Types of the earlier stages whose files this stage reads without naming them (the run's
+    /// verdict table gathers every eval and sample stage's), so that a change to any of them runs
+    /// it again. Default none.
+    static var readsEarlierStages: [StageType] { get }
 
     /// Pass 1: reads the stage object at `path` on its own (keys, types, ranges, rules inside
     /// it), starting from the defaults with `name` and the recipe `seed`, logging every problem.
@@ -93,6 +98,8 @@ package protocol StageSettings: Codable, Sendable, Equatable {
 }
 
 extension StageSettings {
+    package static var readsEarlierStages: [StageType] { [] }
+
     /// Names of the earlier stages this stage reads.
     package var stageReferences: [String] {
         checkpointInputs.compactMap { if case .stage(let n) = $0 { return n } else { return nil } }
@@ -117,6 +124,7 @@ package enum Stage: Sendable, Equatable {
     case kd(KDStage)
     case sweep(SweepStage)
     case route(RouteStage)
+    case cascade(CascadeStage)
 
     package var settings: any StageSettings {
         switch self {
@@ -131,6 +139,7 @@ package enum Stage: Sendable, Equatable {
         case .kd(let s): return s
         case .sweep(let s): return s
         case .route(let s): return s
+        case .cascade(let s): return s
         }
     }
 

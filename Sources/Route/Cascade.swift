@@ -133,6 +133,13 @@ package struct CascadeReport: Sendable, Equatable, Codable {
         case testTasks = "test_tasks"
         case matchedK = "matched_k"
     }
+
+    /// The cascade or adaptive setting that recovers the most of the gap at a cost share below
+    /// `limit` (ties to the cheaper); nil without a gap or without such a setting.
+    package func mostGapRecovered(costBelow limit: Double) -> CascadePoint? {
+        points.filter { ($0.kind == "cascade" || $0.kind == "adaptive") && $0.costShare < limit && $0.gapRecovered != nil }
+            .max { a, b in a.gapRecovered! == b.gapRecovered! ? a.costShare > b.costShare : a.gapRecovered! < b.gapRecovered! }
+    }
 }
 
 package enum CascadeAnalysis {

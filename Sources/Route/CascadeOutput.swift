@@ -37,6 +37,14 @@ extension CascadeReport {
                 "| \(cell(label)) | \(e(p.accuracy)) | \(String(format: "%.3f", p.costShare)) | \(e(p.strongShare)) | "
             out += (p.gapRecovered.map { String(format: "%.2f", $0) } ?? "-") + " | \(p.pareto ? "*" : "") |\n"
         }
+        if points.contains(where: { $0.gapRecovered != nil }) {
+            out += "\nBelow half the strong model's cost, "
+            out +=
+                mostGapRecovered(costBelow: 0.5).map {
+                    "the most of the gap a setting recovers is \(String(format: "%.2f", $0.gapRecovered!)) (\(cell($0.label)), cost share \(String(format: "%.3f", $0.costShare)))."
+                } ?? "no cascade or adaptive setting costs that little."
+            out += "\n"
+        }
         if !bins.isEmpty, let ks = bins.first?.weakMajority.map(\.k) {
             out += "\n## Votes at matched compute\n\n"
             out += "The weak model's majority vote over its first k samples against one strong answer, by difficulty "

@@ -1,6 +1,7 @@
 // `distill route train`, `calibrate` and `eval` as a user runs them, over a hand-written verdict
 // table of 40 tasks and tiny_chat.gguf as the weak model: the files they write, and the exit
-// codes of mistakes (2 usage, 65 bad data, 74 missing files).
+// codes of mistakes (2 usage, 65 bad data, 74 missing files); the route and cascade stages
+// over a hand-written run directory.
 
 import Foundation
 import Testing
@@ -68,15 +69,53 @@ import Testing
         #expect(damaged.status == 65, "\(damaged.err)")
     }
 
-    /// The route stage refuses the credit label on a run whose eval rows record no credit, naming
-    /// the stage's key, before loading the weak model.
-    @Test func theRouteStageRefusesTheCreditLabelWithoutCredit() throws {
+    /// A scratch folder holding a run directory `run` with an eval report of arms W and S; the
+    /// caller writes its rows (`eval.tasks.jsonl`) and removes the folder.
+    func runDirectory() throws -> (folder: URL, run: URL) {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("distill-route-\(UUID().uuidString)")
         let run = dir.appendingPathComponent("run")
         try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: dir) }
         try #"{"tasks": null, "arms": [{"name": "W", "model": "w", "checksum": null}, {"name": "S", "model": "s", "checksum": null}]}"#
             .write(to: run.appendingPathComponent("eval.json"), atomically: true, encoding: .utf8)
+        return (dir, run)
+    }
+
+    /// The cascade stage over a run's eval rows: W agrees with itself and is right on three tasks
+    /// in four and splits its two samples on the fourth, where only S is right; so the cascade
+    /// that escalates disagreement recovers the whole gap with a quarter of the requests sent on.
+    @Test func theCascadeStageWritesItsReport() throws {
+        let (dir, run) = try runDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var rows = ""
+        for t in 0..<40 {
+            let agrees = t % 4 != 3
+            let w = (0..<2).map { i in
+                #"{"seed": \#(i), "text": "x", "correct": \#(agrees), "canonical": "\#(agrees ? "r" : "w\(i)")", "tokens": 1}"#
+            }
+            let s = (0..<2).map { i in #"{"seed": \#(i), "text": "y", "correct": true, "canonical": "r", "tokens": 10}"# }
+            rows += #"{"arm": "W", "task_id": "t\#(t)", "samples": [\#(w.joined(separator: ", "))]}"# + "\n"
+            rows += #"{"arm": "S", "task_id": "t\#(t)", "samples": [\#(s.joined(separator: ", "))]}"# + "\n"
+        }
+        try rows.write(to: run.appendingPathComponent("eval.tasks.jsonl"), atomically: true, encoding: .utf8)
+        let recipe = dir.appendingPathComponent("r.json")
+        try #"{"name": "r", "run_dir": "run", "stages": [{"type": "cascade", "weak": "W", "strong": "S", "m": [2], "taus": [1], "split": 0, "resamples": 50, "parameters": {"W": 10, "S": 100}}]}"#
+            .write(to: recipe, atomically: true, encoding: .utf8)
+        let r = try distill(["run", recipe.path])
+        #expect(r.status == 0, "\(r.err)")
+        for name in ["cascade.json", "cascade.md", "cascade.svg", "verdicts.jsonl"] {
+            #expect(FileManager.default.fileExists(atPath: run.appendingPathComponent(name).path), "\(name)")
+        }
+        let markdown = try String(contentsOf: run.appendingPathComponent("cascade.md"), encoding: .utf8)
+        #expect(markdown.contains("| m=2 tau=1 (2+ of 2 agree) | 1.000 [1.000, 1.000] |"), "\(markdown)")
+        #expect(markdown.contains("Below half the strong model's cost, the most of the gap a setting recovers is 1.00 (m=2 tau=1"))
+        #expect(r.out.contains("gap_recovered_under_half_cost=1"), "\(r.out)")
+    }
+
+    /// The route stage refuses the credit label on a run whose eval rows record no credit, naming
+    /// the stage's key, before loading the weak model.
+    @Test func theRouteStageRefusesTheCreditLabelWithoutCredit() throws {
+        let (dir, run) = try runDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
         var rows = ""
         for arm in ["W", "S"] {
             for t in 0..<4 {

@@ -56,6 +56,28 @@ import Testing
         #expect(zip(a, content).allSatisfy { $0 != $1 })
     }
 
+    /// Route and cascade stages read the verdicts of every earlier eval and sample stage, which
+    /// they do not name: a change to one of those runs them again; a change to another route
+    /// stage does not.
+    @Test func verdictReadingStagesFollowEveryEarlierEvalStage() throws {
+        let dir = Scratch()
+        dir.write("stories.txt", "text")
+        dir.write("tasks.jsonl", #"{"id": "t1", "prompt": "1 + 1 =", "answer": "2"}"# + "\n")
+        let text = """
+            {"name": "r", "run_dir": "run", "stages": [
+              {"type": "pretrain", "name": "small", "data": {"train": ["stories.txt"]}, "training": {"steps": 10}},
+              {"type": "eval", "tasks": "tasks.jsonl", "arms": [{"name": "a", "model": "@small"}, {"name": "b", "model": "@small"}], "samples": 2},
+              {"type": "route", "checkpoint": "@small", "weak": "a", "strong": "b"},
+              {"type": "cascade", "weak": "a", "strong": "b"}
+            ]}
+            """
+        let a = try fingerprints(dir, text)
+        let samples = try fingerprints(dir, text, ["eval.samples=4"])
+        #expect(samples[0] == a[0] && samples[1] != a[1] && samples[2] != a[2] && samples[3] != a[3])
+        let kind = try fingerprints(dir, text, ["route.kind=knn"])
+        #expect(kind[0] == a[0] && kind[1] == a[1] && kind[2] != a[2] && kind[3] == a[3])
+    }
+
     @Test func fingerprintPartsExplainChanges() throws {
         let old = StageFingerprint(parts: ["settings": "1", "seed": "0", "file:/d/a.txt": "x", "stage:pretrain": "p"])
         let new = StageFingerprint(parts: [

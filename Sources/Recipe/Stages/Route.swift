@@ -69,14 +69,7 @@ extension RouteStage {
         } else if !r.has(.checkpoint) {
             r.missing(.checkpoint, hint: "the weak model, e.g. \"@small\"")
         }
-        for key in [CodingKeys.weak, .strong] {
-            if let n = r.string(key) {
-                if key == .weak { s.weak = n } else { s.strong = n }
-            } else if !r.has(key) {
-                r.missing(key, hint: "a model of the run's verdict table: an eval arm's name or a sample stage's folder")
-            }
-        }
-        if !s.weak.isEmpty && s.weak == s.strong { log.add(.rule("the strong model is the weak one"), at: r.path(.strong)) }
+        readModelPair(r, weak: .weak, strong: .strong, into: &s.weak, &s.strong)
         if let kind = r.string(.kind) {
             if kinds.contains(kind) {
                 s.kind = kind
@@ -107,21 +100,7 @@ extension RouteStage {
         if s.calibration + s.test >= 1 {
             log.add(.rule("calibration + test must leave tasks to train on (their sum is below 1)"), at: r.path(.test))
         }
-        if let list = r.value(.shares) {
-            if case .array(let items) = list, !items.isEmpty,
-                case let values = items.compactMap({ v -> Double? in
-                    switch v {
-                    case .int(let i): Double(i)
-                    case .double(let d): d
-                    default: nil
-                    }
-                }), values.count == items.count, values.allSatisfy({ (0...1).contains($0) })
-            {
-                s.shares = values
-            } else {
-                log.add(.rule("must be a non-empty list of shares within 0...1"), at: r.path(.shares))
-            }
-        }
+        if let shares = r.numbers(.shares, .closed(0, 1)) { s.shares = shares }
         r.read(.randomSeeds, into: &s.randomSeeds, .atLeast(1))
         r.read(.resamples, into: &s.resamples, .atLeast(0))
         r.read(.seed, into: &s.seed, .atLeast(0))
@@ -130,8 +109,24 @@ extension RouteStage {
 
     package var stage: Stage { .route(self) }
     package static let producesCheckpoint = false
+    package static let readsEarlierStages: [StageType] = [.eval, .sample]
 
     package mutating func link(_ l: StageLinker) {
         if l.given.contains("checkpoint") { checkpoint = l.source(checkpoint, given: true, at: "checkpoint") ?? checkpoint }
     }
+}
+
+/// The `weak` and `strong` models of a stage that reads the run's verdict table: both required,
+/// and not the same.
+func readModelPair<K: CodingKey & CaseIterable & RawRepresentable<String>>(
+    _ r: ObjectReader<K>, weak weakKey: K, strong strongKey: K, into weak: inout String, _ strong: inout String
+) {
+    for key in [weakKey, strongKey] {
+        if let n = r.string(key) {
+            if key.rawValue == weakKey.rawValue { weak = n } else { strong = n }
+        } else if !r.has(key) {
+            r.missing(key, hint: "a model of the run's verdict table: an eval arm's name or a sample stage's folder")
+        }
+    }
+    if !weak.isEmpty && weak == strong { r.log.add(.rule("the strong model is the weak one"), at: r.path(strongKey)) }
 }
