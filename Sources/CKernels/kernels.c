@@ -588,17 +588,20 @@ AVX2 static void attend_avx2(
 
 #endif
 
-// MARK: interleaved 4-bit rows
+// MARK: interleaved rows
 
 // Activation rows from which the interleaved product unpacks each block once for all of them.
 enum { INTERLEAVED_WIDE_FROM = 3 };
 
-// Bytes of one group-block: 8 scales (and 8 minima), 128 bytes of nibbles.
+// Bytes of one group-block: 8 scales (and 8 minima), then 128 bytes of nibbles or 256 of
+// Q8_0's int8 values, in chunks of 32 (4 bytes of each row).
 static int group_block_bytes(dk_format f) { return 8 * block_bytes(f); }
 static int scale_bytes(dk_format f) { return f == DK_Q4_1 ? 32 : 16; }
+static int chunk_count(dk_format f) { return f == DK_Q8_0 ? 8 : 4; }
 
 void dk_interleave(dk_format f, const void *w, int rows, int k, void *out) {
     int nb = k / 32, bb = block_bytes(f), gb = group_block_bytes(f), sb = scale_bytes(f), qs = f == DK_Q4_1 ? 4 : 2;
+    int chunks = chunk_count(f);
     for (int g = 0; g < rows / 8; g++) {
         for (int b = 0; b < nb; b++) {
             uint8_t *o = (uint8_t *)out + ((size_t)g * nb + b) * gb;
@@ -606,7 +609,7 @@ void dk_interleave(dk_format f, const void *w, int rows, int k, void *out) {
                 const uint8_t *blk = (const uint8_t *)w + ((size_t)(g * 8 + lane) * nb + b) * bb;
                 memcpy(o + 2 * lane, blk, 2);
                 if (f == DK_Q4_1) memcpy(o + 16 + 2 * lane, blk + 2, 2);
-                for (int c = 0; c < 4; c++) memcpy(o + sb + 32 * c + 4 * lane, blk + qs + 4 * c, 4);
+                for (int c = 0; c < chunks; c++) memcpy(o + sb + 32 * c + 4 * lane, blk + qs + 4 * c, 4);
             }
         }
     }
@@ -618,7 +621,7 @@ static void deinterleave_block(dk_format f, const uint8_t *w, int nb, int r, int
     const uint8_t *g = w + ((size_t)(r / 8) * nb + b) * gb;
     memcpy(blk, g + 2 * lane, 2);
     if (f == DK_Q4_1) memcpy(blk + 2, g + 16 + 2 * lane, 2);
-    for (int c = 0; c < 4; c++) memcpy(blk + qs + 4 * c, g + sb + 32 * c + 4 * lane, 4);
+    for (int c = 0; c < chunk_count(f); c++) memcpy(blk + qs + 4 * c, g + sb + 32 * c + 4 * lane, 4);
 }
 
 void dk_dequantize_interleaved(dk_format f, const void *w, int k, int r0, int r1, float *out) {
@@ -631,6 +634,11 @@ void dk_dequantize_interleaved(dk_format f, const void *w, int k, int r0, int r1
             // The same arithmetic as dk_dequantize, so both layouts decode to the same bits.
             float d = half_to_float(g + 2 * lane), m = f == DK_Q4_1 ? half_to_float(g + 16 + 2 * lane) : 0;
             const uint8_t *q = g + sb + 4 * lane;
+            if (f == DK_Q8_0) {
+                for (int c = 0; c < 8; c++)
+                    for (int t = 0; t < 4; t++) o[4 * c + t] = d * (float)(int8_t)q[32 * c + t];
+                continue;
+            }
             for (int c = 0; c < 4; c++)
                 for (int t = 0; t < 4; t++) {
                     int byte = q[32 * c + t], lo = byte & 15, hi = byte >> 4;
@@ -650,7 +658,7 @@ static void matmul_interleaved_scalar(
     dk_format f, const void *w, int k, int r0, int r1, const int8_t *xq, const float *xscale, const float *xsum,
     int n, float *y, int ldy) {
     int nb = k / 32;
-    uint8_t blk[20];
+    uint8_t blk[34];
     for (int r = r0; r < r1; r++)
         for (int j = 0; j < n; j++) {
             float acc = 0;
@@ -659,7 +667,9 @@ static void matmul_interleaved_scalar(
                 size_t xb = (size_t)j * nb + b;
                 float dw = half_to_float(blk), dx = xscale[xb];
                 float dot = (float)block_dot_scalar(f, blk, xq + xb * 32);
-                acc += f == DK_Q4_0 ? dw * dx * dot - 8 * dw * xsum[xb] : dw * dx * dot + half_to_float(blk + 2) * xsum[xb];
+                if (f == DK_Q8_0) acc += dw * dx * dot;
+                else if (f == DK_Q4_0) acc += dw * dx * dot - 8 * dw * xsum[xb];
+                else acc += dw * dx * dot + half_to_float(blk + 2) * xsum[xb];
             }
             y[(size_t)j * ldy + r] = acc;
         }
@@ -670,6 +680,8 @@ static void matmul_interleaved_scalar(
 // so a block's dot products accumulate in place (x's 4-byte pieces broadcast) and the 8
 // scales load as one vector: no horizontal sums. Each chunk of nibbles is unpacked once for
 // both activation rows; two integer accumulators per row keep the multiply-adds independent.
+// Q8_0's signed weights enter the unsigned-by-signed multiply-add as |w| against x with w's
+// sign (x is within -127...127, so the sign never overflows); it has no offset term.
 #define INTERLEAVED_GROUP(NAME, ATTR, DOT)                                                                            \
     ATTR static inline __attribute__((always_inline)) void NAME(                                                     \
         dk_format f, const uint8_t *g, int nb, const int8_t *xq, const float *xscale, const float *xsum, int nj,     \
@@ -680,7 +692,14 @@ static void matmul_interleaved_scalar(
         for (int b = 0; b < nb; b++, g += gb) {                                                                       \
             __m256i s[2][2];                                                                                          \
             for (int j = 0; j < nj; j++) s[j][0] = s[j][1] = _mm256_setzero_si256();                                  \
-            for (int c = 0; c < 4; c++) {                                                                             \
+            for (int c = 0; f == DK_Q8_0 && c < 8; c++) {                                                             \
+                __m256i q = _mm256_loadu_si256((const __m256i *)(g + sb + 32 * c)), a = _mm256_abs_epi8(q);           \
+                for (int j = 0; j < nj; j++) {                                                                        \
+                    const int32_t *x4 = (const int32_t *)(xq + ((size_t)j * nb + b) * 32);                            \
+                    s[j][c & 1] = DOT(s[j][c & 1], a, _mm256_sign_epi8(_mm256_set1_epi32(x4[c]), q));                 \
+                }                                                                                                     \
+            }                                                                                                         \
+            for (int c = 0; f != DK_Q8_0 && c < 4; c++) {                                                             \
                 __m256i q = _mm256_loadu_si256((const __m256i *)(g + sb + 32 * c));                                  \
                 __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);             \
                 for (int j = 0; j < nj; j++) {                                                                        \
@@ -696,7 +715,7 @@ static void matmul_interleaved_scalar(
                 size_t xb = (size_t)j * nb + b;                                                                       \
                 __m256 dot = _mm256_cvtepi32_ps(_mm256_add_epi32(s[j][0], s[j][1]));                                  \
                 acc[j] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(xscale[xb])), dot, acc[j]);                  \
-                offset[j] = _mm256_fmadd_ps(mins, _mm256_set1_ps(xsum[xb]), offset[j]);                               \
+                if (f != DK_Q8_0) offset[j] = _mm256_fmadd_ps(mins, _mm256_set1_ps(xsum[xb]), offset[j]);              \
             }                                                                                                         \
         }                                                                                                             \
         for (int j = 0; j < nj; j++) out[j] = _mm256_add_ps(acc[j], offset[j]);                                       \
@@ -724,7 +743,9 @@ INTERLEAVED_GROUP(interleaved_group_vnni, VNNI, dot4_vnni)
             for (int g0 = r0 / 8 * 8; g0 < r1; g0 += 8) {                                                             \
                 const uint8_t *g = (const uint8_t *)w + (size_t)(g0 / 8) * stride;                                    \
                 __m256 v[2];                                                                                          \
-                if (f == DK_Q4_0 && nj == 1) GROUP(DK_Q4_0, g, nb, xq + at * 32, xscale + at, xsum + at, 1, v);       \
+                if (f == DK_Q8_0 && nj == 1) GROUP(DK_Q8_0, g, nb, xq + at * 32, xscale + at, xsum + at, 1, v);       \
+                else if (f == DK_Q8_0) GROUP(DK_Q8_0, g, nb, xq + at * 32, xscale + at, xsum + at, 2, v);             \
+                else if (f == DK_Q4_0 && nj == 1) GROUP(DK_Q4_0, g, nb, xq + at * 32, xscale + at, xsum + at, 1, v);  \
                 else if (f == DK_Q4_0) GROUP(DK_Q4_0, g, nb, xq + at * 32, xscale + at, xsum + at, 2, v);             \
                 else if (nj == 1) GROUP(DK_Q4_1, g, nb, xq + at * 32, xscale + at, xsum + at, 1, v);                  \
                 else GROUP(DK_Q4_1, g, nb, xq + at * 32, xscale + at, xsum + at, 2, v);                               \
@@ -746,7 +767,8 @@ INTERLEAVED_MATMUL(matmul_interleaved_vnni, VNNI, interleaved_group_vnni)
 enum { WIDE_TILE = 64 };
 
 // Many activation rows: one group of 8 rows a block at a time, the block's nibbles unpacked
-// once into eight registers that stay while every activation row of the tile passes by, so
+// once into eight registers (Q8_0: its eight chunks and their magnitudes) that stay while
+// every activation row of the tile passes by, so
 // the unpacking is paid once per block rather than once per two rows. Each (row, input)
 // pair runs the same operations in the same order as the group kernel above (the integer
 // sums are exact; the float ones are the same multiply-adds), so the results are bitwise
@@ -765,6 +787,26 @@ enum { WIDE_TILE = 64 };
                 const uint8_t *g = (const uint8_t *)w + (size_t)(g0 / 8) * stride;                                    \
                 for (int j = 0; j < 2 * nj; j++) acc[j] = _mm256_setzero_ps();                                        \
                 for (int b = 0; b < nb; b++, g += gb) {                                                               \
+                    if (f == DK_Q8_0) {                                                                               \
+                        __m256i q[8], a[8];                                                                           \
+                        for (int c = 0; c < 8; c++) {                                                                 \
+                            q[c] = _mm256_loadu_si256((const __m256i *)(g + sb + 32 * c));                           \
+                            a[c] = _mm256_abs_epi8(q[c]);                                                             \
+                        }                                                                                             \
+                        __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));                             \
+                        for (int j = 0; j < nj; j++) {                                                                \
+                            size_t xb = (size_t)(j0 + j) * nb + b;                                                    \
+                            const int32_t *x4 = (const int32_t *)(xq + xb * 32);                                      \
+                            __m256i s0 = zero, s1 = zero;                                                             \
+                            for (int c = 0; c < 8; c += 2) {                                                          \
+                                s0 = DOT(s0, a[c], _mm256_sign_epi8(_mm256_set1_epi32(x4[c]), q[c]));                 \
+                                s1 = DOT(s1, a[c + 1], _mm256_sign_epi8(_mm256_set1_epi32(x4[c + 1]), q[c + 1]));     \
+                            }                                                                                         \
+                            __m256 dot = _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1));                                \
+                            acc[2 * j] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(xscale[xb])), dot, acc[2 * j]); \
+                        }                                                                                             \
+                        continue;                                                                                     \
+                    }                                                                                                 \
                     __m256i lo[4], hi[4];                                                                             \
                     for (int c = 0; c < 4; c++) {                                                                     \
                         __m256i q = _mm256_loadu_si256((const __m256i *)(g + sb + 32 * c));                          \

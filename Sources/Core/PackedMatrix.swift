@@ -78,12 +78,12 @@ public final class PackedMatrix: @unchecked Sendable {
     private let tensor: Tensor?
     /// Quantized: the blocks, row after row (or interleaved by groups of 8 rows), owned.
     private let blocks: UnsafeMutableRawPointer?
-    /// The 4-bit blocks interleaved by groups of 8 rows (`dk_interleave`), for matrix-vector
+    /// The blocks interleaved by groups of 8 rows (`dk_interleave`), for matrix-vector
     /// products without horizontal sums; false: ggml's row layout.
     public let interleaved: Bool
 
     /// `weight` [R, K] in `format`: quantized (as ggml's reference quantizers do), or for f32
-    /// the tensor itself, shared. `interleave` stores Q4_0 and Q4_1 interleaved when the rows
+    /// the tensor itself, shared. `interleave` stores the quantized formats interleaved when the rows
     /// come in groups of 8 (the decode engine's layout; `blockBytes` is then unavailable).
     public init(_ weight: Tensor, format: WeightFormat, interleave: Bool = false) {
         precondition(weight.rank == 2, "a packed matrix is [rows, columns], got \(weight.shape)")
@@ -104,9 +104,9 @@ public final class PackedMatrix: @unchecked Sendable {
         blocks = interleaved ? Self.interleave(raw, format: format, rows: rows, columns: k) : raw
     }
 
-    /// Whether `interleave` applies: the 4-bit formats, rows in groups of 8.
+    /// Whether `interleave` applies: a quantized format, rows in groups of 8.
     static func canInterleave(_ format: WeightFormat, rows: Int) -> Bool {
-        (format == .q4_0 || format == .q4_1) && rows % 8 == 0 && rows > 0
+        format.isQuantized && rows % 8 == 0 && rows > 0
     }
 
     /// The row-layout blocks `raw` interleaved into a new buffer; `raw` is deallocated.
@@ -119,7 +119,7 @@ public final class PackedMatrix: @unchecked Sendable {
         return out
     }
 
-    /// This matrix with its 4-bit blocks interleaved (itself when that does not apply).
+    /// This matrix with its blocks interleaved (itself when that does not apply).
     public func interleavedCopy() -> PackedMatrix {
         guard !interleaved, Self.canInterleave(format, rows: rows), let blockBytes else { return self }
         return PackedMatrix(format: format, rows: rows, columns: columns, bytes: blockBytes, interleave: true)
@@ -269,7 +269,7 @@ extension PackedMatrix {
     /// Inputs from which products go to sgemm rather than the matrix-vector kernels: f32 weights
     /// as they are; quantized weights decoded a block of rows at a time, against the input's
     /// int8 activations decoded, which is the quantized product up to float summation order.
-    /// Interleaved 4-bit weights never do: their integer kernel unpacks each block once for all
+    /// Interleaved weights never do: their integer kernel unpacks each block once for all
     /// the inputs, and beats decoding plus sgemm at every batch (2.4x on prefill, 2.9x on a
     /// decode step of 16 rows; docs/training.md).
     public static let sgemmFrom = 16

@@ -50,14 +50,15 @@ void dk_matmul_quantized(
     dk_format format, const void *w, int k, int r0, int r1, const int8_t *xq, const float *xscale,
     const float *xsum, int n, float *y, int ldy);
 
-/// The 4-bit formats interleaved by groups of 8 rows, for matrix-vector products that need no
-/// horizontal sums: per group and block, the 8 rows' f16 scales d (and for Q4_1 their minima m),
-/// then 4 chunks of 32 bytes, chunk c holding bytes 4c...4c+3 of each row's 16 in row order.
-/// Same size as the row layout; `rows` a multiple of 8.
+/// A quantized matrix interleaved by groups of 8 rows, for products that need no horizontal
+/// sums: per group and block, the 8 rows' f16 scales d (and for Q4_1 their minima m), then
+/// chunks of 32 bytes, chunk c holding bytes 4c...4c+3 of each row's values in row order (4
+/// chunks of the 4-bit formats' 16 bytes of nibbles, 8 of Q8_0's 32 int8 values). Same size
+/// as the row layout; `rows` a multiple of 8.
 void dk_interleave(dk_format format, const void *w, int rows, int k, void *out);
 /// Rows [r0, r1) of an interleaved matrix decoded to floats ([r1 - r0, k]).
 void dk_dequantize_interleaved(dk_format format, const void *w, int k, int r0, int r1, float *out);
-/// `dk_matmul_quantized` for an interleaved matrix (Q4_0 or Q4_1). From 3 activation rows on,
+/// `dk_matmul_quantized` for an interleaved matrix. From 3 activation rows on,
 /// each block is unpacked once for all of them rather than once per two; every row's results
 /// are bitwise those of the row alone.
 void dk_matmul_interleaved(
