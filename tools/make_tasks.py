@@ -67,30 +67,31 @@ def level_problem(rng, level):
     return one_step(rng, name, thing, a, b)
 
 
+def unique_tasks(count, id_format, seen, draw):
+    """`count` tasks {"id", "prompt", "answer"} from draw(i) -> (question, working, answer) for
+    the i-th task, skipping questions in `seen`, which gains the ones kept."""
+    out = []
+    while len(out) < count:
+        q, _, ans = draw(len(out))
+        if q in seen:
+            continue
+        seen.add(q)
+        out.append({"id": id_format.format(len(out) + 1), "prompt": prompt(q), "answer": str(ans)})
+    return out
+
+
 def prompt(question):
     return f"Q: {question}\nA:"
 
 
 def build():
     rng = random.Random(5)
-    tasks = []
     seen = set()
-    while len(tasks) < 64:
-        q, _, ans = problem(rng)
-        if q in seen:
-            continue
-        seen.add(q)
-        tasks.append({"id": f"arith-{len(tasks) + 1:03d}", "prompt": prompt(q), "answer": str(ans)})
+    tasks = unique_tasks(64, "arith-{:03d}", seen, lambda i: problem(rng))
     # 600 more tasks, none of the 64 above, for training and testing learned routers
     # (Recipes/route-arithmetic.json, docs/routing.md).
     rng = random.Random(7)
-    route = []
-    while len(route) < 600:
-        q, _, ans = problem(rng)
-        if q in seen:
-            continue
-        seen.add(q)
-        route.append({"id": f"route-{len(route) + 1:04d}", "prompt": prompt(q), "answer": str(ans)})
+    route = unique_tasks(600, "route-{:04d}", seen, lambda i: problem(rng))
     rng = random.Random(6)
     train = []
     for _ in range(2000):
@@ -99,14 +100,8 @@ def build():
     # Three levels, interleaved so that any prefix of either file mixes them evenly; the
     # tasks' questions never appear among the worked examples.
     rng = random.Random(11)
-    levels, asked = [], set()
-    while len(levels) < 900:
-        level = len(levels) % 3 + 1
-        q, _, ans = level_problem(rng, level)
-        if q in asked:
-            continue
-        asked.add(q)
-        levels.append({"id": f"level-{len(levels) + 1:04d}", "prompt": prompt(q), "answer": str(ans)})
+    asked = set()
+    levels = unique_tasks(900, "level-{:04d}", asked, lambda i: level_problem(rng, i % 3 + 1))
     rng = random.Random(12)
     levels_train = []
     while len(levels_train) < 9000:
@@ -117,13 +112,7 @@ def build():
     # the worked examples or the even mix.
     rng = random.Random(13)
     taught = {row["text"].split("\nA:")[0][3:] for row in levels_train}
-    easy = []
-    while len(easy) < 900:
-        q, _, ans = level_problem(rng, [1, 1, 1, 1, 2, 3][len(easy) % 6])
-        if q in asked or q in taught:
-            continue
-        asked.add(q)
-        easy.append({"id": f"easy-{len(easy) + 1:04d}", "prompt": prompt(q), "answer": str(ans)})
+    easy = unique_tasks(900, "easy-{:04d}", asked | taught, lambda i: level_problem(rng, [1, 1, 1, 1, 2, 3][i % 6]))
     dump = lambda rows: "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     return {"tasks.jsonl": dump(tasks), "train.jsonl": dump(train), "route_tasks.jsonl": dump(route),
             "levels_tasks.jsonl": dump(levels), "levels_train.jsonl": dump(levels_train),
