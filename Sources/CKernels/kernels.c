@@ -763,16 +763,15 @@ INTERLEAVED_MATMUL(matmul_interleaved_avx2, AVX2, interleaved_group_avx2)
 INTERLEAVED_MATMUL(matmul_interleaved_vnni, VNNI, interleaved_group_vnni)
 
 // Activation rows a tile at a time of the wide kernel below; its float sums (two vectors a
-// row) take 8 KB of stack.
+// row) take 4 KB of stack.
 enum { WIDE_TILE = 64 };
 
 // Many activation rows: one group of 8 rows a block at a time, the block's nibbles unpacked
 // once into eight registers (Q8_0: its eight chunks and their magnitudes) that stay while
-// every activation row of the tile passes by, so
-// the unpacking is paid once per block rather than once per two rows. Each (row, input)
-// pair runs the same operations in the same order as the group kernel above (the integer
-// sums are exact; the float ones are the same multiply-adds), so the results are bitwise
-// equal to it.
+// every activation row of the tile passes by, so the unpacking is paid once per block rather
+// than once per two rows. Each (row, input) pair runs the same operations in the same order
+// as the group kernel above (the integer sums are exact; the float ones are the same
+// multiply-adds), so the results are bitwise equal to it.
 #define INTERLEAVED_WIDE(NAME, ATTR, DOT)                                                                             \
     ATTR static void NAME(                                                                                            \
         dk_format f, const void *w, int k, int r0, int r1, const int8_t *xq, const float *xscale, const float *xsum, \

@@ -270,8 +270,8 @@ extension PackedMatrix {
     /// as they are; quantized weights decoded a block of rows at a time, against the input's
     /// int8 activations decoded, which is the quantized product up to float summation order.
     /// Interleaved weights never do: their integer kernel unpacks each block once for all
-    /// the inputs, and beats decoding plus sgemm at every batch (2.4x on prefill, 2.9x on a
-    /// decode step of 16 rows; docs/training.md).
+    /// the inputs, and beats decoding plus sgemm at every batch (2.4-2.6x on prefill, 2.6x on
+    /// a decode step of 16 rows, Q4_1; docs/training.md).
     public static let sgemmFrom = 16
 
     /// Inputs from which f32 weights go to sgemm. Below it distill's own kernel reads each
