@@ -109,6 +109,13 @@ import Testing
         #expect(markdown.contains("| m=2 tau=1 (2+ of 2 agree) | 1.000 [1.000, 1.000] |"), "\(markdown)")
         #expect(markdown.contains("Below half the strong model's cost, the most of the gap a setting recovers is 1.00 (m=2 tau=1"))
         #expect(r.out.contains("gap_recovered_under_half_cost=1"), "\(r.out)")
+        // More weak samples than the run has, and a model it lacks: the stage's keys are named.
+        for (stage, key) in [(#""weak": "W", "strong": "S", "m": [4]"#, "m"), (#""weak": "X", "strong": "S""#, "weak")] {
+            try #"{"name": "r", "run_dir": "run", "stages": [{"type": "cascade", \#(stage), "output": "c2.json"}]}"#
+                .write(to: recipe, atomically: true, encoding: .utf8)
+            let bad = try distill(["run", recipe.path])
+            #expect(bad.status == 2 && bad.err.contains("stages[0].\(key)"), "\(bad.err)")
+        }
     }
 
     /// The route stage refuses the credit label on a run whose eval rows record no credit, naming

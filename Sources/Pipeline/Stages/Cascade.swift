@@ -9,7 +9,20 @@ import Recipe
 import Route
 
 struct CascadeExecutor: StageExecutor {
+    static let flagKeys = [
+        "--weak": "weak", "--strong": "strong", "--m": "m", "--split": "split", "--strong-k": "strong_k",
+    ]
+
     func run(_ stage: Stage, context: RunContext, emit: (StageEvent) -> Void) throws -> StageOutputs {
+        do {
+            return try analyse(stage, context: context, emit: emit)
+        } catch let error as UserError {
+            guard case .cascade(let s) = stage else { throw error }
+            throw error.naming(stage: stagePath(s.name, in: context), keys: Self.flagKeys)
+        }
+    }
+
+    private func analyse(_ stage: Stage, context: RunContext, emit: (StageEvent) -> Void) throws -> StageOutputs {
         guard case .cascade(let s) = stage else { mismatch(stage, .cascade) }
         let (table, notes) = try VerdictSources.build(paths: [context.runDirectory])
         for n in notes { emit(.message("verdicts: " + n)) }

@@ -39,8 +39,40 @@ package func routerEmbeddings(
     return (cache, checksum)
 }
 
+extension UserError {
+    /// This error with the command-line flags its path names (`--weak`, `--weak/--strong`)
+    /// replaced by the JSON paths of the stage keys they stand for (`stages[3].weak`), when
+    /// `keys` knows every one of them; itself otherwise.
+    func naming(stage path: String, keys: [String: String]) -> UserError {
+        let flags = self.path.split(separator: "/").map(String.init)
+        guard !flags.isEmpty, flags.allSatisfy({ keys[$0] != nil }) else { return self }
+        var renamed = self
+        renamed.path = flags.map { "\(path).\(keys[$0]!)" }.joined(separator: ", ")
+        return renamed
+    }
+}
+
+/// The JSON path of the stage called `name` in the run's recipe.
+func stagePath(_ name: String, in context: RunContext) -> String {
+    "stages[\(context.recipe.stages.firstIndex { $0.name == name }.map(String.init) ?? "?")]"
+}
+
 struct RouteExecutor: StageExecutor {
+    static let flagKeys = [
+        "--weak": "weak", "--strong": "strong", "--calibration": "calibration", "--test": "test", "--shares": "shares",
+        "--features": "features", "--alpha": "alpha",
+    ]
+
     func run(_ stage: Stage, context: RunContext, emit: (StageEvent) -> Void) throws -> StageOutputs {
+        do {
+            return try train(stage, context: context, emit: emit)
+        } catch let error as UserError {
+            guard case .route(let s) = stage else { throw error }
+            throw error.naming(stage: stagePath(s.name, in: context), keys: Self.flagKeys)
+        }
+    }
+
+    private func train(_ stage: Stage, context: RunContext, emit: (StageEvent) -> Void) throws -> StageOutputs {
         guard case .route(let s) = stage else { mismatch(stage, .route) }
         if let threads = context.threads { Threads.set(threads) }
         let folder = (s.output as NSString).deletingLastPathComponent
@@ -52,8 +84,7 @@ struct RouteExecutor: StageExecutor {
         var config = RouterTrainConfig(weak: s.weak, strong: s.strong)
         config.kind = RouterKind(rawValue: s.kind)!
         config.label = RouterLabel(rawValue: s.label)!
-        let index = context.recipe.stages.firstIndex { $0.name == s.name }.map(String.init) ?? "?"
-        config.labelSource = "stages[\(index)].label"
+        config.labelSource = stagePath(s.name, in: context) + ".label"
         config.features = s.features.map { RouterFeature(rawValue: $0)! }
         (config.l2, config.neighbours, config.clusters, config.alpha) = (s.l2, s.k, s.clusters, s.alpha)
         config.split = RouterSplit(calibration: s.calibration, test: s.test, seed: s.seed)
