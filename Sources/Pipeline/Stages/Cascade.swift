@@ -14,12 +14,7 @@ struct CascadeExecutor: StageExecutor {
     ]
 
     func run(_ stage: Stage, context: RunContext, emit: (StageEvent) -> Void) throws -> StageOutputs {
-        do {
-            return try analyse(stage, context: context, emit: emit)
-        } catch let error as UserError {
-            guard case .cascade(let s) = stage else { throw error }
-            throw error.naming(stage: stagePath(s.name, in: context), keys: Self.flagKeys)
-        }
+        try namingStageKeys(stage, in: context, Self.flagKeys) { try analyse(stage, context: context, emit: emit) }
     }
 
     private func analyse(_ stage: Stage, context: RunContext, emit: (StageEvent) -> Void) throws -> StageOutputs {

@@ -39,16 +39,18 @@ package func routerEmbeddings(
     return (cache, checksum)
 }
 
-extension UserError {
-    /// This error with the command-line flags its path names (`--weak`, `--weak/--strong`)
-    /// replaced by the JSON paths of the stage keys they stand for (`stages[3].weak`), when
-    /// `keys` knows every one of them; itself otherwise.
-    func naming(stage path: String, keys: [String: String]) -> UserError {
-        let flags = self.path.split(separator: "/").map(String.init)
-        guard !flags.isEmpty, flags.allSatisfy({ keys[$0] != nil }) else { return self }
-        var renamed = self
-        renamed.path = flags.map { "\(path).\(keys[$0]!)" }.joined(separator: ", ")
-        return renamed
+/// Runs `body`; an error whose path names command-line flags (`--weak`, `--weak/--strong`),
+/// every one of them in `keys`, is rethrown naming the stage's keys instead (`stages[3].weak`).
+func namingStageKeys<T>(
+    _ stage: Stage, in context: RunContext, _ keys: [String: String], _ body: () throws -> T
+) throws -> T {
+    do {
+        return try body()
+    } catch var error as UserError {
+        let flags = error.path.split(separator: "/").map(String.init)
+        guard !flags.isEmpty, flags.allSatisfy({ keys[$0] != nil }) else { throw error }
+        error.path = flags.map { stagePath(stage.name, in: context) + "." + keys[$0]! }.joined(separator: ", ")
+        throw error
     }
 }
 
@@ -64,12 +66,7 @@ struct RouteExecutor: StageExecutor {
     ]
 
     func run(_ stage: Stage, context: RunContext, emit: (StageEvent) -> Void) throws -> StageOutputs {
-        do {
-            return try train(stage, context: context, emit: emit)
-        } catch let error as UserError {
-            guard case .route(let s) = stage else { throw error }
-            throw error.naming(stage: stagePath(s.name, in: context), keys: Self.flagKeys)
-        }
+        try namingStageKeys(stage, in: context, Self.flagKeys) { try train(stage, context: context, emit: emit) }
     }
 
     private func train(_ stage: Stage, context: RunContext, emit: (StageEvent) -> Void) throws -> StageOutputs {
