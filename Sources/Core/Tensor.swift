@@ -60,6 +60,12 @@ public final class Tensor {
         Tensor(shape: shape, storage: Storage(uninitialized: elementCount(shape)))
     }
 
+    /// Uninitialised, in `arena` when given (a model's weights as they are loaded), else the pool's.
+    public static func empty(_ shape: [Int], in arena: HugePageArena?) -> Tensor {
+        guard let arena else { return empty(shape) }
+        return Tensor(shape: shape, storage: Storage(uninitialized: elementCount(shape), in: arena))
+    }
+
     /// Normal(mean, std) entries drawn from `rng`.
     public static func randn(_ shape: [Int], std: Float = 1, mean: Float = 0, rng: inout RNG, requiresGrad: Bool = false)
         -> Tensor

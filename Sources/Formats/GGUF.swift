@@ -396,10 +396,11 @@ package final class GGUFFile {
 
     /// Reads one tensor as Float32 with its row-major shape (`info.shape`), converting or
     /// dequantizing the types `GGUFQuants.supports` (GGUFQuants.swift); other types are
-    /// refused before anything is allocated.
-    package func read(_ name: String) throws -> Tensor {
+    /// refused before anything is allocated. `arena`: where the tensor is placed (a model's
+    /// weights as they load), else the buffer pool.
+    package func read(_ name: String, in arena: HugePageArena? = nil) throws -> Tensor {
         let info = try readable(name)
-        let tensor = Tensor.empty(info.shape)
+        let tensor = Tensor.empty(info.shape, in: arena)
         try convert(info, rows: 0..<info.rowCount, into: tensor.data)
         tensor.name = name
         return tensor

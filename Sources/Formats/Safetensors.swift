@@ -195,13 +195,13 @@ package final class SafetensorsFile {
 
     package func entry(_ name: String) -> SafetensorsEntry? { indexByName[name].map { entries[$0] } }
 
-    /// Reads one tensor as Float32.
-    package func read(_ name: String) throws -> Tensor {
+    /// Reads one tensor as Float32, into `arena` when given (a model's weights), else the pool.
+    package func read(_ name: String, in arena: HugePageArena? = nil) throws -> Tensor {
         guard let entry = entry(name) else {
             throw SafetensorsError(
                 .tensorNotFound, file: path, tensor: name, hint: "no tensor of that name in the file")
         }
-        return try read(entry)
+        return try read(entry, in: arena)
     }
 
     /// Reads every tensor as Float32, by name.
@@ -211,13 +211,13 @@ package final class SafetensorsFile {
         return out
     }
 
-    private func read(_ entry: SafetensorsEntry) throws -> Tensor {
+    private func read(_ entry: SafetensorsEntry, in arena: HugePageArena? = nil) throws -> Tensor {
         guard entry.dtype.isReadable else {
             throw SafetensorsError(
                 .unsupportedDType, file: path, tensor: entry.name,
                 hint: "dtype \(entry.dtype.rawValue) is not converted to Float32 (distill reads F32, F16, BF16, F64)")
         }
-        let tensor = Tensor.empty(entry.shape)
+        let tensor = Tensor.empty(entry.shape, in: arena)
         let count = entry.elementCount
         let start = dataOffset + entry.byteRange.lowerBound
         switch entry.dtype {

@@ -619,8 +619,10 @@ final class CheckpointReader {
     }
 
     /// Reads a float32 dataset into a new tensor, checking its checksum.
-    func tensor(_ object: String, info: CheckpointTensorInfo, verify: Bool) throws -> Tensor {
-        let tensor = Tensor.empty(info.shape)
+    func tensor(
+        _ object: String, info: CheckpointTensorInfo, verify: Bool, in arena: HugePageArena? = nil
+    ) throws -> Tensor {
+        let tensor = Tensor.empty(info.shape, in: arena)
         try hdf5({ try file.read(from: object, into: tensor.storage.buffer) })
         if verify {
             let actual = CRC32.checksum(UnsafeBufferPointer(tensor.storage.buffer))
@@ -699,10 +701,11 @@ final class CheckpointReader {
         let header = try header()
         let layout = try layout()
         try checkLoadable(layout.parameters + layout.moments.values.flatMap { $0 }, all: true)
+        let arena = HugePageArena()  // the weights in file order, on huge pages (HugePageArena)
         let parameters = try layout.parameters.map { info in
             (
                 name: info.name,
-                tensor: try tensor(CheckpointFormat.modelGroup + "/" + info.name, info: info, verify: verify)
+                tensor: try tensor(CheckpointFormat.modelGroup + "/" + info.name, info: info, verify: verify, in: arena)
             )
         }
         var optimizer: OptimizerState?

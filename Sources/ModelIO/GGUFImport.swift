@@ -183,15 +183,16 @@ package func readGGUFModel(path: String) throws -> GGUFModel {
     let tokenizer = try GGUFTokenizer.tokenizerJSON(from: file)
     var parameters: [String: Tensor] = [:]
     var blocks: [String: PackedMatrix] = [:]
+    let arena = HugePageArena()  // the weights in load order, on huge pages (HugePageArena)
     for (ggml, hf) in names {
-        var t = try file.read(ggml)
+        let heads = LlamaGGUF.rotaryHeads(hf, config)
+        var t = try file.read(ggml, in: heads == nil ? arena : nil)
         if let i = t.firstNonFinite() {
             throw UserError(
                 path: path, problem: "tensor \(ggml) holds a non-finite value (\(t.data[i]) at element \(i))",
                 fix: "the model's weights are damaged; re-download them", kind: .badData)
         }
-        let heads = LlamaGGUF.rotaryHeads(hf, config)
-        if let heads { t = LlamaGGUF.deinterleaveRotaryRows(t, heads: heads) }
+        if let heads { t = LlamaGGUF.deinterleaveRotaryRows(t, heads: heads, in: arena) }
         t.name = hf
         parameters[hf] = t
         if let info = file.tensor(ggml), let format = WeightFormat(ggml: info.type), info.shape.count == 2 {

@@ -109,8 +109,8 @@ package enum LlamaGGUF {
 
     /// Reorders the rows of `w` ([heads * D, cols]) from llama.cpp's neighbour-pair layout back to
     /// the rotate-half layout: within each head, row 2i + j goes to row j * D/2 + i.
-    package static func deinterleaveRotaryRows(_ w: Tensor, heads: Int) -> Tensor {
-        permuteRotaryRows(w, heads: heads, toNeighbourPairs: false)
+    package static func deinterleaveRotaryRows(_ w: Tensor, heads: Int, in arena: HugePageArena? = nil) -> Tensor {
+        permuteRotaryRows(w, heads: heads, toNeighbourPairs: false, in: arena)
     }
 
     /// The same reordering on rows of stored blocks ([rows, row bytes], a quantized tensor's
@@ -124,10 +124,12 @@ package enum LlamaGGUF {
         return out
     }
 
-    private static func permuteRotaryRows(_ w: Tensor, heads: Int, toNeighbourPairs: Bool) -> Tensor {
+    private static func permuteRotaryRows(
+        _ w: Tensor, heads: Int, toNeighbourPairs: Bool, in arena: HugePageArena? = nil
+    ) -> Tensor {
         precondition(w.rank == 2, "rotary rows of a matrix, got \(w.shape)")
         let cols = w.shape[1]
-        let out = Tensor.empty(w.shape)
+        let out = Tensor.empty(w.shape, in: arena)
         for (to, from) in rotaryRowSources(rows: w.shape[0], heads: heads, toNeighbourPairs: toNeighbourPairs).enumerated() {
             (out.data + to * cols).update(from: w.data + from * cols, count: cols)
         }

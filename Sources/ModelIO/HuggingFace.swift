@@ -133,9 +133,10 @@ package enum HFModelDirectory {
             for: "loading its weights in f32 (\(config.parameterCount) parameters)", path: directory.path,
             fix: "use a smaller model")
         var tensors: [String: Tensor] = [:]
+        let arena = HugePageArena()  // the weights in load order, on huge pages (HugePageArena)
         for (name, _) in config.parameterShapes {
             let found = location[name]!
-            tensors[name] = try found.file.read(name)
+            tensors[name] = try found.file.read(name, in: arena)
         }
         if hasTiedHead, let head = location["lm_head.weight"] {
             let embedding = tensors["model.embed_tokens.weight"]!
