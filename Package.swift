@@ -56,7 +56,7 @@ let package = Package(
         .target(name: "CHost", cSettings: hostCheck),
         // The decode kernels: portable C with AVX2 and AVX-512 VNNI versions chosen at run time.
         .target(name: "CKernels"),
-        .target(name: "Platform", swiftSettings: codegen),
+        .target(name: "Platform", dependencies: ["CHost"], swiftSettings: codegen),
         .target(name: "JSON", dependencies: ["Platform"], swiftSettings: codegen),
         .target(name: "Charts", swiftSettings: codegen),
         .target(name: "Core", dependencies: ["CBLAS", "CHost", "CKernels"], swiftSettings: numeric),

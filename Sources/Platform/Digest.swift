@@ -4,6 +4,7 @@
 // tampering. SHA-256 (FIPS 180-4) names files people download (a model's published digest),
 // where a cryptographic hash is the common currency.
 
+import CHost
 import Foundation
 
 /// Streaming XXH64. Feed bytes with `update`, read the digest with `finalize` (which does not
@@ -249,7 +250,21 @@ package struct SHA256: Sendable {
     /// Up to 63 bytes not yet compressed.
     private var pending: [UInt8] = []
 
-    package init() { pending.reserveCapacity(64) }
+    /// Whether blocks go to the CPU's SHA extensions when it has them (the rounds below
+    /// otherwise; tests compare the two).
+    private let extensions: Bool
+
+    /// `portable` keeps to the Swift rounds even where the CPU has SHA extensions.
+    package init(portable: Bool = false) {
+        extensions = !portable
+        pending.reserveCapacity(64)
+    }
+
+    /// Whether this CPU has the SHA extensions `SHA256` uses.
+    package static var hasExtensions: Bool {
+        var state = [UInt32](repeating: 0, count: 8)
+        return state.withUnsafeMutableBufferPointer { distill_sha256_blocks($0.baseAddress!, nil, 0) } == 1
+    }
 
     package mutating func update(_ bytes: some Collection<UInt8>) {
         Array(bytes).withUnsafeBytes { update($0) }
@@ -263,14 +278,25 @@ package struct SHA256: Sendable {
             pending.append(contentsOf: bytes[0..<take])
             i = take
             guard pending.count == 64 else { return }
-            pending.withUnsafeBytes { compress($0, at: 0) }
+            pending.withUnsafeBytes { compress($0, blocks: 0..<1) }
             pending.removeAll(keepingCapacity: true)
         }
-        while i + 64 <= bytes.count {
-            compress(bytes, at: i)
-            i += 64
-        }
+        let blocks = (bytes.count - i) / 64
+        compress(UnsafeRawBufferPointer(rebasing: bytes[i...]), blocks: 0..<blocks)
+        i += 64 * blocks
         pending.append(contentsOf: bytes[i...])
+    }
+
+    /// The 64-byte blocks `blocks` of `p`: with the CPU's SHA extensions where it has them
+    /// (CHost's `distill_sha256_blocks`, about 1.5 GB/s against 0.27 for the rounds below,
+    /// which a model file's digest at every GGUF load made worth it), else one by one.
+    private mutating func compress(_ p: UnsafeRawBufferPointer, blocks: Range<Int>) {
+        guard !blocks.isEmpty, let base = p.baseAddress else { return }
+        let start = base.assumingMemoryBound(to: UInt8.self) + 64 * blocks.lowerBound
+        if extensions, state.withUnsafeMutableBufferPointer({ distill_sha256_blocks($0.baseAddress!, start, blocks.count) }) == 1 {
+            return
+        }
+        for b in blocks { compress(p, at: 64 * b) }
     }
 
     /// The digest of everything fed so far (the running state is not consumed).

@@ -133,6 +133,32 @@ import Testing
         try Data("abc".utf8).write(to: URL(fileURLWithPath: path))
         #expect(try fileSHA256(path) == sha("abc"))
     }
+
+    /// The SHA extensions' blocks (where this CPU has them) give the Swift rounds' digests,
+    /// for every length up to four blocks and past, fed whole and in pieces.
+    @Test func sha256ExtensionsMatchTheRounds() {
+        var rng = SystemRandomNumberGenerator()
+        let data = (0..<5000).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        for n in Array(0...260) + [1000, 4097, 5000] {
+            var fast = SHA256(), rounds = SHA256(portable: true)
+            fast.update(data[0..<n])
+            rounds.update(data[0..<n])
+            #expect(fast.hex == rounds.hex, "\(n) bytes")
+        }
+        var pieces = SHA256()
+        var i = 0
+        while i < data.count {
+            let size = Int.random(in: 1...300, using: &rng)
+            pieces.update(data[i..<min(i + size, data.count)])
+            i += size
+        }
+        var rounds = SHA256(portable: true)
+        rounds.update(data)
+        #expect(pieces.hex == rounds.hex)
+        #if arch(x86_64)
+            if SHA256.hasExtensions { print("SHA-256: the CPU's SHA extensions are in use") }
+        #endif
+    }
 }
 
 @Suite struct RunDirectoryLockTests {

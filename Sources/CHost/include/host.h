@@ -2,6 +2,9 @@
 #ifndef DISTILL_CHOST_H
 #define DISTILL_CHOST_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 /// 1 when the Swift targets were compiled for the Haswell feature set (AVX2, FMA, BMI2,
 /// F16C), 0 for baseline x86-64 or another architecture.
 int distill_native_codegen(void);
@@ -12,5 +15,9 @@ int distill_cpu_supports_build(void);
 /// Makes the C standard output line-buffered even into a pipe or file, so a killed process's
 /// log has every line it printed. Call before any output.
 void distill_line_buffer_stdout(void);
+
+/// Compresses `blocks` 64-byte blocks of `data` into the SHA-256 `state` with the x86 SHA
+/// extensions and returns 1, or returns 0 without touching anything where the CPU lacks them.
+int distill_sha256_blocks(uint32_t state[8], const uint8_t *data, size_t blocks);
 
 #endif
