@@ -60,9 +60,12 @@ public final class Tensor {
         Tensor(shape: shape, storage: Storage(uninitialized: elementCount(shape)))
     }
 
-    /// Uninitialised, in `arena` when given (a model's weights as they are loaded), else the pool's.
+    /// Uninitialised, in `arena` when given and `shape` is a matrix (a model's weights as they
+    /// are loaded), else the pool's. Vectors stay out of the arena: a model's norm weights
+    /// remain f32 when its matrices are packed (QLoRA), and a few kilobytes of them would keep
+    /// the regions of all the dropped matrices alive.
     public static func empty(_ shape: [Int], in arena: HugePageArena?) -> Tensor {
-        guard let arena else { return empty(shape) }
+        guard let arena, shape.count >= 2 else { return empty(shape) }
         return Tensor(shape: shape, storage: Storage(uninitialized: elementCount(shape), in: arena))
     }
 

@@ -8,7 +8,7 @@ import Testing
     @Test func buffersAreAlignedDisjointAndFillRegionsInOrder() {
         let arena = HugePageArena(regionBytes: 4 << 20)
         // 1.5 MiB each: two fit in a 4 MiB region, the third opens a second one.
-        let tensors = (0..<3).map { _ in Tensor.empty([384 << 10], in: arena) }
+        let tensors = (0..<3).map { _ in Tensor.empty([384, 1 << 10], in: arena) }
         #expect(arena.regionCount == 2)
         let starts = tensors.map { Int(bitPattern: $0.data) }
         #expect(starts.allSatisfy { $0 % 64 == 0 })
@@ -19,9 +19,9 @@ import Testing
 
     @Test func aBufferLargerThanARegionGetsItsOwnAndTheCurrentOneKeepsFilling() {
         let arena = HugePageArena(regionBytes: 4 << 20)
-        let small = Tensor.empty([1000], in: arena)
-        let large = Tensor.empty([3 << 20], in: arena)  // 12 MiB
-        let next = Tensor.empty([1000], in: arena)
+        let small = Tensor.empty([10, 100], in: arena)
+        let large = Tensor.empty([3, 1 << 20], in: arena)  // 12 MiB
+        let next = Tensor.empty([10, 100], in: arena)
         #expect(arena.regionCount == 2)
         #expect(Int(bitPattern: next.data) - Int(bitPattern: small.data) == 4032)  // 4000 bytes rounded to 64
         large.data.update(repeating: 7, count: large.count)
@@ -30,7 +30,7 @@ import Testing
 
     @Test func storagesOutliveTheArenaObject() {
         var arena: HugePageArena? = HugePageArena(regionBytes: 2 << 20)
-        let t = Tensor.empty([5], in: arena)
+        let t = Tensor.empty([1, 5], in: arena)
         t.data.update(from: [1, 2, 3, 4, 5], count: 5)
         arena = nil
         _ = Tensor.empty([1 << 20])  // pool traffic after the arena is gone
@@ -42,8 +42,17 @@ import Testing
         let size = 12_347  // no other test allocates this size
         let arena = HugePageArena()
         let before = BufferPool.shared.systemAllocations(count: size)
-        do { _ = Tensor.empty([size], in: arena) }
+        do { _ = Tensor.empty([1, size], in: arena) }
         _ = Tensor.empty([size], in: nil)  // a pool buffer of that size: not the arena's, recycled
         #expect(BufferPool.shared.systemAllocations(count: size) == before + 1)
+        #expect(arena.regionCount == 1)
+    }
+
+    @Test func vectorsStayInThePoolSoPackedMatricesFreeTheirRegions() {
+        let arena = HugePageArena(regionBytes: 2 << 20)
+        let norm = Tensor.empty([576], in: arena)
+        #expect(arena.regionCount == 0)
+        norm.data.update(repeating: 1, count: 576)
+        #expect(norm.sum().item == 576)
     }
 }
