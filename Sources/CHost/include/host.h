@@ -16,6 +16,9 @@ int distill_cpu_supports_build(void);
 /// log has every line it printed. Call before any output.
 void distill_line_buffer_stdout(void);
 
+/// SHA-256's round constant t (0..<64), shared with Platform's portable rounds.
+uint32_t distill_sha256_round_constant(int t);
+
 /// Compresses `blocks` 64-byte blocks of `data` into the SHA-256 `state` with the x86 SHA
 /// extensions and returns 1, or returns 0 without touching anything where the CPU lacks them.
 int distill_sha256_blocks(uint32_t state[8], const uint8_t *data, size_t blocks);
