@@ -76,22 +76,26 @@ public final class PackedMatrix: @unchecked Sendable {
     public let columns: Int
     /// f32: the tensor whose storage is read in place.
     private let tensor: Tensor?
-    /// Quantized: the blocks, row after row (or interleaved by groups of 8 rows), owned.
+    /// Quantized: the blocks, row after row (or interleaved by groups of 8 rows), owned
+    /// unless `placed` holds them.
     private let blocks: UnsafeMutableRawPointer?
+    /// The arena storage the interleaved blocks lie in, when they were placed in one.
+    private let placed: Storage?
     /// The blocks interleaved by groups of 8 rows (`dk_interleave`), for matrix-vector
     /// products without horizontal sums; false: ggml's row layout.
     public let interleaved: Bool
 
     /// `weight` [R, K] in `format`: quantized (as ggml's reference quantizers do), or for f32
     /// the tensor itself, shared. `interleave` stores the quantized formats interleaved when the rows
-    /// come in groups of 8 (the decode engine's layout; `blockBytes` is then unavailable).
-    public init(_ weight: Tensor, format: WeightFormat, interleave: Bool = false) {
+    /// come in groups of 8 (the decode engine's layout; `blockBytes` is then unavailable), in
+    /// `arena` when given (`HugePageArena`: the engine's weights back to back on huge pages).
+    public init(_ weight: Tensor, format: WeightFormat, interleave: Bool = false, in arena: HugePageArena? = nil) {
         precondition(weight.rank == 2, "a packed matrix is [rows, columns], got \(weight.shape)")
         (rows, columns, self.format) = (weight.shape[0], weight.shape[1], format)
         precondition(format.fits(columns: columns), "\(format.rawValue) rows are blocks of 32, got \(columns) columns")
         interleaved = interleave && Self.canInterleave(format, rows: weight.shape[0])
         if format == .f32 {
-            (tensor, blocks) = (weight, nil)
+            (tensor, blocks, placed) = (weight, nil, nil)
             return
         }
         tensor = nil
@@ -101,7 +105,7 @@ public final class PackedMatrix: @unchecked Sendable {
         parallelChunks(rows, grain: 64) { r in
             dk_quantize(format.kernel, data + r.lowerBound * k, Int32(r.count), Int32(k), raw + r.lowerBound * rowBytes)
         }
-        blocks = interleaved ? Self.interleave(raw, format: format, rows: rows, columns: k) : raw
+        (blocks, placed) = interleaved ? Self.interleave(raw, format: format, rows: rows, columns: k, in: arena) : (raw, nil)
     }
 
     /// Whether `interleave` applies: a quantized format, rows in groups of 8.
@@ -109,25 +113,32 @@ public final class PackedMatrix: @unchecked Sendable {
         format.isQuantized && rows % 8 == 0 && rows > 0
     }
 
-    /// The row-layout blocks `raw` interleaved into a new buffer; `raw` is deallocated.
+    /// The row-layout blocks `raw` interleaved into a new buffer, in `arena` when given (with
+    /// the storage that holds them); `raw` is deallocated.
     private static func interleave(
-        _ raw: UnsafeMutableRawPointer, format: WeightFormat, rows: Int, columns: Int
-    ) -> UnsafeMutableRawPointer {
-        let out = UnsafeMutableRawPointer.allocate(byteCount: rows * format.rowBytes(columns: columns), alignment: 64)
+        _ raw: UnsafeMutableRawPointer, format: WeightFormat, rows: Int, columns: Int, in arena: HugePageArena?
+    ) -> (UnsafeMutableRawPointer, Storage?) {
+        let size = rows * format.rowBytes(columns: columns)
+        let placed = arena.map { Storage(uninitialized: (size + 3) / 4, in: $0) }
+        let out = placed.map { UnsafeMutableRawPointer($0.pointer) } ?? .allocate(byteCount: size, alignment: 64)
         dk_interleave(format.kernel, raw, Int32(rows), Int32(columns), out)
         raw.deallocate()
-        return out
+        return (out, placed)
     }
 
-    /// This matrix with its blocks interleaved (itself when that does not apply).
-    public func interleavedCopy() -> PackedMatrix {
+    /// This matrix with its blocks interleaved, in `arena` when given (itself when that does
+    /// not apply).
+    public func interleavedCopy(in arena: HugePageArena? = nil) -> PackedMatrix {
         guard !interleaved, Self.canInterleave(format, rows: rows), let blockBytes else { return self }
-        return PackedMatrix(format: format, rows: rows, columns: columns, bytes: blockBytes, interleave: true)
+        return PackedMatrix(format: format, rows: rows, columns: columns, bytes: blockBytes, interleave: true, in: arena)
     }
 
     /// A matrix over blocks already in `format`'s row layout (a GGUF file's tensor data),
-    /// copied (and interleaved when `interleave` applies).
-    public init(format: WeightFormat, rows: Int, columns: Int, bytes: UnsafeRawBufferPointer, interleave: Bool = false) {
+    /// copied (and interleaved when `interleave` applies, in `arena` when given).
+    public init(
+        format: WeightFormat, rows: Int, columns: Int, bytes: UnsafeRawBufferPointer, interleave: Bool = false,
+        in arena: HugePageArena? = nil
+    ) {
         precondition(format.isQuantized, "f32 matrices wrap a tensor")
         precondition(format.fits(columns: columns), "\(format.rawValue) rows are blocks of 32, got \(columns) columns")
         let size = rows * format.rowBytes(columns: columns)
@@ -136,10 +147,10 @@ public final class PackedMatrix: @unchecked Sendable {
         interleaved = interleave && Self.canInterleave(format, rows: rows)
         let raw = UnsafeMutableRawPointer.allocate(byteCount: max(1, size), alignment: 64)
         raw.copyMemory(from: bytes.baseAddress!, byteCount: size)
-        blocks = interleaved ? Self.interleave(raw, format: format, rows: rows, columns: columns) : raw
+        (blocks, placed) = interleaved ? Self.interleave(raw, format: format, rows: rows, columns: columns, in: arena) : (raw, nil)
     }
 
-    deinit { blocks?.deallocate() }
+    deinit { if placed == nil { blocks?.deallocate() } }
 
     /// Bytes the weights occupy.
     public var bytes: Int { rows * format.rowBytes(columns: columns) }

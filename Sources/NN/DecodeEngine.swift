@@ -58,8 +58,9 @@ public final class DecodeEngine: @unchecked Sendable {
 
     /// `model`'s weights in `format` (`WeightFormat.forMatrix`: the embedding and output keep
     /// Q8_0 under the 4-bit formats). f32 reads the model's tensors in place (no copy); the
-    /// quantized formats copy them into blocks. A matrix named in `blocks` (a quantized file's
-    /// own blocks, the same values as the model's tensor) is used as it is instead. Enabled
+    /// quantized formats copy them into blocks, back to back in one `HugePageArena`. A matrix
+    /// named in `blocks` (a quantized file's own blocks, the same values as the model's
+    /// tensor) is copied there as it is instead. Enabled
     /// LoRA adapters are applied beside their base (which is quantized with the rest); disabled
     /// ones are left out.
     package convenience init(model: LlamaModel, format: WeightFormat, blocks: [String: PackedMatrix] = [:]) {
@@ -71,21 +72,22 @@ public final class DecodeEngine: @unchecked Sendable {
             guard let lora = linear as? LoRALinear, lora.enabled else { return nil }
             return Adapter(a: lora.a, b: lora.b, scale: lora.scale)
         }
+        let arena = HugePageArena()  // the quantized blocks in layer order, on huge pages
         self.init(
             config: model.config, format: format,
             matrix: { name in
-                if let stored = blocks[name]?.interleavedCopy() {
+                if let stored = blocks[name]?.interleavedCopy(in: arena) {
                     let parts = name.split(separator: ".")
                     let module = parts.count == 6 ? layers[Int(parts[2])!].modules.first { $0.0 == "\(parts[3]).\(parts[4])" }?.1 : nil
                     return (stored, module.flatMap(adapter))
                 }
                 if name == "model.embed_tokens.weight" || name == "lm_head.weight" {
                     let w = name == "lm_head.weight" ? model.lmHead.weight : model.embedTokens
-                    return (PackedMatrix(w, format: WeightFormat.forMatrix(name, format).for(w), interleave: true), nil)
+                    return (PackedMatrix(w, format: WeightFormat.forMatrix(name, format).for(w), interleave: true, in: arena), nil)
                 }
                 let parts = name.split(separator: ".")  // model.layers.i.self_attn.q_proj.weight
                 let module = layers[Int(parts[2])!].modules.first { $0.0 == "\(parts[3]).\(parts[4])" }!.1
-                return (PackedMatrix(module.weight, format: format.for(module.weight), interleave: true), adapter(module))
+                return (PackedMatrix(module.weight, format: format.for(module.weight), interleave: true, in: arena), adapter(module))
             },
             tensor: { named[$0]! })
     }

@@ -100,6 +100,11 @@ private struct QuantizeFixture: Decodable {
             let rowsLayout = PackedMatrix(w, format: format)
             #expect(wd.map(\.bitPattern) == rowsLayout.decoded().values.map(\.bitPattern))
             #expect(rowsLayout.interleavedCopy().decoded().values.map(\.bitPattern) == wd.map(\.bitPattern))
+            // Placed in an arena, as the decode engine places them: the same blocks.
+            let arena = HugePageArena(regionBytes: 2 << 20)
+            let placed = [PackedMatrix(w, format: format, interleave: true, in: arena), rowsLayout.interleavedCopy(in: arena)]
+            #expect(arena.regionCount == 1)
+            for m in placed { #expect(m.decoded().values.map(\.bitPattern) == wd.map(\.bitPattern)) }
             var part = [Float](repeating: .nan, count: 11 * k)  // rows 13..<24 cross a group boundary
             part.withUnsafeMutableBufferPointer { packed.decode(rows: 13..<24, into: $0.baseAddress!) }
             #expect(part.map(\.bitPattern) == wd[(13 * k)..<(24 * k)].map(\.bitPattern))
