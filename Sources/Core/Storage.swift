@@ -132,7 +132,8 @@ package final class BufferPool: Sendable {
 /// a stop for the hardware prefetcher). Measured on SmolLM2-135M in f32 at batch 1, the
 /// weights read into one region: decode 40 -> 49 tokens/s on small pages, 53 on huge pages
 /// (docs/training.md, *Speed: `distill bench decode`*). A buffer is never freed on its own:
-/// a region is freed with the last storage in it.
+/// a region is freed with the last storage in it. One thread fills an arena (a loader, an
+/// engine being built); the storages it hands out are then shared like any other.
 public final class HugePageArena: @unchecked Sendable {
     /// One allocation, 2 MiB aligned, filled front to back.
     final class Region: @unchecked Sendable {
