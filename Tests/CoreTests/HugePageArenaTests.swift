@@ -33,8 +33,14 @@ import Testing
         let t = Tensor.empty([1, 5], in: arena)
         t.data.update(from: [1, 2, 3, 4, 5], count: 5)
         arena = nil
+        // Had the region gone with the arena, the next one of its size would likely reuse (or
+        // the read below fault on) its memory.
+        let other = HugePageArena(regionBytes: 2 << 20)
+        let u = Tensor.empty([1, 5], in: other)
+        u.data.update(repeating: 9, count: 5)
         _ = Tensor.empty([1 << 20])  // pool traffic after the arena is gone
         #expect(t.values == [1, 2, 3, 4, 5])
+        #expect(u.values == [9, 9, 9, 9, 9])
         #expect((t * t).sum().item == 55)
     }
 
