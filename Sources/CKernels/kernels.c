@@ -98,7 +98,8 @@ static int block_bytes(dk_format f) {
 }
 
 size_t dk_row_bytes(dk_format format, int k) {
-    return format == DK_F32 ? (size_t)k * 4 : (size_t)(k / 32) * (size_t)block_bytes(format);
+    if (format == DK_F32 || format == DK_BF16) return (size_t)k * (format == DK_F32 ? 4 : 2);
+    return (size_t)(k / 32) * (size_t)block_bytes(format);
 }
 
 void dk_quantize(dk_format format, const float *x, int rows, int k, void *out) {
@@ -106,6 +107,7 @@ void dk_quantize(dk_format format, const float *x, int rows, int k, void *out) {
         memcpy(out, x, (size_t)rows * (size_t)k * 4);
         return;
     }
+    if (format == DK_BF16) return dk_bf16_from_f32(x, (size_t)rows * (size_t)k, out);
     int nb = k / 32, bb = block_bytes(format);
     for (int r = 0; r < rows; r++) {
         for (int b = 0; b < nb; b++) {
@@ -151,6 +153,7 @@ void dk_dequantize(dk_format format, const void *w, int rows, int k, float *out)
         memcpy(out, w, (size_t)rows * (size_t)k * 4);
         return;
     }
+    if (format == DK_BF16) return dk_bf16_to_f32(w, (size_t)rows * (size_t)k, out);
     int nb = k / 32, bb = block_bytes(format);
     for (size_t b = 0; b < (size_t)rows * nb; b++) {
         const uint8_t *blk = (const uint8_t *)w + b * bb;

@@ -1,8 +1,9 @@
-// Weight matrices as the decode engine reads them: f32 (the model's own tensor, not copied) or
-// block-quantized in ggml's layouts (Q8_0, Q4_0, Q4_1), kept quantized in memory. A product
-// with quantized weights quantizes its activations to int8 blocks once and runs integer dot
-// products (Sources/CKernels); several matrices that read the same input run as one piece of
-// parallel work.
+// Weight matrices as the decode engine reads them: f32 (the model's own tensor, not copied),
+// bf16, or block-quantized in ggml's layouts (Q8_0, Q4_0, Q4_1), kept quantized in memory. A
+// product with quantized weights quantizes its activations to int8 blocks once and runs
+// integer dot products (Sources/CKernels); bf16 weights are widened to f32 in the kernel and
+// meet the f32 activations as they are. Several matrices that read the same input run as one
+// piece of parallel work.
 //
 // Shapes: W [R, K] (R outputs, K inputs), x [N, K], y [N, R].
 
@@ -12,6 +13,9 @@ import Foundation
 /// How the decode engine stores a weight matrix.
 public enum WeightFormat: String, CaseIterable, Sendable, Codable {
     case f32
+    /// The top half of each f32, rounded to nearest even: 16 bits per weight. Training products
+    /// over a frozen bf16 weight round their activations to bf16 too (`ProductWeight`).
+    case bf16
     /// 32 int8 and one f16 scale per block: 8.5 bits per weight.
     case q8_0
     /// 32 4-bit values and one f16 scale per block (x = d (q - 8)): 4.5 bits per weight.
@@ -22,20 +26,25 @@ public enum WeightFormat: String, CaseIterable, Sendable, Codable {
     package var kernel: dk_format {
         switch self {
         case .f32: DK_F32
+        case .bf16: DK_BF16
         case .q8_0: DK_Q8_0
         case .q4_0: DK_Q4_0
         case .q4_1: DK_Q4_1
         }
     }
 
-    public var isQuantized: Bool { self != .f32 }
+    /// Block-quantized (Q8_0, Q4_0, Q4_1): products run on int8 activations.
+    public var isQuantized: Bool { self != .f32 && self != .bf16 }
+
+    /// Held in a buffer of its own rather than as the model's f32 tensor (every format but f32).
+    public var isPacked: Bool { self != .f32 }
 
     /// Bytes of one row of `columns` values (a multiple of 32 when quantized).
     public func rowBytes(columns: Int) -> Int { dk_row_bytes(kernel, Int32(columns)) }
 
     /// Whether a matrix with rows of `columns` values can be stored this way: quantized rows
     /// are whole blocks of 32.
-    public func fits(columns: Int) -> Bool { self == .f32 || columns % 32 == 0 }
+    public func fits(columns: Int) -> Bool { !isQuantized || columns % 32 == 0 }
 
     public var bitsPerWeight: Double { Double(rowBytes(columns: 32) * 8) / 32 }
 
@@ -77,7 +86,7 @@ public final class PackedMatrix: @unchecked Sendable {
     /// f32: the tensor whose storage is read in place.
     private let tensor: Tensor?
     /// Quantized: the blocks, row after row (or interleaved by groups of 8 rows), owned
-    /// unless `placed` holds them.
+    /// unless `placed` holds them; bf16: the values, row after row.
     private let blocks: UnsafeMutableRawPointer?
     /// The arena storage the interleaved blocks lie in, when they were placed in one.
     private let placed: Storage?
@@ -85,10 +94,11 @@ public final class PackedMatrix: @unchecked Sendable {
     /// products without horizontal sums; false: ggml's row layout.
     public let interleaved: Bool
 
-    /// `weight` [R, K] in `format`: quantized (as ggml's reference quantizers do), or for f32
-    /// the tensor itself, shared. `interleave` stores the quantized formats interleaved when the rows
-    /// come in groups of 8 (the decode engine's layout; `blockBytes` is then unavailable), in
-    /// `arena` when given (`HugePageArena`: the engine's weights back to back on huge pages).
+    /// `weight` [R, K] in `format`: quantized (as ggml's reference quantizers do) or rounded to
+    /// bf16, or for f32 the tensor itself, shared. `interleave` stores the quantized formats
+    /// interleaved when the rows come in groups of 8 (the decode engine's layout; `blockBytes`
+    /// is then unavailable), in `arena` when given (`HugePageArena`: the engine's weights back
+    /// to back on huge pages); bf16 goes into `arena` when given, in rows.
     public init(_ weight: Tensor, format: WeightFormat, interleave: Bool = false, in arena: HugePageArena? = nil) {
         precondition(weight.rank == 2, "a packed matrix is [rows, columns], got \(weight.shape)")
         (rows, columns, self.format) = (weight.shape[0], weight.shape[1], format)
@@ -100,12 +110,16 @@ public final class PackedMatrix: @unchecked Sendable {
         }
         tensor = nil
         let rowBytes = format.rowBytes(columns: columns)
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(1, rows * rowBytes), alignment: 64)
+        // bf16 rows go straight into the arena (they are never interleaved); quantized rows are
+        // interleaved into it from a buffer of their own.
+        let size = weight.shape[0] * rowBytes
+        let direct = interleaved ? nil : arena.map { Storage(uninitialized: (size + 3) / 4, in: $0) }
+        let raw = direct.map { UnsafeMutableRawPointer($0.pointer) } ?? .allocate(byteCount: max(1, size), alignment: 64)
         let (k, data) = (columns, weight.data)
         parallelChunks(rows, grain: 64) { r in
             dk_quantize(format.kernel, data + r.lowerBound * k, Int32(r.count), Int32(k), raw + r.lowerBound * rowBytes)
         }
-        (blocks, placed) = interleaved ? Self.interleave(raw, format: format, rows: rows, columns: k, in: arena) : (raw, nil)
+        (blocks, placed) = interleaved ? Self.interleave(raw, format: format, rows: rows, columns: k, in: arena) : (raw, direct)
     }
 
     /// Whether `interleave` applies: a quantized format, rows in groups of 8.
@@ -139,7 +153,7 @@ public final class PackedMatrix: @unchecked Sendable {
         format: WeightFormat, rows: Int, columns: Int, bytes: UnsafeRawBufferPointer, interleave: Bool = false,
         in arena: HugePageArena? = nil
     ) {
-        precondition(format.isQuantized, "f32 matrices wrap a tensor")
+        precondition(format.isPacked, "f32 matrices wrap a tensor")
         precondition(format.fits(columns: columns), "\(format.rawValue) rows are blocks of 32, got \(columns) columns")
         let size = rows * format.rowBytes(columns: columns)
         precondition(bytes.count == size, "\(rows) x \(columns) \(format.rawValue) takes \(size) bytes, got \(bytes.count)")
@@ -155,7 +169,7 @@ public final class PackedMatrix: @unchecked Sendable {
     /// Bytes the weights occupy.
     public var bytes: Int { rows * format.rowBytes(columns: columns) }
 
-    /// Row-major bytes of the blocks (quantized formats), valid while this matrix lives (keep it
+    /// Row-major bytes of the blocks (quantized formats, bf16), valid while this matrix lives (keep it
     /// alive across their use: `withExtendedLifetime`).
     public var blockBytes: UnsafeRawBufferPointer? {
         interleaved ? nil : blocks.map { UnsafeRawBufferPointer(start: $0, count: bytes) }
@@ -163,6 +177,11 @@ public final class PackedMatrix: @unchecked Sendable {
 
     /// The quantized blocks in their layout (row or interleaved), for kernel tests.
     package var blockStorage: UnsafeRawPointer? { blocks.map { UnsafeRawPointer($0) } }
+
+    /// bf16: the values, row after row.
+    var bf16Values: UnsafePointer<UInt16>? {
+        format == .bf16 ? blocks.map { UnsafePointer($0.assumingMemoryBound(to: UInt16.self)) } : nil
+    }
 
     /// Rows `range` decoded to floats into `out` ([range.count, columns]).
     public func decode(rows range: Range<Int>, into out: UnsafeMutablePointer<Float>) {
@@ -192,6 +211,8 @@ public final class PackedMatrix: @unchecked Sendable {
         let (r0, r1) = (Int32(range.lowerBound), Int32(range.upperBound))
         if let tensor {
             dk_matmul_f32(tensor.data, Int32(columns), r0, r1, input.x, Int32(input.n), y, Int32(ldy))
+        } else if format == .bf16 {
+            dk_matmul_bf16(bf16Values!, Int32(columns), r0, r1, input.x, Int32(input.n), y, Int32(ldy))
         } else if interleaved {
             dk_matmul_interleaved(
                 format.kernel, blocks!, Int32(columns), r0, r1, input.q, input.scale, input.sum, Int32(input.n), y,
@@ -279,13 +300,14 @@ public struct PackedProduct {
 extension PackedMatrix {
     /// Inputs from which products go to sgemm rather than the matrix-vector kernels: f32 weights
     /// as they are; quantized weights decoded a block of rows at a time, against the input's
-    /// int8 activations decoded, which is the quantized product up to float summation order.
+    /// int8 activations decoded, which is the quantized product up to float summation order
+    /// (bf16 weights decoded the same way, against the input as it is).
     /// Interleaved weights never do: their integer kernel unpacks each block once for all
     /// the inputs, and beats decoding plus sgemm at every batch (2.4-2.6x on prefill, 2.6x on
     /// a decode step of 16 rows, Q4_1; docs/training.md).
     public static let sgemmFrom = 16
 
-    /// Inputs from which f32 weights go to sgemm. Below it distill's own kernel reads each
+    /// Inputs from which f32 and bf16 weights go to sgemm. Below it distill's own kernel reads each
     /// weight once for all the inputs and needs no packing; sgemm packs the weights on every
     /// call, which at a decode step's few inputs costs about as much as the product.
     public static let f32SgemmFrom = 64
@@ -329,11 +351,11 @@ extension PackedMatrix {
                 transA: false, transB: true, m: n, n: p.matrix.rows, k: k, a: x, lda: k, b: p.matrix.tensor!.data,
                 ldb: k, c: p.output, ldc: p.ldy)
         }
-        let quantized = group.filter { $0.matrix.format.isQuantized }
-        guard !quantized.isEmpty else { return }
-        let rounded = scratch.rounded(x, n: n, k: k)
-        // Blocks of rows of every quantized matrix, each decoded and multiplied by one worker.
-        let blocks = quantized.flatMap { p in
+        let packed = group.filter { $0.matrix.format.isPacked }
+        guard !packed.isEmpty else { return }
+        let rounded = packed.contains { $0.matrix.format.isQuantized } ? scratch.rounded(x, n: n, k: k) : x
+        // Blocks of rows of every packed matrix, each decoded and multiplied by one worker.
+        let blocks = packed.flatMap { p in
             stride(from: 0, to: p.matrix.rows, by: decodeRows).map { (p, $0..<min($0 + decodeRows, p.matrix.rows)) }
         }
         BLAS.singleThreaded {
@@ -343,7 +365,8 @@ extension PackedMatrix {
                 for (p, rows) in blocks[items] {
                     p.matrix.decode(rows: rows, into: w)
                     BLAS.sgemm(
-                        transA: false, transB: true, m: n, n: rows.count, k: k, a: rounded, lda: k, b: w, ldb: k,
+                        transA: false, transB: true, m: n, n: rows.count, k: k,
+                        a: p.matrix.format.isQuantized ? rounded : x, lda: k, b: w, ldb: k,
                         c: p.output + rows.lowerBound, ldc: p.ldy, split: false)
                 }
             }

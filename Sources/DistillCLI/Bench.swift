@@ -57,7 +57,7 @@ extension Bench {
             help: "With --lora: also train the whole model in the same process, one step of each in turn, and report LoRA's speed-up per token (the median of the per-pair ratios).")
         var againstFull = false
         @Option(
-            help: "With --lora: how the frozen base is held, f32 or packed (QLoRA): q8_0, q4_0 or q4_1, quantized at the start (the embedding and tied head in q8_0 under the 4-bit formats).")
+            help: "With --lora: how the frozen base is held, f32 or packed: bf16 (its products in bf16 with f32 sums) or, QLoRA, q8_0, q4_0 or q4_1, quantized at the start (the embedding and tied head in q8_0 under the 4-bit formats).")
         var baseWeights = WeightFormat.f32
         @Flag(help: "Activation checkpointing: each layer runs again in the backward pass instead of keeping its activations.")
         var gradientCheckpointing = false
@@ -148,7 +148,7 @@ extension Bench {
             } else {
                 print(
                     String(
-                        format: "%@%@%@%@: %.0f tokens/s, %.1f ms/step, MFU %.1f%% of %.0f GFLOP/s sgemm, peak memory %.0f MiB",
+                        format: "%@%@%@%@: %.0f tokens/s, %.1f ms/step, MFU %.1f%% of %.0f GFLOP/s sgemm%@, peak memory %.0f MiB",
                         result.config,
                         adapters.map {
                             " LoRA r\(loraRank) on \($0.adaptedModules?.count ?? 0) modules (\($0.targetDescription)), \(baseWeights.rawValue) base"
@@ -156,6 +156,7 @@ extension Bench {
                         result.referenceMs.map {
                             String(format: ", DPO on %d pairs (reference pass %.0f ms, setup peak %.0f MiB)", bc.batch / 2, $0, result.setupPeakMemoryMB)
                         } ?? "", result.tokensPerSecond, result.stepMs, result.mfu * 100, result.sgemmPeakGflops,
+                        baseWeights == .bf16 ? " (f32's; the bf16 base's products can run at up to twice it)" : "",
                         result.peakMemoryMB))
             }
         }
@@ -224,7 +225,7 @@ extension Bench {
             discussion: """
                 --batch rows of random prompts of --prompt-tokens are prefilled together, then each row decodes \
                 --decode-tokens tokens (greedy, or sampled with --temperature and --top-k). The formats of \
-                --weights (comma-separated: f32, q8_0, q4_0, q4_1 quantized at load, file for a quantized GGUF's \
+                --weights (comma-separated: f32, bf16, q8_0, q4_0, q4_1 converted at load, file for a quantized GGUF's \
                 own blocks) alternate within each of --repeats rounds; medians are reported, with the share of \
                 the decode time spent choosing tokens. tools/bench_decode.py runs llama.cpp beside it.
                 """)

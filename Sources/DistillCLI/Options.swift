@@ -36,7 +36,7 @@ struct BaseOption: ParsableArguments {
 struct WeightsOption: ParsableArguments {
     @Option(
         help: """
-            The weights generation runs on: f32; q8_0, q4_0 or q4_1 (quantized at load, kept quantized); file (a \
+            The weights generation runs on: f32; bf16, q8_0, q4_0 or q4_1 (converted at load and kept so); file (a \
             quantized GGUF file's own Q8_0/Q4_0/Q4_1 tensors, as llama.cpp runs them).
             """)
     var weights: InferenceWeights = .f32

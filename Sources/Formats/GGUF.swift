@@ -219,6 +219,7 @@ extension WeightFormat {
     package var ggml: GGUFTensorType {
         switch self {
         case .f32: .f32
+        case .bf16: .bf16
         case .q8_0: .q8_0
         case .q4_0: .q4_0
         case .q4_1: .q4_1

@@ -13,9 +13,9 @@ extension LoadedModel {
     }
 
     /// The frozen matrices of this model packed as `weights` says, by Hugging Face name, for
-    /// `LlamaModel.packed(_:)` (QLoRA's base). f32: none. q8_0, q4_0, q4_1: every projection
-    /// and the embedding (and an untied head) quantized at load, the embedding and head in
-    /// Q8_0 under the 4-bit formats (`WeightFormat.forMatrix`: their errors reach every
+    /// `LlamaModel.packed(_:)` (QLoRA's base). f32: none. bf16, q8_0, q4_0, q4_1: every
+    /// projection and the embedding (and an untied head) converted at load, the embedding and
+    /// head in Q8_0 under the 4-bit formats (`WeightFormat.forMatrix`: their errors reach every
     /// logit); a GGUF file's own blocks are used as they are where their format is the one
     /// asked for. file: the GGUF file's quantized tensors as stored, the rest f32.
     package func packedBase(_ weights: InferenceWeights) throws -> [String: PackedMatrix] {

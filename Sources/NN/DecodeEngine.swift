@@ -49,6 +49,7 @@ public final class DecodeEngine: @unchecked Sendable {
     public convenience init(model: LlamaModel, weights: InferenceWeights = .f32, blocks: [String: PackedMatrix] = [:]) {
         switch weights {
         case .f32: self.init(model: model, format: .f32)
+        case .bf16: self.init(model: model, format: .bf16)
         case .q8_0: self.init(model: model, format: .q8_0)
         case .q4_0: self.init(model: model, format: .q4_0)
         case .q4_1: self.init(model: model, format: .q4_1)
@@ -691,12 +692,12 @@ extension DecodeEngine {
 /// Which weights generation runs on: the model's f32 tensors, a quantized copy made at load, or
 /// a quantized file's own blocks (what llama.cpp runs on the same GGUF file).
 public enum InferenceWeights: String, CaseIterable, Sendable, Codable {
-    case f32, q8_0, q4_0, q4_1
+    case f32, bf16, q8_0, q4_0, q4_1
     /// The file's quantized tensors as stored (a GGUF model with Q8_0, Q4_0 or Q4_1 tensors:
     /// `DecodeEngine`'s `blocks`); tensors of other types run in f32.
     case file
 
-    /// "f32, q8_0, q4_0, q4_1, file", for help and errors.
+    /// "f32, bf16, q8_0, q4_0, q4_1, file", for help and errors.
     public static var names: String { allCases.map(\.rawValue).joined(separator: ", ") }
 }
 

@@ -230,7 +230,7 @@ public final class LlamaModel {
     /// stays f32. A matrix of `blocks` already in its target format (a quantized file's own,
     /// in row layout) is used as it is. f32: none.
     public func quantizedMatrices(_ format: WeightFormat, reusing blocks: [String: PackedMatrix] = [:]) -> [String: PackedMatrix] {
-        guard format.isQuantized else { return [:] }
+        guard format.isPacked else { return [:] }
         var out: [String: PackedMatrix] = [:]
         for (name, tensor) in namedParameters() where tensor.rank == 2 {
             let target = WeightFormat.forMatrix(name, format)

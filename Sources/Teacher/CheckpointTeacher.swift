@@ -31,7 +31,7 @@ package struct CheckpointTeacherConfig: Sendable, Equatable, Codable {
     /// The chat template for tasks with messages or tools; nil: the model's own (ChatML when it
     /// records none).
     package var template: ChatTemplate?
-    /// The weights the engine runs on: f32 (nil), quantized at load (q8_0, q4_0, q4_1), or a
+    /// The weights the engine runs on: f32 (nil), converted at load (bf16, q8_0, q4_0, q4_1), or a
     /// quantized GGUF file's own blocks (file).
     package var weights: InferenceWeights?
     /// Constrained sampling: every sample is a sentence of this grammar, written from each

@@ -185,7 +185,7 @@ public enum TrainBench {
         var rng = RNG(seed: 0)
         var model = LlamaModel(config: bc.model, rng: &rng)
         let trained = lora.map { model.addLoRA($0, rng: &rng) } ?? model.namedParameters()
-        if baseWeights.isQuantized {
+        if baseWeights.isPacked {
             model = model.packed(model.quantizedMatrices(baseWeights))
             BufferPool.shared.releaseToSystem()  // the f32 matrices just dropped
         }

@@ -82,4 +82,44 @@ import Testing
         let got = Array(UnsafeBufferPointer(start: logits, count: q.config.vocabSize))
         #expect(relativeDifference(got, referenceLogits(q, prompt)) < 0.05)
     }
+
+    /// A bf16 base rounds the activations of its products to bf16 as well, so it trains within
+    /// bf16's rounding of f32 LoRA on the decoded weights rather than to float summation order;
+    /// the exact products are checked in BF16ProductTests. The decode engine runs the bf16
+    /// base with f32 activations.
+    @Test func bf16BaseTrainsWithinItsRounding() {
+        let (m, adapters) = adapted(seed: 33)
+        let b = m.packed(m.quantizedMatrices(.bf16))
+        let packed = Dictionary(uniqueKeysWithValues: b.packedParameters())
+        #expect(packed.count == 1 + 2 * 7)
+        #expect(packed.values.allSatisfy { $0.format == .bf16 }, "the embedding stays bf16 too")
+        let (reference, refAdapters) = decodedReference(b, seed: 33)
+        let lossB = b.loss(ids: ids, targets: targets, batch: 2, length: 12)
+        lossB.backward()
+        let lossF = reference.loss(ids: ids, targets: targets, batch: 2, length: 12)
+        lossF.backward()
+        #expect(abs(lossB.item - lossF.item) < 1e-3 * lossF.item, "loss \(lossB.item) vs \(lossF.item)")
+        for ((name, a), (_, r)) in zip(adapters, refAdapters) {  // relative to the gradient's norm
+            let (ga, gr) = (a.grad!.values, r.grad!.values)
+            let error = zip(ga, gr).map { ($0 - $1) * ($0 - $1) }.reduce(0, +).squareRoot()
+            let norm = gr.map { $0 * $0 }.reduce(0, +).squareRoot()
+            #expect(error < 5e-2 * norm, "\(name): \(error / norm)")
+            #expect(error > 0, "\(name): the activations are rounded, or the bf16 path did not run")
+        }
+        for (name, p) in b.namedParameters() { #expect(p.grad == nil, "\(name) is frozen") }
+        // The AVX-512 BF16 kernel and the sgemm fallback on the rounded operands agree to
+        // summation order, where the first differs from f32 by bf16's rounding.
+        let kernel = adapters.map { $0.1.grad!.values }
+        for (_, a) in adapters { a.grad = nil }
+        KernelLevel.with(.avx2) { b.loss(ids: ids, targets: targets, batch: 2, length: 12).backward() }
+        for ((name, a), k) in zip(adapters, kernel) {
+            #expect(relativeDifference(a.grad!.values, k) < 1e-4, "\(name): kernel against fallback")
+        }
+
+        let state = DecodeState(engine: DecodeEngine(model: b), slots: 1, capacity: 12)
+        let prompt = Array(ids.prefix(12))
+        let logits = state.step(ids: prompt, slots: Array(repeating: 0, count: 12), outputs: [11])
+        let got = Array(UnsafeBufferPointer(start: logits, count: b.config.vocabSize))
+        #expect(relativeDifference(got, referenceLogits(reference, prompt)) < 1e-4, "f32 activations on the decoded weights")
+    }
 }

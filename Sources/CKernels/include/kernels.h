@@ -13,8 +13,9 @@
 /// Weight formats. Quantized rows are blocks of 32 values: Q8_0 an f16 scale d and 32 int8
 /// (x = d q); Q4_0 d and 16 bytes of nibbles (x = d (q - 8)); Q4_1 d, an f16 minimum m and
 /// 16 bytes (x = d q + m). Value j of a block is the low nibble of byte j (j < 16) or the high
-/// nibble of byte j - 16.
-typedef enum { DK_F32 = 0, DK_Q8_0 = 1, DK_Q4_0 = 2, DK_Q4_1 = 3 } dk_format;
+/// nibble of byte j - 16. BF16: each value the top 16 bits of its f32, rounded to nearest
+/// even (no blocks; its products are in the bf16 section below, not the int8 ones).
+typedef enum { DK_F32 = 0, DK_Q8_0 = 1, DK_Q4_0 = 2, DK_Q4_1 = 3, DK_BF16 = 4 } dk_format;
 
 /// Which implementation runs: 0 scalar, 1 AVX2, 2 AVX-512 VNNI.
 int dk_level(void);
@@ -77,6 +78,33 @@ void dk_matmul_f32(const float *w, int k, int r0, int r1, const float *x, int n,
 void dk_attend(
     const float *q, int h, int g, int d, const float *k, const float *v, int keys, int stride, float scale,
     float *out, float *scratch, float *stats);
+
+// MARK: bf16 (Sources/CKernels/bf16.c)
+
+/// Whether `dk_bf16_gemm` runs on this thread: AVX-512 BF16 on the CPU and the AVX-512 level
+/// chosen (`dk_level`).
+int dk_bf16_gemm_available(void);
+/// count floats rounded to bf16 (nearest even; denormals to signed zero, NaNs quieted, as
+/// the CPU's conversion does).
+void dk_bf16_from_f32(const float *x, size_t count, uint16_t *out);
+/// count bf16 values widened to f32 (exact).
+void dk_bf16_to_f32(const uint16_t *x, size_t count, float *out);
+/// bf16 values a packed B [kd, n] takes: panels of 32 columns, (kd + 1) / 2 pairs each.
+size_t dk_bf16_packed_count(int kd, int n);
+/// Packs B = w [kd, n] (bf16, rows ldw apart) for `dk_bf16_gemm`: per panel of 32 columns and
+/// pair p, rows 2p and 2p + 1 interleaved column by column (zeros past the edges).
+void dk_bf16_pack(const uint16_t *w, int kd, int n, int ldw, uint16_t *bp);
+/// Packs B = xᵀ [kd, n] from f32 x [n, kd] (rows ldx apart), rounded to bf16.
+void dk_bf16_pack_transposed(const float *x, int n, int kd, int ldx, uint16_t *bp);
+/// C [m, n] = beta C + A B with A bf16 [m, kd] (rows lda apart, kd even, each pair of a row
+/// read as one 32-bit value) and B packed; sums in f32 (vdpbf16ps: denormal inputs read as
+/// zero). `trans`: C is stored transposed, C[i, j] at c[j * ldc + i]. beta 0 never reads C.
+/// Returns 0, doing nothing, when the kernel is unavailable (`dk_bf16_gemm_available`) or kd
+/// is odd or zero.
+int dk_bf16_gemm(int m, int n, int kd, const uint16_t *a, int lda, const uint16_t *bp, float beta, float *c, int ldc, int trans);
+/// The decode engine's product for bf16 weights: `dk_matmul_f32` with w [*, k] in bf16, each
+/// weight widened exactly.
+void dk_matmul_bf16(const uint16_t *w, int k, int r0, int r1, const float *x, int n, float *y, int ldy);
 
 /// A spin-wait hint (x86 `pause`), for threads waiting on a flag.
 static inline void dk_pause(void) {

@@ -26,8 +26,8 @@ package struct DPOStage: FineTuneStageSettings {
     /// Default 0 (off).
     package var sftWeight: Double = 0
     package var lora: LoRASettings?
-    /// How the frozen base is held under LoRA (QLoRA): nil or f32, q8_0, q4_0, q4_1 (quantized
-    /// at load), file (a quantized GGUF's own blocks). Default nil: f32.
+    /// How the frozen base is held under LoRA (QLoRA): nil or f32, bf16, q8_0, q4_0, q4_1
+    /// (converted at load), file (a quantized GGUF's own blocks). Default nil: f32.
     package var baseWeights: InferenceWeights?
     package var training = TrainingSettings.fineTuning
     /// Default `dpo.h5`.

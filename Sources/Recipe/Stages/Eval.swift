@@ -94,7 +94,7 @@ package struct EvalArm: Codable, Sendable, Equatable {
     package var template: ChatTemplate?
     /// What the model is shown beyond each task (a few-shot teacher arm; docs/teacher.md).
     package var teacherPrompt: TeacherPrompt?
-    /// The weights generation runs on (nil: f32; q8_0, q4_0, q4_1 quantized at load; file: a
+    /// The weights generation runs on (nil: f32; bf16, q8_0, q4_0, q4_1 converted at load; file: a
     /// quantized GGUF's own blocks). Default: the stage's `weights`.
     package var weights: InferenceWeights?
     /// Constrained sampling (docs/teacher.md): every answer a sentence of this grammar.
