@@ -44,6 +44,10 @@ static inline float bf16_float(uint16_t h) {
 
 enum { NR = 32, MR = 12, KC = 768, MC = 384 };
 
+// Inputs from which the decode engine's bf16 products run on the bf16 kernel (one panel of 32
+// columns: at 16 inputs half of it works, at twice f32's rate).
+enum { BF16_GEMM_FROM = 16 };
+
 size_t dk_bf16_packed_count(int kd, int n) { return (size_t)((n + NR - 1) / NR) * (size_t)((kd + 1) / 2) * 2 * NR; }
 
 static void from_f32_scalar(const float *x, size_t count, uint16_t *out) {
@@ -173,11 +177,13 @@ BF16 static void pack_avx512(const uint16_t *w, int kd, int n, int ldw, uint16_t
     }
 }
 
-// C[0:mr, 0:cols] (+)= A[0:mr, pairs] B-panel, A's group packed (pair p of row i at 32-bit
-// value p * MR + i): `first` applies beta to C (0: C is not read), later blocks of pairs add
-// to it. `trans`: C[i, t] lives at c[t * ldc + i].
+// C[0:mr, 0:cols] (+)= A[0:mr, pairs] B-panel, pair p of row i at 32-bit value
+// p * pstride + i * rstride of a (a packed group: MR and 1; A in place: 1 and lda / 2):
+// `first` applies beta to C (0: C is not read), later blocks of pairs add to it. `trans`:
+// C[i, t] lives at c[t * ldc + i].
 BF16 static inline __attribute__((always_inline)) void micro(
-    int mr, int np, const uint16_t *a, const uint16_t *b, float *c, int ldc, int trans, int first, float beta, int cols) {
+    int mr, int np, const uint16_t *a, size_t pstride, size_t rstride, const uint16_t *b, float *c, int ldc, int trans,
+    int first, float beta, int cols) {
     __m512 acc[MR][2];
     for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     for (int p = 0; p < np; p++) {
@@ -187,7 +193,7 @@ BF16 static inline __attribute__((always_inline)) void micro(
         for (int i = 0; i < MR; i++) {
             if (i < mr) {
                 int32_t pair;
-                memcpy(&pair, a + ((size_t)p * MR + i) * 2, 4);
+                memcpy(&pair, a + ((size_t)p * pstride + i * rstride) * 2, 4);
                 __m512bh ai = (__m512bh)_mm512_set1_epi32(pair);
                 acc[i][0] = _mm512_dpbf16_ps(acc[i][0], ai, b0);
                 acc[i][1] = _mm512_dpbf16_ps(acc[i][1], ai, b1);
@@ -237,25 +243,37 @@ static void pack_a(const uint16_t *a, int lda, int i0, int i1, int p0, int np, u
     }
 }
 
+// A block is copied (`pack_a`) when its rows serve several panels of B; with two panels or
+// fewer (the decode engine's steps: 64 inputs at most) the copy would cost about what the
+// products do, and A is read in place, MR rows lda apart.
 BF16 static void gemm_avx512(
     int m, int n, int kd, const uint16_t *a, int lda, const uint16_t *bp, float beta, float *c, int ldc, int trans) {
-    int pairs = kd / 2, panels = (n + NR - 1) / NR;
-    uint32_t *packed = aligned_alloc(64, sizeof(uint32_t) * (MC + MR) * KC);
+    int pairs = kd / 2, panels = (n + NR - 1) / NR, copy = panels > 2 || lda % 2;
+    uint32_t *packed = copy ? aligned_alloc(64, sizeof(uint32_t) * (MC + MR) * KC) : NULL;
     for (int p0 = 0; p0 < pairs; p0 += KC) {
         int np = pairs - p0 < KC ? pairs - p0 : KC;
         for (int i0 = 0; i0 < m; i0 += MC) {
             int i1 = i0 + MC < m ? i0 + MC : m;
-            pack_a(a, lda, i0, i1, p0, np, packed);
+            if (copy) pack_a(a, lda, i0, i1, p0, np, packed);
             for (int j = 0; j < panels; j++) {
                 const uint16_t *b = bp + ((size_t)j * pairs + p0) * 2 * NR;
                 int cols = n - j * NR < NR ? n - j * NR : NR;
                 for (int i = i0; i < i1; i += MR) {
-                    const uint16_t *ai = (const uint16_t *)(packed + (size_t)(i - i0) * np);
                     float *cij = trans ? c + (size_t)j * NR * ldc + i : c + (size_t)i * ldc + j * NR;
-                    if (i + MR <= i1)
-                        micro(MR, np, ai, b, cij, ldc, trans, p0 == 0, beta, cols);
-                    else
-                        micro(i1 - i, np, ai, b, cij, ldc, trans, p0 == 0, beta, cols);
+                    int mr = i + MR <= i1 ? MR : i1 - i;
+                    if (copy) {
+                        const uint16_t *ai = (const uint16_t *)(packed + (size_t)(i - i0) * np);
+                        if (mr == MR)
+                            micro(MR, np, ai, MR, 1, b, cij, ldc, trans, p0 == 0, beta, cols);
+                        else
+                            micro(mr, np, ai, MR, 1, b, cij, ldc, trans, p0 == 0, beta, cols);
+                    } else {
+                        const uint16_t *ai = a + (size_t)i * lda + 2 * p0;
+                        if (mr == MR)
+                            micro(MR, np, ai, 1, (size_t)lda / 2, b, cij, ldc, trans, p0 == 0, beta, cols);
+                        else
+                            micro(mr, np, ai, 1, (size_t)lda / 2, b, cij, ldc, trans, p0 == 0, beta, cols);
+                    }
                 }
             }
         }
@@ -304,15 +322,46 @@ __attribute__((target("avx2,fma"))) static void matmul_avx2(
 #endif
 
 void dk_matmul_bf16(const uint16_t *w, int k, int r0, int r1, const float *x, int n, float *y, int ldy) {
+    if (r1 <= r0 || n <= 0) return;
 #if DK_X86
-    if (dk_level() >= 1) return matmul_avx2(w, k, r0, r1, x, n, y, ldy);
+    if (n >= BF16_GEMM_FROM && k % 2 == 0 && dk_bf16_gemm_available()) {
+        uint16_t *packed = malloc(sizeof(uint16_t) * dk_bf16_packed_count(k, n));
+        dk_bf16_pack_transposed(x, n, k, k, packed);
+        dk_bf16_gemm(r1 - r0, n, k, w + (size_t)r0 * k, k, packed, 0, y + r0, ldy, 1);
+        free(packed);
+        return;
+    }
 #endif
-    for (int r = r0; r < r1; r++)
-        for (int j = 0; j < n; j++) {
-            float sum = 0;
-            for (int i = 0; i < k; i++) sum += bf16_float(w[(size_t)r * k + i]) * x[(size_t)j * k + i];
-            y[(size_t)j * ldy + r] = sum;
+    // The activations rounded to bf16 and widened back, then f32 products on the widened weights.
+    float *xr = malloc(sizeof(float) * (size_t)n * k);
+    uint16_t *half = malloc(sizeof(uint16_t) * (size_t)n * k);
+    dk_bf16_from_f32(x, (size_t)n * k, half);
+    dk_bf16_to_f32(half, (size_t)n * k, xr);
+    free(half);
+#if DK_X86
+    if (dk_level() >= 1 && n >= 8) {
+        // Eight rows at a time widened into a scratch tile for the f32 kernel, which reads each
+        // of them once for all the inputs: the widening is paid once per row, not per input.
+        float *tile = malloc(sizeof(float) * 8 * (size_t)k);
+        for (int r = r0; r < r1; r += 8) {
+            int rows = r1 - r < 8 ? r1 - r : 8;
+            dk_bf16_to_f32(w + (size_t)r * k, (size_t)rows * k, tile);
+            dk_matmul_f32(tile, k, 0, rows, xr, n, y + r, ldy);
         }
+        free(tile);
+    } else if (dk_level() >= 1) {
+        matmul_avx2(w, k, r0, r1, xr, n, y, ldy);
+    } else
+#endif
+    {
+        for (int r = r0; r < r1; r++)
+            for (int j = 0; j < n; j++) {
+                float sum = 0;
+                for (int i = 0; i < k; i++) sum += bf16_float(w[(size_t)r * k + i]) * xr[(size_t)j * k + i];
+                y[(size_t)j * ldy + r] = sum;
+            }
+    }
+    free(xr);
 }
 
 int dk_bf16_gemm_available(void) {

@@ -1,9 +1,9 @@
 // Weight matrices as the decode engine reads them: f32 (the model's own tensor, not copied),
 // bf16, or block-quantized in ggml's layouts (Q8_0, Q4_0, Q4_1), kept quantized in memory. A
 // product with quantized weights quantizes its activations to int8 blocks once and runs
-// integer dot products (Sources/CKernels); bf16 weights are widened to f32 in the kernel and
-// meet the f32 activations as they are. Several matrices that read the same input run as one
-// piece of parallel work.
+// integer dot products (Sources/CKernels); one with bf16 weights rounds its activations to
+// bf16 and sums in f32, as the training products over a bf16 base do. Several matrices that
+// read the same input run as one piece of parallel work.
 //
 // Shapes: W [R, K] (R outputs, K inputs), x [N, K], y [N, R].
 
@@ -13,8 +13,8 @@ import Foundation
 /// How the decode engine stores a weight matrix.
 public enum WeightFormat: String, CaseIterable, Sendable, Codable {
     case f32
-    /// The top half of each f32, rounded to nearest even: 16 bits per weight. Training products
-    /// over a frozen bf16 weight round their activations to bf16 too (`ProductWeight`).
+    /// The top half of each f32, rounded to nearest even: 16 bits per weight. Its products round
+    /// their activations to bf16 too and sum in f32 (`dk_matmul_bf16`, `ProductWeight`).
     case bf16
     /// 32 int8 and one f16 scale per block: 8.5 bits per weight.
     case q8_0
@@ -301,7 +301,8 @@ extension PackedMatrix {
     /// Inputs from which products go to sgemm rather than the matrix-vector kernels: f32 weights
     /// as they are; quantized weights decoded a block of rows at a time, against the input's
     /// int8 activations decoded, which is the quantized product up to float summation order
-    /// (bf16 weights decoded the same way, against the input as it is).
+    /// (bf16 weights decoded the same way, against the input rounded to bf16, where the CPU
+    /// lacks the bf16 kernel).
     /// Interleaved weights never do: their integer kernel unpacks each block once for all
     /// the inputs, and beats decoding plus sgemm at every batch (2.4-2.6x on prefill, 2.6x on
     /// a decode step of 16 rows, Q4_1; docs/training.md).
@@ -327,7 +328,11 @@ extension PackedMatrix {
         precondition(group.allSatisfy { $0.matrix.columns == k }, "products of one input need equal columns")
         let quantized = group.contains { $0.matrix.format.isQuantized }
         let integer = quantized && group.allSatisfy { $0.matrix.interleaved }
-        if !integer && n >= (quantized ? sgemmFrom : f32SgemmFrom) { return multiplyBySgemm(x, n: n, group, scratch: scratch) }
+        // bf16 runs on its own kernel at every batch where the CPU has the instructions.
+        let bf16 = group.allSatisfy { $0.matrix.format == .bf16 } && dk_bf16_gemm_available() != 0
+        if !integer && !bf16 && n >= (quantized ? sgemmFrom : f32SgemmFrom) {
+            return multiplyBySgemm(x, n: n, group, scratch: scratch)
+        }
         let input = quantized ? scratch.quantized(x, n: n, k: k) : ProductInput(x: x, n: n, q: nil, scale: nil, sum: nil)
         // The group's rows end to end; each chunk of them runs on one thread.
         let ends = group.reduce(into: [Int]()) { $0.append(($0.last ?? 0) + $1.matrix.rows) }
@@ -354,6 +359,8 @@ extension PackedMatrix {
         let packed = group.filter { $0.matrix.format.isPacked }
         guard !packed.isEmpty else { return }
         let rounded = packed.contains { $0.matrix.format.isQuantized } ? scratch.rounded(x, n: n, k: k) : x
+        let halves = packed.contains { $0.matrix.format == .bf16 } ? bf16Rounded(x, rows: n, columns: k, stride: k, split: true) : nil
+        defer { halves?.deallocate() }
         // Blocks of rows of every packed matrix, each decoded and multiplied by one worker.
         let blocks = packed.flatMap { p in
             stride(from: 0, to: p.matrix.rows, by: decodeRows).map { (p, $0..<min($0 + decodeRows, p.matrix.rows)) }
@@ -366,7 +373,7 @@ extension PackedMatrix {
                     p.matrix.decode(rows: rows, into: w)
                     BLAS.sgemm(
                         transA: false, transB: true, m: n, n: rows.count, k: k,
-                        a: p.matrix.format.isQuantized ? rounded : x, lda: k, b: w, ldb: k,
+                        a: p.matrix.format.isQuantized ? rounded : halves.map { UnsafePointer($0) } ?? x, lda: k, b: w, ldb: k,
                         c: p.output + rows.lowerBound, ldc: p.ldy, split: false)
                 }
             }

@@ -160,9 +160,12 @@ import Testing
         #expect(relative(b.1, f.1) > 0, "the activations are rounded, or the bf16 path did not run")
     }
 
-    /// The decode engine's bf16 product widens the weights and keeps the activations f32: the
-    /// f32 product on the decoded matrix, at each level and through sgemm from 64 inputs on.
-    @Test("decode products are f32 on the decoded matrix", arguments: levels + [.scalar])
+    /// The decode engine's bf16 products round their activations to bf16 as the training ones
+    /// do: the f32 product on the decoded matrix and the rounded inputs, to summation order, at
+    /// each level and batch (the matrix-vector kernel, the f32 kernel on widened rows from 8
+    /// inputs, the bf16 kernel from 16, sgemm from 64 where the CPU lacks it). A copy placed in
+    /// an arena computes the same.
+    @Test("decode products are f32 on the decoded matrix and the rounded inputs", arguments: levels + [.scalar])
     func decodeProductsMatchDecoded(level: KernelLevel) {
         var rng = RNG(seed: 44)
         let (r, k) = (40, 100)
@@ -171,19 +174,21 @@ import Testing
         let arena = HugePageArena()
         let placed = PackedMatrix(packed.decoded(), format: .bf16, interleave: true, in: arena)  // rows, in the arena
         #expect(!placed.interleaved)
-        for n in [1, 3, 70] {
+        for n in [1, 3, 16, 70] {
             let x = (0..<(n * k)).map { _ in Float(rng.normal()) }
-            func product(_ p: PackedMatrix) -> [Float] {
+            func product(_ p: PackedMatrix, _ input: [Float]) -> [Float] {
                 KernelLevel.with(level) {
                     var y = [Float](repeating: 0, count: n * r)
                     y.withUnsafeMutableBufferPointer { yp in
-                        PackedMatrix.multiply(x, n: n, [PackedProduct(p, into: yp.baseAddress!)], scratch: ProductScratch())
+                        PackedMatrix.multiply(input, n: n, [PackedProduct(p, into: yp.baseAddress!)], scratch: ProductScratch())
                     }
                     return y
                 }
             }
-            #expect(relative(product(packed), product(decoded)) < 1e-5, "n \(n)")
-            #expect(product(placed) == product(packed), "the arena's copy is the same matrix")
+            let reference = product(decoded, rounded(x))
+            #expect(relative(product(packed, x), reference) < 1e-5, "n \(n)")
+            #expect(relative(product(packed, x), product(decoded, x)) > 0, "n \(n): the inputs are rounded")
+            #expect(product(placed, x) == product(packed, x), "the arena's copy is the same matrix")
         }
         #expect(packed.bytes == r * k * 2)
     }

@@ -85,8 +85,8 @@ import Testing
 
     /// A bf16 base rounds the activations of its products to bf16 as well, so it trains within
     /// bf16's rounding of f32 LoRA on the decoded weights rather than to float summation order;
-    /// the exact products are checked in BF16ProductTests. The decode engine runs the bf16
-    /// base with f32 activations.
+    /// the exact products are checked in BF16ProductTests. The decode engine's products over
+    /// the bf16 base round their activations the same way.
     @Test func bf16BaseTrainsWithinItsRounding() {
         let (m, adapters) = adapted(seed: 33)
         let b = m.packed(m.quantizedMatrices(.bf16))
@@ -120,6 +120,7 @@ import Testing
         let prompt = Array(ids.prefix(12))
         let logits = state.step(ids: prompt, slots: Array(repeating: 0, count: 12), outputs: [11])
         let got = Array(UnsafeBufferPointer(start: logits, count: b.config.vocabSize))
-        #expect(relativeDifference(got, referenceLogits(reference, prompt)) < 1e-4, "f32 activations on the decoded weights")
+        #expect(relativeDifference(got, referenceLogits(b, prompt)) < 1e-4, "the engine's products are the training ones")
+        #expect(relativeDifference(got, referenceLogits(reference, prompt)) < 1e-2, "within bf16 rounding of f32")
     }
 }

@@ -102,8 +102,11 @@ void dk_bf16_pack_transposed(const float *x, int n, int kd, int ldx, uint16_t *b
 /// Returns 0, doing nothing, when the kernel is unavailable (`dk_bf16_gemm_available`) or kd
 /// is odd or zero.
 int dk_bf16_gemm(int m, int n, int kd, const uint16_t *a, int lda, const uint16_t *bp, float beta, float *c, int ldc, int trans);
-/// The decode engine's product for bf16 weights: `dk_matmul_f32` with w [*, k] in bf16, each
-/// weight widened exactly.
+/// The decode engine's product for bf16 weights, y[j, r] = W[r] . x[j] for rows [r0, r1) of
+/// w [*, k] in bf16: like the training products, with the activations rounded to bf16 and
+/// f32 sums (llama.cpp's bf16 products round them too). From 16 inputs on it runs on
+/// `dk_bf16_gemm` where available; otherwise as f32 products on the widened weights and the
+/// rounded activations (`dk_matmul_f32` itself from 8 inputs on).
 void dk_matmul_bf16(const uint16_t *w, int k, int r0, int r1, const float *x, int n, float *y, int ldy);
 
 /// A spin-wait hint (x86 `pause`), for threads waiting on a flag.
