@@ -1,5 +1,5 @@
-// bf16 products for training over a frozen bf16 weight (LoRA's base): see include/kernels.h
-// for the contracts.
+// bf16 products, for training over a frozen bf16 weight (LoRA's base) and for the decode
+// engine's bf16 weights: see include/kernels.h for the contracts.
 //
 // C = A B with both operands in bf16 and f32 sums, on AVX-512 BF16's vdpbf16ps, which
 // multiplies 32 pairs of bf16 values and adds each pair's two products into one of 16 f32
@@ -9,7 +9,7 @@
 // panel is two 64-byte loads:
 //   panel j, pair p:  B[2p, 32j + t], B[2p + 1, 32j + t]  for t = 0 ... 31   (64 bf16)
 // A is copied a block (MC rows, KC pairs) at a time into groups of 12 rows whose pairs sit
-// side by side, and the micro-kernel keeps a 12 x 32 block of C in 24 registers while it runs
+// side by side (or read in place for at most two panels), and the micro-kernel keeps a 12 x 32 block of C in 24 registers while it runs
 // down the block's pairs. KC is large (768 pairs) because each block ends with C loaded and
 // stored again; measured on Zen 4 at 1024 x 576 x 576, 160 pairs gave 183 GFLOP/s forward and
 // 768 gave 210, one core.
