@@ -63,6 +63,10 @@ public enum KernelLevel: Int, CaseIterable, Sendable, Comparable {
     case scalar = 0, avx2 = 1, avx512vnni = 2
 
     public static var current: KernelLevel { KernelLevel(rawValue: Int(dk_level()))! }
+
+    /// Whether bf16 products run on AVX-512 BF16 on this thread (the CPU has it and the level
+    /// is AVX-512); otherwise they run as sgemm on widened values.
+    public static var bf16ProductsAvailable: Bool { dk_bf16_gemm_available() != 0 }
     public static var best: KernelLevel { KernelLevel(rawValue: Int(dk_max_level()))! }
 
     /// Runs `body` with the kernels of `level` (or the best below it), for tests comparing them.

@@ -33,13 +33,18 @@ struct DoctorReport: Codable {
     var cpu: String
     var vendor: String
     var features: [String]
+    /// The decode kernels chosen (scalar, avx2, avx512vnni; `DISTILL_KERNELS` can lower it).
+    var kernels: String
+    /// Whether bf16 products run on AVX-512 BF16 here (else as sgemm, at f32's speed).
+    var bf16Products: Bool
 
     static func current() -> DoctorReport {
         let cpu = CPUInfo.current
         return DoctorReport(
             distill: DistillVersion.string, swift: DistillVersion.swift, codegen: DistillVersion.codegen, blas: BLAS.runtime, threads: Threads.count,
             hdf5: HDF5Library.version, cpu: cpu?.model ?? "unknown", vendor: cpu?.vendor ?? "unknown",
-            features: cpu?.simdFeatures ?? [])
+            features: cpu?.simdFeatures ?? [], kernels: String(describing: KernelLevel.current),
+            bf16Products: KernelLevel.bf16ProductsAvailable)
     }
 
     var text: String {
@@ -52,6 +57,7 @@ struct DoctorReport: Codable {
             "HDF5     \(hdf5)",
             "CPU      \(cpu) [\(vendor)]",
             "features \(features.joined(separator: " "))",
+            "kernels  \(kernels); bf16 products \(bf16Products ? "on AVX-512 BF16" : "as sgemm (no AVX-512 BF16): a bf16 base trains at f32's speed")",
         ]
         if let w = blas.warning { lines.append("warning  \(w)") }
         return lines.joined(separator: "\n")

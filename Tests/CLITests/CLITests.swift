@@ -70,6 +70,8 @@ struct DoctorJSON: Decodable {
     var hdf5: String
     var cpu: String
     var features: [String]
+    var kernels: String
+    var bf16Products: Bool
 }
 
 @Suite struct CLITests {
@@ -165,6 +167,12 @@ struct DoctorJSON: Decodable {
         #expect(!report.cpu.isEmpty)
         #expect(report.threads >= 1 && report.blas.threads == report.threads)
         if report.features.contains("avx") { #expect(report.blas.core != "Prescott") }
+        // bf16 products run on AVX-512 BF16 exactly where the CPU has it, and not when the
+        // kernels are held to AVX2.
+        #expect(report.bf16Products == (report.features.contains("avx512_bf16") && report.kernels == "avx512vnni"))
+        let held = try distill(["doctor", "--json"], environment: ["DISTILL_KERNELS": "avx2"])
+        let heldReport = try JSONDecoder().decode(DoctorJSON.self, from: Data(held.out.utf8))
+        #expect(!heldReport.bf16Products && heldReport.kernels != "avx512vnni")
     }
 
     /// The switch path: distill asked for a kernel other than the one OpenBLAS picked
