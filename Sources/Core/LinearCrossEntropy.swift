@@ -44,7 +44,7 @@ extension Tensor {
     ) -> Tensor {
         linearCrossEntropy(
             hidden, weight, targets: targets, ignoreIndex: ignoreIndex, weights: weights,
-            rowsPerChunk: chunkRows(vocabulary: weight.shape.first ?? 1))
+            rowsPerChunk: chunkRows(dense: weight))
     }
 
     /// The same for a frozen packed head [V, C] (QLoRA's tied embedding): each chunk's logits
@@ -140,7 +140,7 @@ extension Tensor {
     ) -> Tensor {
         linearTokenLogProbs(
             hidden, weight, targets: targets, ignoreIndex: ignoreIndex,
-            rowsPerChunk: chunkRows(vocabulary: weight.shape.first ?? 1))
+            rowsPerChunk: chunkRows(dense: weight))
     }
 
     /// The same for a frozen packed head [V, C] (QLoRA's tied embedding), read a tile of
@@ -323,15 +323,30 @@ extension Tensor {
         Swift.min(1024, Swift.max(64, (1 << 21) / Swift.max(v, 1)))
     }
 
-    /// Rows per chunk over a packed head: as `chunkRows(vocabulary:)`, and four times that
-    /// (at most 1024) for bf16, whose input gradient packs the whole head once per chunk and
-    /// whose logits copy it once per chunk (Sources/CKernels/bf16.c). At SmolLM2's 49,152
-    /// words, 64 -> 256 rows (+38 MiB of logits per worker) took one core's head products
-    /// from 146 to 194 GFLOP/s forward and from about 120 to 180 for the input gradient.
+    /// Rows per chunk over an f32 head [V, C]: as `chunkRows(vocabulary:)` when it is trained,
+    /// and four times that (`tallChunk`) when frozen (LoRA, DPO's reference): with no weight
+    /// gradient to keep from going memory-bound, taller chunks run the logits and input-gradient
+    /// products nearer sgemm's peak. SmolLM2-135M LoRA (64 -> 256 rows): 287 -> 302-303
+    /// tokens/s, peak 3,713 -> 3,805-3,809 MiB (`distill bench train --config SmolLM2-135M
+    /// --lora`, two alternating rounds).
+    static func chunkRows(dense weight: Tensor) -> Int {
+        let rows = chunkRows(vocabulary: weight.shape.first ?? 1)
+        return weight.requiresGrad ? rows : tallChunk(rows)
+    }
+
+    /// Rows per chunk over a packed head: as `chunkRows(vocabulary:)`, and `tallChunk` for
+    /// bf16, whose input gradient packs the whole head once per chunk and whose logits copy it
+    /// once per chunk (Sources/CKernels/bf16.c). At SmolLM2's 49,152 words, 64 -> 256 rows
+    /// (+38 MiB of logits per worker) took one core's head products from 146 to 194 GFLOP/s
+    /// forward and from about 120 to 180 for the input gradient. The quantized formats keep
+    /// the short chunks: QLoRA is about memory.
     static func chunkRows(packed weight: PackedMatrix) -> Int {
         let rows = chunkRows(vocabulary: weight.rows)
-        return weight.format == .bf16 ? Swift.min(1024, Swift.max(rows, 4 * rows)) : rows
+        return weight.format == .bf16 ? tallChunk(rows) : rows
     }
+
+    /// Four times `rows`, at most 1024 (and never fewer than `rows`).
+    private static func tallChunk(_ rows: Int) -> Int { Swift.min(1024, Swift.max(rows, 4 * rows)) }
 }
 
 /// Replaces the logits row z [V] (whose log-sum-exp is `lse`) in place by
